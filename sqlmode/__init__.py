@@ -1,0 +1,1 @@
+"""sqlmode: SQL Code Mode for MCP."""

@@ -1,0 +1,319 @@
+"""Settings from a TOML file plus environment variables (pydantic-settings).
+
+Precedence, highest first: explicit keyword arguments > ``SQLMODE_*`` environment
+variables (nested keys joined with ``__``, e.g. ``SQLMODE_CODE_MODE__MAX_ROWS=50``) >
+the TOML file. String values in the TOML may reference the environment as ``${VAR}``
+or ``${VAR:-default}``; a reference to an unset variable without a default is a
+:class:`ConfigError` naming the file and key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+CONFIG_ENV = "SQLMODE_CONFIG"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_toml_data: ContextVar[dict[str, Any] | None] = ContextVar("_toml_data", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TableConfig(_Section):
+    name: str
+    description: str = ""
+    # Operations Cedar may allow on this table beyond the global switches ("read", "write", "delete").
+    operations: list[Literal["read", "write", "delete"]] = Field(default_factory=lambda: ["read"])
+
+
+class ServerConfig(_Section):
+    name: str = "analytics"
+    type: Literal["sql"] = "sql"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
+    # In-band approval through MCP elicitation for these risk levels (and above none).
+    elicit_risk_levels: list[Literal["low", "medium", "high", "critical"]] = Field(default_factory=list)
+
+
+class DatabaseConfig(_Section):
+    url: str = Field(description="duckdb:///path/to/file.duckdb or postgresql://user@host:5432/db")
+    tables: list[TableConfig] = Field(default_factory=list)
+    # Postgres schema(s) to expose; DuckDB uses "main".
+    schemas: list[str] = Field(default_factory=list)
+    # Build the sample warehouse at the DuckDB path on first use when the file is missing.
+    build_sample: bool = False
+    sample_scale: int = Field(default=1, ge=1, le=100)
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=4, ge=1, le=200)
+    connect_timeout_ms: int = Field(default=5000, ge=100)
+    lock_timeout_ms: int = Field(default=1000, ge=1)
+    idle_in_transaction_timeout_ms: int = Field(default=10000, ge=100)
+    memory_limit: str = "1GB"
+    threads: int = Field(default=2, ge=1)
+    max_temp_directory_size: str = "1GB"
+    max_cell_bytes: int = Field(default=8192, ge=64)
+    schema_ttl_seconds: int = Field(default=300, ge=0)
+    # Separate connection for writes, used only when code_mode.allow_writes is true.
+    write_url: str | None = None
+
+    @property
+    def dialect(self) -> Literal["postgres", "duckdb"]:
+        return "duckdb" if self.url.startswith("duckdb:") else "postgres"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if not re.match(r"^(duckdb|postgres|postgresql)(\+\w+)?://", v):
+            raise ValueError("must start with duckdb:/// or postgresql://")
+        return v
+
+    @property
+    def duckdb_path(self) -> str:
+        """Filesystem path of the DuckDB database (``:memory:`` allowed)."""
+        rest = self.url.split("://", 1)[1]
+        rest = rest[1:] if rest.startswith("/") else rest
+        return rest or ":memory:"
+
+
+class CedarPolicyConfig(_Section):
+    read_only_mode: bool = True
+    block_introspection: bool = True
+    max_depth: int = Field(default=10, ge=1)
+    max_fields: int = Field(default=100, ge=1)
+
+
+class FunctionConfig(_Section):
+    # Names added to (allow) or removed from (deny) the built-in analyst allowlist.
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    # Postgres volatile functions that may still run (catalog check); normally empty.
+    allow_volatile: list[str] = Field(default_factory=list)
+
+
+class CodeModeConfig(_Section):
+    enabled: bool = True
+    allow_writes: bool = False
+    allow_deletes: bool = False
+    blocked_tables: list[str] = Field(default_factory=list)
+    blocked_fields: list[str] = Field(default_factory=list)
+    max_rows: int = Field(default=1000, ge=1, le=1_000_000)
+    query_timeout_ms: int = Field(default=5000, ge=10, le=3_600_000)
+    token_ttl_seconds: int = Field(default=300, ge=5, le=86_400)
+    token_secret: str | None = None
+    # Older secrets still accepted for verification during rotation: key id -> secret.
+    token_previous_secrets: dict[str, str] = Field(default_factory=dict)
+    token_key_id: str = "k1"
+    max_joins: int = Field(default=8, ge=0)
+    max_complexity: int = Field(default=400, ge=1)
+    max_write_rows: int = Field(default=100, ge=0)
+    max_estimated_rows: float | None = None
+    max_estimated_cost: float | None = None
+    functions: FunctionConfig = Field(default_factory=FunctionConfig)
+    cedar_policies: CedarPolicyConfig = Field(default_factory=CedarPolicyConfig)
+
+    @field_validator("blocked_fields")
+    @classmethod
+    def _qualified(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if item.count(".") < 1:
+                raise ValueError(f"{item!r} must be written as table.column")
+        return v
+
+
+class UserConfig(_Section):
+    groups: list[str] = Field(default_factory=list)
+
+
+class PolicyConfig(_Section):
+    evaluator: Literal["cedar", "noop"] = "cedar"
+    paths: list[str] = Field(default_factory=list)
+    users: dict[str, UserConfig] = Field(default_factory=dict)
+    default_user: str = "local"
+
+
+class AuthTokenConfig(_Section):
+    user: str
+    groups: list[str] = Field(default_factory=list)
+
+
+class AuthConfig(_Section):
+    # Static bearer tokens -> principals, for HTTP serving.
+    tokens: dict[str, AuthTokenConfig] = Field(default_factory=dict)
+    jwt_public_key: str | None = None
+    jwt_secret: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "HS256"])
+    groups_claim: str = "groups"
+
+
+class AuditConfig(_Section):
+    enabled: bool = True
+    path: str = "sqlmode-audit.jsonl"
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_config`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SQLMODE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database: DatabaseConfig
+    code_mode: CodeModeConfig = Field(default_factory=CodeModeConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    # Where the file came from; relative paths in it are resolved against its folder.
+    source_path: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def dialect(self) -> Literal["postgres", "duckdb"]:
+        return self.database.dialect
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source_path).parent if self.source_path else Path.cwd()
+
+    def resolve_path(self, p: str) -> Path:
+        """A path from the config, made absolute against the config file's folder."""
+        path = Path(os.path.expanduser(p))
+        return path if path.is_absolute() else (self.base_dir / path)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        data = _toml_data.get() or {}
+        return data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get() or {})
+
+
+def _interpolate(value: Any, path: str, key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, path, f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, path, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            env = os.environ.get(name)
+            if env is not None and env != "":
+                return env
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"refers to ${{{name}}}, but the environment variable {name} is not set",
+                path=path,
+                key=key,
+                hint=f"export {name}=... or write ${{{name}:-default}} in the file",
+            )
+
+        return _ENV_REF.sub(repl, value)
+    return value
+
+
+def bundled_path(name: str) -> Path:
+    """A top-level project folder (sample_db, policies, schema_resources), installed or from the repo."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_bundled" / name, here.parent / name):
+        if candidate.exists():
+            return candidate
+    raise ConfigError(f"bundled folder {name!r} not found; the installation is incomplete")
+
+
+def sample_config_path() -> Path:
+    return bundled_path("sample_db") / "sqlmode.toml"
+
+
+def default_config_path() -> Path:
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else sample_config_path()
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load settings from a TOML file (default: $SQLMODE_CONFIG, else the sample config)."""
+    cfg_path = Path(path) if path is not None else default_config_path()
+    shown = str(cfg_path)
+    try:
+        raw = cfg_path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=shown, code="CONFIG_NOT_FOUND") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file: {e.strerror}", path=shown) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"not valid TOML: {e}", path=shown, code="CONFIG_SYNTAX") from None
+    data = _interpolate(data, shown, "")
+    return settings_from_dict(data, source=str(cfg_path.resolve()), shown=shown, **overrides)
+
+
+def settings_from_dict(
+    data: dict[str, Any], *, source: str | None = None, shown: str | None = None, **overrides: Any
+) -> Settings:
+    """Build settings from already-parsed TOML data (used by tests and embedders)."""
+    token = _toml_data.set(data)
+    try:
+        settings = Settings(source_path=source, **overrides)
+    except ValidationError as e:
+        raise _config_error(e, shown or source or "<settings>") from None
+    finally:
+        _toml_data.reset(token)
+    _resolve_relative_paths(settings)
+    return settings
+
+
+def _config_error(e: ValidationError, shown: str) -> ConfigError:
+    problems = []
+    first_key = None
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        first_key = first_key or key
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "is required but missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known setting (check the spelling)"
+        problems.append(f"{key}: {msg}")
+    return ConfigError("; ".join(problems), path=shown, key=None if len(problems) > 1 else first_key)
+
+
+def _resolve_relative_paths(s: Settings) -> None:
+    db = s.database
+    if db.dialect == "duckdb" and db.duckdb_path != ":memory:":
+        p = s.resolve_path(db.duckdb_path)
+        db.url = f"duckdb:///{p}"
+    s.audit.path = str(s.resolve_path(s.audit.path))
+    s.policy.paths = [str(s.resolve_path(p)) for p in s.policy.paths]

@@ -1,0 +1,148 @@
+"""Shared value types: the shapes that cross layers and the MCP/CLI contracts.
+
+``ValidationResult`` and ``QueryResult`` are the structured outputs of the
+``validate_code`` and ``execute_code`` tools (see DESIGN.md); their field names are
+a contract. ``Analysis`` is the analyzer's internal verdict that the policy layer reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Dialect = Literal["postgres", "duckdb"]
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RISK_ORDER[self]
+
+    @classmethod
+    def max(cls, *levels: RiskLevel) -> RiskLevel:
+        return max(levels, key=lambda r: r.rank)
+
+
+_RISK_ORDER = {RiskLevel.LOW: 0, RiskLevel.MEDIUM: 1, RiskLevel.HIGH: 2, RiskLevel.CRITICAL: 3}
+
+
+class Action(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    DELETE = "delete"
+    ADMIN = "admin"
+    UNKNOWN = "unknown"
+
+
+class Violation(BaseModel):
+    """One reason a query is refused. ``code`` is stable and documented in the README."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str = Field(description="Stable UPPER_SNAKE violation code.")
+    message: str = Field(description="What is wrong, in plain language.")
+    hint: str = Field(default="", description="How to change the SQL so that it passes.")
+
+
+class Complexity(BaseModel):
+    """Complexity score with its breakdown."""
+
+    model_config = ConfigDict(extra="allow")
+
+    score: int = Field(description="Weighted total; higher means heavier to run and to review.")
+    tables: int = 0
+    joins: int = 0
+    subqueries: int = 0
+    ctes: int = 0
+    aggregations: int = 0
+    window_functions: int = 0
+    set_operations: int = 0
+    depth: int = 0
+    fields: int = 0
+    conditions: int = 0
+
+
+class ValidationResult(BaseModel):
+    """validate_code's answer: the verdict, what the query does, and the approval token."""
+
+    is_valid: bool = Field(description="True when the code may run; then approval_token is set.")
+    dialect: Dialect
+    statement_type: str = Field(description="The SQL statement kind, e.g. SELECT, UNION, INSERT.")
+    action: Action
+    risk_level: RiskLevel
+    explanation: str = Field(description="Plain-language account of what the query reads and returns.")
+    tables: list[str] = Field(default_factory=list)
+    columns: list[str] = Field(default_factory=list, description='Columns read, as "table.column".')
+    complexity: Complexity
+    violations: list[Violation] = Field(default_factory=list)
+    normalized_code: str = Field(description="Exactly the SQL execute_code will run (LIMIT injected).")
+    code_hash: str
+    approval_token: str | None = Field(default=None, description="Pass to execute_code with the same code.")
+    expires_at: str | None = Field(default=None, description="ISO-8601 expiry of the approval token.")
+
+
+class ColumnMeta(BaseModel):
+    name: str
+    type: str
+
+
+class QueryResult(BaseModel):
+    """execute_code's answer: rows as JSON-safe lists, in column order."""
+
+    columns: list[ColumnMeta]
+    rows: list[list[Any]]
+    row_count: int
+    truncated: bool = Field(description="True when more rows existed than the row limit allowed.")
+    elapsed_ms: float
+    code_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: a user id and the groups it belongs to."""
+
+    user: str
+    groups: tuple[str, ...] = ()
+    session: str = "local"
+
+
+@dataclass(slots=True)
+class Analysis:
+    """The analyzer's verdict on one piece of code, before policy."""
+
+    dialect: Dialect
+    code: str
+    statement_type: str = "UNKNOWN"
+    action: Action = Action.UNKNOWN
+    tables: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    functions: list[str] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    complexity: Complexity = field(default_factory=lambda: Complexity(score=0))
+    risk_level: RiskLevel = RiskLevel.LOW
+    explanation: str = ""
+    normalized_code: str = ""
+    row_limit: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A policy decision as a value: allowed or not, which policies decided, why."""
+
+    allowed: bool
+    policy_ids: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+    violations: tuple[Violation, ...] = ()

@@ -1,0 +1,6 @@
+"""Shared fixtures live in tests/plugins/, one module per real dependency."""
+
+pytest_plugins = [
+    "tests.plugins.sample",
+    "tests.plugins.postgres",
+]
