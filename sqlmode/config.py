@@ -81,6 +81,21 @@ class DatabaseConfig(_Section):
             raise ValueError("must start with duckdb:/// or postgresql://")
         return v
 
+    def duckdb_config(self) -> dict[str, str | bool | int]:
+        """The one DuckDB connection config, shared by reflection and the executor.
+
+        DuckDB refuses a second connection to the same file with a different config in
+        one process, so every read-only connection sqlmode opens must use exactly this.
+        """
+        return {
+            "enable_external_access": False,
+            "autoload_known_extensions": False,
+            "autoinstall_known_extensions": False,
+            "memory_limit": self.memory_limit,
+            "threads": self.threads,
+            "max_temp_directory_size": self.max_temp_directory_size,
+        }
+
     @property
     def duckdb_path(self) -> str:
         """Filesystem path of the DuckDB database (``:memory:`` allowed)."""
