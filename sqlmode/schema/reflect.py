@@ -1,0 +1,179 @@
+"""Reflect the configured database into a SchemaSnapshot with SQLAlchemy.
+
+DuckDB goes through duckdb-engine; Postgres through SQLAlchemy's ``postgresql+asyncpg``
+dialect on an async engine (asyncpg is already the executor's driver). duckdb-engine 0.17 cannot reflect primary and foreign keys on DuckDB 1.x/2.x
+(its pg_catalog queries use REGCLASS), so for DuckDB keys, comments and sizes come from
+``duckdb_constraints()`` and ``duckdb_tables()`` on the same SQLAlchemy connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..config import Settings
+from ..errors import SchemaError
+from .snapshot import ColumnInfo, ForeignKey, SchemaSnapshot, TableInfo
+
+
+def _type_name(t: Any) -> str:
+    try:
+        return str(t.compile()).upper()
+    except Exception:  # some reflected types cannot compile without a dialect
+        return type(t).__name__.upper()
+
+
+def _duckdb_engine(settings: Settings) -> sa.Engine:
+    import duckdb
+    from duckdb_engine import ConnectionWrapper
+
+    db = settings.database
+    path = db.duckdb_path
+    if path != ":memory:" and not Path(path).exists():
+        raise SchemaError(f"DuckDB file {path} does not exist", hint="Run `sqlmode sample-db` or fix database.url.")
+    cfg = db.duckdb_config()
+
+    def creator() -> Any:
+        # The executor opens the same file with this exact config; DuckDB refuses a mix.
+        return ConnectionWrapper(duckdb.connect(path, read_only=path != ":memory:", config=dict(cfg)))
+
+    return sa.create_engine("duckdb://", creator=creator, poolclass=sa.pool.NullPool)
+
+
+def _reflect_duckdb(settings: Settings) -> list[TableInfo]:
+    engine = _duckdb_engine(settings)
+    try:
+        with engine.connect() as conn:
+            insp = sa.inspect(conn)
+            names = [(n, "table") for n in insp.get_table_names()] + [(n, "view") for n in insp.get_view_names()]
+            cons = conn.exec_driver_sql(
+                "SELECT table_name, constraint_type, constraint_column_names, referenced_table, "
+                "referenced_column_names FROM duckdb_constraints() "
+                "WHERE schema_name = 'main' AND constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY')"
+            ).fetchall()
+            meta = {
+                r[0]: (r[1], r[2])
+                for r in conn.exec_driver_sql(
+                    "SELECT table_name, comment, estimated_size FROM duckdb_tables() WHERE schema_name = 'main'"
+                ).fetchall()
+            }
+            pks: dict[str, set[str]] = {}
+            fks: dict[str, list[ForeignKey]] = {}
+            for table, kind, cols, ref_table, ref_cols in cons:
+                if kind == "PRIMARY KEY":
+                    pks.setdefault(table, set()).update(cols)
+                else:
+                    fks.setdefault(table, []).append(ForeignKey(tuple(cols), ref_table, tuple(ref_cols)))
+            out = []
+            for name, kind in names:
+                pk = pks.get(name, set())
+                cols = tuple(
+                    ColumnInfo(
+                        c["name"], _type_name(c["type"]), bool(c.get("nullable", True)), c["name"] in pk, c.get("comment")
+                    )
+                    for c in insp.get_columns(name)
+                )
+                comment, size = meta.get(name, (None, None))
+                out.append(
+                    TableInfo(
+                        name=name,
+                        columns=cols,
+                        schema="main",
+                        kind=kind,  # type: ignore[arg-type]
+                        foreign_keys=tuple(fks.get(name, ())),
+                        comment=comment,
+                        row_count=size,
+                    )
+                )
+            return out
+    finally:
+        engine.dispose()
+
+
+async def _reflect_postgres(settings: Settings) -> list[TableInfo]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = sa.make_url(settings.database.url).set(drivername="postgresql+asyncpg")
+    engine = create_async_engine(url, poolclass=sa.pool.NullPool)
+    schemas = settings.database.schemas or ["public"]
+
+    def run(sync_conn: sa.Connection) -> list[TableInfo]:
+        insp = sa.inspect(sync_conn)
+        out: list[TableInfo] = []
+        for schema in schemas:
+            counts = dict(
+                sync_conn.exec_driver_sql(
+                    "SELECT c.relname, c.reltuples::bigint FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+                    (schema,),
+                ).fetchall()
+            )
+            names = [(n, "table") for n in insp.get_table_names(schema=schema)]
+            names += [(n, "view") for n in insp.get_view_names(schema=schema)]
+            for name, kind in names:
+                pk = set(insp.get_pk_constraint(name, schema=schema).get("constrained_columns") or [])
+                cols = tuple(
+                    ColumnInfo(
+                        c["name"], _type_name(c["type"]), bool(c.get("nullable", True)), c["name"] in pk, c.get("comment")
+                    )
+                    for c in insp.get_columns(name, schema=schema)
+                )
+                fks = tuple(
+                    ForeignKey(tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]))
+                    for fk in insp.get_foreign_keys(name, schema=schema)
+                )
+                comment = insp.get_table_comment(name, schema=schema).get("text")
+                rc = counts.get(name)
+                out.append(
+                    TableInfo(
+                        name=name,
+                        columns=cols,
+                        schema=schema,
+                        kind=kind,  # type: ignore[arg-type]
+                        foreign_keys=fks,
+                        comment=comment,
+                        row_count=int(rc) if rc is not None and rc >= 0 else None,
+                    )
+                )
+        return out
+
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def reflect_schema(settings: Settings) -> SchemaSnapshot:
+    """Reflect the configured database and apply the config's allow and block lists."""
+    try:
+        if settings.dialect == "duckdb":
+            tables = await asyncio.to_thread(_reflect_duckdb, settings)
+            database = Path(settings.database.duckdb_path).stem or "memory"
+        else:
+            tables = await _reflect_postgres(settings)
+            database = sa.make_url(settings.database.url).database or "postgres"
+    except SchemaError:
+        raise
+    except Exception as e:
+        raise SchemaError(f"could not reflect the database schema: {type(e).__name__}: {e}") from e
+    descriptions = {t.name.lower(): t.description for t in settings.database.tables}
+    if descriptions:
+        tables = [
+            TableInfo(**{**_asdict(t), "description": descriptions.get(t.name.lower()) or t.comment}) for t in tables
+        ]
+    return SchemaSnapshot.build(
+        settings.dialect,
+        settings.server.name or database,
+        tables,
+        blocked_tables=settings.code_mode.blocked_tables,
+        blocked_fields=settings.code_mode.blocked_fields,
+        allowed_tables=[t.name for t in settings.database.tables] or None,
+    )
+
+
+def _asdict(t: TableInfo) -> dict[str, Any]:
+    return {f: getattr(t, f) for f in TableInfo.__slots__}  # type: ignore[attr-defined]
