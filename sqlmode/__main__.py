@@ -1,0 +1,5 @@
+"""`python -m sqlmode` runs the command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,268 @@
+"""The `sqlmode` command line.
+
+Exit codes: 0 success (or valid), 1 rejected/refused, 2 usage, config or database error.
+Every command takes ``--config PATH`` (default: $SQLMODE_CONFIG, else the bundled sample).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import functools
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from .config import CONFIG_ENV, load_config
+from .errors import ApprovalError, SqlmodeError
+from .models import QueryResult, ValidationResult
+
+T = TypeVar("T")
+log = logging.getLogger("sqlmode.cli")
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar=CONFIG_ENV,
+    default=None,
+    help="TOML config (default: $SQLMODE_CONFIG, else the bundled sample warehouse config).",
+)
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(err: SqlmodeError, code: int = 2) -> None:
+    click.echo(f"error: {err.message}", err=True)
+    if err.hint:
+        click.echo(f"hint: {err.hint}", err=True)
+    sys.exit(code)
+
+
+def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+    """Run an async command; SqlmodeErrors become a message on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return asyncio.run(fn(*args, **kwargs))
+        except SqlmodeError as e:
+            _fail(e)
+            raise AssertionError("unreachable") from None
+
+    return wrapper
+
+
+def _service(config_path: str | None, **kw: Any) -> Any:
+    from .service import CodeModeService
+
+    return CodeModeService(load_config(config_path), **kw)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs on stderr.")
+@click.version_option(package_name="sqlmode")
+def main(verbose: bool) -> None:
+    """sqlmode: let an LLM answer analytical questions with SQL, safely."""
+    _setup_logging(verbose)
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def format_table(result: QueryResult, max_width: int = 40) -> str:
+    """A plain text table for people."""
+    headers = [c.name for c in result.columns]
+
+    def cell(v: Any) -> str:
+        s = "NULL" if v is None else (json.dumps(v, default=str) if isinstance(v, dict | list) else str(v))
+        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+
+    rows = [[cell(v) for v in row] for row in result.rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    line = "+".join("-" * (w + 2) for w in widths)
+    out = [" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), line]
+    out += [" | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    more = " (truncated at the row limit)" if result.truncated else ""
+    out.append(f"({result.row_count} rows{more}, {result.elapsed_ms:.1f} ms)")
+    return "\n".join(out)
+
+
+def format_csv(result: QueryResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([c.name for c in result.columns])
+    w.writerows(result.rows)
+    return buf.getvalue()
+
+
+def describe_validation(v: ValidationResult) -> str:
+    lines = [
+        f"{'VALID' if v.is_valid else 'REJECTED'}: {v.statement_type} ({v.action}), risk {v.risk_level}, "
+        f"complexity {v.complexity.score}",
+        f"Explanation: {v.explanation}",
+    ]
+    lines += [f"  - {x.code}: {x.message}" + (f"\n    hint: {x.hint}" if x.hint else "") for x in v.violations]
+    return "\n".join(lines)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def _read_sql(sql: str) -> str:
+    return sys.stdin.read() if sql == "-" else sql
+
+
+@main.command()
+@config_option
+@click.option("--user", default=None, help="Principal user id (default: policy.default_user).")
+@click.option("--session", default="cli", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a ValidationResult JSON object.")
+@click.option(
+    "--file",
+    "file_",
+    type=click.File("r"),
+    default=None,
+    help='JSONL of {"id": ..., "sql": ...}: print one ValidationResult a line, id echoed.',
+)
+@click.argument("sql", required=False)
+@run_async
+async def validate(
+    config_path: str | None, user: str | None, session: str, as_json: bool, file_: Any, sql: str | None
+) -> None:
+    """Validate SQL. Exit 0 valid, 1 rejected, 2 usage/config/database error."""
+    if (sql is None) == (file_ is None):
+        raise click.UsageError("give exactly one of SQL (or - for stdin) and --file")
+    async with _service(config_path) as service:
+        if file_ is not None:
+            all_valid = True
+            for n, line in enumerate(file_, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                    code = item["sql"]
+                except (ValueError, KeyError, TypeError):
+                    raise SqlmodeError(
+                        f"--file line {n}: expected a JSON object with a 'sql' key",
+                        code="BAD_INPUT",
+                        hint='Write one {"id": ..., "sql": "..."} object a line.',
+                    ) from None
+                v = await service.validate(code, user=user, session=session)
+                all_valid &= v.is_valid
+                click.echo(json.dumps({"id": item.get("id"), **v.model_dump(mode="json")}, ensure_ascii=False))
+            sys.exit(0 if all_valid else 1)
+        v = await service.validate(_read_sql(sql or ""), user=user, session=session)
+        click.echo(v.model_dump_json(indent=2) if as_json else describe_validation(v))
+        if v.is_valid and not as_json:
+            click.echo(f"normalized_code: {v.normalized_code}\napproval_token: {v.approval_token}")
+        sys.exit(0 if v.is_valid else 1)
+
+
+@main.command()
+@config_option
+@click.option("--user", default=None)
+@click.option("--session", default="cli", show_default=True)
+@click.option("--yes", is_flag=True, help="Do not ask for approval.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.argument("sql")
+@run_async
+async def query(config_path: str | None, user: str | None, session: str, yes: bool, fmt: str, sql: str) -> None:
+    """Validate, show the explanation, ask for approval, execute and print."""
+    async with _service(config_path) as service:
+        v = await service.validate(_read_sql(sql), user=user, session=session)
+        click.echo(describe_validation(v), err=fmt != "table")
+        if not v.is_valid:
+            sys.exit(1)
+        if not yes and not click.confirm("Run this query?", default=False, err=True):
+            click.echo("not run", err=True)
+            sys.exit(1)
+        try:
+            r = await service.execute(v.normalized_code, v.approval_token or "", user=user, session=session)
+        except ApprovalError as e:
+            _fail(e, 1)
+        if fmt == "json":
+            click.echo(r.model_dump_json())
+        elif fmt == "csv":
+            click.echo(format_csv(r), nl=False)
+        else:
+            click.echo(format_table(r))
+
+
+@main.command()
+@config_option
+@click.option("--table", default=None, help="Print one table only.")
+@run_async
+async def schema(config_path: str | None, table: str | None) -> None:
+    """Print the bounded schema resource."""
+    async with _service(config_path) as service:
+        click.echo(await service.schema_text(table), nl=False)
+
+
+@main.command("sample-db")
+@config_option
+@click.option("--scale", default=1, show_default=True, type=click.IntRange(1, 100))
+@click.option("--postgres", "pg_url", default=None, help="Load into this Postgres database instead.")
+@click.option("--path", default=None, help="DuckDB file to write (default: the config's database path).")
+def sample_db(config_path: str | None, scale: int, pg_url: str | None, path: str | None) -> None:
+    """Build the sample warehouse (DuckDB file, or load it into Postgres)."""
+    from . import sample
+
+    try:
+        if pg_url:
+            asyncio.run(sample.load_sample_postgres(pg_url, scale=scale))
+            click.echo(f"loaded the sample warehouse (scale {scale}) into {pg_url.split('@')[-1]}")
+            return
+        if path is None:
+            settings = load_config(config_path)
+            if settings.dialect != "duckdb":
+                raise SqlmodeError("the config's database is not DuckDB; pass --path or --postgres", code="BAD_INPUT")
+            path = settings.database.duckdb_path
+        out = sample.build_sample_duckdb(path, scale=scale)
+        click.echo(f"built the sample warehouse (scale {scale}) at {out}")
+    except SqlmodeError as e:
+        _fail(e)
+
+
+@main.command()
+@config_option
+@click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
+@click.option("--host", default=None, help="HTTP bind address (default: server.host, 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="HTTP port (default: server.port, 8000).")
+def serve(config_path: str | None, transport: str, host: str | None, port: int | None) -> None:
+    """Run the MCP server."""
+    from .server import serve as run_server
+
+    try:
+        asyncio.run(run_server(load_config(config_path), transport=transport, host=host, port=port))
+    except SqlmodeError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@config_option
+def demo(config_path: str | None) -> None:
+    """End-to-end tour on the sample warehouse through a real in-process MCP client."""
+    from .demo import run_demo
+
+    try:
+        asyncio.run(run_demo(config_path))
+    except SqlmodeError as e:
+        _fail(e)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
