@@ -28,9 +28,19 @@ from .errors import (
     TokenError,
 )
 from .models import Action, ColumnMeta, Principal, QueryResult, RiskLevel, ValidationResult, Violation
-from .service import CodeModeService
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The service pulls in every layer (sqlglot, cedarpy, drivers); import it only when asked,
+    # so `import sqlmode.config` stays cheap.
+    if name == "CodeModeService":
+        from .service import CodeModeService
+
+        return CodeModeService
+    raise AttributeError(f"module 'sqlmode' has no attribute {name!r}")
+
 
 __all__ = [
     "Action",
