@@ -94,17 +94,19 @@ def test_keys_are_declared(sample_duckdb_path: Path) -> None:
 def test_data_is_consistent(sample_duckdb_path: Path) -> None:
     as_of = f"TIMESTAMP '{gen.AS_OF:%Y-%m-%d %H:%M:%S}'"
     checks = {
-        "orphan order": "SELECT count(*) FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE c.id IS NULL",
+        "orphan order": "SELECT count(*) FROM orders o LEFT JOIN customers c ON c.id = o.customer_id "
+        "WHERE c.id IS NULL",
         "orphan item": "SELECT count(*) FROM order_items i LEFT JOIN orders o ON o.id = i.order_id "
         "LEFT JOIN products p ON p.id = i.product_id WHERE o.id IS NULL OR p.id IS NULL",
-        "orphan ticket": "SELECT count(*) FROM support_tickets t LEFT JOIN customers c ON c.id = t.customer_id "
-        "WHERE c.id IS NULL",
+        "orphan ticket": "SELECT count(*) FROM support_tickets t "
+        "LEFT JOIN customers c ON c.id = t.customer_id WHERE c.id IS NULL",
         "orphan contact": "SELECT count(*) FROM contacts t LEFT JOIN customers c ON c.id = t.customer_id "
         "WHERE c.id IS NULL",
         "order without items": "SELECT count(*) FROM orders o WHERE NOT EXISTS "
         "(SELECT 1 FROM order_items i WHERE i.order_id = o.id)",
         "total != sum of items": "SELECT count(*) FROM orders o JOIN (SELECT order_id, "
-        "sum(quantity * unit_price) s FROM order_items GROUP BY order_id) i ON i.order_id = o.id WHERE i.s <> o.total",
+        "sum(quantity * unit_price) s FROM order_items GROUP BY order_id) i ON i.order_id = o.id "
+        "WHERE i.s <> o.total",
         "order before signup": "SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id "
         "WHERE o.created_at < c.created_at",
         "future row": f"SELECT (SELECT count(*) FROM orders WHERE created_at > {as_of}) "
