@@ -1,0 +1,152 @@
+"""The CLI contract: exit codes 0/1/2, JSON keys, --file output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.sample import TEST_TOKEN_SECRET
+
+VALIDATION_KEYS = {
+    "is_valid",
+    "dialect",
+    "statement_type",
+    "action",
+    "risk_level",
+    "explanation",
+    "tables",
+    "columns",
+    "complexity",
+    "violations",
+    "normalized_code",
+    "code_hash",
+    "approval_token",
+    "expires_at",
+}
+
+
+@pytest.fixture
+def config(tmp_path: Path, sample_duckdb_path: Path) -> Path:
+    from sqlmode.config import sample_config_path
+
+    text = sample_config_path().read_text()
+    text = text.replace(
+        'url = "duckdb:///${SQLMODE_SAMPLE_DB:-~/.cache/sqlmode/sample-v1.duckdb}"',
+        f'url = "duckdb:///{sample_duckdb_path}"',
+    ).replace("build_sample = true", "build_sample = false")
+    text = text.replace('token_secret = "${CODE_MODE_SECRET:-}"', f'token_secret = "{TEST_TOKEN_SECRET}"')
+    text = text.replace(
+        'path = "${SQLMODE_AUDIT_LOG:-~/.cache/sqlmode/audit.jsonl}"', f'path = "{tmp_path / "audit.jsonl"}"'
+    )
+    p = tmp_path / "sqlmode.toml"
+    p.write_text(text)
+    assert str(sample_duckdb_path) in text
+    return p
+
+
+def sqlmode(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLMODE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "sqlmode", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_validate_blocked_column_exits_1_naming_it(config: Path) -> None:
+    r = sqlmode("validate", "--config", str(config), "--json", "SELECT ssn FROM customers")
+    assert r.returncode == 1, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) == VALIDATION_KEYS
+    assert out["is_valid"] is False and out["approval_token"] is None
+    assert any("customers.ssn" in v["message"] for v in out["violations"])
+
+
+def test_validate_good_query_exits_0_with_token_and_limit(config: Path) -> None:
+    r = sqlmode(
+        "validate", "--config", str(config), "--json", "SELECT id, total FROM orders ORDER BY total DESC"
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["is_valid"] is True and out["approval_token"]
+    assert "LIMIT 1000" in out["normalized_code"].upper()
+
+
+def test_validate_reads_stdin(config: Path) -> None:
+    r = sqlmode("validate", "--config", str(config), "--json", "-", stdin="SELECT count(*) FROM orders")
+    assert r.returncode == 0, r.stderr
+
+
+def test_validate_file_prints_one_result_per_line_with_ids(config: Path, tmp_path: Path) -> None:
+    log = tmp_path / "queries.jsonl"
+    log.write_text(
+        json.dumps({"id": "q1", "sql": "SELECT id FROM orders"})
+        + "\n"
+        + json.dumps({"id": 2, "sql": "SELECT secret FROM credentials"})
+        + "\n"
+    )
+    r = sqlmode("validate", "--config", str(config), "--json", "--file", str(log))
+    assert r.returncode == 1, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["id"] for x in lines] == ["q1", 2]
+    assert [x["is_valid"] for x in lines] == [True, False]
+    assert set(lines[0]) >= VALIDATION_KEYS
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", "--config", "/nonexistent/sqlmode.toml", "SELECT 1"],
+        ["validate", "--bogus-flag", "SELECT 1"],
+    ],
+)
+def test_usage_and_config_errors_exit_2(args: list[str]) -> None:
+    r = sqlmode(*args)
+    assert r.returncode == 2
+    assert r.stderr.strip()
+
+
+def test_dead_database_exits_2_with_clear_message(tmp_path: Path) -> None:
+    p = tmp_path / "pg.toml"
+    p.write_text(
+        '[database]\nurl = "postgresql://nobody@127.0.0.1:1/none"\n'
+        f'[code_mode]\ntoken_secret = "{TEST_TOKEN_SECRET}"\n[audit]\npath = "{tmp_path / "a.jsonl"}"\n'
+    )
+    r = sqlmode("validate", "--config", str(p), "SELECT 1")
+    assert r.returncode == 2
+    assert "error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_query_yes_prints_csv(config: Path) -> None:
+    r = sqlmode(
+        "query",
+        "--config",
+        str(config),
+        "--yes",
+        "--format",
+        "csv",
+        "SELECT region, count(*) AS n FROM customers GROUP BY region ORDER BY region",
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "region,n" and len(lines) > 2
+
+
+def test_query_without_approval_does_not_run(config: Path) -> None:
+    r = sqlmode("query", "--config", str(config), "SELECT id FROM orders", stdin="n\n")
+    assert r.returncode == 1
+    assert "not run" in r.stderr
+
+
+def test_schema_prints_bounded_schema(config: Path) -> None:
+    r = sqlmode("schema", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    assert "orders" in r.stdout and "ssn" not in r.stdout and "credentials" not in r.stdout
