@@ -1,0 +1,421 @@
+"""Approval tokens: an HMAC-signed promise that *this* code may run once, for *this* caller.
+
+Format (every part base64url without padding, except the prefix and key id)::
+
+    sqlmode.<key id>.<payload>.<signature>
+
+The signature is HMAC-SHA256 over ``"<prefix>.<key id>.<payload>"``. The payload is
+compact JSON::
+
+    v    version (1)                 a    action ("read", "write", ...)
+    c    code binding                r    risk level
+    u    user                        iat  issued at (epoch seconds)
+    s    session                     exp  expiry (epoch seconds)
+    sh   schema binding              n    nonce (single use)
+    ph   policy binding
+
+Bindings are truncated SHA-256 digests of the values the caller passes (the code
+binding keeps all 256 bits; schema and policy keep 96, enough to notice a change,
+which is all they are for), so tokens stay short enough for a model to copy.
+
+:meth:`TokenService.verify` checks in a fixed order, each failure a distinct
+:class:`~sqlmode.errors.TokenError`: malformed, unknown key, bad signature, expired
+or not yet valid, code mismatch, user mismatch, session mismatch, schema changed,
+policy changed, already used. The nonce is consumed only when everything else passed.
+
+Single use needs a nonce store shared by every replica. :class:`MemoryNonceStore`
+serves one process; :class:`SqliteNonceStore` serves several processes on one host.
+For several hosts implement :class:`NonceStore` on shared storage, e.g. Redis
+``SET sqlmode:nonce:<n> 1 NX EXAT <expires_at>`` (consumed when the reply is OK) or
+a database table ``nonces(nonce text primary key, expires_at double precision)`` with
+``INSERT ... ON CONFLICT DO NOTHING`` (consumed when one row was inserted) and a
+periodic ``DELETE ... WHERE expires_at < now``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from .config import Settings
+from .errors import (
+    SecretError,
+    TokenCodeMismatchError,
+    TokenExpiredError,
+    TokenMalformedError,
+    TokenPolicyChangedError,
+    TokenPrincipalMismatchError,
+    TokenReplayError,
+    TokenSchemaChangedError,
+    TokenSignatureError,
+    TokenUnknownKeyError,
+)
+
+log = logging.getLogger(__name__)
+
+PREFIX = "sqlmode"
+VERSION = 1
+MIN_SECRET_LENGTH = 32
+CLOCK_SKEW_SECONDS = 5
+MAX_TOKEN_LENGTH = 4096
+_KID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_B64 = re.compile(r"^[A-Za-z0-9_-]+$")
+_CODE_BYTES, _STATE_BYTES = 32, 12
+
+
+def code_hash(normalized_code: str) -> str:
+    """SHA-256 (hex) of the canonical form of ``normalized_code``.
+
+    Canonical: line endings as ``\\n``, surrounding whitespace and trailing semicolons
+    removed; nothing inside the statement changes, so different statements never collide.
+    """
+    canonical = normalized_code.replace("\r\n", "\n").strip().rstrip(";").rstrip()
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64d(text: str) -> bytes | None:
+    """Strict base64url: alphabet only, and the canonical encoding of its bytes."""
+    if not _B64.match(text):
+        return None
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError):
+        return None
+    # Unused trailing bits would let two strings carry the same bytes; accept one.
+    return data if _b64e(data) == text else None
+
+
+def _bind(value: str, size: int) -> str:
+    return _b64e(hashlib.sha256(value.encode("utf-8")).digest()[:size])
+
+
+# -- nonce stores -------------------------------------------------------------------
+
+
+class NonceStore(Protocol):
+    """Remembers used nonces until they expire. Must be atomic across replicas."""
+
+    def consume(self, nonce: str, expires_at: float) -> bool:
+        """Mark ``nonce`` used until ``expires_at`` (epoch seconds); False if it was already used."""
+        ...
+
+
+class MemoryNonceStore:
+    """Nonces in this process's memory; expired ones are swept as new ones arrive."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, sweep_every: int = 1024):
+        self._used: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sweep_every = sweep_every
+        self._since_sweep = 0
+
+    def consume(self, nonce: str, expires_at: float) -> bool:
+        with self._lock:
+            self._since_sweep += 1
+            if self._since_sweep >= self._sweep_every:
+                self._sweep()
+            if nonce in self._used:
+                return False
+            self._used[nonce] = expires_at
+            return True
+
+    def _sweep(self) -> None:
+        now = self._clock()
+        self._used = {n: e for n, e in self._used.items() if e >= now}
+        self._since_sweep = 0
+
+    def __len__(self) -> int:
+        return len(self._used)
+
+
+class SqliteNonceStore:
+    """Nonces in a SQLite file, shared by every process on one host (WAL, atomic insert)."""
+
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, sweep_every: int = 1024):
+        self._db = sqlite3.connect(str(path), timeout=5, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires_at REAL NOT NULL)"
+        )
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sweep_every = sweep_every
+        self._since_sweep = 0
+
+    def consume(self, nonce: str, expires_at: float) -> bool:
+        with self._lock:
+            self._since_sweep += 1
+            if self._since_sweep >= self._sweep_every:
+                self._db.execute("DELETE FROM nonces WHERE expires_at < ?", (self._clock(),))
+                self._since_sweep = 0
+            cur = self._db.execute("INSERT OR IGNORE INTO nonces VALUES (?, ?)", (nonce, expires_at))
+            return cur.rowcount == 1
+
+    def close(self) -> None:
+        self._db.close()
+
+
+# -- tokens ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a verified token approves."""
+
+    version: int
+    key_id: str
+    code_hash: str
+    user: str
+    session: str
+    schema_hash: str
+    policy_hash: str
+    action: str
+    risk: str
+    issued_at: datetime
+    expires_at: datetime
+    nonce: str
+
+
+def _check_secret(secret: str | None, what: str) -> bytes:
+    if not secret:
+        raise SecretError(f"{what} is not set", key=what)
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise SecretError(
+            f"{what} is {len(secret)} characters; at least {MIN_SECRET_LENGTH} are required", key=what
+        )
+    return secret.encode("utf-8")
+
+
+def _check_kid(kid: str, what: str) -> str:
+    if not _KID.match(kid):
+        raise SecretError(f"key id {kid!r} must be 1-32 characters of A-Z a-z 0-9 _ -", key=what)
+    return kid
+
+
+class TokenService:
+    """Mints and verifies approval tokens. One signing key; older keys still verify."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        key_id: str = "k1",
+        previous_secrets: Mapping[str, str] | None = None,
+        ttl_seconds: int = 300,
+        nonce_store: NonceStore | None = None,
+        clock: Callable[[], float] = time.time,
+        clock_skew_seconds: float = CLOCK_SKEW_SECONDS,
+        prefix: str = PREFIX,
+    ):
+        self._kid = _check_kid(key_id, "code_mode.token_key_id")
+        self._keys: dict[str, bytes] = {self._kid: _check_secret(secret, "code_mode.token_secret")}
+        for kid, old in (previous_secrets or {}).items():
+            _check_kid(kid, "code_mode.token_previous_secrets")
+            if kid == self._kid:
+                raise SecretError(
+                    f"key id {kid!r} is both the signing key and a previous key",
+                    key="code_mode.token_previous_secrets",
+                )
+            self._keys[kid] = _check_secret(old, f"code_mode.token_previous_secrets.{kid}")
+        self.ttl_seconds = int(ttl_seconds)
+        self._clock = clock
+        self._skew = clock_skew_seconds
+        self._nonces: NonceStore = nonce_store or MemoryNonceStore(clock)
+        self._prefix = prefix
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        allow_ephemeral: bool = False,
+        nonce_store: NonceStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> TokenService:
+        """Build from ``code_mode``; a missing or short secret raises SecretError.
+
+        With ``allow_ephemeral`` (stdio, demo) a missing secret is replaced by a random
+        one for this process, with a warning: tokens then die with the process. A secret
+        that is set but too short is always an error.
+        """
+        cm = settings.code_mode
+        secret = cm.token_secret
+        if not secret and allow_ephemeral:
+            log.warning(
+                "no code_mode.token_secret configured; using an ephemeral random secret "
+                "(approval tokens will not survive a restart or work across replicas)"
+            )
+            secret = secrets.token_urlsafe(48)
+        return cls(
+            secret or "",
+            key_id=cm.token_key_id,
+            previous_secrets=cm.token_previous_secrets,
+            ttl_seconds=cm.token_ttl_seconds,
+            nonce_store=nonce_store,
+            clock=clock,
+        )
+
+    @property
+    def key_id(self) -> str:
+        return self._kid
+
+    def _sign(self, key: bytes, signed: str) -> bytes:
+        return hmac.new(key, signed.encode("ascii"), hashlib.sha256).digest()
+
+    def mint(
+        self,
+        *,
+        code_hash: str,
+        user: str,
+        session: str,
+        schema_hash: str,
+        policy_hash: str,
+        action: str,
+        risk: str,
+        ttl_seconds: int | None = None,
+    ) -> tuple[str, datetime]:
+        """A token approving ``code_hash`` for ``user``/``session``; returns it and its expiry (UTC)."""
+        iat = int(self._clock())
+        exp = iat + int(ttl_seconds if ttl_seconds is not None else self.ttl_seconds)
+        payload = {
+            "v": VERSION,
+            "c": _bind(code_hash, _CODE_BYTES),
+            "u": user,
+            "s": session,
+            "sh": _bind(schema_hash, _STATE_BYTES),
+            "ph": _bind(policy_hash, _STATE_BYTES),
+            "a": str(action),
+            "r": str(risk),
+            "iat": iat,
+            "exp": exp,
+            "n": _b64e(secrets.token_bytes(12)),
+        }
+        body = _b64e(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        signed = f"{self._prefix}.{self._kid}.{body}"
+        token = f"{signed}.{_b64e(self._sign(self._keys[self._kid], signed))}"
+        return token, datetime.fromtimestamp(exp, UTC)
+
+    def verify(
+        self,
+        token: str,
+        *,
+        code_hash: str,
+        user: str,
+        session: str,
+        schema_hash: str,
+        policy_hash: str,
+    ) -> TokenClaims:
+        """Check ``token`` against the current request and consume it; raise a TokenError if refused."""
+        kid, payload = self._authentic(token)
+        now = self._clock()
+        if now > payload["exp"] + self._skew:
+            raise TokenExpiredError("the approval token has expired")
+        if payload["iat"] > now + self._skew:
+            raise TokenExpiredError(
+                "the approval token is not valid yet (issued in the future)",
+                code="TOKEN_NOT_YET_VALID",
+                hint="Check the server clock, then call validate_code again.",
+            )
+        if not hmac.compare_digest(payload["c"], _bind(code_hash, _CODE_BYTES)):
+            raise TokenCodeMismatchError("the approval token was issued for different code")
+        if payload["u"] != user:
+            raise TokenPrincipalMismatchError("the approval token was issued to a different user")
+        if payload["s"] != session:
+            raise TokenPrincipalMismatchError(
+                "the approval token was issued in a different session", code="TOKEN_SESSION_MISMATCH"
+            )
+        if payload["sh"] != _bind(schema_hash, _STATE_BYTES):
+            raise TokenSchemaChangedError("the database schema changed after the token was issued")
+        if payload["ph"] != _bind(policy_hash, _STATE_BYTES):
+            raise TokenPolicyChangedError("the policies changed after the token was issued")
+        if not self._nonces.consume(payload["n"], float(payload["exp"] + self._skew)):
+            raise TokenReplayError("the approval token was already used")
+        return TokenClaims(
+            version=payload["v"],
+            key_id=kid,
+            code_hash=code_hash,
+            user=user,
+            session=session,
+            schema_hash=schema_hash,
+            policy_hash=policy_hash,
+            action=payload["a"],
+            risk=payload["r"],
+            issued_at=datetime.fromtimestamp(payload["iat"], UTC),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+            nonce=payload["n"],
+        )
+
+    def _authentic(self, token: Any) -> tuple[str, dict[str, Any]]:
+        """Structure, key and signature; then the payload, parsed only once it is authentic."""
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            raise TokenMalformedError("the approval token is empty, too long or not plain text")
+        parts = token.strip().split(".")
+        if len(parts) != 4:
+            raise TokenMalformedError("the approval token must have four dot-separated parts")
+        prefix, kid, body, sig_text = parts
+        if prefix != self._prefix:
+            raise TokenMalformedError(f"not a sqlmode approval token (expected prefix {self._prefix!r})")
+        sig = _b64d(sig_text)
+        if not _KID.match(kid) or _b64d(body) is None or sig is None or len(sig) != 32:
+            raise TokenMalformedError("the approval token is not valid base64url")
+        key = self._keys.get(kid)
+        if key is None:
+            raise TokenUnknownKeyError(f"the approval token was signed with an unknown key {kid!r}")
+        if not hmac.compare_digest(self._sign(key, f"{prefix}.{kid}.{body}"), sig):
+            raise TokenSignatureError("the approval token's signature does not match")
+        return kid, _parse_payload(_b64d(body) or b"")
+
+
+_FIELDS: dict[str, type] = {
+    "v": int, "c": str, "u": str, "s": str, "sh": str, "ph": str,
+    "a": str, "r": str, "iat": int, "exp": int, "n": str,
+}  # fmt: skip
+
+
+def _parse_payload(raw: bytes) -> dict[str, Any]:
+    # Only reachable with a valid signature, i.e. for tokens some key holder produced.
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise TokenMalformedError("the approval token's payload is not JSON") from None
+    if not isinstance(payload, dict):
+        raise TokenMalformedError("the approval token's payload is not an object")
+    for name, typ in _FIELDS.items():
+        value = payload.get(name)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise TokenMalformedError(f"the approval token's payload lacks a valid {name!r}")
+    if payload["v"] != VERSION:
+        raise TokenMalformedError(f"unsupported approval token version {payload['v']}")
+    if payload["exp"] < payload["iat"]:
+        raise TokenMalformedError("the approval token expires before it was issued")
+    return payload
+
+
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "PREFIX",
+    "MemoryNonceStore",
+    "NonceStore",
+    "SqliteNonceStore",
+    "TokenClaims",
+    "TokenService",
+    "code_hash",
+]
