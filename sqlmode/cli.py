@@ -113,7 +113,9 @@ def describe_validation(v: ValidationResult) -> str:
         f"complexity {v.complexity.score}",
         f"Explanation: {v.explanation}",
     ]
-    lines += [f"  - {x.code}: {x.message}" + (f"\n    hint: {x.hint}" if x.hint else "") for x in v.violations]
+    lines += [
+        f"  - {x.code}: {x.message}" + (f"\n    hint: {x.hint}" if x.hint else "") for x in v.violations
+    ]
     return "\n".join(lines)
 
 
@@ -161,7 +163,9 @@ async def validate(
                     ) from None
                 v = await service.validate(code, user=user, session=session)
                 all_valid &= v.is_valid
-                click.echo(json.dumps({"id": item.get("id"), **v.model_dump(mode="json")}, ensure_ascii=False))
+                click.echo(
+                    json.dumps({"id": item.get("id"), **v.model_dump(mode="json")}, ensure_ascii=False)
+                )
             sys.exit(0 if all_valid else 1)
         v = await service.validate(_read_sql(sql or ""), user=user, session=session)
         click.echo(v.model_dump_json(indent=2) if as_json else describe_validation(v))
@@ -175,10 +179,14 @@ async def validate(
 @click.option("--user", default=None)
 @click.option("--session", default="cli", show_default=True)
 @click.option("--yes", is_flag=True, help="Do not ask for approval.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
+)
 @click.argument("sql")
 @run_async
-async def query(config_path: str | None, user: str | None, session: str, yes: bool, fmt: str, sql: str) -> None:
+async def query(
+    config_path: str | None, user: str | None, session: str, yes: bool, fmt: str, sql: str
+) -> None:
     """Validate, show the explanation, ask for approval, execute and print."""
     async with _service(config_path) as service:
         v = await service.validate(_read_sql(sql), user=user, session=session)
@@ -227,7 +235,9 @@ def sample_db(config_path: str | None, scale: int, pg_url: str | None, path: str
         if path is None:
             settings = load_config(config_path)
             if settings.dialect != "duckdb":
-                raise SqlmodeError("the config's database is not DuckDB; pass --path or --postgres", code="BAD_INPUT")
+                raise SqlmodeError(
+                    "the config's database is not DuckDB; pass --path or --postgres", code="BAD_INPUT"
+                )
             path = settings.database.duckdb_path
         out = sample.build_sample_duckdb(path, scale=scale)
         click.echo(f"built the sample warehouse (scale {scale}) at {out}")
@@ -250,6 +260,33 @@ def serve(config_path: str | None, transport: str, host: str | None, port: int |
         _fail(e)
     except KeyboardInterrupt:
         pass
+
+
+@main.group()
+def audit() -> None:
+    """Inspect the audit log."""
+
+
+@audit.command("verify")
+@config_option
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def audit_verify(config_path: str | None, path: str | None) -> None:
+    """Check the hash chain of the audit log (default: the configured audit.path).
+
+    Exit 0 intact, 1 tampered (edited, removed, inserted or reordered records), 2 unreadable.
+    """
+    from .audit import verify_audit_log
+
+    if path is None:
+        try:
+            path = load_config(config_path).audit.path
+        except SqlmodeError as e:
+            _fail(e)
+    report = verify_audit_log(path or "")
+    click.echo(report.render())
+    if report.records == 0 and any(p.startswith("cannot read") for p in report.problems):
+        sys.exit(2)
+    sys.exit(0 if report.ok else 1)
 
 
 @main.command()
