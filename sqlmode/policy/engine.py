@@ -1,0 +1,256 @@
+"""The Cedar evaluator: a PolicySet parsed once, reloaded when its sources change.
+
+Loading parses and validates all three layers against the schema and reads each
+policy's annotations (``@id``, ``@code``, ``@reason``, ``@hint``) so that a
+decision names its deciding policies and turns a denial into violations with hints.
+
+Fail closed: a load failure at start-up raises :class:`PolicyError`; a failure on a
+later reload (someone saved a broken file) makes every decision a denial with
+``POLICY_INVALID`` until the files are fixed, rather than keeping stale policies.
+A Cedar evaluation error (which Cedar answers by skipping the policy, so an erroring
+forbid would not forbid) is also a denial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import cedarpy
+
+from ..config import Settings
+from ..errors import PolicyError
+from ..models import Analysis, Decision, Principal, Violation
+from .request import build_request
+from .source import Sources, load_sources, policies_dir, split_statements, stamps, watched_paths
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_HINT = "Change the query so that the policy no longer matches, or ask an administrator."
+_NO_PERMIT = {
+    "read": ("POLICY_DENIED", "No policy permits {user} to read this data."),
+    "write": ("WRITE_NOT_ALLOWED", "No policy permits {user} to write; writes are not enabled."),
+    "delete": ("DELETE_NOT_ALLOWED", "No policy permits {user} to delete; deletes are not enabled."),
+    "admin": ("STATEMENT_NOT_ALLOWED", "Administrative statements are not permitted."),
+    "unknown": ("STATEMENT_NOT_ALLOWED", "The statement kind could not be classified."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyMeta:
+    """What a decision reports about one policy."""
+
+    policy_id: str  # the @id annotation, else "<file>#<n>"
+    effect: str
+    layer: str
+    source: str
+    line: int
+    code: str | None
+    reason: str | None
+    hint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPolicies:
+    """One immutable generation of the effective policy set."""
+
+    policy_set: cedarpy.PolicySet
+    schema: cedarpy.Schema
+    meta: MappingProxyType[str, PolicyMeta]  # Cedar's positional id ("policy7") -> meta
+    text: str  # the effective set, layer by layer, as `sqlmode policy check` prints it
+    policy_hash: str
+    stamps: tuple[tuple[str, int, int, int], ...]
+
+
+def effective_text(sources: Sources) -> str:
+    """All layers concatenated with headers naming where each came from."""
+    parts = []
+    for src in sources.layers:
+        parts.append(f"// ===== layer: {src.layer} ({src.name}) =====\n{src.text.rstrip()}\n")
+    return "\n".join(parts)
+
+
+def policy_hash_of(schema_text: str, text: str) -> str:
+    """The hash approval tokens bind to: the schema plus the effective policy text."""
+    h = hashlib.sha256()
+    h.update(schema_text.encode())
+    h.update(b"\0")
+    h.update(text.encode())
+    return h.hexdigest()
+
+
+def compile_sources(sources: Sources) -> LoadedPolicies:
+    """Parse and validate ``sources``; raise PolicyError naming file and line on any problem."""
+    from .check import check_sources  # local: check imports this module
+
+    text = effective_text(sources)
+    try:
+        schema = cedarpy.Schema.from_str(sources.schema_text)
+        policy_set = cedarpy.PolicySet.from_str(text)
+        valid = cedarpy.validate_policies(text, schema)
+    except ValueError:
+        valid = None
+    if valid is None or not valid.validation_passed:
+        report = check_sources(sources)
+        raise PolicyError("policies failed to load:\n" + report.render(effective=False).rstrip())
+
+    statements = [st for src in sources.layers for st in split_statements(src)]
+    pst = cedarpy.policies_to_pst(text).static_policies
+    meta: dict[str, PolicyMeta] = {}
+    for n, (pid, node) in enumerate(sorted(pst.items(), key=lambda kv: _position(kv[0]))):
+        st = statements[n] if len(statements) == len(pst) else None
+        ann = node.annotations
+        src_name = st.source.name if st else "?"
+        fallback = f"{Path(src_name).name}#{n}"
+        meta[pid] = PolicyMeta(
+            policy_id=ann.get("id") or fallback,
+            effect=node.effect,
+            layer=st.source.layer if st else "?",
+            source=src_name,
+            line=st.line if st else 0,
+            code=ann.get("code"),
+            reason=ann.get("reason"),
+            hint=ann.get("hint"),
+        )
+    return LoadedPolicies(
+        policy_set=policy_set,
+        schema=schema,
+        meta=MappingProxyType(meta),
+        text=text,
+        policy_hash=policy_hash_of(sources.schema_text, text),
+        stamps=sources.stamps,
+    )
+
+
+class CedarEvaluator:
+    """Cedar decisions with a cached PolicySet (the default :class:`PolicyEvaluator`)."""
+
+    def __init__(self, settings: Settings, *, base_dir: Path | None = None, check_interval: float = 0.0):
+        """Load and validate the policies now; raise PolicyError if they are broken.
+
+        ``check_interval`` throttles the change check (seconds between ``stat`` calls);
+        0 checks on every decision, which costs a few microseconds per watched file.
+        """
+        self._settings = settings
+        self._base = base_dir or policies_dir()
+        self._interval = check_interval
+        self._lock = threading.Lock()
+        self._loaded = compile_sources(load_sources(settings, self._base))
+        self._broken: PolicyError | None = None
+        self._broken_stamps: tuple[tuple[str, int, int, int], ...] = ()
+        self._watched = watched_paths(settings, self._base)
+        self._checked_at = time.monotonic()
+
+    # -- loading -----------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if self._interval and now - self._checked_at < self._interval:
+            return
+        self._checked_at = now
+        current = stamps(self._watched)
+        if current == self._loaded.stamps and self._broken is None:
+            return
+        if self._broken is not None and current == self._broken_stamps:
+            return
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read every layer now. On failure every decision is a denial until fixed."""
+        with self._lock:
+            self._watched = watched_paths(self._settings, self._base)
+            try:
+                sources = load_sources(self._settings, self._base)
+            except PolicyError as e:
+                self._fail(e, stamps(self._watched))
+                return
+            try:
+                loaded = compile_sources(sources)
+            except PolicyError as e:
+                self._fail(e, sources.stamps)
+                return
+            if loaded.policy_hash != self._loaded.policy_hash:
+                log.info("policies reloaded: %d policies, hash %s", len(loaded.meta), loaded.policy_hash[:12])
+            self._loaded, self._broken = loaded, None
+
+    def _fail(self, error: PolicyError, st: tuple[tuple[str, int, int, int], ...]) -> None:
+        log.error("policy reload failed; refusing every query until fixed: %s", error)
+        self._broken, self._broken_stamps = error, st
+
+    # -- the PolicyEvaluator protocol ---------------------------------------------
+
+    @property
+    def policy_hash(self) -> str:
+        """Hash of the schema and effective policy text; changes when files or config do."""
+        self._refresh()
+        if self._broken is not None:
+            return "invalid:" + hashlib.sha256(str(self._broken).encode()).hexdigest()
+        return self._loaded.policy_hash
+
+    @property
+    def loaded(self) -> LoadedPolicies:
+        """The current generation (after a change check)."""
+        self._refresh()
+        return self._loaded
+
+    def evaluate(self, principal: Principal, analysis: Analysis) -> Decision:
+        """Decide whether ``principal`` may run ``analysis``; never raises for a bad query."""
+        self._refresh()
+        if self._broken is not None:
+            return _deny("POLICY_INVALID", f"The policy files are broken: {self._broken}", "policy.invalid",
+                         hint="Tell an administrator: `sqlmode policy check` shows the problem.")  # fmt: skip
+        loaded = self._loaded
+        try:
+            request, entities = build_request(self._settings, principal, analysis)
+            result = cedarpy.is_authorized(request, loaded.policy_set, entities)
+        except Exception as e:  # any failure here must refuse, never pass
+            log.exception("Cedar evaluation failed")
+            return _deny("POLICY_ERROR", f"Policy evaluation failed: {e}", "policy.error")
+        return _decision(loaded, result, principal, request["action"]["id"])
+
+
+def _position(pid: str) -> int:
+    return int(pid.removeprefix("policy")) if pid.startswith("policy") else 1 << 30
+
+
+def _deny(code: str, message: str, pid: str, hint: str = _DEFAULT_HINT) -> Decision:
+    return Decision(False, (pid,), (message,), (Violation(code=code, message=message, hint=hint),))
+
+
+def _decision(loaded: LoadedPolicies, result: Any, principal: Principal, action: str) -> Decision:
+    diag = result.diagnostics
+    if diag.errors:
+        # Cedar skips a policy that errors; an erroring forbid must still refuse.
+        msg = "; ".join(str(e) for e in diag.errors)
+        log.error("Cedar evaluation error: %s", msg)
+        return _deny("POLICY_ERROR", f"A policy could not be evaluated: {msg}", "policy.error",
+                     hint="Tell an administrator: a policy fails on this query.")  # fmt: skip
+    # Text order (baseline, server, custom), so decisions are stable and read top-down.
+    hits = sorted((p for p in diag.reasons if p in loaded.meta), key=_position)
+    metas = [loaded.meta[p] for p in hits]
+    ids = tuple(m.policy_id for m in metas)
+    if result.allowed:
+        reasons = tuple(m.reason or f"permitted by {m.policy_id}" for m in metas)
+        return Decision(True, ids, reasons, ())
+    if not metas:
+        code, text = _NO_PERMIT.get(action, _NO_PERMIT["unknown"])
+        msg = text.format(user=principal.user)
+        return Decision(False, (), (msg,), (Violation(code=code, message=msg, hint=_DEFAULT_HINT),))
+    violations = tuple(
+        Violation(
+            code=m.code or "POLICY_DENIED",
+            message=m.reason or f"Refused by policy {m.policy_id}.",
+            hint=m.hint or _DEFAULT_HINT,
+        )
+        for m in metas
+    )
+    return Decision(False, ids, tuple(v.message for v in violations), violations)
+
+
+__all__ = ["CedarEvaluator", "LoadedPolicies", "PolicyMeta", "compile_sources", "effective_text"]

@@ -1,0 +1,112 @@
+"""Cedar request and entities built from a principal and an analysis.
+
+The principal becomes ``User::"<id>"`` in its groups; the query becomes
+``Query::"query"``, a child of every table and column it touches; the context
+carries what the analyzer found (see ``policies/sqlmode.cedarschema``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..config import Settings
+from ..models import Action, Analysis, Principal, RiskLevel
+
+QUERY_ID = "query"
+
+# Statement kinds map 1:1 to Cedar actions; anything else is "unknown", which the
+# baseline forbids, so a new Action member cannot slip through as a read.
+_ACTIONS = {a.value: a.value for a in (Action.READ, Action.WRITE, Action.DELETE, Action.ADMIN)}
+
+_CATALOG_SCHEMAS = ("information_schema.", "pg_catalog.", "pg_toast.", "system.")
+_CATALOG_PREFIXES = ("pg_", "duckdb_", "sqlite_", "information_schema")
+
+
+def principal_from_config(settings: Settings, user: str | None = None, session: str = "local") -> Principal:
+    """The principal for a local (stdio/CLI) user, with its groups from ``[policy.users]``."""
+    uid = user or settings.policy.default_user
+    cfg = settings.policy.users.get(uid)
+    return Principal(user=uid, groups=tuple(cfg.groups) if cfg else (), session=session)
+
+
+def groups_for(settings: Settings, principal: Principal) -> list[str]:
+    """The principal's groups plus those the config gives the same user id."""
+    cfg = settings.policy.users.get(principal.user)
+    groups = set(principal.groups)
+    if cfg:
+        groups.update(cfg.groups)
+    return sorted(groups)
+
+
+def _lower_set(items: Any) -> list[str]:
+    return sorted({str(i).lower() for i in items or ()})
+
+
+def _is_catalog(name: str) -> bool:
+    return name.startswith(_CATALOG_SCHEMAS) or name.rsplit(".", 1)[-1].startswith(_CATALOG_PREFIXES)
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def build_context(analysis: Analysis) -> dict[str, Any]:
+    """The Cedar context for ``analysis``: every attribute the schema declares, always present."""
+    d = analysis.details
+    cx = analysis.complexity
+    tables = _lower_set(analysis.tables)
+    action = _ACTIONS.get(str(analysis.action), "unknown")
+    raw_targets = d.get("targets", d.get("target_tables"))
+    # Without target information every table counts as a target: per-table write rules
+    # then apply to all of them, which can only refuse more.
+    targets = (_lower_set(raw_targets) or tables) if action in ("write", "delete") else []
+    functions = _lower_set(analysis.functions)
+    risk = RiskLevel(analysis.risk_level)
+    catalog = bool(d.get("introspection") or d.get("catalog")) or any(
+        _is_catalog(n) for n in (*tables, *functions)
+    )
+    return {
+        "action": action,
+        "statement_type": str(analysis.statement_type).upper(),
+        "dialect": str(analysis.dialect),
+        "tables": tables,
+        "targets": targets,
+        "sources": [t for t in tables if t not in set(targets)],
+        "columns": _lower_set(analysis.columns),
+        "functions": functions,
+        "risk": risk.value,
+        "risk_rank": risk.rank,
+        "complexity": _int(d.get("complexity", cx.score), 0),
+        "depth": _int(d.get("depth", cx.depth), 0),
+        "joins": _int(d.get("joins", cx.joins), 0),
+        "fields": _int(d.get("fields", cx.fields), 0),
+        "row_limit": _int(analysis.row_limit, 0),
+        "catalog": catalog,
+    }
+
+
+def build_request(settings: Settings, principal: Principal, analysis: Analysis) -> tuple[dict[str, Any], str]:
+    """The Cedar request (principal, action, resource, context) and its entities as JSON."""
+    context = build_context(analysis)
+    user = {
+        "uid": {"type": "User", "id": principal.user},
+        "attrs": {},
+        "parents": [{"type": "Group", "id": g} for g in groups_for(settings, principal)],
+    }
+    parents = [{"type": "Table", "id": t} for t in context["tables"]]
+    parents += [{"type": "Column", "id": c} for c in context["columns"]]
+    query = {"uid": {"type": "Query", "id": QUERY_ID}, "attrs": {}, "parents": parents}
+    request = {
+        "principal": {"type": "User", "id": principal.user},
+        "action": {"type": "Action", "id": context["action"]},
+        "resource": {"type": "Query", "id": QUERY_ID},
+        "context": context,
+    }
+    return request, json.dumps([user, query])
+
+
+__all__ = ["build_context", "build_request", "groups_for", "principal_from_config"]
