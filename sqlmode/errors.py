@@ -25,6 +25,7 @@ Every error carries a stable ``code`` (UPPER_SNAKE), a ``message`` for people an
     │   ├── QueryCancelledError          QUERY_CANCELLED
     │   ├── PermissionDeniedError        PERMISSION_DENIED
     │   ├── DatabaseUnavailableError     DATABASE_UNAVAILABLE
+    │   ├── NotAQueryError               NOT_A_QUERY
     │   └── WriteLimitExceededError      WRITE_LIMIT_EXCEEDED
     ├── AuditError                   the audit record could not be written: nothing runs
     └── AuthError                    HTTP credentials missing or wrong
@@ -189,6 +190,13 @@ class PermissionDeniedError(ExecutionError):
 class DatabaseUnavailableError(ExecutionError):
     code = "DATABASE_UNAVAILABLE"
     hint = "The database could not be reached; try again shortly. Nothing was run."
+
+
+class NotAQueryError(ExecutionError):
+    """The executor refused the text before running it: not exactly one row-returning query."""
+
+    code = "NOT_A_QUERY"
+    hint = "Send exactly one SELECT (or WITH ... SELECT, VALUES, TABLE) statement and nothing else."
 
 
 class WriteLimitExceededError(ExecutionError):
