@@ -20,6 +20,7 @@ from .source import Sources, Statement, load_sources, split_statements
 _KNOWN_ANNOTATIONS = {"id", "code", "reason", "hint"}
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _POLICY_PREFIX = re.compile(r"^for policy `[^`]*`,\s*")
+_FOR_ACTION = re.compile(r' for Action::"[^"]*"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ def _check_statement(
     if schema is not None:
         result = cedarpy.validate_policies(st.text, schema)
         # The validator repeats one problem per applicable action; report it once.
-        for msg in dict.fromkeys(_POLICY_PREFIX.sub("", e.error) for e in result.errors):
+        for msg in dict.fromkeys(_FOR_ACTION.sub("", _POLICY_PREFIX.sub("", e.error)) for e in result.errors):
             problem(f"does not match the schema: {msg}")
 
     ann = node.annotations

@@ -1,0 +1,106 @@
+"""The Cedar request built from an analysis: every schema attribute, always present."""
+
+from __future__ import annotations
+
+import json
+
+import cedarpy
+import pytest
+
+from sqlmode.models import Principal
+from sqlmode.policy import build_context, build_request, check_policies
+
+from .conftest import POLICIES, analysis_from, policy_settings
+
+SCHEMA = cedarpy.Schema.from_str((POLICIES / "sqlmode.cedarschema").read_text())
+
+
+def test_context_carries_what_the_analyzer_found() -> None:
+    a = analysis_from(
+        {
+            "tables": ["Orders", "customers", "orders"],
+            "columns": ["orders.Total", "customers.id"],
+            "functions": ["SUM", "count"],
+            "risk": "medium",
+            "complexity": 42,
+            "depth": 3,
+            "joins": 1,
+            "fields": 2,
+            "row_limit": 1000,
+        },
+        dialect="postgres",
+    )
+    ctx = build_context(a)
+    assert ctx == {
+        "action": "read",
+        "statement_type": "SELECT",
+        "dialect": "postgres",
+        "tables": ["customers", "orders"],
+        "targets": [],
+        "sources": ["customers", "orders"],
+        "columns": ["customers.id", "orders.total"],
+        "functions": ["count", "sum"],
+        "risk": "medium",
+        "risk_rank": 1,
+        "complexity": 42,
+        "depth": 3,
+        "joins": 1,
+        "fields": 2,
+        "row_limit": 1000,
+        "catalog": False,
+    }
+
+
+def test_write_targets_and_sources() -> None:
+    ctx = build_context(
+        analysis_from({"action": "write", "tables": ["orders", "products"], "targets": ["orders"]})
+    )
+    assert (ctx["targets"], ctx["sources"]) == (["orders"], ["products"])
+    # No target information: every table is a target (stricter, never looser).
+    ctx = build_context(analysis_from({"action": "delete", "tables": ["orders", "products"]}))
+    assert (ctx["targets"], ctx["sources"]) == (["orders", "products"], [])
+
+
+@pytest.mark.parametrize(
+    ("tables", "functions", "catalog"),
+    [
+        (["information_schema.columns"], [], True),
+        (["pg_catalog.pg_class"], [], True),
+        (["pg_user"], [], True),
+        ([], ["duckdb_settings"], True),
+        ([], ["pg_read_file"], True),
+        (["orders", "pageviews"], ["percentile_cont"], False),
+    ],
+)
+def test_catalog_detection(tables: list[str], functions: list[str], catalog: bool) -> None:
+    assert build_context(analysis_from({"tables": tables, "functions": functions}))["catalog"] is catalog
+
+
+def test_analyzer_may_flag_introspection_itself() -> None:
+    a = analysis_from({"tables": ["orders"]})
+    a.details["introspection"] = True
+    assert build_context(a)["catalog"] is True
+
+
+def test_request_entities_validate_against_the_schema() -> None:
+    s = policy_settings({"policy": {"users": {"ann": {"groups": ["analysts", "b"]}}}})
+    a = analysis_from({"tables": ["orders"], "columns": ["orders.id"], "row_limit": 5})
+    request, entities = build_request(s, Principal("ann", ("a",)), a)
+    parsed = json.loads(entities)
+    user = next(e for e in parsed if e["uid"]["type"] == "User")
+    assert [g["id"] for g in user["parents"]] == ["a", "analysts", "b"]
+    query = next(e for e in parsed if e["uid"]["type"] == "Query")
+    assert {(p["type"], p["id"]) for p in query["parents"]} == {("Table", "orders"), ("Column", "orders.id")}
+    # The full request type-checks: evaluating with the schema raises no errors.
+    report = check_policies(s)
+    result = cedarpy.is_authorized(request, report.effective_text, entities, schema=SCHEMA)
+    assert result.allowed and not result.diagnostics.errors
+
+
+@pytest.mark.parametrize("action", ["read", "write", "delete", "admin", "unknown"])
+def test_every_action_type_checks(action: str) -> None:
+    s = policy_settings()
+    request, entities = build_request(s, Principal("u"), analysis_from({"action": action, "tables": ["t"]}))
+    result = cedarpy.is_authorized(request, "permit (principal, action, resource);", entities, schema=SCHEMA)
+    assert not result.diagnostics.errors
+    assert request["action"]["id"] == action
