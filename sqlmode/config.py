@@ -67,6 +67,9 @@ class DatabaseConfig(_Section):
     max_temp_directory_size: str = "1GB"
     max_cell_bytes: int = Field(default=8192, ge=64)
     schema_ttl_seconds: int = Field(default=300, ge=0)
+    # Curated table and column descriptions (TOML, see schema_resources/): a path relative to this
+    # file, or the name of a file in the bundled schema_resources/ folder.
+    descriptions: str | None = None
     # Separate connection for writes, used only when code_mode.allow_writes is true.
     write_url: str | None = None
 
@@ -331,4 +334,12 @@ def _resolve_relative_paths(s: Settings) -> None:
         p = s.resolve_path(db.duckdb_path)
         db.url = f"duckdb:///{p}"
     s.audit.path = str(s.resolve_path(s.audit.path))
+    if db.descriptions:
+        # A bare name not found next to the config falls back to the bundled schema_resources/.
+        p = s.resolve_path(db.descriptions)
+        if not p.exists() and not Path(db.descriptions).is_absolute():
+            bundled = Path(__file__).resolve().parent / "_bundled" / "schema_resources" / db.descriptions
+            repo = Path(__file__).resolve().parent.parent / "schema_resources" / db.descriptions
+            p = next((c for c in (bundled, repo) if c.exists()), p)
+        db.descriptions = str(p)
     s.policy.paths = [str(s.resolve_path(p)) for p in s.policy.paths]

@@ -1,53 +1,88 @@
-"""Render the bounded schema compactly for an LLM: a few tokens a column, keys shown."""
+"""Render the bounded schema compactly for an LLM: a few tokens a column, relationships shown.
+
+    customers (~2.0k rows): One row per customer account.
+      id INTEGER PK
+      region VARCHAR NOT NULL -- Sales region: APAC, EMEA, LATAM or NA
+    orders (~30k rows): Customer order history.
+      customer_id INTEGER NOT NULL -> customers.id
+
+Row counts are the database's estimates, rounded to two significant digits, so that the
+text (and the golden file of the sample) does not churn with small data changes.
+Always pass a *bounded* snapshot: rendering does no filtering of its own.
+"""
 
 from __future__ import annotations
 
 from .snapshot import SchemaSnapshot, TableInfo
+
+__all__ = ["approx_rows", "render_schema", "render_table"]
 
 _SHORT_TYPES = {
     "CHARACTER VARYING": "VARCHAR",
     "TIMESTAMP WITHOUT TIME ZONE": "TIMESTAMP",
     "TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ",
     "DOUBLE PRECISION": "DOUBLE",
+    "TIME WITHOUT TIME ZONE": "TIME",
 }
 
 
 def _type(t: str) -> str:
-    return _SHORT_TYPES.get(t, t)
+    t = _SHORT_TYPES.get(t, t)
+    # NUMERIC(12, 2) -> NUMERIC(12,2): one token less a column, same meaning.
+    return t.replace(", ", ",")
+
+
+def approx_rows(n: int) -> str:
+    """2000 -> '2.0k', 80841 -> '81k', 1234567 -> '1.2M'; counts under 1000 stay exact."""
+    for unit, size in (("B", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            v = n / size
+            return f"{v:.1f}{unit}" if v < 9.95 else f"{round(v)}{unit}"
+    return str(n)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def render_table(t: TableInfo) -> str:
-    """One table: a header line, then its columns on one line each as `name TYPE [flags]`."""
-    refs = {}
+    """One table: a header line, then one line a column: `name TYPE [PK] [NOT NULL] [-> t.c] [-- text]`."""
+    refs: dict[str, str] = {}
     for fk in t.foreign_keys:
         for c, rc in zip(fk.columns, fk.ref_columns, strict=False):
             refs[c] = f"{fk.ref_table}.{rc}"
-    head = t.name + (" (view)" if t.kind == "view" else "")
+    facts = []
+    if t.kind == "view":
+        facts.append("view")
     if t.row_count is not None:
-        head += f" ~{t.row_count} rows"
+        facts.append(f"~{approx_rows(t.row_count)} rows")
+    head = t.name + (f" ({', '.join(facts)})" if facts else "")
     desc = t.description or t.comment
     if desc:
-        head += f" -- {desc}"
+        head += f": {_one_line(desc)}"
     lines = [head]
     for c in t.columns:
         bits = [f"  {c.name} {_type(c.type)}"]
         if c.primary_key:
             bits.append("PK")
+        elif not c.nullable:
+            bits.append("NOT NULL")
         if c.name in refs:
             bits.append(f"-> {refs[c.name]}")
-        if not c.nullable and not c.primary_key:
-            bits.append("NOT NULL")
-        line = " ".join(bits)
-        if c.comment:
-            line += f" -- {c.comment}"
-        lines.append(line)
+        text = c.description or c.comment
+        if text:
+            bits.append(f"-- {_one_line(text)}")
+        lines.append(" ".join(bits))
     return "\n".join(lines)
 
 
 def render_schema(snapshot: SchemaSnapshot) -> str:
     """The whole bounded schema (pass ``snapshot.bounded()``)."""
+    n = len(snapshot.tables)
     header = (
-        f"# {snapshot.database} ({snapshot.dialect}): {len(snapshot.tables)} tables you may query. "
-        "Columns as `name TYPE`; PK = primary key; `-> t.c` = foreign key. Nothing else exists for you."
+        f"# {snapshot.database} ({snapshot.dialect}): the {n} table{'s' if n != 1 else ''} you may query; "
+        "nothing else exists for you.\n"
+        "# Columns: `name TYPE`; PK primary key; NOT NULL; `-> table.column` foreign key (join on it); "
+        "`-- ` description. Row counts are estimates."
     )
     return "\n\n".join([header, *(render_table(t) for _, t in sorted(snapshot.tables.items()))]) + "\n"

@@ -21,6 +21,8 @@ class ColumnInfo:
     nullable: bool = True
     primary_key: bool = False
     comment: str | None = None
+    # Curated description (schema_resources/ or config), shown instead of the comment.
+    description: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +136,11 @@ class SchemaSnapshot:
     def schema_hash(self) -> str:
         """sha256 over the bounded view: changes when anything an LLM can see changes."""
         if self._hash is None:
-            b = self.bounded() if (self.blocked_tables or self.blocked_columns or self.allowed_tables) else self
+            b = (
+                self.bounded()
+                if (self.blocked_tables or self.blocked_columns or self.allowed_tables)
+                else self
+            )
             doc = [
                 [
                     t.name,
