@@ -1,1 +1,186 @@
+"""The SQL analyzer: layer 1 of the security model, failing closed.
 
+    from sqlmode.analyze import Analyzer
+    analyzer = Analyzer(settings)               # rules derived once
+    analysis = analyzer.analyze(code, snapshot) # never raises
+
+Stages, one module each: parse (sqlglot + the engine's own parser), classify (statement
+kind and every refused node), references (tables and columns resolved to base reads),
+rules (policy checks), complexity, rewrite (LIMIT, rendering), explain. Any exception
+anywhere becomes an ANALYSIS_FAILED violation: a crash is never a pass.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+from sqlglot.errors import UnsupportedError
+
+from ..config import Settings
+from ..models import Action, Analysis, Violation
+from ..schema.snapshot import SchemaSnapshot
+from . import classify as _classify
+from . import parse as _parse
+from . import rules as _rules
+from .codes import VIOLATION_CODES, Refusal, violation
+from .complexity import measure, risk_level
+from .explain import explain
+from .references import resolve
+from .rewrite import inject_limit, render
+
+__all__ = ["VIOLATION_CODES", "Analyzer"]
+
+
+class Analyzer:
+    """Analyzes one piece of code at a time against a schema snapshot."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.dialect = settings.dialect
+        self.rules = _rules.RuleSet.from_settings(settings)
+
+    def analyze(self, code: str, snapshot: SchemaSnapshot) -> Analysis:
+        """The verdict on ``code``; never raises (a failure is an ANALYSIS_FAILED violation)."""
+        analysis = Analysis(dialect=self.dialect, code=code if isinstance(code, str) else repr(code))
+        try:
+            self._analyze(code, snapshot, analysis)
+        except Refusal as r:
+            _extend(analysis, r.violations)
+        except RecursionError:
+            _extend(analysis, [violation("QUERY_TOO_LARGE", "The query is nested too deeply to analyze.")])
+        except UnsupportedError as e:
+            _extend(
+                analysis,
+                [violation("ANALYSIS_FAILED", f"The query cannot be rendered safely in {self.dialect}: {e}")],
+            )
+        except Exception as e:  # fail closed on anything unexpected
+            _extend(
+                analysis,
+                [
+                    violation(
+                        "ANALYSIS_FAILED",
+                        f"The analyzer could not process the query ({type(e).__name__}: {str(e)[:200]}).",
+                    )
+                ],
+            )
+        if analysis.violations:
+            analysis.normalized_code = ""
+            analysis.row_limit = 0
+        analysis.risk_level = risk_level(
+            analysis.action, analysis.complexity.score, self.rules.max_complexity
+        )
+        return analysis
+
+    # -- the pipeline --------------------------------------------------------------------
+
+    def _analyze(self, code: str, snapshot: SchemaSnapshot, a: Analysis) -> None:
+        rules = self.rules
+        dialect = self.dialect
+        _parse.precheck(code)
+        root = _parse.parse_one(code, dialect)
+        view = _parse.engine_view(code, dialect)
+        if len(view.types) > 1:
+            raise Refusal(
+                violation(
+                    "MULTIPLE_STATEMENTS",
+                    f"The database's parser sees {len(view.types)} statements "
+                    f"({', '.join(view.types)}); exactly one is allowed.",
+                )
+            )
+        if not view.types:
+            raise Refusal(violation("PARSER_DISAGREEMENT", "The database's parser sees no statement at all."))
+
+        cls = _classify.classify(root, allow_writes=rules.allow_writes, allow_deletes=rules.allow_deletes)
+        a.statement_type = cls.statement_type
+        a.action = cls.action
+        _extend(a, cls.violations)
+        expected = "SELECT" if cls.is_query else cls.statement_type
+        engine_type = view.types[0]
+        if engine_type != expected:
+            if engine_type == "MULTI" and isinstance(root, exp.Pivot):
+                _extend(
+                    a,
+                    [
+                        violation(
+                            "UNSUPPORTED_SYNTAX",
+                            "This PIVOT runs a hidden query to find its columns.",
+                            "List the pivot values: PIVOT t ON col IN ('a', 'b') USING sum(x).",
+                        )
+                    ],
+                )
+            elif not a.violations:
+                _extend(
+                    a,
+                    [
+                        violation(
+                            "PARSER_DISAGREEMENT",
+                            f"The analyzer reads a {expected} statement; the database's parser "
+                            f"reads a {engine_type}.",
+                        )
+                    ],
+                )
+        _extend(a, [violation(c) for c in _parse.engine_refusals(view, root_is_write=not cls.is_query)])
+
+        runnable = cls.is_query or a.action in (Action.WRITE, Action.DELETE)
+        if not runnable or any(v.code in _STOP_CODES for v in a.violations):
+            return
+
+        refs = resolve(root, snapshot)
+        table_v, known = _rules.check_tables(refs, snapshot, rules, code)
+        col_v, columns = _rules.check_columns(refs, snapshot, rules, known)
+        fn_v, functions = _rules.check_functions(root, rules)
+        joins = sum(1 for _ in root.find_all(exp.Join))
+        complexity = measure(root, refs)
+        limit_v = _rules.check_limits(root, refs, rules, joins, complexity.depth)
+        cart_v = _rules.check_cartesian(refs)
+        _extend(a, table_v + col_v + fn_v + limit_v + cart_v)
+        if complexity.score > rules.max_complexity:
+            _extend(
+                a,
+                [
+                    violation(
+                        "TOO_COMPLEX",
+                        f"The complexity score is {complexity.score}; at most {rules.max_complexity}.",
+                    )
+                ],
+            )
+        a.tables = sorted(known)
+        a.columns = columns
+        a.functions = functions
+        a.complexity = complexity
+        a.details = {
+            "depth": complexity.depth,
+            "joins": joins,
+            "fields": refs.output_fields,
+            "scopes": len(refs.scopes),
+        }
+
+        limited = inject_limit(root, rules.max_rows) if cls.is_query else None
+        final_root = limited.root if limited is not None else root
+        a.explanation = explain(final_root, limited, dialect)
+        if a.violations:
+            return
+        normalized = render(final_root, dialect)
+        # What runs is the rendering: the engine must read it as one statement of the same kind.
+        check = _parse.engine_view(normalized, dialect)
+        if check.types != (expected,):
+            raise Refusal(
+                violation("ANALYSIS_FAILED", "The normalized query does not parse back as one statement.")
+            )
+        a.normalized_code = normalized
+        if limited is not None:
+            a.row_limit = limited.row_limit
+            a.details["limit_source"] = limited.source
+
+
+# After these, the tree is not a query worth resolving.
+_STOP_CODES = frozenset(
+    {"OPAQUE_STATEMENT", "STATEMENT_NOT_ALLOWED", "PARSER_DISAGREEMENT", "INTROSPECTION_BLOCKED"}
+)
+
+
+def _extend(a: Analysis, found: list[Violation]) -> None:
+    seen = {(v.code, v.message) for v in a.violations}
+    for v in found:
+        if (v.code, v.message) not in seen:
+            a.violations.append(v)
+            seen.add((v.code, v.message))

@@ -1,0 +1,227 @@
+"""Classification: what kind of statement this is, and every node that is not a read.
+
+The root decides the statement type and action; then the *whole* tree is walked,
+because a query root proves nothing about what hides inside it (a DELETE in a CTE,
+SELECT INTO, FOR UPDATE). Node families are refused by default: anything from
+sqlglot's DDL/DML/properties/constraints modules, and every query-module node that is
+not on a short list of read-only clauses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from ..models import Action, Violation
+from .codes import violation
+
+QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Values, exp.Subquery, exp.Pivot)
+WRITE_ROOTS = (exp.Insert, exp.Update, exp.Merge)
+DELETE_ROOTS = (exp.Delete,)
+
+# Roots that read metadata rather than data: refused as introspection, never run.
+INTROSPECTION_ROOTS = (exp.Describe, exp.Show, exp.Summarize)
+
+_REFUSED_MODULES = (
+    "sqlglot.expressions.ddl",
+    "sqlglot.expressions.dml",
+    "sqlglot.expressions.properties",
+    "sqlglot.expressions.constraints",
+)
+# Nodes from the refused modules that are plain expressions (DuckDB list comprehension).
+_MODULE_EXCEPTIONS: frozenset[type] = frozenset({exp.Comprehension})
+
+# Query-module nodes a read may contain. Everything else from that module (INTO,
+# locking, GRANT, ANALYZE, procedural blocks, staging commands...) is refused.
+_QUERY_MODULE_SAFE: frozenset[type] = frozenset(
+    {
+        exp.With,
+        exp.CTE,
+        exp.RecursiveWithSearch,
+        exp.TableAlias,
+        exp.BitString,
+        exp.HexString,
+        exp.ByteString,
+        exp.RawString,
+        exp.UnicodeString,
+        exp.National,
+        exp.From,
+        exp.Having,
+        exp.Fetch,
+        exp.Group,
+        exp.Cube,
+        exp.Rollup,
+        exp.GroupingSets,
+        exp.Lambda,
+        exp.Limit,
+        exp.LimitOptions,
+        exp.Join,
+        exp.Lateral,
+        exp.Offset,
+        exp.Order,
+        exp.Qualify,
+        exp.Tuple,
+        exp.Table,
+        exp.Union,
+        exp.Except,
+        exp.Intersect,
+        exp.Values,
+        exp.Select,
+        exp.Subquery,
+        exp.TableSample,
+        exp.Pivot,
+        exp.UnpivotColumns,
+        exp.Window,
+        exp.WindowSpec,
+        exp.Where,
+        exp.ColumnDef,
+        exp.Schema,
+        exp.JSONPath,
+        exp.JSONPathFilter,
+        exp.JSONPathKey,
+        exp.JSONPathRecursive,
+        exp.JSONPathRoot,
+        exp.JSONPathScript,
+        exp.JSONPathSlice,
+        exp.JSONPathSelector,
+        exp.JSONPathSubscript,
+        exp.JSONPathUnion,
+        exp.JSONPathWildcard,
+        exp.FormatJson,
+        exp.JSONKeyValue,
+        exp.ForClause,
+    }
+)
+_CORE_REFUSED: dict[type, str] = {
+    exp.Cache: "CACHE",
+    exp.Uncache: "UNCACHE",
+    exp.Refresh: "REFRESH",
+    exp.LockingStatement: "LOCKING",
+    exp.Parameter: "a query parameter",
+    exp.SessionParameter: "a session variable",
+    exp.Placeholder: "a query parameter",
+}
+# Clauses of a write statement: the statement itself is judged (root or NESTED_WRITE).
+_WRITE_PARTS: frozenset[type] = frozenset({exp.Returning, exp.OnConflict, exp.When, exp.Whens})
+
+
+@dataclass(slots=True)
+class Classification:
+    statement_type: str
+    action: Action
+    is_query: bool
+    violations: list[Violation] = field(default_factory=list)
+
+
+def statement_type(root: exp.Expr) -> str:
+    """A short upper-case name for the root statement: SELECT, UNION, INSERT, COMMIT..."""
+    node = root
+    while isinstance(node, exp.Subquery):
+        node = node.this
+    if isinstance(node, exp.Command):
+        return str(node.this).upper().split()[0] if node.this else "COMMAND"
+    if isinstance(node, (exp.Column, exp.Alias, exp.Identifier)):
+        return "UNKNOWN"
+    names = {exp.Transaction: "BEGIN", exp.TruncateTable: "TRUNCATE", exp.Values: "VALUES"}
+    return names.get(type(node), type(node).__name__.upper())
+
+
+def classify(root: exp.Expr, *, allow_writes: bool, allow_deletes: bool) -> Classification:
+    """Statement type, action, and every refused node in the tree."""
+    stype = statement_type(root)
+    if isinstance(root, QUERY_ROOTS):
+        result = Classification(stype, Action.READ, True)
+    elif isinstance(root, WRITE_ROOTS):
+        result = Classification(stype, Action.WRITE, False)
+        if not allow_writes or isinstance(root, exp.Merge):
+            # MERGE can insert, update and delete at once: never judged as a plain write.
+            result.violations.append(
+                violation("WRITE_NOT_ALLOWED", f"{stype} changes data, and writes are disabled.")
+            )
+    elif isinstance(root, DELETE_ROOTS):
+        result = Classification(stype, Action.DELETE, False)
+        if not allow_deletes:
+            result.violations.append(
+                violation("DELETE_NOT_ALLOWED", f"{stype} deletes data, and deletes are disabled.")
+            )
+    elif isinstance(root, INTROSPECTION_ROOTS):
+        return Classification(
+            stype,
+            Action.ADMIN,
+            False,
+            [violation("INTROSPECTION_BLOCKED", f"{stype} reads database metadata, not data.")],
+        )
+    elif isinstance(root, exp.Command):
+        return Classification(
+            stype,
+            Action.ADMIN,
+            False,
+            [violation("OPAQUE_STATEMENT", f"{stype} is not a query and cannot be analyzed.")],
+        )
+    elif isinstance(root, (exp.Column, exp.Alias, exp.Identifier, exp.Literal)) or not isinstance(
+        root, (exp.Query, exp.DDL, exp.DML)
+    ):
+        # Bare words such as ABORT, CHECKPOINT or `LISTEN ch` parse as a column or an
+        # alias; the engine runs them as commands.
+        action = Action.UNKNOWN if stype == "UNKNOWN" else Action.ADMIN
+        return Classification(
+            stype,
+            action,
+            False,
+            [violation("STATEMENT_NOT_ALLOWED", f"`{_snippet(root)}` is not a query.")],
+        )
+    else:
+        return Classification(
+            stype,
+            Action.ADMIN,
+            False,
+            [violation("STATEMENT_NOT_ALLOWED", f"{stype} is not a query; only SELECT queries run.")],
+        )
+    result.violations.extend(refused_nodes(root))
+    return result
+
+
+def refused_nodes(root: exp.Expr) -> list[Violation]:
+    """Every node below the root that is not part of a read, one violation per kind."""
+    seen: dict[str, Violation] = {}
+    for node in root.walk():
+        if node is root:
+            continue
+        cls = type(node)
+        code = message = None
+        if isinstance(node, (exp.Insert, exp.Update, exp.Delete, exp.Merge)):
+            code, message = "NESTED_WRITE", f"{statement_type(node)} is nested inside the query."
+        elif cls is exp.Into:
+            code, message = "SELECT_INTO", "SELECT ... INTO would create a table."
+        elif cls is exp.Lock:
+            code, message = "LOCKING_CLAUSE", "FOR UPDATE / FOR SHARE would lock rows."
+        elif isinstance(node, exp.Command):
+            code, message = "OPAQUE_STATEMENT", f"`{_snippet(node)}` cannot be analyzed."
+        elif cls in _CORE_REFUSED:
+            code = "UNSUPPORTED_SYNTAX"
+            message = f"The query uses {_CORE_REFUSED[cls]} (`{_snippet(node)}`), which is not run."
+        else:
+            module = cls.__module__
+            if module in _REFUSED_MODULES:
+                if cls in _MODULE_EXCEPTIONS or cls in _WRITE_PARTS:
+                    continue
+                if module == "sqlglot.expressions.ddl" and cls is exp.NextValueFor:
+                    code, message = "FUNCTION_NOT_ALLOWED", "NEXT VALUE FOR advances a sequence."
+                else:
+                    code = "STATEMENT_NOT_ALLOWED"
+                    message = f"The query contains {cls.__name__.upper()} (`{_snippet(node)}`)."
+            elif module == "sqlglot.expressions.query" and cls not in _QUERY_MODULE_SAFE:
+                code = "UNSUPPORTED_SYNTAX"
+                message = f"The query contains {cls.__name__} (`{_snippet(node)}`), which is not run."
+        if code and code not in seen:
+            seen[code] = violation(code, message)
+    return list(seen.values())
+
+
+def _snippet(node: exp.Expr, limit: int = 60) -> str:
+    try:
+        text = node.sql()
+    except Exception:
+        text = type(node).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,143 @@
+"""The one registry of analyzer violation codes: code -> (summary, default hint).
+
+Codes are stable API: clients and admins match on them, and the README table is
+generated from this dict. Add codes; never rename or reuse one.
+"""
+
+from __future__ import annotations
+
+from ..models import Violation
+
+VIOLATION_CODES: dict[str, tuple[str, str]] = {
+    # -- reading the code ---------------------------------------------------------------
+    "EMPTY_QUERY": (
+        "The code contains no SQL statement.",
+        "Send exactly one SELECT query.",
+    ),
+    "QUERY_TOO_LARGE": (
+        "The code is longer or more deeply nested than the analyzer accepts.",
+        "Shorten the query: move repeated logic into a CTE and drop unused parts.",
+    ),
+    "PARSE_ERROR": (
+        "The SQL could not be parsed in the database's dialect.",
+        "Fix the syntax named in the message; write plain SQL for this database's dialect.",
+    ),
+    "MULTIPLE_STATEMENTS": (
+        "More than one statement was sent.",
+        "Send exactly one SELECT query, without a second statement after a semicolon.",
+    ),
+    "PARSER_DISAGREEMENT": (
+        "The database's own parser reads the code differently from the analyzer.",
+        "Rewrite the query without unusual quoting, comments or escapes.",
+    ),
+    "ANALYSIS_FAILED": (
+        "The analyzer could not fully understand the query, so it is refused.",
+        "Simplify the query; the analyzer refuses what it cannot fully understand.",
+    ),
+    # -- what kind of statement ---------------------------------------------------------
+    "WRITE_NOT_ALLOWED": (
+        "The statement changes data (INSERT, UPDATE, MERGE), and writes are disabled.",
+        "Only read-only SELECT queries are allowed; rewrite as a SELECT.",
+    ),
+    "DELETE_NOT_ALLOWED": (
+        "The statement deletes data, and deletes are disabled.",
+        "Only read-only SELECT queries are allowed; rewrite as a SELECT.",
+    ),
+    "STATEMENT_NOT_ALLOWED": (
+        "The statement is not a query (DDL, session, transaction, file or admin command).",
+        "Send one SELECT query (WITH, UNION and VALUES are fine); nothing else is run.",
+    ),
+    "OPAQUE_STATEMENT": (
+        "The statement is one the analyzer cannot look inside, so it is refused.",
+        "Send one plain SELECT query.",
+    ),
+    "NESTED_WRITE": (
+        "A data-changing statement is nested inside the query (for example in a CTE).",
+        "Remove INSERT/UPDATE/DELETE/MERGE from CTEs and subqueries; only reads are allowed.",
+    ),
+    "SELECT_INTO": (
+        "SELECT ... INTO creates a table.",
+        "Remove the INTO clause; the result is returned to you directly.",
+    ),
+    "LOCKING_CLAUSE": (
+        "FOR UPDATE / FOR SHARE takes row locks.",
+        "Remove the FOR UPDATE / FOR SHARE clause.",
+    ),
+    "UNSUPPORTED_SYNTAX": (
+        "The query uses a construct that is not allowed in Code Mode.",
+        "Rewrite the query with plain SELECT syntax; inline values instead of parameters.",
+    ),
+    # -- what it touches ----------------------------------------------------------------
+    "UNKNOWN_TABLE": (
+        "The query names a table that does not exist in the exposed schema.",
+        "Use only tables listed in the schema resource.",
+    ),
+    "TABLE_BLOCKED": (
+        "The query reads a table that is blocked by policy.",
+        "Remove the blocked table; it cannot be queried in any form.",
+    ),
+    "TABLE_NOT_ALLOWED": (
+        "The table exists but is not exposed to Code Mode, or is named through another schema or catalog.",
+        "Use only tables listed in the schema resource, without a schema or catalog prefix.",
+    ),
+    "UNKNOWN_COLUMN": (
+        "The query names a column that does not exist in the tables it reads.",
+        "Check the column names in the schema resource.",
+    ),
+    "COLUMN_BLOCKED": (
+        "The query reads or filters on a column that is blocked by policy.",
+        "Remove the blocked column everywhere (SELECT, WHERE, JOIN, GROUP BY, ORDER BY) and "
+        "list the columns you need instead of * or whole-row values.",
+    ),
+    "FILE_ACCESS": (
+        "The query reads a file or URL instead of a table.",
+        "Query only the tables in the schema resource.",
+    ),
+    "INTROSPECTION_BLOCKED": (
+        "The query reads system catalogs or database metadata.",
+        "Read the schema resource instead of information_schema, pg_catalog or duckdb_* functions.",
+    ),
+    "FUNCTION_NOT_ALLOWED": (
+        "The query calls a function outside the analyst allowlist.",
+        "Use standard aggregate, window, math, string, date, JSON and array functions only.",
+    ),
+    "FUNCTION_ARGUMENT_LIMIT": (
+        "A generator or padding function is called with unbounded or too large arguments.",
+        "Use literal bounds that produce at most the allowed number of rows or characters.",
+    ),
+    # -- limits -------------------------------------------------------------------------
+    "TOO_DEEP": (
+        "Subqueries are nested deeper than the configured max_depth.",
+        "Flatten nested subqueries into CTEs (WITH ...) or joins.",
+    ),
+    "TOO_MANY_JOINS": (
+        "The query joins more tables than the configured max_joins.",
+        "Join fewer tables: aggregate in a CTE first, or split the question.",
+    ),
+    "TOO_MANY_FIELDS": (
+        "The query returns more columns than the configured max_fields.",
+        "Select only the columns you need instead of *.",
+    ),
+    "TOO_COMPLEX": (
+        "The query's complexity score is above the configured max_complexity.",
+        "Simplify: fewer joins, subqueries and window functions, or answer in smaller steps.",
+    ),
+    "CARTESIAN_PRODUCT": (
+        "Two tables are combined without a join condition (a cartesian product).",
+        "Add a JOIN ... ON condition linking the tables, or use a single-row subquery.",
+    ),
+}
+
+
+def violation(code: str, message: str | None = None, hint: str | None = None) -> Violation:
+    """A Violation for a registered code, defaulting message and hint from the registry."""
+    summary, default_hint = VIOLATION_CODES[code]
+    return Violation(code=code, message=message or summary, hint=hint if hint is not None else default_hint)
+
+
+class Refusal(Exception):
+    """Raised inside the analyzer to stop early with one or more violations."""
+
+    def __init__(self, *violations: Violation):
+        super().__init__(violations[0].message if violations else "refused")
+        self.violations = list(violations)

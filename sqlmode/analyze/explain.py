@@ -1,0 +1,278 @@
+"""Plain-language explanations: what is read, joined, filtered, grouped, ordered, limited.
+
+Written for the business user who approves the query, so aliases are replaced by table
+names, comparisons are put into words, and aggregates are named ("the total of
+orders.total"). Anything without a simple wording falls back to short SQL.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from .rewrite import Limited
+
+_MAX_ITEMS = 6
+_MAX_SNIPPET = 80
+
+_COMPARE = {
+    exp.EQ: "is",
+    exp.NEQ: "is not",
+    exp.GT: "is greater than",
+    exp.GTE: "is at least",
+    exp.LT: "is less than",
+    exp.LTE: "is at most",
+}
+_AGG_WORDS = {
+    exp.Sum: "the total of {}",
+    exp.Avg: "the average {}",
+    exp.Min: "the smallest {}",
+    exp.Max: "the largest {}",
+}
+
+
+class _Words:
+    def __init__(self, dialect: str, aliases: dict[str, str]):
+        self.dialect = dialect
+        self.aliases = aliases
+
+    def sql(self, node: exp.Expr) -> str:
+        try:
+            text = node.sql(self.dialect, comments=False)
+        except Exception:
+            text = type(node).__name__
+        return text if len(text) <= _MAX_SNIPPET else text[: _MAX_SNIPPET - 3] + "..."
+
+    def __call__(self, node: exp.Expr | None) -> str:
+        if node is None:
+            return ""
+        if isinstance(node, exp.Paren):
+            return self(node.this)
+        if isinstance(node, exp.Column):
+            if isinstance(node.this, exp.Star):
+                return f"every column of {self.aliases.get(node.table.lower(), node.table)}"
+            table = node.table
+            return f"{self.aliases.get(table.lower(), table)}.{node.name}" if table else node.name
+        if isinstance(node, exp.Alias):
+            return self(node.this)
+        if type(node) in _COMPARE:
+            return f"{self(node.this)} {_COMPARE[type(node)]} {self(node.expression)}"
+        if isinstance(node, exp.And):
+            return " and ".join(self(p) for p in node.flatten())
+        if isinstance(node, exp.Or):
+            return "either " + " or ".join(self(p) for p in node.flatten())
+        if isinstance(node, exp.Not):
+            inner = node.this
+            if isinstance(inner, exp.Is):
+                return f"{self(inner.this)} has a value"
+            if isinstance(inner, exp.In):
+                return f"{self(inner.this)} is not one of {self._list(inner)}"
+            if isinstance(inner, exp.Exists):
+                return f"no matching row exists in {self._tables_of(inner)}"
+            return f"not ({self(inner)})"
+        if isinstance(node, exp.Is):
+            return f"{self(node.this)} is empty" if isinstance(node.expression, exp.Null) else self.sql(node)
+        if isinstance(node, exp.In):
+            if node.args.get("query") is not None:
+                return f"{self(node.this)} appears in a list computed from {self._tables_of(node)}"
+            return f"{self(node.this)} is one of {self._list(node)}"
+        if isinstance(node, exp.Between):
+            low, high = self(node.args.get("low")), self(node.args.get("high"))
+            return f"{self(node.this)} is between {low} and {high}"
+        if isinstance(node, (exp.Like, exp.ILike)):
+            return f"{self(node.this)} matches the pattern {self(node.expression)}"
+        if isinstance(node, exp.Exists):
+            return f"a matching row exists in {self._tables_of(node)}"
+        if isinstance(node, exp.Count):
+            arg = node.this
+            if arg is None or isinstance(arg, exp.Star):
+                return "the number of rows"
+            if isinstance(arg, exp.Distinct):
+                return f"the number of distinct {', '.join(self(e) for e in arg.expressions)}"
+            return f"the number of {self(arg)} values"
+        if type(node) in _AGG_WORDS:
+            return _AGG_WORDS[type(node)].format(self(node.this))
+        return self.sql(node)
+
+    def _list(self, node: exp.In) -> str:
+        items = node.expressions
+        shown = ", ".join(self(e) for e in items[:_MAX_ITEMS])
+        return shown + (f" (and {len(items) - _MAX_ITEMS} more)" if len(items) > _MAX_ITEMS else "")
+
+    def _tables_of(self, node: exp.Expr) -> str:
+        names = sorted({t.name for t in node.find_all(exp.Table) if isinstance(t.this, exp.Identifier)})
+        return ", ".join(names) or "a subquery"
+
+
+_SET_WORDS = {
+    exp.Union: "Combines",
+    exp.Intersect: "Keeps rows common to",
+    exp.Except: "Takes rows of the first query that are not in the others, from",
+}
+
+
+def _call_name(node: exp.Expr) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    names = type(node).sql_names() if isinstance(node, exp.Func) else []
+    return names[0].lower() if names else type(node).__name__.lower()
+
+
+def _aliases(select: exp.Select) -> dict[str, str]:
+    out = {}
+    for table in select.find_all(exp.Table):
+        if isinstance(table.this, exp.Identifier) and table.alias:
+            out[table.alias.lower()] = table.name
+    return out
+
+
+def _source_name(node: exp.Expr) -> str:
+    if isinstance(node, exp.Table):
+        if isinstance(node.this, exp.Identifier):
+            return node.name
+        return f"the function {node.this.sql()[:40]}" if node.this is not None else "a table function"
+    if isinstance(node, exp.Subquery):
+        tables = sorted({t.name for t in node.find_all(exp.Table) if isinstance(t.this, exp.Identifier)})
+        return f"a subquery over {', '.join(tables)}" if tables else "a subquery"
+    if isinstance(node, exp.Lateral):
+        return "a per-row (LATERAL) subquery"
+    if isinstance(node, exp.Unnest):
+        return "the elements of a list"
+    return "a derived source"
+
+
+def describe_select(select: exp.Select, dialect: str) -> list[str]:
+    """Sentences for one SELECT: sources, filters, grouping, windows, order."""
+    w = _Words(dialect, _aliases(select))
+    out: list[str] = []
+    from_ = select.args.get("from_")
+    if from_ is not None:
+        sentence = f"Reads {_source_name(from_.this)}"
+        for join in select.args.get("joins") or []:
+            kind = " ".join(p for p in (join.side, join.kind) if p).lower()
+            verb = {
+                "left": "keeping rows without a match in",
+                "right": "keeping every row of",
+                "full": "keeping unmatched rows on both sides with",
+                "cross": "combined with every row of",
+                "semi": "keeping rows that have a match in",
+                "anti": "keeping rows that have no match in",
+            }.get(join.side.lower() or join.kind.lower(), "joined with")
+            if kind in ("left outer", "left"):
+                verb = "left-joined with"
+            part = f", {verb} {_source_name(join.this)}"
+            on = join.args.get("on")
+            using = join.args.get("using")
+            if on is not None:
+                part += f" where {w(on)}"
+            elif using:
+                part += f" on matching {', '.join(u.name for u in using)}"
+            elif not kind or kind == "cross":
+                part += " (every combination)"
+            sentence += part
+        out.append(sentence + ".")
+    where = select.args.get("where")
+    if where is not None:
+        out.append(f"Keeps only rows where {w(where.this)}.")
+    group = select.args.get("group")
+    aggs = [a for p in select.expressions for a in p.find_all(exp.AggFunc) if not a.find_ancestor(exp.Window)]
+    if group is not None:
+        keys = [w(e) for e in group.expressions] or ["every selected column"]
+        if group.args.get("all"):
+            keys = ["every non-aggregated column"]
+        for kind in ("rollup", "cube", "grouping_sets"):
+            if group.args.get(kind):
+                keys.append(f"with {kind.replace('_', ' ')} subtotals")
+        sentence = f"Groups rows by {', '.join(keys[:_MAX_ITEMS])}"
+        if aggs:
+            sentence += f" and computes {', '.join(w(a) for a in aggs[:_MAX_ITEMS])}"
+        out.append(sentence + ".")
+    elif aggs:
+        out.append(f"Computes {', '.join(w(a) for a in aggs[:_MAX_ITEMS])} over all matching rows.")
+    having = select.args.get("having")
+    if having is not None:
+        out.append(f"Keeps only groups where {w(having.this)}.")
+    windows = [win for p in select.expressions for win in p.find_all(exp.Window)]
+    if windows:
+        names = sorted({_call_name(win.this) for win in windows})
+        shown = ", ".join(names[:_MAX_ITEMS])
+        out.append(f"Computes per-row values over related rows (window functions: {shown}).")
+    qualify = select.args.get("qualify")
+    if qualify is not None:
+        out.append(f"Then keeps only rows where {w(qualify.this)}.")
+    distinct = select.args.get("distinct")
+    if distinct is not None:
+        on = distinct.args.get("on")
+        out.append(f"Keeps one row per {w(on)}." if on is not None else "Removes duplicate rows.")
+    order = select.args.get("order")
+    if order is not None:
+        keys = []
+        for o in order.expressions:
+            text = w(o.this)
+            keys.append(f"{text} {'descending' if o.args.get('desc') else 'ascending'}")
+        out.append(f"Sorts by {', '.join(keys[:_MAX_ITEMS])}.")
+    cols = [w(p) if not isinstance(p, exp.Alias) else p.alias for p in select.expressions]
+    if cols and not any(isinstance(p, exp.Star) for p in select.expressions):
+        shown = ", ".join(cols[:8]) + (f" and {len(cols) - 8} more" if len(cols) > 8 else "")
+        out.append(f"Returns the columns {shown}.")
+    elif cols:
+        out.append("Returns every column of the sources.")
+    return out
+
+
+def explain(root: exp.Expr, limited: Limited | None, dialect: str, lowered_from: int | None = None) -> str:
+    """A paragraph describing the whole statement."""
+    parts: list[str] = []
+    node = root
+    with_ = node.args.get("with_") if isinstance(node, exp.Query) else None
+    if with_ is not None:
+        steps = []
+        for cte in with_.expressions[:_MAX_ITEMS]:
+            inner = cte.this
+            body = describe_select(inner, dialect) if isinstance(inner, exp.Select) else []
+            summary = " ".join(body[:3]) if body else "combines several queries"
+            steps.append(f"{cte.alias}: {summary[0].lower() + summary[1:] if summary else ''}")
+        kind = "recursive steps" if with_.args.get("recursive") else "steps"
+        parts.append(
+            f"First prepares {len(with_.expressions)} named {kind}. "
+            + " ".join(f"({i}) {s}" for i, s in enumerate(steps, 1))
+        )
+        if len(with_.expressions) > _MAX_ITEMS:
+            parts.append(f"(and {len(with_.expressions) - _MAX_ITEMS} more steps)")
+    if isinstance(node, exp.Select):
+        body = describe_select(node, dialect)
+        if with_ is not None and body:
+            body[0] = "Then " + body[0][0].lower() + body[0][1:]
+        parts.extend(body)
+    elif isinstance(node, exp.SetOperation):
+        kind = _SET_WORDS.get(type(node), "Combines")
+        dedup = "" if node.args.get("distinct") is False else ", removing duplicates"
+        branches = []
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, exp.SetOperation):
+                stack.extend([n.expression, n.this])
+            else:
+                branches.append(n)
+        parts.append(f"{kind} the results of {len(branches)} queries{dedup}.")
+        for i, b in enumerate(branches[:_MAX_ITEMS], 1):
+            inner = b.unnest() if isinstance(b, exp.Subquery) else b
+            if isinstance(inner, exp.Select):
+                parts.append(f"Query {i}: " + " ".join(describe_select(inner, dialect)[:2]))
+    elif isinstance(node, exp.Insert):
+        parts.append(f"Inserts rows into {node.this.sql(dialect)[:60]}.")
+    elif isinstance(node, exp.Update):
+        parts.append(f"Updates rows of {node.this.sql(dialect)[:60]}.")
+    elif isinstance(node, exp.Delete):
+        parts.append(f"Deletes rows from {node.this.sql(dialect)[:60]}.")
+    else:
+        parts.append(f"Runs a {type(node).__name__.upper()} statement.")
+    if limited is not None and limited.row_limit:
+        if limited.source == "lowered":
+            parts.append(
+                f"Returns at most {limited.row_limit:,} rows "
+                "(the query's own limit was lowered to the maximum)."
+            )
+        else:
+            parts.append(f"Returns at most {limited.row_limit:,} rows.")
+    return " ".join(p for p in parts if p)

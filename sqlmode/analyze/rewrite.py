@@ -1,0 +1,64 @@
+"""The normalized code: the analyzed tree, row-limited, rendered back in the dialect.
+
+What runs is rendered from the tree we analyzed, never the original text, so anything
+the parser dropped (comments, odd spacing, escapes) cannot come back. Rendering raises
+on anything the generator does not support instead of silently dropping it (sqlglot
+would otherwise omit, for example, FOR UPDATE in DuckDB or PIVOT in Postgres).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel
+
+
+@dataclass(frozen=True, slots=True)
+class Limited:
+    root: exp.Expr
+    row_limit: int
+    # "injected": no LIMIT was written; "lowered": a larger one was cut to max_rows;
+    # "kept": the query's own LIMIT was at most max_rows.
+    source: str
+
+
+def _literal_int(node: exp.Expr | None) -> int | None:
+    if isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            return int(str(node.this))
+        except ValueError:
+            return None
+    return None
+
+
+def inject_limit(root: exp.Expr, max_rows: int) -> Limited:
+    """Cap the outermost query at max_rows rows (a smaller LIMIT is kept)."""
+    if isinstance(root, (exp.Values, exp.Pivot)) or (
+        isinstance(root, exp.Subquery) and not isinstance(root.this, exp.Query)
+    ):
+        alias = exp.TableAlias(this=exp.to_identifier("q"))
+        wrapped = exp.select("*").from_(exp.Subquery(this=root, alias=alias))
+        return Limited(wrapped.limit(max_rows, copy=False), max_rows, "injected")
+    if not isinstance(root, exp.Query):
+        return Limited(root, 0, "none")
+    limit = root.args.get("limit")
+    if limit is None:
+        root.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
+        return Limited(root, max_rows, "injected")
+    options = limit.args.get("limit_options")
+    special = options is not None and (options.args.get("percent") or options.args.get("with_ties"))
+    count = _literal_int(limit.args.get("count") if isinstance(limit, exp.Fetch) else limit.expression)
+    if count is not None and not special:
+        if count <= max_rows:
+            return Limited(root, count, "kept")
+        root.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
+        return Limited(root, max_rows, "lowered")
+    # LIMIT ALL, LIMIT <expression>, percentages and WITH TIES: a plain cap replaces them.
+    root.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
+    return Limited(root, max_rows, "lowered")
+
+
+def render(root: exp.Expr, dialect: str) -> str:
+    """SQL text for the tree; raises sqlglot.errors.UnsupportedError rather than dropping parts."""
+    return root.sql(dialect=dialect, comments=False, unsupported_level=ErrorLevel.RAISE)

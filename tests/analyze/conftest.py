@@ -1,0 +1,64 @@
+"""Hand-built snapshots of the sample warehouse and analyzers per dialect."""
+
+from __future__ import annotations
+
+import pytest
+
+from sqlmode.analyze import Analyzer
+from sqlmode.config import settings_from_dict
+from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
+
+SAMPLE_TABLES = {
+    "customers": ("id", "name", "email", "ssn", "region", "segment", "created_at"),
+    "products": ("id", "name", "category", "price"),
+    "orders": ("id", "customer_id", "status", "total", "created_at"),
+    "order_items": ("order_id", "product_id", "quantity", "unit_price"),
+    "support_tickets": ("id", "customer_id", "opened_at", "closed_at", "priority", "status", "subject"),
+    "contacts": ("id", "customer_id", "contacted_at", "channel", "rep"),
+    "credentials": ("id", "user_id", "secret"),
+    "audit_log": ("id", "at", "actor", "action", "detail"),
+}
+BLOCKED_TABLES = ["credentials", "audit_log"]
+BLOCKED_FIELDS = ["customers.ssn"]
+URLS = {"duckdb": "duckdb:///unused.duckdb", "postgres": "postgresql://reader@localhost:5432/warehouse"}
+
+
+def _type(column: str) -> str:
+    return "INTEGER" if column.endswith("id") else "VARCHAR"
+
+
+def sample_snapshot(dialect: str, extra: dict[str, tuple[str, ...]] | None = None) -> SchemaSnapshot:
+    """The sample warehouse as the schema layer would reflect it (types do not matter here)."""
+    tables = [
+        TableInfo(name=name, columns=tuple(ColumnInfo(c, _type(c)) for c in cols))
+        for name, cols in {**SAMPLE_TABLES, **(extra or {})}.items()
+    ]
+    return SchemaSnapshot.build(
+        dialect, "warehouse", tables, blocked_tables=BLOCKED_TABLES, blocked_fields=BLOCKED_FIELDS
+    )
+
+
+def make_settings(dialect: str, **code_mode):  # type: ignore[no-untyped-def]
+    cm = {"blocked_tables": BLOCKED_TABLES, "blocked_fields": BLOCKED_FIELDS, "max_rows": 1000, **code_mode}
+    return settings_from_dict({"database": {"url": URLS[dialect]}, "code_mode": cm})
+
+
+@pytest.fixture(scope="session", params=["duckdb", "postgres"])
+def dialect(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def analyzers() -> dict[str, Analyzer]:
+    return {d: Analyzer(make_settings(d)) for d in URLS}
+
+
+@pytest.fixture(scope="session")
+def snapshots() -> dict[str, SchemaSnapshot]:
+    return {d: sample_snapshot(d) for d in URLS}
+
+
+@pytest.fixture
+def analyze(dialect, analyzers, snapshots):  # type: ignore[no-untyped-def]
+    """analyze(sql) in the current dialect."""
+    return lambda sql: analyzers[dialect].analyze(sql, snapshots[dialect])

@@ -1,0 +1,44 @@
+"""The analyzer's basic contract: accept a typical report, refuse the obvious."""
+
+from sqlmode.analyze import VIOLATION_CODES
+from sqlmode.models import Action, RiskLevel
+
+
+def codes(analysis):  # type: ignore[no-untyped-def]
+    return {v.code for v in analysis.violations}
+
+
+def test_typical_report_is_accepted_resolved_and_limited(analyze):
+    a = analyze(
+        "SELECT c.region, count(*) AS n, sum(o.total) AS revenue FROM customers c "
+        "JOIN orders o ON o.customer_id = c.id WHERE o.status = 'shipped' GROUP BY c.region ORDER BY n DESC"
+    )
+    assert a.violations == []
+    assert a.statement_type == "SELECT" and a.action == Action.READ and a.risk_level == RiskLevel.LOW
+    assert a.tables == ["customers", "orders"]
+    assert a.columns == [
+        "customers.id",
+        "customers.region",
+        "orders.customer_id",
+        "orders.status",
+        "orders.total",
+    ]
+    assert a.functions == ["count", "sum"]
+    assert a.normalized_code.endswith("LIMIT 1000") and a.row_limit == 1000
+    assert "customers" in a.explanation and "orders.status" in a.explanation
+
+
+def test_blocked_column_is_named(analyze):
+    a = analyze("SELECT ssn FROM customers")
+    assert codes(a) == {"COLUMN_BLOCKED"}
+    assert "customers.ssn" in a.violations[0].message
+    assert a.normalized_code == ""
+
+
+def test_commit_then_drop_is_refused(analyze):
+    assert "MULTIPLE_STATEMENTS" in codes(analyze("SELECT 1; COMMIT; DROP TABLE orders"))
+
+
+def test_every_code_has_summary_and_hint():
+    for code, (summary, hint) in VIOLATION_CODES.items():
+        assert code.isupper() and summary and hint
