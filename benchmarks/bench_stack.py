@@ -1,0 +1,208 @@
+"""Execution through every layer, on the same SQL and data, side by side in one run.
+
+For 10, 1,000 and max_rows rows (max_rows raised to 10,000 for this benchmark) on DuckDB and on
+PostgreSQL:
+- floor: the raw driver on the same normalized SQL (DuckDB ``execute().fetchall()`` on a
+  connection with sqlmode's config; asyncpg ``fetch`` on one connection as the same reader role);
+- ``executor.run`` (limits, read-only session, JSON-safe values);
+- ``CodeModeService.execute`` (re-analysis, token verification, Cedar, two audit records);
+- the MCP ``execute_code`` tool call through an in-process client (a fresh token per call,
+  minted outside the timed region);
+- the validate + execute round trip through the in-process client;
+- peak Python memory (tracemalloc) of one max_rows result, raw vs executor vs service.
+
+    python benchmarks/bench_stack.py [--quick] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common import Results, Target, abench, peak_memory
+from env import BenchEnv
+from mcp import Client
+
+from sqlmode.server import build_server
+from sqlmode.service import CodeModeService
+
+GROUP = "execution"
+MAX_ROWS = 10_000
+ROW_COUNTS = (10, 1000, MAX_ROWS)
+COLUMNS = "id, customer_id, status, total, created_at"
+TARGETS = {
+    10: Target("<=", 1.25, "x floor", "DESIGN.md", ratio=True),
+    1000: Target("<=", 1.5, "x floor", "DESIGN.md", ratio=True),
+}
+T_INPROC_ROUNDTRIP = Target("<=", 3.0, "ms", "DESIGN.md (stdio)")
+
+
+def rows_sql(n: int) -> str:
+    return f"SELECT {COLUMNS} FROM orders ORDER BY id LIMIT {n}"
+
+
+class RawDriver:
+    """The floor: the database driver alone, on one connection, as sqlmode's own role."""
+
+    def __init__(self, settings: Any):
+        self.settings = settings
+        self.dialect = settings.dialect
+        self._con: Any = None
+
+    async def __aenter__(self) -> RawDriver:
+        db = self.settings.database
+        if self.dialect == "duckdb":
+            import duckdb
+
+            # Same file and config as the executor: DuckDB refuses a second config in one process.
+            self._con = duckdb.connect(db.duckdb_path, read_only=True, config=dict(db.duckdb_config()))
+        else:
+            import asyncpg
+
+            self._con = await asyncpg.connect(db.url.replace("postgresql+asyncpg://", "postgresql://"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.dialect == "duckdb":
+            self._con.close()
+        else:
+            await self._con.close()
+
+    async def fetch(self, sql: str) -> list[Any]:
+        if self.dialect == "duckdb":
+            return self._con.execute(sql).fetchall()
+        return await self._con.fetch(sql)
+
+
+async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) -> None:
+    budget = results.budget
+    d = dialect
+    async with (
+        CodeModeService(settings) as service,
+        RawDriver(settings) as raw,
+        Client(build_server(service)) as client,
+    ):
+
+        async def svc_token(sql: str) -> tuple[str, str]:
+            v = await service.validate(sql, user=None, session="bench")
+            if not v.is_valid:
+                raise RuntimeError(f"{sql!r} refused: {[x.code for x in v.violations]}")
+            return v.normalized_code, v.approval_token or ""
+
+        async def mcp_token(sql: str) -> tuple[str, str]:
+            r = await client.call_tool("validate_code", {"code": sql})
+            s = r.structured_content or {}
+            if r.is_error or not s.get("approval_token"):
+                raise RuntimeError(f"{sql!r} refused through MCP: {r.content}")
+            return s["normalized_code"], s["approval_token"]
+
+        async def mcp_execute(code: str, token: str) -> Any:
+            r = await client.call_tool("execute_code", {"code": code, "approval_token": token})
+            if r.is_error:
+                raise RuntimeError(f"execute_code failed: {r.content}")
+            return r
+
+        for n in ROW_COUNTS if not results.quick else (10, 1000):
+            b = budget if n <= 1000 else budget.scaled(0.3)
+            sql = rows_sql(n)
+            normalized, _ = await svc_token(sql)
+            p = f"exec.{d}.rows{n}"
+            s_raw = await abench(lambda q=normalized: raw.fetch(q), b)
+            got = len(await raw.fetch(normalized))
+            results.add(f"{p}.raw", GROUP, f"{d}: raw driver, {got:,} rows", s_raw, headline=n <= 1000)
+            s_exec = await abench(lambda q=normalized: service.executor.run(q, max_rows=MAX_ROWS), b)
+            results.add(
+                f"{p}.executor",
+                GROUP,
+                f"{d}: executor.run, {got:,} rows",
+                s_exec,
+                floor=f"{p}.raw",
+                target=TARGETS.get(n),
+            )
+            s_svc = await abench(
+                lambda code, tok: service.execute(code, tok, user=None, session="bench"),
+                b,
+                setup=lambda q=sql: svc_token(q),
+            )
+            results.add(
+                f"{p}.service",
+                GROUP,
+                f"{d}: service.execute, {got:,} rows",
+                s_svc,
+                floor=f"{p}.raw",
+                headline=n <= 1000,
+            )
+            s_mcp = await abench(mcp_execute, b, setup=lambda q=sql: mcp_token(q))
+            results.add(
+                f"{p}.mcp",
+                GROUP,
+                f"{d}: MCP execute_code (in process), {got:,} rows",
+                s_mcp,
+                floor=f"{p}.raw",
+                headline=n <= 1000,
+            )
+            if n == 10:
+
+                async def roundtrip(q: str = sql) -> None:
+                    code, tok = await mcp_token(q)
+                    await mcp_execute(code, tok)
+
+                s_rt = await abench(roundtrip, b)
+                results.add(
+                    f"exec.{d}.roundtrip_inproc",
+                    GROUP,
+                    f"{d}: validate + execute via in-process MCP client, 10 rows",
+                    s_rt,
+                    floor=f"{p}.raw",
+                    target=T_INPROC_ROUNDTRIP,
+                    note="no transport: the stdio figure adds JSON-RPC over pipes",
+                )
+        # Peak memory of the largest result, per layer (one call each, tracemalloc on).
+        n = MAX_ROWS if not results.quick else 1000
+        sql = rows_sql(n)
+        normalized, _ = await svc_token(sql)
+        m_raw = await peak_memory(lambda: raw.fetch(normalized))
+        m_exec = await peak_memory(lambda: service.executor.run(normalized, max_rows=MAX_ROWS))
+        code, tok = await svc_token(sql)
+        m_svc = await peak_memory(lambda: service.execute(code, tok, user=None, session="bench"))
+        mib = 1024 * 1024
+        results.add(
+            f"mem.{d}.raw",
+            "memory",
+            f"{d}: peak Python heap, raw driver, {n:,} rows",
+            value=m_raw.peak_bytes / mib,
+            unit="MiB",
+        )
+        results.add(
+            f"mem.{d}.executor",
+            "memory",
+            f"{d}: peak Python heap, executor.run, {n:,} rows",
+            value=m_exec.peak_bytes / mib,
+            unit="MiB",
+            floor=f"mem.{d}.raw",
+            headline=True,
+            rss_peak_mib=round(m_exec.rss_peak_bytes / mib, 1),
+        )
+        results.add(
+            f"mem.{d}.service",
+            "memory",
+            f"{d}: peak Python heap, service.execute, {n:,} rows",
+            value=m_svc.peak_bytes / mib,
+            unit="MiB",
+            floor=f"mem.{d}.raw",
+        )
+
+
+async def run(env: BenchEnv, results: Results) -> None:
+    overrides = {"code_mode": {"max_rows": MAX_ROWS}}
+    await _layers(env, results, "duckdb", env.settings("duckdb", overrides=overrides))
+    pg = await env.postgres_reader_url()
+    if pg is None:
+        results.error("bench_stack", env.postgres_error or "no PostgreSQL: postgres figures skipped")
+        return
+    await _layers(env, results, "postgres", env.settings("postgres", url=pg, overrides=overrides))
+
+
+if __name__ == "__main__":
+    from env import standalone
+
+    standalone(run, __doc__)
