@@ -101,7 +101,7 @@ async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) 
                 raise RuntimeError(f"execute_code failed: {r.content}")
             return r
 
-        for n in ROW_COUNTS if not results.quick else (10, 1000):
+        for n in (10,) if results.tiny else (10, 1000) if results.quick else ROW_COUNTS:
             b = budget if n <= 1000 else budget.scaled(0.3)
             sql = rows_sql(n)
             normalized, _ = await svc_token(sql)
@@ -157,7 +157,7 @@ async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) 
                     note="no transport: the stdio figure adds JSON-RPC over pipes",
                 )
         # Peak memory of the largest result, per layer (one call each, tracemalloc on).
-        n = MAX_ROWS if not results.quick else 1000
+        n = 10 if results.tiny else 1000 if results.quick else MAX_ROWS
         sql = rows_sql(n)
         normalized, _ = await svc_token(sql)
         m_raw = await peak_memory(lambda: raw.fetch(normalized))

@@ -72,7 +72,7 @@ async def _first_answers(params: StdioServerParameters) -> tuple[float, float]:
 
 
 async def run(env: BenchEnv, results: Results) -> None:
-    n = 3 if results.quick else 9
+    n = 1 if results.tiny else 3 if results.quick else 9
     params = server_params(env)
     await _first_answers(params)  # warm the OS page cache and .pyc files once
     py = stats_of([_spawn_ms("pass") for _ in range(n)])

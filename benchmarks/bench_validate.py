@@ -88,7 +88,7 @@ async def typical_corpus(env: BenchEnv, results: Results, dialect: str, settings
     """Floors, components and the whole path for the sample-warehouse corpus in one dialect."""
     b = results.budget
     d = dialect
-    corpus = TYPICAL if not results.quick else TYPICAL[:4]
+    corpus = TYPICAL[:2] if results.tiny else TYPICAL[:4] if results.quick else TYPICAL
     async with CodeModeService(settings) as service:
         snapshot = await service.schema()
         analyzer = service.analyzer
@@ -269,7 +269,7 @@ def tpch(results: Results, env: BenchEnv) -> Path:
         analyzer = Analyzer(settings)
         snap = SchemaSnapshot.build(d, "tpch", tables)
         per: dict[str, Any] = {}
-        for name, sql in TPCH if not results.quick else TPCH[:2]:
+        for name, sql in TPCH[:1] if results.tiny else TPCH[:2] if results.quick else TPCH:
             s_p = bench(lambda sql=sql, d=d: sqlglot.parse_one(sql, read=d), b)
             s_a = bench(lambda sql=sql, an=analyzer, sn=snap: an.analyze(sql, sn), b)
             per[name] = {
@@ -324,7 +324,7 @@ def schema_growth(results: Results, env: BenchEnv) -> None:
     b = results.budget.scaled(0.4)
     settings = env.settings("duckdb", overrides=open_policy(f"duckdb:///{env.duckdb_path(1)}"))
     analyzer = Analyzer(settings)
-    for n in (10, 100, 1000):
+    for n in (10, 100) if results.tiny else (10, 100, 1000):
         snap = SchemaSnapshot.build("duckdb", "synthetic", synthetic_tables(n))
         q2, q6 = synthetic_query(n), synthetic_six_table_query(n)
         s2 = bench(lambda q=q2, s=snap: analyzer.analyze(q, s), b)
@@ -352,7 +352,7 @@ async def schema_growth_full(results: Results, env: BenchEnv) -> None:
     """Reflection at start-up and the whole validate path over DuckDB files of 10..1,000 tables."""
     import duckdb
 
-    sizes = (10, 100) if results.quick else (10, 100, 1000)
+    sizes = (10,) if results.tiny else (10, 100) if results.quick else (10, 100, 1000)
     for n in sizes:
         path = env.work_dir / f"synthetic-{n}.duckdb"
         if not path.exists():
@@ -389,7 +389,7 @@ def query_growth(results: Results, env: BenchEnv, snapshot: SchemaSnapshot) -> N
     """Parse and analysis time as the typical query grows (k computed columns and k predicates)."""
     b = results.budget.scaled(0.4)
     analyzer = Analyzer(env.settings("duckdb"))
-    for k in (1, 4, 16, 64):
+    for k in (1, 4) if results.tiny else (1, 4, 16, 64):
         sql = grown_query(k)
         s_p = bench(lambda sql=sql: sqlglot.parse_one(sql, read="duckdb"), b)
         s_a = bench(lambda sql=sql: analyzer.analyze(sql, snapshot), b)

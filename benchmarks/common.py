@@ -102,7 +102,9 @@ class Budget:
     warmup: int = 5
 
     @classmethod
-    def for_mode(cls, quick: bool) -> Budget:
+    def for_mode(cls, quick: bool, tiny: bool = False) -> Budget:
+        if tiny:  # the smoke test: does every path run at all (numbers meaningless)
+            return cls(samples=2, seconds=0.0, min_samples=2, warmup=1)
         # quick keeps the whole suite near a minute on 2 cores; medians stay stable, tails less so.
         return cls(samples=15, seconds=0.35, min_samples=5, warmup=2) if quick else cls()
 
@@ -304,9 +306,10 @@ def _round(v: float | None) -> float | None:
 class Results:
     """Figures of one run, in the order measured, plus the run's metadata and module errors."""
 
-    def __init__(self, *, quick: bool = False):
-        self.quick = quick
-        self.budget = Budget.for_mode(quick)
+    def __init__(self, *, quick: bool = False, tiny: bool = False):
+        self.quick = quick or tiny
+        self.tiny = tiny
+        self.budget = Budget.for_mode(self.quick, tiny)
         self.figures: dict[str, Figure] = {}
         self.errors: list[dict[str, str]] = []
         self.meta: dict[str, Any] = {}
@@ -348,7 +351,7 @@ class Results:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "meta": {**self.meta, "quick": self.quick},
+            "meta": {**self.meta, "quick": self.quick, "tiny": self.tiny},
             "sections_s": {k: round(v, 2) for k, v in self.sections.items()},
             "figures": [f.to_dict() for f in self.figures.values()],
             "components": self.components,
@@ -547,6 +550,6 @@ def markdown_meta(data: dict[str, Any]) -> str:
         f"{m.get('platform')}, Python {m.get('python')}; {vers}"
         + (f"; PostgreSQL {pg}" if pg else "")
         + f"; sqlglot parser compiled: {m.get('sqlglot_parser_compiled')}; commit {m.get('git_commit')}"
-        + ("; **quick mode**" if m.get("quick") else "")
+        + ("; **tiny mode (smoke test)**" if m.get("tiny") else "; **quick mode**" if m.get("quick") else "")
         + "."
     )

@@ -1,7 +1,7 @@
 """The one command for every performance figure of sqlmode.
 
     python benchmarks/run.py                 # full run (~10 min on 2 cores): results.json + RESULTS.md
-    python benchmarks/run.py --quick         # ~1 min smoke run, written under benchmarks/.work/
+    python benchmarks/run.py --quick         # ~1 min run, written under benchmarks/.work/
     python benchmarks/run.py --markdown      # also print the README table
     python benchmarks/run.py --readme        # also replace the README's table between the bench markers
     python benchmarks/run.py --only validate,payload --no-postgres
@@ -56,7 +56,7 @@ async def _pg_version(env: BenchEnv) -> str | None:
 
 
 async def run_all(args: argparse.Namespace) -> Results:
-    results = Results(quick=args.quick)
+    results = Results(quick=args.quick, tiny=args.tiny)
     results.meta = machine_info()
     env = BenchEnv(postgres=not args.no_postgres)
     wanted = [m for m in MODULES if not args.only or m in args.only]
@@ -189,7 +189,10 @@ def update_readme(data: dict[str, Any], readme: Path = ROOT / "README.md") -> bo
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="sqlmode's benchmark suite: every figure beside its floor.")
-    ap.add_argument("--quick", action="store_true", help="small budgets, about a minute (a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="small budgets, about a minute")
+    ap.add_argument(
+        "--tiny", action="store_true", help="smallest budgets: checks every path runs (smoke test)"
+    )
     ap.add_argument(
         "--out", type=Path, help="results JSON (default benchmarks/results.json; quick: under .work/)"
     )
@@ -208,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(args.only) - set(MODULES)
         if unknown:
             ap.error(f"unknown modules {sorted(unknown)}; choose from {', '.join(MODULES)}")
-    out: Path = args.out or (WORK_DIR / "results-quick.json" if args.quick else HERE / "results.json")
+    quick = args.quick or args.tiny
+    out: Path = args.out or (WORK_DIR / "results-quick.json" if quick else HERE / "results.json")
     md: Path = args.md or out.with_name("RESULTS.md" if out.name == "results.json" else out.stem + ".md")
 
     t0 = time.perf_counter()
