@@ -161,6 +161,9 @@ class PolicyConfig(_Section):
     paths: list[str] = Field(default_factory=list)
     users: dict[str, UserConfig] = Field(default_factory=dict)
     default_user: str = "local"
+    # Policy files are stat'ed for changes at most this often (seconds); 0 checks on every
+    # decision. A change is picked up (and outstanding tokens invalidated) within this time.
+    reload_check_seconds: float = Field(default=1.0, ge=0)
 
 
 class AuthTokenConfig(_Section):
