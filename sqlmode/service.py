@@ -24,7 +24,7 @@ from typing import Any
 from .analyze import Analyzer
 from .audit import AuditLog, AuditSink, NullAuditLog
 from .config import Settings, load_config
-from .errors import ApprovalError, SqlmodeError
+from .errors import ApprovalError, AuditError, SqlmodeError
 from .execute import open_executor
 from .models import Action, Analysis, Decision, Principal, QueryResult, ValidationResult, Violation
 from .policy import PolicyEvaluator, build_evaluator
@@ -130,7 +130,9 @@ class CodeModeService:
 
     # -- principals -----------------------------------------------------------------------
 
-    def principal(self, user: str | None, session: str | None, groups: list[str] | tuple[str, ...] | None) -> Principal:
+    def principal(
+        self, user: str | None, session: str | None, groups: list[str] | tuple[str, ...] | None
+    ) -> Principal:
         pol = self.settings.policy
         uid = user or pol.default_user
         if groups is None:
@@ -221,8 +223,13 @@ class CodeModeService:
         groups: list[str] | tuple[str, ...] | None = None,
         max_rows: int | None = None,
         timeout_ms: int | None = None,
+        approval: str | None = None,
     ) -> QueryResult:
-        """Verify the token for this exact code and principal, re-check, run, audit."""
+        """Verify the token for this exact code and principal, re-check, run, audit.
+
+        ``approval`` names how a person approved the run (e.g. elicitation); it goes into the audit record.
+        A cancelled call (the MCP client cancelled the request) is audited as ``cancelled`` and re-raised.
+        """
         started = time.perf_counter()
         principal = self.principal(user, session, groups)
         snapshot = await self.schema()
@@ -247,7 +254,8 @@ class CodeModeService:
             decision = self.evaluator.evaluate(principal, analysis)
             if not decision.allowed:
                 raise ApprovalError(
-                    "the current policy refuses this code: " + "; ".join(decision.reasons or decision.policy_ids),
+                    "the current policy refuses this code: "
+                    + "; ".join(decision.reasons or decision.policy_ids),
                     violations=list(decision.violations),
                 )
         except SqlmodeError as e:
@@ -259,6 +267,7 @@ class CodeModeService:
             code=code,
             code_hash=chash,
             decision="run",
+            approval=approval,
             policies=list(decision.policy_ids),
             risk=analysis.risk_level.value,
             action=analysis.action.value,
@@ -269,7 +278,18 @@ class CodeModeService:
                     analysis.normalized_code, max_affected=self.settings.code_mode.max_write_rows
                 )
             else:
-                result = await self.executor.run(analysis.normalized_code, max_rows=max_rows, timeout_ms=timeout_ms)
+                result = await self.executor.run(
+                    analysis.normalized_code, max_rows=max_rows, timeout_ms=timeout_ms
+                )
+        except asyncio.CancelledError:
+            self._audit(
+                "executed",
+                principal,
+                code_hash=chash,
+                decision="cancelled",
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+            raise
         except SqlmodeError as e:
             self._audit(
                 "executed",
@@ -293,6 +313,34 @@ class CodeModeService:
         )
         return result
 
+    def record_declined(
+        self,
+        code: str,
+        *,
+        user: str | None = None,
+        session: str | None = None,
+        groups: list[str] | tuple[str, ...] | None = None,
+    ) -> SqlmodeError:
+        """Audit that a person declined to run ``code``; the error to hand back (AuditError if unrecorded)."""
+        err = ApprovalError(
+            "the user declined to run this query; nothing was run",
+            code="USER_DECLINED",
+            hint="Ask the user what they want changed; do not run the same query again without asking.",
+        )
+        normalized = self.analyzer.analyze(code, self._snapshot).normalized_code if self._snapshot else ""
+        try:
+            self._audit(
+                "execute",
+                self.principal(user, session, groups),
+                code=code,
+                code_hash=code_hash(normalized or code),
+                decision="declined",
+                error=err.code,
+            )
+        except AuditError as e:
+            return e
+        return err
+
     def _audit(self, event: str, principal: Principal, **fields: Any) -> None:
         self.audit.append(
             {
@@ -303,4 +351,3 @@ class CodeModeService:
                 **fields,
             }
         )
-
