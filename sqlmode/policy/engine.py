@@ -13,16 +13,20 @@ forbid would not forbid) is also a denial.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import cedarpy
+from cedarpy import pst
+from cedarpy.pst import entity_uids
 
 from ..config import Settings
 from ..errors import PolicyError
@@ -31,6 +35,7 @@ from .request import build_request
 from .source import Sources, load_sources, policies_dir, split_statements, stamps, watched_paths
 
 log = logging.getLogger(__name__)
+_CONTEXT = pst.Var("context")
 
 _DEFAULT_HINT = "Change the query so that the policy no longer matches, or ask an administrator."
 _NO_PERMIT = {
@@ -63,9 +68,63 @@ class LoadedPolicies:
     policy_set: cedarpy.PolicySet
     schema: cedarpy.Schema
     meta: MappingProxyType[str, PolicyMeta]  # Cedar's positional id ("policy7") -> meta
+    named: frozenset[tuple[str, str]]  # Table/Column uids some policy mentions
+    context_usage: dict[str, frozenset[str] | None] | None  # see context_usage()
     text: str  # the effective set, layer by layer, as `sqlmode policy check` prints it
     policy_hash: str
     stamps: tuple[tuple[str, int, int, int], ...]
+
+
+def context_usage(policies: Any) -> dict[str, frozenset[str] | None] | None:
+    """Which context attributes the policies read, and how much of each set they need.
+
+    Maps attribute -> None (the whole value is needed) or a set of strings: the attribute
+    is only ever used as ``context.x.contains("lit")`` or ``context.x.containsAny([...])``,
+    so only those literals can change a decision and the rest of the set may be dropped.
+    Returns None when some policy uses ``context`` as a whole.
+    """
+    usage: dict[str, set[str] | None] = {}
+
+    def need(attr: str, literals: set[str] | None) -> None:
+        if literals is None or (attr in usage and usage[attr] is None):
+            usage[attr] = None
+        else:
+            usage.setdefault(attr, set()).update(literals)  # type: ignore[union-attr]
+
+    stack: list[Any] = list(policies.values())
+    while stack:
+        node = stack.pop()
+        if isinstance(node, pst.BinaryOp) and node.op in ("contains", "contains_any") and _reads(node.left):
+            literals = _string_literals(node.right)
+            need(node.left.attr, literals)
+            if literals is None:
+                stack.append(node.right)
+        elif _reads(node):
+            need(node.attr, None)
+        elif isinstance(node, pst.HasAttr) and node.base == _CONTEXT:
+            need(node.attrs[0], set())
+        elif node == _CONTEXT:
+            return None
+        elif isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, tuple):
+            stack.extend(node)
+        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node))
+    return {k: None if v is None else frozenset(v) for k, v in usage.items()}
+
+
+def _reads(node: Any) -> bool:
+    return isinstance(node, pst.GetAttr) and node.base == _CONTEXT
+
+
+def _string_literals(node: Any) -> set[str] | None:
+    """The strings of a literal ``"a"`` or ``["a", "b"]``; None for anything else."""
+    if isinstance(node, pst.StringLit):
+        return {node.value}
+    if isinstance(node, pst.Set) and all(isinstance(e, pst.StringLit) for e in node.elements):
+        return {e.value for e in node.elements}  # type: ignore[union-attr]
+    return None
 
 
 def effective_text(sources: Sources) -> str:
@@ -101,10 +160,13 @@ def compile_sources(sources: Sources) -> LoadedPolicies:
         raise PolicyError("policies failed to load:\n" + report.render(effective=False).rstrip())
 
     statements = [st for src in sources.layers for st in split_statements(src)]
-    pst = cedarpy.policies_to_pst(text).static_policies
+    nodes = cedarpy.policies_to_pst(text).static_policies
+    named = frozenset(
+        (str(uid.type), uid.id) for uid in entity_uids(nodes) if str(uid.type) in ("Table", "Column")
+    )
     meta: dict[str, PolicyMeta] = {}
-    for n, (pid, node) in enumerate(sorted(pst.items(), key=lambda kv: _position(kv[0]))):
-        st = statements[n] if len(statements) == len(pst) else None
+    for n, (pid, node) in enumerate(sorted(nodes.items(), key=lambda kv: _position(kv[0]))):
+        st = statements[n] if len(statements) == len(nodes) else None
         ann = node.annotations
         src_name = st.source.name if st else "?"
         fallback = f"{Path(src_name).name}#{n}"
@@ -122,6 +184,8 @@ def compile_sources(sources: Sources) -> LoadedPolicies:
         policy_set=policy_set,
         schema=schema,
         meta=MappingProxyType(meta),
+        named=named,
+        context_usage=context_usage(nodes),
         text=text,
         policy_hash=policy_hash_of(sources.schema_text, text),
         stamps=sources.stamps,
@@ -131,20 +195,23 @@ def compile_sources(sources: Sources) -> LoadedPolicies:
 class CedarEvaluator:
     """Cedar decisions with a cached PolicySet (the default :class:`PolicyEvaluator`)."""
 
-    def __init__(self, settings: Settings, *, base_dir: Path | None = None, check_interval: float = 0.0):
+    def __init__(
+        self, settings: Settings, *, base_dir: Path | None = None, check_interval: float | None = None
+    ):
         """Load and validate the policies now; raise PolicyError if they are broken.
 
-        ``check_interval`` throttles the change check (seconds between ``stat`` calls);
-        0 checks on every decision, which costs a few microseconds per watched file.
+        ``check_interval`` (default ``policy.reload_check_seconds``) throttles the change
+        check: the watched files are stat'ed at most that often; 0 checks on every call.
+        :meth:`reload` forces a re-read at any time.
         """
         self._settings = settings
         self._base = base_dir or policies_dir()
-        self._interval = check_interval
+        self._interval = settings.policy.reload_check_seconds if check_interval is None else check_interval
         self._lock = threading.Lock()
         self._loaded = compile_sources(load_sources(settings, self._base))
         self._broken: PolicyError | None = None
         self._broken_stamps: tuple[tuple[str, int, int, int], ...] = ()
-        self._watched = watched_paths(settings, self._base)
+        self._watched = [str(p) for p in watched_paths(settings, self._base)]
         self._checked_at = time.monotonic()
 
     # -- loading -----------------------------------------------------------------
@@ -164,7 +231,7 @@ class CedarEvaluator:
     def reload(self) -> None:
         """Re-read every layer now. On failure every decision is a denial until fixed."""
         with self._lock:
-            self._watched = watched_paths(self._settings, self._base)
+            self._watched = [str(p) for p in watched_paths(self._settings, self._base)]
             try:
                 sources = load_sources(self._settings, self._base)
             except PolicyError as e:
@@ -207,7 +274,9 @@ class CedarEvaluator:
                          hint="Tell an administrator: `sqlmode policy check` shows the problem.")  # fmt: skip
         loaded = self._loaded
         try:
-            request, entities = build_request(self._settings, principal, analysis)
+            request, entities = build_request(
+                self._settings, principal, analysis, named=loaded.named, usage=loaded.context_usage
+            )
             result = cedarpy.is_authorized(request, loaded.policy_set, entities)
         except Exception as e:  # any failure here must refuse, never pass
             log.exception("Cedar evaluation failed")

@@ -220,7 +220,11 @@ def _table_operations(settings: Settings, writes: bool, deletes: bool) -> list[s
                 "server.table-operations.read",
                 "forbid",
                 "action",
-                when=f"context.sources.containsAny({_set(unreadable)})",
+                # Read but not written: a write-only table may be the target of an INSERT.
+                when=" || ".join(
+                    f"(context.tables.contains({q}) && !context.targets.contains({q}))"
+                    for q in map(cedar_string, unreadable)
+                ),
                 code="TABLE_OPERATION_NOT_ALLOWED",
                 reason="The query reads a table that does not allow reads (database.tables[].operations): "
                 + ", ".join(unreadable)

@@ -93,7 +93,7 @@ def watched_paths(settings: Settings, base: Path | None = None) -> list[Path]:
     return paths
 
 
-def stamps(paths: list[Path]) -> tuple[tuple[str, int, int, int], ...]:
+def stamps(paths: list[Path] | list[str]) -> tuple[tuple[str, int, int, int], ...]:
     """A cheap fingerprint of files and folders: mtime, size and inode (folders: new files)."""
     out = []
     for p in paths:

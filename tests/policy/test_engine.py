@@ -66,7 +66,7 @@ def test_policy_set_is_parsed_once_and_reused() -> None:
 def test_custom_file_change_is_picked_up_and_changes_the_hash(tmp_path: Path) -> None:
     custom = tmp_path / "custom.cedar"
     custom.write_text("// nothing yet\n")
-    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(custom)]}}))
+    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(custom)]}}), check_interval=0)
     before = ev.policy_hash
     assert ev.evaluate(ANN, READ_TICKETS).allowed
 
@@ -81,17 +81,17 @@ def test_custom_file_change_is_picked_up_and_changes_the_hash(tmp_path: Path) ->
 def test_new_file_in_a_policy_folder_is_picked_up(tmp_path: Path) -> None:
     folder = tmp_path / "policies.d"
     folder.mkdir()
-    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(folder)]}}))
+    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(folder)]}}), check_interval=0)
     assert ev.evaluate(ANN, READ_TICKETS).allowed
     (folder / "a.cedar").write_text(FORBID_TICKETS)
     _touch_later(folder)
     assert not ev.evaluate(ANN, READ_TICKETS).allowed
 
 
-def test_check_interval_throttles_stat_calls(tmp_path: Path) -> None:
+def test_reload_check_seconds_throttles_stat_calls(tmp_path: Path) -> None:
     custom = tmp_path / "c.cedar"
     custom.write_text("")
-    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(custom)]}}), check_interval=3600)
+    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(custom)], "reload_check_seconds": 3600}}))
     custom.write_text(FORBID_TICKETS)
     _touch_later(custom)
     assert ev.evaluate(ANN, READ_TICKETS).allowed  # not checked yet
@@ -104,7 +104,7 @@ def test_broken_reload_refuses_everything_until_fixed(
 ) -> None:
     custom = tmp_path / "custom.cedar"
     custom.write_text(FORBID_TICKETS)
-    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(custom)]}}))
+    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(custom)]}}), check_interval=0)
     good_hash = ev.policy_hash
 
     custom.write_text(FORBID_TICKETS.replace("forbid (", "forbidd ("))
@@ -124,7 +124,7 @@ def test_broken_reload_refuses_everything_until_fixed(
 def test_deleted_custom_file_refuses_everything(tmp_path: Path) -> None:
     custom = tmp_path / "custom.cedar"
     custom.write_text(FORBID_TICKETS)
-    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(custom)]}}))
+    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(custom)]}}), check_interval=0)
     custom.unlink()
     d = ev.evaluate(ANN, READ_ORDERS)
     assert not d.allowed and d.violations[0].code == "POLICY_INVALID"
@@ -155,7 +155,7 @@ def test_policy_hash_follows_the_config() -> None:
 def test_schema_change_reloads(tmp_path: Path) -> None:
     base = tmp_path / "policies"
     shutil.copytree(POLICIES, base)
-    ev = CedarEvaluator(policy_settings(), base_dir=base)
+    ev = CedarEvaluator(policy_settings(), base_dir=base, check_interval=0)
     before = ev.policy_hash
     schema = base / "sqlmode.cedarschema"
     schema.write_text(schema.read_text() + "\n// a comment changes the hash\n")

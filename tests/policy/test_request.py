@@ -37,7 +37,6 @@ def test_context_carries_what_the_analyzer_found() -> None:
         "dialect": "postgres",
         "tables": ["customers", "orders"],
         "targets": [],
-        "sources": ["customers", "orders"],
         "columns": ["customers.id", "orders.total"],
         "functions": ["count", "sum"],
         "risk": "medium",
@@ -51,14 +50,14 @@ def test_context_carries_what_the_analyzer_found() -> None:
     }
 
 
-def test_write_targets_and_sources() -> None:
+def test_write_targets() -> None:
     ctx = build_context(
         analysis_from({"action": "write", "tables": ["orders", "products"], "targets": ["orders"]})
     )
-    assert (ctx["targets"], ctx["sources"]) == (["orders"], ["products"])
+    assert ctx["targets"] == ["orders"]
     # No target information: every table is a target (stricter, never looser).
     ctx = build_context(analysis_from({"action": "delete", "tables": ["orders", "products"]}))
-    assert (ctx["targets"], ctx["sources"]) == (["orders", "products"], [])
+    assert ctx["targets"] == ["orders", "products"]
 
 
 @pytest.mark.parametrize(
