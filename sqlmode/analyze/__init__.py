@@ -77,7 +77,14 @@ class Analyzer:
         dialect = self.dialect
         _parse.precheck(code)
         root = _parse.parse_one(code, dialect)
-        view = _parse.engine_view(code, dialect)
+        try:
+            view = _parse.engine_view(code, dialect)
+        except Refusal as r:
+            # Still classify, so that the answer also names what the statement would have done.
+            cls = _classify.classify(root, allow_writes=rules.allow_writes, allow_deletes=rules.allow_deletes)
+            a.statement_type, a.action = cls.statement_type, cls.action
+            _extend(a, r.violations + cls.violations)
+            return
         if len(view.types) > 1:
             raise Refusal(
                 violation(
@@ -118,7 +125,10 @@ class Analyzer:
                         )
                     ],
                 )
-        _extend(a, [violation(c) for c in _parse.engine_refusals(view, root_is_write=not cls.is_query)])
+        # The engine's own tree is a backstop: report what it sees that sqlglot did not.
+        present = {v.code for v in a.violations}
+        engine_codes = _parse.engine_refusals(view, root_is_write=not cls.is_query)
+        _extend(a, [violation(c) for c in engine_codes if c not in present])
 
         runnable = cls.is_query or a.action in (Action.WRITE, Action.DELETE)
         if not runnable or any(v.code in _STOP_CODES for v in a.violations):
@@ -174,7 +184,13 @@ class Analyzer:
 
 # After these, the tree is not a query worth resolving.
 _STOP_CODES = frozenset(
-    {"OPAQUE_STATEMENT", "STATEMENT_NOT_ALLOWED", "PARSER_DISAGREEMENT", "INTROSPECTION_BLOCKED"}
+    {
+        "OPAQUE_STATEMENT",
+        "STATEMENT_NOT_ALLOWED",
+        "PARSER_DISAGREEMENT",
+        "INTROSPECTION_BLOCKED",
+        "NESTED_WRITE",
+    }
 )
 
 

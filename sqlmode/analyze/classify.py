@@ -221,7 +221,8 @@ def refused_nodes(root: exp.Expr) -> list[Violation]:
 
 def _snippet(node: exp.Expr, limit: int = 60) -> str:
     try:
-        text = node.sql()
+        text = node.sql(comments=False)
     except Exception:
-        text = type(node).__name__
+        text = ""
+    text = text or type(node).__name__.upper()
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -137,9 +137,66 @@ _SYNTAX_CLASSES: frozenset[type] = frozenset(
         exp.AnyValue,
         exp.Count,
         exp.Overlay,
+        exp.Exists,
+        exp.Columns,
+        exp.Window,
+        exp.Filter,
+        exp.WithinGroup,
     }
     & {c for c in vars(exp).values() if isinstance(c, type)}
 )
+
+# Operators that sqlglot parses into function nodes (JSON arrows, containment, text
+# search, regex matches...). Compiled like the names: the node classes these parse to
+# are allowed.
+OPERATOR_SAMPLES: dict[str, tuple[str, ...]] = {
+    "postgres": (
+        "a -> 'x'",
+        "a ->> 'x'",
+        "a #> '{x}'",
+        "a #>> '{x}'",
+        "a ? 'k'",
+        "a ?| ARRAY['k']",
+        "a ?& ARRAY['k']",
+        "a @> b",
+        "a <@ b",
+        "a && b",
+        "a @@ b",
+        "a ~ 'x'",
+        "a ~* 'x'",
+        "a !~ 'x'",
+        "a !~* 'x'",
+        "a || b",
+        "a ^ 2",
+        "a IS DISTINCT FROM b",
+        "a SIMILAR TO 'x'",
+        "a = ANY(b)",
+        "a[1]",
+        "a[1:2]",
+        "ARRAY[1, 2]",
+    ),
+    "duckdb": (
+        "a -> 'x'",
+        "a ->> 'x'",
+        "a ** 2",
+        "a ^ 2",
+        "a && b",
+        "a @> b",
+        "a <@ b",
+        "a ~ 'x'",
+        "a ^@ 'x'",
+        "a GLOB 'x'",
+        "a SIMILAR TO 'x'",
+        "a || b",
+        "a[1]",
+        "a[1:2]",
+        "[x + 1 FOR x IN a]",
+        "{'k': 1}",
+        "MAP {'k': 1}",
+        "[1, 2]",
+        "a IS DISTINCT FROM b",
+    ),
+}
 
 # Calls that run a generator: checked for literal bounds when allowed.
 GENERATOR_CLASSES: tuple[type, ...] = tuple(
@@ -208,6 +265,14 @@ def compile_policy(dialect: str, allow: tuple[str, ...] = (), deny: tuple[str, .
         for cls in _classes_for(name, dialect):
             allowed_classes.add(cls)
             display.setdefault(cls, name)
+    for sample in OPERATOR_SAMPLES.get(dialect, ()):
+        try:
+            tree = sqlglot.parse_one(f"SELECT {sample}", read=dialect)
+        except Exception:
+            continue
+        allowed_classes |= {
+            type(n) for n in tree.walk() if isinstance(n, exp.Func) and not isinstance(n, exp.Anonymous)
+        }
     denied_classes: set[type] = set()
     for name in denied:
         denied_classes |= _classes_for(name, dialect)
@@ -407,6 +472,7 @@ _INTROSPECTION_EXACT = frozenset(
         "session_user",
         "user",
         "version",
+        "current_version",
         "has_table_privilege",
         "has_column_privilege",
         "has_schema_privilege",

@@ -84,7 +84,18 @@ class Resolver:
 
     def run(self) -> References:
         root = self.root
-        scopes = traverse_scope(root)
+        pivot_table = None
+        if isinstance(root, exp.Pivot):
+            # DuckDB's PIVOT/UNPIVOT statement: a table source is grouped by every column it
+            # does not pivot (all are read); a subquery source is resolved as a query.
+            inner = root.this
+            if isinstance(inner, exp.Subquery):
+                scopes = traverse_scope(inner.unnest())
+            else:
+                scopes = []
+                pivot_table = inner
+        else:
+            scopes = traverse_scope(root)
         self.refs.scopes = scopes
         cte_refs: set[int] = set()
         for scope in scopes:
@@ -94,7 +105,7 @@ class Resolver:
                     cte_refs.add(id(table))
             self.refs.depth = max(self.refs.depth, _depth(scope))
         for table in root.find_all(exp.Table):
-            if id(table) in cte_refs:
+            if id(table) in cte_refs or isinstance(table.parent, exp.Into):
                 continue
             if isinstance(table.this, exp.Identifier):
                 self.refs.tables.append(table)
@@ -102,8 +113,7 @@ class Resolver:
                 self.refs.table_functions.append(table)
         for scope in scopes:
             self._resolve_scope(scope)
-        if isinstance(root, exp.Pivot) or (not scopes and not isinstance(root, exp.DML)):
-            # DuckDB's PIVOT statement groups by every column it does not pivot: all are read.
+        if pivot_table is not None or (not scopes and not isinstance(root, exp.DML)):
             for table in self.refs.tables:
                 for c in self._columns_of(table.name.lower()):
                     self._record(table.name.lower(), c, None, "PIVOT")
@@ -155,11 +165,10 @@ class Resolver:
             distinct = expr.args.get("distinct")
             if distinct is not None and not distinct.args.get("on"):
                 return True
-            for key in ("group", "order"):
-                clause = expr.args.get(key)
-                if clause is not None and clause.args.get("all"):
-                    return True
-            return False
+            group = expr.args.get("group")
+            if group is not None and group.args.get("all"):
+                return True
+            return _orders_by_all(expr)
         # EXISTS (SELECT * ...) tests for rows, not values.
         return not (scope.scope_type == ScopeType.SUBQUERY and isinstance(expr.parent, exp.Exists))
 
@@ -408,8 +417,17 @@ class Resolver:
                     self._record(tname, c, col, where)
 
     def _demand_all_sources(self, scope: Scope, col: exp.Expr | None, where: str) -> None:
-        for src in scope.sources.values():
-            self._demand_source(src, col, where)
+        """Every column of every source, minus what a star's EXCLUDE / REPLACE removes."""
+        modified = isinstance(col, exp.Star) and any(
+            col.args.get(k) for k in ("except_", "replace", "rename")
+        )
+        for key, src in scope.sources.items():
+            outs = self._source_outputs(src) if modified else None
+            if outs is None:
+                self._demand_source(src, col, where)
+                continue
+            for _, origin in _apply_star_modifiers(col, outs, key, True):
+                self._demand(origin, col, where)
 
     def _record(self, table: str, column: str, col: exp.Expr | None, where: str | None) -> None:
         key = (table, column)
@@ -475,6 +493,14 @@ def _select_aliases(scope: Scope) -> set[str]:
     if isinstance(expr, exp.SetOperation):
         return {n.lower() for n in expr.named_selects}
     return set()
+
+
+def _orders_by_all(select: exp.Select) -> bool:
+    """DuckDB's ORDER BY ALL sorts by every selected column."""
+    order = select.args.get("order")
+    return order is not None and any(
+        isinstance(o.this, exp.Var) and o.this.name.upper() == "ALL" for o in order.expressions
+    )
 
 
 def _is_projection(node: exp.Expr, scope_expr: exp.Expr) -> bool:

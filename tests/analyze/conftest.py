@@ -18,6 +18,8 @@ SAMPLE_TABLES = {
     "credentials": ("id", "user_id", "secret"),
     "audit_log": ("id", "at", "actor", "action", "detail"),
 }
+# Not in the sample warehouse: columns named like SQL keywords that must not trip the analyzer.
+EXTRA_TABLES = {"subscriptions": ("id", "customer_id", "plan", "deleted_at", "update_count", "created_at")}
 BLOCKED_TABLES = ["credentials", "audit_log"]
 BLOCKED_FIELDS = ["customers.ssn"]
 URLS = {"duckdb": "duckdb:///unused.duckdb", "postgres": "postgresql://reader@localhost:5432/warehouse"}
