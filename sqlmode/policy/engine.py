@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import cedarpy
 from cedarpy import pst
@@ -86,17 +86,15 @@ def context_usage(policies: Any) -> dict[str, frozenset[str] | None] | None:
     usage: dict[str, set[str] | None] = {}
 
     def need(attr: str, literals: set[str] | None) -> None:
-        if literals is None or (attr in usage and usage[attr] is None):
-            usage[attr] = None
-        else:
-            usage.setdefault(attr, set()).update(literals)  # type: ignore[union-attr]
+        current = usage.get(attr, set())
+        usage[attr] = None if literals is None or current is None else current | literals
 
     stack: list[Any] = list(policies.values())
     while stack:
         node = stack.pop()
         if isinstance(node, pst.BinaryOp) and node.op in ("contains", "contains_any") and _reads(node.left):
             literals = _string_literals(node.right)
-            need(node.left.attr, literals)
+            need(cast(pst.GetAttr, node.left).attr, literals)
             if literals is None:
                 stack.append(node.right)
         elif _reads(node):
@@ -123,7 +121,7 @@ def _string_literals(node: Any) -> set[str] | None:
     if isinstance(node, pst.StringLit):
         return {node.value}
     if isinstance(node, pst.Set) and all(isinstance(e, pst.StringLit) for e in node.elements):
-        return {e.value for e in node.elements}  # type: ignore[union-attr]
+        return {cast(pst.StringLit, e).value for e in node.elements}
     return None
 
 
