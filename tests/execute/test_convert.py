@@ -1,0 +1,110 @@
+"""JSON-safe values: what each database type becomes, and capped cells."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import uuid
+
+import pytest
+
+from sqlmode.execute.convert import CAP_MARKER, cap_text, iso_duration, json_safe
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (decimal.Decimal("123.45"), 123.45),
+        (decimal.Decimal("42"), 42),
+        (decimal.Decimal("12345678901234567890.5"), "12345678901234567890.5"),
+        (decimal.Decimal("NaN"), "NaN"),
+        (decimal.Decimal("-Infinity"), "-Infinity"),
+        (float("nan"), "NaN"),
+        (float("inf"), "Infinity"),
+        (dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC), "2024-05-01T12:30:00+00:00"),
+        (dt.date(2024, 5, 1), "2024-05-01"),
+        (dt.timedelta(days=1, seconds=3661, microseconds=500000), "P1DT1H1M1.5S"),
+        (uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+        (b"\xde\xad", "\\xdead"),
+        ([decimal.Decimal("1.5"), None, dt.date(2024, 1, 2)], [1.5, None, "2024-01-02"]),
+        ({"a": decimal.Decimal("2")}, {"a": 2}),
+    ],
+)
+def test_json_safe_values(value: object, expected: object) -> None:
+    assert json_safe(value) == expected
+    json.dumps(json_safe(value), allow_nan=False)
+
+
+def test_iso_durations_keep_months_exact() -> None:
+    assert iso_duration(14, 3, 4 * 3600_000_000 + 5 * 60_000_000 + 6_000_000) == "P1Y2M3DT4H5M6S"
+    assert iso_duration(0, 0, 0) == "PT0S"
+    assert iso_duration(-1, 0, -500_000) == "P-1MT-0.5S"
+
+
+def test_cap_counts_utf8_bytes_and_names_the_full_size() -> None:
+    s = "é" * 5000  # 10,000 bytes
+    out = cap_text(s, 64)
+    assert out.startswith("é" * 32) and out.endswith(CAP_MARKER.format(size=10000))
+    assert cap_text("short", 64) == "short"
+    # never split a character
+    assert cap_text("aé" * 100, 8).startswith("aéaéa")
+
+
+async def test_postgres_types_become_json_safe(pg) -> None:
+    r = await pg.run(
+        "SELECT 1.5::numeric AS n, 12345678901234567890.5::numeric AS big, 'NaN'::float8 AS nan, "
+        "interval '1 year 2 months 3 days 04:05:06.5' AS iv, '2024-05-01 12:30+02'::timestamptz AS tz, "
+        "'2024-05-01'::date AS d, '12:30'::time AS t, '00000000-0000-0000-0000-000000000001'::uuid AS u, "
+        "'\\xdead'::bytea AS b, ARRAY[1.5, 2]::numeric[] AS arr, '[1,5)'::int4range AS rng, "
+        "'{\"a\": [1, 2]}'::jsonb AS j, '10.0.0.1'::inet AS ip, B'101' AS bits, ROW(1, 'x') AS rec, "
+        "ARRAY[interval '1 month'] AS ivs, 'empty'::int4range AS e"
+    )
+    row = dict(zip([c.name for c in r.columns], r.rows[0], strict=True))
+    assert row == {
+        "n": 1.5,
+        "big": "12345678901234567890.5",
+        "nan": "NaN",
+        "iv": "P1Y2M3DT4H5M6.5S",
+        "tz": "2024-05-01T10:30:00+00:00",
+        "d": "2024-05-01",
+        "t": "12:30:00",
+        "u": "00000000-0000-0000-0000-000000000001",
+        "b": "\\xdead",
+        "arr": [1.5, 2],
+        "rng": {"lower": 1, "upper": 5, "bounds": "[)"},
+        "j": {"a": [1, 2]},
+        "ip": "10.0.0.1",
+        "bits": "101",
+        "rec": [1, "x"],
+        "ivs": ["P1M"],
+        "e": "empty",
+    }
+    assert [c.type for c in r.columns][:4] == ["numeric", "numeric", "float8", "interval"]
+    json.dumps(r.model_dump(), allow_nan=False)
+
+
+async def test_duckdb_types_become_json_safe(duck) -> None:
+    r = await duck.run(
+        "SELECT 1.5::DECIMAL(10,2) AS n, 'nan'::DOUBLE AS nan, INTERVAL 3 DAY AS iv, "
+        "TIMESTAMPTZ '2024-05-01 12:30:00+00' AS tz, DATE '2024-05-01' AS d, "
+        "'00000000-0000-0000-0000-000000000001'::UUID AS u, '\\xDE\\xAD'::BLOB AS b, [1.5, 2.5] AS arr, "
+        "{'a': 1, 'b': [DATE '2024-01-02']} AS st, MAP {'k': 1} AS m, "
+        "170141183460469231731687303715884105727::HUGEINT AS h"
+    )
+    row = dict(zip([c.name for c in r.columns], r.rows[0], strict=True))
+    assert row["n"] == 1.5 and row["nan"] == "NaN" and row["iv"] == "P3D"
+    assert row["tz"].startswith("2024-05-01T") and row["d"] == "2024-05-01"
+    assert row["u"] == "00000000-0000-0000-0000-000000000001" and row["b"] == "\\xdead"
+    assert row["arr"] == [1.5, 2.5] and row["st"] == {"a": 1, "b": ["2024-01-02"]}
+    assert row["m"] == {"k": 1} and row["h"] == 170141183460469231731687303715884105727
+    json.dumps(r.model_dump(), allow_nan=False)
+
+
+async def test_large_cells_are_capped_with_a_marker(executor) -> None:
+    cap = executor.settings.database.max_cell_bytes
+    r = await executor.run("SELECT repeat('x', 100000) AS big, 'small' AS s")
+    big, small = r.rows[0]
+    assert small == "small"
+    assert big.startswith("x" * cap) and big.endswith(CAP_MARKER.format(size=100000))
+    assert len(big.encode()) < cap + 64
