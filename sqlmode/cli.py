@@ -249,11 +249,24 @@ def sample_db(config_path: str | None, scale: int, pg_url: str | None, path: str
 @config_option
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default=None, help="HTTP bind address (default: server.host, 127.0.0.1).")
-@click.option("--port", default=None, type=int, help="HTTP port (default: server.port, 8000).")
-def serve(config_path: str | None, transport: str, host: str | None, port: int | None) -> None:
-    """Run the MCP server."""
+@click.option(
+    "--port", default=None, type=int, help="HTTP port (default: server.port, 8000; 0 picks a free one)."
+)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
+def serve(
+    config_path: str | None, transport: str, host: str | None, port: int | None, log_level: str
+) -> None:
+    """Run the MCP server (stdio, or Streamable HTTP at http://HOST:PORT/mcp).
+
+    Logs are JSON lines on stderr; under stdio, stdout carries only the MCP protocol.
+    HTTP serving needs code_mode.token_secret, and [auth] credentials beyond loopback.
+    """
+    from .server import configure_logging
     from .server import serve as run_server
 
+    configure_logging(getattr(logging, log_level.upper()))
     try:
         asyncio.run(run_server(load_config(config_path), transport=transport, host=host, port=port))
     except SqlmodeError as e:

@@ -21,6 +21,7 @@ PLACEMENT = {
     "audit": "audit",
     "service": "service",
     "server": "server",
+    "auth": "server",
     "cli": "server",
     "demo": "server",
     "__main__": "server",
