@@ -252,16 +252,17 @@ class TokenService:
     ) -> TokenService:
         """Build from ``code_mode``; a missing or short secret raises SecretError.
 
-        With ``allow_ephemeral`` (stdio, demo) a missing secret is replaced by a random
-        one for this process, with a warning: tokens then die with the process. A secret
-        that is set but too short is always an error.
+        With ``allow_ephemeral`` (stdio, demo) a missing or short secret is replaced by a
+        random one for this process, with a warning: tokens then die with the process.
         """
         cm = settings.code_mode
         secret = cm.token_secret
-        if not secret and allow_ephemeral:
+        if allow_ephemeral and (not secret or len(secret) < MIN_SECRET_LENGTH):
+            problem = "is not set" if not secret else f"is shorter than {MIN_SECRET_LENGTH} characters"
             log.warning(
-                "no code_mode.token_secret configured; using an ephemeral random secret "
-                "(approval tokens will not survive a restart or work across replicas)"
+                "code_mode.token_secret %s; using an ephemeral random secret "
+                "(approval tokens will not survive a restart or work across replicas)",
+                problem,
             )
             secret = secrets.token_urlsafe(48)
         return cls(

@@ -324,10 +324,20 @@ def test_from_settings_uses_config_keys_and_ttl(clock: Clock) -> None:
 
 
 def test_from_settings_refuses_missing_or_short_secret() -> None:
-    with pytest.raises(SecretError):
+    with pytest.raises(SecretError, match="not set"):
         TokenService.from_settings(_settings())
-    with pytest.raises(SecretError):
-        TokenService.from_settings(_settings(token_secret="x" * 31), allow_ephemeral=True)
+    with pytest.raises(SecretError, match="at least 32"):
+        TokenService.from_settings(_settings(token_secret="x" * 31))
+
+
+def test_from_settings_ephemeral_replaces_a_short_secret(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="sqlmode.token"):
+        svc = TokenService.from_settings(_settings(token_secret="x" * 31), allow_ephemeral=True)
+    assert "shorter than 32" in caplog.text
+    token = mint(svc)
+    assert svc.verify(token, **BIND).user == "alice"
+    with pytest.raises(TokenSignatureError):  # not signed with the short secret
+        TokenService("x" * 31 + "y", key_id="k1").verify(token, **BIND)
 
 
 def test_from_settings_ephemeral_secret_warns(caplog: pytest.LogCaptureFixture) -> None:

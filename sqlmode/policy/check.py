@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cedarpy
 
@@ -69,10 +70,13 @@ class PolicyReport:
         return self.render()
 
 
-def check_policies(settings: Settings) -> PolicyReport:
-    """Load and check the schema, the baseline, the server layer and the custom files."""
+def check_policies(settings: Settings, *, base_dir: Path | None = None) -> PolicyReport:
+    """Load and check the schema, the baseline, the server layer and the custom files.
+
+    ``base_dir`` replaces the bundled ``policies/`` folder (schema and baseline).
+    """
     try:
-        sources = load_sources(settings)
+        sources = load_sources(settings, base_dir)
     except PolicyError as e:
         report = PolicyReport()
         report.errors.append(PolicyProblem(str(e.data.get("path", "<config>")), 0, e.message))

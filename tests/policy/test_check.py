@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,14 @@ def test_render_without_effective_text(tmp_path: Path) -> None:
     _, report = _check(tmp_path, GOOD)
     assert "layer: baseline" not in report.render(effective=False)
     assert "layer: baseline" in report.effective_text
+
+
+def test_broken_schema_is_reported_and_policies_still_parsed(tmp_path: Path) -> None:
+    base = tmp_path / "policies"
+    shutil.copytree(POLICIES, base)
+    (base / "sqlmode.cedarschema").write_text("entity User in [Nope];\n")
+    report = check_policies(policy_settings(), base_dir=base)
+    assert not report.ok
+    assert report.errors[0].file == str(base / "sqlmode.cedarschema") and report.errors[0].line == 0
+    assert "schema does not parse" in report.errors[0].message
+    assert str(report.errors[0]).startswith(f"{base / 'sqlmode.cedarschema'}: error:")
