@@ -430,3 +430,21 @@ def test_fuzz_mutated_tokens_are_refused(data: st.DataObject) -> None:
         return  # whitespace at the ends is forgiven
     with pytest.raises(TokenError):
         svc.verify(mutated, **BIND)
+
+
+def test_schema_change_invalidates_outstanding_tokens(svc: TokenService) -> None:
+    """Bound to the snapshot's hash: a new column (or a newly blocked one) changes it."""
+    from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
+
+    def snapshot(*cols: str, blocked: list[str] = ()) -> SchemaSnapshot:  # type: ignore[assignment]
+        table = TableInfo("orders", tuple(ColumnInfo(c, "INTEGER") for c in cols))
+        return SchemaSnapshot.build("duckdb", "w", [table], blocked_fields=blocked)
+
+    before = snapshot("id", "total")
+    bind = {**BIND, "schema_hash": before.schema_hash}
+    for after in (snapshot("id", "total", "status"), snapshot("id", "total", blocked=["orders.total"])):
+        token = svc.mint(**bind, action="read", risk="low")[0]
+        with pytest.raises(TokenSchemaChangedError):
+            svc.verify(token, **{**bind, "schema_hash": after.schema_hash})
+    token = svc.mint(**bind, action="read", risk="low")[0]
+    assert svc.verify(token, **{**bind, "schema_hash": snapshot("id", "total").schema_hash})

@@ -227,3 +227,22 @@ def test_unknown_action_is_refused_even_with_a_broad_permit(tmp_path: Path) -> N
     for action in (Action.UNKNOWN, Action.ADMIN):
         d = ev.evaluate(ANN, analysis_from({"action": action.value}))
         assert not d.allowed and d.violations[0].code == "STATEMENT_NOT_ALLOWED"
+
+
+def test_policy_change_invalidates_outstanding_tokens(tmp_path: Path) -> None:
+    """A token minted under the old policy set is refused once a policy file changes."""
+    from sqlmode.errors import TokenPolicyChangedError
+    from sqlmode.token import TokenService, code_hash
+
+    custom = tmp_path / "custom.cedar"
+    custom.write_text("")
+    ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(custom)]}}), check_interval=0)
+    tokens = TokenService("k" * 32)
+    bind = {"code_hash": code_hash("SELECT id FROM support_tickets"), "user": "ann", "session": "s1",
+            "schema_hash": "s"}  # fmt: skip
+    token, _ = tokens.mint(**bind, policy_hash=ev.policy_hash, action="read", risk="low")
+    custom.write_text(FORBID_TICKETS)
+    _touch_later(custom)
+    with pytest.raises(TokenPolicyChangedError):
+        tokens.verify(token, **bind, policy_hash=ev.policy_hash)
+    assert not ev.evaluate(ANN, READ_TICKETS).allowed  # and the re-check refuses the code
