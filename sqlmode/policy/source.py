@@ -86,7 +86,10 @@ def watched_paths(settings: Settings, base: Path | None = None) -> list[Path]:
     base = base or policies_dir()
     paths = [base / SCHEMA_FILE, base / BASELINE_FILE]
     for raw in settings.policy.paths:
-        paths.append(settings.resolve_path(raw))
+        p = settings.resolve_path(raw)
+        paths.append(p)
+        if p.is_dir():  # a new file in a subfolder changes only that subfolder's mtime
+            paths.extend(sorted(d for d in p.rglob("*") if d.is_dir()))
     # A missing path is itself watched (above); load_sources reports it.
     with contextlib.suppress(PolicyError):
         paths.extend(custom_files(settings))

@@ -83,8 +83,11 @@ def test_new_file_in_a_policy_folder_is_picked_up(tmp_path: Path) -> None:
     folder.mkdir()
     ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(folder)]}}), check_interval=0)
     assert ev.evaluate(ANN, READ_TICKETS).allowed
-    (folder / "a.cedar").write_text(FORBID_TICKETS)
+    (folder / "sub").mkdir()
     _touch_later(folder)
+    assert ev.evaluate(ANN, READ_TICKETS).allowed
+    (folder / "sub" / "a.cedar").write_text(FORBID_TICKETS)
+    _touch_later(folder / "sub")
     assert not ev.evaluate(ANN, READ_TICKETS).allowed
 
 
