@@ -134,12 +134,13 @@ class Analyzer:
         if not runnable or any(v.code in _STOP_CODES for v in a.violations):
             return
 
-        refs = resolve(root, snapshot)
+        inv = cls.inventory or _classify.survey(root)[1]
+        refs = resolve(root, snapshot, inv)
         table_v, known = _rules.check_tables(refs, snapshot, rules, code)
         col_v, columns = _rules.check_columns(refs, snapshot, rules, known)
-        fn_v, functions = _rules.check_functions(root, rules)
-        joins = sum(1 for _ in root.find_all(exp.Join))
-        complexity = measure(root, refs)
+        fn_v, functions = _rules.check_functions(inv.funcs, inv.datatypes, rules)
+        joins = inv.joins
+        complexity = measure(inv, refs)
         limit_v = _rules.check_limits(root, refs, rules, joins, complexity.depth)
         cart_v = _rules.check_cartesian(refs)
         _extend(a, table_v + col_v + fn_v + limit_v + cart_v)
@@ -171,8 +172,7 @@ class Analyzer:
             return
         normalized = render(final_root, dialect)
         # What runs is the rendering: the engine must read it as one statement of the same kind.
-        check = _parse.engine_view(normalized, dialect)
-        if check.types != (expected,):
+        if not _parse.confirm_rendered(normalized, dialect, expected):
             raise Refusal(
                 violation("ANALYSIS_FAILED", "The normalized query does not parse back as one statement.")
             )

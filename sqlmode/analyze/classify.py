@@ -112,6 +112,7 @@ class Classification:
     action: Action
     is_query: bool
     violations: list[Violation] = field(default_factory=list)
+    inventory: Inventory | None = None
 
 
 def statement_type(root: exp.Expr) -> str:
@@ -178,45 +179,125 @@ def classify(root: exp.Expr, *, allow_writes: bool, allow_deletes: bool) -> Clas
             False,
             [violation("STATEMENT_NOT_ALLOWED", f"{stype} is not a query; only SELECT queries run.")],
         )
-    result.violations.extend(refused_nodes(root))
+    found, result.inventory = survey(root)
+    result.violations.extend(found)
     return result
+
+
+@dataclass(slots=True)
+class Inventory:
+    """Everything later stages need from the tree, gathered in the one walk classify makes."""
+
+    tables: list[exp.Table] = field(default_factory=list)
+    columns: list[exp.Column] = field(default_factory=list)
+    funcs: list[exp.Func] = field(default_factory=list)
+    datatypes: list[exp.DataType] = field(default_factory=list)
+    joins: int = 0
+    ctes: int = 0
+    windows: int = 0
+    aggregations: int = 0
+    set_operations: int = 0
+    conditions: int = 0
+    recursive_ctes: int = 0
+
+
+# Per node class: (refusal kind or None, inventory bucket or None, counter or None).
+_Category = tuple[str | None, str | None, str | None]
+_CATEGORIES: dict[type, _Category] = {}
+
+
+def _categorize(cls: type) -> _Category:
+    refusal: str | None = None
+    if issubclass(cls, (exp.Insert, exp.Update, exp.Delete, exp.Merge)):
+        refusal = "NESTED_WRITE"
+    elif cls is exp.Into:
+        refusal = "SELECT_INTO"
+    elif cls is exp.Lock:
+        refusal = "LOCKING_CLAUSE"
+    elif issubclass(cls, exp.Command):
+        refusal = "OPAQUE_STATEMENT"
+    elif cls in _CORE_REFUSED:
+        refusal = "core"
+    elif cls.__module__ in _REFUSED_MODULES:
+        if cls not in _MODULE_EXCEPTIONS and cls not in _WRITE_PARTS:
+            refusal = "module"
+    elif cls.__module__ == "sqlglot.expressions.query" and cls not in _QUERY_MODULE_SAFE:
+        refusal = "query"
+    bucket = None
+    if issubclass(cls, exp.Table):
+        bucket = "tables"
+    elif issubclass(cls, exp.Column):
+        bucket = "columns"
+    elif issubclass(cls, exp.Func):
+        bucket = "funcs"
+    elif issubclass(cls, exp.DataType):
+        bucket = "datatypes"
+    counter = None
+    if cls is exp.Join:
+        counter = "joins"
+    elif cls is exp.CTE:
+        counter = "ctes"
+    elif cls is exp.Window:
+        counter = "windows"
+    elif issubclass(cls, exp.AggFunc):
+        counter = "aggregations"
+    elif issubclass(cls, exp.SetOperation):
+        counter = "set_operations"
+    elif issubclass(cls, exp.Predicate):
+        counter = "conditions"
+    elif cls is exp.With:
+        counter = "with"
+    cat = (refusal, bucket, counter)
+    _CATEGORIES[cls] = cat
+    return cat
 
 
 def refused_nodes(root: exp.Expr) -> list[Violation]:
     """Every node below the root that is not part of a read, one violation per kind."""
+    return survey(root)[0]
+
+
+def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
+    """One walk over the tree: refused nodes (one violation per kind) and the inventory."""
     seen: dict[str, Violation] = {}
+    inv = Inventory()
+    buckets = {"tables": inv.tables, "columns": inv.columns, "funcs": inv.funcs, "datatypes": inv.datatypes}
     for node in root.walk():
-        if node is root:
-            continue
         cls = type(node)
-        code = message = None
-        if isinstance(node, (exp.Insert, exp.Update, exp.Delete, exp.Merge)):
-            code, message = "NESTED_WRITE", f"{statement_type(node)} is nested inside the query."
-        elif cls is exp.Into:
-            code, message = "SELECT_INTO", "SELECT ... INTO would create a table."
-        elif cls is exp.Lock:
-            code, message = "LOCKING_CLAUSE", "FOR UPDATE / FOR SHARE would lock rows."
-        elif isinstance(node, exp.Command):
-            code, message = "OPAQUE_STATEMENT", f"`{_snippet(node)}` cannot be analyzed."
-        elif cls in _CORE_REFUSED:
+        refusal, bucket, counter = _CATEGORIES.get(cls) or _categorize(cls)
+        if bucket is not None:
+            buckets[bucket].append(node)  # type: ignore[arg-type]
+        if counter is not None:
+            if counter == "with":
+                inv.recursive_ctes += 1 if node.args.get("recursive") else 0
+            elif counter != "aggregations" or not isinstance(node.parent, exp.Window):
+                setattr(inv, counter, getattr(inv, counter) + 1)
+        if refusal is None or node is root:
+            continue
+        code, message = refusal, ""
+        if refusal == "NESTED_WRITE":
+            message = f"{statement_type(node)} is nested inside the query."
+        elif refusal == "SELECT_INTO":
+            message = "SELECT ... INTO would create a table."
+        elif refusal == "LOCKING_CLAUSE":
+            message = "FOR UPDATE / FOR SHARE would lock rows."
+        elif refusal == "OPAQUE_STATEMENT":
+            message = f"`{_snippet(node)}` cannot be analyzed."
+        elif refusal == "core":
             code = "UNSUPPORTED_SYNTAX"
             message = f"The query uses {_CORE_REFUSED[cls]} (`{_snippet(node)}`), which is not run."
+        elif refusal == "module":
+            if cls is exp.NextValueFor:
+                code, message = "FUNCTION_NOT_ALLOWED", "NEXT VALUE FOR advances a sequence."
+            else:
+                code = "STATEMENT_NOT_ALLOWED"
+                message = f"The query contains {cls.__name__.upper()} (`{_snippet(node)}`)."
         else:
-            module = cls.__module__
-            if module in _REFUSED_MODULES:
-                if cls in _MODULE_EXCEPTIONS or cls in _WRITE_PARTS:
-                    continue
-                if module == "sqlglot.expressions.ddl" and cls is exp.NextValueFor:
-                    code, message = "FUNCTION_NOT_ALLOWED", "NEXT VALUE FOR advances a sequence."
-                else:
-                    code = "STATEMENT_NOT_ALLOWED"
-                    message = f"The query contains {cls.__name__.upper()} (`{_snippet(node)}`)."
-            elif module == "sqlglot.expressions.query" and cls not in _QUERY_MODULE_SAFE:
-                code = "UNSUPPORTED_SYNTAX"
-                message = f"The query contains {cls.__name__} (`{_snippet(node)}`), which is not run."
-        if code and code not in seen:
+            code = "UNSUPPORTED_SYNTAX"
+            message = f"The query contains {cls.__name__} (`{_snippet(node)}`), which is not run."
+        if code not in seen:
             seen[code] = violation(code, message)
-    return list(seen.values())
+    return list(seen.values()), inv
 
 
 def _snippet(node: exp.Expr, limit: int = 60) -> str:

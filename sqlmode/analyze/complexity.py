@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlglot import exp
 from sqlglot.optimizer.scope import ScopeType
 
 from ..models import Action, Complexity, RiskLevel
+from .classify import Inventory
 from .references import References
 
 # Points per occurrence; a typical one-join report scores about 30, the long-tail
@@ -28,37 +28,21 @@ READ_MEDIUM_AT = 80
 READ_HIGH_AT = 250
 
 
-def measure(root: exp.Expr, refs: References) -> Complexity:
-    """Count the parts of a query and weigh them into one score."""
+def measure(inventory: Inventory, refs: References) -> Complexity:
+    """Weigh the parts of a query (counted during classification) into one score."""
     counts = {
         "tables": len(refs.tables),
-        "joins": 0,
+        "joins": inventory.joins,
         "subqueries": sum(1 for s in refs.scopes if s.scope_type in _NESTED),
-        "ctes": 0,
-        "aggregations": 0,
-        "window_functions": 0,
-        "set_operations": 0,
+        "ctes": inventory.ctes,
+        "aggregations": inventory.aggregations,
+        "window_functions": inventory.windows,
+        "set_operations": inventory.set_operations,
         "depth": refs.depth + 1,
         "fields": refs.output_fields,
-        "conditions": 0,
-        "recursive_ctes": 0,
+        "conditions": inventory.conditions,
+        "recursive_ctes": inventory.recursive_ctes,
     }
-    for node in root.walk():
-        if isinstance(node, exp.Join):
-            counts["joins"] += 1
-        elif isinstance(node, exp.CTE):
-            counts["ctes"] += 1
-        elif isinstance(node, exp.Window):
-            counts["window_functions"] += 1
-        elif isinstance(node, exp.AggFunc):
-            if not isinstance(node.parent, exp.Window):
-                counts["aggregations"] += 1
-        elif isinstance(node, exp.SetOperation):
-            counts["set_operations"] += 1
-        elif isinstance(node, exp.Predicate):
-            counts["conditions"] += 1
-        elif isinstance(node, exp.With) and node.args.get("recursive"):
-            counts["recursive_ctes"] += 1
     score = 0.0
     for key, value in counts.items():
         score += WEIGHTS[key] * (max(value - 1, 0) if key == "depth" else value)

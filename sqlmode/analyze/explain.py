@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from .parse import sqlglot_dialect
 from .rewrite import Limited
 
 _MAX_ITEMS = 6
@@ -32,7 +33,7 @@ _AGG_WORDS = {
 
 class _Words:
     def __init__(self, dialect: str, aliases: dict[str, str]):
-        self.dialect = dialect
+        self.dialect = sqlglot_dialect(dialect)
         self.aliases = aliases
 
     def sql(self, node: exp.Expr) -> str:
@@ -260,11 +261,11 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str, lowered_from:
             if isinstance(inner, exp.Select):
                 parts.append(f"Query {i}: " + " ".join(describe_select(inner, dialect)[:2]))
     elif isinstance(node, exp.Insert):
-        parts.append(f"Inserts rows into {node.this.sql(dialect)[:60]}.")
+        parts.append(f"Inserts rows into {node.this.sql(sqlglot_dialect(dialect))[:60]}.")
     elif isinstance(node, exp.Update):
-        parts.append(f"Updates rows of {node.this.sql(dialect)[:60]}.")
+        parts.append(f"Updates rows of {node.this.sql(sqlglot_dialect(dialect))[:60]}.")
     elif isinstance(node, exp.Delete):
-        parts.append(f"Deletes rows from {node.this.sql(dialect)[:60]}.")
+        parts.append(f"Deletes rows from {node.this.sql(sqlglot_dialect(dialect))[:60]}.")
     else:
         parts.append(f"Runs a {type(node).__name__.upper()} statement.")
     if limited is not None and limited.row_limit:

@@ -30,6 +30,7 @@ from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, ScopeType, traverse_scope, walk_in_scope
 
 from ..schema.snapshot import SchemaSnapshot
+from .classify import Inventory, survey
 
 # Origins of a scope's output column.
 _EXPLICIT = ("expr",)
@@ -72,8 +73,9 @@ class References:
 class Resolver:
     """One resolution pass over one parsed statement."""
 
-    def __init__(self, root: exp.Expr, snapshot: SchemaSnapshot):
+    def __init__(self, root: exp.Expr, snapshot: SchemaSnapshot, inventory: Inventory | None = None):
         self.root = root
+        self.inventory = inventory or survey(root)[1]
         self.snapshot = snapshot
         self.refs = References()
         self._outputs: dict[int, list[tuple[str, tuple[Any, ...]]] | None] = {}
@@ -104,7 +106,7 @@ class Resolver:
                 if isinstance(src, Scope) and not table.args.get("db"):
                     cte_refs.add(id(table))
             self.refs.depth = max(self.refs.depth, _depth(scope))
-        for table in root.find_all(exp.Table):
+        for table in self.inventory.tables:
             if id(table) in cte_refs or isinstance(table.parent, exp.Into):
                 continue
             if isinstance(table.this, exp.Identifier):
@@ -452,7 +454,7 @@ class Resolver:
     def _sweep_unplaced(self) -> None:
         """Columns no scope walked over count against every table the query names."""
         names = {t.name.lower() for t in self.refs.tables}
-        for col in self.root.find_all(exp.Column):
+        for col in self.inventory.columns:
             if id(col) in self._seen_columns or col.arg_key in ("except_", "rename"):
                 continue
             cname = col.name.lower()
@@ -462,9 +464,9 @@ class Resolver:
                         self._record(tname, c, col, None)
 
 
-def resolve(root: exp.Expr, snapshot: SchemaSnapshot) -> References:
+def resolve(root: exp.Expr, snapshot: SchemaSnapshot, inventory: Inventory | None = None) -> References:
     """Resolve tables and columns of one statement against the full snapshot."""
-    return Resolver(root, snapshot).run()
+    return Resolver(root, snapshot, inventory).run()
 
 
 # -- helpers ----------------------------------------------------------------------------

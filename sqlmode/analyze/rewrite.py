@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
+from .parse import sqlglot_dialect
+
 
 @dataclass(frozen=True, slots=True)
 class Limited:
@@ -61,4 +63,7 @@ def inject_limit(root: exp.Expr, max_rows: int) -> Limited:
 
 def render(root: exp.Expr, dialect: str) -> str:
     """SQL text for the tree; raises sqlglot.errors.UnsupportedError rather than dropping parts."""
-    return root.sql(dialect=dialect, comments=False, unsupported_level=ErrorLevel.RAISE)
+    # copy=False: the tree is not used after rendering, and the copy doubled the cost.
+    return sqlglot_dialect(dialect).generate(
+        root, copy=False, comments=False, unsupported_level=ErrorLevel.RAISE
+    )

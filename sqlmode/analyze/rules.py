@@ -17,6 +17,7 @@ from ..models import Violation
 from ..schema.snapshot import SchemaSnapshot
 from .codes import violation
 from .functions import FunctionPolicy, argument_problem, compile_policy, generated_rows, refusal_code
+from .parse import sqlglot_dialect
 from .references import References
 
 # Schemas that are catalogs, not data.
@@ -207,13 +208,15 @@ def check_columns(
 # -- functions --------------------------------------------------------------------------
 
 
-def check_functions(root: exp.Expr, rules: RuleSet) -> tuple[list[Violation], list[str]]:
+def check_functions(
+    funcs: list[exp.Func], datatypes: list[exp.DataType], rules: RuleSet
+) -> tuple[list[Violation], list[str]]:
     """The allowlist over every call, plus bounds on generators; returns the names used."""
     out: list[Violation] = []
     names: set[str] = set()
     refused: dict[str, str] = {}
     policy = rules.functions
-    for node in root.find_all(exp.Func):
+    for node in funcs:
         if isinstance(node, (exp.And, exp.Or, exp.Xor)):
             continue
         name = policy.name_of(node)
@@ -250,8 +253,8 @@ def check_functions(root: exp.Expr, rules: RuleSet) -> tuple[list[Violation], li
         else:
             out.append(violation(code, f"Function `{name}` reads database metadata."))
     if rules.block_introspection:
-        for dtype in root.find_all(exp.DataType):
-            text = dtype.sql(rules.dialect).lower()
+        for dtype in datatypes:
+            text = dtype.sql(sqlglot_dialect(rules.dialect)).lower()
             if text.startswith("reg"):
                 out.append(
                     violation("INTROSPECTION_BLOCKED", f"A cast to `{text}` looks up system catalogs.")
