@@ -46,7 +46,7 @@ from .errors import ConfigError, SqlmodeError
 from .models import Analysis, QueryResult, ValidationResult
 from .service import CodeModeService
 
-__all__ = ["RunApproval", "build_server", "configure_logging", "http_app", "serve"]
+__all__ = ["RunApproval", "build_server", "configure_logging", "http_app", "http_security", "serve"]
 
 log = logging.getLogger("sqlmode.server")
 
@@ -412,11 +412,10 @@ def transport_security(settings: Settings, host: str) -> TransportSecuritySettin
     )
 
 
-def http_app(
-    service: CodeModeService, *, host: str = "127.0.0.1", port: int = 8000, path: str = "/mcp"
-) -> Any:
-    """The Streamable HTTP ASGI app (Starlette) with authentication and host/origin checks."""
-    settings = service.settings
+def http_security(
+    settings: Settings, host: str, port: int = 8000
+) -> tuple[ConfigTokenVerifier | None, AuthSettings | None, TransportSecuritySettings]:
+    """Credentials check, SDK auth settings and host/origin checks for HTTP serving; ConfigError if unsafe."""
     verifier = build_token_verifier(settings)
     security = transport_security(settings, host)
     if verifier is None and host not in _LOOPBACK:
@@ -424,13 +423,20 @@ def http_app(
             "HTTP serving beyond loopback needs credentials: configure [auth] tokens or a JWT key",
             key="auth",
         )
-    auth = None
-    if verifier is not None:
-        issuer = settings.auth.jwt_issuer
-        if not (issuer or "").startswith(("http://", "https://")):
-            issuer = f"http://{host}:{port}"
-        auth = AuthSettings(issuer_url=issuer, resource_server_url=None)  # type: ignore[arg-type]
-    else:
+    if verifier is None:
+        return None, None, security
+    issuer = settings.auth.jwt_issuer
+    if not (issuer or "").startswith(("http://", "https://")):
+        issuer = f"http://{host}:{port}"
+    return verifier, AuthSettings(issuer_url=issuer, resource_server_url=None), security  # type: ignore[arg-type]
+
+
+def http_app(
+    service: CodeModeService, *, host: str = "127.0.0.1", port: int = 8000, path: str = "/mcp"
+) -> Any:
+    """The Streamable HTTP ASGI app (Starlette) with authentication and host/origin checks."""
+    verifier, auth, security = http_security(service.settings, host, port)
+    if verifier is None:
         log.warning("HTTP serving without authentication (loopback only); configure [auth] for real use")
     mcp = build_server(service, token_verifier=verifier, auth=auth)
     return mcp.streamable_http_app(streamable_http_path=path, transport_security=security, host=host)
@@ -444,8 +450,7 @@ async def serve(
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
     if http:
-        build_token_verifier(settings)  # configuration errors before the database is opened
-        transport_security(settings, host)
+        http_security(settings, host, port)  # configuration errors before the database is opened
     # An ephemeral signing secret is fine for one local stdio process, never for HTTP serving.
     async with CodeModeService(settings, allow_ephemeral_secret=not http) as service:
         if not http:

@@ -60,15 +60,23 @@ def server_settings(make_settings: Callable[..., Settings]) -> Callable[..., Set
 async def shared_service(
     sample_config_data: dict[str, Any], sample_duckdb_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[CodeModeService]:
-    """One opened service for a whole module of tests that do not change it (faster than ``service``)."""
+    """One opened service for a whole module of tests that do not change it (faster than ``service``).
+
+    It reads its own copy of the sample: one process holds one DuckDB instance per file, and
+    function-scoped services open and close theirs on the session's file meanwhile.
+    """
+    import shutil
+
     from sqlmode.config import sample_config_path, settings_from_dict
 
+    folder = tmp_path_factory.mktemp("shared")
+    db = shutil.copy(sample_duckdb_path, folder / "sample.duckdb")
     data = deep_merge(
         sample_config_data,
         {
-            "database": {"url": f"duckdb:///{sample_duckdb_path}", "build_sample": False},
+            "database": {"url": f"duckdb:///{db}", "build_sample": False},
             "code_mode": {"token_secret": TEST_TOKEN_SECRET},
-            "audit": {"path": str(tmp_path_factory.mktemp("audit") / "audit.jsonl")},
+            "audit": {"path": str(folder / "audit.jsonl")},
             "auth": AUTH,
         },
     )

@@ -1,0 +1,65 @@
+"""The bounded schema is re-reflected on demand and when its TTL expires; tokens follow the schema hash."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import asyncpg
+import pytest
+from mcp import Client
+
+from sqlmode.config import Settings
+from sqlmode.server import build_server
+from sqlmode.service import CodeModeService
+from tests.plugins.postgres import create_database
+from tests.server.conftest import EASY_SQL
+
+
+async def test_refresh_while_the_duckdb_executor_is_open(service: CodeModeService) -> None:
+    # Reflection joins the executor's DuckDB instance: both must use the very same configuration.
+    from sqlmode.execute.duckdb import duckdb_config
+
+    assert duckdb_config(service.settings) == service.settings.database.duckdb_config()
+    before = (await service.schema()).schema_hash
+    assert (await service.refresh_schema()).schema_hash == before
+    v = await service.validate(EASY_SQL)
+    assert (await service.execute(v.normalized_code, v.approval_token or "")).row_count == 4
+
+
+@pytest.mark.postgres
+async def test_postgres_schema_changes_show_up_on_ttl_and_on_demand(
+    pg_admin_url: str, pg_settings: Callable[..., Settings]
+) -> None:
+    url = await create_database(pg_admin_url, "sqlmode_refresh")
+    admin = await asyncpg.connect(url)
+    try:
+        await admin.execute(
+            "CREATE TABLE accounts (id int PRIMARY KEY, name text NOT NULL);"
+            "INSERT INTO accounts VALUES (1, 'a'), (2, 'b');"
+        )
+        settings = pg_settings(url, {"database": {"tables": [], "schema_ttl_seconds": 1}})
+        async with CodeModeService(settings) as svc, Client(build_server(svc)) as client:
+            v = (
+                await client.call_tool("validate_code", {"code": "SELECT id, name FROM accounts"})
+            ).structured_content
+            assert v is not None and v["is_valid"], v
+            await admin.execute("ALTER TABLE accounts ADD COLUMN region text")
+            # Within the TTL the cached schema is served ...
+            text = (await client.read_resource("schema://analytics/accounts")).contents[0].text  # type: ignore[union-attr]
+            assert "region" not in text
+            await asyncio.sleep(1.1)
+            # ... after it, the change is visible and the outstanding token no longer matches.
+            text = (await client.read_resource("schema://analytics/accounts")).contents[0].text  # type: ignore[union-attr]
+            assert "region TEXT" in text
+            r = await client.call_tool(
+                "execute_code", {"code": v["normalized_code"], "approval_token": v["approval_token"]}
+            )
+            assert r.is_error and r.content[0].text.startswith("TOKEN_SCHEMA_CHANGED")  # type: ignore[union-attr]
+            # On demand: visible at once, no TTL wait.
+            await admin.execute("CREATE TABLE regions (code text PRIMARY KEY)")
+            await svc.refresh_schema()
+            tool = await client.call_tool("describe_schema", {})
+            assert "regions" in tool.content[0].text  # type: ignore[union-attr]
+    finally:
+        await admin.close()
