@@ -26,6 +26,7 @@ from .complexity import measure, risk_level
 from .explain import explain
 from .references import resolve
 from .rewrite import inject_limit, render
+from .roundtrip import check_round_trip
 
 __all__ = ["VIOLATION_CODES", "Analyzer"]
 
@@ -176,6 +177,10 @@ class Analyzer:
             raise Refusal(
                 violation("ANALYSIS_FAILED", "The normalized query does not parse back as one statement.")
             )
+        # ...and sqlglot must read it back as the tree that was analyzed (issue 8, roundtrip.py).
+        round_trip = check_round_trip(normalized, final_root, dialect)
+        if round_trip:
+            raise Refusal(*round_trip)
         a.normalized_code = normalized
         if limited is not None:
             a.row_limit = limited.row_limit

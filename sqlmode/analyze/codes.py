@@ -126,6 +126,37 @@ VIOLATION_CODES: dict[str, tuple[str, str]] = {
         "Two tables are combined without a join condition (a cartesian product).",
         "Add a JOIN ... ON condition linking the tables, or use a single-row subquery.",
     ),
+    # -- engine confirmation (the rendering and the database checked against the analysis) --
+    "ROUND_TRIP_MISMATCH": (
+        "The normalized SQL does not parse back to the query that was analyzed.",
+        "Rewrite the query without unusual comments, quoting or escapes; what runs must be what was checked.",
+    ),
+    "ENGINE_MISMATCH": (
+        "The database's own parse or plan touches a table, column or function the analyzer did not see.",
+        "Query the tables in the schema resource directly, without schema prefixes; if the query "
+        "is plain, tell an administrator (a view or search_path may expose more than intended).",
+    ),
+    "ENGINE_REFUSED": (
+        "The database could not describe the query without running it.",
+        "Fix the problem the database reported; use only the tables, columns and functions you are shown.",
+    ),
+    "FUNCTION_VOLATILE": (
+        "The database's catalog marks a called function as volatile or as having side effects.",
+        "Remove the function; an administrator may list a harmless one in functions.allow_volatile.",
+    ),
+    "FUNCTION_SHADOWED": (
+        "A function name resolves to a user-defined function that shadows a built-in one.",
+        "Remove the call; an administrator must allow user-defined functions by name "
+        "(code_mode.functions.allow).",
+    ),
+    "ESTIMATED_ROWS_TOO_HIGH": (
+        "The database estimates the query handles more rows than code_mode.max_estimated_rows.",
+        "Filter earlier (WHERE on dates or ids), join on keys, or aggregate before joining.",
+    ),
+    "ESTIMATED_COST_TOO_HIGH": (
+        "The database's cost estimate for the query is above code_mode.max_estimated_cost.",
+        "Filter earlier (WHERE on dates or ids), join on keys, or aggregate before joining.",
+    ),
 }
 
 

@@ -1,0 +1,115 @@
+"""Round trip: the normalized code must parse back to the tree that was analyzed.
+
+What runs is rendered from the analyzed tree (rewrite.render), so the text and the tree can
+only disagree through a generator bug. That has happened: before sqlglot PR #7301 a line
+comment holding ``*/`` was re-emitted as a block comment that closed early, so
+
+    -- aa */ SELECT * FROM secret_table --
+    SELECT * FROM safe_table
+
+was analyzed as a read of ``safe_table`` and rendered as text whose statement reads
+``secret_table``. The guard does not trust the generator: the rendering is parsed again by
+sqlglot and must give the analyzed tree back (the engine's parser is asked separately, in
+parse.confirm_rendered and in the engine confirmation).
+
+Exact tree equality is the fast path. Some renderings are faithful without being equal node
+for node (sqlglot adds a ``CAST`` that Postgres' two-argument ``round`` needs, a
+``$$dollar$$`` string comes back as a plain literal); those pass only when the re-parsed
+tree renders to the very same text (the text is a fixed point of parse + render) and reads
+the same tables, columns and named calls as the analyzed tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, ParseError, TokenError
+
+from ..models import Violation
+from .codes import violation
+from .parse import sqlglot_dialect
+
+__all__ = ["check_round_trip", "references_of"]
+
+# What a tree reads, as comparable tuples: tables, columns and calls the allowlist knows by name.
+Reference = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reparsed:
+    """The parse of one rendering (cached: parsing is deterministic in the text)."""
+
+    tree: exp.Expr | None
+    error: str = ""
+    canonical: str = ""
+    refs: frozenset[Reference] = frozenset()
+
+
+def references_of(tree: exp.Expr) -> frozenset[Reference]:
+    """Tables (catalog, schema, name), columns (qualifier, name) and anonymous calls of a tree."""
+    out: set[Reference] = set()
+    for node in tree.walk():
+        if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
+            out.add(("table", node.catalog.lower(), node.db.lower(), node.name.lower()))
+        elif isinstance(node, exp.Column):
+            out.add(("column", node.table.lower(), node.name.lower()))
+        elif isinstance(node, exp.Anonymous):
+            out.add(("call", str(node.name).lower()))
+    return frozenset(out)
+
+
+@lru_cache(maxsize=512)
+def _reparse(text: str, dialect: str) -> _Reparsed:
+    try:
+        statements = [s for s in sqlglot.parse(text, read=dialect, error_level=ErrorLevel.RAISE) if s]
+    except (ParseError, TokenError) as e:
+        return _Reparsed(None, f"it no longer parses ({str(e).splitlines()[0][:200]})")
+    if len(statements) != 1:
+        return _Reparsed(None, f"it parses as {len(statements)} statements")
+    tree = statements[0]
+    # copy=True: the cached tree is compared again later and must never change.
+    canonical = sqlglot_dialect(dialect).generate(
+        tree, copy=True, comments=False, unsupported_level=ErrorLevel.IGNORE
+    )
+    return _Reparsed(tree, canonical=canonical, refs=references_of(tree))
+
+
+def _describe(extra: frozenset[Reference], missing: frozenset[Reference]) -> str:
+    def names(refs: frozenset[Reference]) -> str:
+        return ", ".join(sorted(".".join(p for p in r[1:] if p) for r in refs)[:5]) or "nothing"
+
+    return f"it reads {names(extra)} where the analyzed query read {names(missing)}"
+
+
+def check_round_trip(normalized: str, tree: exp.Expr, dialect: str) -> list[Violation]:
+    """Violations (ROUND_TRIP_MISMATCH) when ``normalized`` does not parse back to ``tree``."""
+    try:
+        again = _reparse(normalized, dialect)
+    except RecursionError:
+        again = _Reparsed(None, "it is nested too deeply to parse again")
+    if again.tree is None:
+        return [violation("ROUND_TRIP_MISMATCH", f"The normalized SQL does not round-trip: {again.error}.")]
+    if again.tree == tree:
+        return []
+    if again.canonical != normalized:
+        return [
+            violation(
+                "ROUND_TRIP_MISMATCH",
+                "The normalized SQL does not round-trip: parsing it again gives a different query "
+                f"(`{again.canonical[:120]}`).",
+            )
+        ]
+    analyzed = references_of(tree)
+    if again.refs != analyzed:
+        return [
+            violation(
+                "ROUND_TRIP_MISMATCH",
+                "The normalized SQL does not round-trip: "
+                + _describe(again.refs - analyzed, analyzed - again.refs)
+                + ".",
+            )
+        ]
+    return []
