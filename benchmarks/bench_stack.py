@@ -140,6 +140,19 @@ async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) 
                 floor=f"{p}.raw",
                 headline=n <= 1000,
             )
+            # The SDK client re-validates structured content against the tool's output schema
+            # (jsonschema): a client-side cost inside the figure above, shown on its own.
+            sample = await mcp_execute(*(await mcp_token(sql)))
+            s_val = await abench(
+                lambda r=sample: client.session.validate_tool_result("execute_code", r), b.scaled(0.5)
+            )
+            results.add(
+                f"{p}.mcp_client_validation",
+                GROUP,
+                f"{d}: of which the SDK client's output-schema check, {got:,} rows",
+                s_val,
+                note="mcp.ClientSession.validate_tool_result (jsonschema) on the same result",
+            )
             if n == 10:
 
                 async def roundtrip(q: str = sql) -> None:
