@@ -454,6 +454,10 @@ async def serve(
     # An ephemeral signing secret is fine for one local stdio process, never for HTTP serving.
     async with CodeModeService(settings, allow_ephemeral_secret=not http) as service:
         if not http:
+            log.info(
+                "serving over stdio",
+                extra={"event": "serving", "transport": "stdio", "dialect": settings.dialect},
+            )
             await build_server(service).run_stdio_async()
             return
         import uvicorn
@@ -468,7 +472,10 @@ async def serve(
             await asyncio.sleep(0.02)
         if server.started:
             bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
-            log.info("listening", extra={"event": "listening", "url": f"http://{host}:{bound}/mcp"})
+            log.info(
+                "listening",
+                extra={"event": "listening", "transport": "http", "url": f"http://{host}:{bound}/mcp"},
+            )
         await task
 
 
