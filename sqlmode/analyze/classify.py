@@ -135,10 +135,18 @@ def classify(root: exp.Expr, *, allow_writes: bool, allow_deletes: bool) -> Clas
         result = Classification(stype, Action.READ, True)
     elif isinstance(root, WRITE_ROOTS):
         result = Classification(stype, Action.WRITE, False)
-        if not allow_writes or isinstance(root, exp.Merge):
-            # MERGE can insert, update and delete at once: never judged as a plain write.
+        if not allow_writes:
             result.violations.append(
                 violation("WRITE_NOT_ALLOWED", f"{stype} changes data, and writes are disabled.")
+            )
+        elif isinstance(root, exp.Merge):
+            # MERGE can insert, update and delete at once: never judged as a plain write.
+            result.violations.append(
+                violation(
+                    "WRITE_NOT_ALLOWED",
+                    "MERGE can insert, update and delete in one statement and is never allowed.",
+                    "Write a separate INSERT or UPDATE statement.",
+                )
             )
     elif isinstance(root, DELETE_ROOTS):
         result = Classification(stype, Action.DELETE, False)
@@ -272,6 +280,12 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
                 inv.recursive_ctes += 1 if node.args.get("recursive") else 0
             elif counter != "aggregations" or not isinstance(node.parent, exp.Window):
                 setattr(inv, counter, getattr(inv, counter) + 1)
+        if cls is exp.Select and not node.expressions:
+            # PostgreSQL runs `SELECT` / `SELECT FROM t` (no columns); nothing needs it.
+            seen.setdefault(
+                "UNSUPPORTED_SYNTAX",
+                violation("UNSUPPORTED_SYNTAX", "A SELECT without any columns.", "Select a column."),
+            )
         if refusal is None or node is root:
             continue
         code, message = refusal, ""

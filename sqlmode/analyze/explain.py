@@ -220,6 +220,31 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
     return out
 
 
+def _describe_write(node: exp.Expr, dialect: str) -> list[str]:
+    target = node.this.this if isinstance(node.this, exp.Schema) else node.this
+    table = target.name if isinstance(target, exp.Table) else "a table"
+    w = _Words(
+        dialect, {target.alias.lower(): table} if isinstance(target, exp.Table) and target.alias else {}
+    )
+    out = []
+    if isinstance(node, exp.Insert):
+        cols = [c.name for c in node.this.expressions] if isinstance(node.this, exp.Schema) else []
+        source = node.expression
+        what = "rows computed by a query" if isinstance(source, exp.Query) else "the listed rows"
+        out.append(f"Inserts {what} into {table}" + (f" (columns {', '.join(cols)})." if cols else "."))
+    elif isinstance(node, exp.Update):
+        sets = [w(e.this) for e in node.expressions if isinstance(e, exp.EQ)]
+        out.append(f"Changes {', '.join(sets[:_MAX_ITEMS])} in {table}.")
+    else:
+        out.append(f"Deletes rows from {table}.")
+    where = node.args.get("where")
+    if isinstance(node, (exp.Update, exp.Delete)):
+        out.append(f"Only rows where {w(where.this)}." if where is not None else "Every row of the table.")
+    if node.args.get("returning") is not None:
+        out.append("Returns the changed rows.")
+    return out
+
+
 def explain(root: exp.Expr, limited: Limited | None, dialect: str, lowered_from: int | None = None) -> str:
     """A paragraph describing the whole statement."""
     parts: list[str] = []
@@ -260,12 +285,8 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str, lowered_from:
             inner = b.unnest() if isinstance(b, exp.Subquery) else b
             if isinstance(inner, exp.Select):
                 parts.append(f"Query {i}: " + " ".join(describe_select(inner, dialect)[:2]))
-    elif isinstance(node, exp.Insert):
-        parts.append(f"Inserts rows into {node.this.sql(sqlglot_dialect(dialect))[:60]}.")
-    elif isinstance(node, exp.Update):
-        parts.append(f"Updates rows of {node.this.sql(sqlglot_dialect(dialect))[:60]}.")
-    elif isinstance(node, exp.Delete):
-        parts.append(f"Deletes rows from {node.this.sql(sqlglot_dialect(dialect))[:60]}.")
+    elif isinstance(node, (exp.Insert, exp.Update, exp.Delete)):
+        parts.extend(_describe_write(node, dialect))
     else:
         parts.append(f"Runs a {type(node).__name__.upper()} statement.")
     if limited is not None and limited.row_limit:

@@ -10,6 +10,7 @@ on a private, thread-local in-memory connection that never touches the warehouse
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +20,19 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
 from .codes import Refusal, violation
+
+
+class _ExpectedNoise(logging.Filter):
+    """Drop sqlglot warnings that are normal analyzer input (every refused command logs one)."""
+
+    NOISE = ("contains unsupported syntax", "Cannot traverse scope", "are not supported")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(n in msg for n in self.NOISE)
+
+
+logging.getLogger("sqlglot").addFilter(_ExpectedNoise())
 
 MAX_CODE_CHARS = 100_000
 # Deeper parenthesis nesting than this is never analyst SQL and risks recursion limits.

@@ -113,18 +113,66 @@ class Resolver:
                 self.refs.tables.append(table)
             else:
                 self.refs.table_functions.append(table)
+        write_scope = self._write_scope(root, scopes) if isinstance(root, exp.DML) else None
         for scope in scopes:
             self._resolve_scope(scope)
+        if write_scope is not None:
+            self._resolve_scope(write_scope)
+            self._insert_columns(root)
         if pivot_table is not None or (not scopes and not isinstance(root, exp.DML)):
             for table in self.refs.tables:
                 for c in self._columns_of(table.name.lower()):
                     self._record(table.name.lower(), c, None, "PIVOT")
-        if scopes:
+        if scopes and not isinstance(root, exp.DML):
             top = scopes[-1]
             outs = self._outputs_of(top)
             self.refs.output_fields = len(outs) if outs is not None else len(top.expression.selects or [])
         self._sweep_unplaced()
         return self.refs
+
+    def _write_scope(self, root: exp.Expr, scopes: list[Scope]) -> Scope | None:
+        """INSERT / UPDATE / DELETE: a scope whose sources (the target, FROM and USING
+        tables) serve SET, WHERE and RETURNING. Written columns count like read ones: a
+        blocked column may not be written either."""
+        target = root.this
+        if isinstance(target, exp.Schema):
+            target = target.this
+        if not isinstance(target, exp.Table) or not isinstance(target.this, exp.Identifier):
+            return None
+        sources: dict[str, Any] = {target.alias_or_name: target}
+        extra: list[exp.Expr] = []
+        from_ = root.args.get("from_")
+        if isinstance(from_, exp.From):
+            extra.append(from_.this)
+            extra.extend(j.this for j in from_.args.get("joins") or [])
+        using = root.args.get("using")
+        extra.extend(using if isinstance(using, list) else [using] if using is not None else [])
+        extra.extend(j.this for j in root.args.get("joins") or [])
+        for node in extra:
+            if isinstance(node, exp.Table):
+                sources[node.alias_or_name] = node
+        # Subqueries of the statement hang off one shared parent scope: give it the sources
+        # so that correlated references resolve, and resolve the statement itself through it.
+        dml_scope = next(
+            (s.parent for s in scopes if s.parent is not None and s.parent.expression is root), None
+        )
+        if dml_scope is None:
+            dml_scope = Scope(root)
+        dml_scope.sources.update(sources)
+        return dml_scope
+
+    def _insert_columns(self, root: exp.Expr) -> None:
+        """INSERT writes its column list, or every column of the table without one."""
+        if not isinstance(root, exp.Insert):
+            return
+        target = root.this
+        columns = list(target.expressions) if isinstance(target, exp.Schema) else None
+        table = target.this if isinstance(target, exp.Schema) else target
+        if not isinstance(table, exp.Table):
+            return
+        tname = table.name.lower()
+        for name in [i.name.lower() for i in columns] if columns else self._columns_of(tname):
+            self._record(tname, name, None, "INSERT")
 
     # -- per-scope resolution ------------------------------------------------------------
 

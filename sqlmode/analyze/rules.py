@@ -176,15 +176,11 @@ def check_columns(
             columns.append(f"{table}.{column}")
     for name, where in blocked.items():
         how = {
-            "*": "through *",
-            "SELECT": "in the SELECT list",
-        }.get(where, f"in {where}" if not where.startswith("a ") else f"through {where}")
-        out.append(
-            violation(
-                "COLUMN_BLOCKED",
-                f"Column `{name}` is blocked by policy and is read {how}.",
-            )
-        )
+            "*": "read through *",
+            "SELECT": "read in the SELECT list",
+            "INSERT": "written by the INSERT",
+        }.get(where, f"read in {where}" if not where.startswith("a ") else f"read through {where}")
+        out.append(violation("COLUMN_BLOCKED", f"Column `{name}` is blocked by policy and is {how}."))
     reported: set[tuple[str, str]] = set()
     for unk in refs.unknown_columns:
         key = (unk.qualifier, unk.name)

@@ -1,0 +1,184 @@
+"""How configuration changes the analyzer's verdicts: writes, functions, limits, introspection."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sqlmode.analyze import VIOLATION_CODES, Analyzer
+from sqlmode.models import Action, RiskLevel
+from tests.analyze.conftest import make_settings, sample_snapshot
+
+
+def run(sql: str, dialect: str = "postgres", **code_mode):  # type: ignore[no-untyped-def]
+    return Analyzer(make_settings(dialect, **code_mode)).analyze(sql, sample_snapshot(dialect))
+
+
+def codes(analysis) -> set[str]:  # type: ignore[no-untyped-def]
+    return {v.code for v in analysis.violations}
+
+
+# -- writes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+def test_writes_refused_by_default(dialect: str) -> None:
+    assert codes(run("UPDATE orders SET status = 'x' WHERE id = 1", dialect)) == {"WRITE_NOT_ALLOWED"}
+    assert codes(run("DELETE FROM contacts WHERE id = 1", dialect)) == {"DELETE_NOT_ALLOWED"}
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+def test_allowed_write_is_classified_not_refused(dialect: str) -> None:
+    a = run("UPDATE orders SET status = 'void' WHERE id = 1", dialect, allow_writes=True)
+    assert a.violations == []
+    assert (a.statement_type, a.action, a.risk_level) == ("UPDATE", Action.WRITE, RiskLevel.HIGH)
+    assert a.columns == ["orders.id", "orders.status"]
+    assert "LIMIT" not in a.normalized_code and a.row_limit == 0
+    assert "status" in a.explanation and "id is 1" in a.explanation
+
+
+def test_allowed_insert_select_reads_and_writes() -> None:
+    a = run(
+        "INSERT INTO contacts (id, customer_id, rep) SELECT id, id, name FROM customers WHERE region = 'NA'",
+        allow_writes=True,
+    )
+    assert a.violations == [] and a.action == Action.WRITE
+    assert "contacts.rep" in a.columns and "customers.region" in a.columns
+
+
+def test_delete_needs_allow_deletes_and_is_critical() -> None:
+    sql = "DELETE FROM contacts WHERE contacted_at < now() - interval '1 year'"
+    assert codes(run(sql, allow_writes=True)) == {"DELETE_NOT_ALLOWED"}
+    a = run(sql, allow_deletes=True)
+    assert a.violations == [] and (a.action, a.risk_level) == (Action.DELETE, RiskLevel.CRITICAL)
+
+
+@pytest.mark.parametrize(
+    ("sql", "code"),
+    [
+        ("INSERT INTO customers (id, name, ssn) VALUES (1, 'x', '1')", "COLUMN_BLOCKED"),
+        ("INSERT INTO customers VALUES (1, 'x', 'e', '1', 'r', 's', now())", "COLUMN_BLOCKED"),
+        ("UPDATE customers SET name = 'x' WHERE ssn = '1'", "COLUMN_BLOCKED"),
+        ("UPDATE customers SET name = 'x' WHERE id = 1 RETURNING *", "COLUMN_BLOCKED"),
+        ("DELETE FROM credentials", "TABLE_BLOCKED"),
+        ("UPDATE orders SET total = 0 WHERE id IN (SELECT user_id FROM credentials)", "TABLE_BLOCKED"),
+        ("MERGE INTO orders o USING products p ON o.id = p.id WHEN MATCHED THEN DELETE", "WRITE_NOT_ALLOWED"),
+        ("DROP TABLE orders", "STATEMENT_NOT_ALLOWED"),
+        ("TRUNCATE contacts", "STATEMENT_NOT_ALLOWED"),
+        ("WITH d AS (DELETE FROM contacts RETURNING id) SELECT count(*) FROM d", "NESTED_WRITE"),
+    ],
+)
+def test_blocked_and_admin_still_refused_when_writes_allowed(sql: str, code: str) -> None:
+    assert code in codes(run(sql, allow_writes=True, allow_deletes=True))
+
+
+# -- functions ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+def test_config_can_extend_and_narrow_the_allowlist(dialect: str) -> None:
+    assert codes(run("SELECT my_udf(id) FROM orders", dialect)) == {"FUNCTION_NOT_ALLOWED"}
+    assert run("SELECT my_udf(id) FROM orders", dialect, functions={"allow": ["my_udf"]}).violations == []
+    narrowed = run("SELECT upper(name) FROM products", dialect, functions={"deny": ["upper"]})
+    assert codes(narrowed) == {"FUNCTION_NOT_ALLOWED"}
+
+
+def test_denying_a_generator_name_denies_its_other_spelling() -> None:
+    # DuckDB parses range() and generate_series() into one node: one decision for both.
+    a = run("SELECT * FROM range(5)", "duckdb", functions={"deny": ["generate_series"]})
+    assert codes(a) == {"FUNCTION_NOT_ALLOWED"}
+
+
+def test_functions_are_reported_by_normalized_name() -> None:
+    a = run(
+        "SELECT date_trunc('month', created_at), COUNT(*), pg_catalog.lower(status) FROM orders GROUP BY 1"
+    )
+    assert a.violations == []
+    assert a.functions == ["count", "date_trunc", "lower"]
+
+
+# -- introspection ------------------------------------------------------------------------
+
+
+def test_introspection_switch() -> None:
+    sql = "SELECT table_name FROM information_schema.tables"
+    assert codes(run(sql)) == {"INTROSPECTION_BLOCKED"}
+    open_ = {"cedar_policies": {"block_introspection": False}}
+    assert run(sql, **open_).violations == []
+    # statistics of every column, blocked ones included: never
+    assert codes(run("SELECT most_common_vals FROM pg_stats", **open_)) == {"INTROSPECTION_BLOCKED"}
+
+
+# -- limits -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "limit", "source"),
+    [
+        ("SELECT id FROM orders", 1000, "injected"),
+        ("SELECT id FROM orders LIMIT 5000", 1000, "lowered"),
+        ("SELECT id FROM orders LIMIT 10", 10, "kept"),
+        ("SELECT id FROM orders LIMIT 10 OFFSET 5", 10, "kept"),
+        ("SELECT id FROM orders LIMIT ALL", 1000, "lowered"),
+        ("SELECT id FROM orders ORDER BY id FETCH FIRST 20 ROWS ONLY", 20, "kept"),
+        ("SELECT id FROM orders ORDER BY id FETCH FIRST 20 ROWS WITH TIES", 1000, "lowered"),
+        ("SELECT id FROM orders UNION SELECT id FROM products LIMIT 3000", 1000, "lowered"),
+        ("VALUES (1), (2)", 1000, "injected"),
+    ],
+)
+def test_limit_injection(sql: str, limit: int, source: str) -> None:
+    a = run(sql)
+    assert a.violations == []
+    assert a.row_limit == limit and a.details["limit_source"] == source
+    assert re.search(rf"(LIMIT|FETCH FIRST) {limit}\b", a.normalized_code)
+
+
+def test_limit_percent_in_duckdb_is_replaced() -> None:
+    a = run("SELECT id FROM orders LIMIT 10%", "duckdb")
+    assert a.row_limit == 1000 and a.normalized_code.endswith("LIMIT 1000")
+
+
+def test_max_rows_comes_from_config() -> None:
+    a = run("SELECT id FROM orders LIMIT 500", max_rows=50)
+    assert a.row_limit == 50 and a.normalized_code.endswith("LIMIT 50")
+
+
+def test_depth_joins_fields_complexity_limits_follow_config() -> None:
+    nested = "SELECT * FROM (SELECT * FROM (SELECT id FROM orders) a) b"
+    assert codes(run(nested, cedar_policies={"max_depth": 2})) == {"TOO_DEEP"}
+    assert run(nested, cedar_policies={"max_depth": 3}).violations == []
+    join = "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id"
+    assert codes(run(join, max_joins=0)) == {"TOO_MANY_JOINS"}
+    assert codes(run("SELECT id, name, price FROM products", cedar_policies={"max_fields": 2})) == {
+        "TOO_MANY_FIELDS"
+    }
+    assert codes(run(join, max_complexity=5)) == {"TOO_COMPLEX"}
+
+
+# -- never raises -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code",
+    [None, 42, "", "   ", "\x00SELECT 1", "SELECT " + "1 + " * 60_000 + "1", "SELECT " + "(" * 5000 + "1"],
+)
+def test_analyze_never_raises(code) -> None:  # type: ignore[no-untyped-def]
+    a = run(code)
+    assert a.violations and a.normalized_code == ""
+
+
+def test_recursion_error_is_a_refusal() -> None:
+    a = run("SELECT " + " + ".join(["1"] * 3000) + " FROM orders")
+    assert a.violations == [] or {v.code for v in a.violations} <= {"QUERY_TOO_LARGE", "ANALYSIS_FAILED"}
+
+
+# -- the registry -------------------------------------------------------------------------
+
+
+def test_every_code_the_analyzer_emits_is_registered() -> None:
+    source = "\n".join(p.read_text() for p in Path("sqlmode/analyze").glob("*.py"))
+    emitted = set(re.findall(r'violation\(\s*"([A-Z_]+)"', source))
+    emitted |= set(re.findall(r'code(?:, message)? = "([A-Z_]+)"', source))
+    assert emitted and emitted <= set(VIOLATION_CODES)
