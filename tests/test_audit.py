@@ -188,3 +188,75 @@ def test_cli_audit_verify_missing_file_is_exit_2(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["audit", "verify", str(tmp_path / "nope.jsonl")])
     assert r.exit_code == 2
     assert "cannot read" in r.output
+
+
+# -- the service audits every decision and run ---------------------------------------------------
+
+
+def read_records(path: str) -> list[dict]:
+    return [json.loads(x) for x in Path(path).read_text().splitlines()]
+
+
+async def test_every_validation_and_execution_is_recorded(make_settings) -> None:
+    from mcp import Client
+
+    from sqlmode.server import build_server
+    from sqlmode.service import CodeModeService
+
+    settings = make_settings()
+    sql = "SELECT region, count(*) AS n FROM customers GROUP BY region"
+    async with CodeModeService(settings) as svc, Client(build_server(svc)) as c:
+        v = (await c.call_tool("validate_code", {"code": sql})).structured_content
+        await c.call_tool("validate_code", {"code": "SELECT ssn FROM customers"})
+        await c.call_tool(
+            "execute_code", {"code": v["normalized_code"], "approval_token": v["approval_token"]}
+        )
+        await c.call_tool(
+            "execute_code", {"code": v["normalized_code"], "approval_token": v["approval_token"]}
+        )
+    assert verify_audit_log(settings.audit.path).ok
+    recs = read_records(settings.audit.path)
+    assert [(r["event"], r["decision"]) for r in recs] == [
+        ("validate", "allowed"),
+        ("validate", "denied"),
+        ("execute", "run"),
+        ("executed", "ok"),
+        ("execute", "refused"),
+    ]
+    allowed, denied, run, ran, replay = recs
+    for r in recs:
+        assert {"seq", "at", "user", "groups", "session", "code_hash", "prev", "hash"} <= set(r)
+    assert allowed["code"] == sql and allowed["code_hash"] == v["code_hash"] and allowed["risk"] == "low"
+    assert allowed["policies"] and "duration_ms" in allowed
+    assert denied["violations"] and denied["code"] == "SELECT ssn FROM customers"
+    assert run["code"] == v["normalized_code"] and run["policies"] and run["approval"] == "token"
+    assert ran["rows"] == 4 and ran["duration_ms"] > 0 and ran["truncated"] is False
+    assert replay["error"] == "TOKEN_ALREADY_USED"
+
+
+async def test_an_audit_write_failure_refuses_the_operation(make_settings) -> None:
+    from mcp import Client
+
+    from sqlmode.server import build_server
+    from sqlmode.service import CodeModeService
+    from sqlmode.token import code_hash
+
+    settings = make_settings({"audit": {"path": "/dev/full"}})
+    async with CodeModeService(settings) as svc, Client(build_server(svc)) as c:
+        v = await c.call_tool("validate_code", {"code": "SELECT id FROM products"})
+        assert v.is_error and v.content[0].text.startswith("AUDIT_FAILED:")
+        assert v.structured_content is None and "approval_token" not in v.content[0].text
+        # A token obtained elsewhere does not help either: the run is refused before the database.
+        analysis = await svc.analyze("SELECT id FROM products")
+        snapshot = await svc.schema()
+        token, _ = svc.tokens.mint(
+            code_hash=code_hash(analysis.normalized_code),
+            user="local",
+            session=svc.principal(None, None, None).session,
+            schema_hash=snapshot.schema_hash,
+            policy_hash=svc.evaluator.policy_hash,
+            action="read",
+            risk="low",
+        )
+        with pytest.raises(AuditError):
+            await svc.execute(analysis.normalized_code, token)
