@@ -302,6 +302,29 @@ def audit_verify(config_path: str | None, path: str | None) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.group()
+def policy() -> None:
+    """Cedar policies: check them."""
+
+
+@policy.command("check")
+@config_option
+@click.option("--quiet", is_flag=True, help="Print problems only, not the effective policy set.")
+def policy_check(config_path: str | None, quiet: bool) -> None:
+    """Validate baseline, generated and custom policies against the schema; print the effective set.
+
+    Exit 0 when every layer is valid, 1 when any problem is found, 2 for a config error.
+    """
+    from .policy import check_policies
+
+    try:
+        report = check_policies(load_config(config_path))
+    except SqlmodeError as e:
+        _fail(e)
+    click.echo(report.render(effective=not quiet))
+    sys.exit(0 if report.ok else 1)
+
+
 @main.command()
 @config_option
 def demo(config_path: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -150,3 +151,22 @@ def test_schema_prints_bounded_schema(config: Path) -> None:
     r = sqlmode("schema", "--config", str(config))
     assert r.returncode == 0, r.stderr
     assert "orders" in r.stdout and "ssn" not in r.stdout and "credentials" not in r.stdout
+
+
+def test_policy_check_ok_prints_effective_set(config: Path) -> None:
+    r = sqlmode("policy", "check", "--config", str(config))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "baseline.permit-read" in r.stdout
+
+
+def test_policy_check_names_file_and_line_of_a_broken_policy(config: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "custom.cedar"
+    bad.write_text(
+        '@id("ok")\npermit (principal, action, resource);\n\n@id("broken")\nforbid (principal, action resource);\n'
+    )
+    cfg = tmp_path / "with-policy.toml"
+    cfg.write_text(config.read_text() + f'\n[policy]\npaths = ["{bad}"]\n')
+    r = sqlmode("policy", "check", "--config", str(cfg))
+    assert r.returncode == 1, r.stdout + r.stderr
+    # the broken policy starts on line 4 and its error is on line 5: either names the spot
+    assert re.search(r"custom\.cedar:[45]: error: syntax error", r.stdout), r.stdout
