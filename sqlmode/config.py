@@ -142,8 +142,13 @@ class CodeModeConfig(_Section):
     max_joins: int = Field(default=8, ge=0)
     max_complexity: int = Field(default=400, ge=1)
     max_write_rows: int = Field(default=100, ge=0)
+    # Refuse before running when the database's plan estimates more rows at one step, or a higher
+    # cost (PostgreSQL cost units; DuckDB: rows moved by all steps), than this. None: no limit.
     max_estimated_rows: float | None = None
     max_estimated_cost: float | None = None
+    # Ask the database to describe every query (parse, plan, function catalog) before a token is
+    # issued, and refuse when it disagrees with the analyzer (sqlmode/execute/confirm.py).
+    engine_confirmation: bool = True
     functions: FunctionConfig = Field(default_factory=FunctionConfig)
     cedar_policies: CedarPolicyConfig = Field(default_factory=CedarPolicyConfig)
 

@@ -54,7 +54,7 @@ def _int(value: Any, default: int) -> int:
 
 
 def build_context(analysis: Analysis) -> dict[str, Any]:
-    """The Cedar context for ``analysis``: every attribute the schema declares, always present."""
+    """The Cedar context for ``analysis``: every attribute the schema declares (optional ones when known)."""
     d = analysis.details
     cx = analysis.complexity
     tables = _lower_set(analysis.tables)
@@ -68,7 +68,7 @@ def build_context(analysis: Analysis) -> dict[str, Any]:
     catalog = bool(
         d.get("introspection") or d.get("catalog") or _CATALOG.search("\n".join(tables + functions))
     )
-    return {
+    context = {
         "action": action,
         "statement_type": str(analysis.statement_type).upper(),
         "dialect": str(analysis.dialect),
@@ -85,6 +85,12 @@ def build_context(analysis: Analysis) -> dict[str, Any]:
         "row_limit": _int(analysis.row_limit, 0),
         "catalog": catalog,
     }
+    # The database's plan estimates (issue 8), present once the engine confirmed the query; optional
+    # in the Cedar schema, so policies test `context has estimated_rows` first.
+    for key in ("estimated_rows", "estimated_cost"):
+        if key in d:
+            context[key] = _int(d[key], 0)
+    return context
 
 
 def build_request(

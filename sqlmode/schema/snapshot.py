@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .functions import FunctionCatalog
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,9 @@ class SchemaSnapshot:
     # When set, only these tables are exposed (the [[database.tables]] allowlist).
     allowed_tables: frozenset[str] | None = None
     _hash: str | None = field(default=None, repr=False)
+    # What the database says about callable functions (schema/functions.py), loaded on first use
+    # by the engine confirmation; not part of the schema hash.
+    functions: FunctionCatalog | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(

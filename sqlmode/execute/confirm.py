@@ -1,0 +1,488 @@
+"""Engine confirmation: the database describes the query, without running it, and must agree.
+
+The analyzer reasons about names; the database decides what they mean. Before a token is
+issued, :class:`EngineConfirmer` asks the engine about ``analysis.normalized_code``:
+
+1. Its own parser (pglast, PostgreSQL's parser; DuckDB's ``json_serialize_sql``): exactly one
+   SELECT (else ROUND_TRIP_MISMATCH), and every call it sees must be one the analyzer's
+   allowlist allows (else ENGINE_MISMATCH: the parsers disagree about what is called).
+2. Its plan (:meth:`Executor.explain`: PostgreSQL ``EXPLAIN (VERBOSE, FORMAT JSON)`` as the
+   reader in the read-only session; DuckDB's JSON plan), read by plans.py into relations,
+   columns, functions and estimates, compared with the analysis:
+   - a relation the analyzer did not see (a view expanding to other tables, a name that
+     search_path resolves to another schema or catalog) is ENGINE_MISMATCH, unless it was
+     reached through a view the analyzer saw and is itself exposed to Code Mode;
+   - blocked tables and columns are checked again on the engine's sets (TABLE_BLOCKED,
+     COLUMN_BLOCKED), so a view cannot launder them;
+   - every function the plan calls is checked against the catalog (function_rules.py):
+     FUNCTION_VOLATILE, FUNCTION_SHADOWED, FUNCTION_NOT_ALLOWED;
+   - the estimates feed the risk level, a sentence of the explanation ("reads about 2.4M rows
+     of orders"), the Cedar context (``estimated_rows``, ``estimated_cost``) and the config
+     limits ``code_mode.max_estimated_rows`` / ``max_estimated_cost`` (ESTIMATED_*_TOO_HIGH).
+3. If the database cannot describe the query (a privilege error, an unknown function, a
+   timeout), the query is refused (ENGINE_REFUSED): fail closed.
+
+Results are cached by (normalized code, schema hash) for ``database.schema_ttl_seconds``;
+failures are not cached. Only reads are confirmed (writes take their own path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from ..analyze.codes import violation
+from ..analyze.functions import compile_policy
+from ..config import Settings
+from ..errors import SqlmodeError
+from ..models import Action, Analysis, RiskLevel, Violation
+from ..schema.functions import CATALOG_SQL, SEARCH_PATH_SQL, FunctionCatalog, catalog_from_rows
+from ..schema.snapshot import SchemaSnapshot
+from .function_rules import check_calls, engine_call_allowed
+from .plans import PlanFacts, duckdb_plan_facts, postgres_plan_facts
+
+__all__ = ["Confirmation", "EngineConfirmer", "engine_calls", "human"]
+
+# Risk from the largest step's row estimate.
+RISK_MEDIUM_ROWS = 1_000_000
+RISK_HIGH_ROWS = 100_000_000
+CACHE_SIZE = 1024
+# Cedar Longs are 64-bit; estimates are clamped into range.
+_MAX_LONG = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """What the engine said about one normalized query, and the verdict."""
+
+    violations: tuple[Violation, ...] = ()
+    tables: tuple[str, ...] = ()  # "schema.table" as the plan reads them
+    columns: tuple[str, ...] = ()  # "table.column"
+    functions: tuple[str, ...] = ()
+    estimated_rows: float | None = None  # the largest step's row estimate
+    estimated_cost: float | None = None  # PostgreSQL: total cost; DuckDB: rows moved by all steps
+    returned_rows: float | None = None
+    reads: tuple[tuple[str, float], ...] = ()  # (table, rows read), largest first
+    peak_step: str = ""
+    risk: RiskLevel = RiskLevel.LOW
+    summary: str = ""
+    elapsed_ms: float = 0.0
+    cached: bool = False
+    skipped: str = ""  # why nothing was asked (a write, a refused analysis)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def apply(self, analysis: Analysis) -> None:
+        """Merge into ``analysis``: violations, risk level, explanation, and details for Cedar."""
+        if self.skipped:
+            return
+        seen = {(v.code, v.message) for v in analysis.violations}
+        analysis.violations.extend(v for v in self.violations if (v.code, v.message) not in seen)
+        analysis.risk_level = RiskLevel.max(analysis.risk_level, self.risk)
+        if self.summary:
+            analysis.explanation = (analysis.explanation + " " + self.summary).strip()
+        d = analysis.details
+        d["engine_confirmed"] = self.ok
+        if self.estimated_rows is not None:
+            d["estimated_rows"] = _long(self.estimated_rows)
+        if self.estimated_cost is not None:
+            d["estimated_cost"] = _long(self.estimated_cost)
+        d["engine_tables"] = list(self.tables)
+        if self.violations:
+            analysis.normalized_code = ""
+            analysis.row_limit = 0
+
+
+def _long(x: float) -> int:
+    return int(min(max(x, 0.0), _MAX_LONG)) if math.isfinite(x) else _MAX_LONG
+
+
+def human(n: float) -> str:
+    """2400000 -> "2.4M", 30087 -> "30K", 950 -> "950"."""
+    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= size:
+            v = n / size
+            return f"{v:.1f}".rstrip("0").rstrip(".") + unit if v < 10 else f"{v:.0f}{unit}"
+    return f"{n:.0f}"
+
+
+# -- the engines' own parsers ------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _duckdb_parser() -> Any:
+    con = getattr(_local, "duckdb", None)
+    if con is None:
+        import duckdb
+
+        # Parsing only: an in-memory instance with every door closed; never the warehouse.
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "enable_external_access": False,
+                "autoload_known_extensions": False,
+                "autoinstall_known_extensions": False,
+            },
+        )
+        con.execute("SET lock_configuration = true")
+        _local.duckdb = con
+    return con
+
+
+_DUCK_QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+
+
+def engine_calls(sql: str, dialect: str) -> tuple[str | None, set[tuple[str, str]]]:
+    """(problem or None, the calls as (schema, name)) as the engine's own parser reads ``sql``."""
+    calls: set[tuple[str, str]] = set()
+    if dialect == "postgres":
+        from pglast import parser as pg
+
+        try:
+            doc = json.loads(pg.parse_sql_json(sql))
+        except pg.ParseError as e:
+            return f"PostgreSQL's parser rejects it ({str(e)[:200]})", calls
+        stmts = doc.get("stmts", [])
+        kinds = [next(iter(s.get("stmt", {"?": 0}))) for s in stmts]
+        if kinds != ["SelectStmt"]:
+            return f"PostgreSQL's parser reads {', '.join(kinds) or 'nothing'}", calls
+        _pg_calls(doc, calls)
+        return None, calls
+    try:
+        raw = _duckdb_parser().execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
+    except Exception as e:  # any parser failure is a disagreement
+        return f"DuckDB's parser rejects it ({str(e)[:200]})", calls
+    doc = json.loads(raw)
+    if doc.get("error"):
+        return f"DuckDB's parser rejects it ({str(doc.get('error_message', ''))[:200]})", calls
+    stmts = doc.get("statements", [])
+    kinds = [str((s.get("node") or {}).get("type")) for s in stmts]
+    if len(kinds) != 1 or kinds[0] not in _DUCK_QUERY_NODES:
+        return f"DuckDB's parser reads {', '.join(kinds) or 'nothing'}", calls
+    _duck_calls(doc, calls)
+    return None, calls
+
+
+def _pg_calls(node: Any, out: set[tuple[str, str]]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "FuncCall" and isinstance(value, dict):
+                parts = [p.get("String", {}).get("sval", "") for p in value.get("funcname", [])]
+                if parts:
+                    out.add(((parts[-2] if len(parts) > 1 else "").lower(), parts[-1].lower()))
+            _pg_calls(value, out)
+    elif isinstance(node, list):
+        for item in node:
+            _pg_calls(item, out)
+
+
+def _duck_calls(node: Any, out: set[tuple[str, str]]) -> None:
+    if isinstance(node, dict):
+        if node.get("class") in ("FUNCTION", "WINDOW") and not node.get("is_operator"):
+            name = node.get("function_name")
+            if name:
+                out.add((str(node.get("schema") or "").lower(), str(name).lower()))
+        for value in node.values():
+            _duck_calls(value, out)
+    elif isinstance(node, list):
+        for item in node:
+            _duck_calls(item, out)
+
+
+# -- the confirmer -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Cached:
+    at: float
+    result: Confirmation
+
+
+class EngineConfirmer:
+    """Confirms analyses against one database through its executor. One per service."""
+
+    def __init__(self, settings: Settings, executor: Any, *, ttl_seconds: float | None = None):
+        self.settings = settings
+        self.executor = executor
+        self.ttl_seconds = float(ttl_seconds or settings.database.schema_ttl_seconds or 300)
+        fc = settings.code_mode.functions
+        self._policy = compile_policy(settings.dialect, tuple(sorted(fc.allow)), tuple(sorted(fc.deny)))
+        self._cache: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
+        self._catalog_lock = asyncio.Lock()
+
+    def clear(self) -> None:
+        """Forget cached confirmations."""
+        self._cache.clear()
+
+    async def confirm(self, analysis: Analysis, snapshot: SchemaSnapshot) -> Confirmation:
+        """The engine's verdict on ``analysis`` (never raises; a failure is ENGINE_REFUSED)."""
+        if not analysis.ok or not analysis.normalized_code:
+            return Confirmation(skipped="the analysis already refused the code")
+        if analysis.action is not Action.READ:
+            return Confirmation(skipped="only reads are confirmed")
+        key = (analysis.normalized_code, snapshot.schema_hash)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit.at < self.ttl_seconds:
+            self._cache.move_to_end(key)
+            return _with(hit.result, cached=True)
+        started = time.perf_counter()
+        try:
+            result, cacheable = await self._confirm(analysis, snapshot)
+        except Exception as e:  # fail closed on anything unexpected
+            result = Confirmation(
+                violations=(
+                    violation(
+                        "ENGINE_REFUSED",
+                        f"The engine confirmation failed ({type(e).__name__}: {str(e)[:200]}).",
+                    ),
+                ),
+                risk=RiskLevel.HIGH,
+            )
+            cacheable = False
+        result = _with(result, elapsed_ms=round((time.perf_counter() - started) * 1000, 3))
+        if cacheable:
+            self._cache[key] = _Cached(now, result)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return result
+
+    async def _confirm(self, analysis: Analysis, snapshot: SchemaSnapshot) -> tuple[Confirmation, bool]:
+        sql, dialect = analysis.normalized_code, self.settings.dialect
+        problem, parsed_calls = engine_calls(sql, dialect)
+        if problem:
+            msg = f"The normalized SQL is not one SELECT to the database: {problem}."
+            return Confirmation(violations=(violation("ROUND_TRIP_MISMATCH", msg),)), True
+        out: list[Violation] = []
+        for schema, name in sorted(parsed_calls):
+            if not engine_call_allowed(self._policy, dialect, schema, name):
+                out.append(
+                    violation(
+                        "ENGINE_MISMATCH",
+                        f"The database's parser sees a call to `{_dotted(schema, name)}` that the "
+                        "analyzer's allowlist does not allow.",
+                    )
+                )
+        try:
+            plan = await self.executor.explain(sql)
+        except SqlmodeError as e:
+            return (
+                Confirmation(
+                    violations=(
+                        violation("ENGINE_REFUSED", f"The database could not plan the query: {e.message}"),
+                    ),
+                    risk=RiskLevel.HIGH,
+                ),
+                False,
+            )
+        catalog = await self._functions(snapshot)
+        default_catalog = catalog.database
+        lookup = _lookup(snapshot)
+        if dialect == "postgres":
+            facts = postgres_plan_facts(plan, lookup)
+        else:
+            facts = duckdb_plan_facts(plan, lookup, default_catalog)
+        out += self._relations(analysis, snapshot, facts, default_catalog)
+        out += self._columns(analysis, snapshot, facts)
+        out += check_calls(
+            parsed_calls | facts.functions,
+            catalog,
+            self.settings.code_mode.functions,
+            from_plan=facts.functions - parsed_calls,
+        )
+        out += self._limits(facts)
+        return _verdict(out, facts, dialect), True
+
+    # -- the function catalog ----------------------------------------------------------------
+
+    async def _functions(self, snapshot: SchemaSnapshot) -> FunctionCatalog:
+        """The snapshot's function catalog, loaded as the reader on first use (once per snapshot)."""
+        if snapshot.functions is not None:
+            return snapshot.functions
+        async with self._catalog_lock:
+            if snapshot.functions is None:
+                dialect = self.settings.dialect
+                rows = await self.executor.catalog_query(CATALOG_SQL[dialect])
+                where = await self.executor.catalog_query(SEARCH_PATH_SQL)
+                path, database = (where[0][0] or [], str(where[0][1] or "")) if where else ([], "")
+                snapshot.functions = catalog_from_rows(dialect, rows, path, database)
+            return snapshot.functions
+
+    # -- the rules -----------------------------------------------------------------------------
+
+    def _relations(
+        self, analysis: Analysis, snapshot: SchemaSnapshot, facts: PlanFacts, default_catalog: str
+    ) -> list[Violation]:
+        seen = {t.lower() for t in analysis.tables}
+        via_view = sorted(t for t in seen if (info := snapshot.table(t)) is not None and info.kind == "view")
+        out: list[Violation] = []
+        reported: set[str] = set()
+        for scan in facts.scans:
+            info = snapshot.table(scan.table)
+            where = _dotted(scan.schema, scan.table)
+            if where in reported:
+                continue
+            expected = (info.schema or "").lower() if info is not None else None
+            other_schema = info is None or (expected and scan.schema and scan.schema != expected)
+            other_catalog = (
+                self.settings.dialect == "duckdb" and scan.catalog and default_catalog
+            ) and scan.catalog != default_catalog
+            if snapshot.is_table_blocked(scan.table) and not other_schema and not other_catalog:
+                reported.add(where)
+                through = f" through {', '.join(via_view)}" if via_view else ""
+                out.append(
+                    violation(
+                        "TABLE_BLOCKED",
+                        f"The database's plan reads the blocked table {scan.table}{through}.",
+                        "The query reaches a blocked table indirectly; remove the view or table "
+                        "that leads to it.",
+                    )
+                )
+            elif other_schema or other_catalog:
+                reported.add(where)
+                shown = _dotted(scan.catalog, where) if other_catalog else where
+                checked = _dotted(expected or "", scan.table) if info is not None else "no such table"
+                out.append(
+                    violation(
+                        "ENGINE_MISMATCH",
+                        f"The database resolves `{scan.table}` to {shown}; the analyzer checked "
+                        f"{checked} (a search_path or schema shadowing the exposed table).",
+                    )
+                )
+            elif scan.table not in seen and not (via_view and snapshot.is_table_exposed(scan.table)):
+                reported.add(where)
+                through = f" through {', '.join(via_view)}" if via_view else ""
+                out.append(
+                    violation(
+                        "ENGINE_MISMATCH",
+                        f"The database's plan reads {scan.table}{through}, which the analyzer did "
+                        "not see and which is not exposed to Code Mode.",
+                    )
+                )
+        return out
+
+    def _columns(self, analysis: Analysis, snapshot: SchemaSnapshot, facts: PlanFacts) -> list[Violation]:
+        seen_tables = {t.lower() for t in analysis.tables}
+        seen_columns = {c.lower() for c in analysis.columns}
+        blocked: set[str] = set()
+        unseen: set[str] = set()
+        for _schema, table, column in facts.columns:
+            info = snapshot.table(table)
+            names = [c.name for c in info.columns] if (column == "*" and info is not None) else [column]
+            for name in names:
+                full = f"{table}.{name}".lower()
+                if snapshot.is_column_blocked(table, name) and not snapshot.is_table_blocked(table):
+                    blocked.add(full)
+                elif table in seen_tables and full not in seen_columns and name != "*":
+                    unseen.add(full)
+        out = [
+            violation(
+                "COLUMN_BLOCKED",
+                f"The database's plan reads the blocked column {c}.",
+                "The query reaches a blocked column indirectly (a view or whole-row value); "
+                "select only the columns you need from the exposed tables.",
+            )
+            for c in sorted(blocked)
+        ]
+        if unseen:
+            out.append(
+                violation(
+                    "ENGINE_MISMATCH",
+                    f"The database's plan reads {', '.join(sorted(unseen)[:5])}, which the analyzer "
+                    "did not see the query use.",
+                )
+            )
+        return out
+
+    def _limits(self, facts: PlanFacts) -> list[Violation]:
+        cm = self.settings.code_mode
+        out = []
+        if cm.max_estimated_rows is not None and facts.peak_rows > cm.max_estimated_rows:
+            out.append(
+                violation(
+                    "ESTIMATED_ROWS_TOO_HIGH",
+                    f"The database estimates about {human(facts.peak_rows)} rows at one step "
+                    f"({facts.peak_node}); the limit is {human(cm.max_estimated_rows)}. Nothing was run.",
+                )
+            )
+        if cm.max_estimated_cost is not None and facts.cost > cm.max_estimated_cost:
+            out.append(
+                violation(
+                    "ESTIMATED_COST_TOO_HIGH",
+                    f"The database's cost estimate is {human(facts.cost)}; the limit is "
+                    f"{human(cm.max_estimated_cost)}. Nothing was run.",
+                )
+            )
+        return out
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _with(c: Confirmation, **changes: Any) -> Confirmation:
+    from dataclasses import replace
+
+    return replace(c, **changes)
+
+
+def _dotted(*parts: str) -> str:
+    return ".".join(p for p in parts if p)
+
+
+def _lookup(snapshot: SchemaSnapshot) -> Any:
+    def lookup(schema: str, table: str) -> tuple[list[str], float | None] | None:
+        info = snapshot.table(table)
+        if info is None or (schema and info.schema and info.schema.lower() != schema):
+            return None
+        return [c.name for c in info.columns], (float(info.row_count) if info.row_count else None)
+
+    return lookup
+
+
+def _verdict(violations: list[Violation], facts: PlanFacts, dialect: str) -> Confirmation:
+    reads: dict[str, float] = {}
+    for scan in facts.scans:
+        reads[scan.table] = reads.get(scan.table, 0.0) + scan.rows
+    ordered = tuple(sorted(reads.items(), key=lambda kv: -kv[1]))
+    risk = RiskLevel.LOW
+    if facts.peak_rows >= RISK_HIGH_ROWS:
+        risk = RiskLevel.HIGH
+    elif facts.peak_rows >= RISK_MEDIUM_ROWS:
+        risk = RiskLevel.MEDIUM
+    return Confirmation(
+        violations=tuple(violations),
+        tables=tuple(sorted({_dotted(s.schema, s.table) for s in facts.scans})),
+        columns=tuple(sorted(f"{t}.{c}" for _, t, c in facts.columns)),
+        functions=tuple(sorted(_dotted(s, n) for s, n in facts.functions)),
+        estimated_rows=facts.peak_rows,
+        estimated_cost=facts.cost,
+        returned_rows=facts.rows,
+        reads=ordered,
+        peak_step=facts.peak_node,
+        risk=risk,
+        summary=_summary(ordered, facts, dialect),
+    )
+
+
+def _summary(reads: tuple[tuple[str, float], ...], facts: PlanFacts, dialect: str) -> str:
+    parts = [f"about {human(rows)} rows of {table}" for table, rows in reads[:4]]
+    if len(reads) > 4:
+        parts.append(f"{len(reads) - 4} more tables")
+    if not parts:
+        head = "The database plans to read no stored table"
+    else:
+        listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+        head = f"The database estimates it scans {listed}"
+    tail = f"; the largest step handles about {human(facts.peak_rows)} rows"
+    if dialect == "postgres":
+        tail += f" (estimated cost {human(facts.cost)})"
+    return head + tail + "."

@@ -1,0 +1,125 @@
+"""Function policy from the catalog: a call passes only if the allowlist names it AND the database
+says it is safe to call in a read-only query.
+
+- Volatile functions (PostgreSQL ``provolatile = 'v'``; DuckDB ``has_side_effects`` or
+  ``stability = 'VOLATILE'``: ``nextval``, ``setseed``, ``random``, a user function that
+  writes) are refused unless ``code_mode.functions.allow_volatile`` names them.
+- A user-defined function or macro answering to a built-in's name (``public.lower(integer)``
+  beats ``pg_catalog.lower(text)`` for ``lower(5)``; a DuckDB macro ``lower`` replaces the
+  built-in) is refused unless ``code_mode.functions.allow`` names it.
+- A user-defined function the plan calls without the query naming it (a view's definition, a
+  DuckDB macro's body) is refused unless ``code_mode.functions.allow`` names it.
+
+Overloads are judged together: a name passes only if every overload the call could resolve
+to passes (the catalog answers per name, the planner per argument types).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..analyze.codes import violation
+from ..analyze.functions import FunctionPolicy
+from ..config import FunctionConfig
+from ..models import Violation
+from ..schema.functions import FunctionCatalog
+
+__all__ = ["ENGINE_ALIASES", "check_calls", "engine_call_allowed"]
+
+# Names an engine's parser gives to calls the analyzer knows by another name, and the
+# functions PostgreSQL's grammar turns SQL syntax into (always qualified pg_catalog.*).
+ENGINE_ALIASES: dict[str, dict[str, str]] = {
+    "duckdb": {
+        "count_star": "count",
+        "main.count_star": "count",
+        "list_value": "list_value",
+        "struct_pack": "struct_pack",
+        "array_value": "array",
+        "main.struct_pack": "struct_pack",
+    },
+    "postgres": {
+        "pg_catalog.extract": "extract",
+        "pg_catalog.date_part": "date_part",
+        "pg_catalog.overlay": "overlay",
+        "pg_catalog.position": "position",
+        "pg_catalog.substring": "substring",
+        "pg_catalog.btrim": "trim",
+        "pg_catalog.ltrim": "ltrim",
+        "pg_catalog.rtrim": "rtrim",
+        "pg_catalog.timezone": "timezone",
+        "pg_catalog.like_escape": "like_escape",
+        "pg_catalog.similar_to_escape": "similar_to_escape",
+        "pg_catalog.char_length": "char_length",
+        "pg_catalog.normalize": "normalize",
+        "pg_catalog.overlaps": "overlaps",
+    },
+}
+# Always fine: the target of an alias that is syntax rather than a named call.
+_SYNTAX_TARGETS = frozenset({"like_escape", "similar_to_escape", "overlaps", "normalize"})
+
+
+def engine_call_allowed(policy: FunctionPolicy, dialect: str, schema: str, name: str) -> bool:
+    """Whether a call the engine's parser sees is one the analyzer's allowlist allows."""
+    full = f"{schema}.{name}" if schema else name
+    aliases = ENGINE_ALIASES.get(dialect, {})
+    target = aliases.get(full) or aliases.get(name)
+    if target is not None:
+        return target in _SYNTAX_TARGETS or target not in policy.denied_names
+    if schema and schema not in ("pg_catalog", "main", "system"):
+        return False  # the analyzer refuses schema-qualified calls; the engine must not see one
+    return name in policy.allowed_names and name not in policy.denied_names
+
+
+def check_calls(
+    calls: Iterable[tuple[str, str]],
+    catalog: FunctionCatalog,
+    config: FunctionConfig,
+    *,
+    from_plan: Iterable[tuple[str, str]] = (),
+) -> list[Violation]:
+    """Violations for calls (schema, name) by what the catalog says they resolve to.
+
+    ``from_plan`` are the calls only the plan shows (not in the query text). Names the catalog
+    does not know are syntax the plan prints (CASE, COALESCE, SubPlan) and are skipped: a
+    call that really names a missing function fails to plan first (ENGINE_REFUSED).
+    """
+    allow = {n.lower() for n in config.allow}
+    allow_volatile = {n.lower() for n in config.allow_volatile}
+    plan_only = set(from_plan)
+    out: list[Violation] = []
+    for schema, name in sorted(set(calls)):
+        candidates = catalog.lookup(name, schema or None)
+        if not candidates:
+            continue
+        shown = f"{schema}.{name}" if schema else name
+        user = [c for c in candidates if not c.builtin]
+        if user and name not in allow:
+            where = ", ".join(sorted({f"{c.schema}.{c.name}" for c in user}))
+            if catalog.has_builtin(name):
+                out.append(
+                    violation(
+                        "FUNCTION_SHADOWED",
+                        f"`{shown}` resolves to the user-defined {where}, which shadows the built-in {name}.",
+                    )
+                )
+            else:
+                how = " (through a view or macro the query uses)" if (schema, name) in plan_only else ""
+                out.append(
+                    violation(
+                        "FUNCTION_NOT_ALLOWED",
+                        f"The database runs the user-defined function {where}{how}; user-defined "
+                        "functions must be allowed by name in code_mode.functions.allow.",
+                    )
+                )
+        volatile = [c for c in candidates if c.volatile]
+        if volatile and name not in allow_volatile:
+            kind = "has side effects or is volatile" if catalog.dialect == "duckdb" else "is VOLATILE"
+            origin = "built-in" if all(c.builtin for c in volatile) else "user-defined"
+            out.append(
+                violation(
+                    "FUNCTION_VOLATILE",
+                    f"The database's catalog says the {origin} function `{shown}` {kind}; "
+                    "only immutable or stable functions run in Code Mode.",
+                )
+            )
+    return out

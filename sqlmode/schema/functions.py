@@ -1,0 +1,92 @@
+"""The function catalog: what the database says about every function a query may call.
+
+The analyzer's allowlist works on names; the catalog knows what a name resolves to. Two facts
+matter for a read-only query (see sqlmode/execute/confirm.py for the rule that uses them):
+
+- volatility: PostgreSQL's ``pg_proc.provolatile`` (``v`` = volatile: may change the database
+  or return different results within one statement) and DuckDB's ``duckdb_functions()``
+  ``has_side_effects`` / ``stability = 'VOLATILE'``;
+- origin: a built-in (PostgreSQL ``pg_catalog``, DuckDB ``internal``) or a user-defined
+  function or macro, which can shadow a built-in name (``public.lower(integer)`` is chosen over
+  ``pg_catalog.lower(text)`` for ``lower(5)``; a DuckDB macro ``lower`` replaces the built-in).
+
+Loaded through the executor as the reader (:data:`CATALOG_SQL`, :func:`catalog_from_rows`), so
+the visible schemas are the reader's own ``search_path``; kept on the SchemaSnapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CATALOG_SQL", "SEARCH_PATH_SQL", "FunctionCatalog", "FunctionInfo", "catalog_from_rows"]
+
+# One row per function: schema, name, volatile?, built-in?, kind.
+CATALOG_SQL = {
+    "postgres": (
+        "SELECT n.nspname, p.proname, p.provolatile = 'v', n.nspname = 'pg_catalog', p.prokind::text "
+        "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname <> 'information_schema'"
+    ),
+    "duckdb": (
+        "SELECT DISTINCT schema_name, function_name, "
+        "coalesce(has_side_effects, false) OR coalesce(stability = 'VOLATILE', false), "
+        "coalesce(internal, false), function_type FROM duckdb_functions()"
+    ),
+}
+# The schemas an unqualified function name is looked up in, in order.
+SEARCH_PATH_SQL = "SELECT current_schemas(true), current_database()"
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionInfo:
+    """One catalog entry (one overload)."""
+
+    schema: str
+    name: str
+    volatile: bool
+    builtin: bool
+    kind: str = ""
+
+
+@dataclass(slots=True)
+class FunctionCatalog:
+    """Functions by lower-case name, and the schemas searched for unqualified names."""
+
+    dialect: str
+    by_name: dict[str, tuple[FunctionInfo, ...]] = field(default_factory=dict)
+    search_path: tuple[str, ...] = ()
+    # The database's own name for itself (PostgreSQL database, DuckDB catalog of the file).
+    database: str = ""
+
+    def lookup(self, name: str, schema: str | None = None) -> tuple[FunctionInfo, ...]:
+        """Overloads a call to ``[schema.]name`` can resolve to (unqualified: the visible ones)."""
+        found = self.by_name.get(name.lower(), ())
+        if schema:
+            s = schema.lower()
+            return tuple(f for f in found if f.schema == s)
+        visible = self.search_path
+        return tuple(f for f in found if f.schema in visible) if visible else found
+
+    def has_builtin(self, name: str) -> bool:
+        return any(f.builtin for f in self.by_name.get(name.lower(), ()))
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.by_name.values())
+
+
+def catalog_from_rows(
+    dialect: str, rows: Iterable[Sequence[Any]], search_path: Iterable[str] | None = None, database: str = ""
+) -> FunctionCatalog:
+    """A FunctionCatalog from :data:`CATALOG_SQL` rows and the reader's search path."""
+    grouped: dict[str, list[FunctionInfo]] = {}
+    for schema, name, volatile, builtin, kind in rows:
+        info = FunctionInfo(str(schema).lower(), str(name).lower(), bool(volatile), bool(builtin), str(kind))
+        grouped.setdefault(info.name, []).append(info)
+    path = tuple(dict.fromkeys(s.lower() for s in (search_path or ()) if s))
+    if dialect == "duckdb":
+        # DuckDB resolves unqualified names in main of the temp, default and system catalogs, then
+        # pg_catalog; every function it lists in those schemas is callable without a prefix.
+        path = tuple(dict.fromkeys((*path, "main", "pg_catalog")))
+    return FunctionCatalog(dialect, {k: tuple(v) for k, v in grouped.items()}, path, database.lower())
