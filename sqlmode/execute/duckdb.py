@@ -150,10 +150,20 @@ class DuckDBExecutor:
                 log.warning("sqlmode executor: %s", w)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._threads.shutdown, wait=True, cancel_futures=True)
+        # Abandoned workers (a computation DuckDB could not interrupt) are not waited for: the
+        # instance is closed by a background thread once they finish.
+        self._threads.shutdown(wait=False, cancel_futures=True)
         if self._db is not None:
             db, self._db = self._db, None
-            db.close()
+            try:
+                db.close()
+            except duckdb.Error:  # a worker still holds a cursor of it
+
+                def close_later() -> None:
+                    self._threads.shutdown(wait=True)
+                    db.close()
+
+                threading.Thread(target=close_later, name="sqlmode-duckdb-close", daemon=True).start()
 
     # -- the worker side -----------------------------------------------------------------
 

@@ -375,6 +375,12 @@ class PostgresExecutor:
             # No retry: the statement may have been running (a DBA may have killed it on purpose).
             # The dead connection is dropped; the next call gets a new one.
             raise map_pg_error(e, target=self._target) from e
+        except Exception as e:
+            # asyncpg's own refusals, e.g. a result type it cannot decode (anyarray).
+            raise ExecutionError(
+                f"The result could not be read: {e}",
+                hint="Cast unusual columns to text (col::text) and validate the query again.",
+            ) from e
         finally:
             self._release(conn, discard=discard)
 

@@ -38,7 +38,8 @@ def reader_name(url: str) -> str:
 
 async def active_reader_queries(admin: asyncpg.Connection, user: str) -> list[str]:
     rows = await admin.fetch(
-        "SELECT query FROM pg_stat_activity WHERE usename = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+        "SELECT query FROM pg_stat_activity "
+        "WHERE usename = $1 AND state = 'active' AND pid <> pg_backend_pid()",
         user,
     )
     return [r["query"] for r in rows]
@@ -94,7 +95,8 @@ async def test_settings_changed_by_a_query_are_undone_before_the_next_use(pg: Po
         )
     states = await each_pooled_session(
         pg,
-        "SELECT current_setting('default_transaction_read_only') || ' ' || current_setting('statement_timeout') "
+        "SELECT current_setting('default_transaction_read_only') || ' ' "
+        "|| current_setting('statement_timeout') "
         "|| ' ' || (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())",
     )
     assert set(states) == {"on 5s 0"}
@@ -119,7 +121,8 @@ async def test_session_state_commands_never_execute(pg: PostgresExecutor) -> Non
     state = await each_pooled_session(
         pg,
         "SELECT (SELECT count(*) FROM pg_prepared_statements WHERE name NOT LIKE '\\_\\_asyncpg%') "
-        "+ (SELECT count(*) FROM pg_cursors WHERE name <> '') + (SELECT count(*) FROM pg_listening_channels())",
+        "+ (SELECT count(*) FROM pg_cursors WHERE name <> '') "
+        "+ (SELECT count(*) FROM pg_listening_channels())",
     )
     assert set(state) == {0}
     r = await pg.run("SELECT current_setting('default_transaction_read_only')")
@@ -241,7 +244,8 @@ async def test_killed_connection_costs_only_the_query_in_flight(
     task = asyncio.create_task(pg.run("SELECT pg_sleep(20), 'victim'"))
     for _ in range(100):
         pid = await admin.fetchval(
-            "SELECT pid FROM pg_stat_activity WHERE usename = $1 AND query LIKE '%victim%' AND state = 'active'",
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE usename = $1 AND query LIKE '%victim%' AND state = 'active'",
             user,
         )
         if pid:

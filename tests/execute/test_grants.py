@@ -1,0 +1,150 @@
+"""The reader role: column grants only, nothing on blocked tables, role defaults, PUBLIC revokes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+import pytest
+
+from sqlmode.config import Settings
+from sqlmode.errors import ConfigError, PermissionDeniedError
+from sqlmode.execute import open_executor
+from sqlmode.execute.grants import apply_grants, grant_script
+from sqlmode.schema.reflect import reflect_schema
+from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
+from tests.plugins.postgres import create_database
+
+
+def snapshot(**blocks: list[str]) -> SchemaSnapshot:
+    tables = [
+        TableInfo(
+            "customers", (ColumnInfo("id", "int"), ColumnInfo("name", "text"), ColumnInfo("ssn", "text"))
+        ),
+        TableInfo("orders", (ColumnInfo("id", "int"), ColumnInfo("total", "numeric"))),
+        TableInfo("credentials", (ColumnInfo("id", "int"), ColumnInfo("secret", "text"))),
+        TableInfo("scratch", (ColumnInfo("id", "int"),)),
+    ]
+    return SchemaSnapshot.build(
+        "postgres",
+        "db",
+        tables,
+        blocked_tables=blocks.get("tables", ["credentials"]),
+        blocked_fields=blocks.get("fields", ["customers.ssn"]),
+        allowed_tables=blocks.get("allowed"),
+    )
+
+
+def test_script_grants_columns_never_tables(pg_settings: Callable[..., Settings]) -> None:
+    settings = pg_settings("postgresql://admin@localhost/db")
+    script = grant_script(settings, snapshot(allowed=["customers", "orders"]), password="pw")
+    assert 'GRANT SELECT ("id", "name") ON "public"."customers" TO "sqlmode_reader";' in script
+    assert 'GRANT SELECT ("id", "total") ON "public"."orders" TO "sqlmode_reader";' in script
+    grants = [line for line in script.splitlines() if line.startswith("GRANT SELECT")]
+    assert len(grants) == 2 and all(re.match(r'GRANT SELECT \("', g) for g in grants)
+    assert "credentials" not in "\n".join(grants) and "scratch" not in "\n".join(grants)
+    assert '"ssn"' not in "\n".join(grants)
+    assert "Nothing granted on: credentials (blocked), scratch (not in [[database.tables]])" in script
+    assert 'ALTER ROLE "sqlmode_reader" SET default_transaction_read_only = on;' in script
+    assert "ALTER ROLE \"sqlmode_reader\" SET statement_timeout = '5000ms';" in script
+    assert "REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC" in script and "'^(lo_|dblink)'" in script
+    assert "pg_read_file" in script and "pg_ls_dir" in script and "pg_stat_file" in script
+    assert script.role == "sqlmode_reader" and script.password == "pw"
+
+
+def test_script_refuses_duckdb_and_odd_role_names(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(ConfigError):
+        grant_script(make_settings(), snapshot())
+    pg = make_settings({"database": {"url": "postgresql://a@h/db"}})
+    with pytest.raises(ConfigError):
+        grant_script(pg, snapshot(), role='x"; DROP ROLE postgres; --')
+
+
+@pytest.fixture(scope="module")
+async def fresh_db(pg_admin_url: str) -> AsyncIterator[str]:
+    url = await create_database(pg_admin_url, "sqlmode_grants")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            """
+            CREATE TABLE customers (id int PRIMARY KEY, name text, ssn text);
+            CREATE TABLE orders (id int PRIMARY KEY, total numeric);
+            CREATE TABLE credentials (id int PRIMARY KEY, secret text);
+            INSERT INTO customers VALUES (1, 'Ada', '123-45-6789');
+            INSERT INTO orders VALUES (1, 9.5);
+            INSERT INTO credentials VALUES (1, 'hunter2');
+            """
+        )
+    finally:
+        await conn.close()
+    yield url
+
+
+async def test_applied_role_reads_only_what_is_exposed(
+    fresh_db: str, pg_settings: Callable[..., Settings]
+) -> None:
+    settings = pg_settings(fresh_db, {"database": {"tables": []}})
+    snap = await reflect_schema(settings)
+    reader = await apply_grants(fresh_db, grant_script(settings, snap, role="grants_test_reader"))
+    assert unquote(urlsplit(reader).username or "") == "grants_test_reader"
+    async with open_executor(pg_settings(reader, {"database": {"tables": []}})) as ex:
+        assert ex.warnings == []
+        assert (await ex.run("SELECT id, name FROM customers")).rows == [[1, "Ada"]]
+        for sql in [
+            "SELECT ssn FROM customers",
+            "SELECT * FROM customers",
+            "SELECT row_to_json(c) FROM customers c",
+            "SELECT * FROM credentials",
+            "SELECT lo_create(0)",
+            "SELECT pg_read_file('/etc/hostname')",
+            "SELECT pg_ls_dir('.')",
+        ]:
+            with pytest.raises(PermissionDeniedError):
+                await ex.run(sql)
+        r = await ex.run(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, "
+            "(SELECT setconfig FROM pg_db_role_setting s WHERE s.setrole = r.oid AND s.setdatabase = 0) "
+            "FROM pg_roles r WHERE rolname = current_user"
+        )
+        su, cr, cd, br, config = r.rows[0]
+        assert (su, cr, cd, br) == (False, False, False, False)
+        assert "default_transaction_read_only=on" in config and "statement_timeout=5000ms" in config
+
+
+async def test_running_again_converges_to_the_new_blocks(
+    fresh_db: str, pg_settings: Callable[..., Settings]
+) -> None:
+    role = "grants_converge_reader"
+    loose = pg_settings(
+        fresh_db, {"database": {"tables": []}, "code_mode": {"blocked_fields": ["customers.ssn"]}}
+    )
+    snap = await reflect_schema(loose)
+    reader = await apply_grants(fresh_db, grant_script(loose, snap, role=role))
+    async with open_executor(pg_settings(reader, {"database": {"tables": []}})) as ex:
+        assert (await ex.run("SELECT total FROM orders")).rows == [[9.5]]
+    tight = pg_settings(
+        fresh_db,
+        {"database": {"tables": []}, "code_mode": {"blocked_tables": ["credentials", "orders"]}},
+    )
+    # A script read back from text (no attributes) applies too.
+    text = str(grant_script(tight, await reflect_schema(tight), role=role))
+    reader = await apply_grants(fresh_db, text)
+    async with open_executor(pg_settings(reader, {"database": {"tables": []}})) as ex:
+        with pytest.raises(PermissionDeniedError):
+            await ex.run("SELECT total FROM orders")
+        assert (await ex.run("SELECT name FROM customers")).rows == [["Ada"]]
+
+
+async def test_public_loses_execute_on_large_object_functions(fresh_db: str) -> None:
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        rows = await conn.fetch(
+            "SELECT p.proname FROM pg_proc p "
+            "WHERE p.proname IN ('lo_create', 'lo_import', 'loread', 'lo_open') "
+            "AND has_function_privilege('public', p.oid, 'EXECUTE')"
+        )
+    finally:
+        await conn.close()
+    assert rows == []
