@@ -1,0 +1,382 @@
+"""CodeModeService: the one place that knows the order of the pipeline.
+
+    async with CodeModeService.from_config("sqlmode.toml") as service:
+        v = await service.validate(sql, user="ana", session="s1")
+        if v.is_valid:
+            result = await service.execute(v.normalized_code, v.approval_token, user="ana", session="s1")
+
+validate: analyze -> policy -> (valid) mint token bound to code hash, user, session,
+schema hash and policy hash -> audit. execute: re-analyze (the schema or policy may
+have changed) -> verify token -> re-check policy -> audit the intent -> run the
+normalized code under limits -> audit the outcome. An audit failure refuses the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AsyncExitStack
+from datetime import datetime
+from os import PathLike
+from typing import Any
+
+from .analyze import Analyzer
+from .audit import AuditLog, AuditSink, NullAuditLog
+from .config import Settings, load_config
+from .errors import ApprovalError, AuditError, SqlmodeError
+from .execute import open_executor
+from .execute.confirm import EngineConfirmer
+from .models import Action, Analysis, Decision, Principal, QueryResult, ValidationResult, Violation
+from .policy import PolicyEvaluator, build_evaluator
+from .schema import SchemaSnapshot, reflect_schema, render_schema, render_table
+from .token import TokenService, code_hash
+
+log = logging.getLogger("sqlmode.service")
+
+
+class CodeModeService:
+    """The validate/execute pipeline over one configured database. Use as an async context manager."""
+
+    def __init__(self, settings: Settings, *, allow_ephemeral_secret: bool = True):
+        self.settings = settings
+        self._allow_ephemeral_secret = allow_ephemeral_secret
+        self._stack: AsyncExitStack | None = None
+        self._snapshot: SchemaSnapshot | None = None
+        self._snapshot_at = 0.0
+        self._schema_lock = asyncio.Lock()
+        self.analyzer: Analyzer
+        self.evaluator: PolicyEvaluator
+        self.tokens: TokenService
+        self.audit: AuditSink
+        self.executor: Any = None
+        self._write_executor: Any = None
+        # Issue 8: the database confirms each analysis (None when code_mode.engine_confirmation is off).
+        self.confirmer: EngineConfirmer | None = None
+
+    @classmethod
+    def from_config(
+        cls, path: str | PathLike[str] | None = None, *, allow_ephemeral_secret: bool = True, **overrides: Any
+    ) -> CodeModeService:
+        """A service for the TOML config at ``path`` (default: $SQLMODE_CONFIG, else the sample)."""
+        return cls(load_config(path, **overrides), allow_ephemeral_secret=allow_ephemeral_secret)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> CodeModeService:
+        stack = AsyncExitStack()
+        try:
+            await self._open(stack)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+    async def _open(self, stack: AsyncExitStack) -> None:
+        s = self.settings
+        if s.database.build_sample:
+            from .sample import ensure_sample_db
+
+            if await asyncio.to_thread(ensure_sample_db, s):
+                log.info("built the sample warehouse at %s", s.database.duckdb_path)
+        self.tokens = TokenService.from_settings(s, allow_ephemeral=self._allow_ephemeral_secret)
+        self.analyzer = Analyzer(s)
+        self.evaluator = build_evaluator(s)
+        await self.refresh_schema()
+        if s.audit.enabled:
+            audit = AuditLog(s.audit.path)
+            stack.callback(audit.close)
+            self.audit = audit
+        else:
+            self.audit = NullAuditLog()
+        self.executor = await stack.enter_async_context(open_executor(s))
+        if s.code_mode.engine_confirmation:
+            self.confirmer = EngineConfirmer(s, self.executor)
+        if s.code_mode.allow_writes or s.code_mode.allow_deletes:
+            from .execute import open_write_executor
+
+            self._write_executor = await stack.enter_async_context(open_write_executor(s))
+
+    # -- schema ---------------------------------------------------------------------------
+
+    async def refresh_schema(self) -> SchemaSnapshot:
+        """Reflect the database again now (on demand)."""
+        async with self._schema_lock:
+            self._snapshot = await reflect_schema(self.settings)
+            self._snapshot_at = time.monotonic()
+            return self._snapshot
+
+    async def schema(self) -> SchemaSnapshot:
+        """The current snapshot, re-reflected when older than database.schema_ttl_seconds."""
+        ttl = self.settings.database.schema_ttl_seconds
+        if self._snapshot is None or (ttl and time.monotonic() - self._snapshot_at > ttl):
+            return await self.refresh_schema()
+        return self._snapshot
+
+    async def schema_text(self, table: str | None = None) -> str:
+        """The bounded schema rendered for an LLM, or one table of it."""
+        bounded = (await self.schema()).bounded()
+        if table is None:
+            return render_schema(bounded)
+        t = bounded.table(table)
+        if t is None:
+            raise SqlmodeError(
+                f"no table {table!r} in the schema you may query",
+                code="UNKNOWN_TABLE",
+                hint="Tables: " + ", ".join(sorted(x.name for x in bounded.tables.values())),
+            )
+        return render_table(t)
+
+    # -- principals -----------------------------------------------------------------------
+
+    def principal(
+        self, user: str | None, session: str | None, groups: list[str] | tuple[str, ...] | None
+    ) -> Principal:
+        pol = self.settings.policy
+        uid = user or pol.default_user
+        if groups is None:
+            cfg = pol.users.get(uid)
+            groups = cfg.groups if cfg else []
+        return Principal(user=uid, groups=tuple(groups), session=session or "local")
+
+    # -- the pipeline -----------------------------------------------------------------------
+
+    async def analyze(self, code: str) -> Analysis:
+        snapshot = await self.schema()
+        analysis = self.analyzer.analyze(code, snapshot)
+        await self._confirm(analysis, snapshot)
+        return analysis
+
+    async def _confirm(self, analysis: Analysis, snapshot: SchemaSnapshot) -> None:
+        """Issue 8: the database describes the normalized query (cached); its verdict joins the analysis.
+
+        Adds violations, raises the risk level with the plan's estimates, appends them to the
+        explanation and puts estimated_rows / estimated_cost into the details Cedar reads.
+        """
+        if self.confirmer is not None and analysis.ok:
+            (await self.confirmer.confirm(analysis, snapshot)).apply(analysis)
+
+    async def validate(
+        self,
+        code: str,
+        *,
+        user: str | None = None,
+        session: str | None = None,
+        groups: list[str] | tuple[str, ...] | None = None,
+    ) -> ValidationResult:
+        """Analyze, decide and (when allowed) sign ``code``. Never raises for bad SQL."""
+        started = time.perf_counter()
+        principal = self.principal(user, session, groups)
+        snapshot = await self.schema()
+        analysis = self.analyzer.analyze(code, snapshot)
+        await self._confirm(analysis, snapshot)  # issue 8: before the policy decision and any token
+        decision = self._decide(principal, analysis)
+        violations = list(analysis.violations) + list(decision.violations)
+        valid = not violations and decision.allowed and self.settings.code_mode.enabled
+        if not self.settings.code_mode.enabled:
+            violations.append(
+                Violation(code="CODE_MODE_DISABLED", message="Code mode is disabled in this server's config.")
+            )
+        chash = code_hash(analysis.normalized_code or code)
+        token: str | None = None
+        expires: datetime | None = None
+        if valid:
+            token, expires = self.tokens.mint(
+                code_hash=chash,
+                user=principal.user,
+                session=principal.session,
+                schema_hash=snapshot.schema_hash,
+                policy_hash=self.evaluator.policy_hash,
+                action=analysis.action.value,
+                risk=analysis.risk_level.value,
+            )
+        result = ValidationResult(
+            is_valid=valid,
+            dialect=analysis.dialect,
+            statement_type=analysis.statement_type,
+            action=analysis.action,
+            risk_level=analysis.risk_level,
+            explanation=analysis.explanation,
+            tables=analysis.tables,
+            columns=analysis.columns,
+            complexity=analysis.complexity,
+            violations=violations,
+            normalized_code=analysis.normalized_code,
+            code_hash=chash,
+            approval_token=token,
+            expires_at=expires.isoformat() if expires else None,
+        )
+        await self._audit(
+            "validate",
+            principal,
+            code=code,
+            code_hash=chash,
+            decision="allowed" if valid else "denied",
+            policies=list(decision.policy_ids),
+            violations=[v.code for v in violations],
+            risk=analysis.risk_level.value,
+            action=analysis.action.value,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        return result
+
+    def _decide(self, principal: Principal, analysis: Analysis) -> Decision:
+        if not analysis.ok:
+            return Decision(allowed=False, reasons=("the analyzer refused the code",))
+        return self.evaluator.evaluate(principal, analysis)
+
+    async def execute(
+        self,
+        code: str,
+        approval_token: str,
+        *,
+        user: str | None = None,
+        session: str | None = None,
+        groups: list[str] | tuple[str, ...] | None = None,
+        max_rows: int | None = None,
+        timeout_ms: int | None = None,
+        approval: str | None = None,
+    ) -> QueryResult:
+        """Verify the token for this exact code and principal, re-check, run, audit.
+
+        ``approval`` names how a person approved the run (e.g. elicitation); it goes into the audit record.
+        A cancelled call (the MCP client cancelled the request) is audited as ``cancelled`` and re-raised.
+        """
+        started = time.perf_counter()
+        principal = self.principal(user, session, groups)
+        snapshot = await self.schema()
+        analysis = self.analyzer.analyze(code, snapshot)
+        chash = code_hash(analysis.normalized_code or code)
+        try:
+            # Token first: a forged or foreign token says so before anything else is revealed.
+            self.tokens.verify(
+                approval_token,
+                code_hash=chash,
+                user=principal.user,
+                session=principal.session,
+                schema_hash=snapshot.schema_hash,
+                policy_hash=self.evaluator.policy_hash,
+            )
+            # Issue 8: the same engine verdict as at validation (a cache hit unless the schema moved).
+            await self._confirm(analysis, snapshot)
+            if not analysis.ok:
+                raise ApprovalError(
+                    "the code no longer passes validation: "
+                    + "; ".join(f"{v.code}: {v.message}" for v in analysis.violations),
+                    violations=analysis.violations,
+                )
+            decision = self.evaluator.evaluate(principal, analysis)
+            if not decision.allowed:
+                raise ApprovalError(
+                    "the current policy refuses this code: "
+                    + "; ".join(decision.reasons or decision.policy_ids),
+                    violations=list(decision.violations),
+                )
+        except SqlmodeError as e:
+            await self._audit(
+                "execute", principal, code=code, code_hash=chash, decision="refused", error=e.code
+            )
+            raise
+        await self._audit(
+            "execute",
+            principal,
+            code=code,
+            code_hash=chash,
+            decision="run",
+            approval=approval,
+            policies=list(decision.policy_ids),
+            risk=analysis.risk_level.value,
+            action=analysis.action.value,
+        )
+        try:
+            if analysis.action in (Action.WRITE, Action.DELETE):
+                result = await self._write_executor.run_write(
+                    analysis.normalized_code, max_affected=self.settings.code_mode.max_write_rows
+                )
+            else:
+                result = await self.executor.run(
+                    analysis.normalized_code, max_rows=max_rows, timeout_ms=timeout_ms
+                )
+        except asyncio.CancelledError:
+            self._audit_now(
+                "executed",
+                principal,
+                code_hash=chash,
+                decision="cancelled",
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+            raise
+        except SqlmodeError as e:
+            await self._audit(
+                "executed",
+                principal,
+                code_hash=chash,
+                decision="failed",
+                error=e.code,
+                message=e.message,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+            raise
+        result.code_hash = chash
+        await self._audit(
+            "executed",
+            principal,
+            code_hash=chash,
+            decision="ok",
+            rows=result.row_count,
+            truncated=result.truncated,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        return result
+
+    def record_declined(
+        self,
+        code: str,
+        *,
+        user: str | None = None,
+        session: str | None = None,
+        groups: list[str] | tuple[str, ...] | None = None,
+    ) -> SqlmodeError:
+        """Audit that a person declined to run ``code``; the error to hand back (AuditError if unrecorded)."""
+        err = ApprovalError(
+            "the user declined to run this query; nothing was run",
+            code="USER_DECLINED",
+            hint="Ask the user what they want changed; do not run the same query again without asking.",
+        )
+        normalized = self.analyzer.analyze(code, self._snapshot).normalized_code if self._snapshot else ""
+        try:
+            self._audit_now(
+                "execute",
+                self.principal(user, session, groups),
+                code=code,
+                code_hash=code_hash(normalized or code),
+                decision="declined",
+                error=err.code,
+            )
+        except AuditError as e:
+            return e
+        return err
+
+    async def _audit(self, event: str, principal: Principal, **fields: Any) -> None:
+        """Append one record and wait until it is on disk (concurrent calls share one sync)."""
+        await self.audit.append_async(self._record(event, principal, fields))
+
+    def _audit_now(self, event: str, principal: Principal, **fields: Any) -> None:
+        """Append and sync without awaiting: for paths that cannot await (a cancelled task)."""
+        self.audit.append(self._record(event, principal, fields))
+
+    @staticmethod
+    def _record(event: str, principal: Principal, fields: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "event": event,
+            "user": principal.user,
+            "groups": list(principal.groups),
+            "session": principal.session,
+            **fields,
+        }
