@@ -87,7 +87,10 @@ def open_duckdb(settings: Settings, *, read_only: bool) -> duckdb.DuckDBPyConnec
         # two executors opening the same file at once from racing in that cache.
         with _open_lock:
             con = duckdb.connect(path, read_only=read_only, config=duckdb_config(settings))
-            con.execute("SET lock_configuration = true")
+            # Joining an instance this process opened before: it is locked already.
+            locked = con.execute("SELECT current_setting('lock_configuration')").fetchone()
+            if not (locked and locked[0] in (True, "true")):
+                con.execute("SET lock_configuration = true")
     except duckdb.Error as e:
         raise DatabaseUnavailableError(f"Could not open the DuckDB database {path}: {e}") from e
     return con
