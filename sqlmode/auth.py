@@ -124,7 +124,7 @@ class ConfigTokenVerifier:
         try:
             alg = jwt.get_unverified_header(token).get("alg")
             key = self._keys.get(alg) if isinstance(alg, str) else None
-            if key is None:
+            if key is None or not isinstance(alg, str):
                 raise jwt.InvalidAlgorithmError(f"algorithm {alg!r} is not accepted")
             claims = jwt.decode(
                 token,

@@ -61,15 +61,15 @@ def render_table(t: TableInfo) -> str:
     if desc:
         head += f": {_one_line(desc)}"
     lines = [head]
-    for c in t.columns:
-        bits = [f"  {c.name} {_type(c.type)}"]
-        if c.primary_key:
+    for col in t.columns:
+        bits = [f"  {col.name} {_type(col.type)}"]
+        if col.primary_key:
             bits.append("PK")
-        elif not c.nullable:
+        elif not col.nullable:
             bits.append("NOT NULL")
-        if c.name in refs:
-            bits.append(f"-> {refs[c.name]}")
-        text = c.description or c.comment
+        if col.name in refs:
+            bits.append(f"-> {refs[col.name]}")
+        text = col.description or col.comment
         if text:
             bits.append(f"-- {_one_line(text)}")
         lines.append(" ".join(bits))
