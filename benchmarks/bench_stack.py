@@ -4,12 +4,13 @@ For 10, 1,000 and max_rows rows (max_rows raised to 10,000 for this benchmark) o
 PostgreSQL:
 - floor: the raw driver on the same normalized SQL (DuckDB ``execute().fetchall()`` on a
   connection with sqlmode's config; asyncpg ``fetch`` on one connection as the same reader role);
-- ``executor.run`` (limits, read-only session, JSON-safe values);
+- ``executor.run`` (limits, read-only session, JSON-safe values; the target verdict for it is
+  bench_execute.py's, which alternates it with the raw driver call by call);
 - ``CodeModeService.execute`` (re-analysis, token verification, Cedar, two audit records);
 - the MCP ``execute_code`` tool call through an in-process client (a fresh token per call,
   minted outside the timed region);
-- the validate + execute round trip through the in-process client;
 - peak Python memory (tracemalloc) of one max_rows result, raw vs executor vs service.
+The four layers run in rotation, one call each per round, so they see the same machine load.
 
     python benchmarks/bench_stack.py [--quick] [--no-postgres]
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import Results, Target, abench, peak_memory
+from common import Results, abench, ainterleaved, peak_memory
 from env import BenchEnv
 from mcp import Client
 
@@ -29,11 +30,6 @@ GROUP = "execution"
 MAX_ROWS = 10_000
 ROW_COUNTS = (10, 1000, MAX_ROWS)
 COLUMNS = "id, customer_id, status, total, created_at"
-TARGETS = {
-    10: Target("<=", 1.25, "x floor", "DESIGN.md", ratio=True),
-    1000: Target("<=", 1.5, "x floor", "DESIGN.md", ratio=True),
-}
-T_INPROC_ROUNDTRIP = Target("<=", 3.0, "ms", "DESIGN.md (stdio)")
 
 
 def rows_sql(n: int) -> str:
@@ -106,37 +102,43 @@ async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) 
             sql = rows_sql(n)
             normalized, _ = await svc_token(sql)
             p = f"exec.{d}.rows{n}"
-            s_raw = await abench(lambda q=normalized: raw.fetch(q), b)
             got = len(await raw.fetch(normalized))
-            results.add(f"{p}.raw", GROUP, f"{d}: raw driver, {got:,} rows", s_raw, headline=n <= 1000)
-            s_exec = await abench(lambda q=normalized: service.executor.run(q, max_rows=MAX_ROWS), b)
+            st = await ainterleaved(
+                [
+                    ("raw", lambda q=normalized: raw.fetch(q), None),
+                    ("executor", lambda q=normalized: service.executor.run(q, max_rows=MAX_ROWS), None),
+                    (
+                        "service",
+                        lambda code, tok: service.execute(code, tok, user=None, session="bench"),
+                        lambda q=sql: svc_token(q),
+                    ),
+                    ("mcp", mcp_execute, lambda q=sql: mcp_token(q)),
+                ],
+                b,
+            )
+            results.add(f"{p}.raw", GROUP, f"{d}: raw driver, {got:,} rows", st["raw"], headline=n <= 1000)
             results.add(
                 f"{p}.executor",
                 GROUP,
                 f"{d}: executor.run, {got:,} rows",
-                s_exec,
+                st["executor"],
                 floor=f"{p}.raw",
-                target=TARGETS.get(n),
-            )
-            s_svc = await abench(
-                lambda code, tok: service.execute(code, tok, user=None, session="bench"),
-                b,
-                setup=lambda q=sql: svc_token(q),
+                note="context: the target verdict is bench_execute.py's figure",
             )
             results.add(
                 f"{p}.service",
                 GROUP,
                 f"{d}: service.execute, {got:,} rows",
-                s_svc,
+                st["service"],
                 floor=f"{p}.raw",
                 headline=n <= 1000,
+                note="re-analysis, token check, Cedar, two audit records",
             )
-            s_mcp = await abench(mcp_execute, b, setup=lambda q=sql: mcp_token(q))
             results.add(
                 f"{p}.mcp",
                 GROUP,
                 f"{d}: MCP execute_code (in process), {got:,} rows",
-                s_mcp,
+                st["mcp"],
                 floor=f"{p}.raw",
                 headline=n <= 1000,
             )
@@ -153,22 +155,6 @@ async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) 
                 s_val,
                 note="mcp.ClientSession.validate_tool_result (jsonschema) on the same result",
             )
-            if n == 10:
-
-                async def roundtrip(q: str = sql) -> None:
-                    code, tok = await mcp_token(q)
-                    await mcp_execute(code, tok)
-
-                s_rt = await abench(roundtrip, b)
-                results.add(
-                    f"exec.{d}.roundtrip_inproc",
-                    GROUP,
-                    f"{d}: validate + execute via in-process MCP client, 10 rows",
-                    s_rt,
-                    floor=f"{p}.raw",
-                    target=T_INPROC_ROUNDTRIP,
-                    note="no transport: the stdio figure adds JSON-RPC over pipes",
-                )
         # Peak memory of the largest result, per layer (one call each, tracemalloc on).
         n = 10 if results.tiny else 1000 if results.quick else MAX_ROWS
         sql = rows_sql(n)

@@ -1,15 +1,21 @@
-"""Server start-up to first answer, over stdio, beside the cost of starting Python itself.
+"""Server start-up to first answer, and N concurrent stdio sessions, over real ``sqlmode serve`` processes.
 
-Each sample spawns ``python -m sqlmode serve`` (stdio) on the sample warehouse through the MCP
+Start-up: each sample spawns ``python -m sqlmode serve`` (stdio) on the sample warehouse through the MCP
 SDK's client, and times spawn -> handshake -> the first ``list_tools`` answer, and on to the
 first ``validate_code`` answer. Floors measured the same way: ``python -c pass`` (an interpreter)
 and ``python -c "import mcp.server.mcpserver"`` (the SDK a Python MCP server needs anyway).
+
+Concurrency over stdio: N clients, each with its own ``sqlmode serve`` process (that is how stdio
+works), all on the same DuckDB file and the same audit log, doing validate + execute round trips
+for a fixed time: throughput, p50/p99 and errors (the target is zero). The 32 HTTP clients are
+bench_server.py's.
 
     python benchmarks/bench_startup.py [--quick]
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -25,6 +31,7 @@ from sqlmode.config import sample_config_path
 
 GROUP = "start-up"
 T_STARTUP = Target("<=", 500, "ms", "DESIGN.md")
+T_ZERO = Target("<=", 0, "errors", "issue 7")
 FIRST_SQL = "SELECT region, count(*) AS n FROM customers GROUP BY region"
 
 
@@ -105,6 +112,92 @@ async def run(env: BenchEnv, results: Results) -> None:
         target=T_STARTUP,
     )
     _import_breakdown(results)
+    if results.tiny:
+        n_sessions, seconds = 2, 1.0
+    else:
+        n_sessions, seconds = (3, 3.0) if results.quick else (8, 20.0)
+    await stdio_sessions(results, params, n_sessions, seconds)
+
+
+async def _round_trip(client: Any) -> None:
+    v = await client.call_tool("validate_code", {"code": FIRST_SQL})
+    sc = v.structured_content or {}
+    if v.is_error or not sc.get("approval_token"):
+        raise RuntimeError(f"validate_code refused: {v.content}")
+    r = await client.call_tool(
+        "execute_code", {"code": sc["normalized_code"], "approval_token": sc["approval_token"]}
+    )
+    if r.is_error:
+        raise RuntimeError(f"execute_code failed: {r.content}")
+
+
+async def stdio_sessions(results: Results, params: StdioServerParameters, n: int, seconds: float) -> None:
+    """``n`` stdio sessions (one server process each) doing round trips for ``seconds``."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    ready: list[bool] = []
+    all_ready, go = asyncio.Event(), asyncio.Event()
+    state = {"deadline": 0.0}
+
+    async def session() -> None:
+        try:
+            with _devnull() as devnull:
+                async with Client(stdio_client(params, errlog=devnull)) as client:
+                    await _round_trip(client)  # warm: imports, schema, first plan
+                    ready.append(True)
+                    if len(ready) == n:
+                        all_ready.set()
+                    await go.wait()
+                    while time.perf_counter() < state["deadline"]:
+                        t0 = time.perf_counter()
+                        try:
+                            await _round_trip(client)
+                        except Exception as e:
+                            errors.append(f"{type(e).__name__}: {e}")
+                            continue
+                        latencies.append((time.perf_counter() - t0) * 1000)
+        except Exception as e:
+            errors.append(f"session: {type(e).__name__}: {e}")
+            all_ready.set()
+
+    tasks = [asyncio.create_task(session()) for _ in range(n)]
+    await all_ready.wait()
+    state["deadline"] = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    go.set()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    common = {"sessions": n, "duration_s": round(elapsed, 2), "round_trips": len(latencies)}
+    if errors:
+        common["first_errors"] = sorted(set(errors))[:3]
+    g = "concurrency"
+    results.add(
+        "stdio_sessions.throughput",
+        g,
+        f"{n} stdio sessions for {seconds:.0f} s: validate + execute round trips a second",
+        value=len(latencies) / elapsed if elapsed else 0.0,
+        unit="round trips/s",
+        headline=True,
+        **common,
+    )
+    if latencies:
+        results.add(
+            "stdio_sessions.latency",
+            g,
+            f"{n} stdio sessions: round trip latency",
+            stats_of(latencies, with_p99=True),
+            headline=True,
+            **common,
+        )
+    results.add(
+        "stdio_sessions.errors",
+        g,
+        f"{n} stdio sessions: errors",
+        value=len(errors),
+        unit="errors",
+        target=T_ZERO,
+        **common,
+    )
 
 
 def _import_breakdown(results: Results) -> None:

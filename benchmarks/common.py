@@ -189,6 +189,36 @@ async def abench(
     return stats_of(samples)
 
 
+Layer = tuple[str, Callable[..., Awaitable[Any]], Callable[[], Awaitable[Any]] | None]
+
+
+async def ainterleaved(layers: list[Layer], budget: Budget) -> dict[str, Stats]:
+    """Time several async calls in rotation, one call of each per round, the order reversed every round.
+
+    Every layer then sees the same machine load, so their ratios hold even on a busy machine.
+    Each layer is ``(name, fn, setup)``; ``setup`` (untimed, may be None) returns ``fn``'s arguments.
+    """
+
+    async def call(fn: Callable[..., Awaitable[Any]], setup: Callable[[], Awaitable[Any]] | None) -> float:
+        args: Any = () if setup is None else await setup()
+        args = args if isinstance(args, tuple) else (args,)
+        t0 = time.perf_counter()
+        await fn(*args)
+        return (time.perf_counter() - t0) * 1000
+
+    for _ in range(budget.warmup):
+        for _, fn, setup in layers:
+            await call(fn, setup)
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in layers}
+    deadline = time.perf_counter() + budget.seconds * len(layers)
+    rounds = 0
+    while rounds < budget.samples and (rounds < budget.min_samples or time.perf_counter() < deadline):
+        for name, fn, setup in layers if rounds % 2 == 0 else layers[::-1]:
+            samples[name].append(await call(fn, setup))
+        rounds += 1
+    return {name: stats_of(s) for name, s in samples.items()}
+
+
 @dataclass(frozen=True)
 class Memory:
     """Peak Python heap (tracemalloc) during one call, and the process's peak RSS after it."""
@@ -268,6 +298,8 @@ class Figure:
     ratio: float | None = None  # median / floor median
     target: Target | None = None
     passed: bool | None = None
+    target2: Target | None = None  # a second goal for the same figure (DESIGN.md and an issue differ)
+    passed2: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     headline: bool = False  # shown in the README table (every figure goes to RESULTS.md)
@@ -288,6 +320,9 @@ class Figure:
         if self.target is not None:
             d["target"] = {**asdict(self.target), "text": self.target.text()}
             d["passed"] = self.passed
+        if self.target2 is not None:
+            d["target2"] = {**asdict(self.target2), "text": self.target2.text()}
+            d["passed2"] = self.passed2
         if self.extra:
             d["extra"] = self.extra
         if self.note:
@@ -327,6 +362,7 @@ class Results:
         unit: str = "ms",
         floor: str | None = None,
         target: Target | None = None,
+        target2: Target | None = None,
         note: str = "",
         headline: bool = False,
         **extra: Any,
@@ -342,6 +378,9 @@ class Results:
                 fig.ratio = value / base.value
         if target is not None:
             fig.passed = target.check(fig.ratio if target.ratio else value)
+        if target2 is not None:
+            fig.target2 = target2
+            fig.passed2 = target2.check(fig.ratio if target2.ratio else value)
         self.figures[id] = fig
         return fig
 
@@ -490,9 +529,13 @@ def fmt_value(v: float | None, unit: str) -> str:
 
 def _spread(f: dict[str, Any]) -> str:
     st = f.get("stats")
+    ex = f.get("extra", {})
     if not st or f["unit"] != "ms":
-        rng = f.get("extra", {}).get("range_ms")
-        return f"{fmt_ms(rng[0])} - {fmt_ms(rng[1])} (range)" if rng else ""
+        rng = ex.get("range_ms")
+        if rng:
+            return f"{fmt_ms(rng[0])} - {fmt_ms(rng[1])} (range)"
+        tails = [f"{k[:3]} {fmt_ms(ex[k])}" for k in ("p90_ms", "p99_ms") if ex.get(k) is not None]
+        return ", ".join(tails)
     text = f"{fmt_ms(st['p10'])} - {fmt_ms(st['p90'])}"
     if st.get("p99") is not None:
         text += f", p99 {fmt_ms(st['p99'])}"
@@ -500,10 +543,12 @@ def _spread(f: dict[str, Any]) -> str:
 
 
 def _verdict(f: dict[str, Any]) -> str:
+    def one(p: bool | None) -> str:
+        return "pass" if p else ("**miss**" if p is False else "n/a")
+
     if "target" not in f:
         return ""
-    p = f.get("passed")
-    return "pass" if p else ("**miss**" if p is False else "n/a")
+    return one(f.get("passed")) + (f" / {one(f.get('passed2'))}" if "target2" in f else "")
 
 
 def _floor_cell(f: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> tuple[str, str]:
@@ -523,7 +568,13 @@ def markdown_table(data: dict[str, Any], *, headline_only: bool = False, group: 
         "| figure | median | spread (p10 - p90) | floor, same run | x floor | target | |",
         "|---|---:|---|---|---:|---|---|",
     ]
-    for f in data["figures"]:
+    figures = data["figures"]
+    if headline_only:  # grouped, groups in the order first measured (component scripts run last)
+        order: dict[str, int] = {}
+        for f in figures:
+            order.setdefault(f["group"], len(order))
+        figures = sorted(figures, key=lambda f: order[f["group"]])
+    for f in figures:
         if headline_only and not f.get("headline"):
             continue
         if group is not None and f["group"] != group:
@@ -531,8 +582,7 @@ def markdown_table(data: dict[str, Any], *, headline_only: bool = False, group: 
         floor, ratio = _floor_cell(f, by_id)
         target = ""
         if "target" in f:
-            t = f["target"]
-            target = f"{t['text']} ({t['source']})"
+            target = "; ".join(f"{t['text']} ({t['source']})" for t in (f["target"], f.get("target2")) if t)
         rows.append(
             f"| {f['label']} | {fmt_value(f['value'], f['unit'])} | {_spread(f)} | {floor} | {ratio} | "
             f"{target} | {_verdict(f)} |"

@@ -122,7 +122,9 @@ def test_readme_section_is_added_before_development_then_replaced(tmp_path: Path
     readme.write_text("# x\n\nintro\n\n## Development\n\ntests\n", encoding="utf-8")
     data: dict[str, Any] = {
         "meta": {"date": "2026-01-01", "quick": False},
-        "figures": [{"id": "a", "group": "g", "label": "thing", "unit": "bytes", "value": 10, "headline": True}],
+        "figures": [
+            {"id": "a", "group": "g", "label": "thing", "unit": "bytes", "value": 10, "headline": True}
+        ],
         "errors": [],
     }
     assert run.update_readme(data, readme)
