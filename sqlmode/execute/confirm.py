@@ -45,7 +45,7 @@ from ..models import Action, Analysis, RiskLevel, Violation
 from ..schema.functions import CATALOG_SQL, SEARCH_PATH_SQL, FunctionCatalog, catalog_from_rows
 from ..schema.snapshot import SchemaSnapshot
 from .function_rules import check_calls, engine_call_allowed
-from .plans import PlanFacts, duckdb_plan_facts, postgres_plan_facts
+from .plans import BOUND_PLAN_SQL, PlanFacts, duckdb_bound_calls, duckdb_plan_facts, postgres_plan_facts
 
 __all__ = ["Confirmation", "EngineConfirmer", "engine_calls", "human"]
 
@@ -291,6 +291,9 @@ class EngineConfirmer:
             facts = postgres_plan_facts(plan, lookup)
         else:
             facts = duckdb_plan_facts(plan, lookup, default_catalog)
+            # The binder's calls (views and macros expanded), which the physical plan does not print.
+            rows = await self.executor.catalog_query(BOUND_PLAN_SQL, [sql])
+            facts.functions |= duckdb_bound_calls(json.loads(rows[0][0]) if rows else {})
         out += self._relations(analysis, snapshot, facts, default_catalog)
         out += self._columns(analysis, snapshot, facts)
         out += check_calls(

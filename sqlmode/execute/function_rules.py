@@ -54,6 +54,8 @@ ENGINE_ALIASES: dict[str, dict[str, str]] = {
         "pg_catalog.overlaps": "overlaps",
     },
 }
+# Schemas whose functions are shown by bare name (where built-ins live and names resolve).
+_DEFAULT_SCHEMAS = frozenset({"", "main", "pg_catalog", "system"})
 # Always fine: the target of an alias that is syntax rather than a named call.
 _SYNTAX_TARGETS = frozenset({"like_escape", "similar_to_escape", "overlaps", "normalize"})
 
@@ -87,22 +89,25 @@ def check_calls(
     allow_volatile = {n.lower() for n in config.allow_volatile}
     plan_only = set(from_plan)
     out: list[Violation] = []
+    reported: set[tuple[str, str]] = set()  # (code, name): one violation per function name
     for schema, name in sorted(set(calls)):
         candidates = catalog.lookup(name, schema or None)
         if not candidates:
             continue
-        shown = f"{schema}.{name}" if schema else name
+        shown = name if schema in _DEFAULT_SCHEMAS else f"{schema}.{name}"
         user = [c for c in candidates if not c.builtin]
         if user and name not in allow:
             where = ", ".join(sorted({f"{c.schema}.{c.name}" for c in user}))
-            if catalog.has_builtin(name):
+            if catalog.has_builtin(name) and ("FUNCTION_SHADOWED", name) not in reported:
+                reported.add(("FUNCTION_SHADOWED", name))
                 out.append(
                     violation(
                         "FUNCTION_SHADOWED",
                         f"`{shown}` resolves to the user-defined {where}, which shadows the built-in {name}.",
                     )
                 )
-            else:
+            elif not catalog.has_builtin(name) and ("FUNCTION_NOT_ALLOWED", name) not in reported:
+                reported.add(("FUNCTION_NOT_ALLOWED", name))
                 how = " (through a view or macro the query uses)" if (schema, name) in plan_only else ""
                 out.append(
                     violation(
@@ -112,7 +117,8 @@ def check_calls(
                     )
                 )
         volatile = [c for c in candidates if c.volatile]
-        if volatile and name not in allow_volatile:
+        if volatile and name not in allow_volatile and ("FUNCTION_VOLATILE", name) not in reported:
+            reported.add(("FUNCTION_VOLATILE", name))
             kind = "has side effects or is volatile" if catalog.dialect == "duckdb" else "is VOLATILE"
             origin = "built-in" if all(c.builtin for c in volatile) else "user-defined"
             out.append(

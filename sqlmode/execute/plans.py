@@ -26,7 +26,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PlanFacts", "Scan", "duckdb_plan_facts", "postgres_plan_facts", "split_name"]
+__all__ = [
+    "BOUND_PLAN_SQL",
+    "PlanFacts",
+    "Scan",
+    "duckdb_bound_calls",
+    "duckdb_plan_facts",
+    "postgres_plan_facts",
+    "split_name",
+]
 
 # (schema, table) -> (the table's columns in order, its estimated row count) when the reflected
 # schema knows the table, else None.
@@ -264,3 +272,33 @@ def duckdb_plan_facts(doc: dict[str, Any], lookup: TableLookup, default_catalog:
             for text in _texts(value):
                 _calls(_STRING.sub("''", text), facts.functions)
     return facts
+
+
+# DuckDB's bound logical plan as JSON. The physical plan's text names output columns rather than
+# expressions (a projection shows "x", not "jitter(total)"), so the calls come from the binder:
+# every bound function, aggregate and window with its catalog path, macros already expanded.
+BOUND_PLAN_SQL = "SELECT json_serialize_plan(?::VARCHAR)"
+_BOUND_CALLS = frozenset({"BOUND_FUNCTION", "BOUND_AGGREGATE", "BOUND_WINDOW"})
+
+
+def duckdb_bound_calls(doc: Any) -> set[tuple[str, str]]:
+    """(schema, name) of every call in a ``json_serialize_plan`` document (operators and casts aside)."""
+    out: set[tuple[str, str]] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            path = (node.get("qname") or {}).get("path") if isinstance(node.get("qname"), dict) else None
+            is_call = node.get("expression_class") in _BOUND_CALLS and not node.get("is_operator")
+            is_table_fn = node.get("type") == "LOGICAL_GET" and path and path != ["seq_scan"]
+            if path and (is_call or is_table_fn):
+                name = str(path[-1]).lower()
+                if not name.startswith("__"):
+                    out.add((str(path[-2]).lower() if len(path) > 1 else "", name))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(doc)
+    return out
