@@ -47,7 +47,9 @@ async def test_postgres_stable_user_function_allowed_by_name_runs(pg: CodeModeSe
     assert r.rows == [[7, 799]]
 
 
-async def test_postgres_volatile_builtin_is_refused_unless_allowed(pg: CodeModeService, pg_world: PgWorld) -> None:
+async def test_postgres_volatile_builtin_is_refused_unless_allowed(
+    pg: CodeModeService, pg_world: PgWorld
+) -> None:
     sql = "SELECT id FROM orders ORDER BY random() LIMIT 3"
     v = await refused_by_engine(pg, sql, "FUNCTION_VOLATILE")
     assert "built-in function `random`" in v.violations[0].message
