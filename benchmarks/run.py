@@ -31,7 +31,7 @@ from common import ROOT, WORK_DIR, Results, machine_info, markdown_meta, markdow
 from env import BenchEnv  # noqa: E402
 
 # Modules benchmarks/bench_<name>.py, each with ``async run(env, results)``; noise-sensitive ones first.
-MODULES = ("validate", "payload", "stack", "scale", "startup", "components")
+MODULES = ("validate", "confirm", "payload", "stack", "scale", "startup", "components")
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 REPRODUCE = "python benchmarks/run.py"
 

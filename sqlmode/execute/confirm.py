@@ -40,7 +40,7 @@ from typing import Any
 from ..analyze.codes import violation
 from ..analyze.functions import compile_policy
 from ..config import Settings
-from ..errors import SqlmodeError
+from ..errors import NotAQueryError, SqlmodeError
 from ..models import Action, Analysis, RiskLevel, Violation
 from ..schema.functions import CATALOG_SQL, SEARCH_PATH_SQL, FunctionCatalog, catalog_from_rows
 from ..schema.snapshot import SchemaSnapshot
@@ -258,43 +258,54 @@ class EngineConfirmer:
 
     async def _confirm(self, analysis: Analysis, snapshot: SchemaSnapshot) -> tuple[Confirmation, bool]:
         sql, dialect = analysis.normalized_code, self.settings.dialect
-        problem, parsed_calls = engine_calls(sql, dialect)
-        if problem:
-            msg = f"The normalized SQL is not one SELECT to the database: {problem}."
-            return Confirmation(violations=(violation("ROUND_TRIP_MISMATCH", msg),)), True
         out: list[Violation] = []
-        for schema, name in sorted(parsed_calls):
-            if not engine_call_allowed(self._policy, dialect, schema, name):
-                out.append(
-                    violation(
-                        "ENGINE_MISMATCH",
-                        f"The database's parser sees a call to `{_dotted(schema, name)}` that the "
-                        "analyzer's allowlist does not allow.",
-                    )
+        parsed_calls: set[tuple[str, str]] = set()
+        if dialect == "postgres":
+            # pglast is PostgreSQL's own parser and costs microseconds: one SELECT, and its calls.
+            problem, parsed_calls = engine_calls(sql, dialect)
+            if problem:
+                msg = f"The normalized SQL is not one SELECT to the database: {problem}."
+                return Confirmation(violations=(violation("ROUND_TRIP_MISMATCH", msg),)), True
+            out += [
+                violation(
+                    "ENGINE_MISMATCH",
+                    f"The database's parser sees a call to `{_dotted(schema, name)}` that the "
+                    "analyzer's allowlist does not allow.",
                 )
+                for schema, name in sorted(parsed_calls)
+                if not engine_call_allowed(self._policy, dialect, schema, name)
+            ]
+        # DuckDB: the executor's explain() has DuckDB's parser check the text is one SELECT
+        # (extract_statements) before planning it; the calls come from the bound plan, asked for
+        # at the same time on another worker (serializing a plan runs nothing).
+        bound: asyncio.Future[Any] | None = None
+        if dialect == "duckdb":
+            bound = asyncio.ensure_future(self.executor.catalog_query(BOUND_PLAN_SQL, [sql]))
         try:
             plan = await self.executor.explain(sql)
+        except NotAQueryError as e:
+            await _drop(bound)
+            msg = f"The normalized SQL is not one SELECT to the database: {e.message}"
+            return Confirmation(violations=(violation("ROUND_TRIP_MISMATCH", msg),)), True
         except SqlmodeError as e:
-            return (
-                Confirmation(
-                    violations=(
-                        violation("ENGINE_REFUSED", f"The database could not plan the query: {e.message}"),
-                    ),
-                    risk=RiskLevel.HIGH,
-                ),
-                False,
-            )
+            await _drop(bound)
+            msg = f"The database could not plan the query: {e.message}"
+            return Confirmation(violations=(violation("ENGINE_REFUSED", msg),), risk=RiskLevel.HIGH), False
+        except BaseException:
+            await _drop(bound)
+            raise
+        bound_plan = await bound if bound is not None else None
         catalog = await self._functions(snapshot)
-        default_catalog = catalog.database
         lookup = _lookup(snapshot)
         if dialect == "postgres":
             facts = postgres_plan_facts(plan, lookup)
         else:
-            facts = duckdb_plan_facts(plan, lookup, default_catalog)
-            # The binder's calls (views and macros expanded), which the physical plan does not print.
-            rows = await self.executor.catalog_query(BOUND_PLAN_SQL, [sql])
-            facts.functions |= duckdb_bound_calls(json.loads(rows[0][0]) if rows else {})
-        out += self._relations(analysis, snapshot, facts, default_catalog)
+            facts = duckdb_plan_facts(plan, lookup, catalog.database)
+            # The binder's calls (views and macros expanded), which the physical plan does not print,
+            # and the user macros named in the text, which expansion hides.
+            facts.functions |= duckdb_bound_calls(str(bound_plan[0][0]) if bound_plan else "")
+            parsed_calls = catalog.user_calls_in(sql)
+        out += self._relations(analysis, snapshot, facts, catalog.database)
         out += self._columns(analysis, snapshot, facts)
         out += check_calls(
             parsed_calls | facts.functions,
@@ -435,6 +446,12 @@ def _with(c: Confirmation, **changes: Any) -> Confirmation:
     from dataclasses import replace
 
     return replace(c, **changes)
+
+
+async def _drop(task: asyncio.Future[Any] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _dotted(*parts: str) -> str:

@@ -276,29 +276,24 @@ def duckdb_plan_facts(doc: dict[str, Any], lookup: TableLookup, default_catalog:
 
 # DuckDB's bound logical plan as JSON. The physical plan's text names output columns rather than
 # expressions (a projection shows "x", not "jitter(total)"), so the calls come from the binder:
-# every bound function, aggregate and window with its catalog path, macros already expanded.
+# every bound function, aggregate, window and table function with its catalog path, macros and
+# views already expanded.
 BOUND_PLAN_SQL = "SELECT json_serialize_plan(?::VARCHAR)"
-_BOUND_CALLS = frozenset({"BOUND_FUNCTION", "BOUND_AGGREGATE", "BOUND_WINDOW"})
+# Read from the text: a regex over a few KB beats decoding and walking the whole document 5x.
+_QNAME = re.compile(r'"qname"\s*:\s*\{\s*"path"\s*:\s*\[([^\]]*)\]')
+_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_NAME = re.compile(r"^[A-Za-z_][\w$]*$")
 
 
-def duckdb_bound_calls(doc: Any) -> set[tuple[str, str]]:
-    """(schema, name) of every call in a ``json_serialize_plan`` document (operators and casts aside)."""
+def duckdb_bound_calls(text: str) -> set[tuple[str, str]]:
+    """(schema, name) of every named call in a ``json_serialize_plan`` document.
+
+    Operators (``+``, ``~~``), casts (``__cast``) and table scans (``seq_scan``) are not calls.
+    """
     out: set[tuple[str, str]] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            path = (node.get("qname") or {}).get("path") if isinstance(node.get("qname"), dict) else None
-            is_call = node.get("expression_class") in _BOUND_CALLS and not node.get("is_operator")
-            is_table_fn = node.get("type") == "LOGICAL_GET" and path and path != ["seq_scan"]
-            if path and (is_call or is_table_fn):
-                name = str(path[-1]).lower()
-                if not name.startswith("__"):
-                    out.add((str(path[-2]).lower() if len(path) > 1 else "", name))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(doc)
+    for m in _QNAME.finditer(text):
+        path = [p.lower() for p in _JSON_STRING.findall(m.group(1))]
+        if not path or path == ["seq_scan"] or path[-1].startswith("__") or not _NAME.match(path[-1]):
+            continue
+        out.add((path[-2] if len(path) > 1 else "", path[-1]))
     return out

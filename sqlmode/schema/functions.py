@@ -16,6 +16,7 @@ the visible schemas are the reader's own ``search_path``; kept on the SchemaSnap
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ class FunctionCatalog:
     search_path: tuple[str, ...] = ()
     # The database's own name for itself (PostgreSQL database, DuckDB catalog of the file).
     database: str = ""
+    _user_pattern: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
 
     def lookup(self, name: str, schema: str | None = None) -> tuple[FunctionInfo, ...]:
         """Overloads a call to ``[schema.]name`` can resolve to (unqualified: the visible ones)."""
@@ -71,6 +73,21 @@ class FunctionCatalog:
 
     def has_builtin(self, name: str) -> bool:
         return any(f.builtin for f in self.by_name.get(name.lower(), ()))
+
+    def user_calls_in(self, sql: str) -> set[tuple[str, str]]:
+        """("", name) for each user-defined function or macro named as a call in ``sql``.
+
+        DuckDB expands macros before anything else sees them, so their names are found in the
+        text (string literals removed); usually there are none and this costs nothing.
+        """
+        pattern = self._user_pattern
+        if pattern is None:
+            names = sorted({f.name for fs in self.by_name.values() for f in fs if not f.builtin})
+            alternation = "|".join(re.escape(n) for n in names) or "(?!)"
+            pattern = re.compile(rf'(?<![\w$."])"?({alternation})"?\s*\(', re.IGNORECASE)
+            self._user_pattern = pattern
+        text = re.sub(r"'(?:[^']|'')*'", "''", sql)
+        return {("", m.group(1).lower()) for m in pattern.finditer(text)}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_name.values())

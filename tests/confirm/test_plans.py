@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlmode.execute.plans import duckdb_bound_calls, duckdb_plan_facts, postgres_plan_facts, split_name
 
 CUSTOMERS = ["id", "name", "ssn", "region"]
@@ -87,7 +89,7 @@ def test_duckdb_scans_filters_and_bound_calls() -> None:
     facts = duckdb_plan_facts(plan, lookup, "w")
     assert facts.columns == {("main", "customers", "name"), ("main", "customers", "region")}
     assert facts.scans[0].catalog == "w" and facts.scans[0].rows == 2000 and facts.cost == 510
-    call = {"expression_class": "BOUND_FUNCTION", "qname": {"path": ["system", "main", "random"]}}
-    bound = {"plans": [{"expressions": [call]}]}
-    assert duckdb_bound_calls(bound) == {("main", "random")}
+    calls = [["system", "main", "random"], ["seq_scan"], ["__cast"], ["system", "main", "+"], ["range"]]
+    bound = {"plans": [{"expressions": [{"qname": {"path": p}} for p in calls]}]}
+    assert duckdb_bound_calls(json.dumps(bound)) == {("main", "random"), ("", "range")}
     assert split_name('"My Db".Main.t') == ["My Db", "main", "t"]

@@ -18,7 +18,7 @@ import sqlmode.analyze
 from sqlmode.analyze import Analyzer
 from sqlmode.analyze.roundtrip import check_round_trip
 from sqlmode.config import Settings
-from sqlmode.execute.confirm import EngineConfirmer, engine_calls
+from sqlmode.execute.confirm import engine_calls
 from sqlmode.models import Action, Analysis
 from sqlmode.schema import ColumnInfo, SchemaSnapshot, TableInfo
 from sqlmode.service import CodeModeService
@@ -111,19 +111,25 @@ def test_engine_parser_must_see_one_select(dialect: str) -> None:
         assert problem, text
 
 
-@pytest.mark.parametrize("dialect", DIALECTS)
-async def test_confirmer_refuses_text_the_engine_reads_as_two_statements(
-    dialect: str, make_settings: Callable[..., Settings]
-) -> None:
+@pytest.fixture(params=DIALECTS)
+def world_settings(
+    request: pytest.FixtureRequest, make_duck: Callable[..., Path], duck_settings: Callable[..., Settings]
+) -> Settings:
+    if request.param == "duckdb":
+        return duck_settings(make_duck())
+    return request.getfixturevalue("pg_world").settings()  # resolved at setup, outside the loop
+
+
+async def test_confirmer_refuses_text_the_engine_reads_as_two_statements(world_settings: Settings) -> None:
     """Defence in depth: even an analysis claiming one SELECT is re-read by the engine's parser."""
-    settings = make_settings({"database": {"url": "duckdb:///:memory:"}} if dialect == "duckdb" else {})
-    confirmer = EngineConfirmer(settings, executor=None)  # refused before the database is asked
-    analysis = Analysis(dialect=dialect, code="x", action=Action.READ, statement_type="SELECT")  # type: ignore[arg-type]
-    analysis.normalized_code = "SELECT id FROM orders; DROP TABLE orders"
-    result = await confirmer.confirm(analysis, _snapshot(dialect))
-    assert [v.code for v in result.violations] == ["ROUND_TRIP_MISMATCH"]
-    result.apply(analysis)
-    assert not analysis.ok and analysis.normalized_code == ""
+    async with CodeModeService(world_settings) as svc:
+        assert svc.confirmer is not None
+        analysis = Analysis(svc.settings.dialect, "x", statement_type="SELECT", action=Action.READ)
+        analysis.normalized_code = "SELECT id FROM orders; DROP TABLE orders"
+        result = await svc.confirmer.confirm(analysis, await svc.schema())
+        assert [v.code for v in result.violations] == ["ROUND_TRIP_MISMATCH"]
+        result.apply(analysis)
+        assert not analysis.ok and analysis.normalized_code == ""
 
 
 async def test_token_covers_the_normalized_code_and_only_it_runs(
