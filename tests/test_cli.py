@@ -78,7 +78,7 @@ def test_validate_good_query_exits_0_with_token_and_limit(config: Path) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["is_valid"] is True and out["approval_token"]
-    assert "LIMIT 1000" in out["normalized_code"].upper()
+    assert "LIMIT 1001" in out["normalized_code"].upper()  # max_rows + 1 probe row
 
 
 def test_validate_reads_stdin(config: Path) -> None:

@@ -35,18 +35,24 @@ def _literal_int(node: exp.Expr | None) -> int | None:
 
 
 def inject_limit(root: exp.Expr, max_rows: int) -> Limited:
-    """Cap the outermost query at max_rows rows (a smaller LIMIT is kept)."""
+    """Cap the outermost query at max_rows rows (a smaller LIMIT is kept).
+
+    The LIMIT written is max_rows + 1, one probe row past the limit: the executor returns
+    at most max_rows rows and flags ``truncated`` only when the probe row came back, so a
+    result of exactly max_rows rows is not mistaken for a cut one (datasette's max+1).
+    """
+    cap = max_rows + 1
     if isinstance(root, (exp.Values, exp.Pivot)) or (
         isinstance(root, exp.Subquery) and not isinstance(root.this, exp.Query)
     ):
         alias = exp.TableAlias(this=exp.to_identifier("q"))
         wrapped = exp.select("*").from_(exp.Subquery(this=root, alias=alias))
-        return Limited(wrapped.limit(max_rows, copy=False), max_rows, "injected")
+        return Limited(wrapped.limit(cap, copy=False), max_rows, "injected")
     if not isinstance(root, exp.Query):
         return Limited(root, 0, "none")
     limit = root.args.get("limit")
     if limit is None:
-        root.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
+        root.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
         return Limited(root, max_rows, "injected")
     options = limit.args.get("limit_options")
     special = options is not None and (options.args.get("percent") or options.args.get("with_ties"))
@@ -54,10 +60,10 @@ def inject_limit(root: exp.Expr, max_rows: int) -> Limited:
     if count is not None and not special:
         if count <= max_rows:
             return Limited(root, count, "kept")
-        root.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
+        root.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
         return Limited(root, max_rows, "lowered")
     # LIMIT ALL, LIMIT <expression>, percentages and WITH TIES: a plain cap replaces them.
-    root.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
+    root.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
     return Limited(root, max_rows, "lowered")
 
 

@@ -132,17 +132,19 @@ def test_limit_injection(sql: str, limit: int, source: str) -> None:
     a = run(sql)
     assert a.violations == []
     assert a.row_limit == limit and a.details["limit_source"] == source
-    assert re.search(rf"(LIMIT|FETCH FIRST) {limit}\b", a.normalized_code)
+    # an injected or lowered cap asks for one probe row past the limit (truncation detection)
+    written = limit if source == "kept" else limit + 1
+    assert re.search(rf"(LIMIT|FETCH FIRST) {written}\b", a.normalized_code)
 
 
 def test_limit_percent_in_duckdb_is_replaced() -> None:
     a = run("SELECT id FROM orders LIMIT 10%", "duckdb")
-    assert a.row_limit == 1000 and a.normalized_code.endswith("LIMIT 1000")
+    assert a.row_limit == 1000 and a.normalized_code.endswith("LIMIT 1001")
 
 
 def test_max_rows_comes_from_config() -> None:
     a = run("SELECT id FROM orders LIMIT 500", max_rows=50)
-    assert a.row_limit == 50 and a.normalized_code.endswith("LIMIT 50")
+    assert a.row_limit == 50 and a.normalized_code.endswith("LIMIT 51")
 
 
 def test_depth_joins_fields_complexity_limits_follow_config() -> None:

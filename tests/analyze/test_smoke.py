@@ -24,7 +24,7 @@ def test_typical_report_is_accepted_resolved_and_limited(analyze):
         "orders.total",
     ]
     assert a.functions == ["count", "sum"]
-    assert a.normalized_code.endswith("LIMIT 1000") and a.row_limit == 1000
+    assert a.normalized_code.endswith("LIMIT 1001") and a.row_limit == 1000
     assert "customers" in a.explanation and "orders.status" in a.explanation
 
 
