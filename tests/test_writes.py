@@ -1,0 +1,114 @@
+"""Writes, when config allows them: own token, action and risk, a capped transaction; the database checked after."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from sqlmode.config import Settings
+from sqlmode.errors import TokenCodeMismatchError, WriteLimitExceededError
+from sqlmode.service import CodeModeService
+
+TABLES = ["customers", "products", "orders", "order_items", "support_tickets", "contacts"]
+
+
+@pytest.fixture
+def writable_db(sample_duckdb_path: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "writable.duckdb"
+    shutil.copy(sample_duckdb_path, copy)
+    return copy
+
+
+def settings_for(make: Callable[..., Settings], db: Path, *, writes: bool, deletes: bool = False) -> Settings:
+    ops: list[str] = ["read", "write"] + (["delete"] if deletes else [])
+    overrides: dict[str, Any] = {
+        "database": {"url": f"duckdb:///{db}", "tables": [{"name": t, "operations": ops} for t in TABLES]},
+        "code_mode": {
+            "allow_writes": writes,
+            "allow_deletes": deletes,
+            "max_write_rows": 5,
+            "cedar_policies": {"read_only_mode": not writes},
+        },
+    }
+    return make(overrides)
+
+
+def fingerprint(db: Path) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(
+            "SELECT (SELECT count(*) FROM orders), (SELECT sum(hash(id, status, total)) FROM orders), "
+            "(SELECT count(*) FROM support_tickets)"
+        ).fetchall()
+
+
+async def test_update_validates_as_write_and_runs_with_its_own_token(
+    make_settings: Callable[..., Settings], writable_db: Path
+) -> None:
+    settings = settings_for(make_settings, writable_db, writes=True)
+    async with CodeModeService(settings) as svc:
+        v = await svc.validate("UPDATE orders SET status = 'void' WHERE id = 3")
+        assert v.is_valid, v.violations
+        assert v.action == "write" and v.risk_level in ("high", "critical")
+        r = await svc.execute(v.normalized_code, v.approval_token or "")
+        assert getattr(r, "affected_rows", None) == 1 and getattr(r, "statement", None) == "UPDATE"
+    with duckdb.connect(str(writable_db), read_only=True) as con:
+        assert con.execute("SELECT status FROM orders WHERE id = 3").fetchone() == ("void",)
+
+
+async def test_update_over_the_row_cap_is_rolled_back(
+    make_settings: Callable[..., Settings], writable_db: Path
+) -> None:
+    settings = settings_for(make_settings, writable_db, writes=True)
+    before = fingerprint(writable_db)
+    async with CodeModeService(settings) as svc:
+        v = await svc.validate("UPDATE orders SET status = 'void' WHERE id <= 50")
+        assert v.is_valid, v.violations
+        with pytest.raises(WriteLimitExceededError):
+            await svc.execute(v.normalized_code, v.approval_token or "")
+    assert fingerprint(writable_db) == before
+
+
+async def test_writes_refused_by_default_and_nothing_changes(
+    make_settings: Callable[..., Settings], writable_db: Path
+) -> None:
+    settings = settings_for(make_settings, writable_db, writes=False)
+    before = fingerprint(writable_db)
+    async with CodeModeService(settings) as svc:
+        for sql in (
+            "UPDATE orders SET status = 'void' WHERE id = 3",
+            "INSERT INTO support_tickets (id, customer_id, opened_at, priority, status, subject) "
+            "VALUES (999999, 1, now(), 'low', 'open', 'x')",
+            "DELETE FROM orders WHERE id = 3",
+        ):
+            v = await svc.validate(sql)
+            assert not v.is_valid and v.approval_token is None, sql
+            assert v.violations
+    assert fingerprint(writable_db) == before
+
+
+async def test_delete_needs_allow_deletes_even_when_writes_are_allowed(
+    make_settings: Callable[..., Settings], writable_db: Path
+) -> None:
+    settings = settings_for(make_settings, writable_db, writes=True, deletes=False)
+    before = fingerprint(writable_db)
+    async with CodeModeService(settings) as svc:
+        v = await svc.validate("DELETE FROM orders WHERE id = 3")
+        assert not v.is_valid and v.action == "delete"
+    assert fingerprint(writable_db) == before
+
+
+async def test_read_token_cannot_run_a_write(
+    make_settings: Callable[..., Settings], writable_db: Path
+) -> None:
+    settings = settings_for(make_settings, writable_db, writes=True)
+    before = fingerprint(writable_db)
+    async with CodeModeService(settings) as svc:
+        v = await svc.validate("SELECT id FROM orders WHERE id = 3")
+        with pytest.raises(TokenCodeMismatchError):
+            await svc.execute("UPDATE orders SET status = 'void' WHERE id = 3", v.approval_token or "")
+    assert fingerprint(writable_db) == before
