@@ -1,4 +1,4 @@
-"""Writes, when config allows them: own token, action and risk, a capped transaction; the database checked after."""
+"""Writes when config allows them: own token, action and risk, a capped transaction, database checked."""
 
 from __future__ import annotations
 
