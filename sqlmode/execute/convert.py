@@ -4,9 +4,10 @@ Rows leave the executor as lists of values that ``json.dumps`` accepts as they a
 
 - integers, booleans and strings pass through; floats too, except NaN and the infinities,
   which become the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``;
-- numeric/decimal values become a JSON number when that number reads back as the same decimal
-  (at most 15 significant characters), else the exact decimal string;
-- dates, times and timestamps become ISO 8601 strings (with the zone offset when there is one);
+- numeric/decimal values become their exact decimal string (``"43.68"``; a binary float could
+  change the digits), as do NaN and the infinities;
+- dates, times and timestamps become ISO 8601 strings (with the zone offset when there is one;
+  PostgreSQL's own text form ``2024-05-01 10:30:00+00``, DuckDB's ``2024-05-01T10:30:00+00:00``);
   intervals become ISO 8601 durations (``P1Y2M3DT4H5M6S``);
 - UUIDs, network addresses, enums and bit strings become strings; bytes become ``\\x`` + hex;
 - json/jsonb is parsed; arrays, records and structs become lists or objects, converted deeply;
@@ -15,9 +16,9 @@ Rows leave the executor as lists of values that ``json.dumps`` accepts as they a
 A cell whose text would exceed ``max_cell_bytes`` (UTF-8) is cut there and ends with
 :data:`CAP_MARKER` naming its full size, so a single huge value cannot flood the answer.
 
-Speed matters here (the execution benchmark includes this step): converters are chosen once
-per result column from its type, columns that need nothing are skipped, and text columns are
-checked with an inline length test rather than a function call per cell.
+Speed matters here (the execution benchmark includes this step): plans are chosen once per
+result shape and cached, columns that need nothing are skipped, the rest is done column-wise
+with C-level ``map``; PostgreSQL sends numerics, timestamps, dates and UUIDs as text already.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ import ipaddress
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 __all__ = [
     "CAP_MARKER",
+    "PG_SCALAR_TYPES",
+    "PG_TEXT_TYPES",
     "ColumnPlan",
     "cap_text",
     "convert_rows",
@@ -62,15 +67,6 @@ def _float(v: float) -> float | str:
     if math.isfinite(v):
         return v
     return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
-
-
-def _decimal(d: decimal.Decimal) -> int | float | str:
-    s = str(d)
-    # Up to 15 significant characters a double prints back as the same decimal; longer values
-    # (and NaN/Infinity, which end in N or y) stay exact as strings.
-    if len(s) <= 15 and s[-1] not in "Ny":
-        return float(s) if ("." in s or "E" in s) else int(s)
-    return s
 
 
 def iso_duration(months: int, days: int, microseconds: int) -> str:
@@ -156,7 +152,7 @@ def _deep(v: Any, max_bytes: int) -> Any:
     if cls is float:
         return _float(v)
     if cls is decimal.Decimal:
-        return _decimal(v)
+        return str(v)
     if isinstance(v, dict):
         return {str(k): _deep(x, max_bytes) for k, x in v.items()}
     if isinstance(v, list | tuple):  # includes asyncpg Records and geometric tuples
@@ -204,20 +200,32 @@ class ColumnPlan:
         self.converters = [(i, c) for i, c in enumerate(converters) if callable(c)]
 
 
-def convert_rows(records: Iterable[Sequence[Any]], plan: ColumnPlan) -> list[list[Any]]:
-    """Rows as lists of JSON-safe values, following ``plan``."""
-    rows = [list(r) for r in records]
-    if not rows:
-        return rows
-    for i, conv in plan.converters:
-        for row in rows:
-            v = row[i]
-            if v is not None:
-                row[i] = conv(v)
-    if plan.text_columns:
-        max_bytes = plan.max_bytes
-        limit = max_bytes // 4  # a string this short cannot exceed max_bytes in UTF-8
+def convert_rows(records: Sequence[Sequence[Any]], plan: ColumnPlan) -> list[list[Any]]:
+    """Rows as lists of JSON-safe values, following ``plan``.
+
+    Work is done a column at a time with C-level ``map``/``itemgetter`` where possible: a Python
+    loop per cell would cost more than the driver's own decoding.
+    """
+    if not records:
+        return []
+    max_bytes = plan.max_bytes
+    limit = max_bytes // 4  # a string this short cannot exceed max_bytes in UTF-8
+    if plan.converters:
+        cols: list[Any] = [list(map(itemgetter(i), records)) for i in range(len(records[0]))]
+        for i, conv in plan.converters:
+            col = cols[i]
+            if None in col:
+                cols[i] = [None if v is None else conv(v) for v in col]
+            else:
+                cols[i] = list(map(conv, col))
         for i in plan.text_columns:
+            col = cols[i]
+            if max(map(len, filter(None, col)), default=0) > limit:
+                cols[i] = [cap_text(v, max_bytes) if v is not None and len(v) > limit else v for v in col]
+        return list(map(list, zip(*cols, strict=True)))
+    rows = [list(r) for r in records]
+    for i in plan.text_columns:
+        if max(map(len, filter(None, map(itemgetter(i), records))), default=0) > limit:
             for row in rows:
                 v = row[i]
                 if v is not None and len(v) > limit:
@@ -228,6 +236,7 @@ def convert_rows(records: Iterable[Sequence[Any]], plan: ColumnPlan) -> list[lis
 # -- converters by column type ------------------------------------------------------------
 
 
+@lru_cache(maxsize=16)
 def _common(max_bytes: int) -> dict[str, Converter | str | None]:
     deep = _deep_converter(max_bytes)
     return {
@@ -235,7 +244,7 @@ def _common(max_bytes: int) -> dict[str, Converter | str | None]:
         "bool": None,
         "text": "text",
         "float": _float,
-        "decimal": _decimal,
+        "decimal": str,  # exact: no binary float in between
         "datetime": _dt.datetime.isoformat,
         "date": _dt.date.isoformat,
         "time": _dt.time.isoformat,
@@ -270,15 +279,26 @@ _PG_KINDS = {
 }
 
 
-def postgres_plan(types: Sequence[Any], max_bytes: int) -> ColumnPlan:
-    """Plan for asyncpg attribute types (``Type(oid, name, kind, schema)``)."""
+# Types the read pool decodes as the server's text (see postgres.py): already JSON-safe strings.
+PG_TEXT_TYPES = frozenset({"numeric", "timestamp", "timestamptz", "date", "time", "timetz", "uuid"})
+PG_SCALAR_TYPES = frozenset(_PG_KINDS) | PG_TEXT_TYPES
+
+
+@lru_cache(maxsize=512)
+def postgres_plan(types: tuple[Any, ...], max_bytes: int, text_codecs: bool = True) -> ColumnPlan:
+    """Plan for asyncpg attribute types (``Type(oid, name, kind, schema)``).
+
+    ``text_codecs``: the statement was decoded with the pool's custom codecs (text for
+    :data:`PG_TEXT_TYPES`, exact ISO strings for intervals); False when they were bypassed.
+    """
     common = _common(max_bytes)
     convs: list[Converter | str | None] = []
     for t in types:
         kind = _PG_KINDS.get(t.name) if t.kind == "scalar" else None
-        if kind == "interval":
-            # The pool decodes intervals exactly, as ISO 8601 strings (see postgres.py).
+        if text_codecs and (t.name in PG_TEXT_TYPES or kind == "interval"):
             convs.append(None)
+        elif kind == "interval":
+            convs.append(common["timedelta"])
         elif kind is not None:
             convs.append(common[kind])
         else:
@@ -310,6 +330,19 @@ _DUCK_KINDS = {
 
 def duckdb_plan(types: Sequence[Any], max_bytes: int) -> ColumnPlan:
     """Plan for DuckDB ``cursor.description`` types (``DuckDBPyType``; ``.id`` names the kind)."""
+    key = tuple(str(t) for t in types)
+    plan = _duck_plans.get((key, max_bytes))
+    if plan is None:
+        plan = _duck_plans[(key, max_bytes)] = _duckdb_plan(types, max_bytes)
+        if len(_duck_plans) > 512:
+            _duck_plans.clear()
+    return plan
+
+
+_duck_plans: dict[tuple[tuple[str, ...], int], ColumnPlan] = {}
+
+
+def _duckdb_plan(types: Sequence[Any], max_bytes: int) -> ColumnPlan:
     common = _common(max_bytes)
     convs: list[Converter | str | None] = []
     for t in types:

@@ -262,13 +262,14 @@ class DuckDBExecutor:
         rows_cap, ms = effective_limits(self.settings, max_rows, timeout_ms)
         t0 = time.perf_counter()
         rows, truncated, desc = await self._call(ms, self._run_sync, sql, rows_cap + 1)
-        elapsed = (time.perf_counter() - t0) * 1000
-        return QueryResult(
-            columns=[ColumnMeta(name=d[0], type=str(d[1])) for d in desc],
+        # Built without re-validating every cell: the rows were just made JSON-safe.
+        return QueryResult.model_construct(
+            columns=[ColumnMeta.model_construct(name=d[0], type=str(d[1])) for d in desc],
             rows=rows,
             row_count=len(rows),
             truncated=truncated,
-            elapsed_ms=round(elapsed, 3),
+            elapsed_ms=round((time.perf_counter() - t0) * 1000, 3),
+            code_hash="",
         )
 
     def _explain_sync(self, cur: duckdb.DuckDBPyConnection, sql: str) -> Any:

@@ -18,10 +18,12 @@ How a query runs, and why it cannot write or linger even if the analyzer was foo
 - A client-side deadline wraps acquire + execute; when it fires, asyncpg sends a cancel request
   and the connection is discarded. The server notices a dropped client within
   ``client_connection_check_interval`` and ``statement_timeout`` is the backstop.
-- When a connection goes back to the pool it is reset in the background (``SET SESSION
-  AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; pg_advisory_unlock_all()``), which undoes
-  anything a committed read-only statement could leave behind (settings via ``set_config``, a
-  role, advisory locks, cursors, listeners). A failed reset closes the connection.
+- When a connection goes back to the pool (in the background, off the caller's path) it is reset
+  (``SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *;
+  pg_advisory_unlock_all()``), which undoes anything a committed read-only statement could leave
+  behind (settings via ``set_config``, a role, advisory locks, cursors, listeners), unless the
+  statement provably called nothing that can change a session (session.py): then the round
+  trip is skipped. A failed reset closes the connection.
 
 Explicit ``BEGIN READ ONLY`` / ``ROLLBACK`` per query would give the same guarantee at two extra
 round trips (2.5x the raw driver for a 10-row result on the benchmark machine); the startup
@@ -37,6 +39,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -57,7 +60,9 @@ from ..errors import (
 )
 from ..models import ColumnMeta, QueryResult
 from .base import check_read_query, effective_limits
-from .convert import convert_rows, pg_interval, postgres_plan
+from .convert import PG_SCALAR_TYPES, PG_TEXT_TYPES, convert_rows, pg_interval, postgres_plan
+from .pool import ReaderPool
+from .session import may_change_session
 
 __all__ = ["PostgresExecutor", "asyncpg_dsn", "map_pg_error"]
 
@@ -142,6 +147,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "interval", schema="pg_catalog", encoder=_encode_interval, decoder=pg_interval, format="tuple"
     )
+    # The server's text for these is already exact and JSON-safe, and asking for it costs less than
+    # building Decimal/datetime/UUID objects and formatting them again (see the benchmark).
+    # asyncpg cannot use text element codecs inside records and ranges: statements returning those
+    # are prepared with ignore_custom_codec (see _prepare).
+    for name in sorted(PG_TEXT_TYPES):
+        await conn.set_type_codec(name, schema="pg_catalog", encoder=str, decoder=str, format="text")
 
 
 def _encode_interval(v: Any) -> tuple[int, int, int]:
@@ -150,8 +161,16 @@ def _encode_interval(v: Any) -> tuple[int, int, int]:
     return (0, v.days, v.seconds * 1_000_000 + v.microseconds)
 
 
-async def _reset_connection(conn: asyncpg.Connection) -> None:
-    await conn.execute(RESET_SQL)
+# Arrays of built-in scalars decode fine with text element codecs; records, composite types and
+# ranges (and arrays of them) would hand binary data to a text decoder.
+_TEXT_SAFE_ARRAYS = frozenset(f"{n}[]" for n in PG_SCALAR_TYPES)
+
+
+def _text_codec_safe(t: Any) -> bool:
+    """Whether asyncpg decodes a column of type ``t`` correctly with the text codecs on."""
+    if t.kind == "scalar":
+        return t.name != "record"
+    return t.kind == "array" and t.name in _TEXT_SAFE_ARRAYS
 
 
 _PRIVILEGES_SQL = """
@@ -206,9 +225,14 @@ class PostgresExecutor:
         self.warnings: list[str] = []
         self._dsn = asyncpg_dsn(settings.database.url)
         self._target = describe_target(settings.database.url)
-        self._pool: asyncpg.Pool | None = None
+        self._pool: ReaderPool | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._server_timeout_ms = settings.code_mode.query_timeout_ms
+        # Connections switched to plain codecs for one statement (see _prepare): discarded after.
+        self._plain: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Connections that ran a statement which may have changed their session (session.py).
+        self._dirty: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._columns: dict[tuple[Any, ...], list[ColumnMeta]] = {}
         # The leading-keyword text check; defence tests switch it off to show that the session
         # alone holds. Never switched off in production code.
         self._check_text = True
@@ -219,6 +243,7 @@ class PostgresExecutor:
         db = self.settings.database
         return {
             "application_name": "sqlmode",
+            "DateStyle": "ISO, MDY",
             "default_transaction_read_only": "on",
             "statement_timeout": str(self._server_timeout_ms),
             "lock_timeout": str(db.lock_timeout_ms),
@@ -252,19 +277,22 @@ class PostgresExecutor:
             await probe.close()
         for w in self.warnings:
             log.warning("sqlmode executor: %s", w)
-        try:
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=min(db.pool_min_size, db.pool_max_size),
-                max_size=db.pool_max_size,
-                timeout=timeout,
-                server_settings=settings,
-                init=_init_connection,
-                reset=_reset_connection,
-                # asyncpg's own per-command timeout stays off: the run() deadline governs.
-                command_timeout=None,
-                max_inactive_connection_lifetime=300.0,
+
+        async def connect() -> asyncpg.Connection:
+            # asyncpg's own per-command timeout stays off: the run() deadline governs.
+            conn = await asyncpg.connect(
+                self._dsn, timeout=timeout, server_settings=settings, command_timeout=None
             )
+            try:
+                await _init_connection(conn)
+            except BaseException:
+                conn.terminate()
+                raise
+            return conn
+
+        self._pool = ReaderPool(connect, min_size=db.pool_min_size, max_size=db.pool_max_size)
+        try:
+            await self._pool.start()
         except BaseException as e:
             if isinstance(e, asyncio.CancelledError):
                 raise
@@ -295,29 +323,30 @@ class PostgresExecutor:
             self._release(conn, discard=True)
         raise DatabaseUnavailableError("Could not get a read-only database session.")
 
-    def _release(self, conn: Any, *, discard: bool) -> None:
-        """Give the connection back in the background (its reset is off the caller's path)."""
-        task = asyncio.get_running_loop().create_task(self._finish(conn, discard))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _finish(self, conn: Any, discard: bool) -> None:
+    def _release(self, conn: asyncpg.Connection, *, discard: bool) -> None:
+        """Give the connection back: at once when clean, after a background reset when dirty."""
         pool = self._pool
-        raw = conn._con
-        if raw is None:  # the connection died and asyncpg already returned it to the pool
+        if pool is None:
+            conn.terminate()
             return
-        try:
-            if discard and not raw.is_closed():
-                # Let asyncpg's cancel request for the running statement reach the server
-                # before the socket closes; the statement stops either way (client check).
-                pending = [t for t in getattr(raw, "_cancellations", ()) if not t.done()]
-                if pending:
-                    await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
-                raw.terminate()
-            if pool is not None:
-                await pool.release(conn)
-        except Exception as e:  # a failed reset already terminated the connection
-            log.debug("sqlmode executor: connection not reusable: %s", e)
+        if discard or conn.is_closed():
+            task = asyncio.get_running_loop().create_task(self._discard(pool, conn))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        elif conn in self._dirty:
+            self._dirty.discard(conn)
+            pool.release_after(conn, lambda: conn.execute(RESET_SQL))
+        else:
+            pool.release(conn)
+
+    async def _discard(self, pool: ReaderPool, conn: asyncpg.Connection) -> None:
+        if not conn.is_closed():
+            # Let asyncpg's cancel request for the running statement reach the server before
+            # the socket closes; the statement stops either way (client connection check).
+            pending = [t for t in getattr(conn, "_cancellations", ()) if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
+        pool._forget(conn)
 
     # -- queries ------------------------------------------------------------------------
 
@@ -327,19 +356,25 @@ class PostgresExecutor:
         if self._check_text:
             check_read_query(sql)
         t0 = time.perf_counter()
-        records, attrs = await self._with_deadline(ms, self._fetch, sql, rows_cap + 1, ms)
-        elapsed = (time.perf_counter() - t0) * 1000
+        records, attrs, text_codecs = await self._with_deadline(ms, self._fetch, sql, rows_cap + 1, ms)
         truncated = len(records) > rows_cap
         if truncated:
             records = records[:rows_cap]
-        plan = postgres_plan([a.type for a in attrs], self.settings.database.max_cell_bytes)
+        plan = postgres_plan(tuple(a.type for a in attrs), self.settings.database.max_cell_bytes, text_codecs)
         rows = convert_rows(records, plan)
-        return QueryResult(
-            columns=[ColumnMeta(name=a.name, type=a.type.name) for a in attrs],
+        # Built without re-validating every cell: the rows were just made JSON-safe above.
+        columns = self._columns.get(attrs)
+        if columns is None:
+            if len(self._columns) > 512:
+                self._columns.clear()
+            columns = self._columns[attrs] = [ColumnMeta(name=a.name, type=a.type.name) for a in attrs]
+        return QueryResult.model_construct(
+            columns=list(columns),
             rows=rows,
             row_count=len(rows),
             truncated=truncated,
-            elapsed_ms=round(elapsed, 3),
+            elapsed_ms=round((time.perf_counter() - t0) * 1000, 3),
+            code_hash="",
         )
 
     async def _with_deadline(self, ms: int, fn: Any, *args: Any) -> Any:
@@ -349,21 +384,23 @@ class PostgresExecutor:
         except TimeoutError as e:
             raise QueryTimeoutError(f"The query ran longer than its {ms} ms limit and was cancelled.") from e
 
-    async def _fetch(self, sql: str, limit: int, ms: int) -> tuple[list[Any], tuple[Any, ...]]:
+    async def _fetch(self, sql: str, limit: int, ms: int) -> tuple[list[Any], tuple[Any, ...], bool]:
         try:
             conn = await self._acquire()
         except (SqlmodeError, asyncio.CancelledError):
             raise
         except BaseException as e:
             raise map_pg_error(e, target=self._target) from e
-        raw = conn._con  # the proxy detaches if the connection dies; status checks use the connection
+        raw = conn
+        if ms < self._server_timeout_ms or may_change_session(sql):
+            self._dirty.add(raw)
         discard = True
         try:
             if ms < self._server_timeout_ms:
                 await conn.execute(f"SET statement_timeout = {int(ms)}")
             result = await self._execute(conn, sql, limit)
             # A statement that leaves a transaction open would make the next one run in it.
-            discard = raw.is_in_transaction()
+            discard = raw.is_in_transaction() or raw in self._plain
             return result
         except NotAQueryError:
             discard = False
@@ -384,12 +421,12 @@ class PostgresExecutor:
         finally:
             self._release(conn, discard=discard)
 
-    async def _execute(self, conn: Any, sql: str, limit: int) -> tuple[list[Any], tuple[Any, ...]]:
+    async def _execute(self, conn: Any, sql: str, limit: int) -> tuple[list[Any], tuple[Any, ...], bool]:
         # asyncpg has no public "prepare from the cache, inspect, then fetch N rows" call; these
-        # three private calls are what Connection.fetch/fetchrow do internally (asyncpg 0.30+).
+        # private calls are what Connection.fetch/fetchrow do internally (asyncpg 0.30+).
         for retry in (True, False):
             try:
-                stmt = await conn._get_statement(sql, None)
+                stmt, text_codecs = await self._prepare(conn, sql)
                 attrs = stmt._get_attributes()
                 if not attrs:
                     raise NotAQueryError(
@@ -397,7 +434,7 @@ class PostgresExecutor:
                         "(a command such as SET, BEGIN or PREPARE)."
                     )
                 records, _status, _ = await conn._protocol.bind_execute(stmt, [], "", limit, True, None)
-                return records, attrs
+                return records, attrs, text_codecs
             except (pgerr.InvalidCachedStatementError, pgerr.OutdatedSchemaCacheError):
                 # The schema changed under a cached statement: drop the cache, prepare again once.
                 await conn.reload_schema_state()
@@ -405,18 +442,38 @@ class PostgresExecutor:
                     raise
         raise AssertionError("unreachable")
 
+    async def _prepare(self, conn: Any, sql: str) -> tuple[Any, bool]:
+        """The cached prepared statement, with the pool's text codecs when its result allows them."""
+        try:
+            stmt = await conn._get_statement(sql, None)
+        except pgerr.UnsupportedClientFeatureError:  # a range over a text-decoded type
+            return await self._plain_statement(conn, sql), False
+        if all(_text_codec_safe(a.type) for a in stmt._get_attributes()):
+            return stmt, True
+        return await self._plain_statement(conn, sql), False
+
+    async def _plain_statement(self, conn: Any, sql: str) -> Any:
+        # asyncpg decodes values nested in records and ranges with the connection's codecs and in
+        # binary (its ignore_custom_codec flag does not reach them), so this connection goes back
+        # to plain codecs for the statement and is discarded afterwards; the next connection has
+        # the text codecs again. Costs a few round trips, for records and ranges only.
+        self._plain.add(conn)
+        for name in (*sorted(PG_TEXT_TYPES), "interval"):
+            await conn.reset_type_codec(name, schema="pg_catalog")
+        return await conn._get_statement(sql, None)
+
     async def explain(self, sql: str) -> dict[str, Any]:
         """``EXPLAIN (VERBOSE, FORMAT JSON)`` of a read query, in a read-only session: the plan dict."""
         check_read_query(sql)
         ms = self.settings.code_mode.query_timeout_ms
-        records, _ = await self._with_deadline(
+        records, _, _ = await self._with_deadline(
             ms, self._fetch_explain, "EXPLAIN (VERBOSE, FORMAT JSON) " + sql, ms
         )
         doc = records[0][0]
         data = json.loads(doc) if isinstance(doc, str) else doc
         return data[0] if isinstance(data, list) else data
 
-    async def _fetch_explain(self, sql: str, ms: int) -> tuple[list[Any], tuple[Any, ...]]:
+    async def _fetch_explain(self, sql: str, ms: int) -> tuple[list[Any], tuple[Any, ...], bool]:
         return await self._fetch(sql, 1, ms)
 
     async def catalog_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -430,10 +487,13 @@ class PostgresExecutor:
                 raise
             except BaseException as e:
                 raise map_pg_error(e, target=self._target) from e
-            raw = conn._con
+            raw = conn
+            if may_change_session(sql):
+                self._dirty.add(raw)
             discard = True
             try:
-                rows = await conn.fetch(sql, *params)
+                # Plain driver values (Decimal, datetime, ...): the pool's text codecs are bypassed.
+                rows = await conn._execute(sql, list(params), 0, None, ignore_custom_codec=True)
                 discard = raw.is_in_transaction()
                 return [tuple(r) for r in rows]
             except pgerr.PostgresError as e:
@@ -449,5 +509,5 @@ class PostgresExecutor:
     # -- introspection for tests and diagnostics ------------------------------------------
 
     @property
-    def pool(self) -> asyncpg.Pool | None:
+    def pool(self) -> ReaderPool | None:
         return self._pool

@@ -42,11 +42,10 @@ from ..errors import (
     WriteLimitExceededError,
 )
 from ..models import ColumnMeta, QueryResult
-from .convert import convert_rows, duckdb_plan, pg_interval, postgres_plan
+from .convert import convert_rows, duckdb_plan, postgres_plan
 from .duckdb import DuckDBExecutor
 from .postgres import (
     CLIENT_CHECK_INTERVAL_MS,
-    _encode_interval,
     asyncpg_dsn,
     describe_target,
     map_pg_error,
@@ -141,19 +140,12 @@ class PostgresWriteExecutor:
 
     async def start(self) -> None:
         db = self.settings.database
-
-        async def init(conn: asyncpg.Connection) -> None:
-            await conn.set_type_codec(
-                "interval", schema="pg_catalog", encoder=_encode_interval, decoder=pg_interval, format="tuple"
-            )
-
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
                 min_size=0,
                 max_size=min(2, db.pool_max_size),
                 timeout=db.connect_timeout_ms / 1000,
-                init=init,
                 command_timeout=None,
                 server_settings={
                     "application_name": "sqlmode-writer",
@@ -200,7 +192,7 @@ class PostgresWriteExecutor:
             raise
         finally:
             await self._pool.release(conn)
-        plan = postgres_plan([a.type for a in attrs], self.settings.database.max_cell_bytes)
+        plan = postgres_plan(tuple(a.type for a in attrs), self.settings.database.max_cell_bytes, False)
         rows = convert_rows(records, plan)
         return WriteResult(
             columns=[ColumnMeta(name=a.name, type=a.type.name) for a in attrs],

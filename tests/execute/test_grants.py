@@ -123,7 +123,7 @@ async def test_running_again_converges_to_the_new_blocks(
     snap = await reflect_schema(loose)
     reader = await apply_grants(fresh_db, grant_script(loose, snap, role=role))
     async with open_executor(pg_settings(reader, {"database": {"tables": []}})) as ex:
-        assert (await ex.run("SELECT total FROM orders")).rows == [[9.5]]
+        assert (await ex.run("SELECT total FROM orders")).rows == [["9.5"]]
     tight = pg_settings(
         fresh_db,
         {"database": {"tables": []}, "code_mode": {"blocked_tables": ["credentials", "orders"]}},

@@ -58,7 +58,7 @@ async def each_pooled_session(ex: PostgresExecutor, sql: str) -> list[Any]:
     """``sql`` once on every pooled connection (they are all held at once, so each is distinct)."""
     assert ex.pool is not None
     await asyncio.sleep(0.05)  # let background resets finish
-    n = ex.pool.get_max_size()
+    n = ex.pool.max_size
     conns = [await ex._acquire() for _ in range(n)]
     try:
         return [await c.fetchval(sql) for c in conns]
@@ -213,7 +213,7 @@ async def test_32_concurrent_queries_never_exceed_the_pool_and_leak_nothing(
         await watcher
         assert sorted(r.rows[0][0] for r in results) == list(range(32))
         assert 1 <= peak <= 4
-        assert ex.pool is not None and ex.pool.get_size() <= 4
+        assert ex.pool is not None and ex.pool.size <= 4
     left = await admin.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND application_name = 'sqlmode'", user
     )
@@ -280,3 +280,45 @@ async def test_unreachable_database_is_a_clear_error(pg_settings: Callable[..., 
         async with open_executor(settings):
             pass
     assert "127.0.0.1:1/none" in ei.value.message
+
+
+# -- which statements need the session reset ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "needs_reset"),
+    [
+        ("SELECT region, count(*), round(avg(total)::numeric, 2) FROM orders GROUP BY 1", False),
+        ("SELECT date_trunc('month', created_at) AS m, sum(total) FROM orders GROUP BY 1 ORDER BY 1", False),
+        ("SELECT set_config('statement_timeout', '0', false)", True),
+        ("SELECT pg_catalog.pg_advisory_lock(1)", True),
+        ("SELECT \"set_config\"('a', 'b', false)", True),
+        ("SELECT set_config -- hidden\n ('a', 'b', false)", True),
+        ("SELECT set_config/**/('a', 'b', false)", True),
+        ("SELECT U&\"\\0073et_config\"('a', 'b', false)", True),
+        ("SELECT my_function(id) FROM orders", True),
+        ("SELECT x FROM orders AS o(x)", True),  # an alias column list looks like a call: reset, harmless
+    ],
+)
+def test_only_side_effect_free_calls_skip_the_reset(sql: str, needs_reset: bool) -> None:
+    from sqlmode.execute.session import may_change_session
+
+    assert may_change_session(sql) is needs_reset
+
+
+async def test_a_cancelled_wait_for_a_connection_leaks_no_slot(
+    reader_settings: Callable[..., Settings],
+) -> None:
+    settings = reader_settings({"database": {"pool_max_size": 1, "pool_min_size": 0}})
+    async with open_executor(settings) as ex:
+        assert isinstance(ex, PostgresExecutor) and ex.pool is not None
+        slow = asyncio.create_task(ex.run("SELECT pg_sleep(0.5)"))
+        await asyncio.sleep(0.1)
+        waiters = [asyncio.create_task(ex.run("SELECT 1")) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        for w in waiters:
+            w.cancel()
+        await slow
+        for _ in range(3):
+            assert (await ex.run("SELECT 7 AS x")).rows == [[7]]
+        assert ex.pool.size <= 1
