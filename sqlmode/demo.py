@@ -43,9 +43,14 @@ async def run_demo(config_path: str | PathLike[str] | None = None) -> None:
         _title("3. validate_code")
         v = await client.call_tool("validate_code", {"code": sql})
         sc = v.structured_content or {}
-        click.echo(f"  valid: {sc.get('is_valid')}   action: {sc.get('action')}   risk: {sc.get('risk_level')}")
-        click.echo(textwrap.fill(f"explanation: {sc.get('explanation')}", 100, initial_indent="  ",
-                                 subsequent_indent="    "))
+        click.echo(
+            f"  valid: {sc.get('is_valid')}   action: {sc.get('action')}   risk: {sc.get('risk_level')}"
+        )
+        click.echo(
+            textwrap.fill(
+                f"explanation: {sc.get('explanation')}", 100, initial_indent="  ", subsequent_indent="    "
+            )
+        )
         click.echo(f"  tables: {', '.join(sc.get('tables', []))}")
         click.echo(f"  complexity: {sc.get('complexity')}")
         token = sc.get("approval_token") or ""

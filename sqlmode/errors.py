@@ -144,7 +144,10 @@ class TokenExpiredError(TokenError):
 
 class TokenCodeMismatchError(TokenError):
     code = "TOKEN_CODE_MISMATCH"
-    hint = "The token approves different code. Execute exactly the normalized_code it was issued for, or validate the new code."
+    hint = (
+        "The token approves different code. Execute exactly the normalized_code it was issued for, "
+        "or validate the new code."
+    )
 
 
 class TokenPrincipalMismatchError(TokenError):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,7 +162,8 @@ def test_policy_check_ok_prints_effective_set(config: Path) -> None:
 def test_policy_check_names_file_and_line_of_a_broken_policy(config: Path, tmp_path: Path) -> None:
     bad = tmp_path / "custom.cedar"
     bad.write_text(
-        '@id("ok")\npermit (principal, action, resource);\n\n@id("broken")\nforbid (principal, action resource);\n'
+        '@id("ok")\npermit (principal, action, resource);\n\n'
+        '@id("broken")\nforbid (principal, action resource);\n'
     )
     cfg = tmp_path / "with-policy.toml"
     cfg.write_text(config.read_text() + f'\n[policy]\npaths = ["{bad}"]\n')

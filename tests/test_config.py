@@ -26,7 +26,9 @@ def test_sample_config_loads_with_blocked_tables_and_fields() -> None:
 
 def test_env_reference_is_interpolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_SECRET", "s" * 40)
-    p = write(tmp_path, '[database]\nurl = "duckdb:///w.duckdb"\n[code_mode]\ntoken_secret = "${MY_SECRET}"\n')
+    p = write(
+        tmp_path, '[database]\nurl = "duckdb:///w.duckdb"\n[code_mode]\ntoken_secret = "${MY_SECRET}"\n'
+    )
     assert load_config(p).code_mode.token_secret == "s" * 40
 
 
@@ -36,9 +38,14 @@ def test_env_reference_default_is_used_when_unset(tmp_path: Path, monkeypatch: p
     assert load_config(p).database.url == f"duckdb:///{tmp_path / 'fallback.duckdb'}"
 
 
-def test_missing_env_reference_names_file_key_and_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_env_reference_names_file_key_and_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    p = write(tmp_path, '[database]\nurl = "duckdb:///w.duckdb"\n[code_mode]\ntoken_secret = "${NOT_SET_ANYWHERE}"\n')
+    p = write(
+        tmp_path,
+        '[database]\nurl = "duckdb:///w.duckdb"\n[code_mode]\ntoken_secret = "${NOT_SET_ANYWHERE}"\n',
+    )
     with pytest.raises(ConfigError) as e:
         load_config(p)
     msg = str(e.value)

@@ -73,4 +73,6 @@ def test_module_imports_only_layers_to_its_left(path: Path) -> None:
         assert layer in LAYERS, f"{rel} imports {target}, which is in no known layer"
         if own in FREE:
             pytest.fail(f"{rel} is a shared module and must not import {target}")
-        assert LAYERS.index(layer) < LAYERS.index(own), f"{rel} ({own}) imports {target} ({layer}): a layer to its right"
+        assert LAYERS.index(layer) < LAYERS.index(own), (
+            f"{rel} ({own}) imports {target} ({layer}): a layer to its right"
+        )
