@@ -17,12 +17,13 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 import sqlglot
-from common import Budget, Results, Stats, Target, abench, bench
+from common import Budget, Results, Stats, Target, abench, ainterleaved, bench
 from env import BenchEnv
 from queries import (
     TPCH,
@@ -149,8 +150,6 @@ async def typical_corpus(env: BenchEnv, results: Results, dialect: str, settings
                 headline=True,
                 note="analysis + engine confirmation + Cedar + token + fsync'ed audit record",
             )
-            # Variants open their own service, after this one closes: DuckDB allows one locked
-            # configuration per file and process.
             later = (sql, bb, s_validate)
         vals = [q["validate_ms"] for q in per_query.values()]
         anas = [q["analyze_ms"] for q in per_query.values()]
@@ -171,9 +170,8 @@ async def typical_corpus(env: BenchEnv, results: Results, dialect: str, settings
             target=T_VALIDATE,
             range_ms=[min(vals), max(vals)],
         )
-    sql, bb, s_validate = later
-    await _engine_confirmation(results, settings, d, sql, bb, s_validate)
-    await _without_audit(results, settings, d, sql, bb)
+    sql, bb, _ = later
+    await variants(results, settings, d, sql, bb)
 
 
 def _mint_verify(service: CodeModeService, snapshot: SchemaSnapshot, principal: Any) -> None:
@@ -188,51 +186,86 @@ def _mint_verify(service: CodeModeService, snapshot: SchemaSnapshot, principal: 
     service.tokens.verify(token, **kw)
 
 
-async def _without_audit(results: Results, settings: Any, dialect: str, sql: str, budget: Budget) -> None:
-    """The same validate_code with the audit log switched off: the compute-only part of the path."""
-    off = settings.model_copy(deep=True)
-    off.audit.enabled = False
-    async with CodeModeService(off) as service:
-        s = await abench(lambda: _service_validate(service, sql), budget)
+def _variant(settings: Any, **code_mode: Any) -> Any:
+    out = settings.model_copy(deep=True)
+    for k, v in code_mode.items():
+        if k == "audit":
+            out.audit.enabled = v
+        else:
+            setattr(out.code_mode, k, v)
+    return out
+
+
+def unique_typical(i: int) -> str:
+    """The typical query with a distinct literal: a new normalized text, so no plan cache hit."""
+    return TYPICAL[0][1].replace(
+        "WHERE o.status = 'completed'", f"WHERE o.status = 'completed' AND o.id > -{i}"
+    )
+
+
+async def variants(results: Results, settings: Any, dialect: str, sql: str, budget: Budget) -> None:
+    """validate_code with and without the engine confirmation (issue 8) and the audit log, in rotation.
+
+    Warm: the same query again (its plan is cached by normalized code and schema hash). Cold: a new
+    literal every call, so the database describes every query. The services run side by side.
+    """
     p = f"validate.{dialect}.typical"
+    confirm = hasattr(settings.code_mode, "engine_confirmation")
+    kinds = {"full": {}, "no_audit": {"audit": False}}
+    if confirm:
+        kinds["no_confirm"] = {"engine_confirmation": False}
+    async with AsyncExitStack() as stack:
+        svcs = {
+            k: await stack.enter_async_context(CodeModeService(_variant(settings, **kw)))
+            for k, kw in kinds.items()
+        }
+        warm = await ainterleaved(
+            [(k, lambda svc=svc: _service_validate(svc, sql), None) for k, svc in svcs.items()], budget
+        )
+        counter = iter(range(10**9))
+
+        async def fresh() -> str:
+            return unique_typical(next(counter))
+
+        cold = await ainterleaved(
+            [(k, lambda q, svc=svcs[k]: _service_validate(svc, q), fresh) for k in svcs if k != "no_audit"],
+            budget,
+        )
+    results.add(
+        f"{p}.validate_warm",
+        GROUP,
+        f"{dialect}: validate_code, same query again (in rotation with the variants)",
+        warm["full"],
+    )
     results.add(
         f"{p}.validate_no_audit",
         GROUP,
         f"{dialect}: validate_code with the audit log off (typical query)",
-        s,
-        floor=f"{p}.parse",
+        warm["no_audit"],
+        floor=f"{p}.validate_warm",
         headline=True,
-        note="not a supported configuration for production; shows what the fsync'ed audit record costs",
+        note="not a supported configuration; shows what the fsync'ed audit record costs",
     )
-
-
-async def _engine_confirmation(
-    results: Results, settings: Any, dialect: str, sql: str, budget: Budget, with_it: Stats
-) -> None:
-    """Issue 8's increment: validate with the engine confirmation switched off, when config has a switch."""
-    cm = settings.code_mode
-    switch = next(
-        (k for k in ("engine_confirmation", "engine_confirm", "confirm_with_engine") if hasattr(cm, k)), None
-    )
-    if switch is None:
+    if not confirm:
         return
-    off = settings.model_copy(deep=True)
-    setattr(off.code_mode, switch, False)
-    async with CodeModeService(off) as service:
-        s_off = await abench(lambda: _service_validate(service, sql), budget)
-    p = f"validate.{dialect}.typical"
+    results.add(f"{p}.validate_cold", GROUP, f"{dialect}: validate_code, a new query each call", cold["full"])
     results.add(
-        f"{p}.validate_no_engine", GROUP, f"{dialect}: validate_code without engine confirmation", s_off
-    )
-    results.add(
-        f"{p}.engine_confirmation",
+        f"{p}.validate_cold_no_confirm",
         GROUP,
-        f"{dialect}: engine confirmation increment (typical query)",
-        value=with_it.median - s_off.median,
-        target=T_CONFIRM[dialect],
-        headline=True,
-        note=f"median with {switch}=true minus median with it off",
+        f"{dialect}: the same without engine confirmation",
+        cold["no_confirm"],
     )
+    for label, st in (("cold", cold), ("warm", warm)):
+        results.add(
+            f"{p}.engine_confirmation_{label}",
+            GROUP,
+            f"{dialect}: engine confirmation adds, "
+            + ("a new query (plan not cached)" if label == "cold" else "same query (plan cached)"),
+            value=st["full"].median - st["no_confirm"].median,
+            target=T_CONFIRM[dialect] if label == "cold" else None,
+            headline=True,
+            note="median with code_mode.engine_confirmation on minus median with it off, measured in rotation",
+        )
 
 
 def audit_floor(results: Results, env: BenchEnv) -> None:
