@@ -264,7 +264,7 @@ async def variants(results: Results, settings: Any, dialect: str, sql: str, budg
             value=st["full"].median - st["no_confirm"].median,
             target=T_CONFIRM[dialect] if label == "cold" else None,
             headline=True,
-            note="median with code_mode.engine_confirmation on minus median with it off, measured in rotation",
+            note="median with code_mode.engine_confirmation on minus with it off, measured in rotation",
         )
 
 
