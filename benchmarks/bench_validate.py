@@ -4,8 +4,9 @@ Side by side in one run, per dialect:
 - floors: sqlglot ``parse_one`` (sqlglotc-compiled), the engine's own parser (pglast / DuckDB
   ``extract_statements``), an fsync of one audit-sized line;
 - components: ``Analyzer.analyze``, the Cedar decision, token mint + verify, one audit append;
-- the whole path: ``CodeModeService.validate`` (analysis, engine confirmation where configured,
-  Cedar, token, audit).
+- the whole path: ``CodeModeService.validate`` (analysis, engine confirmation, Cedar, token,
+  audit), and beside it the same with the audit log off (the engine confirmation's share is
+  bench_confirm.py's).
 Corpora: typical analyst queries over the sample warehouse, six-table TPC-H queries; growth with
 schema size (10, 100, 1,000 tables) and with query size.
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from contextlib import AsyncExitStack
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -48,7 +48,6 @@ T_ANALYZE = Target("<", 1.0, "ms", "issue 3")
 T_TPCH = Target("<", 3.0, "ms", "issue 3")
 T_CEDAR = Target("<", 0.2, "ms", "issue 5")
 T_TOKEN = Target("<", 0.05, "ms", "issue 5")
-T_CONFIRM = {"duckdb": Target("<=", 3.0, "ms", "issue 8"), "postgres": Target("<=", 5.0, "ms", "issue 8")}
 
 
 # Settings for corpora outside the sample warehouse: nothing blocked, limits out of the way, so the
@@ -196,76 +195,38 @@ def _variant(settings: Any, **code_mode: Any) -> Any:
     return out
 
 
-def unique_typical(i: int) -> str:
-    """The typical query with a distinct literal: a new normalized text, so no plan cache hit."""
-    return TYPICAL[0][1].replace(
-        "WHERE o.status = 'completed'", f"WHERE o.status = 'completed' AND o.id > -{i}"
-    )
-
-
 async def variants(results: Results, settings: Any, dialect: str, sql: str, budget: Budget) -> None:
-    """validate_code with and without the engine confirmation (issue 8) and the audit log, in rotation.
+    """validate_code with and without the audit log, side by side in rotation (same query again).
 
-    Warm: the same query again (its plan is cached by normalized code and schema hash). Cold: a new
-    literal every call, so the database describes every query. The services run side by side.
+    The engine confirmation's share (issue 8) is bench_confirm.py's.
     """
     p = f"validate.{dialect}.typical"
-    confirm = hasattr(settings.code_mode, "engine_confirmation")
-    kinds = {"full": {}, "no_audit": {"audit": False}}
-    if confirm:
-        kinds["no_confirm"] = {"engine_confirmation": False}
-    async with AsyncExitStack() as stack:
-        svcs = {
-            k: await stack.enter_async_context(CodeModeService(_variant(settings, **kw)))
-            for k, kw in kinds.items()
-        }
-        warm = await ainterleaved(
-            [(k, lambda svc=svc: _service_validate(svc, sql), None) for k, svc in svcs.items()], budget
-        )
-        counter = iter(range(10**9))
-
-        async def fresh() -> str:
-            return unique_typical(next(counter))
-
-        cold = await ainterleaved(
-            [(k, lambda q, svc=svcs[k]: _service_validate(svc, q), fresh) for k in svcs if k != "no_audit"],
+    async with (
+        CodeModeService(settings) as full,
+        CodeModeService(_variant(settings, audit=False)) as no_audit,
+    ):
+        st = await ainterleaved(
+            [
+                ("full", lambda: _service_validate(full, sql), None),
+                ("no_audit", lambda: _service_validate(no_audit, sql), None),
+            ],
             budget,
         )
     results.add(
         f"{p}.validate_warm",
         GROUP,
-        f"{dialect}: validate_code, same query again (in rotation with the variants)",
-        warm["full"],
+        f"{dialect}: validate_code, typical query (in rotation with the next line)",
+        st["full"],
     )
     results.add(
         f"{p}.validate_no_audit",
         GROUP,
         f"{dialect}: validate_code with the audit log off (typical query)",
-        warm["no_audit"],
+        st["no_audit"],
         floor=f"{p}.validate_warm",
         headline=True,
         note="not a supported configuration; shows what the fsync'ed audit record costs",
     )
-    if not confirm:
-        return
-    results.add(f"{p}.validate_cold", GROUP, f"{dialect}: validate_code, a new query each call", cold["full"])
-    results.add(
-        f"{p}.validate_cold_no_confirm",
-        GROUP,
-        f"{dialect}: the same without engine confirmation",
-        cold["no_confirm"],
-    )
-    for label, st in (("cold", cold), ("warm", warm)):
-        results.add(
-            f"{p}.engine_confirmation_{label}",
-            GROUP,
-            f"{dialect}: engine confirmation adds, "
-            + ("a new query (plan not cached)" if label == "cold" else "same query (plan cached)"),
-            value=st["full"].median - st["no_confirm"].median,
-            target=T_CONFIRM[dialect] if label == "cold" else None,
-            headline=True,
-            note="median with code_mode.engine_confirmation on minus with it off, measured in rotation",
-        )
 
 
 def audit_floor(results: Results, env: BenchEnv) -> None:

@@ -30,6 +30,8 @@ EXPECTED = (
     "validate.duckdb.tpch_q5.analyze",
     "validate.schema100.typical",
     "validate.qsize4.analyze",
+    "confirm.duckdb.typical.increment_cold",
+    "confirm.postgres.typical.increment_cold",
     "exec.duckdb.rows10.raw",
     "exec.duckdb.rows10.executor",
     "exec.duckdb.rows10.service",
@@ -44,6 +46,7 @@ EXPECTED = (
     "scale.duckdb.s1.validate_execute",
     "scale.postgres.s1.validate_execute",
     "startup.first_list_tools",
+    "stdio_sessions.errors",
     "governance.cedar_decision",
     "governance.token_mint_verify",
 )
