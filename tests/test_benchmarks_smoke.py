@@ -103,9 +103,12 @@ def test_results_record_machine_versions_and_date(tiny_run: dict[str, Any]) -> N
 @pytest.mark.postgres
 def test_floors_and_targets_are_side_by_side(tiny_run: dict[str, Any]) -> None:
     by_id = {f["id"]: f for f in tiny_run["figures"]}
-    executor = by_id["exec.duckdb.rows10.executor"]
-    assert executor["floor"] == "exec.duckdb.rows10.raw" and executor["ratio"] > 0
-    assert executor["target"]["ratio"] is True and executor["passed"] in (True, False)
+    for layer in ("executor", "service", "mcp"):
+        f = by_id[f"exec.duckdb.rows10.{layer}"]
+        assert f["floor"] == "exec.duckdb.rows10.raw" and f["ratio"] > 0
+    validate = by_id["validate.duckdb.typical.validate"]
+    assert validate["floor"] == "validate.duckdb.typical.parse"
+    assert validate["target"]["value"] == 1.0 and validate["passed"] in (True, False)
     assert by_id["payload.list_tools"]["target"]["value"] == 2500
 
 
