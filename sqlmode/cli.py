@@ -337,5 +337,50 @@ def demo(config_path: str | None) -> None:
         _fail(e)
 
 
+# --- db grants (owned by the execution layer: sqlmode/execute/grants.py) -------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database set-up: the least-privilege reader role."""
+
+
+@db.command("grants")
+@config_option
+@click.option("--apply", "apply_", is_flag=True, help="Run the script (needs administrator rights).")
+@click.option("--postgres", "admin_url", default=None, help="Administrator URL (default: database.url).")
+@click.option("--role", default="sqlmode_reader", show_default=True, help="Name of the reader role.")
+@click.option("--password", default=None, help="Reader password (default: a new random one).")
+@run_async
+async def db_grants(
+    config_path: str | None, apply_: bool, admin_url: str | None, role: str, password: str | None
+) -> None:
+    """Print (or with --apply, run) the SQL that creates the least-privilege reader role.
+
+    SELECT on the allowed columns of the allowed tables only, nothing on blocked tables,
+    role-level read-only and timeouts, PUBLIC execute revoked on large-object, dblink and
+    server-file functions. With --apply it ends by printing the reader's connection URL:
+    put it in database.url.
+    """
+    from .execute.grants import apply_grants, grant_script
+    from .schema.reflect import reflect_schema
+
+    settings = load_config(config_path)
+    if admin_url:
+        settings = settings.model_copy(deep=True)
+        settings.database.url = admin_url
+    snapshot = await reflect_schema(settings)
+    script = grant_script(settings, snapshot, role=role, password=password)
+    if not apply_:
+        click.echo(script, nl=False)
+        return
+    url = await apply_grants(settings.database.url, script)
+    click.echo(f"reader role {role!r} is ready; connect sqlmode as it:", err=True)
+    click.echo(url)
+
+
+# --- end db grants --------------------------------------------------------------------------------
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

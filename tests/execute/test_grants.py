@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
@@ -148,3 +149,41 @@ async def test_public_loses_execute_on_large_object_functions(fresh_db: str) -> 
     finally:
         await conn.close()
     assert rows == []
+
+
+def test_cli_prints_the_script_and_applies_it(fresh_db: str, tmp_path) -> None:
+    import asyncio
+
+    from click.testing import CliRunner
+
+    from sqlmode.cli import main
+
+    cfg = tmp_path / "sqlmode.toml"
+    cfg.write_text(
+        f'[database]\nurl = "{fresh_db}"\n'
+        '[code_mode]\nblocked_tables = ["credentials"]\nblocked_fields = ["customers.ssn"]\n'
+        f'[audit]\npath = "{tmp_path / "audit.jsonl"}"\n'
+    )
+    runner = CliRunner()
+    shown = runner.invoke(main, ["db", "grants", "--config", str(cfg), "--role", "cli_reader"])
+    assert shown.exit_code == 0, shown.output
+    assert 'GRANT SELECT ("id", "name") ON "public"."customers" TO "cli_reader";' in shown.output
+    applied = runner.invoke(
+        main,
+        ["db", "grants", "--config", str(cfg), "--apply", "--postgres", fresh_db, "--role", "cli_reader"],
+    )
+    assert applied.exit_code == 0, applied.output
+    url = applied.stdout.strip().splitlines()[-1]
+    assert url.startswith("postgresql://cli_reader:")
+
+    async def check() -> list[Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch("SELECT name FROM customers")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.fetch("SELECT ssn FROM customers")
+            return [r[0] for r in rows]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(check()) == ["Ada"]
