@@ -216,7 +216,7 @@ async def privilege_warnings(conn: asyncpg.Connection) -> list[str]:
 
 
 class PostgresExecutor:
-    """Read-only query execution on PostgreSQL through an asyncpg pool."""
+    """Read-only query execution on PostgreSQL through a pool of asyncpg connections (pool.py)."""
 
     dialect = "postgres"
 
