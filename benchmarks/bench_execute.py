@@ -212,9 +212,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                 f"{r['ratio']:6.2f}x {r['target']:5.2f}x {mark}"
             )
         else:
-            print(
-                f"{r['engine']:9} {r['figure']:34} {r['raw_bytes'] / 1024:10.0f}KB {r['ours_bytes'] / 1024:11.0f}KB"
-            )
+            raw_kb, ours_kb = r["raw_bytes"] / 1024, r["ours_bytes"] / 1024
+            print(f"{r['engine']:9} {r['figure']:34} {raw_kb:10.0f}KB {ours_kb:11.0f}KB")
 
 
 async def main(argv: list[str] | None = None) -> int:

@@ -193,7 +193,7 @@ async def privilege_warnings(conn: asyncpg.Connection) -> list[str]:
     """What the connected role could do beyond reading, as warnings (empty for a proper reader)."""
     row = await conn.fetchrow(_PRIVILEGES_SQL)
     user = conn.get_settings().session_authorization
-    out = []
+    out: list[str] = []
     fix = "run `sqlmode db grants --apply` and connect as the reader role it creates"
     if row is None:
         return out
