@@ -45,7 +45,7 @@ _SAFE_WORDS = """
     json_array_elements jsonb_array_elements_text json_array_elements_text jsonb_each
     jsonb_each_text json_each json_each_text jsonb_object_keys numeric int int2 int4 int8 integer
     bigint smallint decimal float float4 float8 real double precision varchar char character text
-    date time timestamp timestamptz bool boolean
+    date time timestamp timestamptz bool boolean explain verbose
 """
 SAFE_FUNCTIONS = frozenset(_SAFE_WORDS.split())
 
