@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from sqlmode.analyze import Analyzer
@@ -64,3 +66,27 @@ def snapshots() -> dict[str, SchemaSnapshot]:
 def analyze(dialect, analyzers, snapshots):  # type: ignore[no-untyped-def]
     """analyze(sql) in the current dialect."""
     return lambda sql: analyzers[dialect].analyze(sql, snapshots[dialect])
+
+
+@pytest.fixture(scope="session")
+async def analyze_pg_template(pg_admin_url: str) -> str:
+    """Name of a database holding the sample warehouse (analyzed), to copy with TEMPLATE."""
+    import asyncpg
+
+    from sqlmode.sample import load_sample_postgres
+    from tests.plugins.postgres import with_database
+
+    name = f"sqlmode_analyze_tpl_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = with_database(pg_admin_url, name)
+    await load_sample_postgres(url, scale=1)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("ANALYZE")  # fills pg_stats, as autovacuum would
+    finally:
+        await conn.close()
+    return name

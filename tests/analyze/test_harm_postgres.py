@@ -35,32 +35,12 @@ ANALYZER = Analyzer(make_settings("postgres"))
 SNAPSHOT = sample_snapshot("postgres")
 
 
-@pytest.fixture(scope="module")
-async def template_db(pg_admin_url: str) -> str:
-    from sqlmode.sample import load_sample_postgres
-
-    name = f"sqlmode_harm_tpl_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = with_database(pg_admin_url, name)
-    await load_sample_postgres(url, scale=1)
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("ANALYZE")  # fills pg_stats, as autovacuum would
-    finally:
-        await conn.close()
-    return name
-
-
 @pytest.fixture
-async def scratch(pg_admin_url: str, template_db: str):  # type: ignore[no-untyped-def]
+async def scratch(pg_admin_url: str, analyze_pg_template: str):  # type: ignore[no-untyped-def]
     name = f"sqlmode_harm_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(pg_admin_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{analyze_pg_template}"')
         url = with_database(pg_admin_url, name)
         conn = await asyncpg.connect(url)
         yield conn, url

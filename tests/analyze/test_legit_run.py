@@ -57,3 +57,42 @@ def test_legit_query_runs_within_its_row_limit(case: Case, setup) -> None:  # ty
     rows = con.execute(analysis.normalized_code).fetchall()
     # an injected cap asks for one probe row past row_limit (the executor's truncation check)
     assert len(rows) <= analysis.row_limit + 1
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def pg_setup(pg_admin_url: str, analyze_pg_template: str, pg_settings_factory):  # type: ignore[no-untyped-def]
+    import secrets
+
+    import asyncpg
+
+    from tests.plugins.postgres import with_database
+
+    name = f"sqlmode_legit_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(pg_admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{analyze_pg_template}"')
+    url = with_database(pg_admin_url, name)
+    conn = await asyncpg.connect(url)
+    await conn.execute(
+        "CREATE TABLE subscriptions AS SELECT i AS id, i AS customer_id, 'pro'::text AS plan, "
+        "CASE WHEN i % 3 = 0 THEN now() END AS deleted_at, i % 7 AS update_count, now() AS created_at "
+        "FROM generate_series(1, 49) i"
+    )
+    settings = pg_settings_factory(url, {"database": {"tables": []}})  # expose subscriptions too
+    snapshot = await reflect_schema(settings)
+    yield Analyzer(settings), snapshot, conn
+    await conn.close()
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("case", legit_cases("postgres"), ids=lambda c: c.name)
+async def test_legit_query_runs_on_postgres(case: Case, pg_setup) -> None:  # type: ignore[no-untyped-def]
+    analyzer, snapshot, conn = pg_setup
+    analysis = analyzer.analyze(case.sql, snapshot)
+    assert analysis.violations == [], case.name
+    rows = await conn.fetch(analysis.normalized_code)  # extended protocol: one statement
+    assert len(rows) <= analysis.row_limit + 1
