@@ -349,7 +349,7 @@ class EngineConfirmer:
             other_schema = info is None or (expected and scan.schema and scan.schema != expected)
             other_catalog = (
                 self.settings.dialect == "duckdb" and scan.catalog and default_catalog
-            ) and scan.catalog != default_catalog
+            ) and scan.catalog.lower() != default_catalog.lower()
             if snapshot.is_table_blocked(scan.table) and not other_schema and not other_catalog:
                 reported.add(where)
                 through = f" through {', '.join(via_view)}" if via_view else ""
@@ -387,6 +387,8 @@ class EngineConfirmer:
     def _columns(self, analysis: Analysis, snapshot: SchemaSnapshot, facts: PlanFacts) -> list[Violation]:
         seen_tables = {t.lower() for t in analysis.tables}
         seen_columns = {c.lower() for c in analysis.columns}
+        # Through a view, a base table's columns are the view's business: only blocked ones count.
+        reads_view = any((info := snapshot.table(t)) is not None and info.kind == "view" for t in seen_tables)
         blocked: set[str] = set()
         unseen: set[str] = set()
         for _schema, table, column in facts.columns:
@@ -396,7 +398,7 @@ class EngineConfirmer:
                 full = f"{table}.{name}".lower()
                 if snapshot.is_column_blocked(table, name) and not snapshot.is_table_blocked(table):
                     blocked.add(full)
-                elif table in seen_tables and full not in seen_columns and name != "*":
+                elif not reads_view and table in seen_tables and full not in seen_columns and name != "*":
                     unseen.add(full)
         out = [
             violation(
@@ -493,8 +495,12 @@ def _verdict(violations: list[Violation], facts: PlanFacts, dialect: str) -> Con
     )
 
 
+def _rows(n: float) -> str:
+    return f"about {human(n)} row{'' if round(n) == 1 else 's'}"
+
+
 def _summary(reads: tuple[tuple[str, float], ...], facts: PlanFacts, dialect: str) -> str:
-    parts = [f"about {human(rows)} rows of {table}" for table, rows in reads[:4]]
+    parts = [f"{_rows(rows)} of {table}" for table, rows in reads[:4]]
     if len(reads) > 4:
         parts.append(f"{len(reads) - 4} more tables")
     if not parts:
@@ -502,7 +508,7 @@ def _summary(reads: tuple[tuple[str, float], ...], facts: PlanFacts, dialect: st
     else:
         listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
         head = f"The database estimates it scans {listed}"
-    tail = f"; the largest step handles about {human(facts.peak_rows)} rows"
+    tail = f"; the largest step handles {_rows(facts.peak_rows)}"
     if dialect == "postgres":
         tail += f" (estimated cost {human(facts.cost)})"
     return head + tail + "."

@@ -207,7 +207,7 @@ def _pg_expression(
     text = _STRING.sub("''", text)
     _calls(text, facts.functions)
     for m in _QUALIFIED.finditer(text):
-        scan = aliases.get(_unquote(m.group(1)))
+        scan = aliases.get(_unquote(m.group(1)).lower())
         if scan is not None:
             col = "*" if m.group(2) == "*" else _unquote(m.group(2))
             facts.columns.add((scan.schema, scan.table, col))

@@ -64,7 +64,12 @@ async def test_view_renaming_a_blocked_column(svc: CodeModeService) -> None:
 
 
 async def test_plain_queries_and_harmless_views_still_run(svc: CodeModeService) -> None:
-    for sql in (HARMLESS_VIEW, TYPICAL, "SELECT count(*) AS n FROM customers WHERE region = 'EMEA'"):
+    view_and_base = (
+        "SELECT o.id, t.spend FROM orders AS o JOIN order_totals AS t ON t.customer_id = o.customer_id "
+        "WHERE o.id < 10"
+    )
+    filtered = "SELECT count(*) AS n FROM customers WHERE region = 'EMEA'"
+    for sql in (HARMLESS_VIEW, TYPICAL, view_and_base, filtered):
         v = await svc.validate(sql)
         assert v.is_valid, (sql, v.violations)
         r = await svc.execute(v.normalized_code, v.approval_token or "")
