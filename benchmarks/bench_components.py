@@ -148,12 +148,7 @@ def execute_figures(results: Results, out: list[dict[str, Any]]) -> None:
         if "raw_ms" in row:
             base = f"exec_x.{engine}.rows{key}"
             results.add(
-                f"{base}.raw",
-                g,
-                f"{engine}: raw driver, {fig} (alternating)",
-                value=row["raw_ms"],
-                note=src,
-                headline=True,
+                f"{base}.raw", g, f"{engine}: raw driver, {fig} (alternating)", value=row["raw_ms"], note=src
             )
             target = (
                 Target("<=", float(row["target"]), "x floor", "DESIGN.md", ratio=True)
@@ -187,7 +182,6 @@ def execute_figures(results: Results, out: list[dict[str, Any]]) -> None:
                 value=row["ours_bytes"] / mib,
                 unit="MiB",
                 floor=f"{base}.raw",
-                headline=True,
                 note=src,
             )
 

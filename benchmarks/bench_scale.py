@@ -42,7 +42,6 @@ async def _one(results: Results, dialect: str, scale: float, settings: Any) -> N
             GROUP,
             f"{d}, scale {scale:g}: long-tail SQL, raw driver",
             s_raw,
-            headline=True,
             rows=rows,
         )
         s_exec = await abench(lambda: service.executor.run(code), b)

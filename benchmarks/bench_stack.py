@@ -116,7 +116,7 @@ async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) 
                 ],
                 b,
             )
-            results.add(f"{p}.raw", GROUP, f"{d}: raw driver, {got:,} rows", st["raw"], headline=n <= 1000)
+            results.add(f"{p}.raw", GROUP, f"{d}: raw driver, {got:,} rows", st["raw"])
             results.add(
                 f"{p}.executor",
                 GROUP,
