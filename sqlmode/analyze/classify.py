@@ -280,6 +280,17 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
                 inv.recursive_ctes += 1 if node.args.get("recursive") else 0
             elif counter != "aggregations" or not isinstance(node.parent, exp.Window):
                 setattr(inv, counter, getattr(inv, counter) + 1)
+        if cls is exp.Interval:
+            bad = _bad_interval_unit(node)
+            if bad:
+                seen.setdefault(
+                    "UNSUPPORTED_SYNTAX",
+                    violation(
+                        "UNSUPPORTED_SYNTAX",
+                        f"`{bad}` is not an interval unit.",
+                        "Write intervals as INTERVAL '3 days' or INTERVAL 3 DAY.",
+                    ),
+                )
         if cls is exp.Select and not node.expressions:
             # PostgreSQL runs `SELECT` / `SELECT FROM t` (no columns); nothing needs it.
             seen.setdefault(
@@ -312,6 +323,31 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
         if code not in seen:
             seen[code] = violation(code, message)
     return list(seen.values()), inv
+
+
+_UNIT_WORDS = """year month day hour minute second week quarter millisecond microsecond decade
+century millennium millennia centuries mon min sec ms us h d y m w hr yr ns nanosecond epoch dow
+doy isodow isoyear"""
+_UNITS = frozenset(_UNIT_WORDS.split())
+
+
+def _bad_interval_unit(node: exp.Expr) -> str | None:
+    """A unit sqlglot kept from an interval string but no engine knows.
+
+    sqlglot splits INTERVAL '90 da;ys' into '90' and the unit DA, silently dropping the
+    rest: what would run is no longer what was written, so such units are refused.
+    """
+    unit = node.args.get("unit")
+    if unit is None:
+        return None
+    parts = [unit.this, unit.expression] if isinstance(unit, exp.IntervalSpan) else [unit]
+    for part in parts:
+        if not isinstance(part, exp.Var):
+            return None if part is None else part.sql()
+        name = part.name.lower()
+        if name not in _UNITS and name.rstrip("s") not in _UNITS:
+            return part.name
+    return None
 
 
 def _snippet(node: exp.Expr, limit: int = 60) -> str:

@@ -136,8 +136,13 @@ _PG_TYPES = {
 }
 
 
+@lru_cache(maxsize=1024)
 def engine_view(code: str, dialect: str) -> EngineView:
-    """Statement kinds as the engine's own parser sees them; a Refusal if it cannot parse."""
+    """Statement kinds as the engine's own parser sees them; a Refusal if it cannot parse.
+
+    Cached by text: the view is a pure function of it, and the same code is analyzed again
+    at execute time (and often validated twice by a retrying client).
+    """
     if dialect == "postgres":
         from pglast import parser as pg
 

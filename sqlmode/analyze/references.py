@@ -32,6 +32,16 @@ from sqlglot.optimizer.scope import Scope, ScopeType, traverse_scope, walk_in_sc
 from ..schema.snapshot import SchemaSnapshot
 from .classify import Inventory, survey
 
+# Node types the per-scope walk acts on (exact types; a Pseudocolumn is left to the sweep).
+_KINDS: dict[type, str] = {
+    exp.Column: "column",
+    exp.Star: "star",
+    exp.PositionalColumn: "selector",
+    exp.Columns: "selector",
+    exp.Dot: "dot",
+    exp.Join: "join",
+}
+
 # Origins of a scope's output column.
 _EXPLICIT = ("expr",)
 _OPAQUE = ("opaque",)
@@ -60,8 +70,9 @@ class References:
 
     tables: list[exp.Table] = field(default_factory=list)  # base-table nodes (not CTE refs)
     table_functions: list[exp.Table] = field(default_factory=list)
-    # (table, column) -> where it was used first ("SELECT", "WHERE", "*", ...)
-    reads: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (table, column) -> where it was used first: a label ("*", "a whole-row value", ...)
+    # or the first column node reading it (see clause_label)
+    reads: dict[tuple[str, str], str | exp.Expr] = field(default_factory=dict)
     unknown_columns: list[UnknownColumn] = field(default_factory=list)
     scopes: list[Scope] = field(default_factory=list)
     # id(column node) -> source keys it resolved to in its scope (for join graphs)
@@ -81,6 +92,9 @@ class Resolver:
         self._outputs: dict[int, list[tuple[str, tuple[Any, ...]]] | None] = {}
         self._seen_columns: set[int] = set()
         self._table_cols: dict[str, list[str]] = {}
+        self._table_outs: dict[int, list[tuple[str, tuple[Any, ...]]] | None] = {}
+        self._indexes: dict[int, dict[str, list[tuple[Any, ...]]] | None] = {}
+        self._aliases: dict[int, set[str]] = {}
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -180,9 +194,10 @@ class Resolver:
         expr = scope.expression
         eager = self._stars_are_eager(scope)
         for node in walk_in_scope(expr):
-            if node is expr and not isinstance(node, exp.Column):
+            kind = _KINDS.get(type(node))  # one lookup per node: most nodes are none of these
+            if kind is None or (node is expr and kind != "column"):
                 continue
-            if type(node) is exp.Column:
+            if kind == "column":
                 self._seen_columns.add(id(node))
                 if isinstance(node.this, exp.Star):
                     self._table_star(scope, node, eager and _is_projection(node, expr))
@@ -190,7 +205,7 @@ class Resolver:
                     continue
                 else:
                     self._column(scope, node)
-            elif isinstance(node, exp.Star):
+            elif kind == "star":
                 parent = node.parent
                 if isinstance(parent, exp.Count) or (isinstance(parent, exp.Column) and parent.this is node):
                     continue  # count(*) reads no column; t.* handled with its Column
@@ -201,12 +216,13 @@ class Resolver:
                     continue
                 # A star inside a function or selector reaches every column of every source.
                 self._demand_all_sources(scope, node, "*")
-            elif isinstance(node, (exp.PositionalColumn, exp.Columns)):
+            elif kind == "selector":
                 self._demand_all_sources(scope, None, "a positional or COLUMNS(...) selector")
-            elif isinstance(node, exp.Dot) and node.is_star:
-                self._demand_all_sources(scope, None, "*")
-            elif isinstance(node, exp.Join):
-                self._join_columns(scope, node)
+            elif kind == "dot":
+                if node.is_star:
+                    self._demand_all_sources(scope, None, "*")
+            else:
+                self._join_columns(scope, node)  # type: ignore[arg-type]
 
     def _stars_are_eager(self, scope: Scope) -> bool:
         """Whether a bare ``*`` in this scope reads every column at once."""
@@ -261,17 +277,17 @@ class Resolver:
             matches: list[tuple[str, Any]] = []
             opaque = False
             for key, src in level.sources.items():
-                outs = self._source_outputs(src)
-                if outs is None:
+                index = self._index_of(src)
+                if index is None:
                     opaque = True
-                elif any(n == name for n, _ in outs):
+                elif name in index:
                     matches.append((key, src))
             if matches:
                 # Ambiguous names are read from every match: the engine picks one or fails.
                 for key, src in matches:
                     self._read_named(level, (src, level), key, name, col)
                 return True
-            if level is scope and name in _select_aliases(scope):
+            if level is scope and name in self._aliases_of(scope):
                 return True
             whole = next((src for key, src in level.sources.items() if key.lower() == name), None)
             if whole is not None:
@@ -282,6 +298,12 @@ class Resolver:
         if report:
             self._unknown(scope, name, "")
         return False
+
+    def _aliases_of(self, scope: Scope) -> set[str]:
+        key = id(scope)
+        if key not in self._aliases:
+            self._aliases[key] = _select_aliases(scope)
+        return self._aliases[key]
 
     def _find_source(self, scope: Scope, key: str) -> tuple[Any, Scope] | None:
         for level in _chain(scope):
@@ -301,13 +323,13 @@ class Resolver:
     ) -> bool:
         src = found[0] if isinstance(found, tuple) else found
         self.refs.column_sources.setdefault(id(col), set()).add(key.lower())
-        outs = self._source_outputs(src)
-        if outs is None:
+        index = self._index_of(src)
+        if index is None:
             return True
-        for out_name, origin in outs:
-            if out_name == name:
-                self._demand(origin, col)
-                return True
+        origins = index.get(name)
+        if origins:
+            self._demand(origins[0], col)
+            return True
         if report:
             self._unknown(scope, name, key, src)
         return False
@@ -340,9 +362,29 @@ class Resolver:
 
     # -- outputs of sources --------------------------------------------------------------
 
+    def _index_of(self, src: Any) -> dict[str, list[tuple[Any, ...]]] | None:
+        """Output name -> origins of a source (None: opaque), built once per source."""
+        key = id(src)
+        if key in self._indexes:
+            return self._indexes[key]
+        outs = self._source_outputs(src)
+        index: dict[str, list[tuple[Any, ...]]] | None = None
+        if outs is not None:
+            index = {}
+            for name, origin in outs:
+                index.setdefault(name, []).append(origin)
+        self._indexes[key] = index
+        return index
+
     def _source_outputs(self, src: Any) -> list[tuple[str, tuple[Any, ...]]] | None:
         if isinstance(src, Scope):
             return self._outputs_of(src)
+        key = id(src)
+        if key not in self._table_outs:
+            self._table_outs[key] = self._table_outputs(src)
+        return self._table_outs[key]
+
+    def _table_outputs(self, src: Any) -> list[tuple[str, tuple[Any, ...]]] | None:
         if isinstance(src, exp.Table):
             if isinstance(src.this, exp.Identifier):
                 info = self.snapshot.table(src.name)
@@ -482,7 +524,8 @@ class Resolver:
     def _record(self, table: str, column: str, col: exp.Expr | None, where: str | None) -> None:
         key = (table, column)
         if key not in self.refs.reads:
-            self.refs.reads[key] = where or (_clause_of(col) if col is not None else "SELECT")
+            # The clause is only worded for blocked columns: keep the node, name it later.
+            self.refs.reads[key] = where if where else (col if col is not None else "SELECT")
 
     def _unknown(self, scope: Scope, name: str, qualifier: str, src: Any = None) -> None:
         candidates: list[str] = []
@@ -581,6 +624,11 @@ def _apply_star_modifiers(
             continue
         result.append((renamed.get(name, name), origin))
     return result
+
+
+def clause_label(where: str | exp.Expr) -> str:
+    """Where a read happened, in words: a stored label, or the clause holding the node."""
+    return where if isinstance(where, str) else _clause_of(where)
 
 
 def _clause_of(node: exp.Expr) -> str:

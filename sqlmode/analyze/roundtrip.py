@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
@@ -38,14 +37,36 @@ __all__ = ["check_round_trip", "references_of"]
 Reference = tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Reparsed:
-    """The parse of one rendering (cached: parsing is deterministic in the text)."""
+    """The parse of one rendering (cached: parsing is deterministic in the text).
+
+    ``canonical`` and ``refs`` are only needed when the trees differ (rare), so they are
+    computed on first use: eagerly they cost a tree copy and a render on every analysis.
+    """
 
     tree: exp.Expr | None
     error: str = ""
-    canonical: str = ""
-    refs: frozenset[Reference] = frozenset()
+    dialect: str = ""
+    _canonical: str | None = None
+    _refs: frozenset[Reference] | None = None
+
+    @property
+    def canonical(self) -> str:
+        if self._canonical is None:
+            assert self.tree is not None
+            # copy=True: the cached tree is compared again later and must never change.
+            self._canonical = sqlglot_dialect(self.dialect).generate(
+                self.tree, copy=True, comments=False, unsupported_level=ErrorLevel.IGNORE
+            )
+        return self._canonical
+
+    @property
+    def refs(self) -> frozenset[Reference]:
+        if self._refs is None:
+            assert self.tree is not None
+            self._refs = references_of(self.tree)
+        return self._refs
 
 
 def references_of(tree: exp.Expr) -> frozenset[Reference]:
@@ -64,17 +85,12 @@ def references_of(tree: exp.Expr) -> frozenset[Reference]:
 @lru_cache(maxsize=512)
 def _reparse(text: str, dialect: str) -> _Reparsed:
     try:
-        statements = [s for s in sqlglot.parse(text, read=dialect, error_level=ErrorLevel.RAISE) if s]
+        statements = [s for s in sqlglot_dialect(dialect).parse(text, error_level=ErrorLevel.RAISE) if s]
     except (ParseError, TokenError) as e:
         return _Reparsed(None, f"it no longer parses ({str(e).splitlines()[0][:200]})")
     if len(statements) != 1:
         return _Reparsed(None, f"it parses as {len(statements)} statements")
-    tree = statements[0]
-    # copy=True: the cached tree is compared again later and must never change.
-    canonical = sqlglot_dialect(dialect).generate(
-        tree, copy=True, comments=False, unsupported_level=ErrorLevel.IGNORE
-    )
-    return _Reparsed(tree, canonical=canonical, refs=references_of(tree))
+    return _Reparsed(statements[0], dialect=dialect)
 
 
 def _describe(extra: frozenset[Reference], missing: frozenset[Reference]) -> str:

@@ -18,7 +18,7 @@ from ..schema.snapshot import SchemaSnapshot
 from .codes import violation
 from .functions import FunctionPolicy, argument_problem, compile_policy, generated_rows, refusal_code
 from .parse import sqlglot_dialect
-from .references import References
+from .references import References, clause_label
 
 # Schemas that are catalogs, not data.
 CATALOG_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast", "pg_temp"})
@@ -170,7 +170,7 @@ def check_columns(
         if rules.table_blocked(snapshot, table):
             continue  # the table violation already says everything
         if rules.column_blocked(snapshot, table, column):
-            blocked.setdefault(f"{table}.{column}", where)
+            blocked.setdefault(f"{table}.{column}", clause_label(where))
             continue
         if table in known_tables:
             columns.append(f"{table}.{column}")
