@@ -10,6 +10,7 @@ not on a short list of read-only clauses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlglot import exp
 
@@ -124,7 +125,7 @@ def statement_type(root: exp.Expr) -> str:
         return str(node.this).upper().split()[0] if node.this else "COMMAND"
     if isinstance(node, (exp.Column, exp.Alias, exp.Identifier)):
         return "UNKNOWN"
-    names = {exp.Transaction: "BEGIN", exp.TruncateTable: "TRUNCATE", exp.Values: "VALUES"}
+    names: dict[type, str] = {exp.Transaction: "BEGIN", exp.TruncateTable: "TRUNCATE", exp.Values: "VALUES"}
     return names.get(type(node), type(node).__name__.upper())
 
 
@@ -269,12 +270,17 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
     """One walk over the tree: refused nodes (one violation per kind) and the inventory."""
     seen: dict[str, Violation] = {}
     inv = Inventory()
-    buckets = {"tables": inv.tables, "columns": inv.columns, "funcs": inv.funcs, "datatypes": inv.datatypes}
+    buckets: dict[str, list[Any]] = {
+        "tables": inv.tables,
+        "columns": inv.columns,
+        "funcs": inv.funcs,
+        "datatypes": inv.datatypes,
+    }
     for node in root.walk():
         cls = type(node)
         refusal, bucket, counter = _CATEGORIES.get(cls) or _categorize(cls)
         if bucket is not None:
-            buckets[bucket].append(node)  # type: ignore[arg-type]
+            buckets[bucket].append(node)
         if counter is not None:
             if counter == "with":
                 inv.recursive_ctes += 1 if node.args.get("recursive") else 0

@@ -15,7 +15,7 @@ from .rewrite import Limited
 _MAX_ITEMS = 6
 _MAX_SNIPPET = 80
 
-_COMPARE = {
+_COMPARE: dict[type, str] = {
     exp.EQ: "is",
     exp.NEQ: "is not",
     exp.GT: "is greater than",
@@ -23,7 +23,7 @@ _COMPARE = {
     exp.LT: "is less than",
     exp.LTE: "is at most",
 }
-_AGG_WORDS = {
+_AGG_WORDS: dict[type, str] = {
     exp.Sum: "the total of {}",
     exp.Avg: "the average {}",
     exp.Min: "the smallest {}",
@@ -55,8 +55,9 @@ class _Words:
             return f"{self.aliases.get(table.lower(), table)}.{node.name}" if table else node.name
         if isinstance(node, exp.Alias):
             return self(node.this)
-        if type(node) in _COMPARE:
-            return f"{self(node.this)} {_COMPARE[type(node)]} {self(node.expression)}"
+        word = _COMPARE.get(type(node))
+        if word is not None:
+            return f"{self(node.this)} {word} {self(node.expression)}"
         if isinstance(node, exp.And):
             return " and ".join(self(p) for p in node.flatten())
         if isinstance(node, exp.Or):
@@ -90,8 +91,9 @@ class _Words:
             if isinstance(arg, exp.Distinct):
                 return f"the number of distinct {', '.join(self(e) for e in arg.expressions)}"
             return f"the number of {self(arg)} values"
-        if type(node) in _AGG_WORDS:
-            return _AGG_WORDS[type(node)].format(self(node.this))
+        pattern = _AGG_WORDS.get(type(node))
+        if pattern is not None:
+            return pattern.format(self(node.this))
         return self.sql(node)
 
     def _list(self, node: exp.In) -> str:
@@ -272,8 +274,8 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str, lowered_from:
     elif isinstance(node, exp.SetOperation):
         kind = _SET_WORDS.get(type(node), "Combines")
         dedup = "" if node.args.get("distinct") is False else ", removing duplicates"
-        branches = []
-        stack = [node]
+        branches: list[exp.Expr] = []
+        stack: list[exp.Expr] = [node]
         while stack:
             n = stack.pop()
             if isinstance(n, exp.SetOperation):

@@ -321,7 +321,8 @@ def _interval_days(node: exp.Expr | None, table: dict[str, float]) -> float | No
     text = unit = None
     if isinstance(node, exp.Interval):
         text = node.this.name if node.this is not None else None
-        unit = node.unit.name if node.args.get("unit") is not None else None
+        unit_node = node.args.get("unit")
+        unit = unit_node.name if unit_node is not None else None
     elif isinstance(node, exp.Literal) and node.is_string:
         text = node.this
     if text is None:

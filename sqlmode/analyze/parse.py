@@ -14,6 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
@@ -107,7 +108,7 @@ def parse_one(code: str, dialect: str) -> exp.Expr:
 _local = threading.local()
 
 
-def _duckdb_parser():  # type: ignore[no-untyped-def]
+def _duckdb_parser() -> Any:
     con = getattr(_local, "duckdb", None)
     if con is None:
         import duckdb

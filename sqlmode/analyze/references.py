@@ -23,6 +23,7 @@ Rules that keep blocked columns out of reach:
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +141,8 @@ class Resolver:
         if scopes and not isinstance(root, exp.DML):
             top = scopes[-1]
             outs = self._outputs_of(top)
-            self.refs.output_fields = len(outs) if outs is not None else len(top.expression.selects or [])
+            selects = getattr(top.expression, "selects", None) or []
+            self.refs.output_fields = len(outs) if outs is not None else len(selects)
         self._sweep_unplaced()
         return self.refs
 
@@ -199,6 +201,7 @@ class Resolver:
                 continue
             if kind == "column":
                 self._seen_columns.add(id(node))
+                assert isinstance(node, exp.Column)
                 if isinstance(node.this, exp.Star):
                     self._table_star(scope, node, eager and _is_projection(node, expr))
                 elif node.arg_key in ("except_", "rename"):
@@ -515,7 +518,7 @@ class Resolver:
         )
         for key, src in scope.sources.items():
             outs = self._source_outputs(src) if modified else None
-            if outs is None:
+            if outs is None or col is None:
                 self._demand_source(src, col, where)
                 continue
             for _, origin in _apply_star_modifiers(col, outs, key, True):
@@ -563,7 +566,7 @@ def resolve(root: exp.Expr, snapshot: SchemaSnapshot, inventory: Inventory | Non
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _chain(scope: Scope):  # type: ignore[no-untyped-def]
+def _chain(scope: Scope) -> Iterator[Scope]:
     s: Scope | None = scope
     while s is not None:
         yield s

@@ -396,7 +396,14 @@ def _is_small(source: object) -> bool:
     return False
 
 
-def _add(out: list[Violation], seen: set[tuple[str, str]], code: str, key: str, msg: str, hint=None) -> None:  # type: ignore[no-untyped-def]
+def _add(
+    out: list[Violation],
+    seen: set[tuple[str, str]],
+    code: str,
+    key: str,
+    msg: str,
+    hint: str | None = None,
+) -> None:
     if (code, key) in seen:
         return
     seen.add((code, key))
