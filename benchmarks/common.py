@@ -600,6 +600,8 @@ def markdown_meta(data: dict[str, Any]) -> str:
         f"{m.get('platform')}, Python {m.get('python')}; {vers}"
         + (f"; PostgreSQL {pg}" if pg else "")
         + f"; sqlglot parser compiled: {m.get('sqlglot_parser_compiled')}; commit {m.get('git_commit')}"
+        + (f"; load average {m['load_avg_at_start'][0]} at start" if m.get("load_avg_at_start") else "")
+        + (f", {m['load_avg_at_end'][0]} at end" if m.get("load_avg_at_end") else "")
         + ("; **tiny mode (smoke test)**" if m.get("tiny") else "; **quick mode**" if m.get("quick") else "")
         + "."
     )

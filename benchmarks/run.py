@@ -71,6 +71,8 @@ async def run_all(args: argparse.Namespace) -> Results:
                 traceback.print_exc()
             results.sections[name] = time.perf_counter() - t0
         results.meta["postgres_server"] = await _pg_version(env)
+        # Other processes on the machine show up as spread; the load says how busy it was.
+        results.meta["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
         if env.postgres_error:
             results.meta["postgres_error"] = env.postgres_error
     finally:
@@ -114,7 +116,8 @@ def render_results_md(data: dict[str, Any]) -> str:
                 f"### {c['script']} ({'ok' if c['returncode'] == 0 else 'exit ' + str(c['returncode'])})",
                 "",
             ]
-            out += ["```", c.get("stdout", "").strip()[-4000:], "```", ""]
+            text = c.get("stdout", "").strip()
+            out += ["```", text[:12000] + ("\n..." if len(text) > 12000 else ""), "```", ""]
     if data.get("errors"):
         out += ["## Errors", ""] + [f"- `{e['module']}`: {e['error']}" for e in data["errors"]] + [""]
     return "\n".join(out)
