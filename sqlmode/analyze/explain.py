@@ -55,6 +55,8 @@ class _Words:
             return f"{self.aliases.get(table.lower(), table)}.{node.name}" if table else node.name
         if isinstance(node, exp.Alias):
             return self(node.this)
+        if isinstance(node, exp.Tuple):
+            return ", ".join(self(e) for e in node.expressions)
         word = _COMPARE.get(type(node))
         if word is not None:
             return f"{self(node.this)} {word} {self(node.expression)}"
@@ -121,16 +123,20 @@ def _call_name(node: exp.Expr) -> str:
 
 
 def _aliases(select: exp.Select) -> dict[str, str]:
-    out = {}
+    """alias -> table name, for tables read once; a self-join keeps its aliases apart."""
+    seen: dict[str, list[str]] = {}
     for table in select.find_all(exp.Table):
         if isinstance(table.this, exp.Identifier) and table.alias:
-            out[table.alias.lower()] = table.name
-    return out
+            seen.setdefault(table.name, []).append(table.alias.lower())
+    return {aliases[0]: name for name, aliases in seen.items() if len(aliases) == 1}
 
 
-def _source_name(node: exp.Expr) -> str:
+def _source_name(node: exp.Expr, aliases: dict[str, str] | None = None) -> str:
     if isinstance(node, exp.Table):
         if isinstance(node.this, exp.Identifier):
+            alias = node.alias.lower()
+            if alias and aliases is not None and alias not in aliases:
+                return f"{node.name} (as {node.alias})"
             return node.name
         return f"the function {node.this.sql()[:40]}" if node.this is not None else "a table function"
     if isinstance(node, exp.Subquery):
@@ -143,13 +149,49 @@ def _source_name(node: exp.Expr) -> str:
     return "a derived source"
 
 
+def _positional(node: exp.Expr, projections: list[exp.Expr]) -> exp.Expr:
+    """GROUP BY 1 / ORDER BY 2 name the select list's first or second column."""
+    if isinstance(node, exp.Literal) and not node.is_string and str(node.this).isdigit():
+        i = int(str(node.this)) - 1
+        if 0 <= i < len(projections):
+            p = projections[i]
+            return p.this if isinstance(p, exp.Alias) and not isinstance(p.this, exp.AggFunc) else p
+    return node
+
+
+def _output_name(w: _Words, proj: exp.Expr) -> str:
+    if isinstance(proj, exp.Alias):
+        return proj.alias
+    if isinstance(proj, exp.Column):
+        return w(proj)
+    window = proj.find(exp.Window)
+    return w(proj) if window is None else f"a computed column ({_call_name(window.this)})"
+
+
+def _join_condition(w: _Words, on: exp.Expr) -> str:
+    """'matching orders.customer_id to customers.id' for key equalities, else 'where ...'."""
+    parts = on.flatten() if isinstance(on, exp.And) else [on]
+    keys = [
+        p
+        for p in parts
+        if isinstance(p, exp.EQ) and isinstance(p.this, exp.Column) and isinstance(p.expression, exp.Column)
+    ]
+    rest = [p for p in parts if p not in keys]
+    text = ""
+    if keys:
+        text = "matching " + " and ".join(f"{w(k.this)} to {w(k.expression)}" for k in keys)
+    if rest:
+        text += (" where " if not text else ", where ") + " and ".join(w(r) for r in rest)
+    return text
+
+
 def describe_select(select: exp.Select, dialect: str) -> list[str]:
     """Sentences for one SELECT: sources, filters, grouping, windows, order."""
     w = _Words(dialect, _aliases(select))
     out: list[str] = []
     from_ = select.args.get("from_")
     if from_ is not None:
-        sentence = f"Reads {_source_name(from_.this)}"
+        sentence = f"Reads {_source_name(from_.this, w.aliases)}"
         for join in select.args.get("joins") or []:
             kind = " ".join(p for p in (join.side, join.kind) if p).lower()
             verb = {
@@ -162,11 +204,11 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
             }.get(join.side.lower() or join.kind.lower(), "joined with")
             if kind in ("left outer", "left"):
                 verb = "left-joined with"
-            part = f", {verb} {_source_name(join.this)}"
+            part = f", {verb} {_source_name(join.this, w.aliases)}"
             on = join.args.get("on")
             using = join.args.get("using")
             if on is not None:
-                part += f" where {w(on)}"
+                part += f" {_join_condition(w, on)}"
             elif using:
                 part += f" on matching {', '.join(u.name for u in using)}"
             elif not kind or kind == "cross":
@@ -177,9 +219,10 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
     if where is not None:
         out.append(f"Keeps only rows where {w(where.this)}.")
     group = select.args.get("group")
+    projections = select.expressions
     aggs = [a for p in select.expressions for a in p.find_all(exp.AggFunc) if not a.find_ancestor(exp.Window)]
     if group is not None:
-        keys = [w(e) for e in group.expressions] or ["every selected column"]
+        keys = [w(_positional(e, projections)) for e in group.expressions] or ["every selected column"]
         if group.args.get("all"):
             keys = ["every non-aggregated column"]
         for kind in ("rollup", "cube", "grouping_sets"):
@@ -210,10 +253,10 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
     if order is not None:
         keys = []
         for o in order.expressions:
-            text = w(o.this)
+            text = w(_positional(o.this, projections))
             keys.append(f"{text} {'descending' if o.args.get('desc') else 'ascending'}")
         out.append(f"Sorts by {', '.join(keys[:_MAX_ITEMS])}.")
-    cols = [w(p) if not isinstance(p, exp.Alias) else p.alias for p in select.expressions]
+    cols = [_output_name(w, p) for p in select.expressions]
     if cols and not any(isinstance(p, exp.Star) for p in select.expressions):
         shown = ", ".join(cols[:8]) + (f" and {len(cols) - 8} more" if len(cols) > 8 else "")
         out.append(f"Returns the columns {shown}.")
@@ -259,10 +302,10 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str, lowered_from:
             body = describe_select(inner, dialect) if isinstance(inner, exp.Select) else []
             summary = " ".join(body[:3]) if body else "combines several queries"
             steps.append(f"{cte.alias}: {summary[0].lower() + summary[1:] if summary else ''}")
-        kind = "recursive steps" if with_.args.get("recursive") else "steps"
+        n = len(with_.expressions)
+        kind = ("recursive " if with_.args.get("recursive") else "") + ("step" if n == 1 else "steps")
         parts.append(
-            f"First prepares {len(with_.expressions)} named {kind}. "
-            + " ".join(f"({i}) {s}" for i, s in enumerate(steps, 1))
+            f"First prepares {n} named {kind}. " + " ".join(f"({i}) {s}" for i, s in enumerate(steps, 1))
         )
         if len(with_.expressions) > _MAX_ITEMS:
             parts.append(f"(and {len(with_.expressions) - _MAX_ITEMS} more steps)")
@@ -277,11 +320,11 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str, lowered_from:
         branches: list[exp.Expr] = []
         stack: list[exp.Expr] = [node]
         while stack:
-            n = stack.pop()
-            if isinstance(n, exp.SetOperation):
-                stack.extend([n.expression, n.this])
+            item = stack.pop()
+            if isinstance(item, exp.SetOperation):
+                stack.extend([item.expression, item.this])
             else:
-                branches.append(n)
+                branches.append(item)
         parts.append(f"{kind} the results of {len(branches)} queries{dedup}.")
         for i, b in enumerate(branches[:_MAX_ITEMS], 1):
             inner = b.unnest() if isinstance(b, exp.Subquery) else b

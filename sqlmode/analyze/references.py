@@ -247,6 +247,8 @@ class Resolver:
         name = col.name.lower()
         qualifier = col.table.lower()
         if not qualifier:
+            if _comprehension_variable(col, name):
+                return
             self._unqualified(scope, col, name)
             return
         db = col.db.lower()
@@ -571,6 +573,18 @@ def _chain(scope: Scope) -> Iterator[Scope]:
     while s is not None:
         yield s
         s = s.parent
+
+
+def _comprehension_variable(col: exp.Column, name: str) -> bool:
+    """``x`` in DuckDB's ``[x * 2 FOR x IN list]`` is the loop variable, not a column."""
+    node: exp.Expr | None = col.parent
+    while node is not None:
+        if isinstance(node, exp.Comprehension):
+            var = node.args.get("expression")
+            if var is not None and var.name.lower() == name and col.arg_key != "iterator":
+                return True
+        node = node.parent
+    return False
 
 
 def _depth(scope: Scope) -> int:

@@ -1,0 +1,117 @@
+"""Explanations a business user follows; complexity with its breakdown; risk levels."""
+
+from __future__ import annotations
+
+import pytest
+
+from sqlmode.analyze import Analyzer
+from sqlmode.models import RiskLevel
+from sqlmode.sample import long_tail_sql
+from tests.analyze.conftest import make_settings, sample_snapshot
+
+
+def run(sql: str, dialect: str = "postgres", **code_mode):  # type: ignore[no-untyped-def]
+    return Analyzer(make_settings(dialect, **code_mode)).analyze(sql, sample_snapshot(dialect))
+
+
+def test_explanation_says_what_is_read_joined_filtered_grouped_ordered_limited() -> None:
+    a = run(
+        "SELECT c.region, count(*) AS n, sum(o.total) AS revenue FROM customers c "
+        "JOIN orders o ON o.customer_id = c.id WHERE o.status = 'completed' AND o.total > 100 "
+        "GROUP BY c.region HAVING count(*) > 10 ORDER BY revenue DESC LIMIT 20"
+    )
+    text = a.explanation
+    for phrase in [
+        "Reads customers",  # read, with table names instead of aliases
+        "joined with orders matching orders.customer_id to customers.id",  # joined on what
+        "Keeps only rows where orders.status is 'completed' and orders.total is greater than 100",
+        "Groups rows by customers.region and computes the number of rows, the total of orders.total",
+        "Keeps only groups where the number of rows is greater than 10",
+        "Sorts by revenue descending",
+        "Returns at most 20 rows",
+    ]:
+        assert phrase in text, (phrase, text)
+    assert " c." not in text and " o." not in text  # no bare aliases
+
+
+@pytest.mark.parametrize(
+    ("sql", "phrases"),
+    [
+        (
+            "SELECT c.name FROM customers c LEFT JOIN contact"
+            "s ct ON ct.customer_id = c.id WHERE ct.id IS NULL",
+            ["left-joined with contacts", "contacts.id is empty"],
+        ),
+        (
+            "SELECT name FROM products UNION SELECT name FROM customers",
+            ["Combines the results of 2 queries, removing duplicates"],
+        ),
+        (
+            "WITH m AS (SELECT customer_id, sum(total) AS s FROM orders GROUP BY 1) SELECT * FROM m",
+            ["First prepares 1 named step", "m: reads orders", "Groups rows by customer_id"],
+        ),
+        (
+            "SELECT DISTINCT ON (customer_id) customer_id, total"
+            " FROM orders ORDER BY customer_id, created_at DESC",
+            ["Keeps one row per customer_id", "created_at descending"],
+        ),
+        (
+            "SELECT id FROM orders WHERE status IN ('a', 'b') A"
+            "ND created_at BETWEEN '2024-01-01' AND '2024-12-31'",
+            ["status is one of 'a', 'b'", "created_at is between '2024-01-01' and '2024-12-31'"],
+        ),
+        (
+            "SELECT customer_id, rank() OVER (ORDER BY total DESC) FROM orders",
+            ["window functions: rank", "a computed column (rank)"],
+        ),
+        (
+            "SELECT a.id FROM customers a JOIN customers b ON a.region = b.region AND a.id < b.id",
+            ["customers (as a)", "customers (as b)", "matching a.region to b.region"],
+        ),
+        ("SELECT id FROM orders LIMIT 5000", ["Returns at most 1,000 rows", "lowered"]),
+        ("SELECT count(*) FROM orders", ["Computes the number of rows over all matching rows"]),
+    ],
+)
+def test_explanation_phrases(sql: str, phrases: list[str]) -> None:
+    a = run(sql)
+    assert a.violations == []
+    for phrase in phrases:
+        assert phrase in a.explanation, (phrase, a.explanation)
+
+
+def test_complexity_breakdown_counts_the_parts() -> None:
+    a = run(long_tail_sql("postgres"))
+    c = a.complexity
+    assert a.violations == []
+    # tables counts base-table references: orders twice, support_tickets, contacts, customers
+    assert (c.ctes, c.tables, c.window_functions) == (6, 5, 4)
+    assert c.joins == 6 and c.depth == 2 and c.fields == 11
+    assert c.score == a.complexity.model_dump()["score"] and 100 < c.score < 400
+
+
+@pytest.mark.parametrize(
+    ("sql", "code_mode", "risk"),
+    [
+        ("SELECT id FROM orders", {}, RiskLevel.LOW),
+        (
+            "SELECT c.region, count(*) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY 1",
+            {},
+            RiskLevel.LOW,
+        ),
+        ("LONG_TAIL", {}, RiskLevel.MEDIUM),
+        ("UPDATE orders SET status = 'x' WHERE id = 1", {"allow_writes": True}, RiskLevel.HIGH),
+        ("DELETE FROM contacts WHERE id = 1", {"allow_deletes": True}, RiskLevel.CRITICAL),
+        ("DROP TABLE orders", {}, RiskLevel.CRITICAL),
+    ],
+)
+def test_risk_levels_follow_action_and_complexity(sql: str, code_mode: dict, risk: RiskLevel) -> None:
+    sql = long_tail_sql("postgres") if sql == "LONG_TAIL" else sql
+    assert run(sql, **code_mode).risk_level == risk
+
+
+def test_a_heavy_read_is_high_risk() -> None:
+    sql = "SELECT " + ", ".join(
+        f"(SELECT count(*) FROM orders o{i} WHERE o{i}.total > {i})" for i in range(20)
+    )
+    a = run(sql)
+    assert a.violations == [] and a.complexity.score >= 250 and a.risk_level == RiskLevel.HIGH
