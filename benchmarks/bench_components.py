@@ -54,7 +54,7 @@ def governance(results: Results) -> None:
 
 
 # Shorter still than the scripts' own --quick, so that run.py --quick stays near a minute.
-QUICK_ARGS = {"bench_server": {"--rounds": "40", "--duration": "5"}, "bench_execute": {"--iterations": "60"}}
+QUICK_ARGS = {"bench_server": {"--rounds": "30", "--duration": "3"}, "bench_execute": {"--iterations": "40"}}
 T_STDIO = Target("<=", 3.0, "ms", "DESIGN.md")
 T_STDIO_ISSUE = Target("<", 10.0, "ms", "issue 6")
 T_ZERO = Target("<=", 0, "errors", "issue 6")

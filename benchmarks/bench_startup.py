@@ -115,7 +115,7 @@ async def run(env: BenchEnv, results: Results) -> None:
     if results.tiny:
         n_sessions, seconds = 2, 1.0
     else:
-        n_sessions, seconds = (3, 3.0) if results.quick else (8, 20.0)
+        n_sessions, seconds = (2, 2.0) if results.quick else (8, 20.0)
     await stdio_sessions(results, params, n_sessions, seconds)
 
 
