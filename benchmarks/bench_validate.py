@@ -210,7 +210,7 @@ async def variants(results: Results, settings: Any, dialect: str, sql: str, budg
     results.add(
         f"{p}.validate_warm",
         GROUP,
-        f"{dialect}: validate_code, typical query (in rotation with the next line)",
+        f"{dialect}: validate_code with the audit log on (in rotation)",
         st["full"],
     )
     results.add(

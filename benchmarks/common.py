@@ -561,13 +561,24 @@ def _floor_cell(f: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> tuple[st
     return f"{fmt_value(base['value'], base['unit'])} ({label})", (f"{ratio:.2f}x" if ratio else "")
 
 
-def markdown_table(data: dict[str, Any], *, headline_only: bool = False, group: str | None = None) -> str:
-    """The figures of a results dict as one markdown table."""
+def markdown_table(
+    data: dict[str, Any],
+    *,
+    headline_only: bool = False,
+    group: str | None = None,
+    ids: set[str] | None = None,
+    spread: bool = True,
+) -> str:
+    """The figures of a results dict as one markdown table (all, the headline ones, a group, or ``ids``)."""
     by_id = {f["id"]: f for f in data["figures"]}
-    rows = [
-        "| figure | median | spread (p10 - p90) | floor, same run | x floor | target | |",
-        "|---|---:|---|---|---:|---|---|",
-    ]
+    rows = (
+        [
+            "| figure | median | spread (p10 - p90) | floor, same run | x floor | target | |",
+            "|---|---:|---|---|---:|---|---|",
+        ]
+        if spread
+        else ["| figure | median | floor, same run | x floor | target | |", "|---|---:|---|---:|---|---|"]
+    )
     figures = data["figures"]
     if headline_only:  # grouped, groups in the order first measured (component scripts run last)
         order: dict[str, int] = {}
@@ -577,16 +588,17 @@ def markdown_table(data: dict[str, Any], *, headline_only: bool = False, group: 
     for f in figures:
         if headline_only and not f.get("headline"):
             continue
+        if ids is not None and f["id"] not in ids and "target" not in f:
+            continue
         if group is not None and f["group"] != group:
             continue
         floor, ratio = _floor_cell(f, by_id)
         target = ""
         if "target" in f:
             target = "; ".join(f"{t['text']} ({t['source']})" for t in (f["target"], f.get("target2")) if t)
-        rows.append(
-            f"| {f['label']} | {fmt_value(f['value'], f['unit'])} | {_spread(f)} | {floor} | {ratio} | "
-            f"{target} | {_verdict(f)} |"
-        )
+        cells = [f["label"], fmt_value(f["value"], f["unit"])] + ([_spread(f)] if spread else [])
+        cells += [floor, ratio, target, _verdict(f)]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 

@@ -145,11 +145,34 @@ def _payload_notes(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Context rows for the README beside every figure that has a target.
+README_EXTRA = {
+    "validate.duckdb.typical.validate_no_audit",
+    "validate.postgres.typical.validate_no_audit",
+    "validate.schema1000.typical",
+    "exec.duckdb.rows10.service",
+    "exec.duckdb.rows10.mcp",
+    "exec.postgres.rows10.service",
+    "exec.postgres.rows10.mcp",
+    "mem.duckdb.executor",
+    "mem.postgres.executor",
+    "scale.duckdb.s1.validate_execute",
+    "scale.duckdb.s10.validate_execute",
+    "scale.postgres.s1.validate_execute",
+    "scale.postgres.s10.validate_execute",
+    "payload.schema",
+    "stdio_sessions.throughput",
+    "stdio_sessions.latency",
+    "server.http_throughput",
+    "server.http_latency",
+}
+
+
 def render_readme_section(data: dict[str, Any]) -> str:
     return "\n".join(
         [
             README_START,
-            markdown_table(data, headline_only=True),
+            markdown_table(data, headline_only=True, ids=README_EXTRA, spread=False),
             "",
             markdown_meta(data),
             "All figures, with spreads and component breakdowns: "
