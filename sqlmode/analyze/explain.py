@@ -46,6 +46,10 @@ class _Words:
     def __call__(self, node: exp.Expr | None) -> str:
         if node is None:
             return ""
+        if isinstance(node, exp.Literal):
+            # the common case, without building a SQL generator
+            text = str(node.this)
+            return "'" + text.replace("'", "''") + "'" if node.is_string else text
         if isinstance(node, exp.Paren):
             return self(node.this)
         if isinstance(node, exp.Column):

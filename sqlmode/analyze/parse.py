@@ -182,8 +182,9 @@ def confirm_rendered(sql: str, dialect: str, expected: str) -> bool:
     tokens = duckdb.tokenize(sql)
     if not tokens:
         return False
+    operator = duckdb.token_type.operator
     for offset, kind in tokens:
-        if str(kind).endswith("operator") and sql[offset] == ";":
+        if kind == operator and sql[offset] == ";":
             return False
     offset, kind = tokens[0]
     first = sql[offset:].split(None, 1)[0].lower()
