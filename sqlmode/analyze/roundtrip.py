@@ -93,6 +93,46 @@ def _reparse(text: str, dialect: str) -> _Reparsed:
     return _Reparsed(statements[0], dialect=dialect)
 
 
+def _same_tree(a: exp.Expr, b: exp.Expr) -> bool:
+    """Exact structural equality, stopping at the first difference.
+
+    Stricter than ``==`` (which hashes both whole trees: about 135 us for a typical query),
+    so it is only a fast path: a False falls back to ``==``. An arg set to None or [] is
+    the same as an absent one (the parser sets some that the builders leave out).
+    """
+    stack: list[tuple[exp.Expr, exp.Expr]] = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if type(x) is not type(y):
+            return False
+        ya = y.args
+        present = 0
+        for key, xv in x.args.items():
+            if xv is None or (type(xv) is list and not xv):
+                continue
+            present += 1
+            yv = ya.get(key)
+            if isinstance(xv, exp.Expr):
+                if not isinstance(yv, exp.Expr):
+                    return False
+                stack.append((xv, yv))
+            elif type(xv) is list:
+                if type(yv) is not list or len(xv) != len(yv):
+                    return False
+                for xi, yi in zip(xv, yv, strict=True):
+                    if isinstance(xi, exp.Expr):
+                        if not isinstance(yi, exp.Expr):
+                            return False
+                        stack.append((xi, yi))
+                    elif isinstance(yi, exp.Expr) or xi != yi:
+                        return False
+            elif isinstance(yv, exp.Expr) or xv != yv:
+                return False
+        if present != sum(1 for v in ya.values() if v is not None and not (type(v) is list and not v)):
+            return False
+    return True
+
+
 def _describe(extra: frozenset[Reference], missing: frozenset[Reference]) -> str:
     def names(refs: frozenset[Reference]) -> str:
         return ", ".join(sorted(".".join(p for p in r[1:] if p) for r in refs)[:5]) or "nothing"
@@ -108,7 +148,7 @@ def check_round_trip(normalized: str, tree: exp.Expr, dialect: str) -> list[Viol
         again = _Reparsed(None, "it is nested too deeply to parse again")
     if again.tree is None:
         return [violation("ROUND_TRIP_MISMATCH", f"The normalized SQL does not round-trip: {again.error}.")]
-    if again.tree == tree:
+    if _same_tree(again.tree, tree) or again.tree == tree:
         return []
     if again.canonical != normalized:
         return [
