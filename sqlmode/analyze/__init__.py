@@ -144,6 +144,8 @@ class Analyzer:
         complexity = measure(inv, refs)
         limit_v = _rules.check_limits(root, refs, rules, joins, complexity.depth)
         cart_v = _rules.check_cartesian(refs)
+        if inv.recursive_ctes:
+            cart_v += _rules.check_recursion(root)
         _extend(a, table_v + col_v + fn_v + limit_v + cart_v)
         if complexity.score > rules.max_complexity:
             _extend(

@@ -122,6 +122,10 @@ VIOLATION_CODES: dict[str, tuple[str, str]] = {
         "The query's complexity score is above the configured max_complexity.",
         "Simplify: fewer joins, subqueries and window functions, or answer in smaller steps.",
     ),
+    "UNBOUNDED_RECURSION": (
+        "A recursive CTE has nothing that stops the recursion.",
+        "Add a WHERE condition to the recursive part (for example WHERE n < 100), or a LIMIT.",
+    ),
     "CARTESIAN_PRODUCT": (
         "Two tables are combined without a join condition (a cartesian product).",
         "Add a JOIN ... ON condition linking the tables, or use a single-row subquery.",

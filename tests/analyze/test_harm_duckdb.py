@@ -174,6 +174,21 @@ def test_attack_would_do_harm_and_is_refused(name: str, scratch, tmp_path: Path)
     HARM[name](scratch, rows, tmp_path)
 
 
+def test_unbounded_recursion_runs_until_interrupted(scratch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    case = CASES["recursive_cte_unbounded"]
+    analysis = Analyzer(make_settings("duckdb")).analyze(case.sql, sample_snapshot("duckdb"))
+    assert {v.code for v in analysis.violations} == {"UNBOUNDED_RECURSION"}
+    timer = threading.Timer(0.5, scratch.interrupt)  # the executor's watchdog, in miniature
+    timer.start()
+    try:
+        with pytest.raises(duckdb.InterruptException):
+            scratch.execute(case.sql).fetchall()
+    finally:
+        timer.cancel()
+
+
 def test_harm_cases_cover_every_attack_class() -> None:
     sections = {
         "statements": {"commit_then_drop", "select_then_drop"},

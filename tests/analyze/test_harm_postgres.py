@@ -190,6 +190,7 @@ HARM: dict[str, tuple[str, Check]] = {
     "current_setting_data_dir": ("fetch", rows_have(lambda r: "/data" in str(r))),
     "pg_sleep_long": ("timeout", None),  # type: ignore[dict-item]
     "generate_series_huge": ("timeout", None),  # type: ignore[dict-item]
+    "recursive_cte_unbounded": ("timeout", None),  # type: ignore[dict-item]
     "version_fn": ("fetch", rows_have(lambda r: "PostgreSQL" in str(r))),
     # catalogs
     "information_schema_columns": (
@@ -251,7 +252,7 @@ async def _run_special(name: str, conn: asyncpg.Connection, url: str, sql: str, 
         async with conn.transaction():
             await conn.execute(sql)
             return await _locked_elsewhere(url)
-    if name in ("pg_sleep_long", "generate_series_huge"):
+    if name in ("pg_sleep_long", "generate_series_huge", "recursive_cte_unbounded"):
         # Unsafe to run to the end: show it is still running when a short timeout hits.
         await conn.execute("SET statement_timeout = '300ms'")
         try:
