@@ -35,7 +35,7 @@ class TableConfig(_Section):
     name: str
     description: str = ""
     # Operations Cedar may allow on this table beyond the global switches ("read", "write", "delete").
-    operations: list[Literal["read", "write", "delete"]] = Field(default_factory=lambda: ["read"])
+    operations: list[Literal["read", "write", "delete"]] = Field(default_factory=lambda: ["read"])  # type: ignore[arg-type]
 
 
 class ServerConfig(_Section):

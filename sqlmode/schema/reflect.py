@@ -118,22 +118,25 @@ async def _reflect_postgres(settings: Settings) -> list[TableInfo]:
         insp = sa.inspect(sync_conn)
         out: list[TableInfo] = []
         for schema in schemas:
-            counts = dict(
-                sync_conn.exec_driver_sql(
-                    "SELECT c.relname, c.reltuples::bigint FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
-                    (schema,),
-                ).fetchall()
-            )
+            rows = sync_conn.exec_driver_sql(
+                "SELECT c.relname, c.reltuples::bigint FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+                (schema,),
+            ).fetchall()
+            counts: dict[str, Any] = {r[0]: r[1] for r in rows}
             names = [(n, "table") for n in insp.get_table_names(schema=schema)]
             names += [(n, "view") for n in insp.get_view_names(schema=schema)]
             names += [(n, "view") for n in insp.get_materialized_view_names(schema=schema)]
             # The get_multi_* calls read the catalog once per schema instead of once per table.
             kind = ObjectKind.ANY
             columns = {k[1]: v for k, v in insp.get_multi_columns(schema=schema, kind=kind).items()}
-            pks = {k[1]: v for k, v in insp.get_multi_pk_constraint(schema=schema, kind=kind).items()}
+            pks: dict[str, Any] = {
+                k[1]: v for k, v in insp.get_multi_pk_constraint(schema=schema, kind=kind).items()
+            }
             fks = {k[1]: v for k, v in insp.get_multi_foreign_keys(schema=schema, kind=kind).items()}
-            comments = {k[1]: v for k, v in insp.get_multi_table_comment(schema=schema, kind=kind).items()}
+            comments: dict[str, Any] = {
+                k[1]: v for k, v in insp.get_multi_table_comment(schema=schema, kind=kind).items()
+            }
             for name, kind_name in names:
                 pk = set((pks.get(name) or {}).get("constrained_columns") or [])
                 rc = counts.get(name)
