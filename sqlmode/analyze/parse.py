@@ -108,7 +108,8 @@ def parse_one(code: str, dialect: str) -> exp.Expr:
 _local = threading.local()
 
 
-def _duckdb_parser() -> Any:
+def duckdb_parser() -> Any:
+    """A per-thread in-memory DuckDB used only to parse (and serialize) SQL, never the warehouse."""
     con = getattr(_local, "duckdb", None)
     if con is None:
         import duckdb
@@ -156,7 +157,7 @@ def engine_view(code: str, dialect: str) -> EngineView:
         types = tuple(_PG_TYPES.get(next(iter(s.get("stmt", {"?": 0}))), "OTHER") for s in stmts)
         return EngineView(types, tree)
     try:
-        statements = _duckdb_parser().extract_statements(code)
+        statements = duckdb_parser().extract_statements(code)
     except Exception as e:  # duckdb.ParserError and friends
         raise Refusal(violation("PARSE_ERROR", f"DuckDB rejects the syntax: {_first_line(e)}")) from None
     return EngineView(tuple(str(s.type).rsplit(".", 1)[-1] for s in statements))

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import Any
 
 from ..analyze.codes import violation
 from ..analyze.functions import compile_policy
+from ..analyze.parse import duckdb_parser
 from ..config import Settings
 from ..errors import NotAQueryError, SqlmodeError
 from ..models import Action, Analysis, RiskLevel, Violation
@@ -116,26 +116,6 @@ def human(n: float) -> str:
 
 # -- the engines' own parsers ------------------------------------------------------------------
 
-_local = threading.local()
-
-
-def _duckdb_parser() -> Any:
-    con = getattr(_local, "duckdb", None)
-    if con is None:
-        import duckdb
-
-        # Parsing only: an in-memory instance with every door closed; never the warehouse.
-        con = duckdb.connect(
-            ":memory:",
-            config={
-                "enable_external_access": False,
-                "autoload_known_extensions": False,
-                "autoinstall_known_extensions": False,
-            },
-        )
-        con.execute("SET lock_configuration = true")
-        _local.duckdb = con
-    return con
 
 
 _DUCK_QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
@@ -158,7 +138,7 @@ def engine_calls(sql: str, dialect: str) -> tuple[str | None, set[tuple[str, str
         _pg_calls(doc, calls)
         return None, calls
     try:
-        raw = _duckdb_parser().execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
+        raw = duckdb_parser().execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
     except Exception as e:  # any parser failure is a disagreement
         return f"DuckDB's parser rejects it ({str(e)[:200]})", calls
     doc = json.loads(raw)

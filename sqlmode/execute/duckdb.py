@@ -58,20 +58,12 @@ _open_lock = threading.Lock()
 
 
 def duckdb_config(settings: Settings) -> dict[str, Any]:
-    """The locked-down DuckDB configuration (``lock_configuration`` is set after opening)."""
-    db = settings.database
-    return {
-        "enable_external_access": False,
-        "autoload_known_extensions": False,
-        "autoinstall_known_extensions": False,
-        "allow_community_extensions": False,
-        "allow_unsigned_extensions": False,
-        "allow_persistent_secrets": False,
-        "python_enable_replacements": False,
-        "memory_limit": db.memory_limit,
-        "threads": db.threads,
-        "max_temp_directory_size": db.max_temp_directory_size,
-    }
+    """The locked-down DuckDB configuration (``lock_configuration`` is set after opening).
+
+    One definition, in config: reflection opens the same file in this process and DuckDB
+    refuses a second connection with a different configuration.
+    """
+    return dict(settings.database.duckdb_config())
 
 
 def open_duckdb(settings: Settings, *, read_only: bool) -> duckdb.DuckDBPyConnection:
