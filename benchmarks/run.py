@@ -111,7 +111,7 @@ def render_results_md(data: dict[str, Any]) -> str:
         out += [f"## {g.capitalize()}", "", markdown_table(data, group=g), ""]
         if g == "payload":
             out += [_payload_notes(data), ""]
-    extra = [f for f in data.get("components", [])]
+    extra = [c for c in data.get("components", []) if not c.get("folded")]
     if extra:
         out += ["## Component scripts", ""]
         for c in extra:
