@@ -74,7 +74,7 @@ array_length cardinality array_position array_positions array_append array_prepe
 array_remove array_replace array_upper array_lower array_dims array_contains array_has
 list_contains list_has unnest list_value list_extract list_element array_extract list_slice
 array_slice list_sort array_sort list_reverse_sort list_distinct array_distinct list_unique
-list_aggregate array_aggregate list_transform array_transform apply list_filter array_filter filter
+list_aggregate array_aggregate list_transform array_transform list_filter array_filter filter
 list_reduce array_reduce list_concat array_concat len flatten list_reverse array_reverse
 struct_pack struct_extract row struct_insert map map_extract map_keys map_values element_at array
 generate_subscripts list_has_any list_has_all array_has_any array_has_all list_min list_max
@@ -238,7 +238,31 @@ class FunctionPolicy:
 
 
 def _classes_for(name: str, dialect: str) -> set[type]:
-    """Node classes a call named ``name`` parses to in ``dialect`` (empty: anonymous)."""
+    """Node classes a call named ``name`` parses to in ``dialect`` (empty: anonymous).
+
+    A name the parser maps straight to ``SomeFunc.from_arg_list`` is that class; other
+    names (builders that vary by arity, special-syntax parsers) are found by parsing
+    sample calls. The shortcut keeps Analyzer start-up near 20 ms instead of 100 ms.
+    """
+    parser = _dialect(dialect).parser_class
+    upper = name.upper()
+    if upper not in parser.FUNCTION_PARSERS and upper not in parser.NO_PAREN_FUNCTIONS:
+        builder = parser.FUNCTIONS.get(upper)
+        if builder is None:
+            return set()
+        owner = getattr(builder, "__self__", None)
+        if isinstance(owner, type) and issubclass(owner, exp.Func):
+            return {owner}
+    return _classes_by_parsing(name, dialect)
+
+
+def _dialect(name: str):
+    from .parse import sqlglot_dialect
+
+    return sqlglot_dialect(name)
+
+
+def _classes_by_parsing(name: str, dialect: str) -> set[type]:
     found: set[type] = set()
     for args in ("", "a", "a, b", "a, b, c"):
         try:
