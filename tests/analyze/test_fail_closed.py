@@ -1,0 +1,67 @@
+"""Failing closed: any disagreement, crash or surprise inside the analyzer is a refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+import sqlmode.analyze as analyze_pkg
+from sqlmode.analyze import Analyzer
+from sqlmode.analyze import parse as P
+from sqlmode.analyze import references as refs_mod
+from tests.analyze.conftest import make_settings, sample_snapshot
+
+SQL = "SELECT id FROM orders"
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def dialect(request: pytest.FixtureRequest) -> str:
+    P.engine_view.cache_clear()
+    return request.param
+
+
+def codes(dialect: str, sql: str = SQL) -> set[str]:
+    analysis = Analyzer(make_settings(dialect)).analyze(sql, sample_snapshot(dialect))
+    assert analysis.normalized_code == "" or not analysis.violations
+    return {v.code for v in analysis.violations}
+
+
+def test_engine_seeing_another_kind_of_statement_is_a_disagreement(dialect, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(P, "engine_view", lambda code, d: P.EngineView(("OTHER",)))
+    assert codes(dialect) == {"PARSER_DISAGREEMENT"}
+
+
+def test_engine_seeing_two_statements_is_refused(dialect, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(P, "engine_view", lambda code, d: P.EngineView(("SELECT", "DELETE")))
+    assert codes(dialect) == {"MULTIPLE_STATEMENTS"}
+
+
+def test_engine_seeing_nothing_is_refused(dialect, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(P, "engine_view", lambda code, d: P.EngineView(()))
+    assert codes(dialect) == {"PARSER_DISAGREEMENT"}
+
+
+@pytest.mark.parametrize("error", [IndexError("boom"), KeyError("k"), RecursionError(), MemoryError()])
+def test_a_crash_anywhere_is_a_refusal_never_an_exception(dialect, monkeypatch, error) -> None:  # type: ignore[no-untyped-def]
+    def explode(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise error
+
+    monkeypatch.setattr(analyze_pkg, "resolve", explode)
+    got = codes(dialect)
+    assert got in ({"ANALYSIS_FAILED"}, {"QUERY_TOO_LARGE"})
+
+
+def test_rendering_that_is_not_one_query_is_refused(dialect, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(analyze_pkg, "render", lambda root, d: "SELECT 1; DROP TABLE orders")
+    assert codes(dialect) & {"ANALYSIS_FAILED", "ROUND_TRIP_MISMATCH"}
+
+
+def test_unplaced_columns_still_count_against_blocked_columns(dialect, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # If scope traversal ever missed a column, the sweep still matches it by name.
+    monkeypatch.setattr(refs_mod, "traverse_scope", lambda root: [])
+    assert "COLUMN_BLOCKED" in codes(dialect, "SELECT ssn FROM customers")
+
+
+def test_the_engine_parser_is_private_and_never_opens_the_warehouse() -> None:
+    con = P.duckdb_parser()
+    assert con.execute("SELECT current_database()").fetchone()[0] == "memory"
+    assert con.execute("SELECT current_setting('enable_external_access')").fetchone()[0] is False
