@@ -366,9 +366,10 @@ def check_cartesian(refs: References) -> list[Violation]:
             if (
                 isinstance(target, exp.Lateral)
                 or join.args.get("using")
-                or (str(join.args.get("method") or "").upper() == "NATURAL")
+                or str(join.args.get("method") or "").upper() in ("NATURAL", "POSITIONAL")
             ):
-                groups.union(set(keys))  # lateral / USING / NATURAL joins always connect
+                # lateral / USING / NATURAL joins connect; POSITIONAL pairs rows one to one
+                groups.union(set(keys))
                 continue
             linked = keys_in(join.args.get("on"))
             if isinstance(target, exp.Table) and not isinstance(target.this, exp.Identifier):
