@@ -399,6 +399,8 @@ def _moment(node: exp.Expr | None) -> float | None:
     if isinstance(node, (exp.Add, exp.Sub)):
         base = _moment(node.this)
         delta = _interval_days(node.expression, _UNIT_DAYS_MAX)
+        if delta is None:
+            delta = _number(node.expression)  # date +/- integer: days
         if base is None or delta is None:
             return None
         return base + delta if isinstance(node, exp.Add) else base - delta
