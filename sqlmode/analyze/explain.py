@@ -294,6 +294,24 @@ def _describe_write(node: exp.Expr, dialect: str) -> list[str]:
     return out
 
 
+def _describe_pivot(pivot: exp.Pivot, dialect: str) -> list[str]:
+    w = _Words(dialect, {})
+    source = _source_name(pivot.this)
+    if pivot.args.get("unpivot"):
+        cols = ", ".join(w(e) for e in pivot.expressions)
+        return [f"Unpivots {source}: turns the columns {cols} into rows of name and value."]
+    spread = "; ".join(
+        f"one column per {w(e.this)} value ({w.__call__(exp.Tuple(expressions=e.expressions))})"
+        if isinstance(e, exp.In)
+        else f"one column per {w(e)} value"
+        for e in pivot.expressions
+    )
+    aggs = ", ".join(w(a) for a in pivot.args.get("using") or [])
+    group = pivot.args.get("group")
+    rows = f", one row per {', '.join(w(g) for g in group.expressions)}" if group is not None else ""
+    return [f"Pivots {source}: {spread}{rows}, each holding {aggs or 'a value'}."]
+
+
 def explain(root: exp.Expr, limited: Limited | None, dialect: str, lowered_from: int | None = None) -> str:
     """A paragraph describing the whole statement."""
     parts: list[str] = []
@@ -313,7 +331,10 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str, lowered_from:
         )
         if len(with_.expressions) > _MAX_ITEMS:
             parts.append(f"(and {len(with_.expressions) - _MAX_ITEMS} more steps)")
-    if isinstance(node, exp.Select):
+    inner = node.args["from_"].this.this if isinstance(node, exp.Select) and node.args.get("from_") else None
+    if isinstance(inner, exp.Pivot) and not node.args.get("where"):
+        parts.extend(_describe_pivot(inner, dialect))  # a PIVOT statement, wrapped for its LIMIT
+    elif isinstance(node, exp.Select):
         body = describe_select(node, dialect)
         if with_ is not None and body:
             body[0] = "Then " + body[0][0].lower() + body[0][1:]

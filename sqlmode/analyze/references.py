@@ -110,7 +110,10 @@ class Resolver:
                 scopes = traverse_scope(inner.unnest())
             else:
                 scopes = []
-                pivot_table = inner
+                # With an explicit GROUP BY only the named columns are read (the sweep
+                # below finds them); without one, every other column is grouped by.
+                if root.args.get("group") is None or root.args.get("unpivot"):
+                    pivot_table = inner
         else:
             scopes = traverse_scope(root)
         self.refs.scopes = scopes
@@ -134,7 +137,7 @@ class Resolver:
         if write_scope is not None:
             self._resolve_scope(write_scope)
             self._insert_columns(root)
-        if pivot_table is not None or (not scopes and not isinstance(root, exp.DML)):
+        if pivot_table is not None or (not scopes and not isinstance(root, (exp.DML, exp.Pivot))):
             for table in self.refs.tables:
                 for c in self._columns_of(table.name.lower()):
                     self._record(table.name.lower(), c, None, "PIVOT")
