@@ -96,6 +96,7 @@ class Resolver:
         self._table_outs: dict[int, list[tuple[str, tuple[Any, ...]]] | None] = {}
         self._indexes: dict[int, dict[str, list[tuple[Any, ...]]] | None] = {}
         self._aliases: dict[int, set[str]] = {}
+        self._lc_sources: dict[int, dict[str, Any]] = {}
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -297,7 +298,7 @@ class Resolver:
                 return True
             if level is scope and name in self._aliases_of(scope):
                 return True
-            whole = next((src for key, src in level.sources.items() if key.lower() == name), None)
+            whole = self._lower_sources(level).get(name)
             if whole is not None:
                 self._demand_source(whole, col, "a whole-row value")
                 return True
@@ -313,11 +314,20 @@ class Resolver:
             self._aliases[key] = _select_aliases(scope)
         return self._aliases[key]
 
+    def _lower_sources(self, scope: Scope) -> dict[str, Any]:
+        """The scope's sources keyed by lower-case name (built once per scope)."""
+        key = id(scope)
+        found = self._lc_sources.get(key)
+        if found is None or len(found) != len(scope.sources):
+            found = {k.lower(): v for k, v in scope.sources.items()}
+            self._lc_sources[key] = found
+        return found
+
     def _find_source(self, scope: Scope, key: str) -> tuple[Any, Scope] | None:
         for level in _chain(scope):
-            for k, src in level.sources.items():
-                if k.lower() == key:
-                    return src, level
+            src = self._lower_sources(level).get(key)
+            if src is not None:
+                return src, level
         return None
 
     def _read_named(
