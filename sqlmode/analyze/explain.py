@@ -129,8 +129,11 @@ def _call_name(node: exp.Expr) -> str:
 def _aliases(select: exp.Select) -> dict[str, str]:
     """alias -> table name, for tables read once; a self-join keeps its aliases apart."""
     seen: dict[str, list[str]] = {}
-    for table in select.find_all(exp.Table):
-        if isinstance(table.this, exp.Identifier) and table.alias:
+    from_ = select.args.get("from_")
+    sources = [from_.this] if from_ is not None else []
+    sources += [j.this for j in select.args.get("joins") or []]
+    for table in sources:
+        if isinstance(table, exp.Table) and isinstance(table.this, exp.Identifier) and table.alias:
             seen.setdefault(table.name, []).append(table.alias.lower())
     return {aliases[0]: name for name, aliases in seen.items() if len(aliases) == 1}
 
