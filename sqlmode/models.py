@@ -103,7 +103,7 @@ class QueryResult(BaseModel):
     # which cost ~30 ms for a 1,000-row result; cells are any JSON value anyway.
     rows: Annotated[
         list[list[Any]],
-        WithJsonSchema({"type": "array", "description": "One array of cell values per row, in column order."}),
+        WithJsonSchema({"type": "array", "description": "One array of cell values a row, in column order."}),
     ]
     row_count: int
     truncated: bool = Field(description="True when more rows existed than the row limit allowed.")

@@ -117,7 +117,6 @@ def human(n: float) -> str:
 # -- the engines' own parsers ------------------------------------------------------------------
 
 
-
 _DUCK_QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
 
 
