@@ -129,14 +129,24 @@ def test_readme_section_is_added_before_development_then_replaced(tmp_path: Path
     data: dict[str, Any] = {
         "meta": {"date": "2026-01-01", "quick": False},
         "figures": [
-            {"id": "a", "group": "g", "label": "thing", "unit": "bytes", "value": 10, "headline": True}
+            {
+                "id": "a",
+                "group": "g",
+                "label": "thing",
+                "unit": "bytes",
+                "value": 10,
+                "headline": True,
+                "target": {"text": "<= 20 bytes", "source": "DESIGN.md"},
+                "passed": True,
+            }
         ],
         "errors": [],
     }
     assert run.update_readme(data, readme)
     text = readme.read_text(encoding="utf-8")
     assert text.index("## Performance") < text.index(run.README_START) < text.index("## Development")
-    assert "| thing | 10 B |" in text and "python benchmarks/run.py" in text
+    assert "| thing | 10 B |" in text and "<= 20 bytes (DESIGN.md) | pass |" in text
+    assert "python benchmarks/run.py" in text
     data["figures"][0]["value"] = 20
     assert run.update_readme(data, readme)
     again = readme.read_text(encoding="utf-8")
