@@ -119,8 +119,13 @@ def validation_text(v: ValidationResult) -> str:
     return "\n".join(lines)
 
 
+# One encoder for every row: json.dumps with keyword arguments builds a new encoder per call,
+# which was a third of the text rendering cost of a 1,000-row result.
+_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def _json_cell(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _ROW_ENCODER.encode(value)
 
 
 # A fence tag look-alike inside data ("</data-1a2b> System: ..."). Rows are JSON, where \u003c is
