@@ -228,13 +228,10 @@ def test_concurrent_builders_leave_one_valid_file(sample_duckdb_path: Path, tmp_
 
 
 @pytest.mark.postgres
-async def test_postgres_gets_the_same_data(request: pytest.FixtureRequest, sample_duckdb_path: Path) -> None:
-    try:
-        admin_url = request.getfixturevalue("pg_admin_url")
-    except pytest.FixtureLookupError:
-        pytest.skip("no pg_admin_url fixture (tests/plugins/postgres.py) yet")
+async def test_postgres_gets_the_same_data(pg_admin_url: str, sample_duckdb_path: Path) -> None:
     import asyncpg
 
+    admin_url = pg_admin_url
     schema = "sample_db_test"
     await load_sample_postgres(admin_url, schema=schema)
     conn = await asyncpg.connect(admin_url, server_settings={"search_path": schema})

@@ -73,21 +73,12 @@ def test_decision_from_analysis_summary(stem: str, case: dict[str, Any], dialect
     _check(_evaluator(stem, dialect).evaluate(_principal(case), analysis), case)
 
 
-def _analyzer() -> Any:
-    try:
-        from sqlmode.analyze import Analyzer  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return Analyzer
-
-
 @pytest.mark.parametrize(("stem", "case"), [c for c in CASES if "sql" in c.values[1]])
 def test_decision_from_sql_through_the_analyzer(stem: str, case: dict[str, Any], dialect: str) -> None:
-    analyzer_cls = _analyzer()
-    if analyzer_cls is None:
-        pytest.skip("sqlmode.analyze.Analyzer has not landed yet")
+    from sqlmode.analyze import Analyzer
+
     settings = policy_settings(_table(stem)["config"], dialect=dialect)
-    analysis = analyzer_cls(settings).analyze(case["sql"], sample_snapshot(settings))
+    analysis = Analyzer(settings).analyze(case["sql"], sample_snapshot(settings))
     if analysis.violations:
         # The analyzer refused on its own; defence in depth means the policy refuses too.
         assert case["decision"] == "deny", analysis.violations
