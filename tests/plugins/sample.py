@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import copy
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -20,21 +19,10 @@ from typing import Any
 
 import pytest
 
-from sqlmode.config import Settings, sample_config_path, settings_from_dict
+from sqlmode.config import Settings, deep_merge, sample_config_path, settings_from_dict
 from sqlmode.sample import build_sample_duckdb
 
 TEST_TOKEN_SECRET = "test-secret-" + "0123456789abcdef" * 2
-
-
-def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with ``overrides`` merged in: nested dicts merge, other values replace."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 @pytest.fixture(scope="session")
