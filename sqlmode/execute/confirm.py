@@ -3,9 +3,10 @@
 The analyzer reasons about names; the database decides what they mean. Before a token is
 issued, :class:`EngineConfirmer` asks the engine about ``analysis.normalized_code``:
 
-1. Its own parser (pglast, PostgreSQL's parser; DuckDB's ``json_serialize_sql``): exactly one
-   SELECT (else ROUND_TRIP_MISMATCH), and every call it sees must be one the analyzer's
-   allowlist allows (else ENGINE_MISMATCH: the parsers disagree about what is called).
+1. Its own parser (pglast, PostgreSQL's parser; DuckDB's ``extract_statements`` in the
+   executor): exactly one SELECT (else ROUND_TRIP_MISMATCH), and every call it sees must be one
+   the analyzer's allowlist allows (else ENGINE_MISMATCH: the parsers disagree about what is
+   called). DuckDB's calls come from its bound plan (``json_serialize_plan``), not its parser.
 2. Its plan (:meth:`Executor.explain`: PostgreSQL ``EXPLAIN (VERBOSE, FORMAT JSON)`` as the
    reader in the read-only session; DuckDB's JSON plan), read by plans.py into relations,
    columns, functions and estimates, compared with the analysis:
