@@ -98,7 +98,7 @@ HARM: dict[str, Check] = {
     "summarize_table": lambda con, rows, tmp: _assert(_has_ssn(rows)),
     "describe_table": lambda con, rows, tmp: _assert(any(r[0] == "ssn" for r in rows)),
     # functions: files, SQL in strings, settings
-    "read_csv_passwd": lambda con, rows, tmp: _assert(any(":/usr/sbin" in str(r) for r in rows)),
+    "read_csv_passwd": lambda con, rows, tmp: _assert(any("/usr/sbin" in str(r) for r in rows)),
     "read_text_passwd": lambda con, rows, tmp: _assert("root:" in rows[0][0]),
     "read_blob_file": lambda con, rows, tmp: _assert(b"root:" in rows[0][1]),
     "glob_root": lambda con, rows, tmp: _assert(len(rows) > 0),
