@@ -22,7 +22,7 @@ from . import classify as _classify
 from . import parse as _parse
 from . import rules as _rules
 from .codes import VIOLATION_CODES, Refusal, violation
-from .complexity import measure, risk_level
+from .complexity import measure, query_blocks, risk_level
 from .explain import explain
 from .references import resolve
 from .rewrite import inject_limit, render
@@ -140,30 +140,23 @@ class Analyzer:
         table_v, known = _rules.check_tables(refs, snapshot, rules, code)
         col_v, columns = _rules.check_columns(refs, snapshot, rules, known)
         fn_v, functions = _rules.check_functions(inv.funcs, inv.datatypes, rules)
-        joins = inv.joins
-        complexity = measure(inv, refs)
-        limit_v = _rules.check_limits(root, refs, rules, joins, complexity.depth)
+        blocks = query_blocks(inv)
+        complexity = measure(inv, refs, blocks)
+        limit_v = _rules.check_limits(refs, rules, blocks, complexity.depth)
         cart_v = _rules.check_cartesian(refs)
         if inv.recursive_ctes:
             cart_v += _rules.check_recursion(root)
+        limit_v += _rules.check_complexity(root, complexity, rules)
         _extend(a, table_v + col_v + fn_v + limit_v + cart_v)
-        if complexity.score > rules.max_complexity:
-            _extend(
-                a,
-                [
-                    violation(
-                        "TOO_COMPLEX",
-                        f"The complexity score is {complexity.score}; at most {rules.max_complexity}.",
-                    )
-                ],
-            )
         a.tables = sorted(known)
         a.columns = columns
         a.functions = functions
         a.complexity = complexity
         a.details = {
             "depth": complexity.depth,
-            "joins": joins,
+            # What max_joins limits (and policies see as context.joins): joins in one block.
+            "joins": blocks[0].joins if blocks else 0,
+            "total_joins": inv.joins,
             "fields": refs.output_fields,
             "scopes": len(refs.scopes),
         }

@@ -201,6 +201,8 @@ class Inventory:
     columns: list[exp.Column] = field(default_factory=list)
     funcs: list[exp.Func] = field(default_factory=list)
     datatypes: list[exp.DataType] = field(default_factory=list)
+    # The Join nodes themselves: max_joins applies per query block (complexity.query_blocks).
+    join_nodes: list[exp.Join] = field(default_factory=list)
     joins: int = 0
     ctes: int = 0
     windows: int = 0
@@ -241,6 +243,8 @@ def _categorize(cls: type) -> _Category:
         bucket = "funcs"
     elif issubclass(cls, exp.DataType):
         bucket = "datatypes"
+    elif cls is exp.Join:
+        bucket = "join_nodes"
     counter = None
     if cls is exp.Join:
         counter = "joins"
@@ -275,6 +279,7 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
         "columns": inv.columns,
         "funcs": inv.funcs,
         "datatypes": inv.datatypes,
+        "join_nodes": inv.join_nodes,
     }
     for node in root.walk():
         cls = type(node)

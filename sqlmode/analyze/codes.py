@@ -128,7 +128,7 @@ VIOLATION_CODES: dict[str, tuple[str, str]] = {
     ),
     "CARTESIAN_PRODUCT": (
         "Two tables are combined without a join condition (a cartesian product).",
-        "Add a JOIN ... ON condition linking the tables, or use a single-row subquery.",
+        "Add a JOIN ... ON condition linking the tables; if every combination is intended, write CROSS JOIN.",
     ),
     # -- engine confirmation (the rendering and the database checked against the analysis) --
     "ROUND_TRIP_MISMATCH": (

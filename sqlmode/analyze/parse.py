@@ -90,7 +90,10 @@ def parse_one(code: str, dialect: str) -> exp.Expr:
         raise Refusal(violation("PARSE_ERROR", f"SQL syntax error: {_first_line(e)}")) from None
     except RecursionError:
         raise Refusal(violation("QUERY_TOO_LARGE", "The query is nested too deeply to analyze.")) from None
-    found = [s for s in statements if s is not None]
+    # After the one statement, LLMs often leave `; -- done` or `;;`: sqlglot reads a comment
+    # after a semicolon as an argument-less Semicolon node and an empty one as None. Neither
+    # is a statement (the engine's parser, asked separately, must also count exactly one).
+    found = [s for s in statements if s is not None and not _is_empty_statement(s)]
     if not found:
         raise Refusal(violation("EMPTY_QUERY", "The code contains only comments or semicolons."))
     if len(found) > 1:
@@ -101,6 +104,11 @@ def parse_one(code: str, dialect: str) -> exp.Expr:
             )
         )
     return found[0]
+
+
+def _is_empty_statement(node: exp.Expr) -> bool:
+    """A statement slot holding only comments: an argument-less Semicolon, nothing else."""
+    return type(node) is exp.Semicolon and not any(v not in (None, []) for v in node.args.values())
 
 
 # -- the engines' own parsers -------------------------------------------------------------

@@ -13,9 +13,10 @@ from sqlglot import exp
 from sqlglot.optimizer.scope import Scope
 
 from ..config import Settings
-from ..models import Violation
+from ..models import Complexity, Violation
 from ..schema.snapshot import SchemaSnapshot
 from .codes import violation
+from .complexity import Block, block_label, points
 from .functions import FunctionPolicy, argument_problem, compile_policy, generated_rows, refusal_code
 from .parse import sqlglot_dialect
 from .references import References, clause_label
@@ -262,13 +263,12 @@ def check_functions(
 # -- limits -----------------------------------------------------------------------------
 
 
-def check_limits(root: exp.Expr, refs: References, rules: RuleSet, joins: int, depth: int) -> list[Violation]:
+def check_limits(refs: References, rules: RuleSet, blocks: list[Block], depth: int) -> list[Violation]:
     out = []
     if depth > rules.max_depth:
         msg = f"Queries are nested {depth} levels deep; at most {rules.max_depth}."
         out.append(violation("TOO_DEEP", msg))
-    if joins > rules.max_joins:
-        out.append(violation("TOO_MANY_JOINS", f"The query has {joins} joins; at most {rules.max_joins}."))
+    out += [_too_many_joins(b, rules.max_joins) for b in blocks if b.joins > rules.max_joins][:3]
     if refs.output_fields > rules.max_fields:
         out.append(
             violation(
@@ -277,6 +277,66 @@ def check_limits(root: exp.Expr, refs: References, rules: RuleSet, joins: int, d
             )
         )
     return out
+
+
+def check_complexity(root: exp.Expr, complexity: Complexity, rules: RuleSet) -> list[Violation]:
+    """The whole-query bound: the score, what it is made of and the part that weighs most."""
+    if complexity.score <= rules.max_complexity:
+        return []
+    top = points(complexity)[:4]
+    parts = ", ".join(f"{k.replace('_', ' ')} {getattr(complexity, k)} ({p})" for k, p in top)
+    msg = (
+        f"The complexity score is {complexity.score}; at most {rules.max_complexity} "
+        f"(code_mode.max_complexity): {parts}."
+    )
+    heavy = _heaviest_part(root)
+    if heavy is not None:
+        label, tables, joins = heavy
+        hint = (
+            f"The heaviest part is {label} ({tables} table reads, {joins} joins). Answer in "
+            "steps: run it as a query of its own first, then ask the rest with its result in "
+            "mind; or drop CTEs, subqueries and windows the answer does not need."
+        )
+    else:
+        hint = "Answer in steps, or drop subqueries, set operations and windows the answer does not need."
+    return [violation("TOO_COMPLEX", msg, hint)]
+
+
+def _heaviest_part(root: exp.Expr) -> tuple[str, int, int] | None:
+    """The CTE or subquery with the most table reads and joins below it (only on refusal)."""
+    best: tuple[int, str, int, int] | None = None
+    for node in root.find_all(exp.CTE, exp.Subquery):
+        body = node.this
+        if not isinstance(body, exp.Query):
+            continue
+        tables = sum(1 for _ in body.find_all(exp.Table))
+        joins = sum(1 for _ in body.find_all(exp.Join))
+        if best is None or tables + joins > best[0]:
+            select = body if isinstance(body, exp.Select) else body.find(exp.Select)
+            if select is None:
+                continue
+            best = (tables + joins, block_label(select).removeprefix("a branch of "), tables, joins)
+    return None if best is None else best[1:]
+
+
+def _too_many_joins(block: Block, limit: int) -> Violation:
+    """The block, its joins and a concrete split: which sources to join in a CTE of their own."""
+    name = block.label[0].upper() + block.label[1:]
+    msg = (
+        f"{name} joins {block.joins + 1} tables ({block.joins} joins); "
+        f"at most {limit} joins per query block (code_mode.max_joins)."
+    )
+    # The smallest first CTE that leaves the block itself within the limit.
+    sources = block.sources
+    take = min(limit + 1, max(2, len(sources) - limit))
+    first, rest = sources[:take], sources[take:]
+    hint = (
+        f"Split {block.label}: join {', '.join(first)} in a CTE of its own (pre-aggregate there "
+        f"if the answer allows), then join that CTE with {', '.join(rest)}"
+    )
+    hint += "." if len(rest) <= limit else " (split again the same way: it is still too many)."
+    hint += f" The limit counts the joins of each SELECT: a CTE or subquery may join {limit + 1} tables."
+    return violation("TOO_MANY_JOINS", msg, hint)
 
 
 def check_recursion(root: exp.Expr) -> list[Violation]:
@@ -361,8 +421,17 @@ def check_cartesian(refs: References) -> list[Violation]:
         if len(keys) < 2:
             continue
         groups = _Groups(keys)
+        from_ = expr.args.get("from_")
+        previous = (from_.this.alias_or_name or "").lower() if from_ is not None else ""
         for join in expr.args.get("joins") or []:
             target = join.this
+            name = (target.alias_or_name or "").lower()
+            left, previous = previous, name
+            if str(join.args.get("kind") or "").upper() == "CROSS":
+                # An explicit CROSS JOIN states the intent; it binds to the source just before
+                # it, so `FROM a, b CROSS JOIN c` still leaves the comma join a, b unconnected.
+                groups.union({left, name})
+                continue
             if (
                 isinstance(target, exp.Lateral)
                 or join.args.get("using")
@@ -376,7 +445,7 @@ def check_cartesian(refs: References) -> list[Violation]:
                 linked |= keys_in(target.this)  # a table function correlated to earlier sources
             if isinstance(target, exp.Unnest):
                 linked |= keys_in(target)
-            groups.union(linked | {(target.alias_or_name or "").lower()})
+            groups.union(linked | {name})
         where = expr.args.get("where")
         if where is not None:
             for conj in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:

@@ -1,0 +1,152 @@
+"""Real analytic SQL passes with the default limits (issue 14): what used to be refused.
+
+Each class of false rejection has its accepted shapes and, beside them, the neighbouring
+shape that must stay refused, in both dialects.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sqlmode.analyze import Analyzer
+from tests.analyze.conftest import make_settings, sample_snapshot
+
+DIALECTS = ["duckdb", "postgres"]
+
+
+def run(sql: str, dialect: str, **code_mode):  # type: ignore[no-untyped-def]
+    return Analyzer(make_settings(dialect, **code_mode)).analyze(sql, sample_snapshot(dialect))
+
+
+def codes(analysis) -> list[str]:  # type: ignore[no-untyped-def]
+    return sorted(v.code for v in analysis.violations)
+
+
+# -- what follows the one statement ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM products; -- done",
+        "SELECT count(*) FROM products;;",
+        "SELECT count(*) FROM products; ; /* that's all */ ;",
+        "SELECT count(*) FROM products;\n-- the count of products\n",
+    ],
+)
+def test_comments_and_empty_statements_after_the_statement(dialect: str, sql: str) -> None:
+    a = run(sql, dialect)
+    assert a.violations == []
+    assert a.normalized_code == "SELECT COUNT(*) FROM products LIMIT 1001"
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM products; -- done\nDELETE FROM orders",
+        "SELECT count(*) FROM products; /* done */ SELECT 1",
+        "SELECT 1;; SELECT 2",
+    ],
+)
+def test_a_second_real_statement_is_still_refused(dialect: str, sql: str) -> None:
+    assert "MULTIPLE_STATEMENTS" in codes(run(sql, dialect))
+
+
+# -- CROSS JOIN ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_explicit_cross_join_is_accepted_and_counted(dialect: str) -> None:
+    a = run("SELECT p.name, c.region FROM products p CROSS JOIN customers c", dialect)
+    assert a.violations == []
+    assert a.complexity.joins == 1 and a.complexity.tables == 2
+    assert "CROSS JOIN customers AS c" in a.normalized_code
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT p.name, c.region FROM products p, customers c",
+        # the CROSS JOIN binds to orders only: products and orders stay a comma join
+        "SELECT p.name FROM products p, orders o CROSS JOIN customers c",
+        "SELECT p.name FROM products p CROSS JOIN customers c, orders o",
+    ],
+)
+def test_comma_join_without_condition_is_still_refused(dialect: str, sql: str) -> None:
+    assert codes(run(sql, dialect)) == ["CARTESIAN_PRODUCT"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_comma_join_with_a_provably_single_row_side_is_accepted(dialect: str) -> None:
+    sql = (
+        "SELECT p.name, p.price / m.top AS share FROM products p, (SELECT max(price) AS top FROM products) m"
+    )
+    assert run(sql, dialect).violations == []
+
+
+# -- joins per query block ---------------------------------------------------------------------
+
+
+def _chain(n: int, alias: str) -> str:
+    """A SELECT joining n + 1 copies of orders."""
+    joins = " ".join(f"JOIN orders {alias}{i} ON {alias}{i}.id = {alias}{i - 1}.id" for i in range(1, n + 1))
+    return f"SELECT {alias}0.id FROM orders {alias}0 {joins}"
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_joins_are_limited_per_block_not_per_query(dialect: str) -> None:
+    # 3 CTEs with 6 joins each: 18 joins in all, at most 6 in one SELECT
+    sql = (
+        f"WITH a AS ({_chain(6, 'a')}), b AS ({_chain(6, 'b')}), c AS ({_chain(6, 'c')}) "
+        "SELECT count(*) FROM a JOIN b ON b.id = a.id JOIN c ON c.id = a.id"
+    )
+    a = run(sql, dialect)
+    assert a.violations == []
+    assert a.complexity.joins == 20
+    assert a.details["joins"] == 6 and a.details["total_joins"] == 20
+    assert a.complexity.model_dump()["max_block_joins"] == 6
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    ("template", "label"),
+    [
+        ("WITH sales AS ({q}) SELECT count(*) FROM sales", "The CTE `sales`"),
+        ("SELECT count(*) FROM ({q}) AS s", "The subquery `s`"),
+        ("SELECT id FROM orders WHERE id IN ({q})", "A subquery in WHERE of the main query"),
+        ("{q}", "The main query"),
+    ],
+)
+def test_a_heavy_block_is_named_with_a_concrete_split(dialect: str, template: str, label: str) -> None:
+    a = run(template.format(q=_chain(9, "o")), dialect)
+    assert codes(a) == ["TOO_MANY_JOINS"]
+    (v,) = a.violations
+    assert (
+        v.message
+        == f"{label} joins 10 tables (9 joins); at most 8 joins per query block (code_mode.max_joins)."
+    )
+    assert "join orders o0, orders o1 in a CTE of its own" in v.hint
+    assert "then join that CTE with orders o2, orders o3" in v.hint and "orders o9." in v.hint
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_max_joins_still_follows_config(dialect: str) -> None:
+    sql = f"WITH a AS ({_chain(3, 'a')}) SELECT count(*) FROM a"
+    assert codes(run(sql, dialect, max_joins=2)) == ["TOO_MANY_JOINS"]
+    assert run(sql, dialect, max_joins=3).violations == []
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_whole_query_bound_names_its_parts_and_the_heaviest_part(dialect: str) -> None:
+    sql = f"WITH big AS ({_chain(5, 'b')}) SELECT o.id FROM orders o WHERE o.id IN (SELECT id FROM big)"
+    a = run(sql, dialect, max_complexity=50)
+    assert codes(a) == ["TOO_COMPLEX"]
+    (v,) = a.violations
+    assert v.message.startswith(
+        f"The complexity score is {a.complexity.score}; at most 50 (code_mode.max_complexity): "
+    )
+    assert "joins 5 (40)" in v.message
+    assert v.hint.startswith("The heaviest part is the CTE `big` (6 table reads, 5 joins).")
