@@ -255,20 +255,40 @@ def sample_db(config_path: str | None, scale: int, pg_url: str | None, path: str
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
+@click.option(
+    "--allow-unauthenticated",
+    is_flag=True,
+    help="HTTP without [auth] credentials, for local development: loopback addresses only.",
+)
 def serve(
-    config_path: str | None, transport: str, host: str | None, port: int | None, log_level: str
+    config_path: str | None,
+    transport: str,
+    host: str | None,
+    port: int | None,
+    log_level: str,
+    allow_unauthenticated: bool,
 ) -> None:
     """Run the MCP server (stdio, or Streamable HTTP at http://HOST:PORT/mcp).
 
-    Logs are JSON lines on stderr; under stdio, stdout carries only the MCP protocol.
-    HTTP serving needs code_mode.token_secret, and [auth] credentials beyond loopback.
+    Logs are JSON lines on stderr (with one access-log line per HTTP request and tool call);
+    under stdio, stdout carries only the MCP protocol. HTTP serving needs code_mode.token_secret
+    and [auth] credentials (or --allow-unauthenticated on loopback).
     """
     from .server import configure_logging
     from .server import serve as run_server
 
     configure_logging(getattr(logging, log_level.upper()))
     try:
-        asyncio.run(run_server(load_config(config_path), transport=transport, host=host, port=port))
+        settings = load_config(config_path)
+        asyncio.run(
+            run_server(
+                settings,
+                transport=transport,
+                host=host,
+                port=port,
+                allow_unauthenticated=allow_unauthenticated,
+            )
+        )
     except SqlmodeError as e:
         _fail(e)
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ cancels the tool, which interrupts the running query (the executors interrupt on
 # No `from __future__ import annotations`: the tools' annotations name closure variables (the
 # resolver, the dialect), which the SDK can evaluate only when they are evaluated at definition.
 import asyncio
+import ipaddress
 import json
 import logging
 import re
@@ -34,18 +35,22 @@ from typing import Annotated, Any, Literal
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from .access import ACCESS_LOG, HttpBoundary, parse_origins
+from .analyze import VIOLATION_CODES
+from .analyze.parse import MAX_CODE_CHARS
 from .auth import ConfigTokenVerifier, build_token_verifier, principal_of
 from .config import Settings
-from .errors import ConfigError, ExecutionError, SqlmodeError
+from .errors import ConfigError, ExecutionError, SqlmodeError, TokenMalformedError
 from .models import Analysis, QueryResult, ValidationResult
 from .service import CodeModeService
+from .token import MAX_TOKEN_LENGTH, code_hash
 
 __all__ = ["RunApproval", "build_server", "configure_logging", "http_app", "http_security", "serve"]
 
@@ -200,6 +205,120 @@ class _Identity:
         return {"user": user, "groups": groups, "session": session}
 
 
+# -- arguments the SDK refuses, and the access log of tool calls ------------------------------------
+
+_LANGUAGE_HINT = 'This server runs SQL only: send the query with language="sql", or omit language.'
+
+
+def _argument_error(tool: str, schema: dict[str, Any], err: ValidationError) -> SqlmodeError:
+    """The documented tool error for arguments that fail the tool's input schema.
+
+    Never the pydantic dump: it is noisy for a model and quotes the (possibly huge) input.
+    """
+    problems = err.errors(include_url=False)
+    for p in problems:
+        field, kind, value = str(p["loc"][0]) if p["loc"] else "", p["type"], p.get("input")
+        if field == "language":
+            shown = repr(value)[:40] if isinstance(value, str) else type(value).__name__
+            return SqlmodeError(
+                f"{tool} runs SQL only, not {shown}", code="UNSUPPORTED_LANGUAGE", hint=_LANGUAGE_HINT
+            )
+        if field == "code" and kind == "string_too_long" and isinstance(value, str):
+            return SqlmodeError(
+                f"the code is {len(value):,} characters; at most {MAX_CODE_CHARS:,}",
+                code="QUERY_TOO_LARGE",
+                hint=VIOLATION_CODES["QUERY_TOO_LARGE"][1],
+            )
+        if field == "approval_token" and kind == "string_too_long":
+            return TokenMalformedError(f"the approval token is longer than {MAX_TOKEN_LENGTH} characters")
+    props = schema.get("properties") or {}
+    required = set(schema.get("required") or ())
+    takes = ", ".join(
+        f"{name}: {_shown_type(spec)}" + ("" if name in required else " (optional)")
+        for name, spec in props.items()
+    )
+    said = "; ".join(f"{'.'.join(str(x) for x in p['loc']) or 'arguments'}: {p['msg']}" for p in problems[:5])
+    return SqlmodeError(
+        f"bad arguments for {tool}: {said}",
+        code="INVALID_ARGUMENTS",
+        hint=f"{tool} takes {takes or 'no arguments'}.",
+    )
+
+
+def _shown_type(spec: Any) -> str:
+    if isinstance(spec, dict) and "const" in spec:
+        return json.dumps(spec["const"])
+    return str(spec.get("type", "any")) if isinstance(spec, dict) else "any"
+
+
+def _outcome(result: Any) -> tuple[str, str | None, str | None]:
+    """(outcome, error code, code hash) of a tool result, for the access log."""
+    if isinstance(result, InputRequiredResult):
+        return "input_required", None, None
+    if not isinstance(result, CallToolResult):
+        return "ok", None, None
+    structured = result.structured_content or {}
+    chash = structured.get("code_hash") if isinstance(structured, dict) else None
+    if not result.is_error:
+        return "ok", None, chash or None
+    if isinstance(structured, dict) and structured.get("is_valid") is False:
+        codes = [v.get("code") for v in structured.get("violations") or [] if isinstance(v, dict)]
+        return "rejected", (codes[0] if codes else None), chash or None
+    text = result.content[0].text if result.content and isinstance(result.content[0], TextContent) else ""
+    code = re.match(r"([A-Z][A-Z0-9_]+):", text)
+    return "error", (code.group(1) if code else None), chash or None
+
+
+class _Server(MCPServer):
+    """MCPServer with sqlmode's argument errors and one access-log line per tool call."""
+
+    service: CodeModeService
+    identity: _Identity
+
+    def _who(self, context: Context | None) -> dict[str, Any]:
+        try:
+            return self.identity.of(context) if context is not None else {}
+        except ValueError:  # a direct call_tool outside any request
+            return {}
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        started = time.perf_counter()
+        outcome, error, chash = "error", None, None
+        try:
+            try:
+                result = await super().call_tool(name, arguments, context)
+            except ToolError as e:
+                if isinstance(e, UnexpectedToolError) or not isinstance(e.__cause__, ValidationError):
+                    raise
+                tool = self._tool_manager.get_tool(name)
+                result = _error_result(_argument_error(name, tool.parameters if tool else {}, e.__cause__))
+            outcome, error, chash = _outcome(result)
+            return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            code = arguments.get("code") if isinstance(arguments, dict) else None
+            if chash is None and isinstance(code, str):
+                chash = code_hash(code)
+            who = self._who(context)
+            principal = self.service.principal(who.get("user"), who.get("session"), who.get("groups"))
+            extra: dict[str, Any] = {
+                "event": "tool_call",
+                "tool": name,
+                "principal": principal.user,
+                "session": principal.session,
+                "code_hash": chash,
+                "outcome": outcome,
+                "ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+            if error:
+                extra["error"] = error
+            ACCESS_LOG.info("tool call", extra=extra)
+
+
 def build_server(
     service: CodeModeService,
     *,
@@ -219,13 +338,14 @@ def build_server(
         f"schema://{dbname} or describe_schema), write ONE read-only SQL query, call validate_code, show the "
         "user the explanation, then call execute_code with the approval_token. " + UNTRUSTED_NOTE
     )
-    mcp = MCPServer(
+    mcp = _Server(
         name=f"sqlmode-{dbname}",
         instructions=instructions,
         version="0.1.0",
         token_verifier=token_verifier,
         auth=auth,
     )
+    mcp.service, mcp.identity = service, identity
     read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 
     @mcp.tool(
@@ -234,7 +354,9 @@ def build_server(
         annotations=read_only.model_copy(update={"idempotent_hint": True}),
     )
     async def validate_code(
-        code: Annotated[str, Field(description=f"One {dialect} SQL query, read-only.", max_length=100_000)],
+        code: Annotated[
+            str, Field(description=f"One {dialect} SQL query, read-only.", max_length=MAX_CODE_CHARS)
+        ],
         ctx: Context,
         language: Annotated[Literal["sql"], Field(description='Always "sql".')] = "sql",
     ) -> Annotated[CallToolResult, ValidationResult]:
@@ -268,9 +390,11 @@ def build_server(
         annotations=read_only.model_copy(update={"idempotent_hint": False}),
     )
     async def execute_code(
-        code: Annotated[str, Field(description="normalized_code from validate_code.", max_length=100_000)],
+        code: Annotated[
+            str, Field(description="normalized_code from validate_code.", max_length=MAX_CODE_CHARS)
+        ],
         approval_token: Annotated[
-            str, Field(description="approval_token from validate_code.", max_length=4096)
+            str, Field(description="approval_token from validate_code.", max_length=MAX_TOKEN_LENGTH)
         ],
         ctx: Context,
         approval: Annotated[ElicitationResult[RunApproval], Resolve(ask_user)],
@@ -396,6 +520,11 @@ def _compact_tool_schemas(mcp: MCPServer) -> None:
             defs = schema.get("$defs", {})
             if "Complexity" in defs:
                 defs["Complexity"] = complexity
+            marker = (schema.get("properties") or {}).get("untrusted")
+            if isinstance(marker, dict):
+                # The one output description kept: it is what tells a client the rows are data.
+                marker["description"] = QueryResult.model_fields["untrusted"].description
+                schema["required"] = ["untrusted", *schema.get("required", [])]
             meta.output_schema = schema
         tool.__dict__.pop("output_schema", None)  # a cached_property over fn_metadata
 
@@ -419,13 +548,24 @@ async def _heartbeat(ctx: Context, interval: float) -> None:
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def transport_security(settings: Settings, host: str) -> TransportSecuritySettings:
-    """Host and Origin checks (DNS rebinding protection), always on."""
+    """Host checks (DNS rebinding protection), always on; Origins exactly as configured."""
     hosts = list(settings.server.allowed_hosts)
-    origins = list(settings.server.allowed_origins)
+    # No Origin is allowed by default, localhost ports included: a page on any other local port is
+    # another site. HttpBoundary compares (scheme, host, port) exactly; the SDK sees the same list.
+    origins = list(parse_origins(settings.server.allowed_origins).values())
     if host in _LOOPBACK:
         hosts += ["127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*"]
-        origins += ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
     elif host in ("0.0.0.0", "::", ""):
         if not hosts:
             raise ConfigError(
@@ -441,15 +581,27 @@ def transport_security(settings: Settings, host: str) -> TransportSecuritySettin
 
 
 def http_security(
-    settings: Settings, host: str, port: int = 8000
+    settings: Settings, host: str, port: int = 8000, *, allow_unauthenticated: bool = False
 ) -> tuple[ConfigTokenVerifier | None, AuthSettings | None, TransportSecuritySettings]:
-    """Credentials check, SDK auth settings and host/origin checks for HTTP serving; ConfigError if unsafe."""
+    """Credentials check, SDK auth settings and host/origin checks for HTTP serving; ConfigError if unsafe.
+
+    Without configured credentials HTTP serving is refused, unless ``allow_unauthenticated``
+    (``sqlmode serve --allow-unauthenticated``) and the bind address is loopback.
+    """
+    if allow_unauthenticated and not is_loopback(host):
+        raise ConfigError(
+            f"--allow-unauthenticated serves on loopback only, and {host!r} is not a loopback address",
+            key="server.host",
+            hint="Bind to 127.0.0.1 (--host 127.0.0.1), or configure [auth] tokens or a JWT key.",
+        )
     verifier = build_token_verifier(settings)
     security = transport_security(settings, host)
-    if verifier is None and host not in _LOOPBACK:
+    if verifier is None and not allow_unauthenticated:
         raise ConfigError(
-            "HTTP serving beyond loopback needs credentials: configure [auth] tokens or a JWT key",
+            "HTTP serving needs credentials: configure [auth] bearer tokens or a JWT key",
             key="auth",
+            hint='Add e.g. [auth.tokens."<a long random token>"] user = "ana"; for local development only, '
+            "`sqlmode serve --transport http --allow-unauthenticated` serves loopback without credentials.",
         )
     if verifier is None:
         return None, None, security
@@ -460,25 +612,50 @@ def http_security(
 
 
 def http_app(
-    service: CodeModeService, *, host: str = "127.0.0.1", port: int = 8000, path: str = "/mcp"
+    service: CodeModeService,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    path: str = "/mcp",
+    allow_unauthenticated: bool = False,
 ) -> Any:
-    """The Streamable HTTP ASGI app (Starlette) with authentication and host/origin checks."""
-    verifier, auth, security = http_security(service.settings, host, port)
+    """The Streamable HTTP ASGI app (Starlette) with authentication, host/origin checks, access log."""
+    verifier, auth, security = http_security(
+        service.settings, host, port, allow_unauthenticated=allow_unauthenticated
+    )
     if verifier is None:
-        log.warning("HTTP serving without authentication (loopback only); configure [auth] for real use")
+        log.warning(
+            "HTTP serving WITHOUT authentication (--allow-unauthenticated, loopback only): every local "
+            "process can run queries; configure [auth] for anything but local development",
+            extra={"event": "unauthenticated"},
+        )
+    elif allow_unauthenticated:
+        log.info("--allow-unauthenticated has no effect: [auth] credentials are configured and required")
     mcp = build_server(service, token_verifier=verifier, auth=auth)
-    return mcp.streamable_http_app(streamable_http_path=path, transport_security=security, host=host)
+    app = mcp.streamable_http_app(streamable_http_path=path, transport_security=security, host=host)
+    return HttpBoundary(app, service.settings.server.allowed_origins)
 
 
 async def serve(
-    settings: Settings, *, transport: str = "stdio", host: str | None = None, port: int | None = None
+    settings: Settings,
+    *,
+    transport: str = "stdio",
+    host: str | None = None,
+    port: int | None = None,
+    allow_unauthenticated: bool = False,
 ) -> None:
     """Open the service for ``settings`` and serve MCP over stdio or Streamable HTTP."""
     http = transport == "http"
     host = host or settings.server.host
     port = port if port is not None else settings.server.port
+    if allow_unauthenticated and not http:
+        raise ConfigError(
+            "--allow-unauthenticated applies to --transport http only",
+            hint="stdio serves the one client that started the process; drop the option.",
+        )
     if http:
-        http_security(settings, host, port)  # configuration errors before the database is opened
+        # Configuration errors before the database is opened.
+        http_security(settings, host, port, allow_unauthenticated=allow_unauthenticated)
     # An ephemeral signing secret is fine for one local stdio process, never for HTTP serving.
     async with CodeModeService(settings, allow_ephemeral_secret=not http) as service:
         if not http:
@@ -490,7 +667,7 @@ async def serve(
             return
         import uvicorn
 
-        app = http_app(service, host=host, port=port)
+        app = http_app(service, host=host, port=port, allow_unauthenticated=allow_unauthenticated)
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
         )

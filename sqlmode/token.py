@@ -75,6 +75,9 @@ MAX_TOKEN_LENGTH = 4096
 _KID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _B64 = re.compile(r"^[A-Za-z0-9_-]+$")
 _CODE_BYTES, _STATE_BYTES = 32, 12
+# Key ids of per-process random secrets: a token carrying one that is not this process's key was
+# signed by another run of the server, which says more than "unknown key" or "bad signature".
+EPHEMERAL_KID_PREFIX = "ephemeral-"
 
 
 def code_hash(normalized_code: str) -> str:
@@ -234,6 +237,7 @@ class TokenService:
         prefix: str = PREFIX,
     ):
         self._kid = _check_kid(key_id, "code_mode.token_key_id")
+        self.ephemeral = key_id.startswith(EPHEMERAL_KID_PREFIX)
         self._keys: dict[str, bytes] = {self._kid: _check_secret(secret, "code_mode.token_secret")}
         for kid, old in (previous_secrets or {}).items():
             _check_kid(kid, "code_mode.token_previous_secrets")
@@ -273,9 +277,17 @@ class TokenService:
                 problem,
             )
             secret = secrets.token_urlsafe(48)
+            key_id = EPHEMERAL_KID_PREFIX + secrets.token_hex(6)
+        elif cm.token_key_id.startswith(EPHEMERAL_KID_PREFIX):
+            raise SecretError(
+                f"key ids starting with {EPHEMERAL_KID_PREFIX!r} are reserved for ephemeral secrets",
+                key="code_mode.token_key_id",
+            )
+        else:
+            key_id = cm.token_key_id
         return cls(
             secret or "",
-            key_id=cm.token_key_id,
+            key_id=key_id,
             previous_secrets=cm.token_previous_secrets,
             ttl_seconds=cm.token_ttl_seconds,
             nonce_store=nonce_store,
@@ -386,8 +398,18 @@ class TokenService:
         if not _KID.match(kid) or raw is None or sig is None or len(sig) != 32:
             raise TokenMalformedError("the approval token is not valid base64url")
         key = self._keys.get(kid)
+        if key is None and kid.startswith(EPHEMERAL_KID_PREFIX):
+            raise TokenUnknownKeyError(
+                "the approval token was issued before the server restarted: it signs with an ephemeral "
+                "secret, so a token ends with the server process that issued it (it was not altered)",
+                code="TOKEN_SERVER_RESTARTED",
+                hint="Call validate_code again for this code and execute with the new token.",
+            )
         if key is None:
-            raise TokenUnknownKeyError(f"the approval token was signed with an unknown key {kid!r}")
+            raise TokenUnknownKeyError(
+                f"the approval token was signed with an unknown key {kid!r}"
+                + ("; this server signs with an ephemeral secret" if self.ephemeral else "")
+            )
         if not hmac.compare_digest(self._sign(key, f"{prefix}.{kid}.{body}"), sig):
             raise TokenSignatureError("the approval token's signature does not match")
         return kid, _parse_payload(raw)

@@ -22,6 +22,7 @@ PLACEMENT = {
     "service": "service",
     "server": "server",
     "auth": "server",
+    "access": "server",
     "cli": "server",
     "demo": "server",
     "__main__": "server",

@@ -336,7 +336,7 @@ def test_from_settings_ephemeral_replaces_a_short_secret(caplog: pytest.LogCaptu
     assert "shorter than 32" in caplog.text
     token = mint(svc)
     assert svc.verify(token, **BIND).user == "alice"
-    with pytest.raises(TokenSignatureError):  # not signed with the short secret
+    with pytest.raises(TokenUnknownKeyError):  # not signed with the short secret, nor with its key id
         TokenService("x" * 31 + "y", key_id="k1").verify(token, **BIND)
 
 
@@ -347,8 +347,24 @@ def test_from_settings_ephemeral_secret_warns(caplog: pytest.LogCaptureFixture) 
     other = TokenService.from_settings(_settings(), allow_ephemeral=True)
     token = mint(svc)
     svc.verify(token, **BIND)
-    with pytest.raises(TokenSignatureError):  # a new process: a new secret
+    # A new process: a new secret, and the truth about it (not "the token was altered").
+    with pytest.raises(TokenUnknownKeyError) as e:
         other.verify(mint(svc), **BIND)
+    assert e.value.code == "TOKEN_SERVER_RESTARTED"
+    assert "server restarted" in e.value.message and "not altered" in e.value.message
+    assert "validate_code again" in e.value.hint
+
+
+def test_an_ephemeral_server_names_a_configured_key_it_does_not_hold() -> None:
+    ephemeral = TokenService.from_settings(_settings(), allow_ephemeral=True)
+    with pytest.raises(TokenUnknownKeyError, match="'k1'; this server signs with an ephemeral secret") as e:
+        ephemeral.verify(mint(TokenService(SECRET, key_id="k1")), **BIND)
+    assert e.value.code == "TOKEN_UNKNOWN_KEY"
+
+
+def test_the_ephemeral_key_id_prefix_is_reserved() -> None:
+    with pytest.raises(SecretError, match="reserved"):
+        TokenService.from_settings(_settings(token_secret=SECRET, token_key_id="ephemeral-1"))
 
 
 # -- malformed input ---------------------------------------------------------------------

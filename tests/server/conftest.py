@@ -128,13 +128,13 @@ async def client(service: CodeModeService) -> AsyncIterator[Client]:
 
 
 @asynccontextmanager
-async def running_http(service: CodeModeService, host: str = "127.0.0.1") -> AsyncIterator[str]:
+async def running_http(service: CodeModeService, host: str = "127.0.0.1", **app: Any) -> AsyncIterator[str]:
     """Serve ``service`` over Streamable HTTP on an ephemeral loopback port; yield the /mcp URL."""
     import asyncio
 
     server = uvicorn.Server(
         uvicorn.Config(
-            http_app(service, host=host, port=0), host=host, port=0, log_config=None, lifespan="on"
+            http_app(service, host=host, port=0, **app), host=host, port=0, log_config=None, lifespan="on"
         )
     )
     task = asyncio.create_task(server.serve())

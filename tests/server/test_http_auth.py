@@ -247,7 +247,6 @@ def test_http_beyond_loopback_needs_credentials_and_known_hosts(
     anonymous = make_settings({"server": {"allowed_hosts": ["db.example:8000"]}})
     with pytest.raises(ConfigError, match="needs credentials"):
         http_security(anonymous, "0.0.0.0")
-    assert http_security(anonymous, "127.0.0.1")[0] is None  # loopback without credentials: allowed
     with pytest.raises(ConfigError, match="allowed_hosts"):
         http_security(server_settings(), "0.0.0.0")
     verifier, auth, security = http_security(server_settings(), "10.1.2.3")
