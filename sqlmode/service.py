@@ -330,6 +330,8 @@ class CodeModeService:
             code_hash=chash,
             decision="ok",
             rows=result.row_count,
+            # Writes: the rows the engine changed (RETURNING rows are not the count).
+            **({"affected_rows": result.affected_rows} if hasattr(result, "affected_rows") else {}),
             truncated=result.truncated,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )

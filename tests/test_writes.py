@@ -112,3 +112,41 @@ async def test_read_token_cannot_run_a_write(
         with pytest.raises(TokenCodeMismatchError):
             await svc.execute("UPDATE orders SET status = 'void' WHERE id = 3", v.approval_token or "")
     assert fingerprint(writable_db) == before
+
+
+def audit_records(settings: Settings) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in Path(settings.audit.path).read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        'DELETE FROM order_items RETURNING 0 AS "Count"',
+        'UPDATE support_tickets SET status = status RETURNING 0 AS "Count"',
+    ],
+)
+async def test_a_fake_count_column_neither_lifts_the_cap_nor_fools_the_audit(
+    make_settings: Callable[..., Settings], writable_db: Path, sql: str
+) -> None:
+    settings = settings_for(make_settings, writable_db, writes=True, deletes=True)
+    with duckdb.connect(str(writable_db), read_only=True) as con:
+        items = con.execute("SELECT count(*), sum(hash(quantity)) FROM order_items").fetchall()
+    before = fingerprint(writable_db)
+    async with CodeModeService(settings) as svc:
+        v = await svc.validate(sql)
+        assert v.is_valid, v.violations
+        with pytest.raises(WriteLimitExceededError) as ei:
+            await svc.execute(v.normalized_code, v.approval_token or "")
+        # One small write: the audit has the engine's count, not the RETURNING rows (there are none).
+        ok = await svc.validate("UPDATE support_tickets SET status = 'closed' WHERE id IN (1, 2)")
+        r = await svc.execute(ok.normalized_code, ok.approval_token or "")
+        assert r.affected_rows == 2 and r.row_count == 0  # type: ignore[attr-defined]
+    with duckdb.connect(str(writable_db), read_only=True) as con:
+        assert con.execute("SELECT count(*), sum(hash(quantity)) FROM order_items").fetchall() == items
+    assert fingerprint(writable_db)[0][:2] == before[0][:2]
+    executed = [r for r in audit_records(settings) if r["event"] == "executed"]
+    assert executed[0]["decision"] == "failed" and executed[0]["error"] == ei.value.code
+    assert "rows" not in executed[0] and "affected_rows" not in executed[0]
+    assert (executed[1]["decision"], executed[1]["affected_rows"]) == ("ok", 2)

@@ -61,6 +61,7 @@ from ..errors import (
 from ..models import ColumnMeta, QueryResult
 from .base import check_read_query, effective_limits
 from .convert import PG_SCALAR_TYPES, PG_TEXT_TYPES, convert_rows, pg_interval, postgres_plan
+from .errtext import pg_error_text
 from .pool import ReaderPool
 from .session import may_change_session
 
@@ -107,9 +108,13 @@ def describe_target(url: str) -> str:
 
 
 def map_pg_error(
-    e: BaseException, *, timeout_ms: int | None = None, target: str = "the database"
+    e: BaseException, *, timeout_ms: int | None = None, target: str = "the database", sql: str | None = None
 ) -> SqlmodeError:
-    """A database or connection failure as the matching SqlmodeError, with the database's words."""
+    """A database or connection failure as the matching SqlmodeError, with the database's words.
+
+    Never with its DETAIL (a failing row's image) nor values or names the query ``sql`` did not
+    state itself: see errtext.py.
+    """
     if isinstance(e, SqlmodeError):
         return e
     if isinstance(e, pgerr.QueryCanceledError):
@@ -134,10 +139,10 @@ def map_pg_error(
         reason = str(e) or e.__class__.__name__
         return DatabaseUnavailableError(f"Lost or could not open the connection to {target}: {reason}")
     if isinstance(e, pgerr.PostgresError):
-        detail = f" ({e.detail})" if getattr(e, "detail", None) else ""
-        err = ExecutionError(f"The database rejected the query: {e}{detail}", sqlstate=e.sqlstate)
-        if getattr(e, "hint", None):
-            err.hint = f"{e.hint} {ExecutionError.hint}"
+        message, hint = pg_error_text(e, sql)
+        err = ExecutionError(f"The database rejected the query: {message}", sqlstate=e.sqlstate)
+        if hint:
+            err.hint = f"{hint} {ExecutionError.hint}"
         return err
     return ExecutionError(f"The query failed: {e.__class__.__name__}: {e}")
 
@@ -407,7 +412,7 @@ class PostgresExecutor:
             raise
         except pgerr.PostgresError as e:
             discard = raw.is_closed()
-            raise map_pg_error(e, timeout_ms=ms, target=self._target) from e
+            raise map_pg_error(e, timeout_ms=ms, target=self._target, sql=sql) from e
         except _CONNECTION_ERRORS as e:
             # No retry: the statement may have been running (a DBA may have killed it on purpose).
             # The dead connection is dropped; the next call gets a new one.

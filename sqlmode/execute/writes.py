@@ -35,6 +35,7 @@ from pydantic import Field
 from ..config import Settings
 from ..errors import (
     ConfigError,
+    ExecutionError,
     NotAQueryError,
     PermissionDeniedError,
     QueryTimeoutError,
@@ -43,7 +44,8 @@ from ..errors import (
 )
 from ..models import ColumnMeta, QueryResult
 from .convert import convert_rows, duckdb_plan, postgres_plan
-from .duckdb import DuckDBExecutor
+from .duckdb import DuckDBExecutor, map_duckdb_error
+from .errtext import duckdb_error_text
 from .postgres import (
     CLIENT_CHECK_INTERVAL_MS,
     asyncpg_dsn,
@@ -118,6 +120,13 @@ def _over_cap(verb: str, affected: int | None, cap: int) -> WriteLimitExceededEr
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
+
+# Rows inserted, updated or deleted so far in this transaction, by the engine's own counters
+# (pending statistics are not flushed inside a transaction block, so the difference is exact).
+_PG_ROWS_CHANGED = (
+    "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint "
+    "FROM pg_catalog.pg_stat_xact_all_tables"
+)
 
 
 class PostgresWriteExecutor:
@@ -210,17 +219,22 @@ class PostgresWriteExecutor:
         tr = conn.transaction()
         await tr.start()
         try:
+            before = await conn.fetchval(_PG_ROWS_CHANGED)
             stmt = await conn._get_statement(sql, None)
             attrs = stmt._get_attributes()
-            # RETURNING rows count the affected rows; fetching cap + 1 is enough to know.
+            # Only cap + 1 RETURNING rows are fetched: the count comes from the engine, not from them.
             records, status, completed = await conn._protocol.bind_execute(stmt, [], "", cap + 1, True, None)
+            changed = int(await conn.fetchval(_PG_ROWS_CHANGED)) - int(before)
             tag = (status or b"").decode() if isinstance(status, bytes | bytearray) else str(status or "")
             parts = tag.split()
             verb = parts[0].upper() if parts else "UNKNOWN"
             if not completed:  # more rows came back than the cap allows (RETURNING or a SELECT)
-                raise _over_cap("statement", None, cap)
-            affected = int(parts[-1]) if parts and parts[-1].isdigit() else 0
+                raise _over_cap("statement", changed if changed > cap else None, cap)
+            tagged = int(parts[-1]) if parts and parts[-1].isdigit() else 0
             _check_verb(self.settings, verb)
+            # The tag counts the outer statement only; the engine's per-transaction counters also
+            # see a data-modifying CTE and trigger writes. The larger of the two is the true bound.
+            affected = max(changed, tagged)
             if affected > cap:
                 raise _over_cap(verb, affected, cap)
         except BaseException as e:
@@ -229,7 +243,7 @@ class PostgresWriteExecutor:
             if isinstance(e, SqlmodeError | asyncio.CancelledError):
                 raise
             if isinstance(e, pgerr.PostgresError | OSError | pgerr.InterfaceError):
-                raise map_pg_error(e, timeout_ms=ms, target=self._target) from e
+                raise map_pg_error(e, timeout_ms=ms, target=self._target, sql=sql) from e
             raise
         await tr.commit()
         return records, attrs, verb, affected
@@ -245,6 +259,53 @@ _DUCK_VERBS = {
 _merge = getattr(duckdb.StatementType, "MERGE_INTO", None)
 if _merge is not None:
     _DUCK_VERBS[_merge] = "MERGE"
+
+
+def _duck_has_returning(sql: str) -> bool:
+    """Whether the statement has a RETURNING clause, by DuckDB's own tokenizer (not the result shape).
+
+    A keyword ``returning`` anywhere counts (e.g. ``AS returning``): a false "yes" is harmless, as
+    :func:`_duck_affected` then still reads the engine's count when the result is that count.
+    """
+    tokens = duckdb.tokenize(sql)
+    ends = [p for p, _ in tokens[1:]] + [len(sql)]
+    return any(
+        kind == duckdb.token_type.keyword and sql[pos:end].strip().lower() == "returning"
+        for (pos, kind), end in zip(tokens, ends, strict=True)
+    )
+
+
+def _duck_affected(
+    cur: duckdb.DuckDBPyConnection, desc: Any, returning: bool, cap: int
+) -> tuple[list[Any], int]:
+    """(RETURNING rows kept, rows changed) of the statement just executed.
+
+    Without RETURNING DuckDB answers one row, a BIGINT column ``Count``: the engine's count. With
+    RETURNING there is one row per changed row, whatever its columns are called (``RETURNING 0 AS
+    "Count"`` is not a count): they are counted to the end, only cap + 1 are kept.
+    """
+    if not returning:
+        records = cur.fetchall()
+        if len(desc) != 1 or desc[0][0] != "Count" or len(records) != 1:
+            raise ExecutionError("DuckDB did not report how many rows the write changed; it was rolled back.")
+        return [], int(records[0][0])
+    records = cur.fetchmany(cap + 1)
+    affected = len(records)
+    while chunk := cur.fetchmany(10_000):
+        affected += len(chunk)
+    engine_count = len(desc) == 1 and desc[0][0] == "Count" and str(desc[0][1]) == "BIGINT"
+    if engine_count and affected == 1 and isinstance(records[0][0], int):
+        # Ambiguous: one RETURNING row, or the engine's count under a keyword used as a name.
+        affected = max(affected, records[0][0])
+    return records, affected
+
+
+def _scrubbed(e: duckdb.Error, sql: str) -> SqlmodeError:
+    """The mapped error, its DuckDB text cut down to what the query itself said (see errtext.py)."""
+    err = map_duckdb_error(e)
+    err.message = err.message.replace(str(e), duckdb_error_text(e, sql))
+    err.args = (err.message,)
+    return err
 
 
 class DuckDBWriteExecutor(DuckDBExecutor):
@@ -276,19 +337,21 @@ class DuckDBWriteExecutor(DuckDBExecutor):
                     f"{st.type.name}. Nothing was changed."
                 )
             _check_verb(self.settings, verb)
+            returning = _duck_has_returning(sql)
             cur.execute("BEGIN TRANSACTION")
             try:
-                cur.execute(st)
+                try:
+                    cur.execute(st)
+                except duckdb.InterruptException:
+                    raise  # a timeout or cancel: _call maps it knowing which
+                except duckdb.Error as e:
+                    raise _scrubbed(e, sql) from e
                 desc = cur.description or []
-                records = cur.fetchmany(cap + 1)
-                counted = len(desc) == 1 and desc[0][0] == "Count"
-                if counted:
-                    affected = int(records[0][0]) if records else 0
+                records, affected = _duck_affected(cur, desc, returning, cap)
+                if not returning:
                     records, desc = [], []
-                else:  # RETURNING: one row per changed row
-                    affected = len(records)
                 if affected > cap:
-                    raise _over_cap(verb, affected if counted else None, cap)
+                    raise _over_cap(verb, affected, cap)
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
