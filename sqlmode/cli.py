@@ -7,9 +7,7 @@ Every command takes ``--config PATH`` (default: $SQLMODE_CONFIG, else the bundle
 from __future__ import annotations
 
 import asyncio
-import csv
 import functools
-import io
 import json
 import logging
 import sys
@@ -20,7 +18,8 @@ import click
 
 from .config import CONFIG_ENV, load_config
 from .errors import ApprovalError, SqlmodeError
-from .models import QueryResult, ValidationResult
+from .models import ValidationResult
+from .output import format_csv, format_table, safe_json, terminal_safe
 
 T = TypeVar("T")
 log = logging.getLogger("sqlmode.cli")
@@ -44,9 +43,9 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _fail(err: SqlmodeError, code: int = 2) -> None:
-    click.echo(f"error: {err.message}", err=True)
+    click.echo(terminal_safe(f"error: {err.message}"), err=True)
     if err.hint:
-        click.echo(f"hint: {err.hint}", err=True)
+        click.echo(terminal_safe(f"hint: {err.hint}"), err=True)
     sys.exit(code)
 
 
@@ -81,40 +80,15 @@ def main(verbose: bool) -> None:
 # -- formatting ------------------------------------------------------------------------------
 
 
-def format_table(result: QueryResult, max_width: int = 40) -> str:
-    """A plain text table for people."""
-    headers = [c.name for c in result.columns]
-
-    def cell(v: Any) -> str:
-        s = "NULL" if v is None else (json.dumps(v, default=str) if isinstance(v, dict | list) else str(v))
-        return s if len(s) <= max_width else s[: max_width - 1] + "…"
-
-    rows = [[cell(v) for v in row] for row in result.rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    line = "+".join("-" * (w + 2) for w in widths)
-    out = [" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), line]
-    out += [" | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    more = " (truncated at the row limit)" if result.truncated else ""
-    out.append(f"({result.row_count} rows{more}, {result.elapsed_ms:.1f} ms)")
-    return "\n".join(out)
-
-
-def format_csv(result: QueryResult) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow([c.name for c in result.columns])
-    w.writerows(result.rows)
-    return buf.getvalue()
-
-
 def describe_validation(v: ValidationResult) -> str:
+    t = terminal_safe  # the explanation and messages quote the caller's SQL
     lines = [
         f"{'VALID' if v.is_valid else 'REJECTED'}: {v.statement_type} ({v.action}), risk {v.risk_level}, "
         f"complexity {v.complexity.score}",
-        f"Explanation: {v.explanation}",
+        f"Explanation: {t(v.explanation)}",
     ]
     lines += [
-        f"  - {x.code}: {x.message}" + (f"\n    hint: {x.hint}" if x.hint else "") for x in v.violations
+        f"  - {x.code}: {t(x.message)}" + (f"\n    hint: {t(x.hint)}" if x.hint else "") for x in v.violations
     ]
     return "\n".join(lines)
 
@@ -168,7 +142,7 @@ async def validate(
                 )
             sys.exit(0 if all_valid else 1)
         v = await service.validate(_read_sql(sql or ""), user=user, session=session)
-        click.echo(v.model_dump_json(indent=2) if as_json else describe_validation(v))
+        click.echo(safe_json(v.model_dump_json(indent=2)) if as_json else describe_validation(v))
         if v.is_valid and not as_json:
             click.echo(f"normalized_code: {v.normalized_code}\napproval_token: {v.approval_token}")
         sys.exit(0 if v.is_valid else 1)
@@ -182,10 +156,15 @@ async def validate(
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
 )
+@click.option(
+    "--csv-raw",
+    is_flag=True,
+    help="CSV cells exactly as stored, without the ' put before = + - @ starts (for programs).",
+)
 @click.argument("sql")
 @run_async
 async def query(
-    config_path: str | None, user: str | None, session: str, yes: bool, fmt: str, sql: str
+    config_path: str | None, user: str | None, session: str, yes: bool, fmt: str, csv_raw: bool, sql: str
 ) -> None:
     """Validate, show the explanation, ask for approval, execute and print."""
     async with _service(config_path) as service:
@@ -201,9 +180,9 @@ async def query(
         except ApprovalError as e:
             _fail(e, 1)
         if fmt == "json":
-            click.echo(r.model_dump_json())
-        elif fmt == "csv":
-            click.echo(format_csv(r), nl=False)
+            click.echo(safe_json(r.model_dump_json()))
+        elif fmt == "csv":  # color=True: click would otherwise strip what looks like ANSI from the data
+            click.echo(format_csv(r, raw=csv_raw), nl=False, color=True)
         else:
             click.echo(format_table(r))
 

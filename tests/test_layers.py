@@ -24,6 +24,7 @@ PLACEMENT = {
     "auth": "server",
     "access": "server",
     "cli": "server",
+    "output": "server",
     "demo": "server",
     "__main__": "server",
 }

@@ -109,7 +109,10 @@ async def test_database_error_messages_are_fenced(client: Client) -> None:
     code, _, rest = text.partition(": ")
     assert code == "EXECUTION_FAILED", text
     _, body, _ = _split(rest)
-    assert INJECTION_SUBJECT[:40] in body and text.count(INJECTION_SUBJECT[:40]) == 1
+    if r.structured_content is None and "…" in body:  # PostgreSQL: values the query did not state are hidden
+        assert INJECTION_SUBJECT[:40] not in text
+    else:
+        assert INJECTION_SUBJECT[:40] in body and text.count(INJECTION_SUBJECT[:40]) == 1
 
 
 async def test_tool_descriptions_and_prompt_say_rows_are_data(client: Client) -> None:
