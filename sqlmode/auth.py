@@ -34,7 +34,13 @@ from mcp.server.auth.provider import AccessToken
 from .config import AuthConfig, Settings
 from .errors import ConfigError
 
-__all__ = ["MIN_STATIC_TOKEN_LENGTH", "ConfigTokenVerifier", "build_token_verifier", "principal_of"]
+__all__ = [
+    "MIN_STATIC_TOKEN_LENGTH",
+    "ConfigTokenVerifier",
+    "build_token_verifier",
+    "from_identity_provider",
+    "principal_of",
+]
 
 log = logging.getLogger("sqlmode.auth")
 
@@ -138,7 +144,11 @@ class ConfigTokenVerifier:
         except jwt.PyJWTError as e:
             log.info("refused a JWT: %s", e, extra={"event": "auth_refused", "reason": str(e)})
             return None
-        user = str(claims["sub"])
+        user = claims["sub"]
+        if not _usable_subject(user):
+            # An empty subject would become policy.default_user (with its local groups).
+            log.info("refused a JWT: unusable sub", extra={"event": "auth_refused", "reason": "bad sub"})
+            return None
         return AccessToken(
             token=fp,
             client_id=user,
@@ -147,6 +157,17 @@ class ConfigTokenVerifier:
             expires_at=int(claims["exp"]),
             claims={"groups": _groups(claims.get(self._groups_claim)), "iss": claims["iss"], "method": "jwt"},
         )
+
+
+def _usable_subject(sub: Any) -> bool:
+    """A non-empty string without surrounding spaces or control characters."""
+    return (
+        isinstance(sub, str)
+        and bool(sub.strip())
+        and sub == sub.strip()
+        and len(sub) <= 256
+        and all(ch.isprintable() for ch in sub)
+    )
 
 
 def _read_key(value: str, base_dir: Path | None) -> str:
@@ -173,6 +194,20 @@ def principal_of(request: Any = None) -> tuple[str, list[str] | None, str] | Non
     Reads the request's own ``scope["user"]`` when the transport hands the request over,
     else the SDK's per-request context variable.
     """
+    access = _access_of(request)
+    if access is None:
+        return None
+    groups = (access.claims or {}).get("groups")
+    return access.subject or access.client_id, (list(groups) if groups else None), access.token
+
+
+def from_identity_provider(request: Any = None) -> bool:
+    """Whether the request's credential is a JWT: its user is kept apart from ``[policy.users]``."""
+    access = _access_of(request)
+    return access is not None and (access.claims or {}).get("method") == "jwt"
+
+
+def _access_of(request: Any) -> AccessToken | None:
     access: AccessToken | None = None
     scope = getattr(request, "scope", None)
     user = scope.get("user") if isinstance(scope, dict) else None
@@ -180,7 +215,4 @@ def principal_of(request: Any = None) -> tuple[str, list[str] | None, str] | Non
         access = user.access_token
     if access is None:
         access = get_access_token()
-    if access is None:
-        return None
-    groups = (access.claims or {}).get("groups")
-    return access.subject or access.client_id, (list(groups) if groups else None), access.token
+    return access

@@ -130,6 +130,8 @@ class Principal:
     user: str
     groups: tuple[str, ...] = ()
     session: str = "local"
+    # From an identity provider (a JWT): its groups are the token's only, never [policy.users]'.
+    external: bool = False
 
 
 @dataclass(slots=True)

@@ -45,7 +45,7 @@ from pydantic import BaseModel, Field, ValidationError
 from .access import ACCESS_LOG, HttpBoundary, parse_origins
 from .analyze import VIOLATION_CODES
 from .analyze.parse import MAX_CODE_CHARS
-from .auth import ConfigTokenVerifier, build_token_verifier, principal_of
+from .auth import ConfigTokenVerifier, build_token_verifier, from_identity_provider, principal_of
 from .config import Settings
 from .errors import ConfigError, ExecutionError, SqlmodeError, TokenMalformedError
 from .models import Analysis, QueryResult, ValidationResult
@@ -202,7 +202,9 @@ class _Identity:
             session = f"cred-{credential[:16]}"
         else:
             session = self.local_session
-        return {"user": user, "groups": groups, "session": session}
+        # An identity provider's subject is not the local user of the same name (issue 18).
+        external = from_identity_provider(request)
+        return {"user": user, "groups": groups, "session": session, "external": external}
 
 
 # -- arguments the SDK refuses, and the access log of tool calls ------------------------------------

@@ -24,7 +24,7 @@ from typing import Any
 from .analyze import Analyzer
 from .audit import AuditLog, AuditSink, NullAuditLog
 from .config import Settings, load_config
-from .errors import ApprovalError, AuditError, SqlmodeError
+from .errors import ApprovalError, AuditError, AuthError, SqlmodeError
 from .execute import open_executor
 from .execute.confirm import EngineConfirmer
 from .models import Action, Analysis, Decision, Principal, QueryResult, ValidationResult, Violation
@@ -136,9 +136,19 @@ class CodeModeService:
     # -- principals -----------------------------------------------------------------------
 
     def principal(
-        self, user: str | None, session: str | None, groups: list[str] | tuple[str, ...] | None
+        self,
+        user: str | None,
+        session: str | None,
+        groups: list[str] | tuple[str, ...] | None,
+        external: bool = False,
     ) -> Principal:
+        """Who asks. An ``external`` (identity-provider) user is never the default user and gets
+        no groups from ``[policy.users]``: a subject named like a local user is not that user."""
         pol = self.settings.policy
+        if external:
+            if not user or not user.strip():
+                raise AuthError("the credential names no user")
+            return Principal(user=user, groups=tuple(groups or ()), session=session or "local", external=True)
         uid = user or pol.default_user
         if groups is None:
             cfg = pol.users.get(uid)
@@ -169,10 +179,11 @@ class CodeModeService:
         user: str | None = None,
         session: str | None = None,
         groups: list[str] | tuple[str, ...] | None = None,
+        external: bool = False,
     ) -> ValidationResult:
         """Analyze, decide and (when allowed) sign ``code``. Never raises for bad SQL."""
         started = time.perf_counter()
-        principal = self.principal(user, session, groups)
+        principal = self.principal(user, session, groups, external)
         snapshot = await self.schema()
         analysis = self.analyzer.analyze(code, snapshot)
         await self._confirm(analysis, snapshot)  # issue 8: before the policy decision and any token
@@ -239,6 +250,7 @@ class CodeModeService:
         user: str | None = None,
         session: str | None = None,
         groups: list[str] | tuple[str, ...] | None = None,
+        external: bool = False,
         max_rows: int | None = None,
         timeout_ms: int | None = None,
         approval: str | None = None,
@@ -249,7 +261,7 @@ class CodeModeService:
         A cancelled call (the MCP client cancelled the request) is audited as ``cancelled`` and re-raised.
         """
         started = time.perf_counter()
-        principal = self.principal(user, session, groups)
+        principal = self.principal(user, session, groups, external)
         snapshot = await self.schema()
         analysis = self.analyzer.analyze(code, snapshot)
         chash = code_hash(analysis.normalized_code or code)
@@ -344,6 +356,7 @@ class CodeModeService:
         user: str | None = None,
         session: str | None = None,
         groups: list[str] | tuple[str, ...] | None = None,
+        external: bool = False,
     ) -> SqlmodeError:
         """Audit that a person declined to run ``code``; the error to hand back (AuditError if unrecorded)."""
         err = ApprovalError(
@@ -355,7 +368,7 @@ class CodeModeService:
         try:
             self._audit_now(
                 "execute",
-                self.principal(user, session, groups),
+                self.principal(user, session, groups, external),
                 code=code,
                 code_hash=code_hash(normalized or code),
                 decision="declined",

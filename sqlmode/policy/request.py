@@ -34,8 +34,8 @@ def principal_from_config(settings: Settings, user: str | None = None, session: 
 
 
 def groups_for(settings: Settings, principal: Principal) -> list[str]:
-    """The principal's groups plus those the config gives the same user id."""
-    cfg = settings.policy.users.get(principal.user)
+    """The principal's groups plus those the config gives the same user id (local principals only)."""
+    cfg = None if principal.external else settings.policy.users.get(principal.user)
     groups = set(principal.groups)
     if cfg:
         groups.update(cfg.groups)
