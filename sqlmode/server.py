@@ -49,6 +49,7 @@ from .auth import ConfigTokenVerifier, build_token_verifier, from_identity_provi
 from .config import Settings
 from .errors import ConfigError, ExecutionError, SqlmodeError, TokenMalformedError
 from .models import Analysis, QueryResult, ValidationResult
+from .output import terminal_safe
 from .service import CodeModeService
 from .token import MAX_TOKEN_LENGTH, code_hash
 
@@ -162,11 +163,27 @@ def result_text(r: QueryResult, marker: str | None = None) -> str:
     return f"{fenced}\n{tail}, {r.elapsed_ms:.1f} ms"
 
 
-def _approval_message(analysis: Analysis, code: str) -> str:
-    shown = code if len(code) <= 2000 else code[:2000] + " ..."
+_APPROVAL_SQL_CHARS = 2000
+
+
+def _approval_message(analysis: Analysis) -> str:
+    """What the person approving reads: sqlmode's own summary first, then the code that will run.
+
+    Never the caller's text: the normalized code has no comments (a padded comment could push a
+    DELETE out of view, a short one could pose as "low-risk read query"), and the first lines are
+    built from the analysis alone. Control characters are shown as escapes.
+    """
+    code = analysis.normalized_code
+    shown = code[:_APPROVAL_SQL_CHARS]
+    if len(code) > len(shown):
+        shown += f" ... ({len(code) - len(shown)} more characters not shown; the summary covers all of it)"
+    t = terminal_safe
+    tables = t(", ".join(analysis.tables) or "no table")
     return (
-        f"The assistant wants to run a {analysis.risk_level.value}-risk {analysis.action.value} query.\n"
-        f"{analysis.explanation}\n\nSQL:\n{shown}\n\nRun it?"
+        f"sqlmode's analysis: a {analysis.risk_level.value}-risk {analysis.action.value} query "
+        f"({t(analysis.statement_type)}) on {tables}.\n"
+        f"{t(analysis.explanation)}\n\n"
+        f"SQL (normalized, exactly what will run; comments removed):\n{t(shown)}\n\nRun it?"
     )
 
 
@@ -384,7 +401,7 @@ def build_server(
             return NOT_REQUIRED
         if not _can_elicit(ctx):
             return UNAVAILABLE
-        return Elicit(_approval_message(analysis, code), RunApproval)
+        return Elicit(_approval_message(analysis), RunApproval)
 
     @mcp.tool(
         name="execute_code",

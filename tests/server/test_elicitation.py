@@ -66,8 +66,11 @@ async def test_accepted_runs_the_query(asking_service: CodeModeService, mode: st
     assert not r.is_error, r.content
     assert r.structured_content["row_count"] == 4  # type: ignore[index]
     assert len(asked) == 1
-    assert "low-risk read query" in asked[0] and "Reads customers" in asked[0]
-    assert re.search(r"SQL:\nSELECT region, COUNT\(\*\) AS n FROM customers .* LIMIT \d+", asked[0])
+    assert asked[0].startswith("sqlmode's analysis: a low-risk read query (SELECT) on customers.")
+    assert "Reads customers" in asked[0]
+    assert re.search(
+        r"comments removed\):\nSELECT region, COUNT\(\*\) AS n FROM customers .* LIMIT \d+", asked[0]
+    )
     intent, outcome = run_records(asking_service.settings)
     assert (intent["decision"], intent["approval"], outcome["decision"]) == ("run", ELICITED, "ok")
 
