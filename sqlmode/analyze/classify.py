@@ -203,6 +203,7 @@ class Inventory:
     datatypes: list[exp.DataType] = field(default_factory=list)
     # The Join nodes themselves: max_joins applies per query block (complexity.query_blocks).
     join_nodes: list[exp.Join] = field(default_factory=list)
+    lambdas: list[exp.Lambda] = field(default_factory=list)
     joins: int = 0
     ctes: int = 0
     windows: int = 0
@@ -245,6 +246,8 @@ def _categorize(cls: type) -> _Category:
         bucket = "datatypes"
     elif cls is exp.Join:
         bucket = "join_nodes"
+    elif cls is exp.Lambda:
+        bucket = "lambdas"
     counter = None
     if cls is exp.Join:
         counter = "joins"
@@ -280,6 +283,7 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
         "funcs": inv.funcs,
         "datatypes": inv.datatypes,
         "join_nodes": inv.join_nodes,
+        "lambdas": inv.lambdas,
     }
     for node in root.walk():
         cls = type(node)

@@ -18,11 +18,19 @@ Rules that keep blocked columns out of reach:
   the sources they can reach;
 * anything the resolver cannot place is matched against every table in the query, so an
   unplaced ``ssn`` still counts as ``customers.ssn``.
+
+Binding over-approximates the engines' binders (issue 11): a name counts as read from
+*every* thing it could bind to. Resolution stops at a scope only when a source whose
+columns are exactly known has the name. An output alias of the same SELECT, a source
+whose columns are unknown or only guessed (table functions, VALUES, PIVOT), a whole-row
+name and a comprehension or lambda variable never stop it: the outer scopes are searched
+too and every match there counts. (Postgres binds output aliases only in ORDER BY and,
+after input columns, in GROUP BY; DuckDB also in WHERE, GROUP BY and HAVING; counting
+both sides covers both.)
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,9 +51,44 @@ _KINDS: dict[type, str] = {
     exp.Join: "join",
 }
 
-# Origins of a scope's output column.
+# Origins of a scope's output column. A "maybe" name is one the engine may give the
+# column (a table function's or VALUES' default names): it places a name but never stops
+# the search for outer columns of the same name.
 _EXPLICIT = ("expr",)
 _OPAQUE = ("opaque",)
+_MAYBE = ("maybe",)
+
+# Columns of table functions called without a column alias list. An empty tuple: one
+# column, named after the function (DuckDB and Postgres name it after the table alias
+# when there is one). Functions not listed have unknown columns: any name may come from
+# them, and the search continues outwards.
+TABLE_FUNCTION_COLUMNS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        [
+            "generate_series",
+            "range",
+            "unnest",
+            "explode",
+            "generate_subscripts",
+            "regexp_matches",
+            "regexp_split_to_table",
+            "string_to_table",
+            "json_object_keys",
+            "jsonb_object_keys",
+            "jsonb_path_query",
+            "json_array_elements_text",
+            "jsonb_array_elements_text",
+        ],
+        (),
+    ),
+    "json_each": ("key", "value", "type", "atom", "id", "parent", "fullkey", "path"),
+    "json_tree": ("key", "value", "type", "atom", "id", "parent", "fullkey", "path"),
+    "jsonb_each": ("key", "value"),
+    "json_each_text": ("key", "value"),
+    "jsonb_each_text": ("key", "value"),
+    "json_array_elements": ("value",),
+    "jsonb_array_elements": ("value",),
+}
 
 _CLAUSES: tuple[tuple[type, str], ...] = (
     (exp.Where, "WHERE"),
@@ -61,7 +104,9 @@ _CLAUSES: tuple[tuple[type, str], ...] = (
 @dataclass(slots=True)
 class UnknownColumn:
     name: str
-    suggestions: list[str]
+    # (name shown, base table, base column): base parts are empty for computed outputs.
+    # rules.py drops candidates that are blocked, so hints name only visible columns.
+    candidates: list[tuple[str, str, str]]
     qualifier: str = ""
 
 
@@ -80,6 +125,8 @@ class References:
     column_sources: dict[int, set[str]] = field(default_factory=dict)
     output_fields: int = 0
     depth: int = 0
+    # Lower-case column names the query itself spells: messages may name only these.
+    named: frozenset[str] = frozenset()
 
 
 class Resolver:
@@ -97,6 +144,8 @@ class Resolver:
         self._indexes: dict[int, dict[str, list[tuple[Any, ...]]] | None] = {}
         self._aliases: dict[int, set[str]] = {}
         self._lc_sources: dict[int, dict[str, Any]] = {}
+        self.dialect = snapshot.dialect
+        self._quiet = 0  # > 0: resolving a candidate binding; unplaced names are not errors
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -135,9 +184,16 @@ class Resolver:
         write_scope = self._write_scope(root, scopes) if isinstance(root, exp.DML) else None
         for scope in scopes:
             self._resolve_scope(scope)
+        self._lambda_candidates(scopes)
         if write_scope is not None:
             self._resolve_scope(write_scope)
             self._insert_columns(root)
+        for table in self.refs.tables:
+            if table.args.get("pivots"):
+                # FROM t PIVOT (...) groups by every column it does not pivot; UNPIVOT passes
+                # them on: every column of the table is read, whatever the outer query names.
+                for c in self._columns_of(table.name.lower()):
+                    self._record(table.name.lower(), c, None, "PIVOT")
         if pivot_table is not None or (not scopes and not isinstance(root, (exp.DML, exp.Pivot))):
             for table in self.refs.tables:
                 for c in self._columns_of(table.name.lower()):
@@ -148,6 +204,7 @@ class Resolver:
             selects = getattr(top.expression, "selects", None) or []
             self.refs.output_fields = len(outs) if outs is not None else len(selects)
         self._sweep_unplaced()
+        self.refs.named = _named_columns(root, self.inventory)
         return self.refs
 
     def _write_scope(self, root: exp.Expr, scopes: list[Scope]) -> Scope | None:
@@ -250,19 +307,29 @@ class Resolver:
     def _column(self, scope: Scope, col: exp.Column) -> None:
         name = col.name.lower()
         qualifier = col.table.lower()
+        if _comprehension_variable(col, (qualifier or name)):
+            # The loop variable binds first, but a same-named column is a candidate too.
+            self._quiet += 1
+            try:
+                self._bind_column(scope, col, name, qualifier)
+            finally:
+                self._quiet -= 1
+            return
+        self._bind_column(scope, col, name, qualifier)
+
+    def _bind_column(self, scope: Scope, col: exp.Column, name: str, qualifier: str) -> None:
         if not qualifier:
-            if _comprehension_variable(col, name):
-                return
             self._unqualified(scope, col, name)
             return
         db = col.db.lower()
         hit = False
         # `alias.struct_col.field` (db part is a source): the column is the middle part.
         if db and self._find_source(scope, db) is not None:
-            hit |= self._read_named(scope, self._find_source(scope, db), db, qualifier, col)
-        found = self._find_source(scope, qualifier)
-        if found is not None:
-            hit |= self._read_named(scope, found, qualifier, name, col, report=not hit)
+            for outer in self._find_sources(scope, db, col.parts[-3]):
+                hit |= self._read_named(scope, outer, db, qualifier, col)
+        if self._find_source(scope, qualifier) is not None:
+            for source in self._find_sources(scope, qualifier, col.args.get("table")):
+                hit |= self._read_named(scope, source, qualifier, name, col, report=not hit)
             return
         if hit:
             return
@@ -281,32 +348,53 @@ class Resolver:
             return
         self._unknown(scope, name, qualifier)
 
+    def _find_sources(self, scope: Scope, key: str, ident: Any) -> list[tuple[Any, Scope]]:
+        """The source a qualifier names, plus, on Postgres, every outer source of the same
+        name when letter case could make the engine skip the inner one (quoted names are
+        case-sensitive there: `"C".x` does not bind to a source `c`)."""
+        first = self._find_source(scope, key)
+        if first is None:
+            return []
+        found = [first]
+        if self.dialect == "postgres":
+            level = first[1].parent
+            while level is not None:
+                src = self._lower_sources(level).get(key)
+                if src is not None and _case_matters(ident, level, key):
+                    found.append((src, level))
+                level = level.parent
+        return found
+
     def _unqualified(self, scope: Scope, col: exp.Column, name: str, report: bool = True) -> bool:
+        """Bind an unqualified name, counting every candidate (see the module docstring)."""
+        placed = False
+        case_matters = self.dialect == "postgres" and _quoted_mixed_case(col)
         for level in _chain(scope):
-            matches: list[tuple[str, Any]] = []
-            opaque = False
+            exact: list[tuple[str, Any]] = []
             for key, src in level.sources.items():
                 index = self._index_of(src)
                 if index is None:
-                    opaque = True
-                elif name in index:
-                    matches.append((key, src))
-            if matches:
+                    placed = True  # unknown columns: it may come from here, or from outside
+                    continue
+                origins = index.get(name)
+                if not origins:
+                    continue
+                placed = True
                 # Ambiguous names are read from every match: the engine picks one or fails.
-                for key, src in matches:
-                    self._read_named(level, (src, level), key, name, col)
+                self._read_named(level, (src, level), key, name, col)
+                if any(o is not _MAYBE for o in origins):
+                    exact.append((key, src))
+            if exact and not case_matters:
                 return True
             if level is scope and name in self._aliases_of(scope):
-                return True
+                placed = True  # an output alias may be meant; input and outer columns count too
             whole = self._lower_sources(level).get(name)
             if whole is not None:
                 self._demand_source(whole, col, "a whole-row value")
-                return True
-            if opaque:
-                return True
-        if report:
+                placed = True
+        if not placed and report and not self._quiet:
             self._unknown(scope, name, "")
-        return False
+        return placed
 
     def _aliases_of(self, scope: Scope) -> set[str]:
         key = id(scope)
@@ -346,9 +434,10 @@ class Resolver:
             return True
         origins = index.get(name)
         if origins:
-            self._demand(origins[0], col)
+            for origin in origins:
+                self._demand(origin, col)
             return True
-        if report:
+        if report and not self._quiet:
             self._unknown(scope, name, key, src)
         return False
 
@@ -415,8 +504,7 @@ class Resolver:
                     out_name = alias_cols[i] if i < len(alias_cols) else c
                     outs.append((out_name, ("base", tname, c)))
                 return outs
-            names = [n.lower() for n in src.alias_column_names]
-            return [(n, _EXPLICIT) for n in names] or None
+            return _function_outputs(src.this, src)
         return None
 
     def _columns_of(self, table: str) -> list[str]:
@@ -452,8 +540,9 @@ class Resolver:
                 return [(p.alias_or_name.lower(), _EXPLICIT) for p in left.expressions]
             return None
         if isinstance(expr, exp.Values):
-            names = [c.lower() for c in expr.alias_column_names]
-            return [(n, _EXPLICIT) for n in names] or None
+            return self._values_outputs(expr)
+        if isinstance(expr, exp.Unnest):
+            return _function_outputs(expr, expr)
         if isinstance(expr, exp.UDTF):
             inner = [s for s in scope.subquery_scopes] or [
                 s for s in scope.sources.values() if isinstance(s, Scope)
@@ -483,6 +572,19 @@ class Resolver:
                 outs.append((proj.alias_or_name.lower(), _EXPLICIT))
         return outs
 
+    def _values_outputs(self, values: exp.Values) -> list[tuple[str, tuple[Any, ...]]]:
+        """VALUES columns: the alias list, then the engine's default names (DuckDB has used
+        both col0.. and column1..; Postgres column1..), which only ever place a name."""
+        first = values.expressions[0] if values.expressions else None
+        width = len(first.expressions) if isinstance(first, exp.Tuple) else 1
+        aliases = [c.lower() for c in values.alias_column_names]
+        outs: list[tuple[str, tuple[Any, ...]]] = [(n, _EXPLICIT) for n in aliases]
+        for i in range(len(aliases), width):
+            outs.append((f"column{i + 1}", _MAYBE))
+            if self.dialect == "duckdb":
+                outs.append((f"col{i}", _MAYBE))
+        return outs
+
     def _ordered_sources(self, scope: Scope) -> list[tuple[str, Any]]:
         try:
             return [(k, v[1]) for k, v in scope.selected_sources.items()]
@@ -502,7 +604,6 @@ class Resolver:
             for name, inner in outs:
                 if name == origin[2]:
                     self._demand(inner, col, where)
-                    return
 
     def _demand_source(self, src: Any, col: exp.Expr | None, where: str) -> None:
         """Every column of one source is read (whole row, t.* in the outer query...)."""
@@ -546,19 +647,61 @@ class Resolver:
             self.refs.reads[key] = where if where else (col if col is not None else "SELECT")
 
     def _unknown(self, scope: Scope, name: str, qualifier: str, src: Any = None) -> None:
-        candidates: list[str] = []
+        # Candidates keep their base column: rules.py drops blocked ones, also when a CTE
+        # or subquery passes them on under a star.
+        candidates: dict[str, tuple[str, str, str]] = {}
         sources = [src] if src is not None else list(scope.sources.values())
         for s in sources:
-            outs = self._source_outputs(s)
-            if outs:
-                base = s.name.lower() if isinstance(s, exp.Table) else ""
-                candidates.extend(
-                    n for n, _ in outs if not (base and self.snapshot.is_column_blocked(base, n))
-                )
-        suggestions = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.5)
-        if not suggestions:
-            suggestions = sorted(set(candidates))[:8]
-        self.refs.unknown_columns.append(UnknownColumn(name, suggestions, qualifier))
+            for n, origin in self._source_outputs(s) or []:
+                base = self._base_of(origin)
+                if n not in candidates or base[0]:
+                    candidates[n] = (n, *base)
+        self.refs.unknown_columns.append(UnknownColumn(name, sorted(candidates.values()), qualifier))
+
+    def _base_of(self, origin: tuple[Any, ...], depth: int = 0) -> tuple[str, str]:
+        """The base (table, column) an output origin reads, or empty strings."""
+        if origin[0] == "base":
+            return origin[1], origin[2]
+        if origin[0] == "via" and depth < 50:
+            for n, inner in self._outputs_of(origin[1]) or []:
+                if n == origin[2]:
+                    return self._base_of(inner, depth + 1)
+        return "", ""
+
+    def _lambda_candidates(self, scopes: list[Scope]) -> None:
+        """Lambda parameters (``x -> ...``): sqlglot turns every reference to one in the
+        body, subqueries included, into a bare identifier. The parameter binds first, but
+        a same-named column of the enclosing scopes is a candidate and counts as read."""
+        lambdas = self.inventory.lambdas
+        if not lambdas:
+            return
+        by_expr = {id(s.expression): s for s in scopes}
+        for lam in lambdas:
+            params = {e.name.lower() for e in lam.expressions}
+            body = lam.this
+            if body is None:
+                continue
+            for node in body.walk():
+                if isinstance(node, exp.Dot) and isinstance(node.this, exp.Identifier):
+                    head, tail = node.this, node.expression
+                    if head.name.lower() not in params or not isinstance(tail, exp.Identifier):
+                        continue
+                    fake = exp.Column(this=tail.copy(), table=head.copy())
+                elif isinstance(node, exp.Identifier) and node.name.lower() in params:
+                    if isinstance(node.parent, exp.Dot) or node.arg_key not in _VALUE_KEYS:
+                        continue
+                    fake = exp.Column(this=node.copy())
+                else:
+                    continue
+                scope = _scope_of(node, by_expr)
+                if scope is None:
+                    continue
+                fake.parent = node.parent  # clause labels and inventory walks see its place
+                self._quiet += 1
+                try:
+                    self._bind_column(scope, fake, fake.name.lower(), fake.table.lower())
+                finally:
+                    self._quiet -= 1
 
     def _sweep_unplaced(self) -> None:
         """Columns no scope walked over count against every table the query names."""
@@ -589,15 +732,90 @@ def _chain(scope: Scope) -> Iterator[Scope]:
 
 
 def _comprehension_variable(col: exp.Column, name: str) -> bool:
-    """``x`` in DuckDB's ``[x * 2 FOR x IN list]`` is the loop variable, not a column."""
+    """``x`` in DuckDB's ``[x * 2 FOR x IN list IF x > 1]``: only the body and the condition
+    see the variable; the iterator (which may hold whole subqueries) is resolved as usual."""
+    child: exp.Expr = col
     node: exp.Expr | None = col.parent
     while node is not None:
-        if isinstance(node, exp.Comprehension):
+        if isinstance(node, exp.Comprehension) and child.arg_key in ("this", "condition"):
             var = node.args.get("expression")
-            if var is not None and var.name.lower() == name and col.arg_key != "iterator":
+            if var is not None and var.name.lower() == name:
                 return True
-        node = node.parent
+        child, node = node, node.parent
     return False
+
+
+def _named_columns(root: exp.Expr, inventory: Inventory) -> frozenset[str]:
+    names = {c.name.lower() for c in inventory.columns}
+    names.update(c.table.lower() for c in inventory.columns if c.table)
+    for join in root.find_all(exp.Join) if inventory.joins else ():
+        names.update(i.name.lower() for i in join.args.get("using") or [])
+    for lam in inventory.lambdas:  # parameters stand for columns in lambda bodies
+        names.update(i.name.lower() for i in lam.find_all(exp.Identifier))
+    return frozenset(names)
+
+
+def _case_matters(ident: Any, level: Scope, key: str) -> bool:
+    """Whether letter case could make Postgres bind a qualifier to an outer source."""
+    if isinstance(ident, exp.Identifier) and ident.quoted and ident.name != ident.name.lower():
+        return True
+    return any(k.lower() == key and k != k.lower() for k in level.sources)
+
+
+def _quoted_mixed_case(col: exp.Column) -> bool:
+    ident = col.this
+    return isinstance(ident, exp.Identifier) and ident.quoted and ident.name != ident.name.lower()
+
+
+# Argument slots where an identifier stands for a value (a replaced lambda parameter).
+_VALUE_KEYS = frozenset({"this", "expression", "expressions", "condition", "true", "false", "default"})
+
+
+def _scope_of(node: exp.Expr, by_expr: dict[int, Scope]) -> Scope | None:
+    parent: exp.Expr | None = node.parent
+    while parent is not None:
+        scope = by_expr.get(id(parent))
+        if scope is not None:
+            return scope
+        parent = parent.parent
+    return None
+
+
+def _function_outputs(fn: exp.Expr, src: exp.Expr) -> list[tuple[str, tuple[Any, ...]]] | None:
+    """Columns of a table function in FROM: an alias column list names them exactly;
+    otherwise the catalog's names (and the function's or the alias's own name) only place
+    a name, and a function the catalog does not know has unknown columns (None)."""
+    explicit = [n.lower() for n in src.alias_column_names] if hasattr(src, "alias_column_names") else []
+    offset = fn.args.get("offset") if isinstance(fn, exp.Unnest) else None
+    if isinstance(offset, exp.Identifier):
+        explicit.append(offset.name.lower())  # UNNEST ... WITH ORDINALITY AS x(v, n)
+    outs: list[tuple[str, tuple[Any, ...]]] = [(n, _EXPLICIT) for n in explicit]
+    names = _function_names(fn)
+    known = [TABLE_FUNCTION_COLUMNS[n] for n in names if n in TABLE_FUNCTION_COLUMNS]
+    if not known or any(isinstance(a, (exp.Kwarg, exp.PropertyEQ)) for a in fn.iter_expressions()):
+        return outs or None
+    guesses: list[str] = []
+    for cols in known:
+        guesses.extend(cols)
+    if not any(known):
+        guesses.extend(n for n in names if n in TABLE_FUNCTION_COLUMNS)
+        alias = src.args.get("alias")
+        if isinstance(alias, exp.TableAlias) and alias.name:
+            guesses.append(alias.name.lower())
+    if src.args.get("ordinality") or offset is True:
+        guesses.append("ordinality")
+    outs.extend((n, _MAYBE) for n in dict.fromkeys(guesses))
+    return outs
+
+
+def _function_names(fn: exp.Expr) -> list[str]:
+    if isinstance(fn, exp.Anonymous):
+        return [str(fn.name).lower()]
+    sql_names: Any = getattr(type(fn), "sql_names", list)
+    names = [n.lower() for n in sql_names()] + [type(fn).key]
+    if isinstance(fn, exp.GenerateSeries) or type(fn).__name__ == "ExplodingGenerateSeries":
+        names += ["generate_series", "range"]
+    return list(dict.fromkeys(names))
 
 
 def _depth(scope: Scope) -> int:
