@@ -115,9 +115,11 @@ async def test_postgres_attack_is_refused_and_returns_nothing_blocked(
     pg_sample_url: str,
     pg_reader_url: str,
     pg_settings_factory: Callable[..., Settings],
+    tmp_path: Path,
 ) -> None:
     url = pg_sample_url if role == "superuser" else pg_reader_url
-    await _through_service(pg_settings_factory(url), PG_CASES[name].sql)
+    own_audit = {"audit": {"path": str(tmp_path / "audit.jsonl")}}  # the session's file is others'
+    await _through_service(pg_settings_factory(url, own_audit), PG_CASES[name].sql)
 
 
 @pytest.mark.parametrize("name", sorted(DUCK_HARM))
