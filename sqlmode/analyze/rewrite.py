@@ -69,7 +69,9 @@ def inject_limit(root: exp.Expr, max_rows: int) -> Limited:
 
 def render(root: exp.Expr, dialect: str) -> str:
     """SQL text for the tree; raises sqlglot.errors.UnsupportedError rather than dropping parts."""
-    # copy=False: the tree is not used after rendering, and the copy doubled the cost.
+    # copy=True: the generator's transforms rewrite the tree they are given (an ordered
+    # aggregate such as string_agg(x, ', ' ORDER BY y) loses its argument), and the round
+    # trip compares the rendering with the analyzed tree, which must stay as analyzed.
     return sqlglot_dialect(dialect).generate(
-        root, copy=False, comments=False, unsupported_level=ErrorLevel.RAISE
+        root, copy=True, comments=False, unsupported_level=ErrorLevel.RAISE
     )

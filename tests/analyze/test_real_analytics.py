@@ -150,3 +150,65 @@ def test_whole_query_bound_names_its_parts_and_the_heaviest_part(dialect: str) -
     )
     assert "joins 5 (40)" in v.message
     assert v.hint.startswith("The heaviest part is the CTE `big` (6 table reads, 5 joins).")
+
+
+# -- ordered aggregates ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    ("sql", "reads"),
+    [
+        (
+            "SELECT customer_id, string_agg(status, ', ' ORDER BY created_at) FROM orders GROUP BY 1",
+            "status",
+        ),
+        (
+            "SELECT customer_id, string_agg(status, ', ' ORDER BY created_at DESC) "
+            "FILTER (WHERE total > 1) FROM orders GROUP BY 1",
+            "status total",
+        ),
+        ("SELECT customer_id, array_agg(total ORDER BY created_at) FROM orders GROUP BY 1", "total"),
+    ],
+)
+def test_ordered_aggregates_pass_the_round_trip(dialect: str, sql: str, reads: str) -> None:
+    a = run(sql, dialect)
+    assert a.violations == []
+    assert "ORDER BY created_at" in a.normalized_code
+    assert a.columns == sorted(f"orders.{c}" for c in ["created_at", "customer_id", *reads.split()])
+
+
+# -- DuckDB PIVOT ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "PIVOT orders ON status USING sum(total)",
+        "SELECT * FROM (PIVOT orders ON status USING sum(total) GROUP BY customer_id) p",
+    ],
+)
+def test_pivot_without_in_list_says_what_to_write_instead(sql: str) -> None:
+    a = run(sql, "duckdb")
+    assert codes(a) == ["UNSUPPORTED_SYNTAX"]
+    (v,) = a.violations
+    assert "PIVOT ... ON status without an IN list" in v.message
+    assert v.hint.startswith("First ask for the values: SELECT DISTINCT status FROM orders; then list them:")
+
+
+def test_pivot_without_in_list_on_a_blocked_column_is_a_blocked_read() -> None:
+    a = run("SELECT * FROM (PIVOT customers ON ssn USING count(*)) p", "duckdb")
+    assert "COLUMN_BLOCKED" in codes(a) and "PARSER_DISAGREEMENT" not in codes(a)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "PIVOT orders ON status IN ('completed', 'pending') USING sum(total) GROUP BY customer_id",
+        "SELECT * FROM (PIVOT orders ON status IN ('completed', 'pending') USING count(*)) p",
+    ],
+)
+def test_pivot_with_in_list_is_accepted_anywhere(sql: str) -> None:
+    a = run(sql, "duckdb")
+    assert a.violations == []
+    assert "IN ('completed', 'pending')" in a.normalized_code
