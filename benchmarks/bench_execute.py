@@ -54,7 +54,10 @@ def settings_for(url: str) -> Settings:
     data["database"]["url"] = url
     data["database"]["build_sample"] = False
     data["code_mode"]["token_secret"] = "bench-" + "x" * 40
-    data.setdefault("audit", {})["path"] = str(Path(tempfile.gettempdir()) / "sqlmode-bench-audit.jsonl")
+    # A fresh chain per run: a log left by another version or key would not continue.
+    data.setdefault("audit", {})["path"] = str(
+        Path(tempfile.mkdtemp(prefix="sqlmode-bench-")) / "audit.jsonl"
+    )
     return settings_from_dict(data)
 
 

@@ -41,6 +41,7 @@ WORK = ROOT / "benchmarks" / ".work" / "server"
 SQL = "SELECT region, count(*) AS n FROM customers GROUP BY region ORDER BY region"
 TOKEN = "bench-token-" + "c3" * 16
 SECRET = "bench-secret-" + "0123456789abcdef" * 2
+AUDIT_KEY = "bench-audit-key-" + "y" * 32
 
 
 # The SDK's in-process server configures INFO logging on first use; keep the bench's output clean.
@@ -65,6 +66,9 @@ def write_config() -> Path:
     from sqlmode.sample import build_sample_duckdb, generator
 
     WORK.mkdir(parents=True, exist_ok=True)
+    # A fresh audit chain per run (a log from an older version, or another key, would not continue).
+    for leftover in ("audit.jsonl", "audit.jsonl.head", "audit.jsonl.key"):
+        (WORK / leftover).unlink(missing_ok=True)
     db = WORK / f"sample-v{getattr(generator(), 'SAMPLE_VERSION', 0)}.duckdb"
     if not db.exists():
         build_sample_duckdb(db)
@@ -75,7 +79,8 @@ def write_config() -> Path:
     text = text.replace("build_sample = true", "build_sample = false")
     text = text.replace('token_secret = "${CODE_MODE_SECRET:-}"', f'token_secret = "{SECRET}"')
     text = text.replace(
-        'path = "${SQLMODE_AUDIT_LOG:-~/.cache/sqlmode/audit.jsonl}"', f'path = "{WORK / "audit.jsonl"}"'
+        'path = "${SQLMODE_AUDIT_LOG:-~/.cache/sqlmode/audit.jsonl}"',
+        f'path = "{WORK / "audit.jsonl"}"\nkey = "{AUDIT_KEY}"',  # HTTP serving needs an audit key
     )
     text += f'\n[auth.tokens."{TOKEN}"]\nuser = "bench"\ngroups = ["analysts"]\n'
     if str(db) not in text or SECRET not in text:

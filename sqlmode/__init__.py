@@ -25,6 +25,7 @@ from .errors import (
     SchemaError,
     SecretError,
     SqlmodeError,
+    StateError,
     TokenError,
 )
 from .models import Action, ColumnMeta, Principal, QueryResult, RiskLevel, ValidationResult, Violation
@@ -32,13 +33,25 @@ from .models import Action, ColumnMeta, Principal, QueryResult, RiskLevel, Valid
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> object:
-    # The service pulls in every layer (sqlglot, cedarpy, drivers); import it only when asked,
-    # so `import sqlmode.config` stays cheap.
-    if name == "CodeModeService":
-        from .service import CodeModeService
+# Imported on first use: the service pulls in every layer (sqlglot, cedarpy, drivers), and
+# `import sqlmode.config` should stay cheap. The protocols are what embedders implement to bring
+# their own state store, audit sink or policy evaluator into CodeModeService.
+_LAZY = {
+    "CodeModeService": ("service", "CodeModeService"),
+    "StateStore": ("state", "StateStore"),
+    "NonceStore": ("state", "NonceStore"),
+    "StateRecord": ("state", "StateRecord"),
+    "AuditSink": ("audit", "AuditSink"),
+    "PolicyEvaluator": ("policy.evaluator", "PolicyEvaluator"),
+}
 
-        return CodeModeService
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'sqlmode' has no attribute {name!r}")
 
 
@@ -46,13 +59,16 @@ __all__ = [
     "Action",
     "ApprovalError",
     "AuditError",
+    "AuditSink",
     "CodeModeService",
     "ColumnMeta",
     "ConfigError",
     "DatabaseUnavailableError",
     "ExecutionError",
+    "NonceStore",
     "PermissionDeniedError",
     "PolicyError",
+    "PolicyEvaluator",
     "Principal",
     "QueryCancelledError",
     "QueryResult",
@@ -62,6 +78,9 @@ __all__ = [
     "SecretError",
     "Settings",
     "SqlmodeError",
+    "StateError",
+    "StateRecord",
+    "StateStore",
     "TokenError",
     "ValidationResult",
     "Violation",

@@ -283,22 +283,26 @@ def audit() -> None:
 @config_option
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 def audit_verify(config_path: str | None, path: str | None) -> None:
-    """Check the hash chain of the audit log (default: the configured audit.path).
+    """Check the audit chains: the file (PATH, default audit.path) and every replica's chain at audit.url.
 
-    Exit 0 intact, 1 tampered (edited, removed, inserted or reordered records), 2 unreadable.
+    The key is audit.key ($SQLMODE_AUDIT_KEY), else the key file beside the log. Exit 0 intact,
+    1 tampered (the first bad record is named), 2 missing or unreadable (log, key or database).
     """
-    from .audit import verify_audit_log
+    from .audit import verify_configured
+    from .config import settings_from_dict
 
-    if path is None:
-        try:
-            path = load_config(config_path).audit.path
-        except SqlmodeError as e:
-            _fail(e)
-    report = verify_audit_log(path or "")
+    try:
+        # A bare PATH needs no config beyond the key (from the environment).
+        settings = (
+            load_config(config_path)
+            if config_path or path is None
+            else settings_from_dict({"database": {"url": "duckdb:///:memory:"}})
+        )
+        report = asyncio.run(verify_configured(settings, path))
+    except SqlmodeError as e:
+        _fail(e)
     click.echo(report.render())
-    if report.records == 0 and any(p.startswith("cannot read") for p in report.problems):
-        sys.exit(2)
-    sys.exit(0 if report.ok else 1)
+    sys.exit(report.exit_code)
 
 
 @main.group()

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -48,6 +48,9 @@ class ServerConfig(_Section):
     allowed_origins: list[str] = Field(default_factory=list)
     # In-band approval through MCP elicitation for these risk levels (and above none).
     elicit_risk_levels: list[Literal["low", "medium", "high", "critical"]] = Field(default_factory=list)
+    # Processes serving this config behind one address (workers or replicas); above 1, HTTP serving
+    # requires a durable state.url so that a token is spent everywhere at once.
+    workers: int = Field(default=1, ge=1)
 
 
 class DatabaseConfig(_Section):
@@ -162,6 +165,18 @@ class CodeModeConfig(_Section):
                 raise ValueError(f"{item!r} must be written as table.column")
         return v
 
+    @model_validator(mode="after")
+    def _estimates_need_the_engine(self) -> CodeModeConfig:
+        # The estimates come from the engine's plan: without confirmation the limits would be ignored.
+        if not self.engine_confirmation:
+            for name in ("max_estimated_rows", "max_estimated_cost"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} needs engine_confirmation = true (the estimate comes from the "
+                        "database's plan); remove the limit or turn engine confirmation on"
+                    )
+        return self
+
 
 class UserConfig(_Section):
     groups: list[str] = Field(default_factory=list)
@@ -193,9 +208,30 @@ class AuthConfig(_Section):
     groups_claim: str = "groups"
 
 
+class StateConfig(_Section):
+    # Shared state (spent approval tokens): none = this process only (a restart voids tokens),
+    # sqlite:///path = processes on one host, postgresql://... = every replica.
+    url: str | None = None
+    schema_name: str = "sqlmode_state"
+    pool_max_size: int = Field(default=4, ge=1, le=100)
+    timeout_ms: int = Field(default=5000, ge=100)
+
+
+AUDIT_KEY_ENV = "SQLMODE_AUDIT_KEY"
+
+
 class AuditConfig(_Section):
     enabled: bool = True
     path: str = "sqlmode-audit.jsonl"
+    # Also (or instead of the file, when path = "") chain records into PostgreSQL, one chain per replica.
+    url: str | None = None
+    schema_name: str = "sqlmode_audit"
+    # HMAC key of the chain (default: $SQLMODE_AUDIT_KEY), distinct from the token secret.
+    key: str | None = Field(default_factory=lambda: os.environ.get(AUDIT_KEY_ENV) or None)
+    key_id: str = "a1"
+    previous_keys: dict[str, str] = Field(default_factory=dict)
+    # Names this process's chain in every record; default: host name and a random suffix per start.
+    replica_id: str | None = None
 
 
 class Settings(BaseSettings):
@@ -214,6 +250,7 @@ class Settings(BaseSettings):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
     # Where the file came from; relative paths in it are resolved against its folder.
     source_path: str | None = None
 
@@ -358,7 +395,8 @@ def _resolve_relative_paths(s: Settings) -> None:
     if db.dialect == "duckdb" and db.duckdb_path != ":memory:":
         p = s.resolve_path(db.duckdb_path)
         db.url = f"duckdb:///{p}"
-    s.audit.path = str(s.resolve_path(s.audit.path))
+    if s.audit.path:
+        s.audit.path = str(s.resolve_path(s.audit.path))
     if db.descriptions:
         # A bare name not found next to the config falls back to the bundled schema_resources/.
         p = s.resolve_path(db.descriptions)

@@ -19,6 +19,8 @@ Every error carries a stable ``code`` (UPPER_SNAKE), a ``message`` for people an
     │   ├── TokenPrincipalMismatchError  TOKEN_USER_MISMATCH / TOKEN_SESSION_MISMATCH
     │   ├── TokenSchemaChangedError      TOKEN_SCHEMA_CHANGED
     │   ├── TokenPolicyChangedError      TOKEN_POLICY_CHANGED
+    │   ├── TokenScopeChangedError       TOKEN_SCOPE_CHANGED
+    │   ├── TokenInstanceError           TOKEN_OTHER_INSTANCE
     │   └── TokenReplayError             TOKEN_ALREADY_USED
     ├── ExecutionError               the database refused or failed the query
     │   ├── QueryTimeoutError            QUERY_TIMEOUT
@@ -27,6 +29,7 @@ Every error carries a stable ``code`` (UPPER_SNAKE), a ``message`` for people an
     │   ├── DatabaseUnavailableError     DATABASE_UNAVAILABLE
     │   ├── NotAQueryError               NOT_A_QUERY
     │   └── WriteLimitExceededError      WRITE_LIMIT_EXCEEDED
+    ├── StateError                   the shared state store failed: nothing runs
     ├── AuditError                   the audit record could not be written: nothing runs
     └── AuthError                    HTTP credentials missing or wrong
 """
@@ -165,6 +168,22 @@ class TokenPolicyChangedError(TokenError):
     hint = "The policies changed since validation; validate the code again under the current policy."
 
 
+class TokenScopeChangedError(TokenError):
+    code = "TOKEN_SCOPE_CHANGED"
+    hint = (
+        "The query's action or risk level is no longer what the token approved; "
+        "validate the code again and show the user the new explanation."
+    )
+
+
+class TokenInstanceError(TokenError):
+    code = "TOKEN_OTHER_INSTANCE"
+    hint = (
+        "The token was issued by another server process or before a restart, and this server keeps "
+        "no shared state; call validate_code again here."
+    )
+
+
 class TokenReplayError(TokenError):
     code = "TOKEN_ALREADY_USED"
     hint = "Each approval token runs once; call validate_code again to run the query again."
@@ -205,6 +224,11 @@ class NotAQueryError(ExecutionError):
 class WriteLimitExceededError(ExecutionError):
     code = "WRITE_LIMIT_EXCEEDED"
     hint = "The statement would change more rows than allowed and was rolled back; narrow its WHERE clause."
+
+
+class StateError(SqlmodeError):
+    code = "STATE_UNAVAILABLE"
+    hint = "The shared state store (state.url) could not be used, so nothing was run. Tell an administrator."
 
 
 class AuditError(SqlmodeError):

@@ -51,6 +51,7 @@ from .errors import ConfigError, ExecutionError, SqlmodeError, TokenMalformedErr
 from .models import Analysis, QueryResult, ValidationResult
 from .output import terminal_safe
 from .service import CodeModeService
+from .state import durable_state_url
 from .token import MAX_TOKEN_LENGTH, code_hash
 
 __all__ = ["RunApproval", "build_server", "configure_logging", "http_app", "http_security", "serve"]
@@ -421,7 +422,7 @@ def build_server(
         who = identity.of(ctx)
         data = approval.data if isinstance(approval, AcceptedElicitation) else None
         if data is None or (isinstance(data, RunApproval) and not data.approve):
-            err = service.record_declined(code, **who)
+            err = await service.record_declined(code, **who)
             return _error_result(err)
         how = ELICITED if isinstance(data, RunApproval) else str(data)
         heartbeat = asyncio.create_task(_heartbeat(ctx, progress_interval))
@@ -675,6 +676,13 @@ async def serve(
     if http:
         # Configuration errors before the database is opened.
         http_security(settings, host, port, allow_unauthenticated=allow_unauthenticated)
+        if settings.server.workers > 1 and not durable_state_url(settings.state.url):
+            raise ConfigError(
+                f"server.workers is {settings.server.workers}, but approval tokens would be single-use in "
+                "one process only: several workers need a shared state store",
+                key="state.url",
+                hint='Set [state] url = "postgresql://..." (or "sqlite:///path" on one host).',
+            )
     # An ephemeral signing secret is fine for one local stdio process, never for HTTP serving.
     async with CodeModeService(settings, allow_ephemeral_secret=not http) as service:
         if not http:

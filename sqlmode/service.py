@@ -7,14 +7,20 @@
 
 validate: analyze -> policy -> (valid) mint token bound to code hash, user, session,
 schema hash and policy hash -> audit. execute: re-analyze (the schema or policy may
-have changed) -> verify token -> re-check policy -> audit the intent -> run the
-normalized code under limits -> audit the outcome. An audit failure refuses the call.
+have changed) -> check the token -> kill switch -> re-check analysis, action, risk and
+policy -> consume the token's nonce in the state store -> audit the intent -> run the
+normalized code under limits -> audit the outcome. An audit or state store failure refuses
+the call.
+
+Parts built elsewhere come in by injection (``engine``, ``state``, ``audit``, ``evaluator``);
+the service opens and closes only what it built itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -22,14 +28,31 @@ from os import PathLike
 from typing import Any
 
 from .analyze import Analyzer
-from .audit import AuditLog, AuditSink, NullAuditLog
+from .audit import AuditSink, open_audit_sink
 from .config import Settings, load_config
-from .errors import ApprovalError, AuditError, AuthError, SqlmodeError
+from .errors import (
+    ApprovalError,
+    AuditError,
+    AuthError,
+    SqlmodeError,
+    TokenReplayError,
+    TokenScopeChangedError,
+)
 from .execute import open_executor
 from .execute.confirm import EngineConfirmer
-from .models import Action, Analysis, Decision, Principal, QueryResult, ValidationResult, Violation
+from .models import (
+    Action,
+    Analysis,
+    Decision,
+    Principal,
+    QueryResult,
+    RiskLevel,
+    ValidationResult,
+    Violation,
+)
 from .policy import PolicyEvaluator, build_evaluator
 from .schema import SchemaSnapshot, reflect_schema, render_schema, render_table
+from .state import StateStore, open_state_store
 from .token import TokenService, code_hash
 
 log = logging.getLogger("sqlmode.service")
@@ -38,9 +61,24 @@ log = logging.getLogger("sqlmode.service")
 class CodeModeService:
     """The validate/execute pipeline over one configured database. Use as an async context manager."""
 
-    def __init__(self, settings: Settings, *, allow_ephemeral_secret: bool = True):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Any = None,
+        state: StateStore | None = None,
+        audit: AuditSink | None = None,
+        evaluator: PolicyEvaluator | None = None,
+        allow_ephemeral_secret: bool = True,
+    ):
+        """``engine`` (an opened Executor for now), ``state``, ``audit`` and ``evaluator`` built elsewhere
+        replace what the config would build; their owner opens and closes them."""
         self.settings = settings
         self._allow_ephemeral_secret = allow_ephemeral_secret
+        self._given_engine = engine
+        self._given_state = state
+        self._given_audit = audit
+        self._given_evaluator = evaluator
         self._stack: AsyncExitStack | None = None
         self._snapshot: SchemaSnapshot | None = None
         self._snapshot_at = 0.0
@@ -49,6 +87,7 @@ class CodeModeService:
         self.evaluator: PolicyEvaluator
         self.tokens: TokenService
         self.audit: AuditSink
+        self.state: StateStore
         self.executor: Any = None
         self._write_executor: Any = None
         # Issue 8: the database confirms each analysis (None when code_mode.engine_confirmation is off).
@@ -85,20 +124,35 @@ class CodeModeService:
 
             if await asyncio.to_thread(ensure_sample_db, s):
                 log.info("built the sample warehouse at %s", s.database.duckdb_path)
-        self.tokens = TokenService.from_settings(s, allow_ephemeral=self._allow_ephemeral_secret)
-        self.analyzer = Analyzer(s)
-        self.evaluator = build_evaluator(s)
-        await self.refresh_schema()
-        if s.audit.enabled:
-            audit = AuditLog(s.audit.path)
-            stack.callback(audit.close)
-            self.audit = audit
+        if self._given_state is not None:
+            self.state = self._given_state
         else:
-            self.audit = NullAuditLog()
-        self.executor = await stack.enter_async_context(open_executor(s))
+            self.state = await open_state_store(s)
+            stack.push_async_callback(self.state.close)
+        # Without durable shared state a spent nonce is forgotten at exit: a boot id signed into
+        # every token voids them all with the process instead.
+        boot_id = None if self.state.durable else secrets.token_hex(8)
+        self.tokens = TokenService.from_settings(
+            s, allow_ephemeral=self._allow_ephemeral_secret, boot_id=boot_id
+        )
+        self.analyzer = Analyzer(s)
+        self.evaluator = self._given_evaluator or build_evaluator(s)
+        await self.refresh_schema()
+        if self._given_audit is not None:
+            self.audit = self._given_audit
+        else:
+            # A key file beside the log is allowed where an ephemeral token secret is (stdio, CLI).
+            self.audit, opened = await open_audit_sink(s, allow_key_file=self._allow_ephemeral_secret)
+            for sink in opened:
+                stack.push_async_callback(sink.aclose)
+        if self._given_engine is not None:
+            self.executor = self._given_engine
+        else:
+            self.executor = await stack.enter_async_context(open_executor(s))
         if s.code_mode.engine_confirmation:
             self.confirmer = EngineConfirmer(s, self.executor)
-        if s.code_mode.allow_writes or s.code_mode.allow_deletes:
+        # allow_deletes alone changes nothing: deletes need allow_writes too (policies/README.md).
+        if s.code_mode.allow_writes:
             from .execute import open_write_executor
 
             self._write_executor = await stack.enter_async_context(open_write_executor(s))
@@ -267,7 +321,7 @@ class CodeModeService:
         chash = code_hash(analysis.normalized_code or code)
         try:
             # Token first: a forged or foreign token says so before anything else is revealed.
-            self.tokens.verify(
+            claims = self.tokens.check(
                 approval_token,
                 code_hash=chash,
                 user=principal.user,
@@ -275,6 +329,13 @@ class CodeModeService:
                 schema_hash=snapshot.schema_hash,
                 policy_hash=self.evaluator.policy_hash,
             )
+            # The kill switch stops tokens issued before it was thrown, too.
+            if not self.settings.code_mode.enabled:
+                raise ApprovalError(
+                    "code mode is disabled in this server's config; nothing runs",
+                    code="CODE_MODE_DISABLED",
+                    hint="An administrator turned code mode off; do not retry.",
+                )
             # Issue 8: the same engine verdict as at validation (a cache hit unless the schema moved).
             await self._confirm(analysis, snapshot)
             if not analysis.ok:
@@ -283,6 +344,17 @@ class CodeModeService:
                     + "; ".join(f"{v.code}: {v.message}" for v in analysis.violations),
                     violations=analysis.violations,
                 )
+            # What the user was shown and approved: the action, and a risk level no lower than now.
+            if claims.action != analysis.action.value:
+                raise TokenScopeChangedError(
+                    f"the token approved a {claims.action} query; this code is {analysis.action.value}"
+                )
+            if claims.risk not in RiskLevel.__members__.values() or (
+                analysis.risk_level.rank > RiskLevel(claims.risk).rank
+            ):
+                raise TokenScopeChangedError(
+                    f"the token approved risk {claims.risk}; this code is now {analysis.risk_level.value}"
+                )
             decision = self.evaluator.evaluate(principal, analysis)
             if not decision.allowed:
                 raise ApprovalError(
@@ -290,6 +362,9 @@ class CodeModeService:
                     + "; ".join(decision.reasons or decision.policy_ids),
                     violations=list(decision.violations),
                 )
+            # Last: the token is spent only by a call that is going to run (StateError if the store fails).
+            if not await self.state.consume_nonce(claims.nonce, self.tokens.nonce_expiry(claims)):
+                raise TokenReplayError("the approval token was already used")
         except SqlmodeError as e:
             await self._audit(
                 "execute", principal, code=code, code_hash=chash, decision="refused", error=e.code
@@ -308,6 +383,8 @@ class CodeModeService:
         )
         try:
             if analysis.action in (Action.WRITE, Action.DELETE):
+                if self._write_executor is None:  # unreachable past the analyzer and Cedar; fail closed
+                    raise ApprovalError("writes are disabled on this server", code="WRITE_NOT_ALLOWED")
                 result = await self._write_executor.run_write(
                     analysis.normalized_code, max_affected=self.settings.code_mode.max_write_rows
                 )
@@ -316,7 +393,7 @@ class CodeModeService:
                     analysis.normalized_code, max_rows=max_rows, timeout_ms=timeout_ms
                 )
         except asyncio.CancelledError:
-            self._audit_now(
+            await self._audit_shielded(
                 "executed",
                 principal,
                 code_hash=chash,
@@ -349,7 +426,7 @@ class CodeModeService:
         )
         return result
 
-    def record_declined(
+    async def record_declined(
         self,
         code: str,
         *,
@@ -366,7 +443,7 @@ class CodeModeService:
         )
         normalized = self.analyzer.analyze(code, self._snapshot).normalized_code if self._snapshot else ""
         try:
-            self._audit_now(
+            await self._audit(
                 "execute",
                 self.principal(user, session, groups, external),
                 code=code,
@@ -382,9 +459,9 @@ class CodeModeService:
         """Append one record and wait until it is on disk (concurrent calls share one sync)."""
         await self.audit.append_async(self._record(event, principal, fields))
 
-    def _audit_now(self, event: str, principal: Principal, **fields: Any) -> None:
-        """Append and sync without awaiting: for paths that cannot await (a cancelled task)."""
-        self.audit.append(self._record(event, principal, fields))
+    async def _audit_shielded(self, event: str, principal: Principal, **fields: Any) -> None:
+        """For a cancelled task: the record is written even if the caller is cancelled again meanwhile."""
+        await asyncio.shield(self.audit.append_async(self._record(event, principal, fields)))
 
     @staticmethod
     def _record(event: str, principal: Principal, fields: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ compact JSON::
     u    user                        iat  issued at (epoch seconds)
     s    session                     exp  expiry (epoch seconds)
     sh   schema binding              n    nonce (single use)
-    ph   policy binding
+    ph   policy binding          b    boot id (only from a server without a durable state store)
 
 Bindings are truncated SHA-256 digests of the values the caller passes (the code
 binding keeps all 256 bits; schema and policy keep 96, enough to notice a change,
@@ -23,13 +23,15 @@ which is all they are for), so tokens stay short enough for a model to copy.
 or not yet valid, code mismatch, user mismatch, session mismatch, schema changed,
 policy changed, already used. The nonce is consumed only when everything else passed.
 
-Single use needs a nonce store shared by every replica. :class:`MemoryNonceStore`
-serves one process; :class:`SqliteNonceStore` serves several processes on one host.
-For several hosts implement :class:`NonceStore` on shared storage, e.g. Redis
-``SET sqlmode:nonce:<n> 1 NX EXAT <expires_at>`` (consumed when the reply is OK) or
-a database table ``nonces(nonce text primary key, expires_at double precision)`` with
-``INSERT ... ON CONFLICT DO NOTHING`` (consumed when one row was inserted) and a
-periodic ``DELETE ... WHERE expires_at < now``.
+Single use needs a nonce store shared by every replica (:mod:`sqlmode.state`). A service
+without a durable store gives its TokenService a random per-process ``boot_id``: it is signed
+into every token (``b``) and must match at verification, so a restart or another process voids
+the token (``TOKEN_OTHER_INSTANCE``) instead of letting its nonce be forgotten. A service with a
+durable store signs no boot id and refuses tokens that carry one.
+
+:meth:`TokenService.check` verifies without consuming (the service consumes the nonce in its
+async store once every other check passed); :meth:`TokenService.verify` checks and consumes in
+the synchronous nonce store given at construction.
 """
 
 from __future__ import annotations
@@ -42,20 +44,18 @@ import json
 import logging
 import re
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .config import Settings
 from .errors import (
     SecretError,
     TokenCodeMismatchError,
     TokenExpiredError,
+    TokenInstanceError,
     TokenMalformedError,
     TokenPolicyChangedError,
     TokenPrincipalMismatchError,
@@ -64,6 +64,7 @@ from .errors import (
     TokenSignatureError,
     TokenUnknownKeyError,
 )
+from .state import MemoryStateStore, NonceStore, SqliteStateStore
 
 log = logging.getLogger(__name__)
 
@@ -117,71 +118,10 @@ def _bind(value: str, size: int) -> str:
     return _b64e(hashlib.sha256(value.encode("utf-8")).digest()[:size])
 
 
-# -- nonce stores -------------------------------------------------------------------
+# -- nonce stores (sqlmode.state; the names here are kept for callers of the token layer alone) --
 
-
-class NonceStore(Protocol):
-    """Remembers used nonces until they expire. Must be atomic across replicas."""
-
-    def consume(self, nonce: str, expires_at: float) -> bool:
-        """Mark ``nonce`` used until ``expires_at`` (epoch seconds); False if it was already used."""
-        ...
-
-
-class MemoryNonceStore:
-    """Nonces in this process's memory; expired ones are swept as new ones arrive."""
-
-    def __init__(self, clock: Callable[[], float] = time.time, sweep_every: int = 1024):
-        self._used: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._clock = clock
-        self._sweep_every = sweep_every
-        self._since_sweep = 0
-
-    def consume(self, nonce: str, expires_at: float) -> bool:
-        with self._lock:
-            self._since_sweep += 1
-            if self._since_sweep >= self._sweep_every:
-                self._sweep()
-            if nonce in self._used:
-                return False
-            self._used[nonce] = expires_at
-            return True
-
-    def _sweep(self) -> None:
-        now = self._clock()
-        self._used = {n: e for n, e in self._used.items() if e >= now}
-        self._since_sweep = 0
-
-    def __len__(self) -> int:
-        return len(self._used)
-
-
-class SqliteNonceStore:
-    """Nonces in a SQLite file, shared by every process on one host (WAL, atomic insert)."""
-
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, sweep_every: int = 1024):
-        self._db = sqlite3.connect(str(path), timeout=5, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires_at REAL NOT NULL)"
-        )
-        self._lock = threading.Lock()
-        self._clock = clock
-        self._sweep_every = sweep_every
-        self._since_sweep = 0
-
-    def consume(self, nonce: str, expires_at: float) -> bool:
-        with self._lock:
-            self._since_sweep += 1
-            if self._since_sweep >= self._sweep_every:
-                self._db.execute("DELETE FROM nonces WHERE expires_at < ?", (self._clock(),))
-                self._since_sweep = 0
-            cur = self._db.execute("INSERT OR IGNORE INTO nonces VALUES (?, ?)", (nonce, expires_at))
-            return cur.rowcount == 1
-
-    def close(self) -> None:
-        self._db.close()
+MemoryNonceStore = MemoryStateStore
+SqliteNonceStore = SqliteStateStore
 
 
 # -- tokens ---------------------------------------------------------------------------
@@ -235,6 +175,7 @@ class TokenService:
         clock: Callable[[], float] = time.time,
         clock_skew_seconds: float = CLOCK_SKEW_SECONDS,
         prefix: str = PREFIX,
+        boot_id: str | None = None,
     ):
         self._kid = _check_kid(key_id, "code_mode.token_key_id")
         self.ephemeral = key_id.startswith(EPHEMERAL_KID_PREFIX)
@@ -252,6 +193,7 @@ class TokenService:
         self._skew = clock_skew_seconds
         self._nonces: NonceStore = nonce_store or MemoryNonceStore(clock)
         self._prefix = prefix
+        self.boot_id = boot_id
 
     @classmethod
     def from_settings(
@@ -261,6 +203,7 @@ class TokenService:
         allow_ephemeral: bool = False,
         nonce_store: NonceStore | None = None,
         clock: Callable[[], float] = time.time,
+        boot_id: str | None = None,
     ) -> TokenService:
         """Build from ``code_mode``; a missing or short secret raises SecretError.
 
@@ -292,6 +235,7 @@ class TokenService:
             ttl_seconds=cm.token_ttl_seconds,
             nonce_store=nonce_store,
             clock=clock,
+            boot_id=boot_id,
         )
 
     @property
@@ -329,6 +273,8 @@ class TokenService:
             "exp": exp,
             "n": _b64e(secrets.token_bytes(12)),
         }
+        if self.boot_id is not None:
+            payload["b"] = self.boot_id
         body = _b64e(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
         signed = f"{self._prefix}.{self._kid}.{body}"
         token = f"{signed}.{_b64e(self._sign(self._keys[self._kid], signed))}"
@@ -345,7 +291,40 @@ class TokenService:
         policy_hash: str,
     ) -> TokenClaims:
         """Check ``token`` against the current request and consume it; raise a TokenError if refused."""
+        claims = self.check(
+            token,
+            code_hash=code_hash,
+            user=user,
+            session=session,
+            schema_hash=schema_hash,
+            policy_hash=policy_hash,
+        )
+        if not self._nonces.consume(claims.nonce, claims.expires_at.timestamp() + self._skew):
+            raise TokenReplayError("the approval token was already used")
+        return claims
+
+    def nonce_expiry(self, claims: TokenClaims) -> float:
+        """Until when a spent nonce must be remembered (expiry plus the allowed clock skew)."""
+        return claims.expires_at.timestamp() + self._skew
+
+    def check(
+        self,
+        token: str,
+        *,
+        code_hash: str,
+        user: str,
+        session: str,
+        schema_hash: str,
+        policy_hash: str,
+    ) -> TokenClaims:
+        """Every check of :meth:`verify` except single use; the caller consumes ``claims.nonce``."""
         kid, payload = self._authentic(token)
+        if payload.get("b") != self.boot_id:
+            raise TokenInstanceError(
+                "the approval token was issued by another server process (or before a restart)"
+                if self.boot_id is not None
+                else "the approval token was issued by a server without shared state"
+            )
         now = self._clock()
         if now > payload["exp"] + self._skew:
             raise TokenExpiredError("the approval token has expired")
@@ -367,8 +346,6 @@ class TokenService:
             raise TokenSchemaChangedError("the database schema changed after the token was issued")
         if payload["ph"] != _bind(policy_hash, _STATE_BYTES):
             raise TokenPolicyChangedError("the policies changed after the token was issued")
-        if not self._nonces.consume(payload["n"], float(payload["exp"] + self._skew)):
-            raise TokenReplayError("the approval token was already used")
         return TokenClaims(
             version=payload["v"],
             key_id=kid,
@@ -433,6 +410,8 @@ def _parse_payload(raw: bytes) -> dict[str, Any]:
         value = payload.get(name)
         if not isinstance(value, typ) or isinstance(value, bool):
             raise TokenMalformedError(f"the approval token's payload lacks a valid {name!r}")
+    if "b" in payload and not isinstance(payload["b"], str):
+        raise TokenMalformedError("the approval token's payload has an invalid 'b'")
     if payload["v"] != VERSION:
         raise TokenMalformedError(f"unsupported approval token version {payload['v']}")
     if payload["exp"] < payload["iat"]:

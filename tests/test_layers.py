@@ -17,6 +17,7 @@ PLACEMENT = {
     "analyze": "analyze",
     "policy": "policy",
     "token": "token",
+    "state": "token",
     "execute": "execute",
     "audit": "audit",
     "service": "service",

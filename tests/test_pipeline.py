@@ -132,11 +132,11 @@ async def test_prompt_carries_protocol_and_schema(sample_settings: Settings) -> 
 
 async def test_every_call_is_audited(sample_settings: Settings) -> None:
     async with connect(sample_settings) as (_svc, client):
-        from sqlmode.audit import verify_audit_log
+        from sqlmode.audit import keys_from_config, verify_audit_log
 
         _, v = await validate(client, "SELECT count(*) FROM orders")
         await client.call_tool(
             "execute_code", {"code": v["normalized_code"], "approval_token": v["approval_token"]}
         )
-        report = verify_audit_log(sample_settings.audit.path)
+        report = verify_audit_log(sample_settings.audit.path, keys_from_config(sample_settings.audit))
         assert report.ok and report.records >= 3

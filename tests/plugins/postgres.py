@@ -148,7 +148,7 @@ async def pg_sample_url(pg_admin_url: str) -> str:
 def pg_settings_factory(sample_config_data: dict[str, Any]) -> Callable[..., Settings]:
     """Session-scoped form of ``pg_settings`` (for session fixtures)."""
     from sqlmode.config import sample_config_path, settings_from_dict
-    from tests.plugins.sample import TEST_TOKEN_SECRET, deep_merge
+    from tests.plugins.sample import TEST_AUDIT_KEY, TEST_TOKEN_SECRET, deep_merge
 
     audit_dir = Path(tempfile.mkdtemp(prefix="sqlmode-pg-audit-"))
 
@@ -158,7 +158,7 @@ def pg_settings_factory(sample_config_data: dict[str, Any]) -> Callable[..., Set
             {
                 "database": {"url": url, "build_sample": False},
                 "code_mode": {"token_secret": TEST_TOKEN_SECRET},
-                "audit": {"path": str(audit_dir / "audit.jsonl")},
+                "audit": {"path": str(audit_dir / "audit.jsonl"), "key": TEST_AUDIT_KEY},
             },
         )
         data = deep_merge(base, overrides or {})

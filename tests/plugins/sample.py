@@ -23,6 +23,7 @@ from sqlmode.config import Settings, deep_merge, sample_config_path, settings_fr
 from sqlmode.sample import build_sample_duckdb
 
 TEST_TOKEN_SECRET = "test-secret-" + "0123456789abcdef" * 2
+TEST_AUDIT_KEY = "test-audit-key-" + "fedcba9876543210" * 2
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +45,7 @@ def make_settings(
         {
             "database": {"url": f"duckdb:///{sample_duckdb_path}", "build_sample": False},
             "code_mode": {"token_secret": TEST_TOKEN_SECRET},
-            "audit": {"path": str(tmp_path / "audit.jsonl")},
+            "audit": {"path": str(tmp_path / "audit.jsonl"), "key": TEST_AUDIT_KEY},
         },
     )
 

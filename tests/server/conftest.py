@@ -30,7 +30,7 @@ from mcp.client.streamable_http import streamable_http_client
 from sqlmode.config import Settings
 from sqlmode.server import build_server, http_app
 from sqlmode.service import CodeModeService
-from tests.plugins.sample import TEST_TOKEN_SECRET, deep_merge
+from tests.plugins.sample import TEST_AUDIT_KEY, TEST_TOKEN_SECRET, deep_merge
 
 TOKENS = {"ana": "tok-ana-" + "a1" * 12, "bob": "tok-bob-" + "b2" * 12}
 AUTH = {
@@ -76,7 +76,7 @@ async def shared_service(
         {
             "database": {"url": f"duckdb:///{db}", "build_sample": False},
             "code_mode": {"token_secret": TEST_TOKEN_SECRET},
-            "audit": {"path": str(folder / "audit.jsonl")},
+            "audit": {"path": str(folder / "audit.jsonl"), "key": TEST_AUDIT_KEY},
             "auth": AUTH,
         },
     )
@@ -214,7 +214,7 @@ def config_file(
             {
                 "database": {"url": f"duckdb:///{sample_duckdb_path}", "build_sample": False},
                 "code_mode": {"token_secret": TEST_TOKEN_SECRET},
-                "audit": {"path": str(tmp_path / "audit.jsonl")},
+                "audit": {"path": str(tmp_path / "audit.jsonl"), "key": TEST_AUDIT_KEY},
                 "auth": AUTH,
             },
         )
