@@ -377,6 +377,7 @@ class CodeModeService:
             code_hash=chash,
             decision="run",
             approval=approval,
+            nonce=claims.nonce,  # which approval was spent: one "run" per nonce, across replicas
             policies=list(decision.policy_ids),
             risk=analysis.risk_level.value,
             action=analysis.action.value,
