@@ -28,6 +28,7 @@ from sqlmode.service import CodeModeService
 from sqlmode.state import MemoryStateStore
 from sqlmode.token import code_hash
 from tests.plugins.postgres import create_database
+from tests.server.conftest import AUTH
 
 SQL = "SELECT region, count(*) AS n FROM customers GROUP BY region ORDER BY region"
 REGIONS = [["APAC", 427], ["EMEA", 611], ["LATAM", 186], ["NA", 776]]  # the sample warehouse, scale 1
@@ -201,10 +202,10 @@ async def test_http_serving_needs_a_durable_store_for_several_workers_and_an_aud
     from sqlmode.server import serve
 
     with pytest.raises(ConfigError, match="several workers need a shared state store") as e:
-        await serve(make_settings({"server": {"workers": 3}}), transport="http", port=0)
+        await serve(make_settings({"server": {"workers": 3}, "auth": AUTH}), transport="http", port=0)
     assert e.value.key == "state.url"
     with pytest.raises(SecretError, match=r"\[audit.key\] is not set"):
-        await serve(make_settings({"audit": {"key": ""}}), transport="http", port=0)
+        await serve(make_settings({"audit": {"key": ""}, "auth": AUTH}), transport="http", port=0)
     with pytest.raises(SecretError, match=r"must differ from code_mode\.token_secret"):
         settings = make_settings()
         settings.audit.key = settings.code_mode.token_secret
