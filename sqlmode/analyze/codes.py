@@ -102,8 +102,9 @@ VIOLATION_CODES: dict[str, tuple[str, str]] = {
         "Use standard aggregate, window, math, string, date, JSON and array functions only.",
     ),
     "FUNCTION_ARGUMENT_LIMIT": (
-        "A generator or padding function is called with unbounded or too large arguments.",
-        "Use literal bounds that produce at most the allowed number of rows or characters.",
+        "A generator, padding or builder expression is unbounded or would build too large a value "
+        "(nested builders multiply).",
+        "Use literal bounds that produce at most the allowed number of rows, characters or list elements.",
     ),
     # -- limits -------------------------------------------------------------------------
     "TOO_DEEP": (

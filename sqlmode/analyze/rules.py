@@ -20,6 +20,7 @@ from .complexity import Block, block_label, points
 from .functions import FunctionPolicy, argument_problem, compile_policy, generated_rows, refusal_code
 from .parse import sqlglot_dialect
 from .references import References, clause_label
+from .sizes import size_problem
 
 # Schemas that are catalogs, not data.
 CATALOG_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast", "pg_temp"})
@@ -278,6 +279,11 @@ def check_functions(
         problem = argument_problem(node)
         if problem:
             out.append(violation("FUNCTION_ARGUMENT_LIMIT", f"{problem}."))
+    if not out and not refused:
+        # Nested builders multiply (issue 11): bounded before the engine folds them.
+        problem = size_problem(funcs)
+        if problem:
+            out.append(violation("FUNCTION_ARGUMENT_LIMIT", f"{problem[0].upper()}{problem[1:]}."))
     for name, code in refused.items():
         if code == "FUNCTION_NOT_ALLOWED":
             out.append(
