@@ -167,15 +167,38 @@ def test_tampering_is_detected_and_the_first_bad_record_named(tmp_path: Path, ta
     assert f"first bad record: {report.problems[0]}" in report.render()
 
 
-def test_the_old_unkeyed_chain_does_not_verify(tmp_path: Path) -> None:
-    # The sha256 chain of earlier versions anyone could recompute.
+def test_the_old_unkeyed_chain_does_not_verify_and_is_moved_aside(tmp_path: Path, caplog) -> None:
+    # The sha256 chain of earlier versions, which anyone could recompute.
     path = tmp_path / "a.jsonl"
     rec = {"seq": 1, "at": "x", "event": "validate", "prev": "0" * 64}
     rec["hash"] = hashlib.sha256(canonical(rec)).hexdigest()
     path.write_bytes(canonical(rec) + b"\n")
+    head_path(path).write_text(json.dumps({"seq": 1, "hash": rec["hash"]}))
     report = verify_audit_log(path, KEY)
     assert report.exit_code == 1 and "unknown audit key id None" in report.problems[0]
-    with pytest.raises(AuditError, match="older unkeyed format"):
+    # Opening it for appends moves it aside (kept, renamed) and starts a keyed chain.
+    log = AuditLog(path, keys=KEY)
+    log.append({"event": "validate"})
+    log.close()
+    moved = [p.name for p in tmp_path.iterdir() if ".unkeyed-" in p.name]
+    assert len(moved) == 2 and any(m.endswith(".head") for m in moved)
+    assert (
+        json.loads(
+            next(
+                p for p in tmp_path.iterdir() if p.name in moved and not p.name.endswith(".head")
+            ).read_text()
+        )["hash"]
+        == rec["hash"]
+    )
+    assert verify_audit_log(path, KEY).ok
+    assert "older unkeyed format" in caplog.text
+
+
+def test_a_log_ending_in_garbage_is_not_continued(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    write_log(path, 2)
+    path.write_bytes(path.read_bytes() + b"garbage\n")
+    with pytest.raises(AuditError, match="cannot continue"):
         AuditLog(path, keys=KEY)
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import stat
 import threading
@@ -25,6 +26,8 @@ from .chain import GENESIS, AuditKeys, canonical, make_record
 
 __all__ = ["AuditLog", "head_path"]
 
+log = logging.getLogger("sqlmode.audit")
+
 
 def head_path(path: str | os.PathLike[str]) -> Path:
     """The anchor file next to the log."""
@@ -32,12 +35,10 @@ def head_path(path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name + ".head")
 
 
-def _last_record(fh: Any, path: Path) -> tuple[int, str]:
-    """(seq, mac) of the last record of an open binary file, or the genesis."""
+def _tail(fh: Any) -> bytes | None:
+    """The last non-blank line of an open binary file, or None when it has none."""
     fh.seek(0, os.SEEK_END)
     pos = fh.tell()
-    if pos == 0:
-        return 0, GENESIS
     chunk = b""
     while pos > 0 and chunk.count(b"\n") < 2:
         step = min(65536, pos)
@@ -45,16 +46,50 @@ def _last_record(fh: Any, path: Path) -> tuple[int, str]:
         fh.seek(pos)
         chunk = fh.read(step) + chunk
     lines = [ln for ln in chunk.splitlines() if ln.strip()]
-    if not lines:
+    return lines[-1] if lines else None
+
+
+def _last_record(fh: Any, path: Path) -> tuple[int, str]:
+    """(seq, mac) of the last record of an open binary file, or the genesis."""
+    line = _tail(fh)
+    if line is None:
         return 0, GENESIS
     try:
-        rec = json.loads(lines[-1])
+        rec = json.loads(line)
         return int(rec["seq"]), str(rec["mac"])
     except (ValueError, KeyError, TypeError) as e:
         raise AuditError(
-            f"audit log {path} ends with a record this version cannot continue (unreadable, or the "
-            "older unkeyed format); run `sqlmode audit verify`, and move the log aside to start a new one"
+            f"audit log {path} ends with a record this version cannot continue; "
+            "run `sqlmode audit verify`, and move the log aside to start a new one"
         ) from e
+
+
+def _retire_unkeyed(path: Path) -> None:
+    """Move a log of the older unkeyed format (sha256 ``hash`` chain) aside, so a keyed one can start.
+
+    Nothing is lost: the old file keeps its name plus ``.unkeyed-<time>``. It gives nobody more than
+    deleting the log would (which the chain cannot detect either; see the package docstring).
+    """
+    try:
+        fh = open(path, "rb")  # noqa: SIM115
+    except OSError:
+        return
+    with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            rec = json.loads(_tail(fh) or b"{}")
+        except ValueError:
+            return
+        if not isinstance(rec, dict) or "hash" not in rec or "mac" in rec:
+            return
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        moved = path.with_name(f"{path.name}.unkeyed-{stamp}")
+        os.rename(path, moved)
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(head_path(path), head_path(moved))
+    log.warning(
+        "audit log %s used the older unkeyed format; moved it to %s and started a keyed chain", path, moved
+    )
 
 
 class AuditLog:
@@ -89,6 +124,7 @@ class AuditLog:
         self._sync_task: asyncio.Future[None] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _retire_unkeyed(self.path)
             # "a+b": appends always land at the end; reads find the tail another process wrote.
             # Unbuffered, so a failed write leaves nothing queued to leak into the next record.
             self._fh = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - held open for the log's lifetime
