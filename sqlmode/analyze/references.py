@@ -100,6 +100,9 @@ _CLAUSES: tuple[tuple[type, str], ...] = (
     (exp.Window, "a window"),
 )
 
+# Nodes whose ORDER BY is a clause of the query (not an aggregate's argument ordering).
+_ORDER_OWNERS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Window)
+
 
 @dataclass(slots=True)
 class UnknownColumn:
@@ -198,6 +201,20 @@ class Resolver:
             for table in self.refs.tables:
                 for c in self._columns_of(table.name.lower()):
                     self._record(table.name.lower(), c, None, "PIVOT")
+        for pivot in root.find_all(exp.Pivot):
+            # The same inside a query: `SELECT * FROM (PIVOT customers ON region IN (...)
+            # USING count(*)) p` groups by, and returns, every other column of customers.
+            source = pivot.this
+            if (
+                pivot is root
+                or not isinstance(source, exp.Table)
+                or not isinstance(source.this, exp.Identifier)
+            ):
+                continue
+            if pivot.args.get("group") is None or pivot.args.get("unpivot"):
+                name = source.name.lower()
+                for c in self._columns_of(name):
+                    self._record(name, c, None, "PIVOT")
         if scopes and not isinstance(root, exp.DML):
             top = scopes[-1]
             outs = self._outputs_of(top)
@@ -521,8 +538,9 @@ class Resolver:
             return self._outputs[key]
         self._outputs[key] = None  # recursion guard (recursive CTEs)
         outs = self._compute_outputs(scope)
-        if outs is not None and scope.outer_columns:
-            renamed = [c.lower() for c in scope.outer_columns]
+        declared = scope.outer_columns or _cte_column_list(scope.expression)
+        if outs is not None and declared:
+            renamed = [c.lower() for c in declared]
             outs = [(renamed[i] if i < len(renamed) else n, origin) for i, (n, origin) in enumerate(outs)]
         self._outputs[key] = outs
         return outs
@@ -874,6 +892,22 @@ def _apply_star_modifiers(
     return result
 
 
+def _cte_column_list(expr: exp.Expr) -> list[str]:
+    """The column list of the CTE whose first branch ``expr`` is, else nothing.
+
+    sqlglot resolves a recursive CTE's reference to itself as the anchor branch's scope,
+    which carries no column list: in ``WITH RECURSIVE chain(id, depth) AS (SELECT id, 1 ...
+    UNION ALL SELECT ... FROM chain ch)``, ``ch.depth`` names the anchor's second column.
+    """
+    node = expr
+    while isinstance(node.parent, (exp.SetOperation, exp.Subquery)) and node.arg_key == "this":
+        node = node.parent
+    parent = node.parent
+    if isinstance(parent, exp.CTE):
+        return list(parent.alias_column_names)
+    return []
+
+
 def clause_label(where: str | exp.Expr) -> str:
     """Where a read happened, in words: a stored label, or the clause holding the node."""
     return where if isinstance(where, str) else _clause_of(where)
@@ -882,6 +916,11 @@ def clause_label(where: str | exp.Expr) -> str:
 def _clause_of(node: exp.Expr) -> str:
     parent = node.parent
     while parent is not None:
+        if isinstance(parent, exp.Order) and not isinstance(parent.parent, _ORDER_OWNERS):
+            # An aggregate's own ORDER BY (string_agg(x, ', ' ORDER BY y), WITHIN GROUP):
+            # the read happens wherever the aggregate is.
+            parent = parent.parent
+            continue
         for cls, label in _CLAUSES:
             if isinstance(parent, cls):
                 return label

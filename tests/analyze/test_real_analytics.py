@@ -212,3 +212,47 @@ def test_pivot_with_in_list_is_accepted_anywhere(sql: str) -> None:
     a = run(sql, "duckdb")
     assert a.violations == []
     assert "IN ('completed', 'pending')" in a.normalized_code
+
+
+# -- recursive CTE column lists -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_recursive_cte_column_list_names_the_recursive_reference(dialect: str) -> None:
+    sql = (
+        "WITH RECURSIVE chain(id, depth) AS (SELECT id, 1 FROM customers WHERE id = 1 "
+        "UNION ALL SELECT c.id, ch.depth + 1 FROM customers c JOIN chain ch ON c.id = ch.id + 1 "
+        "WHERE ch.depth < 5) SELECT c.id, c.depth FROM chain c"
+    )
+    a = run(sql, dialect)
+    assert a.violations == []
+    assert a.columns == ["customers.id"]
+    wrong = run(sql.replace("ch.depth + 1", "ch.level + 1"), dialect)
+    assert codes(wrong) == ["UNKNOWN_COLUMN"]
+    assert "Did you mean depth, id?" in wrong.violations[0].hint
+
+
+# -- where a blocked column inside an aggregate is read ------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    ("sql", "where"),
+    [
+        ("SELECT string_agg(name, ', ' ORDER BY ssn) FROM customers", "read in the SELECT list"),
+        ("SELECT string_agg(ssn, ', ' ORDER BY name) FROM customers", "read in the SELECT list"),
+        (
+            "SELECT region FROM customers GROUP BY region HAVING string_agg(ssn, ',' ORDER BY name) <> ''",
+            "read in HAVING",
+        ),
+        ("SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) FROM customers", "read in the SELECT list"),
+        ("SELECT name FROM customers ORDER BY ssn", "read in ORDER BY"),
+    ],
+)
+def test_blocked_column_in_an_ordered_aggregate_is_reported_where_the_aggregate_is(
+    dialect: str, sql: str, where: str
+) -> None:
+    a = run(sql, dialect)
+    assert [(v.code, v.message) for v in a.violations] == [
+        ("COLUMN_BLOCKED", f"Column `customers.ssn` is blocked by policy and is {where}.")
+    ]
