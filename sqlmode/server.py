@@ -489,8 +489,8 @@ def build_server(
             "column. Only the tables and columns below exist for you.\n\n"
             f"Dialect notes: {DIALECT_NOTES[dialect]}\n"
             f"Limits: at most {cm.max_rows} rows are returned (a LIMIT is added), {cm.query_timeout_ms} ms "
-            f"per query, at most {cm.max_joins} joins; tokens expire after {cm.token_ttl_seconds} s and work "
-            "once.\n"
+            f"per query, at most {cm.max_joins} joins in one SELECT (a CTE or subquery counts on its own); "
+            f"tokens expire after {cm.token_ttl_seconds} s and work once.\n"
             f"{UNTRUSTED_NOTE}\n\n{schema}"
         )
 
