@@ -227,11 +227,18 @@ class AuditConfig(_Section):
     url: str | None = None
     schema_name: str = "sqlmode_audit"
     # HMAC key of the chain (default: $SQLMODE_AUDIT_KEY), distinct from the token secret.
-    key: str | None = Field(default_factory=lambda: os.environ.get(AUDIT_KEY_ENV) or None)
+    key: str | None = None
     key_id: str = "a1"
     previous_keys: dict[str, str] = Field(default_factory=dict)
     # Names this process's chain in every record; default: host name and a random suffix per start.
     replica_id: str | None = None
+
+    @model_validator(mode="after")
+    def _key_from_environment(self) -> AuditConfig:
+        # Unset or empty (e.g. "${SQLMODE_AUDIT_KEY:-}") falls back to the variable itself.
+        if not self.key:
+            self.key = os.environ.get(AUDIT_KEY_ENV) or None
+        return self
 
 
 class Settings(BaseSettings):

@@ -328,3 +328,21 @@ async def test_an_injected_store_that_fails_refuses(make_settings: Callable[...,
         with pytest.raises(SqlmodeError) as e:
             await svc.execute(v.normalized_code, v.approval_token or "")
     assert e.value.code == "STATE_UNAVAILABLE"
+
+
+async def test_state_url_and_audit_key_come_from_the_environment(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SQLMODE_STATE__URL", f"sqlite:///{tmp_path / 'env-state.db'}")
+    monkeypatch.setenv("SQLMODE_AUDIT_KEY", "from-the-environment-" + "e" * 20)
+    settings = make_settings({"audit": {"key": None}})
+    assert settings.state.url == f"sqlite:///{tmp_path / 'env-state.db'}"
+    assert settings.audit.key == "from-the-environment-" + "e" * 20
+    async with CodeModeService(settings) as svc:
+        assert svc.state.durable and svc.state.description == f"sqlite:///{tmp_path / 'env-state.db'}"
+        v = await svc.validate(SQL)
+        await svc.execute(v.normalized_code, v.approval_token or "")
+    from sqlmode.audit import AuditKeys, verify_audit_log
+
+    keys = AuditKeys("a1", ("from-the-environment-" + "e" * 20).encode())
+    assert verify_audit_log(settings.audit.path, keys).ok
