@@ -178,14 +178,18 @@ class CodeModeService:
         bounded = (await self.schema()).bounded()
         if table is None:
             return render_schema(bounded)
-        t = bounded.table(table)
+        schema, _, name = table.lower().rpartition(".")
+        key = bounded.key_of(name, schema or None)
+        t = bounded.tables.get(key)
         if t is None:
+            same = bounded.ambiguous(table)
             raise SqlmodeError(
-                f"no table {table!r} in the schema you may query",
+                f"no table {table!r} in the schema you may query"
+                + (f": several schemas have one, name it as {' or '.join(same)}" if same else ""),
                 code="UNKNOWN_TABLE",
-                hint="Tables: " + ", ".join(sorted(x.name for x in bounded.tables.values())),
+                hint="Tables: " + ", ".join(sorted(bounded.display_name(k) for k in bounded.tables)),
             )
-        return render_table(t)
+        return render_table(t, bounded.display_name(key), bounded.display_name)
 
     # -- principals -----------------------------------------------------------------------
 

@@ -78,7 +78,11 @@ VIOLATION_CODES: dict[str, tuple[str, str]] = {
     ),
     "TABLE_NOT_ALLOWED": (
         "The table exists but is not exposed to Code Mode, or is named through another schema or catalog.",
-        "Use only tables listed in the schema resource, without a schema or catalog prefix.",
+        "Use only tables listed in the schema resource, named as it names them.",
+    ),
+    "AMBIGUOUS_TABLE": (
+        "Several schemas have a table of this name, and the query does not say which.",
+        "Name the table with its schema, as the schema resource does (e.g. sales.orders).",
     ),
     "UNKNOWN_COLUMN": (
         "The query names a column that does not exist in the tables it reads.",

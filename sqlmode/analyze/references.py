@@ -150,6 +150,10 @@ class Resolver:
         self.dialect = snapshot.dialect
         self._quiet = 0  # > 0: resolving a candidate binding; unplaced names are not errors
 
+    def _key(self, table: exp.Table) -> str:
+        """The snapshot key of a table reference (``sales.orders`` when several schemas have one)."""
+        return self.snapshot.key_of(table.name, table.text("db"))
+
     # -- entry point ---------------------------------------------------------------------
 
     def run(self) -> References:
@@ -195,12 +199,12 @@ class Resolver:
             if table.args.get("pivots"):
                 # FROM t PIVOT (...) groups by every column it does not pivot; UNPIVOT passes
                 # them on: every column of the table is read, whatever the outer query names.
-                for c in self._columns_of(table.name.lower()):
-                    self._record(table.name.lower(), c, None, "PIVOT")
+                for c in self._columns_of(self._key(table)):
+                    self._record(self._key(table), c, None, "PIVOT")
         if pivot_table is not None or (not scopes and not isinstance(root, (exp.DML, exp.Pivot))):
             for table in self.refs.tables:
-                for c in self._columns_of(table.name.lower()):
-                    self._record(table.name.lower(), c, None, "PIVOT")
+                for c in self._columns_of(self._key(table)):
+                    self._record(self._key(table), c, None, "PIVOT")
         for pivot in root.find_all(exp.Pivot):
             # The same inside a query: `SELECT * FROM (PIVOT customers ON region IN (...)
             # USING count(*)) p` groups by, and returns, every other column of customers.
@@ -212,7 +216,7 @@ class Resolver:
             ):
                 continue
             if pivot.args.get("group") is None or pivot.args.get("unpivot"):
-                name = source.name.lower()
+                name = self._key(source)
                 for c in self._columns_of(name):
                     self._record(name, c, None, "PIVOT")
         if scopes and not isinstance(root, exp.DML):
@@ -264,7 +268,7 @@ class Resolver:
         table = target.this if isinstance(target, exp.Schema) else target
         if not isinstance(table, exp.Table):
             return
-        tname = table.name.lower()
+        tname = self._key(table)
         for name in [i.name.lower() for i in columns] if columns else self._columns_of(tname):
             self._record(tname, name, None, "INSERT")
 
@@ -511,10 +515,10 @@ class Resolver:
     def _table_outputs(self, src: Any) -> list[tuple[str, tuple[Any, ...]]] | None:
         if isinstance(src, exp.Table):
             if isinstance(src.this, exp.Identifier):
-                info = self.snapshot.table(src.name)
+                tname = self._key(src)
+                info = self.snapshot.table(tname)
                 if info is None or src.args.get("pivots"):
                     return None
-                tname = src.name.lower()
                 alias_cols = [c.lower() for c in src.alias_column_names]
                 outs = []
                 for i, c in enumerate(self._columns_of(tname)):
@@ -628,7 +632,7 @@ class Resolver:
         outs = self._source_outputs(src)
         if outs is None:
             if isinstance(src, exp.Table) and isinstance(src.this, exp.Identifier):
-                tname = src.name.lower()
+                tname = self._key(src)
                 for c in self._columns_of(tname):
                     self._record(tname, c, col, where)
             elif isinstance(src, Scope):
@@ -641,7 +645,7 @@ class Resolver:
         """Fallback for opaque scopes: every column of every base table below them."""
         for table in scope.expression.find_all(exp.Table):
             if isinstance(table.this, exp.Identifier):
-                tname = table.name.lower()
+                tname = self._key(table)
                 for c in self._columns_of(tname):
                     self._record(tname, c, col, where)
 
@@ -723,7 +727,7 @@ class Resolver:
 
     def _sweep_unplaced(self) -> None:
         """Columns no scope walked over count against every table the query names."""
-        names = {t.name.lower() for t in self.refs.tables}
+        names = {self._key(t) for t in self.refs.tables}
         for col in self.inventory.columns:
             if id(col) in self._seen_columns or col.arg_key in ("except_", "rename"):
                 continue

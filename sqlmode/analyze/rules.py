@@ -125,11 +125,18 @@ def check_tables(
             if rules.block_introspection or name in ALWAYS_BLOCKED_CATALOG or db == "pg_toast":
                 _add(out, seen, "INTROSPECTION_BLOCKED", shown, f"`{shown}` is a system catalog.")
             continue
-        if rules.table_blocked(snapshot, name):
-            msg = f"Table `{name}` is blocked by policy (named as `{shown}`)."
-            _add(out, seen, "TABLE_BLOCKED", name, msg)
+        # The snapshot's key: `sales.orders` when several schemas have an `orders` (see snapshot.py).
+        key = snapshot.key_of(name, db)
+        if rules.table_blocked(snapshot, key):
+            msg = f"Table `{key}` is blocked by policy (named as `{shown}`)."
+            _add(out, seen, "TABLE_BLOCKED", key, msg)
             continue
-        info = snapshot.table(name)
+        info = snapshot.table(key)
+        if info is None and not db and (same := snapshot.ambiguous(name)):
+            exposed = [k for k in same if snapshot.is_table_exposed(k)] or same
+            msg = f"Table `{name}` exists in several schemas; the query must say which."
+            _add(out, seen, "AMBIGUOUS_TABLE", name, msg, f"Write {' or '.join(exposed)}.")
+            continue
         if info is None:
             exposed = sorted(
                 t
@@ -141,8 +148,8 @@ def check_tables(
             hint += f"Exposed tables: {', '.join(exposed[:30])}."
             _add(out, seen, "UNKNOWN_TABLE", shown, f"Table `{shown}` does not exist.", hint)
             continue
-        if not snapshot.is_table_exposed(name):
-            _add(out, seen, "TABLE_NOT_ALLOWED", name, f"Table `{name}` is not exposed to Code Mode.")
+        if not snapshot.is_table_exposed(key):
+            _add(out, seen, "TABLE_NOT_ALLOWED", key, f"Table `{key}` is not exposed to Code Mode.")
             continue
         expected_schema = (info.schema or DEFAULT_SCHEMA.get(rules.dialect, "")).lower()
         if db and db != expected_schema:
@@ -158,7 +165,7 @@ def check_tables(
         if catalog and catalog != snapshot.database.lower():
             _add(out, seen, "TABLE_NOT_ALLOWED", shown, f"`{shown}` names another catalog (`{catalog}`).")
             continue
-        known.add(name)
+        known.add(key)
     return out, known
 
 
@@ -186,7 +193,7 @@ def check_columns(
             "SELECT": "read in the SELECT list",
             "INSERT": "written by the INSERT",
         }.get(where, f"read in {where}" if not where.startswith("a ") else f"read through {where}")
-        table, _, column = name.partition(".")
+        table, _, column = name.rpartition(".")  # the table may be qualified: sales.orders.note
         if column in refs.named:
             out.append(violation("COLUMN_BLOCKED", f"Column `{name}` is blocked by policy and is {how}."))
         else:

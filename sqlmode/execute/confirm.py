@@ -321,7 +321,8 @@ class EngineConfirmer:
         out: list[Violation] = []
         reported: set[str] = set()
         for scan in facts.scans:
-            info = snapshot.table(scan.table)
+            key = snapshot.key_of(scan.table, scan.schema)  # sales.orders when several schemas have one
+            info = snapshot.table(key)
             where = _dotted(scan.schema, scan.table)
             if where in reported:
                 continue
@@ -330,7 +331,7 @@ class EngineConfirmer:
             other_catalog = (
                 self.settings.dialect == "duckdb" and scan.catalog and default_catalog
             ) and scan.catalog.lower() != default_catalog.lower()
-            if snapshot.is_table_blocked(scan.table) and not other_schema and not other_catalog:
+            if snapshot.is_table_blocked(key) and not other_schema and not other_catalog:
                 reported.add(where)
                 through = f" through {', '.join(via_view)}" if via_view else ""
                 out.append(
@@ -352,7 +353,7 @@ class EngineConfirmer:
                         f"{checked} (a search_path or schema shadowing the exposed table).",
                     )
                 )
-            elif scan.table not in seen and not (via_view and snapshot.is_table_exposed(scan.table)):
+            elif key not in seen and not (via_view and snapshot.is_table_exposed(key)):
                 reported.add(where)
                 through = f" through {', '.join(via_view)}" if via_view else ""
                 out.append(
@@ -371,7 +372,8 @@ class EngineConfirmer:
         reads_view = any((info := snapshot.table(t)) is not None and info.kind == "view" for t in seen_tables)
         blocked: set[str] = set()
         unseen: set[str] = set()
-        for _schema, table, column in facts.columns:
+        for schema, name_of_table, column in facts.columns:
+            table = snapshot.key_of(name_of_table, schema)
             info = snapshot.table(table)
             names = [c.name for c in info.columns] if (column == "*" and info is not None) else [column]
             for name in names:
@@ -442,7 +444,7 @@ def _dotted(*parts: str) -> str:
 
 def _lookup(snapshot: SchemaSnapshot) -> Any:
     def lookup(schema: str, table: str) -> tuple[list[str], float | None] | None:
-        info = snapshot.table(table)
+        info = snapshot.table(table, schema or None)
         if info is None or (schema and info.schema and info.schema.lower() != schema):
             return None
         return [c.name for c in info.columns], (float(info.row_count) if info.row_count else None)

@@ -106,12 +106,12 @@ def grant_script(
     for key, table in sorted(snapshot.tables.items()):
         if not snapshot.is_table_exposed(key):
             why = "blocked" if snapshot.is_table_blocked(key) else "not in [[database.tables]]"
-            skipped.append(f"{table.name} ({why})")
+            skipped.append(f"{snapshot.display_name(key)} ({why})")
             continue
         cols = [c.name for c in table.columns if not snapshot.is_column_blocked(key, c.name)]
         hidden = [c.name for c in table.columns if snapshot.is_column_blocked(key, c.name)]
         if not cols:
-            skipped.append(f"{table.name} (every column blocked)")
+            skipped.append(f"{snapshot.display_name(key)} (every column blocked)")
             continue
         schema = table.schema or default_schema
         schemas.add(schema)

@@ -246,7 +246,7 @@ class PostgresExecutor:
 
     def _server_settings(self) -> dict[str, str]:
         db = self.settings.database
-        return {
+        out = {
             "application_name": "sqlmode",
             "DateStyle": "ISO, MDY",
             "default_transaction_read_only": "on",
@@ -255,6 +255,11 @@ class PostgresExecutor:
             "idle_in_transaction_session_timeout": str(db.idle_in_transaction_timeout_ms),
             "client_connection_check_interval": str(CLIENT_CHECK_INTERVAL_MS),
         }
+        if db.schemas:
+            # Unqualified names resolve in the reflected schemas only, whatever the role's default
+            # (the analyzer refuses a bare name that several of them have: AMBIGUOUS_TABLE).
+            out["search_path"] = ", ".join('"' + s.replace('"', '""') + '"' for s in db.schemas)
+        return out
 
     async def start(self) -> None:
         """Check the server and the role, then open the pool."""

@@ -74,8 +74,12 @@ def apply_descriptions(
     configured = {k.lower(): v for k, v in (configured or {}).items() if v}
     out = []
     for t in tables:
-        entry = curated.get(t.name.lower(), TableDescription())
-        desc = configured.get(t.name.lower()) or entry.description or t.description or t.comment
+        # An entry may name the table qualified (``sales.orders``), which wins over the bare name.
+        names = [f"{t.schema}.{t.name}".lower()] if t.schema else []
+        names.append(t.name.lower())
+        entry = next((curated[n] for n in names if n in curated), TableDescription())
+        desc = next((configured[n] for n in names if n in configured), None)
+        desc = desc or entry.description or t.description or t.comment
         cols = tuple(
             replace(c, description=entry.columns.get(c.name.lower()) or c.description or c.comment)
             for c in t.columns
@@ -87,6 +91,7 @@ def apply_descriptions(
 def unknown_entries(tables: list[TableInfo], curated: Descriptions) -> list[str]:
     """``table`` / ``table.column`` names in ``curated`` that the database does not have."""
     by_name = {t.name.lower(): t for t in tables}
+    by_name.update({f"{t.schema}.{t.name}".lower(): t for t in tables if t.schema})
     missing = []
     for name, entry in sorted(curated.items()):
         t = by_name.get(name)

@@ -151,6 +151,8 @@ async def _reflect_postgres(settings: Settings) -> list[TableInfo]:
                                 tuple(fk["constrained_columns"]),
                                 fk["referred_table"],
                                 tuple(fk["referred_columns"]),
+                                # None means the connection's default schema, not the table's own.
+                                fk.get("referred_schema") or insp.default_schema_name,
                             )
                             for fk in fks.get(name, [])
                         ),

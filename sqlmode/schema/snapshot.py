@@ -4,12 +4,22 @@ The analyzer resolves columns against the *full* snapshot (so ``*`` over a table
 expanded to every real column, blocked ones included, and caught); the MCP resource
 and the schema hash use the *bounded* view, in which blocked tables and columns do
 not exist at all.
+
+Keys. A table's key is its lower-case name, or ``schema.name`` when several reflected schemas
+(``database.schemas``) hold a table of that name: ``public.orders`` and ``sales.orders`` are
+two tables everywhere (resource, analysis, grants, blocked lists), and a bare ``orders`` names
+neither (:meth:`SchemaSnapshot.ambiguous`), since which one the database binds depends on the
+session's search_path. :meth:`SchemaSnapshot.key_of` turns a reference (name, schema) into its
+key; every question below takes keys. Config entries (``blocked_tables``, ``blocked_fields``,
+``[[database.tables]]``) may be qualified (``sales.orders.note``); a bare name covers every
+table of that name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -31,8 +41,10 @@ class ColumnInfo:
 @dataclass(frozen=True, slots=True)
 class ForeignKey:
     columns: tuple[str, ...]
-    ref_table: str
+    ref_table: str  # the referenced table's key once in a snapshot (see SchemaSnapshot.build)
     ref_columns: tuple[str, ...]
+    # Where the reflection found the referenced table; resolved into ref_table's key, not compared.
+    ref_schema: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,12 @@ class TableInfo:
 
 def _norm(name: str) -> str:
     return name.lower()
+
+
+def _split(entry: str) -> tuple[str | None, str]:
+    """``[catalog.][schema.]table`` -> (schema or None, table), lower-case."""
+    parts = _norm(entry).split(".")
+    return (parts[-2] if len(parts) > 1 else None), parts[-1]
 
 
 @dataclass(slots=True)
@@ -85,23 +103,88 @@ class SchemaSnapshot:
         blocked_fields: list[str] = (),  # type: ignore[assignment]
         allowed_tables: list[str] | None = None,
     ) -> SchemaSnapshot:
-        cols = set()
+        names = Counter(_norm(t.name) for t in tables)
+        keyed: dict[str, TableInfo] = {}
+        for t in tables:
+            n = _norm(t.name)
+            keyed[f"{_norm(t.schema)}.{n}" if names[n] > 1 and t.schema else n] = t
+        snap = cls(dialect=dialect, database=database, tables=keyed)
+        # Foreign keys name the referenced table by its key, so rendering and bounding follow it.
+        for key, t in list(keyed.items()):
+            if t.foreign_keys:
+                fks = tuple(replace(fk, ref_table=snap._ref_key(fk, t.schema)) for fk in t.foreign_keys)
+                keyed[key] = replace(t, foreign_keys=fks)
+        cols: set[tuple[str, str]] = set()
         for f in blocked_fields:
-            t, _, c = f.rpartition(".")
-            cols.add((_norm(t.rpartition(".")[2]), _norm(c)))
-        return cls(
-            dialect=dialect,
-            database=database,
-            tables={_norm(t.name): t for t in tables},
-            blocked_tables=frozenset(_norm(t.rpartition(".")[2]) for t in blocked_tables),
-            blocked_columns=frozenset(cols),
-            allowed_tables=frozenset(_norm(t) for t in allowed_tables) if allowed_tables else None,
-        )
+            table_part, _, c = f.rpartition(".")
+            cols.update((k, _norm(c)) for k in snap.keys_for(table_part))
+        snap.blocked_tables = frozenset(k for t in blocked_tables for k in snap.keys_for(t))
+        snap.blocked_columns = frozenset(cols)
+        if allowed_tables:
+            snap.allowed_tables = frozenset(k for t in allowed_tables for k in snap.keys_for(t))
+        return snap
+
+    # -- names -------------------------------------------------------------------------
+
+    def key_of(self, name: str, schema: str | None = None) -> str:
+        """The key of a reference to ``[schema.]name``.
+
+        Not necessarily a key of a table: an unknown name, a bare name that is ambiguous, or a
+        qualified name whose schema does not hold it, come back as themselves (lower-case).
+        """
+        n = _norm(name)
+        if not schema:
+            return n
+        exact = self._exact(n, _norm(schema))
+        if exact is not None:
+            return exact
+        # A schema that does not hold it: the qualified name when it is one of several same-named
+        # tables (an unknown table), else the one table of that name, whose schema the analyzer
+        # then finds wrong (TABLE_NOT_ALLOWED).
+        return f"{_norm(schema)}.{n}" if self.ambiguous(n) else n
+
+    def _exact(self, n: str, schema: str) -> str | None:
+        qualified = f"{schema}.{n}"
+        if qualified in self.tables:
+            return qualified
+        t = self.tables.get(n)
+        return n if t is not None and (not t.schema or _norm(t.schema) == schema) else None
+
+    def _ref_key(self, fk: ForeignKey, schema: str | None) -> str:
+        n = _norm(fk.ref_table)
+        ref_schema = fk.ref_schema or schema
+        if not ref_schema:
+            return n
+        return self._exact(n, _norm(ref_schema)) or f"{_norm(ref_schema)}.{n}"
+
+    def keys_for(self, entry: str) -> list[str]:
+        """The keys a config entry ``[schema.]table`` names: every same-named table when unqualified."""
+        schema, n = _split(entry)
+        exact = self._exact(n, schema) if schema is not None else None
+        if exact is not None:
+            return [exact]
+        # Unqualified, or a schema that does not hold it: over-approximate to every table of that name.
+        return [n, *self.ambiguous(n)]
+
+    def ambiguous(self, name: str) -> list[str]:
+        """The qualified keys of the tables a bare ``name`` could mean, when there are several."""
+        n = _norm(name)
+        if n in self.tables:
+            return []
+        return sorted(k for k, t in self.tables.items() if "." in k and _norm(t.name) == n)
+
+    def display_name(self, key: str) -> str:
+        """How a table is named to users and models: ``orders``, or ``sales.orders`` when qualified."""
+        t = self.tables.get(key)
+        if t is None:
+            return key
+        return f"{t.schema}.{t.name}" if key != _norm(t.name) and t.schema else t.name
 
     # -- questions the analyzer asks -------------------------------------------------
 
-    def table(self, name: str) -> TableInfo | None:
-        return self.tables.get(_norm(name))
+    def table(self, name: str, schema: str | None = None) -> TableInfo | None:
+        """The table with key ``name`` (or referenced as ``schema.name``)."""
+        return self.tables.get(self.key_of(name, schema))
 
     def is_table_blocked(self, name: str) -> bool:
         return _norm(name) in self.blocked_tables
@@ -136,6 +219,8 @@ class SchemaSnapshot:
                 and not any((_norm(fk.ref_table), _norm(c)) in self.blocked_columns for c in fk.ref_columns)
             )
             out[name] = replace(t, columns=cols, foreign_keys=fks)
+        # Keys stay as they were (a qualified key whose twin is hidden stays qualified: the
+        # database still has both, so a bare name remains ambiguous).
         return SchemaSnapshot(self.dialect, self.database, out, allowed_tables=None)
 
     @property
@@ -149,12 +234,12 @@ class SchemaSnapshot:
             )
             doc = [
                 [
-                    t.name,
+                    b.display_name(key),
                     t.kind,
                     [[c.name, c.type, c.nullable, c.primary_key] for c in t.columns],
                     [[list(fk.columns), fk.ref_table, list(fk.ref_columns)] for fk in t.foreign_keys],
                 ]
-                for _, t in sorted(b.tables.items())
+                for key, t in sorted(b.tables.items())
             ]
             blob = json.dumps([self.dialect, doc], separators=(",", ":")).encode()
             self._hash = hashlib.sha256(blob).hexdigest()[:32]
