@@ -322,7 +322,7 @@ def check_limits(refs: References, rules: RuleSet, blocks: list[Block], depth: i
     out = []
     if depth > rules.max_depth:
         msg = f"Queries are nested {depth} levels deep; at most {rules.max_depth}."
-        out.append(violation("TOO_DEEP", msg))
+        out.append(violation("TOO_DEEP", msg, _too_deep_hint(refs)))
     out += [_too_many_joins(b, rules.max_joins) for b in blocks if b.joins > rules.max_joins][:3]
     if refs.output_fields > rules.max_fields:
         out.append(
@@ -372,6 +372,28 @@ def _heaviest_part(root: exp.Expr) -> tuple[str, int, int] | None:
                 continue
             best = (tables + joins, block_label(select).removeprefix("a branch of "), tables, joins)
     return None if best is None else best[1:]
+
+
+def _too_deep_hint(refs: References) -> str | None:
+    """Name the most deeply nested block and how to lift it out (None: the default hint)."""
+    deepest, level = None, -1
+    for scope in refs.scopes:
+        d, s = 0, scope.parent
+        while s is not None:
+            d, s = d + 1, s.parent
+        if d > level:
+            deepest, level = scope, d
+    if deepest is None:
+        return None
+    node = deepest.expression
+    select = node if isinstance(node, exp.Select) else node.find(exp.Select)
+    if select is None:
+        return None
+    return (
+        f"The most deeply nested part is {block_label(select)}. Define the inner "
+        "subqueries as CTEs (WITH name AS (...)) and read them by name, or join instead of "
+        "nesting: a CTE read by another CTE adds no nesting."
+    )
 
 
 def _too_many_joins(block: Block, limit: int) -> Violation:

@@ -256,3 +256,13 @@ def test_blocked_column_in_an_ordered_aggregate_is_reported_where_the_aggregate_
     assert [(v.code, v.message) for v in a.violations] == [
         ("COLUMN_BLOCKED", f"Column `customers.ssn` is blocked by policy and is {where}.")
     ]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_too_deep_names_the_deepest_block(dialect: str) -> None:
+    sql = "SELECT id FROM orders"
+    for alias in "abcde":
+        sql = f"SELECT * FROM ({sql}) {alias}"
+    a = run(sql, dialect, cedar_policies={"max_depth": 3})
+    assert codes(a) == ["TOO_DEEP"]
+    assert a.violations[0].hint.startswith("The most deeply nested part is the subquery `a`. Define")
