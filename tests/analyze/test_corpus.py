@@ -1,7 +1,8 @@
 """Real analytic SQL from public benchmarks, validated, run, and compared with the database.
 
-TPC-H (22) and TPC-DS (99) as DuckDB ships their texts, on their own schemas filled with a
-little synthetic data, in both engines. Every query is analyzed with the default limits;
+TPC-H (22) and TPC-DS (99) as DuckDB ships their texts, and the examples of the PostgreSQL
+tutorial and of the DuckDB documentation, on their own schemas filled with a little synthetic
+data, in both engines. Every query is analyzed with the default limits;
 an accepted query's normalized SQL must return the rows the original text returns when run
 directly; a refused one must be refused with exactly the codes its ``-- refused:`` header
 names, each of which tests/fixtures/legit/README.md explains. ``-- dialects:`` names the
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -27,12 +29,21 @@ from tests.fixtures.cases import FIXTURES, Case, load_cases
 
 TPC = FIXTURES / "legit" / "tpc"
 BENCHES = ("tpch", "tpcds")
+# Documentation examples, run the same way (not part of the TPC acceptance figures).
+DOCS = ("pg_tutorial", "duckdb_docs")
+CORPORA = BENCHES + DOCS
+
+
+def _folder(bench: str) -> Path:
+    return TPC if bench in BENCHES else FIXTURES / "legit" / "docs"
+
+
 DIALECTS = ("duckdb", "postgres")
 ROWS_PER_TABLE = 40
 
 
 def corpus(bench: str) -> list[Case]:
-    return load_cases(TPC / f"{bench}.sql")
+    return load_cases(_folder(bench) / f"{bench}.sql")
 
 
 def valid_in(case: Case) -> list[str]:
@@ -42,7 +53,7 @@ def valid_in(case: Case) -> list[str]:
 def _params(dialect: str) -> list[Any]:
     return [
         pytest.param(bench, case, id=case.name)
-        for bench in BENCHES
+        for bench in CORPORA
         for case in corpus(bench)
         if dialect in valid_in(case)
     ]
@@ -90,6 +101,8 @@ def _value(column: str, dtype: str, literals: dict[str, list[str]]) -> str:
     wanted = [w for w in wanted if (w.startswith("'") != numeric)] if not t.startswith("DATE") else wanted
     if t.startswith(("INTEGER", "BIGINT", "SMALLINT")):
         default = "i % 7"
+    elif t.startswith(("FLOAT", "REAL", "DOUBLE")):
+        default = "CAST(i * 0.25 AS REAL)"
     elif t.startswith("DECIMAL"):
         default = f"CAST(i * 1.25 AS {t})"
     elif t.startswith("DATE"):
@@ -107,7 +120,7 @@ def _value(column: str, dtype: str, literals: dict[str, list[str]]) -> str:
 
 def load_statements(bench: str) -> list[str]:
     """The schema's DDL and one INSERT per table, valid in both engines."""
-    ddl = (TPC / f"{bench}_schema.sql").read_text()
+    ddl = (_folder(bench) / f"{bench}_schema.sql").read_text()
     con = duckdb.connect()
     con.execute(ddl)
     cols: dict[str, list[str]] = {}
@@ -152,7 +165,7 @@ def check(analyzer: Analyzer, snapshot: Any, case: Case, run: Any) -> None:
 @pytest.fixture(scope="module")
 def duck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     out = {}
-    for bench in BENCHES:
+    for bench in CORPORA:
         path = tmp_path_factory.mktemp(bench) / f"{bench}.duckdb"
         con = duckdb.connect(str(path))
         for st in load_statements(bench):
@@ -186,7 +199,7 @@ async def pg(pg_admin_url: str) -> Any:
     admin = await asyncpg.connect(pg_admin_url)
     out: dict[str, Any] = {}
     names = []
-    for bench in BENCHES:
+    for bench in CORPORA:
         name = f"sqlmode_{bench}_{secrets.token_hex(3)}"
         names.append(name)
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -226,10 +239,10 @@ async def test_tpc_query_on_postgres(bench: str, case: Case, pg: dict[str, Any])
 def test_every_refusal_is_explained_in_the_readme() -> None:
     readme = (FIXTURES / "legit" / "README.md").read_text()
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \| ([^|]+) \|", readme, re.M)}
-    refused = {c.name: c.listed("refused") for b in BENCHES for c in corpus(b) if c.listed("refused")}
+    refused = {c.name: c.listed("refused") for b in CORPORA for c in corpus(b) if c.listed("refused")}
     assert refused, "the corpus documents its refusals"
     for name, codes in refused.items():
         assert name in rows, f"{name} is refused but not explained in tests/fixtures/legit/README.md"
         for code in codes or []:
             assert code in rows[name], (name, code)
-    assert set(rows) <= {c.name for b in BENCHES for c in corpus(b)}
+    assert set(rows) <= {c.name for b in CORPORA for c in corpus(b)}
