@@ -6,22 +6,31 @@ issued, :class:`EngineConfirmer` asks the engine about ``analysis.normalized_cod
 1. Its own parser (pglast, PostgreSQL's parser; DuckDB's ``extract_statements`` in the
    executor): exactly one SELECT (else ROUND_TRIP_MISMATCH), and every call it sees must be one
    the analyzer's allowlist allows (else ENGINE_MISMATCH: the parsers disagree about what is
-   called). DuckDB's calls come from its bound plan (``json_serialize_plan``), not its parser.
-2. Its plan (:meth:`Executor.explain`: PostgreSQL ``EXPLAIN (VERBOSE, FORMAT JSON)`` as the
-   reader in the read-only session; DuckDB's JSON plan), read by plans.py into relations,
-   columns, functions and estimates, compared with the analysis:
+   called).
+2. Its binding, read as data (plans.py): what the query reads and calls is the engine's word.
+   - DuckDB: the bound plan before the optimizer (``json_serialize_plan``, plan_duckdb.py), so
+     nothing depends on statistics or data; the optimized plan gives estimates only. The
+     binder's own ``error`` guard of a scalar subquery is not the query's call unless the query
+     itself wrote ``error``. A table function in the plan must be on the analyzer's allowlist.
+   - PostgreSQL: ``EXPLAIN (VERBOSE, FORMAT JSON)`` in the read-only session, every expression
+     parsed with PostgreSQL's grammar and every column mapped through the plan's aliases
+     (plan_postgres.py).
+   A plan the reader cannot fully account for (an unknown operator or expression kind, a
+   serialization error, a column it cannot place) is refused: ENGINE_REFUSED. Then:
    - a relation the analyzer did not see (a view expanding to other tables, a name that
      search_path resolves to another schema or catalog) is ENGINE_MISMATCH, unless it was
      reached through a view the analyzer saw and is itself exposed to Code Mode;
    - blocked tables and columns are checked again on the engine's sets (TABLE_BLOCKED,
-     COLUMN_BLOCKED), so a view cannot launder them;
+     COLUMN_BLOCKED): whatever the engine bound that is blocked is refused, even if the
+     analyzer missed it, and a view cannot launder it;
    - every function the plan calls is checked against the catalog (function_rules.py):
      FUNCTION_VOLATILE, FUNCTION_SHADOWED, FUNCTION_NOT_ALLOWED;
    - the estimates feed the risk level, a sentence of the explanation ("reads about 2.4M rows
      of orders"), the Cedar context (``estimated_rows``, ``estimated_cost``) and the config
      limits ``code_mode.max_estimated_rows`` / ``max_estimated_cost`` (ESTIMATED_*_TOO_HIGH).
 3. If the database cannot describe the query (a privilege error, an unknown function, a
-   timeout), the query is refused (ENGINE_REFUSED): fail closed.
+   timeout), the query is refused (ENGINE_REFUSED): fail closed. The engine's work runs under
+   the executor's deadline, interrupt and memory limit, like execution.
 
 Results are cached by (normalized code, schema hash) for ``database.schema_ttl_seconds``;
 failures are not cached. Only reads are confirmed (writes take their own path).
@@ -46,7 +55,9 @@ from ..models import Action, Analysis, RiskLevel, Violation
 from ..schema.functions import CATALOG_SQL, SEARCH_PATH_SQL, FunctionCatalog, catalog_from_rows
 from ..schema.snapshot import SchemaSnapshot
 from .function_rules import check_calls, engine_call_allowed
-from .plans import BOUND_PLAN_SQL, PlanFacts, duckdb_bound_calls, duckdb_plan_facts, postgres_plan_facts
+from .plan_duckdb import BOUND_PLAN_SQL, MAX_PLAN_CHARS, BoundPlan, duckdb_estimates, read_bound_plan
+from .plan_postgres import column_aliases, postgres_plan_facts
+from .plans import PlanFacts
 
 __all__ = ["Confirmation", "EngineConfirmer", "engine_calls", "human"]
 
@@ -256,35 +267,42 @@ class EngineConfirmer:
                 if not engine_call_allowed(self._policy, dialect, schema, name)
             ]
         # DuckDB: the executor's explain() has DuckDB's parser check the text is one SELECT
-        # (extract_statements) before planning it; the calls come from the bound plan, asked for
-        # at the same time on another worker (serializing a plan runs nothing).
-        bound: asyncio.Future[Any] | None = None
+        # (extract_statements) before planning it; what is read and called comes from the bound
+        # plan, asked for at the same time on another worker (serializing a plan runs nothing).
+        # Both run under the executor's deadline and interrupt, like any query.
+        bound_rows: asyncio.Future[Any] | None = None
         if dialect == "duckdb":
-            bound = asyncio.ensure_future(self.executor.catalog_query(BOUND_PLAN_SQL, [sql]))
+            bound_rows = asyncio.ensure_future(
+                self.executor.catalog_query(BOUND_PLAN_SQL, [MAX_PLAN_CHARS, sql])
+            )
         try:
             plan = await self.executor.explain(sql)
         except NotAQueryError as e:
-            await _drop(bound)
+            await _drop(bound_rows)
             msg = f"The normalized SQL is not one SELECT to the database: {e.message}"
             return Confirmation(violations=(violation("ROUND_TRIP_MISMATCH", msg),)), True
         except SqlmodeError as e:
-            await _drop(bound)
+            await _drop(bound_rows)
             msg = f"The database could not plan the query: {e.message}"
             return Confirmation(violations=(violation("ENGINE_REFUSED", msg),), risk=RiskLevel.HIGH), False
         except BaseException:
-            await _drop(bound)
+            await _drop(bound_rows)
             raise
-        bound_plan = await bound if bound is not None else None
         catalog = await self._functions(snapshot)
         lookup = _lookup(snapshot)
         if dialect == "postgres":
-            facts = postgres_plan_facts(plan, lookup)
+            facts = postgres_plan_facts(plan, lookup, column_aliases(sql))
         else:
-            facts = duckdb_plan_facts(plan, lookup, catalog.database)
-            # The binder's calls (views and macros expanded), which the physical plan does not print,
-            # and the user macros named in the text, which expansion hides.
-            facts.functions |= duckdb_bound_calls(str(bound_plan[0][0]) if bound_plan else "")
+            rows = await bound_rows if bound_rows is not None else []
+            text, size = (rows[0][0], rows[0][1]) if rows else (None, None)
+            bound = read_bound_plan(text, size, catalog.database)
+            facts = duckdb_estimates(plan, bound, lookup)
+            facts.functions |= self._binder_calls(analysis, bound)
+            out += self._table_functions(bound)
+            # The user macros named in the text, which expansion hides.
             parsed_calls = catalog.user_calls_in(sql)
+        if facts.problems:
+            return _unreadable(facts.problems), True
         out += self._relations(analysis, snapshot, facts, catalog.database)
         out += self._columns(analysis, snapshot, facts)
         out += check_calls(
@@ -295,6 +313,30 @@ class EngineConfirmer:
         )
         out += self._limits(facts)
         return _verdict(out, facts, dialect), True
+
+    def _binder_calls(self, analysis: Analysis, bound: BoundPlan) -> set[tuple[str, str]]:
+        """The binder's own calls count as the query's only if the query itself wrote them.
+
+        A scalar subquery's guard calls ``error``; when the analyzer saw an ``error`` call in the
+        text, the guard's calls are checked like any other (and refused), so the shape alone
+        never lets a user-written call through.
+        """
+        written = {f.lower().rsplit(".", 1)[-1] for f in analysis.functions}
+        return {c for c in bound.binder_calls if c[1] in written}
+
+    def _table_functions(self, bound: BoundPlan) -> list[Violation]:
+        """A table function the plan calls must be one the analyzer's allowlist allows."""
+        return [
+            violation(
+                "ENGINE_MISMATCH",
+                f"The database's plan calls the table function `{_dotted(schema, name)}`, which the "
+                "analyzer's allowlist does not allow.",
+            )
+            for schema, name in sorted(bound.table_functions)
+            if not engine_call_allowed(
+                self._policy, "duckdb", "" if schema in ("main", "system") else schema, name
+            )
+        ]
 
     # -- the function catalog ----------------------------------------------------------------
 
@@ -450,6 +492,14 @@ def _lookup(snapshot: SchemaSnapshot) -> Any:
         return [c.name for c in info.columns], (float(info.row_count) if info.row_count else None)
 
     return lookup
+
+
+def _unreadable(problems: list[str]) -> Confirmation:
+    """Fail closed: a plan sqlmode cannot fully account for is refused."""
+    shown = "; ".join(dict.fromkeys(problems[:3]))
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    msg = f"sqlmode cannot account for everything the database's plan reads: {shown}{more}."
+    return Confirmation(violations=(violation("ENGINE_REFUSED", msg),), risk=RiskLevel.HIGH)
 
 
 def _verdict(violations: list[Violation], facts: PlanFacts, dialect: str) -> Confirmation:

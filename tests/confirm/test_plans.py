@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
-from sqlmode.execute.plans import duckdb_bound_calls, duckdb_plan_facts, postgres_plan_facts, split_name
+import pytest
+
+from sqlmode.execute.plan_duckdb import read_bound_plan
+from sqlmode.execute.plan_postgres import postgres_plan_facts
+from sqlmode.execute.plans import split_name
 
 CUSTOMERS = ["id", "name", "ssn", "region"]
 
@@ -67,29 +71,108 @@ def test_whole_row_references_and_qualified_calls() -> None:
     assert {("", "row_to_json"), ("public", "lower")} <= facts.functions
 
 
-def test_duckdb_scans_filters_and_bound_calls() -> None:
-    plan = {
-        "Plan": {
-            "name": "PROJECTION",
-            "extra_info": {"Projections": ["x"], "Estimated Cardinality": "10"},
-            "children": [
-                {
-                    "name": "SEQ_SCAN ",
-                    "children": [],
-                    "extra_info": {
-                        "Table": '"w".main.customers',
-                        "Projections": "name",
-                        "Filters": "(region = 'ssn')",
-                        "Estimated Cardinality": "500",
-                    },
-                }
-            ],
-        }
+def _get(table: str, names: list[str], indexes: list[int]) -> dict:
+    return {
+        "type": "LOGICAL_GET",
+        "children": [],
+        "names": names,
+        "qname": {"path": ["seq_scan"]},
+        "table_filters": {"filters": [], "multi_column_filters": []},
+        "function_data": {"catalog": "w", "schema": "main", "table": table},
+        "column_indexes": [{"index": i} for i in indexes],
     }
-    facts = duckdb_plan_facts(plan, lookup, "w")
-    assert facts.columns == {("main", "customers", "name"), ("main", "customers", "region")}
-    assert facts.scans[0].catalog == "w" and facts.scans[0].rows == 2000 and facts.cost == 510
-    calls = [["system", "main", "random"], ["seq_scan"], ["__cast"], ["system", "main", "+"], ["range"]]
-    bound = {"plans": [{"expressions": [{"qname": {"path": p}} for p in calls]}]}
-    assert duckdb_bound_calls(json.dumps(bound)) == {("main", "random"), ("", "range")}
+
+
+def _call(path: list[str], *children: dict, **extra: object) -> dict:
+    return {
+        "expression_class": "BOUND_FUNCTION",
+        "type": "BOUND_FUNCTION",
+        "qname": {"path": path},
+        "children": list(children),
+        "query_location": 7,
+        **extra,
+    }
+
+
+def test_duckdb_bound_plan_columns_and_calls() -> None:
+    """column_indexes name exactly the bound columns; the row id is not a column."""
+    ref = {"expression_class": "BOUND_REF", "index": 1}
+    root = {
+        "type": "LOGICAL_PROJECTION",
+        "expressions": [_call(["system", "main", "random"]), _call(["__cast"], ref, is_operator=True), ref],
+        "children": [_get("customers", CUSTOMERS, [2, 1, 3, 2**64 - 1])],
+    }
+    bound = read_bound_plan(json.dumps({"error": False, "plans": [root]}), None, "w")
+    assert bound.problems == []
+    # ssn and region are bound but nothing uses them (a SELECT * below a projection that drops them).
+    assert bound.columns == {("main", "customers", "name")}
+    root["expressions"].append({"expression_class": "BOUND_REF", "index": 0})
+    bound = read_bound_plan(json.dumps({"error": False, "plans": [root]}), None, "w")
+    assert bound.columns == {("main", "customers", "ssn"), ("main", "customers", "name")}
+    assert bound.functions == {("main", "random")} and bound.scans[0].catalog == "w"
     assert split_name('"My Db".Main.t') == ["My Db", "main", "t"]
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        ({"error": True, "error_type": "binder", "error_message": "x"}, "could not serialize"),
+        ({"error": False, "plans": []}, "0 plans"),
+        ({"error": False, "plans": [{"type": "LOGICAL_COPY_TO_FILE", "children": []}]}, "operator"),
+        (
+            {
+                "error": False,
+                "plans": [
+                    {
+                        "type": "LOGICAL_PROJECTION",
+                        "children": [],
+                        "expressions": [{"expression_class": "BOUND_PARAMETER"}],
+                    }
+                ],
+            },
+            "expression",
+        ),
+        ({"error": False, "plans": [_get("customers", CUSTOMERS, [9])]}, "virtual column"),
+    ],
+    ids=["serialization-error", "no-plan", "unknown-operator", "unknown-expression", "unknown-column-index"],
+)
+def test_duckdb_bound_plan_fails_closed(doc: dict, problem: str) -> None:
+    assert problem in " ".join(read_bound_plan(json.dumps(doc)).problems)
+    assert "too large" in read_bound_plan(None, 9_000_000).problems[0]
+
+
+def _guard(**change: object) -> dict:
+    """The binder's scalar-subquery guard: CASE WHEN #count > 1 THEN error('...') ELSE #first END."""
+    none = 2**64 - 1
+    count = {"expression_class": "BOUND_REF", "index": 1}
+    one = {"expression_class": "BOUND_CONSTANT", "value": {"type": {"id": "BIGINT"}, "value": 1}}
+    when = {
+        "expression_class": "BOUND_FUNCTION",
+        "type": "COMPARE_GREATERTHAN",
+        "qname": {"path": [">"]},
+        "is_operator": True,
+        "children": [count, one],
+        "query_location": none,
+    }
+    msg = {
+        "expression_class": "BOUND_CONSTANT",
+        "value": {"type": {"id": "VARCHAR"}, "value": "More than one"},
+    }
+    then = _call(["system", "main", "error"], msg, query_location=none)
+    case = {
+        "expression_class": "BOUND_CASE",
+        "type": "CASE_EXPR",
+        "query_location": none,
+        "case_checks": [{"when_expr": when, "then_expr": then}],
+        "else_expr": {"expression_class": "BOUND_REF", "index": 0},
+    }
+    case.update(change)
+    return {"error": False, "plans": [{"type": "LOGICAL_PROJECTION", "expressions": [case], "children": []}]}
+
+
+def test_the_binders_scalar_subquery_guard_is_not_a_user_call() -> None:
+    bound = read_bound_plan(json.dumps(_guard()))
+    assert bound.binder_calls == {("main", "error")} and bound.functions == set()
+    # The same shape with a source location is something the user wrote.
+    written = read_bound_plan(json.dumps(_guard(query_location=12)))
+    assert written.binder_calls == set() and ("main", "error") in written.functions

@@ -1,0 +1,329 @@
+"""DuckDB's bound plan, read as data: what the query reads and calls, independent of the data.
+
+``json_serialize_plan(sql)`` (``optimize`` defaults to false) returns the logical plan as the
+binder and planner built it, before the optimizer: views, macros and ``query()`` are expanded,
+subqueries are planned as joins, and nothing depends on statistics (the optimized plan drops a
+filter that zonemaps prove always true or false, so reading it made verdicts depend on the data).
+
+- Tables: each ``LOGICAL_GET`` of ``seq_scan`` names catalog, schema and table, and its
+  ``column_indexes`` list exactly the columns the binder bound (the row id and DuckDB's
+  "empty" marker are not columns). Other ``LOGICAL_GET`` nodes are table functions, named by
+  ``qname``.
+- Calls: every expression node with a ``qname`` (scalar, aggregate, window and table
+  functions by catalog path; operators and casts are marked ``is_operator`` or named ``__*``).
+  The binder rewrites syntax into calls (comprehensions into ``list_apply``, SIMILAR TO into
+  ``regexp_full_match``), so these are the engine's names, and it folds constant calls away.
+- Columns a ``SELECT *`` bound that nothing downstream uses (a CTE or subquery whose outer
+  query keeps a few of them) are dropped by following each column through the operators
+  (plan_lineage.py); where that walk meets a shape it does not know, every bound column counts.
+- Fail closed: exactly one plan, every operator and expression kind known, no serialization
+  error; anything else is a problem the confirmer refuses.
+
+One binder artefact is not the query's: a scalar subquery is planned as ``first(x)`` and
+``count_star()`` under ``CASE WHEN count > 1 THEN error('More than one row ...') ELSE first END``.
+That ``error`` has no source location (user-written expressions have one) and sits in exactly
+that shape; it is reported apart (:attr:`BoundPlan.binder_calls`) so the confirmer can let it pass
+when the analyzer saw no ``error`` call in the text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .plan_lineage import Unknown, used_columns
+from .plans import PlanFacts, Scan, TableLookup, number, split_name
+
+__all__ = ["BOUND_PLAN_SQL", "MAX_PLAN_CHARS", "BoundPlan", "duckdb_estimates", "read_bound_plan"]
+
+# The bound plan and its size: a plan holding a huge folded constant is refused on its length
+# instead of being copied into Python and decoded.
+BOUND_PLAN_SQL = (
+    "SELECT CASE WHEN strlen(p) <= ? THEN p END, strlen(p) FROM (SELECT json_serialize_plan(?::VARCHAR) AS p)"
+)
+MAX_PLAN_CHARS = 8_000_000
+
+# Logical operators a read query plans into. Anything else (COPY, INSERT, PRAGMA, SET, EXPLAIN,
+# an operator a future DuckDB adds) is not read, it is refused.
+_OPERATORS = frozenset(
+    {
+        "LOGICAL_PROJECTION",
+        "LOGICAL_FILTER",
+        "LOGICAL_GET",
+        "LOGICAL_AGGREGATE_AND_GROUP_BY",
+        "LOGICAL_WINDOW",
+        "LOGICAL_UNNEST",
+        "LOGICAL_LIMIT",
+        "LOGICAL_ORDER_BY",
+        "LOGICAL_TOP_N",
+        "LOGICAL_DISTINCT",
+        "LOGICAL_SAMPLE",
+        "LOGICAL_PIVOT",
+        "LOGICAL_COMPARISON_JOIN",
+        "LOGICAL_ANY_JOIN",
+        "LOGICAL_CROSS_PRODUCT",
+        "LOGICAL_POSITIONAL_JOIN",
+        "LOGICAL_ASOF_JOIN",
+        "LOGICAL_DELIM_JOIN",
+        "LOGICAL_DEPENDENT_JOIN",
+        "LOGICAL_DELIM_GET",
+        "LOGICAL_UNION",
+        "LOGICAL_EXCEPT",
+        "LOGICAL_INTERSECT",
+        "LOGICAL_RECURSIVE_CTE",
+        "LOGICAL_MATERIALIZED_CTE",
+        "LOGICAL_CTE_REF",
+        "LOGICAL_EXPRESSION_GET",
+        "LOGICAL_DUMMY_SCAN",
+        "LOGICAL_EMPTY_RESULT",
+    }
+)
+# Bound expression kinds. A parameter or DEFAULT has no place in a validated read; a subquery
+# expression is planned away before serialization, so meeting one means an unknown shape.
+_EXPRESSIONS = frozenset(
+    {
+        "BOUND_REF",
+        "BOUND_COLUMN_REF",
+        "BOUND_CONSTANT",
+        "BOUND_FUNCTION",
+        "BOUND_AGGREGATE",
+        "BOUND_WINDOW",
+        "BOUND_CASE",
+        "BOUND_CAST",
+        "BOUND_COMPARISON",
+        "BOUND_CONJUNCTION",
+        "BOUND_OPERATOR",
+        "BOUND_BETWEEN",
+        "BOUND_UNNEST",
+        "BOUND_LAMBDA",
+        "BOUND_LAMBDA_REF",
+    }
+)
+# column_indexes entries that are not stored columns: the row id and the "no column needed"
+# marker (count(*)). DuckDB's other virtual columns start at 2**63 (file names of readers).
+_ROW_ID = 2**64 - 1
+_EMPTY = 2**64 - 2
+_NO_LOCATION = 2**64 - 1
+
+
+@dataclass(slots=True)
+class BoundPlan:
+    """What the binder bound: tables, columns, calls, and what it could not account for."""
+
+    scans: list[Scan] = field(default_factory=list)
+    columns: set[tuple[str, str, str]] = field(default_factory=set)
+    functions: set[tuple[str, str]] = field(default_factory=set)
+    # Calls the binder inserted itself (the scalar-subquery guard's ``error``).
+    binder_calls: set[tuple[str, str]] = field(default_factory=set)
+    # Table functions in FROM (their own check: they are not tables).
+    table_functions: set[tuple[str, str]] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+
+def read_bound_plan(text: str | None, size: int | None = None, default_catalog: str = "") -> BoundPlan:
+    """The facts of one ``json_serialize_plan`` document (``text`` None: refused for its size)."""
+    out = BoundPlan()
+    if text is None:
+        shown = f"{size:,} characters" if size is not None else "too large"
+        out.problems.append(f"the bound plan is too large to read ({shown}; a huge constant?)")
+        return out
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        out.problems.append(f"the bound plan is not JSON ({e})")
+        return out
+    if not isinstance(doc, dict) or doc.get("error"):
+        kind = doc.get("error_type", "error") if isinstance(doc, dict) else "error"
+        msg = str(doc.get("error_message", "")) if isinstance(doc, dict) else ""
+        out.problems.append(f"DuckDB could not serialize the bound plan ({kind}: {msg[:200]})")
+        return out
+    plans = doc.get("plans")
+    if not isinstance(plans, list) or len(plans) != 1:
+        count = len(plans) if isinstance(plans, list) else 0
+        out.problems.append(f"the text binds to {count} plans, not one")
+        return out
+    _operator(plans[0], out, default_catalog)
+    if not out.problems:
+        # Columns a SELECT * bound but nothing downstream uses are not read (plan_lineage.py);
+        # on a shape the walk does not follow, every bound column counts.
+        with contextlib.suppress(Unknown):
+            out.columns &= used_columns(plans[0])
+    return out
+
+
+def _operator(node: Any, out: BoundPlan, default_catalog: str) -> None:
+    if not isinstance(node, dict):
+        out.problems.append("an operator of the bound plan is not an object")
+        return
+    kind = str(node.get("type", "?"))
+    if kind not in _OPERATORS:
+        out.problems.append(f"the bound plan has an operator sqlmode does not know ({kind})")
+        return
+    if kind == "LOGICAL_GET":
+        _get(node, out, default_catalog)
+    for key, value in node.items():
+        if key != "children":
+            _expressions(value, out)
+    for child in node.get("children") or ():
+        _operator(child, out, default_catalog)
+
+
+def _get(node: dict[str, Any], out: BoundPlan, default_catalog: str) -> None:
+    path = [str(p).lower() for p in ((node.get("qname") or {}).get("path") or [])]
+    if path != ["seq_scan"]:
+        if not path:
+            out.problems.append("a scan of the bound plan names no function")
+        else:
+            out.table_functions.add(_call_name(path))
+        if node.get("column_indexes") is None:
+            out.problems.append(f"the table function {path[-1] if path else '?'} lists no columns")
+        return
+    data = node.get("function_data") or {}
+    table, schema, catalog = data.get("table"), data.get("schema"), data.get("catalog")
+    names = node.get("names")
+    indexes = node.get("column_indexes")
+    if not (isinstance(table, str) and isinstance(names, list) and isinstance(indexes, list)):
+        out.problems.append("a table scan of the bound plan has no table, column names or column list")
+        return
+    filters = node.get("table_filters") or {}
+    if filters.get("filters") or filters.get("multi_column_filters") or node.get("at_clause"):
+        out.problems.append(
+            f"the scan of {table} carries filters or a time travel clause sqlmode does not read"
+        )
+        return
+    schema = str(schema or "main").lower()
+    tname = table.lower()
+    out.scans.append(Scan(tname, schema, str(catalog or default_catalog), tname, 0.0, "SEQ_SCAN"))
+    for entry in indexes:
+        index = entry.get("index") if isinstance(entry, dict) else None
+        if not isinstance(index, int):
+            out.problems.append(f"the scan of {table} lists a column sqlmode cannot read")
+        elif index in (_ROW_ID, _EMPTY):
+            continue
+        elif 0 <= index < len(names):
+            out.columns.add((schema, tname, str(names[index])))
+        else:
+            out.problems.append(f"the scan of {table} reads a virtual column ({index})")
+
+
+def _expressions(value: Any, out: BoundPlan) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _expressions(item, out)
+        return
+    if not isinstance(value, dict):
+        return
+    cls = value.get("expression_class")
+    if cls is not None:
+        if cls not in _EXPRESSIONS:
+            out.problems.append(f"the bound plan has an expression sqlmode does not know ({cls})")
+            return
+        if cls == "BOUND_CASE" and _subquery_guard(value):
+            # Only the ELSE branch and the condition's count are the query's; the THEN branch is
+            # the binder's error(constant).
+            out.binder_calls.add(("main", "error"))
+            _expressions(value["else_expr"], out)
+            _expressions(value["case_checks"][0]["when_expr"], out)
+            return
+        qname = value.get("qname")
+        if isinstance(qname, dict) and not value.get("is_operator"):
+            path = [str(p).lower() for p in (qname.get("path") or [])]
+            if path and not path[-1].startswith("__"):
+                out.functions.add(_call_name(path))
+    for key, item in value.items():
+        if key != "qname":
+            _expressions(item, out)
+
+
+def _call_name(path: list[str]) -> tuple[str, str]:
+    return (path[-2] if len(path) > 1 else "", path[-1])
+
+
+def _subquery_guard(node: dict[str, Any]) -> bool:
+    """Whether a CASE is the binder's scalar-subquery guard, exactly as the binder builds it.
+
+    ``CASE WHEN #count > 1::BIGINT THEN error('<constant>') ELSE #first END``, where neither the
+    CASE nor the call carries a source location (every expression the user wrote does).
+    """
+    checks = node.get("case_checks")
+    if node.get("query_location") != _NO_LOCATION or not isinstance(checks, list) or len(checks) != 1:
+        return False
+    when, then, other = checks[0].get("when_expr"), checks[0].get("then_expr"), node.get("else_expr")
+    if not (isinstance(when, dict) and isinstance(then, dict) and isinstance(other, dict)):
+        return False
+    if other.get("expression_class") != "BOUND_REF":
+        return False
+    if when.get("type") != "COMPARE_GREATERTHAN" or when.get("query_location") != _NO_LOCATION:
+        return False
+    operands = when.get("children")
+    if not (isinstance(operands, list) and len(operands) == 2):
+        return False
+    left, right = operands
+    if not (
+        isinstance(left, dict) and left.get("expression_class") == "BOUND_REF" and isinstance(right, dict)
+    ):
+        return False
+    value = right.get("value") or {}
+    if not (
+        right.get("expression_class") == "BOUND_CONSTANT"
+        and ((value.get("type") or {}).get("id")) == "BIGINT"
+        and value.get("value") == 1
+    ):
+        return False
+    path = [str(p).lower() for p in ((then.get("qname") or {}).get("path") or [])]
+    args = then.get("children") or []
+    return (
+        then.get("expression_class") == "BOUND_FUNCTION"
+        and then.get("query_location") == _NO_LOCATION
+        and path[-1:] == ["error"]
+        and path[:-1] in ([], ["main"], ["system", "main"])
+        and len(args) == 1
+        and isinstance(args[0], dict)
+        and args[0].get("expression_class") == "BOUND_CONSTANT"
+    )
+
+
+# -- the physical plan: estimates only ------------------------------------------------------
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("children") or ():
+        yield from _nodes(child)
+
+
+def duckdb_estimates(doc: dict[str, Any], bound: BoundPlan, lookup: TableLookup) -> PlanFacts:
+    """PlanFacts: the bound plan's sets, with row estimates from the optimized physical plan.
+
+    The physical plan (``EXPLAIN (FORMAT JSON)`` as ``{"Plan": root}``) decides nothing about
+    what is read; it only says how much. The cost is the sum of every operator's estimated
+    cardinality, a proxy for the rows the query moves (DuckDB has no cost model in the plan).
+    """
+    root = doc["Plan"]
+    facts = PlanFacts(rows=number((root.get("extra_info") or {}).get("Estimated Cardinality")))
+    physical: dict[str, float] = {}
+    for node in _nodes(root):
+        info = node.get("extra_info") or {}
+        rows = number(info.get("Estimated Cardinality"))
+        facts.cost += rows
+        name = str(node.get("name", "?")).strip()
+        table = info.get("Table")
+        if rows > facts.peak_rows:
+            facts.peak_rows = rows
+            facts.peak_node = f"{name} on {split_name(table)[-1]}" if isinstance(table, str) else name
+        if isinstance(table, str):
+            tname = split_name(table)[-1]
+            physical[tname] = max(physical.get(tname, 0.0), rows)
+    for scan in bound.scans:
+        found = lookup(scan.schema, scan.table)
+        size = found[1] if found is not None and found[1] else 0.0
+        # A full scan reads every row, not just those it keeps.
+        read = max(physical.get(scan.table, 0.0), size)
+        facts.scans.append(Scan(scan.table, scan.schema, scan.catalog, scan.alias, read, scan.node))
+    facts.columns = set(bound.columns)
+    facts.functions = set(bound.functions) | set(bound.table_functions)
+    facts.problems = list(bound.problems)
+    return facts

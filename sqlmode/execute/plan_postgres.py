@@ -1,0 +1,450 @@
+"""PostgreSQL's plan, read with PostgreSQL's own lexer and parser: what the query reads and calls.
+
+Input is one ``EXPLAIN (VERBOSE, FORMAT JSON)`` document (the object holding ``Plan``). Scan nodes
+name their relation (``Relation Name``, ``Schema``) and the alias the deparser uses for it
+(``Alias``, unique in the plan: ruleutils renames duplicates ``orders_1``). Every expression field
+(``Output``, ``Filter``, ``Hash Cond``, ``Sort Key``, ``Window``, ``Function Call``, ...) is deparsed
+SQL, so it is parsed as SQL (pglast, libpg_query: the server's grammar), never matched with
+patterns: a ``'`` inside a quoted alias (``"a'b".ssn``) or ``"c".ssn`` inside a literal is then
+exactly what it is.
+
+- Column references map through the alias table, exactly (case-sensitive: ``"C"`` is not ``c``).
+  ``alias.*`` is the whole row. A plan whose range table has one entry prints bare column names;
+  they belong to that entry. A reference to a CTE, subquery, function or VALUES alias is the
+  output of a node whose own reads are counted where they happen.
+- The deparser's plan-only notation is rewritten on the token stream before parsing:
+  ``(SubPlan 1)``, ``(hashed SubPlan 2).col1``, ``(InitPlan 1).col1`` become a parameter (their
+  reads are counted in the SubPlan and InitPlan nodes, which are walked like any other),
+  ``ANY (...)`` / ``ALL (...)`` tests, ``EXISTS(SubPlan n)``, ``ARRAY(SubPlan n)`` and
+  ``PARTIAL agg(...)`` lose their keyword.
+- A scan's Output that is exactly its table's whole row, under a parent that projects (a
+  "physical target list", returned to spare a projection), is not a use: the parent's
+  expressions are.
+- Fail closed: an expression that does not parse, a reference to an alias the plan does not
+  define, a field sqlmode does not know: each is a problem the confirmer refuses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pglast import parser as pg
+
+from .plans import PlanFacts, Scan, TableLookup, number
+
+__all__ = ["column_aliases", "postgres_plan_facts"]
+
+# An expression longer than this is a folded constant too large to read, not a query's text.
+MAX_EXPRESSION_CHARS = 1_000_000
+
+# How each expression field is wrapped into a statement PostgreSQL's grammar accepts.
+_SCALAR = "SELECT {}"
+_FIELDS: dict[str, str] = {
+    "Output": _SCALAR,
+    "Filter": _SCALAR,
+    "Join Filter": _SCALAR,
+    "Hash Cond": _SCALAR,
+    "Merge Cond": _SCALAR,
+    "Index Cond": _SCALAR,
+    "Recheck Cond": _SCALAR,
+    "TID Cond": _SCALAR,
+    "One-Time Filter": _SCALAR,
+    "Run Condition": _SCALAR,
+    "Order By": _SCALAR,
+    "Group Key": _SCALAR,
+    "Presorted Key": _SCALAR,
+    "Hash Key": _SCALAR,
+    "Cache Key": _SCALAR,
+    "Sampling Parameters": _SCALAR,
+    "Repeatable Seed": _SCALAR,
+    "Sort Key": "SELECT 1 ORDER BY {}",
+    "Window": "SELECT 1 WINDOW {}",
+    "Function Call": "SELECT 1 FROM {}",
+    "Table Function Call": "SELECT 1 FROM {}",
+}
+# Fields holding names, settings or numbers, never expressions.
+_NOT_EXPRESSIONS = frozenset(
+    {
+        "Node Type",
+        "Parent Relationship",
+        "Relation Name",
+        "Schema",
+        "Alias",
+        "Index Name",
+        "Strategy",
+        "Partial Mode",
+        "Join Type",
+        "Scan Direction",
+        "Subplan Name",
+        "CTE Name",
+        "Function Name",
+        "Table Function Name",
+        "Command",
+        "Sampling Method",
+        "Cache Mode",
+        "Startup Cost",
+        "Total Cost",
+        "Plan Rows",
+        "Plan Width",
+        "Parallel Aware",
+        "Async Capable",
+        "Disabled",
+        "Disabled Nodes",
+        "Inner Unique",
+        "Planned Partitions",
+        "Subplans Removed",
+        "Workers Planned",
+        "Single Copy",
+        "Plans",
+        "Grouping Sets",  # read below: a list of {"Group Keys"/"Hash Keys": [[expr, ...]]}
+    }
+)
+# What the SubPlan / InitPlan notation becomes: a parameter, which is never a column.
+_PLACEHOLDER = "$99999"
+_SUBPLAN_WORDS = frozenset({"SubPlan", "InitPlan"})
+_LEADING = frozenset({None, "ASCII_40", "ASCII_44", "NOT", "AND", "OR"})  # "(" "," NOT AND OR
+
+
+@dataclass(slots=True)
+class _Stmt:
+    text: str  # the statement to parse
+    field: str
+    node: int  # index into the plan's nodes
+    raw: str
+
+
+def column_aliases(sql: str) -> dict[str, list[str] | None]:
+    """Tables the query renames columns of (``FROM customers AS c(a, b)``): alias -> new names.
+
+    The deparser prints such a table's columns by the new names (``c.b`` is the second column),
+    so they are mapped back by position. An alias given twice maps to None (cannot be placed).
+    """
+    out: dict[str, list[str] | None] = {}
+    if "(" not in sql:
+        return out
+    try:
+        doc = json.loads(pg.parse_sql_json(sql))
+    except pg.ParseError:
+        return out
+    for kind, value in _walk(doc, ("RangeVar",)):
+        alias = value.get("alias") or {}
+        names = alias.get("colnames")
+        if kind == "RangeVar" and alias.get("aliasname") and names:
+            key = str(alias["aliasname"])
+            out[key] = None if key in out else [str(n.get("String", {}).get("sval", "")) for n in names]
+    return out
+
+
+def postgres_plan_facts(
+    doc: dict[str, Any], lookup: TableLookup, renamed: dict[str, list[str] | None] | None = None
+) -> PlanFacts:
+    """Facts from one ``EXPLAIN (VERBOSE, FORMAT JSON)`` document (the object holding ``Plan``).
+
+    ``renamed``: :func:`column_aliases` of the query's text.
+    """
+    root = doc["Plan"]
+    facts = PlanFacts(rows=number(root.get("Plan Rows")), cost=number(root.get("Total Cost")))
+    nodes = list(_nodes(root, None))
+    aliases: dict[str, Scan | None] = {}  # None: a source that is not a stored relation
+    stmts: list[_Stmt] = []
+    for i, (node, _) in enumerate(nodes):
+        rows = number(node.get("Plan Rows"))
+        if rows > facts.peak_rows:
+            facts.peak_rows, facts.peak_node = rows, _label(node)
+        _sources(node, lookup, facts, aliases)
+        for key, value in node.items():
+            if key in _FIELDS:
+                stmts += _statements(key, value, i, facts)
+            elif key == "Grouping Sets":
+                for group in value if isinstance(value, list) else [value]:
+                    for sub, keys in group.items() if isinstance(group, dict) else ():
+                        for item in keys if isinstance(keys, list) else [keys]:
+                            stmts += _statements(f"Grouping Sets {sub}", item, i, facts)
+            elif key not in _NOT_EXPRESSIONS and isinstance(value, (str, list, dict)):
+                facts.problems.append(f"the plan has a field sqlmode does not read ({key})")
+    for alias in aliases:
+        stem, _, suffix = alias.rpartition("_")
+        if renamed and alias not in renamed and suffix.isdigit() and stem in renamed:
+            # The deparser made a repeated alias unique; which one renames columns is unknown.
+            facts.problems.append(f"the plan's alias {alias} may be a table whose columns the query renames")
+    trees = _parse(stmts, facts)
+    single = _single_source(aliases)
+    for stmt, tree in zip(stmts, trees, strict=True):
+        if tree is None:
+            continue
+        node, parent = nodes[stmt.node]
+        if stmt.field == "Output" and _physical_tlist(node, parent, tree, aliases, single, lookup):
+            continue
+        _references(tree, aliases, single, lookup, facts, renamed or {})
+    return facts
+
+
+def _nodes(node: dict[str, Any], parent: dict[str, Any] | None) -> Iterator[tuple[dict[str, Any], Any]]:
+    yield node, parent
+    for child in node.get("Plans") or ():
+        yield from _nodes(child, node)
+
+
+def _label(node: dict[str, Any]) -> str:
+    rel = node.get("Relation Name")
+    return f"{node.get('Node Type', '?')} on {rel}" if rel else str(node.get("Node Type", "?"))
+
+
+def _sources(
+    node: dict[str, Any], lookup: TableLookup, facts: PlanFacts, aliases: dict[str, Scan | None]
+) -> None:
+    """Record the relation or other source a node reads, under its alias."""
+    alias = node.get("Alias")
+    if node.get("Relation Name"):
+        schema = str(node.get("Schema") or "").lower()
+        table = str(node["Relation Name"]).lower()
+        rows = number(node.get("Plan Rows"))
+        known = lookup(schema, table)
+        if node.get("Node Type") == "Seq Scan" and known is not None and known[1]:
+            rows = max(rows, known[1])  # a full scan reads every row, not just those it keeps
+        scan = Scan(
+            table, schema, "", str(alias if alias is not None else table), rows, str(node["Node Type"])
+        )
+        facts.scans.append(scan)
+        key = scan.alias
+        if key in aliases and aliases[key] != scan and (aliases[key] is None or aliases[key].table != table):  # type: ignore[union-attr]
+            facts.problems.append(f"the plan uses the alias {key} for two different sources")
+        aliases[key] = scan
+    elif alias is not None:
+        key = str(alias)
+        if aliases.get(key) is not None:
+            facts.problems.append(f"the plan uses the alias {key} for two different sources")
+        aliases[key] = None
+    if node.get("Function Name"):
+        facts.functions.add((str(node.get("Schema") or "").lower(), str(node["Function Name"]).lower()))
+
+
+def _single_source(aliases: dict[str, Scan | None]) -> tuple[bool, Scan | None]:
+    """(whether bare column names have an owner, the relation that owns them or None)."""
+    if len(aliases) == 1:
+        return True, next(iter(aliases.values()))
+    return False, None
+
+
+# -- lexing and parsing ---------------------------------------------------------------------
+
+
+def _statements(key: str, value: Any, node: int, facts: PlanFacts) -> list[_Stmt]:
+    texts = value if isinstance(value, list) else [value]
+    if not all(isinstance(t, str) for t in texts):
+        facts.problems.append(f"the plan's {key} is not text")
+        return []
+    if any(len(t) > MAX_EXPRESSION_CHARS for t in texts):
+        facts.problems.append(f"the plan's {key} holds an expression too large to read (a huge constant?)")
+        return []
+    if not texts:
+        return []
+    template = _FIELDS.get(key, _SCALAR)
+    out = []
+    rewritten = []
+    for text in texts:
+        try:
+            rewritten.append(_rewrite(text))
+        except pg.ParseError as e:
+            facts.problems.append(f"PostgreSQL's lexer rejects the plan's {key} ({str(e)[:120]})")
+            return []
+    if key == "Output" or template != _SCALAR:
+        # One statement for the list: an Output's items are the target list, in order.
+        out.append(_Stmt(template.format(", ".join(rewritten)), key, node, "; ".join(texts)))
+    else:
+        out += [_Stmt(template.format(r), key, node, t) for r, t in zip(rewritten, texts, strict=True)]
+    return out
+
+
+def _rewrite(text: str) -> str:
+    """The deparser's plan-only notation as SQL the grammar accepts (see the module docstring)."""
+    tokens = pg.scan(text)
+    drop: set[int] = set()
+    replace: dict[int, str] = {}
+
+    def raw(i: int) -> str:
+        t = tokens[i]
+        return text[t.start : t.end + 1]
+
+    def subplan_at(i: int) -> bool:
+        return (
+            i + 1 < len(tokens)
+            and tokens[i].name == "IDENT"
+            and raw(i) in _SUBPLAN_WORDS
+            and tokens[i + 1].name == "ICONST"
+        )
+
+    for i, tok in enumerate(tokens):
+        if subplan_at(i):
+            replace[i] = _PLACEHOLDER
+            drop.add(i + 1)
+            if i > 0 and tokens[i - 1].name == "IDENT" and raw(i - 1) == "hashed":
+                drop.add(i - 1)
+        elif tok.name in ("ANY", "ALL"):
+            prev = tokens[i - 1].name if i > 0 else None
+            if prev in _LEADING and i + 1 < len(tokens) and tokens[i + 1].name == "ASCII_40":
+                drop.add(i)
+        elif tok.name in ("EXISTS", "ARRAY"):
+            if i + 2 < len(tokens) and tokens[i + 1].name == "ASCII_40" and subplan_at(i + 2):
+                drop.add(i)
+        elif raw(i) == "PARTIAL" and i + 2 < len(tokens) and tokens[i + 2].name == "ASCII_40":
+            drop.add(i)
+    if not drop and not replace:
+        return text
+    parts: list[str] = []
+    pos = 0
+    for i, tok in enumerate(tokens):
+        if i in drop or i in replace:
+            parts.append(text[pos : tok.start])
+            parts.append(replace.get(i, " "))
+            pos = tok.end + 1
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def _parse(stmts: list[_Stmt], facts: PlanFacts) -> list[Any]:
+    """Parse trees, one per statement (None where a statement does not parse: a problem)."""
+    if not stmts:
+        return []
+    try:
+        doc = json.loads(pg.parse_sql_json(";\n".join(s.text for s in stmts)))
+        trees = [s.get("stmt") for s in doc.get("stmts", [])]
+        if len(trees) == len(stmts):
+            return trees
+    except pg.ParseError:
+        pass
+    out = []
+    for s in stmts:  # find the culprit
+        try:
+            parsed = json.loads(pg.parse_sql_json(s.text)).get("stmts", [])
+        except pg.ParseError as e:
+            parsed = []
+            facts.problems.append(
+                f"PostgreSQL's parser cannot read the plan's {s.field} `{s.raw[:80]}` ({e})"
+            )
+        else:
+            if len(parsed) != 1:
+                facts.problems.append(f"the plan's {s.field} `{s.raw[:80]}` is not one expression")
+        out.append(parsed[0].get("stmt") if len(parsed) == 1 else None)
+    return out
+
+
+# -- references -------------------------------------------------------------------------------
+
+
+def _walk(node: Any, kinds: tuple[str, ...] = ("ColumnRef", "FuncCall")) -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in kinds:
+                yield key, value
+            yield from _walk(value, kinds)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item, kinds)
+
+
+def _fields(ref: dict[str, Any]) -> list[str | None] | None:
+    """A ColumnRef's fields: names, None for ``*``; None when a field is neither."""
+    out: list[str | None] = []
+    for f in ref.get("fields") or []:
+        if "String" in f:
+            out.append(str(f["String"].get("sval", "")))
+        elif "A_Star" in f:
+            out.append(None)
+        else:
+            return None
+    return out
+
+
+def _references(
+    tree: Any,
+    aliases: dict[str, Scan | None],
+    single: tuple[bool, Scan | None],
+    lookup: TableLookup,
+    facts: PlanFacts,
+    renamed: dict[str, list[str] | None],
+) -> None:
+    for kind, value in _walk(tree):
+        if kind == "FuncCall":
+            parts = [p.get("String", {}).get("sval", "") for p in value.get("funcname", [])]
+            if parts:
+                facts.functions.add(((parts[-2] if len(parts) > 1 else "").lower(), parts[-1].lower()))
+            continue
+        fields = _fields(value)
+        if fields is None or not fields or len(fields) > 2:
+            facts.problems.append("the plan references a column in a form sqlmode cannot place")
+            continue
+        if len(fields) == 1:
+            owned, scan = single
+            name = fields[0]
+            if not owned or name is None:
+                facts.problems.append(f"the plan references the column {name or '*'} without saying whose")
+            elif scan is not None:
+                _add(scan, name, lookup, facts, renamed)
+            continue
+        alias, name = fields
+        if alias is None or alias not in aliases:
+            facts.problems.append(f"the plan references {alias}.{name or '*'}, an alias it does not define")
+            continue
+        scan = aliases[alias]
+        if scan is not None:
+            _add(scan, name if name is not None else "*", lookup, facts, renamed)
+
+
+def _add(
+    scan: Scan, name: str, lookup: TableLookup, facts: PlanFacts, renamed: dict[str, list[str] | None]
+) -> None:
+    found = lookup(scan.schema, scan.table)
+    if scan.alias in renamed and name != "*":
+        new = renamed[scan.alias]
+        if new is None or not found or not found[0]:
+            facts.problems.append(
+                f"the plan reads {scan.alias}.{name} of a table whose columns the query renames"
+            )
+            return
+        if name in new:  # the deparser prints the alias; the stored column is at its position
+            name = found[0][new.index(name)] if new.index(name) < len(found[0]) else name
+    if name != "*" and found is not None and found[0] and name not in found[0]:
+        facts.problems.append(f"the plan reads {scan.table}.{name}, which the schema does not list")
+        return
+    facts.columns.add((scan.schema, scan.table, name))
+
+
+def _physical_tlist(
+    node: dict[str, Any],
+    parent: dict[str, Any] | None,
+    tree: Any,
+    aliases: dict[str, Scan | None],
+    single: tuple[bool, Scan | None],
+    lookup: TableLookup,
+) -> bool:
+    """Whether a scan's Output is just its table's whole row, returned to a parent that projects."""
+    if (
+        parent is None
+        or node.get("Parent Relationship") in ("SubPlan", "InitPlan")
+        or not node.get("Relation Name")
+    ):
+        return False
+    alias = node.get("Alias")
+    scan = aliases.get(str(alias)) if alias is not None else None
+    if scan is None:
+        return False
+    found = lookup(scan.schema, scan.table)
+    if not found or not found[0]:
+        return False
+    names: list[str] = []
+    for target in (tree.get("SelectStmt") or {}).get("targetList") or []:
+        ref = ((target.get("ResTarget") or {}).get("val") or {}).get("ColumnRef")
+        fields = _fields(ref) if isinstance(ref, dict) else None
+        if fields is None or None in fields:
+            return False
+        if len(fields) == 2 and fields[0] == scan.alias:
+            names.append(str(fields[1]))
+        elif len(fields) == 1 and single == (True, scan):
+            names.append(str(fields[0]))
+        else:
+            return False
+    return names == list(found[0])
