@@ -177,3 +177,16 @@ def test_an_unusable_schema_name_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match=r"state\.schema_name"):
         PostgresStateStore("postgresql://x@127.0.0.1/x", schema="a; DROP TABLE x")
+
+
+async def test_the_postgres_store_survives_a_server_restart(state_db: str, pg_server: Any) -> None:
+    # The pool's connections die with the server; the next call reconnects once, and spent nonces
+    # are still spent (they are rows, not memory).
+    s = await PostgresStateStore(state_db, schema="restart", pool_max_size=2).open()
+    try:
+        assert await s.consume_nonce("before", 9e9) is True
+        await pg_server.restart()
+        assert await s.consume_nonce("before", 9e9) is False
+        assert await s.consume_nonce("after", 9e9) is True
+    finally:
+        await s.close()
