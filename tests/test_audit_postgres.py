@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -149,3 +152,23 @@ async def test_unreachable_or_empty_is_exit_2(audit_db: str) -> None:
     assert report.exit_code == 2 and "no audit tables" in report.render()
     report = await verify_postgres_audit("postgresql://u@127.0.0.1:9/x", KEY)
     assert report.exit_code == 2 and "cannot connect" in report.render()
+
+
+async def test_file_and_database_together_each_get_every_record(audit_db: str, make_settings: Any) -> None:
+    from sqlmode.audit import verify_configured
+    from sqlmode.service import CodeModeService
+
+    settings = make_settings({"audit": {"url": audit_db, "replica_id": "tee"}})
+    async with CodeModeService(settings) as svc:
+        v = await svc.validate("SELECT count(*) AS n FROM orders")
+        await svc.execute(v.normalized_code, v.approval_token or "")
+    conn = await asyncpg.connect(audit_db)
+    try:
+        in_db = [r["line"] for r in await conn.fetch(f"SELECT line FROM {RECORDS} ORDER BY seq")]
+    finally:
+        await conn.close()
+    in_file = Path(settings.audit.path).read_text().splitlines()  # noqa: ASYNC240
+    assert len(in_db) == len(in_file) == 3
+    assert [json.loads(x)["event"] for x in in_db] == [json.loads(x)["event"] for x in in_file]
+    report = await verify_configured(settings)
+    assert report.ok and report.records == 6 and report.chains == 2, report.render()
