@@ -5,7 +5,8 @@ Every validation and every execution becomes one record; see :mod:`.chain` for t
 audit key can edit, insert, reorder or remove a record, or cut the end of a chain, undetected.
 What it does not prove: a holder of the key (anyone who can read it on this host) can write a
 whole new consistent log; deleting an entire file with its anchor, or a whole replica's chain with
-its anchor row, leaves no trace in the log itself. Ship records to a store the serving host cannot
+its anchor row, or cutting a chain's end and restoring an anchor copied at that point, leaves no
+trace in the log itself. Ship records to a store the serving host cannot
 edit (``audit.url`` on a database whose audit tables the host may only INSERT into, and keep the
 key away from that database's administrators) when that matters.
 """
