@@ -203,7 +203,8 @@ class Inventory:
     datatypes: list[exp.DataType] = field(default_factory=list)
     # The Join nodes themselves: max_joins applies per query block (complexity.query_blocks).
     join_nodes: list[exp.Join] = field(default_factory=list)
-    lambdas: list[exp.Lambda] = field(default_factory=list)
+    # Lambda and comprehension nodes: their variables bind in a body (references.py).
+    lambdas: list[exp.Lambda | exp.Comprehension] = field(default_factory=list)
     joins: int = 0
     ctes: int = 0
     windows: int = 0
@@ -246,7 +247,7 @@ def _categorize(cls: type) -> _Category:
         bucket = "datatypes"
     elif cls is exp.Join:
         bucket = "join_nodes"
-    elif cls is exp.Lambda:
+    elif cls is exp.Lambda or cls is exp.Comprehension:
         bucket = "lambdas"
     counter = None
     if cls is exp.Join:

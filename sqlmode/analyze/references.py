@@ -149,6 +149,7 @@ class Resolver:
         self._lc_sources: dict[int, dict[str, Any]] = {}
         self.dialect = snapshot.dialect
         self._quiet = 0  # > 0: resolving a candidate binding; unplaced names are not errors
+        self._comprehensions = any(isinstance(n, exp.Comprehension) for n in self.inventory.lambdas)
 
     def _key(self, table: exp.Table) -> str:
         """The snapshot key of a table reference (``sales.orders`` when several schemas have one)."""
@@ -328,7 +329,7 @@ class Resolver:
     def _column(self, scope: Scope, col: exp.Column) -> None:
         name = col.name.lower()
         qualifier = col.table.lower()
-        if _comprehension_variable(col, (qualifier or name)):
+        if self._comprehensions and _comprehension_variable(col, (qualifier or name)):
             # The loop variable binds first, but a same-named column is a candidate too.
             self._quiet += 1
             try:
@@ -694,7 +695,7 @@ class Resolver:
         """Lambda parameters (``x -> ...``): sqlglot turns every reference to one in the
         body, subqueries included, into a bare identifier. The parameter binds first, but
         a same-named column of the enclosing scopes is a candidate and counts as read."""
-        lambdas = self.inventory.lambdas
+        lambdas = [n for n in self.inventory.lambdas if isinstance(n, exp.Lambda)]
         if not lambdas:
             return
         by_expr = {id(s.expression): s for s in scopes}
@@ -770,7 +771,7 @@ def _comprehension_variable(col: exp.Column, name: str) -> bool:
 def _named_columns(root: exp.Expr, inventory: Inventory) -> frozenset[str]:
     names = {c.name.lower() for c in inventory.columns}
     names.update(c.table.lower() for c in inventory.columns if c.table)
-    for join in root.find_all(exp.Join) if inventory.joins else ():
+    for join in inventory.join_nodes:
         names.update(i.name.lower() for i in join.args.get("using") or [])
     for lam in inventory.lambdas:  # parameters stand for columns in lambda bodies
         names.update(i.name.lower() for i in lam.find_all(exp.Identifier))

@@ -223,8 +223,32 @@ def _named(node: exp.Expr) -> str:
     return str(node.name).lower() if isinstance(node, exp.Anonymous) else ""
 
 
+_BUILDERS: tuple[type, ...] = (
+    exp.Repeat,
+    exp.Pad,
+    exp.Replace,
+    exp.RegexpReplace,
+    exp.Format,
+    exp.GenerateSeries,
+    exp.ExplodingGenerateSeries,
+    exp.Flatten,
+)
+_BUILDER_NAMES = frozenset(
+    {"printf", "format", "list_resize", "array_resize", "array_fill", "generate_series", "range"}
+)
+
+
+def _builds(node: exp.Func) -> bool:
+    """Whether a call can multiply sizes (without one, a value is no larger than the query)."""
+    if isinstance(node, _BUILDERS) or _named(node) in _BUILDER_NAMES:
+        return True
+    return any(isinstance(v, (exp.Lambda, exp.Comprehension)) for v in node.iter_expressions())
+
+
 def size_problem(funcs: list[exp.Func]) -> str | None:
     """Why some expression would build a value over MAX_VALUE_SIZE, or None."""
+    if not any(_builds(f) for f in funcs):
+        return None
     sizes = Sizes()
     largest = 0.0
     for node in funcs:  # memoized: nested calls are computed once
