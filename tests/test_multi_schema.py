@@ -277,3 +277,38 @@ async def test_blocked_tables_take_qualified_names(
             assert v.is_valid == (key in visible), (sql, v.violations)
             if key not in visible:
                 assert [x.code for x in v.violations] == ["TABLE_BLOCKED"]
+
+
+# -- the Cedar layer names tables as the schema resource does ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("blocked", "denied"),
+    [
+        (["sales.orders"], {"sales.orders"}),
+        (["public.orders"], {"public.orders"}),
+        (["orders"], {"public.orders", "sales.orders"}),
+        (["sales.invoices"], {"sales.invoices"}),
+        (["shop.sales.invoices"], {"sales.invoices"}),
+    ],
+)
+async def test_server_policies_forbid_exactly_the_configured_table(
+    two_schema_url: str, tmp_path: Path, blocked: list[str], denied: set[str]
+) -> None:
+    """The Cedar server policies alone (the analyzer's own blocks left out) refuse the same tables."""
+    from sqlmode.analyze import Analyzer
+    from sqlmode.policy import build_evaluator
+
+    open_settings = make_settings(two_schema_url, tmp_path)
+    snapshot = await reflect_schema(open_settings)
+    analyzer = Analyzer(open_settings)
+    evaluator = build_evaluator(make_settings(two_schema_url, tmp_path, {"blocked_tables": blocked}))
+    async with CodeModeService(open_settings) as svc:
+        principal = svc.principal(None, None, None)
+    for name in ("public.orders", "sales.orders", "sales.invoices"):
+        analysis = analyzer.analyze(f"SELECT id FROM {name}", snapshot)
+        assert analysis.ok, analysis.violations
+        decision = evaluator.evaluate(principal, analysis)
+        assert decision.allowed == (name not in denied), (name, decision)
+        if name in denied:
+            assert [v.code for v in decision.violations] == ["TABLE_BLOCKED"]

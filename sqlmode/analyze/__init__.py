@@ -151,6 +151,8 @@ class Analyzer:
             "total_joins": inv.joins,
             "fields": refs.output_fields,
             "scopes": len(refs.scopes),
+            # Each table's schema, so policies may name it `schema.table` as well as by its key.
+            "table_schemas": {k: t.schema.lower() for k in known if (t := snapshot.table(k)) and t.schema},
         }
 
         limited = inject_limit(root, rules.max_rows) if cls.is_query else None

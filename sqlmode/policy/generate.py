@@ -95,14 +95,15 @@ def server_policies(settings: Settings) -> str:
         key = "code_mode.allow_deletes" if cm.allow_writes else "code_mode.allow_writes"
         out.append(_write_switch(deletes, "delete", "DELETE_NOT_ALLOWED", key))
 
-    # Names as the analyzer reports them: lower case, without a schema prefix.
+    # Names as config writes them, lower case, bare or `schema.table`: context.table_names carries
+    # every table under both forms (policy/request.py).
     for table in sorted({_table_name(t) for t in cm.blocked_tables}):
         out.append(
             _policy(
                 f"server.blocked-table.{table}",
                 "forbid",
                 "action",
-                when=f"context.tables.contains({cedar_string(table)})",
+                when=f"context.table_names.contains({cedar_string(table)})",
                 code="TABLE_BLOCKED",
                 reason=f"Table {table} is blocked by the server configuration.",
                 hint=f"Answer the question without {table}; it cannot be read or changed.",
@@ -114,7 +115,7 @@ def server_policies(settings: Settings) -> str:
                 f"server.blocked-field.{col}",
                 "forbid",
                 "action",
-                when=f"context.columns.contains({cedar_string(col)})",
+                when=f"context.column_names.contains({cedar_string(col)})",
                 code="COLUMN_BLOCKED",
                 reason=f"Column {col} is blocked by the server configuration.",
                 hint=f"Leave {col} out everywhere (select list, WHERE, JOIN, ORDER BY); "
@@ -175,7 +176,9 @@ def server_policies(settings: Settings) -> str:
 
 
 def _table_name(name: str) -> str:
-    return name.lower().rpartition(".")[2]
+    # `[catalog.]schema.table` keeps `schema.table`: the context names each table that way too
+    # (policy/request.py), so `sales.orders` does not also forbid a `public.orders`.
+    return ".".join(name.lower().split(".")[-2:])
 
 
 def _field_name(name: str) -> str:
@@ -222,7 +225,7 @@ def _table_operations(settings: Settings, writes: bool, deletes: bool) -> list[s
                 "action",
                 # Read but not written: a write-only table may be the target of an INSERT.
                 when=" || ".join(
-                    f"(context.tables.contains({q}) && !context.targets.contains({q}))"
+                    f"(context.table_names.contains({q}) && !context.targets.contains({q}))"
                     for q in map(cedar_string, unreadable)
                 ),
                 code="TABLE_OPERATION_NOT_ALLOWED",

@@ -46,6 +46,32 @@ def _lower_set(items: Any) -> list[str]:
     return sorted({str(i).lower() for i in items or ()})
 
 
+def _names(analysis: Analysis) -> tuple[list[str], list[str]]:
+    """``table_names`` and ``column_names``: tables and columns under every name config may use.
+
+    A table's key (``orders``, or ``sales.orders`` when several schemas have one), its bare name
+    (a bare name in config covers every schema's table of that name) and ``schema.table``;
+    columns likewise with ``.column`` appended. ``tables`` and ``columns`` keep the keys only,
+    so that allowlists (``[...].containsAll(context.tables)``) are not broken by synonyms.
+    """
+    schemas = analysis.details.get("table_schemas") or {}
+
+    def forms(key: str) -> set[str]:
+        key = key.lower()
+        bare = key.rpartition(".")[2]
+        schema = schemas.get(key)
+        return {key, bare} | ({f"{schema}.{bare}"} if schema else set())
+
+    tables: set[str] = set()
+    for t in analysis.tables or ():
+        tables |= forms(str(t))
+    columns: set[str] = set()
+    for c in analysis.columns or ():
+        table, _, column = str(c).lower().rpartition(".")
+        columns |= {f"{f}.{column}" for f in forms(table)} if table else {column}
+    return sorted(tables), sorted(columns)
+
+
 def _int(value: Any, default: int) -> int:
     try:
         return int(value)
@@ -58,6 +84,7 @@ def build_context(analysis: Analysis) -> dict[str, Any]:
     d = analysis.details
     cx = analysis.complexity
     tables = _lower_set(analysis.tables)
+    table_names, column_names = _names(analysis)
     action = _ACTIONS.get(str(analysis.action), "unknown")
     raw_targets = d.get("targets", d.get("target_tables"))
     # Without target information every table counts as a target: per-table write rules
@@ -75,6 +102,8 @@ def build_context(analysis: Analysis) -> dict[str, Any]:
         "tables": tables,
         "targets": targets,
         "columns": _lower_set(analysis.columns),
+        "table_names": table_names,
+        "column_names": column_names,
         "functions": functions,
         "risk": risk.value,
         "risk_rank": risk.rank,

@@ -58,7 +58,7 @@ TABLES = {"tables": [{"name": "orders", "operations": ["read", "write", "delete"
         ),
         (
             {"code_mode": {"blocked_tables": ["main.Audit_Log"], "blocked_fields": ["public.customers.SSN"]}},
-            ["server.blocked-table.audit_log", "server.blocked-field.customers.ssn"],
+            ["server.blocked-table.main.audit_log", "server.blocked-field.public.customers.ssn"],
             [],
         ),
     ],

@@ -38,6 +38,8 @@ def test_context_carries_what_the_analyzer_found() -> None:
         "tables": ["customers", "orders"],
         "targets": [],
         "columns": ["customers.id", "orders.total"],
+        "table_names": ["customers", "orders"],
+        "column_names": ["customers.id", "orders.total"],
         "functions": ["count", "sum"],
         "risk": "medium",
         "risk_rank": 1,
