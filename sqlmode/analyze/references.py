@@ -379,10 +379,11 @@ class Resolver:
             return []
         found = [first]
         if self.dialect == "postgres":
+            own = _own_scopes(scope)
             level = first[1].parent
             while level is not None:
                 src = self._lower_sources(level).get(key)
-                if src is not None and _case_matters(ident, level, key):
+                if src is not None and id(src) not in own and _case_matters(ident, level, key):
                     found.append((src, level))
                 level = level.parent
         return found
@@ -391,9 +392,12 @@ class Resolver:
         """Bind an unqualified name, counting every candidate (see the module docstring)."""
         placed = False
         case_matters = self.dialect == "postgres" and _quoted_mixed_case(col)
+        own = _own_scopes(scope)
         for level in _chain(scope):
             exact: list[tuple[str, Any]] = []
             for key, src in level.sources.items():
+                if id(src) in own:
+                    continue  # a derived table cannot read its own output: the name is outer
                 index = self._index_of(src)
                 if index is None:
                     placed = True  # unknown columns: it may come from here, or from outside
@@ -411,7 +415,7 @@ class Resolver:
             if level is scope and name in self._aliases_of(scope):
                 placed = True  # an output alias may be meant; input and outer columns count too
             whole = self._lower_sources(level).get(name)
-            if whole is not None:
+            if whole is not None and id(whole) not in own:
                 self._demand_source(whole, col, "a whole-row value")
                 placed = True
         if not placed and report and not self._quiet:
@@ -434,9 +438,10 @@ class Resolver:
         return found
 
     def _find_source(self, scope: Scope, key: str) -> tuple[Any, Scope] | None:
+        own = _own_scopes(scope)
         for level in _chain(scope):
             src = self._lower_sources(level).get(key)
-            if src is not None:
+            if src is not None and id(src) not in own:
                 return src, level
         return None
 
@@ -766,6 +771,12 @@ def _comprehension_variable(col: exp.Column, name: str) -> bool:
                 return True
         child, node = node, node.parent
     return False
+
+
+def _own_scopes(scope: Scope) -> set[int]:
+    """The scope and the scopes enclosing it: sources that a name inside cannot bind to
+    (``(SELECT * FROM (SELECT ssn) t)``: ``ssn`` is not ``t``'s own output, it is outer)."""
+    return {id(s) for s in _chain(scope)}
 
 
 def _named_columns(root: exp.Expr, inventory: Inventory) -> frozenset[str]:

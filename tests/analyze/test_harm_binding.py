@@ -39,6 +39,8 @@ PG_HARM: dict[str, Harm] = {
     "ssn_outer_behind_jsonb_each": None,
     "ssn_outer_in_having_of_subquery": ("id", LIKE_95),
     "ssn_outer_via_quoted_case_qualifier": None,
+    "ssn_outer_from_derived_table_without_from": None,
+    "ssn_outer_qualified_inside_same_named_derived_table": None,
 }
 DUCK_HARM: dict[str, Harm] = {
     "ssn_outer_behind_range": None,
@@ -47,6 +49,8 @@ DUCK_HARM: dict[str, Harm] = {
     "ssn_outer_behind_json_each": ("name", LIKE_95),
     "ssn_through_pivot_in_subquery": None,
     "ssn_comprehension_iterator_subquery": ("count", "ssn < '950'"),
+    "ssn_outer_from_derived_table_without_from": None,
+    "ssn_outer_qualified_inside_same_named_derived_table": None,
 }
 PG_CASES = {c.name: c for c in attack_cases("postgres")}
 DUCK_CASES = {c.name: c for c in attack_cases("duckdb")}
