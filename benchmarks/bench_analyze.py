@@ -46,7 +46,7 @@ from sqlmode.analyze import Analyzer
 from sqlmode.analyze import classify as C
 from sqlmode.analyze import parse as P
 from sqlmode.analyze import rules as R
-from sqlmode.analyze.complexity import measure
+from sqlmode.analyze.complexity import measure, query_blocks
 from sqlmode.analyze.explain import explain
 from sqlmode.analyze.references import resolve
 from sqlmode.analyze.rewrite import inject_limit, render
@@ -149,10 +149,10 @@ def stages(dialect: str, sql: str, snap: SchemaSnapshot, analyzer: Analyzer, bud
             R.check_tables(refs, snap, rules, sql),
             R.check_columns(refs, snap, rules, {t.name.lower() for t in refs.tables}),
             R.check_functions(inv.funcs, inv.datatypes, rules),
-            R.check_limits(root, refs, rules, inv.joins, refs.depth + 1),
+            R.check_limits(refs, rules, query_blocks(inv), refs.depth + 1),
             R.check_cartesian(refs),
         ),
-        "complexity": lambda: measure(inv, refs),
+        "complexity": lambda: measure(inv, refs, query_blocks(inv)),
         "explanation": lambda: explain(limited.root, limited, dialect),
         "render (normalized code)": lambda: render(limited.root.copy(), dialect),
         "  (tree copy, not in analyze)": lambda: limited.root.copy(),
