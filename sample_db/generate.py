@@ -465,19 +465,75 @@ def _generate(con: duckdb.DuckDBPyConnection, scale: float, seed: int, target: s
     return {t: con.execute(f"SELECT count(*) FROM {s}{t}").fetchone()[0] for t in TABLES}
 
 
-def build_duckdb(path: str | os.PathLike[str], scale: float = 1, seed: int = DEFAULT_SEED) -> Path:
+# What a sample build leaves behind so a later build knows it may replace it. DuckDB: a sequence
+# (schema reflection lists tables and views only, so no one sees or queries it); PostgreSQL: the
+# comment of the schema the tables are loaded into.
+MARKER_SEQUENCE = "sqlmode_sample_marker"
+MARKER_COMMENT = "sqlmode sample warehouse (built by `sqlmode sample-db`, which may replace it)"
+
+
+class TargetNotEmptyError(Exception):
+    """The target holds data the sample generator did not write: it refuses to touch it."""
+
+
+def _duckdb_objects(con: duckdb.DuckDBPyConnection) -> tuple[bool, list[str]]:
+    """(has the sample marker, the file's tables and views)."""
+    marked = bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_sequences() WHERE sequence_name = ?", [MARKER_SEQUENCE]
+        ).fetchone()[0]  # type: ignore[index]
+    )
+    rows = con.execute(
+        "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE NOT internal "
+        "UNION ALL SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE NOT internal "
+        "ORDER BY 1"
+    ).fetchall()
+    return marked, [r[0].removeprefix("main.") for r in rows]
+
+
+def check_duckdb_target(path: str | os.PathLike[str]) -> None:
+    """Raise TargetNotEmptyError unless ``path`` is missing, an empty DuckDB file or a sample build."""
+    dest = Path(path).expanduser()
+    if not dest.exists():
+        return
+    if dest.is_dir():
+        raise TargetNotEmptyError(f"{dest} is a folder, not a DuckDB file")
+    if dest.stat().st_size == 0:
+        return
+    try:
+        with duckdb.connect(str(dest), read_only=True) as con:
+            marked, objects = _duckdb_objects(con)
+    except duckdb.Error as e:
+        raise TargetNotEmptyError(
+            f"{dest} exists and is not a DuckDB database ({type(e).__name__})"
+        ) from None
+    if objects and not marked:
+        shown = ", ".join(objects[:8]) + (f" and {len(objects) - 8} more" if len(objects) > 8 else "")
+        raise TargetNotEmptyError(
+            f"{dest} is a DuckDB database that sqlmode sample-db did not build; it holds {shown}"
+        )
+
+
+def build_duckdb(
+    path: str | os.PathLike[str], scale: float = 1, seed: int = DEFAULT_SEED, *, force: bool = False
+) -> Path:
     """Build the sample warehouse as a DuckDB file at ``path`` (replaced atomically) and return it.
 
-    The data is written to a uniquely named file in the same folder and renamed over ``path``, so
-    concurrent builders never corrupt each other and readers see either no file or a complete one.
+    An existing file is replaced only when it is empty or an earlier sample build (it carries the
+    marker), or with ``force``; otherwise TargetNotEmptyError. The data is written to a uniquely
+    named file in the same folder and renamed over ``path``, so concurrent builders never corrupt
+    each other and readers see either no file or a complete one.
     """
     dest = Path(path).expanduser().resolve()
+    if not force:
+        check_duckdb_target(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         con = duckdb.connect(str(tmp))
         try:
             _generate(con, scale, seed)
+            con.execute(f"CREATE SEQUENCE {MARKER_SEQUENCE}")
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -499,8 +555,46 @@ def _export_csv(folder: Path, scale: float, seed: int) -> None:
             mem.execute(f"COPY {t} TO '{folder / (t + '.csv')}' (FORMAT csv, HEADER false)")
 
 
-async def load_postgres(url: str, scale: float = 1, seed: int = DEFAULT_SEED, schema: str = "public") -> None:
+async def _check_postgres_target(conn: object, schema: str, force: bool) -> bool:
+    """Raise TargetNotEmptyError unless ``schema`` is missing, empty or an earlier sample load.
+
+    Returns whether the schema may carry the sample marker afterwards (it holds nothing else).
+    """
+    row = await conn.fetchrow(  # type: ignore[attr-defined]
+        "SELECT n.oid, obj_description(n.oid, 'pg_namespace') AS comment "
+        "FROM pg_namespace n WHERE nspname = $1",
+        schema,
+    )
+    if row is None:
+        return True
+    if row["comment"] == MARKER_COMMENT:
+        return True
+    objects = await conn.fetch(  # type: ignore[attr-defined]
+        "SELECT relname AS name FROM pg_class "
+        "WHERE relnamespace = $1 AND relkind IN ('r','p','v','m','f','S') "
+        "UNION ALL SELECT proname FROM pg_proc WHERE pronamespace = $1 ORDER BY 1",
+        row["oid"],
+    )
+    if not objects:
+        return True
+    if force:
+        return False
+    names = [r["name"] for r in objects]
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    raise TargetNotEmptyError(
+        f"schema {schema!r} of this database holds objects sqlmode sample-db did not create ({shown})"
+    )
+
+
+async def load_postgres(
+    url: str, scale: float = 1, seed: int = DEFAULT_SEED, schema: str = "public", *, force: bool = False
+) -> None:
     """Load the same data into PostgreSQL at ``url`` (schema ``schema``), replacing the sample tables.
+
+    Only into a schema that is missing, empty, or an earlier sample load (its comment is the
+    marker), else TargetNotEmptyError; with ``force`` the sample's own tables are replaced next to
+    other objects. Tables are dropped without CASCADE: an object of someone else's that depends on
+    one (a view, a foreign key) makes the load fail and roll back instead of disappearing.
 
     The rows come from an in-memory DuckDB build, passed as CSV through COPY: the values survive the
     text round trip exactly (integers, DECIMAL(12,2), whole-second timestamps, strings) and skip
@@ -520,9 +614,14 @@ async def load_postgres(url: str, scale: float = 1, seed: int = DEFAULT_SEED, sc
         conn = await asyncpg.connect(url)
         try:
             async with conn.transaction():
+                # Serialises concurrent loads into one database, so the check below stays true.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sqlmode sample-db'))")
+                mark = await _check_postgres_target(conn, schema, force)
                 await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_pg_ident(schema)}")
                 for t in reversed(TABLES):
-                    await conn.execute(f"DROP TABLE IF EXISTS {s}{t} CASCADE")
+                    await conn.execute(f"DROP TABLE IF EXISTS {s}{t}")
+                if mark:
+                    await conn.execute(f"COMMENT ON SCHEMA {_pg_ident(schema)} IS '{MARKER_COMMENT}'")
                 for t in TABLES:
                     await conn.execute(_create_table(t, s, with_keys=False))
                 for kind, name, text in _COMMENTS:
@@ -544,14 +643,19 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("out", help="DuckDB file to write, or a postgresql:// URL")
     ap.add_argument("--scale", type=float, default=1)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap.add_argument("--force", action="store_true", help="replace a target the generator did not build")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    if args.out.startswith(("postgres://", "postgresql://")):
-        import asyncio
+    try:
+        if args.out.startswith(("postgres://", "postgresql://")):
+            import asyncio
 
-        asyncio.run(load_postgres(args.out, args.scale, args.seed))
-    else:
-        build_duckdb(args.out, args.scale, args.seed)
+            asyncio.run(load_postgres(args.out, args.scale, args.seed, force=args.force))
+        else:
+            build_duckdb(args.out, args.scale, args.seed, force=args.force)
+    except TargetNotEmptyError as e:
+        print(f"error: {e}; refusing to replace it (--force replaces it)", file=sys.stderr)
+        return 2
     print(f"built {args.out} (scale {args.scale:g}, seed {args.seed}) in {time.perf_counter() - t0:.2f}s")
     return 0
 

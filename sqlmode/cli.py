@@ -16,13 +16,15 @@ from typing import Any, TypeVar
 
 import click
 
-from .config import CONFIG_ENV, load_config
+from .config import CONFIG_ENV, Settings, load_config
 from .errors import ApprovalError, SqlmodeError
 from .models import ValidationResult
 from .output import format_csv, format_table, safe_json, terminal_safe
 
 T = TypeVar("T")
 log = logging.getLogger("sqlmode.cli")
+# The database URL the running command talks to, so that a stray driver error can name it.
+_current_url: dict[str, str] = {}
 
 config_option = click.option(
     "--config",
@@ -63,13 +65,69 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
     return wrapper
 
 
+def _load(config_path: str | None, **overrides: Any) -> Settings:
+    settings = load_config(config_path, **overrides)
+    _current_url["url"] = settings.database.url
+    return settings
+
+
 def _service(config_path: str | None, **kw: Any) -> Any:
     from .service import CodeModeService
 
-    return CodeModeService(load_config(config_path), **kw)
+    return CodeModeService(one_shot_secret(_load(config_path)), **kw)
 
 
-@click.group()
+def one_shot_secret(settings: Settings) -> Settings:
+    """A random token secret when none is configured, for commands whose tokens die with them.
+
+    validate, query, schema and the demo mint tokens only for this process, so an ephemeral
+    secret is the right one and not worth a warning (serve still warns: its clients may hold on).
+    """
+    if not settings.code_mode.token_secret:
+        import secrets
+
+        settings.code_mode.token_secret = secrets.token_urlsafe(32)
+    return settings
+
+
+class _Guarded(click.Group):
+    """Every failure of every command is one clear message and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except SqlmodeError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as e:
+            log.debug("unexpected failure", exc_info=True)
+            _fail(_unexpected(e))
+
+
+def _unexpected(e: Exception) -> SqlmodeError:
+    from .dberrors import explain_db_error
+
+    url = _current_url.get("url")
+    if url and _looks_like_db_error(e):
+        return explain_db_error(e, url)
+    return SqlmodeError(
+        f"{type(e).__name__}: {e}",
+        code="INTERNAL_ERROR",
+        hint="Run again with `sqlmode -v ...` for the details, and report it if it is not your setup.",
+    )
+
+
+def _looks_like_db_error(e: BaseException) -> bool:
+    mod = type(e).__module__
+    return isinstance(e, OSError | TimeoutError) or mod.startswith(
+        ("asyncpg", "duckdb", "sqlalchemy", "_duckdb")
+    )
+
+
+@click.group(cls=_Guarded)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs on stderr.")
 @click.version_option(package_name="sqlmode")
 def main(verbose: bool) -> None:
@@ -194,7 +252,33 @@ async def query(
 async def schema(config_path: str | None, table: str | None) -> None:
     """Print the bounded schema resource."""
     async with _service(config_path) as service:
-        click.echo(await service.schema_text(table), nl=False)
+        text = await service.schema_text(table)
+        click.echo(text, nl=False)
+        if table is None:
+            why = _why_no_tables(service.settings, await service.schema())
+            if why:
+                click.echo(f"note: no tables to show: {why}", err=True)
+
+
+def _why_no_tables(settings: Settings, snapshot: Any) -> str | None:
+    """Why the bounded schema is empty, or None when it is not."""
+    if snapshot.bounded().tables:
+        return None
+    where = (
+        "the DuckDB file's main schema"
+        if settings.dialect == "duckdb"
+        else "schema(s) " + ", ".join(settings.database.schemas or ["public"])
+    )
+    if not snapshot.tables:
+        return f"the database has no tables or views in {where} (is database.url the right database?" + (
+            " Set database.schemas to the schemas holding your tables.)"
+            if settings.dialect == "postgres"
+            else ")"
+        )
+    return (
+        f"all {len(snapshot.tables)} tables in {where} are blocked (code_mode.blocked_tables) or left out "
+        "of the [[database.tables]] allowlist"
+    )
 
 
 @main.command("sample-db")
@@ -202,26 +286,36 @@ async def schema(config_path: str | None, table: str | None) -> None:
 @click.option("--scale", default=1, show_default=True, type=click.IntRange(1, 100))
 @click.option("--postgres", "pg_url", default=None, help="Load into this Postgres database instead.")
 @click.option("--path", default=None, help="DuckDB file to write (default: the config's database path).")
-def sample_db(config_path: str | None, scale: int, pg_url: str | None, path: str | None) -> None:
-    """Build the sample warehouse (DuckDB file, or load it into Postgres)."""
-    from . import sample
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace a DuckDB file, or the sample's tables in a Postgres schema, that sample-db did not build.",
+)
+def sample_db(config_path: str | None, scale: int, pg_url: str | None, path: str | None, force: bool) -> None:
+    """Build the sample warehouse (DuckDB file, or load it into Postgres).
 
-    try:
-        if pg_url:
-            asyncio.run(sample.load_sample_postgres(pg_url, scale=scale))
-            click.echo(f"loaded the sample warehouse (scale {scale}) into {pg_url.split('@')[-1]}")
-            return
-        if path is None:
-            settings = load_config(config_path)
-            if settings.dialect != "duckdb":
-                raise SqlmodeError(
-                    "the config's database is not DuckDB; pass --path or --postgres", code="BAD_INPUT"
-                )
-            path = settings.database.duckdb_path
-        out = sample.build_sample_duckdb(path, scale=scale)
-        click.echo(f"built the sample warehouse (scale {scale}) at {out}")
-    except SqlmodeError as e:
-        _fail(e)
+    It writes only into an empty target or one it built itself (it leaves a marker); anything
+    else is refused unless --force.
+    """
+    from . import sample
+    from .dberrors import describe_target
+
+    if pg_url:
+        _current_url["url"] = pg_url
+        asyncio.run(sample.load_sample_postgres(pg_url, scale=scale, force=force))
+        click.echo(f"loaded the sample warehouse (scale {scale}) into {describe_target(pg_url)}")
+        return
+    if path is None:
+        settings = _load(config_path)
+        if settings.dialect != "duckdb":
+            raise SqlmodeError(
+                "the config's database is PostgreSQL; sample-db writes a DuckDB file (--path) or loads "
+                "into a Postgres database you name explicitly (--postgres URL)",
+                code="BAD_INPUT",
+            )
+        path = settings.database.duckdb_path
+    out = sample.build_sample_duckdb(path, scale=scale, force=force)
+    click.echo(f"built the sample warehouse (scale {scale}) at {out}")
 
 
 @main.command()
@@ -258,7 +352,7 @@ def serve(
 
     configure_logging(getattr(logging, log_level.upper()))
     try:
-        settings = load_config(config_path)
+        settings = _load(config_path)
         asyncio.run(
             run_server(
                 settings,
@@ -321,7 +415,7 @@ def policy_check(config_path: str | None, quiet: bool) -> None:
     from .policy import check_policies
 
     try:
-        report = check_policies(load_config(config_path))
+        report = check_policies(_load(config_path))
     except SqlmodeError as e:
         _fail(e)
     click.echo(report.render(effective=not quiet))
@@ -353,10 +447,24 @@ def db() -> None:
 @click.option("--apply", "apply_", is_flag=True, help="Run the script (needs administrator rights).")
 @click.option("--postgres", "admin_url", default=None, help="Administrator URL (default: database.url).")
 @click.option("--role", default="sqlmode_reader", show_default=True, help="Name of the reader role.")
-@click.option("--password", default=None, help="Reader password (default: a new random one).")
+@click.option(
+    "--password",
+    default=None,
+    help="Set the reader's password to this (default: keep it; new roles get a random one).",
+)
+@click.option(
+    "--rotate-password",
+    is_flag=True,
+    help="Give an existing reader role a new random password (prints its URL).",
+)
 @run_async
 async def db_grants(
-    config_path: str | None, apply_: bool, admin_url: str | None, role: str, password: str | None
+    config_path: str | None,
+    apply_: bool,
+    admin_url: str | None,
+    role: str,
+    password: str | None,
+    rotate_password: bool,
 ) -> None:
     """Print (or with --apply, run) the SQL that creates the least-privilege reader role.
 
@@ -365,21 +473,67 @@ async def db_grants(
     server-file functions. With --apply it ends by printing the reader's connection URL:
     put it in database.url.
     """
+    from .dberrors import explain_db_error
+    from .errors import DatabaseUnavailableError
     from .execute.grants import apply_grants, grant_script
+    from .schema.names import check_config_names
     from .schema.reflect import reflect_schema
 
-    settings = load_config(config_path)
+    settings = _load(config_path)
     if admin_url:
         settings = settings.model_copy(deep=True)
         settings.database.url = admin_url
     snapshot = await reflect_schema(settings)
-    script = grant_script(settings, snapshot, role=role, password=password)
+    check_config_names(settings, snapshot)
+    keep = password is None and not rotate_password
+    script = grant_script(settings, snapshot, role=role, password=password, keep_password=keep)
     if not apply_:
         click.echo(script, nl=False)
         return
-    url = await apply_grants(settings.database.url, script)
+    existed = keep and await _role_exists(settings.database.url, role)
+    try:
+        url = await apply_grants(settings.database.url, script)
+    except DatabaseUnavailableError as e:
+        raise explain_db_error(e.__cause__ or e, settings.database.url) from e
+    if existed:
+        # Its password was not changed, so the URL sqlmode already uses stays valid.
+        click.echo(
+            f"reader role {role!r} is up to date; its password is unchanged, so database.url stays as it is "
+            "(--rotate-password sets a new one)",
+            err=True,
+        )
+        click.echo(_without_password(url))
+        return
     click.echo(f"reader role {role!r} is ready; connect sqlmode as it:", err=True)
     click.echo(url)
+
+
+async def _role_exists(admin_url: str, role: str) -> bool:
+    import asyncpg
+
+    from .dberrors import explain_db_error
+
+    try:
+        conn = await asyncpg.connect(_asyncpg_url(admin_url))
+    except Exception as e:
+        raise explain_db_error(e, admin_url) from e
+    try:
+        return bool(await conn.fetchval("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = $1", role))
+    finally:
+        await conn.close()
+
+
+def _asyncpg_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"postgresql://{rest}" if scheme.split("+", 1)[0] in ("postgres", "postgresql") else url
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    p = urlsplit(url)
+    host = p.netloc.rpartition("@")[2]
+    return p._replace(netloc=f"{p.username}@{host}" if p.username else host).geturl()
 
 
 # --- end db grants --------------------------------------------------------------------------------

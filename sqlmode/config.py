@@ -17,13 +17,22 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
 CONFIG_ENV = "SQLMODE_CONFIG"
+SECRET_ENV = "CODE_MODE_SECRET"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _toml_data: ContextVar[dict[str, Any] | None] = ContextVar("_toml_data", default=None)
 
@@ -54,7 +63,11 @@ class ServerConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    url: str = Field(description="duckdb:///path/to/file.duckdb or postgresql://user@host:5432/db")
+    # Either url or path. DuckDB URLs follow SQLAlchemy: duckdb:///file.duckdb is relative to the
+    # config file's folder, duckdb:////abs/file.duckdb (four slashes) is absolute.
+    url: str = Field(default="", description="duckdb:///file.duckdb or postgresql://user@host:5432/db")
+    # A DuckDB file as a plain path (relative to the config file's folder, or absolute, ~ allowed).
+    path: str | None = None
     tables: list[TableConfig] = Field(default_factory=list)
     # Postgres schema(s) to expose; DuckDB uses "main".
     schemas: list[str] = Field(default_factory=list)
@@ -84,9 +97,28 @@ class DatabaseConfig(_Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        if not re.match(r"^(duckdb|postgres|postgresql)(\+\w+)?://", v):
-            raise ValueError("must start with duckdb:/// or postgresql://")
+        if v and not re.match(r"^(duckdb|postgres|postgresql)(\+\w+)?://", v):
+            raise ValueError(
+                "must start with duckdb:/// (a DuckDB file) or postgresql:// (a PostgreSQL database); "
+                "for a DuckDB file you may write database.path instead"
+            )
         return v
+
+    @model_validator(mode="after")
+    def _url_or_path(self) -> DatabaseConfig:
+        if self.path is not None and self.url:
+            raise ValueError("give database.url or database.path, not both")
+        if self.path is not None:
+            if not self.path.strip():
+                raise ValueError("database.path is empty")
+            # Three slashes then the path as written: relative stays relative, /abs gives four.
+            self.url = "duckdb:///" + self.path
+        elif not self.url:
+            raise ValueError(
+                "database.url is required (duckdb:///file.duckdb or postgresql://user@host:5432/db), "
+                "or database.path for a DuckDB file"
+            )
+        return self
 
     def duckdb_config(self) -> dict[str, str | bool | int]:
         """The one DuckDB connection config, shared by reflection and the executor.
@@ -260,6 +292,24 @@ class Settings(BaseSettings):
     state: StateConfig = Field(default_factory=StateConfig)
     # Where the file came from; relative paths in it are resolved against its folder.
     source_path: str | None = None
+    # Where code_mode.token_secret came from, for error messages that tell the truth.
+    _secret_source: str = PrivateAttr(default="code_mode.token_secret")
+    # The DuckDB path as written in the config, before it was made absolute.
+    _duckdb_written: str | None = PrivateAttr(default=None)
+
+    @property
+    def secret_source(self) -> str:
+        return self._secret_source
+
+    @property
+    def is_bundled_sample(self) -> bool:
+        """True for the bundled sample config (the one `sqlmode sample-db` builds a database for)."""
+        if not self.source_path:
+            return False
+        try:
+            return Path(self.source_path).resolve() == sample_config_path().resolve()
+        except ConfigError:
+            return False
 
     @classmethod
     def settings_customise_sources(
@@ -379,7 +429,26 @@ def settings_from_dict(
     finally:
         _toml_data.reset(token)
     _resolve_relative_paths(settings)
+    _secret_from_env(settings)
     return settings
+
+
+def missing_duckdb_hint(s: Settings) -> str:
+    """What to do about a configured DuckDB file that does not exist."""
+    if s.is_bundled_sample:
+        return "Run `sqlmode sample-db` to build the sample warehouse, or fix database.url."
+    written = s._duckdb_written or s.database.duckdb_path
+    resolved = s.database.duckdb_path
+    key = "database.path" if s.database.path is not None else "database.url"
+    parts = [
+        f"{key} names {written!r}, which resolves to {resolved}.",
+        "duckdb:///name.duckdb (three slashes) is relative to the config file's folder "
+        f"({s.base_dir}); for an absolute path write four slashes, duckdb:////abs/path.duckdb, "
+        'or database.path = "/abs/path.duckdb".',
+    ]
+    if not Path(written).is_absolute() and Path("/" + written).exists():
+        parts.insert(1, f"Did you mean the absolute path /{written}? Then write duckdb:////{written}.")
+    return " ".join(parts)
 
 
 def _config_error(e: ValidationError, shown: str) -> ConfigError:
@@ -397,9 +466,22 @@ def _config_error(e: ValidationError, shown: str) -> ConfigError:
     return ConfigError("; ".join(problems), path=shown, key=None if len(problems) > 1 else first_key)
 
 
+def _secret_from_env(s: Settings) -> None:
+    """CODE_MODE_SECRET is the default of code_mode.token_secret (the TOML or SQLMODE_* win)."""
+    env = os.environ.get(SECRET_ENV)
+    if s.code_mode.token_secret:
+        if env and s.code_mode.token_secret == env:  # written as "${CODE_MODE_SECRET}" in the TOML
+            s._secret_source = SECRET_ENV
+        return
+    if env:
+        s.code_mode.token_secret = env
+        s._secret_source = SECRET_ENV
+
+
 def _resolve_relative_paths(s: Settings) -> None:
     db = s.database
     if db.dialect == "duckdb" and db.duckdb_path != ":memory:":
+        s._duckdb_written = db.duckdb_path
         p = s.resolve_path(db.duckdb_path)
         db.url = f"duckdb:///{p}"
     if s.audit.path:

@@ -15,6 +15,8 @@ from types import ModuleType
 from typing import Literal
 
 from .config import Settings, bundled_path
+from .dberrors import check_postgres_url, describe_target, explain_db_error
+from .errors import SqlmodeError
 
 __all__ = [
     "blocked_demo_sql",
@@ -42,18 +44,68 @@ def generator() -> ModuleType:
     return module
 
 
-def build_sample_duckdb(path: str | os.PathLike[str], scale: float = 1, seed: int | None = None) -> Path:
-    """Build (or rebuild, atomically) the sample warehouse as a DuckDB file; returns its path."""
+def build_sample_duckdb(
+    path: str | os.PathLike[str], scale: float = 1, seed: int | None = None, *, force: bool = False
+) -> Path:
+    """Build (or rebuild, atomically) the sample warehouse as a DuckDB file; returns its path.
+
+    Refuses (SAMPLE_TARGET_NOT_EMPTY) to replace a file it did not build unless ``force``.
+    """
     gen = generator()
-    return gen.build_duckdb(path, scale=scale, seed=gen.DEFAULT_SEED if seed is None else seed)
+    try:
+        return gen.build_duckdb(
+            path, scale=scale, seed=gen.DEFAULT_SEED if seed is None else seed, force=force
+        )
+    except gen.TargetNotEmptyError as e:
+        raise SqlmodeError(
+            f"{e}: refusing to replace it with the sample warehouse",
+            code="SAMPLE_TARGET_NOT_EMPTY",
+            hint="Give another file (--path new.duckdb), or --force to replace this file and all it holds.",
+        ) from None
+    except OSError as e:
+        raise SqlmodeError(
+            f"could not write the sample warehouse to {path}: {e.strerror or e}",
+            code="SAMPLE_TARGET_NOT_EMPTY" if isinstance(e, IsADirectoryError) else "BAD_INPUT",
+            hint="Choose a file in a folder you can write to (--path).",
+        ) from None
 
 
 async def load_sample_postgres(
-    url: str, scale: float = 1, seed: int | None = None, schema: str = "public"
+    url: str, scale: float = 1, seed: int | None = None, schema: str = "public", *, force: bool = False
 ) -> None:
-    """Load the sample warehouse into PostgreSQL, replacing the sample tables in ``schema``."""
+    """Load the sample warehouse into PostgreSQL ``schema``: only when it is empty or an earlier load.
+
+    Refuses (SAMPLE_TARGET_NOT_EMPTY) a schema holding anything else unless ``force``, which
+    replaces only the sample's own tables. Connection failures become one clear error with a hint.
+    """
+    check_postgres_url(url)
     gen = generator()
-    await gen.load_postgres(url, scale=scale, seed=gen.DEFAULT_SEED if seed is None else seed, schema=schema)
+    try:
+        await gen.load_postgres(
+            url, scale=scale, seed=gen.DEFAULT_SEED if seed is None else seed, schema=schema, force=force
+        )
+    except gen.TargetNotEmptyError as e:
+        raise SqlmodeError(
+            f"{describe_target(url)}: {e}: refusing to load the sample warehouse there",
+            code="SAMPLE_TARGET_NOT_EMPTY",
+            hint=(
+                "Load it into a new, empty database (CREATE DATABASE sqlmode_sample;), or add --force to "
+                "replace only the sample's tables (customers, products, orders, ...) in this schema."
+            ),
+        ) from None
+    except SqlmodeError:
+        raise
+    except Exception as e:
+        # Not only connection failures: a view of someone else's on a sample table makes DROP fail.
+        sqlstate = getattr(e, "sqlstate", None)
+        if sqlstate == "2BP01":
+            raise SqlmodeError(
+                f"{describe_target(url)}: other objects depend on the sample's tables: "
+                f"{getattr(e, 'message', e)} ({getattr(e, 'detail', '')})",
+                code="SAMPLE_TARGET_NOT_EMPTY",
+                hint="Nothing was changed. Load the sample into a new, empty database instead.",
+            ) from None
+        raise explain_db_error(e, url, doing="load the sample into") from e
 
 
 def long_tail_sql(dialect: Literal["duckdb", "postgres"]) -> str:

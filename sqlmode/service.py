@@ -53,6 +53,7 @@ from .models import (
 from .policy import PolicyEvaluator, build_evaluator
 from .schema import SchemaSnapshot, reflect_schema, render_schema, render_table
 from .state import StateStore, open_state_store
+from .schema.names import check_config_names
 from .token import TokenService, code_hash
 
 log = logging.getLogger("sqlmode.service")
@@ -137,7 +138,8 @@ class CodeModeService:
         )
         self.analyzer = Analyzer(s)
         self.evaluator = self._given_evaluator or build_evaluator(s)
-        await self.refresh_schema()
+        # A blocked or allowed name that matches nothing would silently not apply: refuse to start.
+        check_config_names(s, await self.refresh_schema())
         if self._given_audit is not None:
             self.audit = self._given_audit
         else:

@@ -212,12 +212,15 @@ class TokenService:
         """
         cm = settings.code_mode
         secret = cm.token_secret
+        # Name where the secret came from (the TOML, or CODE_MODE_SECRET as its default).
+        what = getattr(settings, "secret_source", "code_mode.token_secret")
         if allow_ephemeral and (not secret or len(secret) < MIN_SECRET_LENGTH):
             problem = "is not set" if not secret else f"is shorter than {MIN_SECRET_LENGTH} characters"
             log.warning(
-                "code_mode.token_secret %s; using an ephemeral random secret "
+                "%s %s; using an ephemeral random secret "
                 "(approval tokens will not survive a restart or work across replicas)",
-                problem,
+                what if secret else "neither CODE_MODE_SECRET nor code_mode.token_secret",
+                problem if secret else "is set",
             )
             secret = secrets.token_urlsafe(48)
             key_id = EPHEMERAL_KID_PREFIX + secrets.token_hex(6)
@@ -226,7 +229,13 @@ class TokenService:
                 f"key ids starting with {EPHEMERAL_KID_PREFIX!r} are reserved for ephemeral secrets",
                 key="code_mode.token_key_id",
             )
+        elif not secret:
+            raise SecretError(
+                "no approval-token secret: CODE_MODE_SECRET is not set, nor is code_mode.token_secret",
+                key="code_mode.token_secret",
+            )
         else:
+            _check_secret(secret, what)
             key_id = cm.token_key_id
         return cls(
             secret or "",

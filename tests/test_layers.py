@@ -13,6 +13,7 @@ LAYERS = ["config", "schema", "analyze", "policy", "token", "execute", "audit", 
 PLACEMENT = {
     "config": "config",
     "sample": "config",
+    "dberrors": "config",
     "schema": "schema",
     "analyze": "analyze",
     "policy": "policy",

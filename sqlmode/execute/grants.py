@@ -82,9 +82,18 @@ def _literal(s: str) -> str:
 
 
 def grant_script(
-    settings: Settings, snapshot: SchemaSnapshot, role: str = "sqlmode_reader", password: str | None = None
+    settings: Settings,
+    snapshot: SchemaSnapshot,
+    role: str = "sqlmode_reader",
+    password: str | None = None,
+    *,
+    keep_password: bool = False,
 ) -> GrantScript:
-    """SQL that creates or updates ``role`` with SELECT on the exposed, unblocked columns only."""
+    """SQL that creates or updates ``role`` with SELECT on the exposed, unblocked columns only.
+
+    With ``keep_password`` the password is set only when the script creates the role: re-running
+    it (after the blocked lists change) leaves an existing reader's password, and database.url, alone.
+    """
     if settings.database.dialect != "postgres":
         raise ConfigError(
             "grants apply to PostgreSQL only; DuckDB has no roles (sqlmode opens it read-only, "
@@ -131,12 +140,16 @@ def grant_script(
         "DO $$",
         "BEGIN",
         f"  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {_literal(role)}) THEN",
-        f"    CREATE ROLE {r} LOGIN;",
+        f"    CREATE ROLE {r} LOGIN{f' PASSWORD {_literal(password)}' if keep_password else ''};",
         "  END IF;",
         "END",
         "$$;",
-        f"ALTER ROLE {r} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
-        f"PASSWORD {_literal(password)};",
+        f"ALTER ROLE {r} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+        + (
+            "; -- password: set only when the role is created"
+            if keep_password
+            else f" PASSWORD {_literal(password)};"
+        ),
         "-- Role defaults: read-only and time-limited even outside sqlmode.",
         f"ALTER ROLE {r} SET default_transaction_read_only = on;",
         f"ALTER ROLE {r} SET statement_timeout = {_literal(f'{cm.query_timeout_ms}ms')};",

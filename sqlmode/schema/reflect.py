@@ -17,7 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine.reflection import ObjectKind
 
-from ..config import Settings
+from ..config import Settings, missing_duckdb_hint
+from ..dberrors import explain_db_error
 from ..errors import SchemaError
 from .describe import apply_descriptions, load_descriptions
 from .snapshot import ColumnInfo, ForeignKey, SchemaSnapshot, TableInfo
@@ -47,7 +48,9 @@ def _duckdb_engine(settings: Settings) -> sa.Engine:
     path = db.duckdb_path
     if path != ":memory:" and not Path(path).exists():
         raise SchemaError(
-            f"DuckDB file {path} does not exist", hint="Run `sqlmode sample-db` or fix database.url."
+            f"DuckDB file {path} does not exist",
+            code="DATABASE_NOT_FOUND",
+            hint=missing_duckdb_hint(settings),
         )
     cfg = db.duckdb_config()
 
@@ -181,7 +184,8 @@ async def reflect_schema(settings: Settings) -> SchemaSnapshot:
     except SchemaError:
         raise
     except Exception as e:
-        raise SchemaError(f"could not reflect the database schema: {type(e).__name__}: {e}") from e
+        # A connection failure (no such database, wrong password, nothing listening) says which.
+        raise explain_db_error(e, settings.database.url, doing="read the schema of") from e
     curated = load_descriptions(settings.database.descriptions) if settings.database.descriptions else None
     tables = apply_descriptions(tables, curated, {t.name: t.description for t in settings.database.tables})
     return SchemaSnapshot.build(
