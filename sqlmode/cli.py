@@ -71,6 +71,15 @@ def _load(config_path: str | None, **overrides: Any) -> Settings:
     return settings
 
 
+def _load_with_database(config_path: str | None, url: str) -> Settings:
+    """Settings for ``url``: the config file's other settings when one is given, else the defaults."""
+    from .config import settings_for_database
+
+    settings = settings_for_database(url, config_path)
+    _current_url["url"] = settings.database.url
+    return settings
+
+
 def _service(config_path: str | None, **kw: Any) -> Any:
     from .service import CodeModeService
 
@@ -319,7 +328,51 @@ def sample_db(config_path: str | None, scale: int, pg_url: str | None, path: str
 
 
 @main.command()
+@click.argument("target", required=False)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default="sqlmode.toml",
+    show_default=True,
+    help="Where to write the config.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@run_async
+async def init(target: str | None, output: str, force: bool) -> None:
+    """Write a commented config for your database and print the client snippet.
+
+    TARGET is postgresql://USER:PASSWORD@HOST:PORT/DATABASE, or a DuckDB file (a path, or
+    duckdb:///file.duckdb; relative to the current folder).
+    """
+    from pathlib import Path
+
+    from .initconfig import client_snippets, init_config
+
+    if not target:
+        raise click.UsageError(
+            "give your database: sqlmode init warehouse.duckdb, or sqlmode init postgresql://USER@HOST:5432/DB"
+        )
+    _current_url["url"] = target if "://" in target else f"duckdb:///{target}"
+    res = await init_config(target, Path(output), cwd=Path.cwd(), force=force)
+    click.echo(f"wrote {res.path}: {len(res.snapshot.tables)} tables and views found", err=True)
+    for name, why in res.blocked_tables:
+        click.echo(f"  blocked table {name}: {why}", err=True)
+    for name, why in res.blocked_fields:
+        click.echo(f"  blocked column {name}: {why}", err=True)
+    click.echo("Review the file, then connect your client:\n", err=True)
+    click.echo(client_snippets(res.path))
+    click.echo(f"Try it first: sqlmode schema --config {res.path}", err=True)
+
+
+@main.command()
 @config_option
+@click.option(
+    "--database",
+    "database_url",
+    default=None,
+    help="Serve this database (postgresql://... or a DuckDB file) without a config file, or instead of its.",
+)
 @click.option("--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True)
 @click.option("--host", default=None, help="HTTP bind address (default: server.host, 127.0.0.1).")
 @click.option(
@@ -335,6 +388,7 @@ def sample_db(config_path: str | None, scale: int, pg_url: str | None, path: str
 )
 def serve(
     config_path: str | None,
+    database_url: str | None,
     transport: str,
     host: str | None,
     port: int | None,
@@ -352,7 +406,7 @@ def serve(
 
     configure_logging(getattr(logging, log_level.upper()))
     try:
-        settings = _load(config_path)
+        settings = _load_with_database(config_path, database_url) if database_url else _load(config_path)
         asyncio.run(
             run_server(
                 settings,

@@ -417,6 +417,44 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
     return settings_from_dict(data, source=str(cfg_path.resolve()), shown=shown, **overrides)
 
 
+def settings_for_database(url: str, path: str | os.PathLike[str] | None = None) -> Settings:
+    """Settings for the database at ``url`` (a URL or a DuckDB file path, relative to the current folder).
+
+    With ``path``, the config file's other settings apply and only its database location is
+    replaced; without, the defaults (no blocks: the whole database is visible).
+    """
+    data: dict[str, Any] = {}
+    shown = "--database"
+    source = None
+    if path is not None:
+        cfg = Path(path)
+        shown = str(cfg)
+        try:
+            data = _interpolate(tomllib.loads(cfg.read_text(encoding="utf-8")), shown, "")
+        except FileNotFoundError:
+            raise ConfigError("config file not found", path=shown, code="CONFIG_NOT_FOUND") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"not valid TOML: {e}", path=shown, code="CONFIG_SYNTAX") from None
+        source = str(cfg.resolve())
+    db = {k: v for k, v in dict(data.get("database") or {}).items() if k not in ("url", "path")}
+    if re.match(r"^[a-z][a-z0-9+]*://", url):
+        if url.startswith("duckdb:"):
+            rest = url.split("://", 1)[1]
+            rest = rest[1:] if rest.startswith("/") else rest
+            db["path"] = (
+                str(Path(rest).expanduser().resolve()) if rest not in ("", ":memory:") else ":memory:"
+            )
+        else:
+            db["url"] = url
+    else:
+        db["path"] = str(Path(url).expanduser().resolve())
+    if db.get("path") == ":memory:":
+        db["url"] = "duckdb:///:memory:"
+        del db["path"]
+    data["database"] = db
+    return settings_from_dict(data, source=source, shown=shown)
+
+
 def settings_from_dict(
     data: dict[str, Any], *, source: str | None = None, shown: str | None = None, **overrides: Any
 ) -> Settings:

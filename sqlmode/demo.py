@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from os import PathLike
+from typing import Any
 
 import click
 from mcp import Client
 
-from .cli import format_table
+from .cli import format_table, one_shot_secret
 from .config import load_config
+from .initconfig import sqlmode_command
 from .models import QueryResult
 from .sample import blocked_demo_sql, long_tail_sql
 from .server import build_server
@@ -27,7 +30,8 @@ def _title(text: str) -> None:
 
 async def run_demo(config_path: str | PathLike[str] | None = None) -> None:
     """Print the tour; raises SqlmodeError on any failure (the CLI turns it into exit code 2)."""
-    settings = load_config(config_path)
+    # A demo secret: tokens live only as long as the tour, so there is nothing to configure or warn about.
+    settings = one_shot_secret(load_config(config_path))
     async with CodeModeService(settings) as service, Client(build_server(service)) as client:
         db = settings.server.name
         _title(f"1. The LLM reads the bounded schema (resource schema://{db})")
@@ -46,13 +50,13 @@ async def run_demo(config_path: str | PathLike[str] | None = None) -> None:
         click.echo(
             f"  valid: {sc.get('is_valid')}   action: {sc.get('action')}   risk: {sc.get('risk_level')}"
         )
-        click.echo(
-            textwrap.fill(
-                f"explanation: {sc.get('explanation')}", 100, initial_indent="  ", subsequent_indent="    "
-            )
-        )
+        click.echo("  explanation:")
+        for item in explanation_items(str(sc.get("explanation") or "")):
+            click.echo(textwrap.fill(item, 100, initial_indent="    - ", subsequent_indent="      "))
         click.echo(f"  tables: {', '.join(sc.get('tables', []))}")
-        click.echo(f"  complexity: {sc.get('complexity')}")
+        click.echo(
+            f"  complexity: {complexity_words(sc.get('complexity') or {}, settings.code_mode.max_complexity)}"
+        )
         token = sc.get("approval_token") or ""
         click.echo(f"  approval_token: {token[:48]}... (expires {sc.get('expires_at')})")
         if v.is_error or not token:
@@ -74,3 +78,41 @@ async def run_demo(config_path: str | PathLike[str] | None = None) -> None:
         for viol in bsc.get("violations", []):
             click.echo(f"  - {viol['code']}: {viol['message']}\n    hint: {viol['hint']}")
         click.echo("\nDone. Every step above was appended to the audit log at " + settings.audit.path)
+        _title("Next")
+        click.echo(
+            "  Connect your own database:  sqlmode init path/to/warehouse.duckdb\n"
+            "                              sqlmode init postgresql://USER:PASSWORD@HOST:5432/DATABASE\n"
+            "  It writes sqlmode.toml (with suggested blocked columns) and prints the snippet for Claude\n"
+            "  Desktop, Claude Code, Cursor and VS Code. To try this sample in your client first:\n"
+            f"    claude mcp add analytics -- {' '.join(sqlmode_command())} serve"
+        )
+
+
+def explanation_items(text: str) -> list[str]:
+    """The analyzer's explanation as a short list: one item per named step, then the rest."""
+    parts = re.split(r"\s(?=\(\d+\) )|\s(?=Then )|\s(?=The database estimates )", text.strip())
+    return [p.strip() for p in parts if p.strip()]
+
+
+_COUNTS = (
+    ("tables", "table"),
+    ("joins", "join"),
+    ("ctes", "named step"),
+    ("subqueries", "subquery"),
+    ("aggregations", "aggregation"),
+    ("window_functions", "window function"),
+    ("set_operations", "set operation"),
+)
+
+
+def complexity_words(c: dict[str, Any], limit: int) -> str:
+    """'moderate (170 of 400 allowed): 5 tables, 6 joins, ...'."""
+    score = int(c.get("score", 0))
+    level = "light" if score < limit * 0.25 else "moderate" if score < limit * 0.6 else "heavy"
+    counts = []
+    for key, word in _COUNTS:
+        n = int(c.get(key, 0) or 0)
+        if n:
+            plural = word if n == 1 else ("subqueries" if word == "subquery" else word + "s")
+            counts.append(f"{n} {plural}")
+    return f"{level} ({score} of {limit} allowed)" + (f": {', '.join(counts)}" if counts else "")

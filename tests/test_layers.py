@@ -28,6 +28,7 @@ PLACEMENT = {
     "cli": "server",
     "output": "server",
     "demo": "server",
+    "initconfig": "server",
     "__main__": "server",
 }
 FREE = {"errors", "models"}
