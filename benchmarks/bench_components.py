@@ -25,11 +25,14 @@ HERE = Path(__file__).resolve().parent
 GROUP = "governance"
 GOV_TARGETS = {
     "cedar_decision": (
-        Target("<", 0.2, "ms", "issue 5"),
+        Target("<", 0.2, "ms", "governance target"),
         "Cedar decision, cached PolicySet, six-table analysis (allowed)",
     ),
-    "cedar_decision_denied": (Target("<", 0.2, "ms", "issue 5"), "Cedar decision, cached PolicySet (denied)"),
-    "token_mint_verify": (Target("<", 0.05, "ms", "issue 5"), "approval token mint + verify"),
+    "cedar_decision_denied": (
+        Target("<", 0.2, "ms", "governance target"),
+        "Cedar decision, cached PolicySet (denied)",
+    ),
+    "token_mint_verify": (Target("<", 0.05, "ms", "governance target"), "approval token mint + verify"),
     "policy_hash": (None, "policy hash lookup"),
 }
 
@@ -55,9 +58,9 @@ def governance(results: Results) -> None:
 
 # Shorter still than the scripts' own --quick, so that run.py --quick stays near a minute.
 QUICK_ARGS = {"bench_server": {"--rounds": "30", "--duration": "3"}, "bench_execute": {"--iterations": "40"}}
-T_STDIO = Target("<=", 3.0, "ms", "DESIGN.md")
-T_STDIO_ISSUE = Target("<", 10.0, "ms", "issue 6")
-T_ZERO = Target("<=", 0, "errors", "issue 6")
+T_STDIO = Target("<=", 3.0, "ms", "design target")
+T_STDIO_ISSUE = Target("<", 10.0, "ms", "serving target")
+T_ZERO = Target("<=", 0, "errors", "serving target")
 
 
 def server_figures(results: Results, out: dict[str, Any]) -> None:
@@ -151,7 +154,7 @@ def execute_figures(results: Results, out: list[dict[str, Any]]) -> None:
                 f"{base}.raw", g, f"{engine}: raw driver, {fig} (alternating)", value=row["raw_ms"], note=src
             )
             target = (
-                Target("<=", float(row["target"]), "x floor", "DESIGN.md", ratio=True)
+                Target("<=", float(row["target"]), "x floor", "design target", ratio=True)
                 if "target" in row
                 else None
             )

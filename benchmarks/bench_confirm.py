@@ -1,4 +1,4 @@
-"""Engine confirmation (issue 8): what asking the database adds to validate_code.
+"""Engine confirmation (confirmation target): what asking the database adds to validate_code.
 
 Per dialect, on the sample warehouse (PostgreSQL as the least-privilege reader), for the typical
 query, measured side by side (interleaved call by call, so both see the same machine load):
@@ -31,7 +31,10 @@ from sqlmode.schema.functions import CATALOG_SQL
 from sqlmode.service import CodeModeService
 
 GROUP = "confirmation"
-TARGET = {"duckdb": Target("<=", 3.0, "ms", "issue 8"), "postgres": Target("<=", 5.0, "ms", "issue 8")}
+TARGET = {
+    "duckdb": Target("<=", 3.0, "ms", "confirmation target"),
+    "postgres": Target("<=", 5.0, "ms", "confirmation target"),
+}
 SQL = TYPICAL[0][1]
 
 

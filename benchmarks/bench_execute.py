@@ -4,7 +4,7 @@ For each engine and result size (10 and 1,000 rows of ``orders``: ints, text, nu
 the raw driver call and ``executor.run`` alternate call by call on the same SQL and data, so both
 see the same machine load; the figure is the ratio of medians. ``executor.run`` includes
 everything a caller gets: pool or cursor handling, limits, the deadline, the read-only checks and
-the JSON-safe conversion. Targets (DESIGN.md): <= 1.25x for 10 rows, <= 1.5x for 1,000 rows.
+the JSON-safe conversion. Targets (design target): <= 1.25x for 10 rows, <= 1.5x for 1,000 rows.
 
 - DuckDB raw: ``con.execute(sql).fetchall()`` on a read-only connection to a byte copy of the file
   (one configuration per file and process), with the same thread count.

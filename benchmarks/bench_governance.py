@@ -3,7 +3,7 @@
     python benchmarks/bench_governance.py [--rounds 7] [--number 2000] [--json]
 
 Prints the median per-operation time over ``rounds`` timing rounds of ``number``
-calls each (after a warm-up). Targets (DESIGN.md): Cedar decision < 0.2 ms, token
+calls each (after a warm-up). Targets (design target): Cedar decision < 0.2 ms, token
 mint + verify < 0.05 ms. Nothing here touches a database.
 """
 

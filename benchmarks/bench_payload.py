@@ -1,9 +1,9 @@
 """What the model has to read: bytes and an LLM-token estimate of sqlmode's MCP answers.
 
 Measured through a real in-process MCP client on the sample warehouse (DuckDB):
-- the tool surface: ``list_tools`` as JSON (target <= 2,500 bytes, DESIGN.md);
+- the tool surface: ``list_tools`` as JSON (target <= 2,500 bytes);
 - a 100-row x 5-column ``execute_code`` result: the text content the model reads (target <= 6,000
-  bytes, DESIGN.md), the structured content, and the whole result as JSON; beside it, the same
+  bytes), the structured content, and the whole result as JSON; beside it, the same
   rows in encodings other servers use (JSON objects per row, a markdown table), computed from the
   same result, as the comparison that picked the encoding;
 - the schema resource ``schema://{database}``, the ``start_code_mode`` prompt and a validate_code answer.
@@ -35,8 +35,8 @@ TYPICAL_SQL = (
     "JOIN customers AS c ON c.id = o.customer_id WHERE o.status = 'completed' "
     "GROUP BY c.region ORDER BY revenue DESC"
 )
-T_TOOLS = Target("<=", 2500, "bytes", "DESIGN.md")
-T_RESULT = Target("<=", 6000, "bytes", "DESIGN.md")
+T_TOOLS = Target("<=", 2500, "bytes", "design target")
+T_RESULT = Target("<=", 6000, "bytes", "design target")
 
 # cl100k's pre-tokenizer, with \p{L} / \p{N} approximated by Python's classes.
 _PIECES = re.compile(

@@ -1,4 +1,4 @@
-"""Data scale: the long-tail question of DESIGN.md on the sample warehouse at scale 1 and 10.
+"""Data scale: the long-tail question on the sample warehouse at scale 1 and 10.
 
 Per dialect and scale: the raw driver running the normalized SQL (the floor: what the database
 needs to answer), ``executor.run`` on it, and sqlmode's whole path (``service.validate`` then

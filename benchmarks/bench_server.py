@@ -9,7 +9,7 @@ audit log on (three fsync'ed records per round trip) and bearer-token authentica
 clients are the MCP SDK's, in this process, on loopback only. The query is small (4 rows).
 
 Figures (milliseconds unless named otherwise):
-- ``stdio_round_trip_ms`` (median, target < 10 ms, issue 6), with p90/p99, on the SDK's default
+- ``stdio_round_trip_ms`` (median, target < 10 ms), with p90/p99, on the SDK's default
   protocol (2026-07-28); ``stdio_round_trip_legacy_ms`` on 2025-11-25;
 - floors measured in the same run: ``inprocess_mcp_round_trip_ms`` (the same calls through the SDK's
   in-process client: no transport) and ``pipeline_round_trip_ms`` (service.validate + execute, no MCP);

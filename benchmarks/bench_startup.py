@@ -30,8 +30,8 @@ from mcp.client.stdio import stdio_client
 from sqlmode.config import sample_config_path
 
 GROUP = "start-up"
-T_STARTUP = Target("<=", 500, "ms", "DESIGN.md")
-T_ZERO = Target("<=", 0, "errors", "issue 7")
+T_STARTUP = Target("<=", 500, "ms", "design target")
+T_ZERO = Target("<=", 0, "errors", "stdio target")
 FIRST_SQL = "SELECT region, count(*) AS n FROM customers GROUP BY region"
 
 

@@ -43,9 +43,9 @@ from sqlmode.schema import SchemaSnapshot
 from sqlmode.service import CodeModeService
 
 GROUP = "validation"
-T_VALIDATE = Target("<", 1.0, "ms", "DESIGN.md")
-T_ANALYZE = Target("<", 1.0, "ms", "issue 3")
-T_TPCH = Target("<", 3.0, "ms", "issue 3")
+T_VALIDATE = Target("<", 1.0, "ms", "design target")
+T_ANALYZE = Target("<", 1.0, "ms", "analysis target")
+T_TPCH = Target("<", 3.0, "ms", "analysis target")
 
 
 # Settings for corpora outside the sample warehouse: nothing blocked, limits out of the way, so the
@@ -193,7 +193,7 @@ def _variant(settings: Any, **code_mode: Any) -> Any:
 async def variants(results: Results, settings: Any, dialect: str, sql: str, budget: Budget) -> None:
     """validate_code with and without the audit log, side by side in rotation (same query again).
 
-    The engine confirmation's share (issue 8) is bench_confirm.py's.
+    The engine confirmation's share (confirmation target) is bench_confirm.py's.
     """
     p = f"validate.{dialect}.typical"
     async with (

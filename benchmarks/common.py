@@ -3,7 +3,7 @@
 A *figure* is one measured number: a median over repeated runs with its spread (p10/p90 and
 IQR), or a plain value (bytes). Most figures name a *floor*: the figure for the physical lower
 bound measured in the same run (the raw driver, sqlglot's parse alone, an fsync), so a reader sees
-the overhead as a ratio. A figure may carry a *target* from DESIGN.md or an issue; the verdict is
+the overhead as a ratio. A figure may carry a *target* (a design or a feature goal); the verdict is
 computed, never asserted (timings vary with the machine; tests only check that scripts run).
 
     results = Results(quick=True)
@@ -273,7 +273,7 @@ class Target:
     op: str  # "<" or "<="
     value: float
     unit: str  # "ms", "bytes", "x floor", "errors"
-    source: str  # where it comes from: "DESIGN.md", "issue 3", ...
+    source: str  # where it comes from: "design target", "analysis target", ...
     ratio: bool = False
 
     def text(self) -> str:
@@ -298,7 +298,7 @@ class Figure:
     ratio: float | None = None  # median / floor median
     target: Target | None = None
     passed: bool | None = None
-    target2: Target | None = None  # a second goal for the same figure (DESIGN.md and an issue differ)
+    target2: Target | None = None  # a second goal for the same figure (two goals differ)
     passed2: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     note: str = ""

@@ -1,7 +1,7 @@
 """Query corpora and synthetic schemas for the validation benchmarks.
 
 - ``TYPICAL``: analyst queries over the sample warehouse, each valid in both dialects; the first
-  is issue 3's "typical query" (one join, a filter, a group, an order).
+  is the "typical query" of the analysis target (one join, a filter, a group, an order).
 - ``TPCH``: TPC-H queries that join six tables (Q5, Q7, Q9) or more (Q2 with its correlated
   subquery, Q8 with eight), over ``TPCH_DDL``.
 - ``synthetic_tables(n)`` / ``synthetic_ddl(n)``: a schema of ``n`` tables for the growth curve.

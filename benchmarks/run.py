@@ -9,7 +9,7 @@
 
 Each module measures its figures beside their floors in the same process and run; a module that
 fails is reported in ``errors`` and the others still run. Modules: bench_validate, bench_confirm
-(issue 8's, in process), bench_payload, bench_stack, bench_scale, bench_startup, and
+(engine confirmation, in process), bench_payload, bench_stack, bench_scale, bench_startup, and
 bench_components, which imports bench_governance and runs bench_analyze, bench_execute and
 bench_server as subprocesses (their JSON becomes figures; other output is kept verbatim).
 """
@@ -95,7 +95,7 @@ def render_results_md(data: dict[str, Any]) -> str:
         "Each timing is the median of repeated runs after warm-up, with p10 - p90 across samples; calls "
         "under 2 ms are timed in batches and each sample is a batch mean. *floor* is the physical lower "
         "bound measured in the same run (the raw driver, sqlglot's parse, an fsync); *x floor* is "
-        "median / floor median. Targets come from DESIGN.md and the issues; they are reported, never "
+        "median / floor median. Targets come from the design goals; they are reported, never "
         "asserted in tests.",
         "",
         "## Headline figures",

@@ -6,8 +6,8 @@ generator needs nothing beyond ``duckdb`` (plus ``asyncpg`` for Postgres). Postg
 rows of an in-memory DuckDB build, so both databases hold identical data.
 
 Everything is anchored at ``AS_OF`` (no row is later), never at the wall clock. A hidden cohort of
-"decliners" makes DESIGN.md's long-tail question answerable: their spend falls in each of the last
-three months, half of them file many tickets, and a third were contacted in the last 14 days (those
+"decliners" makes the long-tail question (sample_db/README.md) answerable: their spend falls in each
+of the last three months, half of them file many tickets, and a third were contacted in the last 14 days (those
 drop out of the answer). One ticket subject carries a prompt-injection string (``INJECTION_SUBJECT``)
 so that fencing of untrusted data can be tested.
 
@@ -122,7 +122,7 @@ _COMMENTS = (
     ("TABLE", "audit_log", "Administrative audit trail (blocked)"),
 )
 
-# The long-tail question of DESIGN.md, answered relative to the data's own as-of date (the latest
+# The long-tail question (sample_db/README.md), answered relative to the data's own as-of date (the latest
 # order) so the answer never depends on the day it runs. Plain SQL that reads the same in both dialects.
 _LONG_TAIL = """\
 WITH as_of AS (

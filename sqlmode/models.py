@@ -1,7 +1,7 @@
 """Shared value types: the shapes that cross layers and the MCP/CLI contracts.
 
 ``ValidationResult`` and ``QueryResult`` are the structured outputs of the
-``validate_code`` and ``execute_code`` tools (see DESIGN.md); their field names are
+``validate_code`` and ``execute_code`` tools (see README.md, "MCP surface"); their field names are
 a contract. ``Analysis`` is the analyzer's internal verdict that the policy layer reads.
 """
 

@@ -109,7 +109,7 @@ async def load_sample_postgres(
 
 
 def long_tail_sql(dialect: Literal["duckdb", "postgres"]) -> str:
-    """The SQL answering DESIGN.md's long-tail question on the sample warehouse."""
+    """The SQL answering the sample warehouse's long-tail question (see sample_db/README.md)."""
     queries: dict[str, str] = generator().LONG_TAIL_SQL
     try:
         return queries[dialect]

@@ -52,8 +52,8 @@ from .models import (
 )
 from .policy import PolicyEvaluator, build_evaluator
 from .schema import SchemaSnapshot, reflect_schema, render_schema, render_table
-from .state import StateStore, open_state_store
 from .schema.names import check_config_names
+from .state import StateStore, open_state_store
 from .token import TokenService, code_hash
 
 log = logging.getLogger("sqlmode.service")
@@ -91,7 +91,7 @@ class CodeModeService:
         self.state: StateStore
         self.executor: Any = None
         self._write_executor: Any = None
-        # Issue 8: the database confirms each analysis (None when code_mode.engine_confirmation is off).
+        # The database confirms each analysis (None when code_mode.engine_confirmation is off).
         self.confirmer: EngineConfirmer | None = None
 
     @classmethod
@@ -224,7 +224,7 @@ class CodeModeService:
         return analysis
 
     async def _confirm(self, analysis: Analysis, snapshot: SchemaSnapshot) -> None:
-        """Issue 8: the database describes the normalized query (cached); its verdict joins the analysis.
+        """The database describes the normalized query (cached); its verdict joins the analysis.
 
         Adds violations, raises the risk level with the plan's estimates, appends them to the
         explanation and puts estimated_rows / estimated_cost into the details Cedar reads.
@@ -246,7 +246,7 @@ class CodeModeService:
         principal = self.principal(user, session, groups, external)
         snapshot = await self.schema()
         analysis = self.analyzer.analyze(code, snapshot)
-        await self._confirm(analysis, snapshot)  # issue 8: before the policy decision and any token
+        await self._confirm(analysis, snapshot)  # before the policy decision and any token
         decision = self._decide(principal, analysis)
         violations = list(analysis.violations) + list(decision.violations)
         valid = not violations and decision.allowed and self.settings.code_mode.enabled
@@ -342,7 +342,7 @@ class CodeModeService:
                     code="CODE_MODE_DISABLED",
                     hint="An administrator turned code mode off; do not retry.",
                 )
-            # Issue 8: the same engine verdict as at validation (a cache hit unless the schema moved).
+            # The same engine verdict as at validation (a cache hit unless the schema moved).
             await self._confirm(analysis, snapshot)
             if not analysis.ok:
                 raise ApprovalError(

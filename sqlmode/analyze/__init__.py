@@ -166,7 +166,7 @@ class Analyzer:
             raise Refusal(
                 violation("ANALYSIS_FAILED", "The normalized query does not parse back as one statement.")
             )
-        # ...and sqlglot must read it back as the tree that was analyzed (issue 8, roundtrip.py).
+        # ...and sqlglot must read it back as the tree that was analyzed (roundtrip.py).
         round_trip = check_round_trip(normalized, final_root, dialect)
         if round_trip:
             raise Refusal(*round_trip)

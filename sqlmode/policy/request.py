@@ -114,7 +114,7 @@ def build_context(analysis: Analysis) -> dict[str, Any]:
         "row_limit": _int(analysis.row_limit, 0),
         "catalog": catalog,
     }
-    # The database's plan estimates (issue 8), present once the engine confirmed the query; optional
+    # The database's plan estimates, present once the engine confirmed the query; optional
     # in the Cedar schema, so policies test `context has estimated_rows` first.
     for key in ("estimated_rows", "estimated_cost"):
         if key in d:
