@@ -220,7 +220,7 @@ class _Identity:
             session = f"cred-{credential[:16]}"
         else:
             session = self.local_session
-        # An identity provider's subject is not the local user of the same name (issue 18).
+        # An identity provider's subject is not the local user of the same name.
         external = from_identity_provider(request)
         return {"user": user, "groups": groups, "session": session, "external": external}
 
