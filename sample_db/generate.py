@@ -8,8 +8,8 @@ rows of an in-memory DuckDB build, so both databases hold identical data.
 Everything is anchored at ``AS_OF`` (no row is later), never at the wall clock. A hidden cohort of
 "decliners" makes the long-tail question (sample_db/README.md) answerable: their spend falls in each
 of the last three months, half of them file many tickets, and a third were contacted in the last 14
-days (those drop out of the answer). One ticket subject carries a prompt-injection string (``INJECTION_SUBJECT``)
-so that fencing of untrusted data can be tested.
+days (those drop out of the answer). One ticket subject carries a prompt-injection string
+(``INJECTION_SUBJECT``) so that fencing of untrusted data can be tested.
 
 This file is not part of a Python package: ``sqlmode.sample`` loads it by path, and it also runs as a
 script: ``python sample_db/generate.py OUT.duckdb [--scale N] [--seed S]``.
