@@ -38,7 +38,14 @@ async def test_postgres_schema_changes_show_up_on_ttl_and_on_demand(
             "CREATE TABLE accounts (id int PRIMARY KEY, name text NOT NULL);"
             "INSERT INTO accounts VALUES (1, 'a'), (2, 'b');"
         )
-        settings = pg_settings(url, {"database": {"tables": [], "schema_ttl_seconds": 1}})
+        settings = pg_settings(
+            url,
+            {
+                "database": {"tables": [], "schema_ttl_seconds": 1},
+                # This database has none of the sample's tables, so nothing of it to block.
+                "code_mode": {"blocked_tables": [], "blocked_fields": []},
+            },
+        )
         async with CodeModeService(settings) as svc, Client(build_server(svc)) as client:
             v = (
                 await client.call_tool("validate_code", {"code": "SELECT id, name FROM accounts"})
