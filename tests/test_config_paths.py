@@ -105,7 +105,15 @@ def test_code_mode_secret_is_the_default_token_secret(tmp_path: Path, own_db: Pa
 def test_short_code_mode_secret_is_named_as_such(tmp_path: Path, own_db: Path) -> None:
     cfg = _write(tmp_path, f'[database]\npath = "{own_db}"\n')
     r = sqlmode(
-        "serve", "--transport", "http", "--port", "0", "--config", str(cfg), env={"CODE_MODE_SECRET": "short"}
+        "serve",
+        "--transport",
+        "http",
+        "--port",
+        "0",
+        "--allow-unauthenticated",  # loopback: the secret is what this checks
+        "--config",
+        str(cfg),
+        env={"CODE_MODE_SECRET": "short"},
     )
     assert_clean_error(r, "CODE_MODE_SECRET is 5 characters")
     assert "code_mode.token_secret is 5" not in r.stderr
