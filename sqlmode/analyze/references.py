@@ -19,7 +19,7 @@ Rules that keep blocked columns out of reach:
 * anything the resolver cannot place is matched against every table in the query, so an
   unplaced ``ssn`` still counts as ``customers.ssn``.
 
-Binding over-approximates the engines' binders (issue 11): a name counts as read from
+Binding over-approximates the engines' binders: a name counts as read from
 *every* thing it could bind to. Resolution stops at a scope only when a source whose
 columns are exactly known has the name. An output alias of the same SELECT, a source
 whose columns are unknown or only guessed (table functions, VALUES, PIVOT), a whole-row

@@ -197,7 +197,7 @@ def check_columns(
         if column in refs.named:
             out.append(violation("COLUMN_BLOCKED", f"Column `{name}` is blocked by policy and is {how}."))
         else:
-            # The query never named it: say that much, not which column (issue 11).
+            # The query never named it: say that much, not which column.
             out.append(
                 violation(
                     "COLUMN_BLOCKED",
@@ -287,7 +287,7 @@ def check_functions(
         if problem:
             out.append(violation("FUNCTION_ARGUMENT_LIMIT", f"{problem}."))
     if not out and not refused:
-        # Nested builders multiply (issue 11): bounded before the engine folds them.
+        # Nested builders multiply: bounded before the engine folds them.
         problem = size_problem(funcs)
         if problem:
             out.append(violation("FUNCTION_ARGUMENT_LIMIT", f"{problem[0].upper()}{problem[1:]}."))

@@ -1,4 +1,4 @@
-"""Bounds on the values an expression builds, before any engine sees it (issue 11, item 5).
+"""Bounds on the values an expression builds, before any engine sees it.
 
 Engines fold constant expressions while *planning*, where no statement timeout or
 interrupt applies: ``repeat(repeat('x', 10000), 10000)`` builds 100 MB during DuckDB's
