@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import textwrap
 from os import PathLike
@@ -30,6 +31,18 @@ def _title(text: str) -> None:
 
 async def run_demo(config_path: str | PathLike[str] | None = None) -> None:
     """Print the tour; raises SqlmodeError on any failure (the CLI turns it into exit code 2)."""
+    # The sample's audit log is keyed by a file beside it on first use; the tour says so at the end
+    # instead of opening with a warning meant for deployments.
+    audit_logger = logging.getLogger("sqlmode.audit")
+    level = audit_logger.level
+    audit_logger.setLevel(logging.ERROR)
+    try:
+        await _tour(config_path)
+    finally:
+        audit_logger.setLevel(level)
+
+
+async def _tour(config_path: str | PathLike[str] | None) -> None:
     # A demo secret: tokens live only as long as the tour, so there is nothing to configure or warn about.
     settings = one_shot_secret(load_config(config_path))
     async with CodeModeService(settings) as service, Client(build_server(service)) as client:
@@ -78,6 +91,10 @@ async def run_demo(config_path: str | PathLike[str] | None = None) -> None:
         for viol in bsc.get("violations", []):
             click.echo(f"  - {viol['code']}: {viol['message']}\n    hint: {viol['hint']}")
         click.echo("\nDone. Every step above was appended to the audit log at " + settings.audit.path)
+        if not settings.audit.key:
+            click.echo(
+                "  (its chain is keyed by the file beside it; a deployment sets SQLMODE_AUDIT_KEY instead)"
+            )
         _title("Next")
         click.echo(
             "  Connect your own database:  sqlmode init path/to/warehouse.duckdb\n"
