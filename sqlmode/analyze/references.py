@@ -148,6 +148,7 @@ class Resolver:
         self._aliases: dict[int, set[str]] = {}
         self._lc_sources: dict[int, dict[str, Any]] = {}
         self.dialect = snapshot.dialect
+        self._own: dict[int, set[int]] = {}
         self._quiet = 0  # > 0: resolving a candidate binding; unplaced names are not errors
         self._comprehensions = any(isinstance(n, exp.Comprehension) for n in self.inventory.lambdas)
 
@@ -379,7 +380,7 @@ class Resolver:
             return []
         found = [first]
         if self.dialect == "postgres":
-            own = _own_scopes(scope)
+            own = self._own_of(scope)
             level = first[1].parent
             while level is not None:
                 src = self._lower_sources(level).get(key)
@@ -392,7 +393,7 @@ class Resolver:
         """Bind an unqualified name, counting every candidate (see the module docstring)."""
         placed = False
         case_matters = self.dialect == "postgres" and _quoted_mixed_case(col)
-        own = _own_scopes(scope)
+        own = self._own_of(scope)
         for level in _chain(scope):
             exact: list[tuple[str, Any]] = []
             for key, src in level.sources.items():
@@ -437,8 +438,15 @@ class Resolver:
             self._lc_sources[key] = found
         return found
 
+    def _own_of(self, scope: Scope) -> set[int]:
+        key = id(scope)
+        own = self._own.get(key)
+        if own is None:
+            own = self._own[key] = _own_scopes(scope)
+        return own
+
     def _find_source(self, scope: Scope, key: str) -> tuple[Any, Scope] | None:
-        own = _own_scopes(scope)
+        own = self._own_of(scope)
         for level in _chain(scope):
             src = self._lower_sources(level).get(key)
             if src is not None and id(src) not in own:
