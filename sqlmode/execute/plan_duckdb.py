@@ -179,7 +179,7 @@ def _get(node: dict[str, Any], out: BoundPlan, default_catalog: str) -> None:
         else:
             out.table_functions.add(_call_name(path))
         if node.get("column_indexes") is None:
-            out.problems.append(f"the table function {path[-1] if path else '?'} lists no columns")
+            out.problems.append("a table function of the bound plan lists no columns")
         return
     data = node.get("function_data") or {}
     table, schema, catalog = data.get("table"), data.get("schema"), data.get("catalog")
@@ -190,9 +190,7 @@ def _get(node: dict[str, Any], out: BoundPlan, default_catalog: str) -> None:
         return
     filters = node.get("table_filters") or {}
     if filters.get("filters") or filters.get("multi_column_filters") or node.get("at_clause"):
-        out.problems.append(
-            f"the scan of {table} carries filters or a time travel clause sqlmode does not read"
-        )
+        out.problems.append("a table scan carries filters or a time travel clause sqlmode does not read")
         return
     schema = str(schema or "main").lower()
     tname = table.lower()
@@ -200,13 +198,13 @@ def _get(node: dict[str, Any], out: BoundPlan, default_catalog: str) -> None:
     for entry in indexes:
         index = entry.get("index") if isinstance(entry, dict) else None
         if not isinstance(index, int):
-            out.problems.append(f"the scan of {table} lists a column sqlmode cannot read")
+            out.problems.append("a table scan lists a column sqlmode cannot read")
         elif index in (_ROW_ID, _EMPTY):
             continue
         elif 0 <= index < len(names):
             out.columns.add((schema, tname, str(names[index])))
         else:
-            out.problems.append(f"the scan of {table} reads a virtual column ({index})")
+            out.problems.append("a table scan reads a virtual column")
 
 
 def _expressions(value: Any, out: BoundPlan) -> None:

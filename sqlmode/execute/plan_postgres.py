@@ -169,7 +169,7 @@ def postgres_plan_facts(
         stem, _, suffix = alias.rpartition("_")
         if renamed and alias not in renamed and suffix.isdigit() and stem in renamed:
             # The deparser made a repeated alias unique; which one renames columns is unknown.
-            facts.problems.append(f"the plan's alias {alias} may be a table whose columns the query renames")
+            facts.problems.append("an alias of the plan may be a table whose columns the query renames")
     trees = _parse(stmts, facts)
     single = _single_source(aliases)
     for stmt, tree in zip(stmts, trees, strict=True):
@@ -211,12 +211,12 @@ def _sources(
         facts.scans.append(scan)
         key = scan.alias
         if key in aliases and aliases[key] != scan and (aliases[key] is None or aliases[key].table != table):  # type: ignore[union-attr]
-            facts.problems.append(f"the plan uses the alias {key} for two different sources")
+            facts.problems.append("the plan uses one alias for two different sources")
         aliases[key] = scan
     elif alias is not None:
         key = str(alias)
         if aliases.get(key) is not None:
-            facts.problems.append(f"the plan uses the alias {key} for two different sources")
+            facts.problems.append("the plan uses one alias for two different sources")
         aliases[key] = None
     if node.get("Function Name"):
         facts.functions.add((str(node.get("Schema") or "").lower(), str(node["Function Name"]).lower()))
@@ -248,8 +248,8 @@ def _statements(key: str, value: Any, node: int, facts: PlanFacts) -> list[_Stmt
     for text in texts:
         try:
             rewritten.append(_rewrite(text))
-        except pg.ParseError as e:
-            facts.problems.append(f"PostgreSQL's lexer rejects the plan's {key} ({str(e)[:120]})")
+        except pg.ParseError:
+            facts.problems.append(f"PostgreSQL's lexer rejects an expression of the plan's {key}")
             return []
     if key == "Output" or template != _SCALAR:
         # One statement for the list: an Output's items are the target list, in order.
@@ -320,14 +320,13 @@ def _parse(stmts: list[_Stmt], facts: PlanFacts) -> list[Any]:
     for s in stmts:  # find the culprit
         try:
             parsed = json.loads(pg.parse_sql_json(s.text)).get("stmts", [])
-        except pg.ParseError as e:
+        except pg.ParseError:
             parsed = []
-            facts.problems.append(
-                f"PostgreSQL's parser cannot read the plan's {s.field} `{s.raw[:80]}` ({e})"
-            )
+            # The expression itself is not shown: through a view it may hold what is hidden.
+            facts.problems.append(f"PostgreSQL's parser cannot read an expression of the plan's {s.field}")
         else:
             if len(parsed) != 1:
-                facts.problems.append(f"the plan's {s.field} `{s.raw[:80]}` is not one expression")
+                facts.problems.append(f"the plan's {s.field} is not one expression")
         out.append(parsed[0].get("stmt") if len(parsed) == 1 else None)
     return out
 
@@ -381,13 +380,13 @@ def _references(
             owned, scan = single
             name = fields[0]
             if not owned or name is None:
-                facts.problems.append(f"the plan references the column {name or '*'} without saying whose")
+                facts.problems.append("the plan references a column without saying whose")
             elif scan is not None:
                 _add(scan, name, lookup, facts, renamed)
             continue
         alias, name = fields
         if alias is None or alias not in aliases:
-            facts.problems.append(f"the plan references {alias}.{name or '*'}, an alias it does not define")
+            facts.problems.append("the plan references a column through an alias it does not define")
             continue
         scan = aliases[alias]
         if scan is not None:
@@ -401,14 +400,12 @@ def _add(
     if scan.alias in renamed and name != "*":
         new = renamed[scan.alias]
         if new is None or not found or not found[0]:
-            facts.problems.append(
-                f"the plan reads {scan.alias}.{name} of a table whose columns the query renames"
-            )
+            facts.problems.append("the plan reads a column of a table whose columns the query renames")
             return
         if name in new:  # the deparser prints the alias; the stored column is at its position
             name = found[0][new.index(name)] if new.index(name) < len(found[0]) else name
     if name != "*" and found is not None and found[0] and name not in found[0]:
-        facts.problems.append(f"the plan reads {scan.table}.{name}, which the schema does not list")
+        facts.problems.append("the plan reads a column the schema does not list")
         return
     facts.columns.add((scan.schema, scan.table, name))
 
