@@ -249,6 +249,21 @@ class StateConfig(_Section):
     timeout_ms: int = Field(default=5000, ge=100)
 
 
+class ApprovalConfig(_Section):
+    # What waits for a human approver (nothing by default): a query whose risk level or action is
+    # listed here runs only after ``required`` distinct members of ``approvers_group`` (never the
+    # requester) approved that exact code on the approval page.
+    risk_levels: list[Literal["low", "medium", "high", "critical"]] = Field(default_factory=list)
+    actions: list[Literal["read", "write", "delete"]] = Field(default_factory=list)
+    approvers_group: str = "approvers"
+    required: int = Field(default=1, ge=1, le=2)
+    expires_seconds: int = Field(default=900, ge=1, le=86400)
+    # The page's address as approvers reach it (default: the HTTP server's own address).
+    base_url: str | None = None
+    # How long one execute_code call waits for the decision before answering "still pending".
+    wait_seconds: float = Field(default=20.0, ge=0, le=120)
+
+
 AUDIT_KEY_ENV = "SQLMODE_AUDIT_KEY"
 
 
@@ -290,6 +305,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
     # Where the file came from; relative paths in it are resolved against its folder.
     source_path: str | None = None
     # Where code_mode.token_secret came from, for error messages that tell the truth.

@@ -10,6 +10,8 @@ Every error carries a stable ``code`` (UPPER_SNAKE), a ``message`` for people an
     ├── AnalysisError                the analyzer itself could not run (never a pass)
     ├── PolicyError                  Cedar policies/schema failed to load or validate
     ├── ApprovalError                code was not approved (validation refused it)
+    │   ├── ApprovalPending              APPROVAL_PENDING (not an error to the model: waits for a person)
+    │   └── HumanApprovalError           APPROVAL_DENIED / APPROVAL_EXPIRED / APPROVAL_USED / ...
     ├── TokenError                   approval token refused; ``code`` says why
     │   ├── TokenMalformedError          TOKEN_MALFORMED
     │   ├── TokenUnknownKeyError         TOKEN_UNKNOWN_KEY
@@ -118,6 +120,23 @@ class ApprovalError(SqlmodeError):
     def __init__(self, message: str, *, violations: list[Any] | None = None, **kw: Any):
         super().__init__(message, **kw)
         self.violations = violations or []
+
+
+class ApprovalPending(ApprovalError):
+    """The code needs a human approver who has not decided yet; ``data`` holds id, url, approvers."""
+
+    code = "APPROVAL_PENDING"
+    hint = (
+        "Show the user the approval link, then call execute_code again with the same code and token: "
+        "it waits for the decision and runs once approved."
+    )
+
+
+class HumanApprovalError(ApprovalError):
+    """A human approval request refused, expired, used, or a decision that is not allowed."""
+
+    code = "APPROVAL_DENIED"
+    hint = "An approver refused this query; nothing was run. Ask the user what they want changed."
 
 
 class TokenError(SqlmodeError):

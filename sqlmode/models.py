@@ -70,6 +70,24 @@ class Complexity(BaseModel):
     conditions: int = 0
 
 
+class ApprovalNeeded(BaseModel):
+    """In validate_code's answer: this query will wait for human approval at execution."""
+
+    approvers: str = Field(description="The group whose members approve (never the requester).")
+    required: int = Field(description="How many distinct approvers must approve.")
+    expires_seconds: int
+
+
+class ApprovalRequired(BaseModel):
+    """In execute_code's answer: nothing ran yet; a person must approve on the page at ``url``."""
+
+    id: str
+    url: str
+    approvers: str
+    required: int = 1
+    status: str = "pending"
+
+
 class ValidationResult(BaseModel):
     """validate_code's answer: the verdict, what the query does, and the approval token."""
 
@@ -87,6 +105,9 @@ class ValidationResult(BaseModel):
     code_hash: str
     approval_token: str | None = Field(default=None, description="Pass to execute_code with the same code.")
     expires_at: str | None = Field(default=None, description="ISO-8601 expiry of the approval token.")
+    approval: ApprovalNeeded | None = Field(
+        default=None, description="Set when execute_code will wait for a human approver."
+    )
 
 
 class ColumnMeta(BaseModel):
@@ -121,6 +142,11 @@ class QueryResult(BaseModel):
     truncated: bool = Field(description="True when more rows existed than the row limit allowed.")
     elapsed_ms: float
     code_hash: str = ""
+    approval_required: ApprovalRequired | None = Field(
+        default=None,
+        description="Set (with no rows) when a person must approve first: show the url to the user, "
+        "then call execute_code again with the same code and token.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,10 +45,11 @@ from pydantic import BaseModel, Field, ValidationError
 from .access import ACCESS_LOG, HttpBoundary, parse_origins
 from .analyze import VIOLATION_CODES
 from .analyze.parse import MAX_CODE_CHARS
+from .approval import needs_approval
 from .auth import ConfigTokenVerifier, build_token_verifier, from_identity_provider, principal_of
 from .config import Settings
-from .errors import ConfigError, ExecutionError, SqlmodeError, TokenMalformedError
-from .models import Analysis, QueryResult, ValidationResult
+from .errors import ApprovalPending, ConfigError, ExecutionError, SqlmodeError, TokenMalformedError
+from .models import Analysis, ApprovalRequired, QueryResult, ValidationResult
 from .output import terminal_safe
 from .service import CodeModeService
 from .state import durable_state_url
@@ -111,6 +112,21 @@ def _error_result(err: SqlmodeError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
 
+def approval_required_result(e: ApprovalPending, chash: str) -> CallToolResult:
+    """execute_code's answer while a person has to approve: not an error, no rows, the page's link."""
+    ticket = ApprovalRequired(**{k: e.data[k] for k in ("id", "url", "approvers", "required")})
+    r = QueryResult(columns=[], rows=[], row_count=0, truncated=False, elapsed_ms=0.0, code_hash=chash)
+    r.approval_required = ticket
+    text = (
+        f"APPROVAL REQUIRED: nothing ran. A member of the {ticket.approvers!r} group (not you, not the "
+        f"requester) must approve this exact query at {ticket.url} . Show the user this link. Then call "
+        "execute_code again with the same code and approval_token: it waits for the decision and runs once."
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=r.model_dump(mode="json")
+    )
+
+
 def validation_text(v: ValidationResult) -> str:
     """What the model reads from validate_code: compact, every field it needs to act."""
     head = "VALID" if v.is_valid else "REJECTED"
@@ -123,6 +139,11 @@ def validation_text(v: ValidationResult) -> str:
         lines.append(f"normalized_code: {v.normalized_code}")
         lines.append(f"approval_token: {v.approval_token}")
         lines.append(f"expires_at: {v.expires_at}")
+        if v.approval is not None:
+            lines.append(
+                f"approval: execute_code will wait until {v.approval.required} member(s) of "
+                f"{v.approval.approvers!r} other than you approve this query on the approval page"
+            )
     return "\n".join(lines)
 
 
@@ -400,6 +421,8 @@ def build_server(
             return NOT_REQUIRED  # the body refuses it with the real reason
         if not analysis.ok or analysis.risk_level.value not in elicit_levels:
             return NOT_REQUIRED
+        if needs_approval(settings.approval, analysis):
+            return NOT_REQUIRED  # a person approves on the page; a form answer would prove nothing more
         if not _can_elicit(ctx):
             return UNAVAILABLE
         return Elicit(_approval_message(analysis), RunApproval)
@@ -428,6 +451,8 @@ def build_server(
         heartbeat = asyncio.create_task(_heartbeat(ctx, progress_interval))
         try:
             r = await service.execute(code, approval_token, approval=how, **who)
+        except ApprovalPending as e:
+            return approval_required_result(e, e.data.get("code_hash") or code_hash(code))
         except SqlmodeError as e:
             return _error_result(e)
         finally:
@@ -653,7 +678,12 @@ def http_app(
         log.info("--allow-unauthenticated has no effect: [auth] credentials are configured and required")
     mcp = build_server(service, token_verifier=verifier, auth=auth)
     app = mcp.streamable_http_app(streamable_http_path=path, transport_security=security, host=host)
-    return HttpBoundary(app, service.settings.server.allowed_origins)
+    from .web import WebFront, approval_routes
+
+    if not service.approvals.base_url:
+        service.approvals.base_url = f"http://{host}:{port}"
+    boundary = HttpBoundary(app, service.settings.server.allowed_origins)
+    return WebFront(approval_routes(service, verifier), boundary)
 
 
 async def serve(

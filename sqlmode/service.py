@@ -28,10 +28,12 @@ from os import PathLike
 from typing import Any
 
 from .analyze import Analyzer
+from .approval import ApprovalBook, needs_approval
 from .audit import AuditSink, open_audit_sink
 from .config import Settings, load_config
 from .errors import (
     ApprovalError,
+    ApprovalPending,
     AuditError,
     AuthError,
     SqlmodeError,
@@ -43,6 +45,7 @@ from .execute.confirm import EngineConfirmer
 from .models import (
     Action,
     Analysis,
+    ApprovalNeeded,
     Decision,
     Principal,
     QueryResult,
@@ -89,6 +92,7 @@ class CodeModeService:
         self.tokens: TokenService
         self.audit: AuditSink
         self.state: StateStore
+        self.approvals: ApprovalBook
         self.executor: Any = None
         self._write_executor: Any = None
         # The database confirms each analysis (None when code_mode.engine_confirmation is off).
@@ -130,6 +134,7 @@ class CodeModeService:
         else:
             self.state = await open_state_store(s)
             stack.push_async_callback(self.state.close)
+        self.approvals = ApprovalBook(s.approval, self.state)
         # Without durable shared state a spent nonce is forgotten at exit: a boot id signed into
         # every token voids them all with the process instead.
         boot_id = None if self.state.durable else secrets.token_hex(8)
@@ -257,8 +262,18 @@ class CodeModeService:
         chash = code_hash(analysis.normalized_code or code)
         token: str | None = None
         expires: datetime | None = None
+        approval: ApprovalNeeded | None = None
+        ttl: int | None = None
+        if valid and needs_approval(self.settings.approval, analysis):
+            ap = self.settings.approval
+            approval = ApprovalNeeded(
+                approvers=ap.approvers_group, required=ap.required, expires_seconds=ap.expires_seconds
+            )
+            # The token must outlive the person's decision, then leave the usual time to run.
+            ttl = ap.expires_seconds + self.settings.code_mode.token_ttl_seconds
         if valid:
             token, expires = self.tokens.mint(
+                ttl_seconds=ttl,
                 code_hash=chash,
                 user=principal.user,
                 session=principal.session,
@@ -282,6 +297,7 @@ class CodeModeService:
             code_hash=chash,
             approval_token=token,
             expires_at=expires.isoformat() if expires else None,
+            approval=approval,
         )
         await self._audit(
             "validate",
@@ -368,12 +384,20 @@ class CodeModeService:
                     + "; ".join(decision.reasons or decision.policy_ids),
                     violations=list(decision.violations),
                 )
+            if needs_approval(self.settings.approval, analysis):
+                approval = await self._human_approval(claims, principal, chash, snapshot, analysis)
             # Last: the token is spent only by a call that is going to run (StateError if the store fails).
             if not await self.state.consume_nonce(claims.nonce, self.tokens.nonce_expiry(claims)):
                 raise TokenReplayError("the approval token was already used")
         except SqlmodeError as e:
             await self._audit(
-                "execute", principal, code=code, code_hash=chash, decision="refused", error=e.code
+                "execute",
+                principal,
+                code=code,
+                code_hash=chash,
+                decision="pending" if isinstance(e, ApprovalPending) else "refused",
+                error=e.code,
+                **({"approval_id": e.data.get("id")} if isinstance(e, ApprovalPending) else {}),
             )
             raise
         await self._audit(
@@ -432,6 +456,92 @@ class CodeModeService:
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         return result
+
+    async def _human_approval(
+        self, claims: Any, principal: Principal, chash: str, snapshot: SchemaSnapshot, analysis: Analysis
+    ) -> str:
+        """Wait for (or open) the human approval of this token's run; what the audit calls the approval.
+
+        Raises ApprovalPending while undecided (first sight: at once; later calls after
+        ``approval.wait_seconds``), HumanApprovalError when denied, expired, used or mismatched.
+        """
+        book = self.approvals
+        rec, created = await book.open(
+            nonce=claims.nonce,
+            nonce_expires_at=self.tokens.nonce_expiry(claims),
+            principal=principal,
+            code_hash=chash,
+            schema_hash=snapshot.schema_hash,
+            policy_hash=self.evaluator.policy_hash,
+            analysis=analysis,
+            reasons=self.approval_reasons(analysis),
+        )
+        if created:
+            await self._audit(
+                "approval_requested",
+                principal,
+                approval_id=rec["id"],
+                code_hash=chash,
+                risk=rec["risk"],
+                action=rec["action"],
+                approvers=rec["approvers_group"],
+                required=rec["required"],
+            )
+            self.on_approval_requested(rec)
+        elif rec["status"] == "pending":
+            rec = await book.wait(rec["id"], self.settings.approval.wait_seconds)
+        if rec["status"] == "pending" and time.time() <= rec["expires_at"]:
+            t = book.ticket(rec)
+            raise ApprovalPending(
+                f"a member of {t.approvers!r} must approve this query first; nothing ran",
+                id=t.id,
+                url=t.url,
+                approvers=t.approvers,
+                required=t.required,
+                code_hash=chash,
+            )
+        used = await book.consume(rec["id"], code_hash=chash, requester=principal.user)
+        approvers = [d["who"] for d in used["decisions"] if d["verdict"] == "approve"]
+        await self._audit(
+            "approval_used", principal, approval_id=used["id"], code_hash=chash, approvers=approvers
+        )
+        return f"human approval {used['id']} by {', '.join(approvers)}"
+
+    def approval_reasons(self, analysis: Analysis) -> list[str]:
+        """Why ``analysis`` waits for a person, in the config's words."""
+        ap = self.settings.approval
+        out = []
+        if analysis.risk_level.value in ap.risk_levels:
+            out.append(f"risk level {analysis.risk_level.value}")
+        if analysis.action.value in ap.actions:
+            out.append(f"action {analysis.action.value}")
+        return out
+
+    def on_approval_requested(self, record: dict[str, Any]) -> None:
+        """Hook for notifications (the server sets a webhook sender); no-op by default."""
+
+    async def decide_approval(
+        self, request_id: str, approver: Principal, verdict: str, comment: str = ""
+    ) -> dict[str, Any]:
+        """Record an approver's decision (audited, refused ones too); the updated request."""
+        try:
+            rec = await self.approvals.decide(request_id, approver, verdict, comment)
+        except SqlmodeError as e:
+            await self._audit(
+                "approval_decision", approver, approval_id=request_id[:64], verdict=verdict, error=e.code
+            )
+            raise
+        await self._audit(
+            "approval_decision",
+            approver,
+            approval_id=request_id,
+            verdict=verdict,
+            status=rec["status"],
+            code_hash=rec["code_hash"],
+            requester=rec["requester"],
+            comment=comment[:2000],
+        )
+        return rec
 
     async def record_declined(
         self,
