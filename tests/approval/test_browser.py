@@ -1,0 +1,106 @@
+"""The approval page in a real headless browser (Debian's chromium-headless-shell, driven by playwright).
+
+Log in with an approver's token, read the SQL and its hash, approve; the execute_code call that was
+waiting meanwhile returns the rows. Plus the page's cookie and CSRF rules over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+from playwright.async_api import async_playwright
+
+from sqlmode.config import Settings
+from tests.approval.conftest import READ_SQL, TOKENS
+from tests.approval.test_no_elicitation import execute, opened, validated
+
+# `.ci/run` installs it (apt-get install chromium-headless-shell); playwright never downloads one.
+_REAL = Path("/usr/lib/chromium/chromium-headless-shell")
+CHROMIUM = str(_REAL) if _REAL.exists() else (shutil.which("chromium-headless-shell") or str(_REAL))
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+async def test_log_in_see_the_sql_and_its_hash_approve_and_the_waiting_call_returns_rows(
+    approval_settings: Callable[..., Settings],
+) -> None:
+    async with opened(approval_settings(wait_seconds=60)) as (_, client, base):
+        v = await validated(client, READ_SQL)
+        req = (await execute(client, v)).structured_content["approval_required"]
+        waiting = asyncio.create_task(execute(client, v))
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            try:
+                page = await browser.new_page()
+                first = await page.goto(req["url"])
+                assert first is not None and "/login" in page.url  # not logged in yet
+                await page.fill("input[name=token]", TOKENS["ana"])
+                await page.click("button[type=submit]")
+                await page.wait_for_selector("#sql")
+                assert page.url == req["url"]
+                assert (await page.inner_text("#sql")).strip() == v["normalized_code"]
+                assert (await page.inner_text("#code-hash")).strip() == v["code_hash"]
+                assert "local" in await page.inner_text("body")  # the requester is shown
+                cookie = next(c for c in await page.context.cookies() if c["name"] == "sqlmode_session")
+                assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+                assert not waiting.done()
+                await page.fill("form[action$='/approve'] input[name=comment]", "checked the SQL")
+                await page.click("#approve")
+                await page.wait_for_selector("text=approve by")
+                body = await page.inner_text("body")
+                assert "approved" in body and "ana" in body and "checked the SQL" in body
+                assert await page.query_selector("#approve") is None  # decided: no more buttons
+            finally:
+                await browser.close()
+        ran = await asyncio.wait_for(waiting, 60)
+        assert not ran.is_error, ran.content
+        assert ran.structured_content["row_count"] > 0 and ran.structured_content["rows"]
+
+
+async def test_cookie_sessions_need_the_csrf_token_and_pages_refuse_framing_and_caching(
+    approval_settings: Callable[..., Settings],
+) -> None:
+    async with opened(approval_settings()) as (svc, client, base):
+        v = await validated(client, READ_SQL)
+        req = (await execute(client, v)).structured_content["approval_required"]
+        async with httpx2.AsyncClient(base_url=base, timeout=30, follow_redirects=False) as h:
+            bad = await h.post("/login", data={"token": "not-a-token-at-all", "next": "/admin"})
+            assert bad.status_code == 401 and "sqlmode_session" not in bad.cookies
+            # An open redirect through `next` is not possible.
+            login = await h.post("/login", data={"token": TOKENS["bob"], "next": "https://evil.example/"})
+            assert login.status_code == 303 and login.headers["location"] == "/admin"
+            set_cookie = login.headers["set-cookie"].lower()
+            assert "httponly" in set_cookie and "samesite=strict" in set_cookie
+            page = await h.get(f"/approvals/{req['id']}")
+            assert page.status_code == 200 and v["code_hash"] in page.text
+            assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+            no_csrf = await h.post(f"/approvals/{req['id']}/approve", data={"comment": "x"})
+            assert no_csrf.status_code == 403 and "CSRF_FAILED" in no_csrf.text
+            csrf = page.text.split("name='csrf' value='")[1].split("'")[0]
+            cross = await h.post(
+                f"/approvals/{req['id']}/approve",
+                data={"csrf": csrf},
+                headers={"origin": "https://evil.example"},
+            )
+            assert cross.status_code == 403 and "CSRF_FAILED" in cross.text
+            assert (await svc.approvals.get(req["id"]))["status"] == "pending"
+            ok = await h.post(f"/approvals/{req['id']}/approve", data={"csrf": csrf})
+            assert ok.status_code == 303
+        assert (await svc.approvals.get(req["id"]))["status"] == "approved"
+        # Without credentials: a browser is sent to log in, an API client gets 401.
+        async with httpx2.AsyncClient(base_url=base, timeout=30) as anon:
+            r = await anon.get(f"/approvals/{req['id']}", headers={"accept": "application/json"})
+            assert r.status_code == 401
+            r = await anon.post(f"/approvals/{req['id']}/deny", json={})
+            assert r.status_code == 401
