@@ -192,3 +192,5 @@ class Decision:
     policy_ids: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
     violations: tuple[Violation, ...] = ()
+    # Why a human must approve first: the matched permits annotated @approval (issue 17).
+    approval: tuple[str, ...] = ()

@@ -54,6 +54,7 @@ from .output import terminal_safe
 from .service import CodeModeService
 from .state import durable_state_url
 from .token import MAX_TOKEN_LENGTH, code_hash
+from .web import elicit
 
 __all__ = ["RunApproval", "build_server", "configure_logging", "http_app", "http_security", "serve"]
 
@@ -329,7 +330,7 @@ class _Server(MCPServer):
         outcome, error, chash = "error", None, None
         try:
             try:
-                result = await super().call_tool(name, arguments, context)
+                result = await self._call(name, arguments, context)
             except ToolError as e:
                 if isinstance(e, UnexpectedToolError) or not isinstance(e.__cause__, ValidationError):
                     raise
@@ -358,6 +359,51 @@ class _Server(MCPServer):
             if error:
                 extra["error"] = error
             ACCESS_LOG.info("tool call", extra=extra)
+
+    async def _call(
+        self, name: str, arguments: dict[str, Any], context: Context | None
+    ) -> CallToolResult | InputRequiredResult:
+        """The tool call, with human approval over URL elicitation on 2026-07-28 clients (issue 17).
+
+        A tool with a ``Resolve`` parameter cannot return ``InputRequiredResult`` itself, so the
+        approval rounds of execute_code are answered here: the first pending answer becomes a URL
+        question, and a retry carrying sqlmode's requestState long-polls the decision directly.
+        """
+        if name != "execute_code" or context is None:
+            return await super().call_tool(name, arguments, context)
+        rid = elicit.approval_state_of(context)
+        code, token = arguments.get("code"), arguments.get("approval_token")
+        if rid is not None and isinstance(code, str) and isinstance(token, str):
+            if elicit.declined(context):
+                rec = await self.service.approvals.get(rid)
+                if rec is not None:
+                    t = self.service.approvals.ticket(rec)
+                    pending = ApprovalPending("declined", **vars_of(t), code_hash=rec["code_hash"])
+                    return approval_required_result(pending, rec["code_hash"])
+            try:
+                r = await self.service.execute(code, token, **self.identity.of(context))
+            except ApprovalPending as e:
+                return elicit.input_required(e.data, ask=False)
+            except SqlmodeError as e:
+                return _error_result(e)
+            return query_result(r)
+        result = await super().call_tool(name, arguments, context)
+        structured = result.structured_content if isinstance(result, CallToolResult) else None
+        ticket = structured.get("approval_required") if isinstance(structured, dict) else None
+        if ticket and elicit.is_modern(context) and elicit.can_url_elicit(context):
+            return elicit.input_required(ticket, ask=True)
+        return result
+
+
+def vars_of(ticket: Any) -> dict[str, Any]:
+    return {"id": ticket.id, "url": ticket.url, "approvers": ticket.approvers, "required": ticket.required}
+
+
+def query_result(r: QueryResult) -> CallToolResult:
+    """execute_code's rows as text for the model and structured output."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=result_text(r))], structured_content=r.model_dump(mode="json")
+    )
 
 
 def build_server(
@@ -421,7 +467,9 @@ def build_server(
             return NOT_REQUIRED  # the body refuses it with the real reason
         if not analysis.ok or analysis.risk_level.value not in elicit_levels:
             return NOT_REQUIRED
-        if needs_approval(settings.approval, analysis):
+        who = identity.of(ctx)
+        principal = service.principal(who["user"], who["session"], who["groups"], who["external"])
+        if needs_approval(settings.approval, analysis, service.evaluator.evaluate(principal, analysis)):
             return NOT_REQUIRED  # a person approves on the page; a form answer would prove nothing more
         if not _can_elicit(ctx):
             return UNAVAILABLE
@@ -452,15 +500,22 @@ def build_server(
         try:
             r = await service.execute(code, approval_token, approval=how, **who)
         except ApprovalPending as e:
-            return approval_required_result(e, e.data.get("code_hash") or code_hash(code))
+            if elicit.is_modern(ctx) or not elicit.can_url_elicit(ctx):
+                return approval_required_result(e, e.data.get("code_hash") or code_hash(code))
+            try:  # an older session that can open a URL: ask, then wait for the decision here
+                waited = await elicit.legacy_wait(
+                    ctx, e, lambda: service.execute(code, approval_token, approval=how, **who)
+                )
+            except SqlmodeError as err:
+                return _error_result(err)
+            if waited is None:
+                return approval_required_result(e, e.data.get("code_hash") or code_hash(code))
+            r = waited
         except SqlmodeError as e:
             return _error_result(e)
         finally:
             heartbeat.cancel()
-        return CallToolResult(
-            content=[TextContent(type="text", text=result_text(r))],
-            structured_content=r.model_dump(mode="json"),
-        )
+        return query_result(r)
 
     @mcp.tool(
         name="describe_schema",

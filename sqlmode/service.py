@@ -264,7 +264,7 @@ class CodeModeService:
         expires: datetime | None = None
         approval: ApprovalNeeded | None = None
         ttl: int | None = None
-        if valid and needs_approval(self.settings.approval, analysis):
+        if valid and needs_approval(self.settings.approval, analysis, decision):
             ap = self.settings.approval
             approval = ApprovalNeeded(
                 approvers=ap.approvers_group, required=ap.required, expires_seconds=ap.expires_seconds
@@ -384,8 +384,8 @@ class CodeModeService:
                     + "; ".join(decision.reasons or decision.policy_ids),
                     violations=list(decision.violations),
                 )
-            if needs_approval(self.settings.approval, analysis):
-                approval = await self._human_approval(claims, principal, chash, snapshot, analysis)
+            if needs_approval(self.settings.approval, analysis, decision):
+                approval = await self._human_approval(claims, principal, chash, snapshot, analysis, decision)
             # Last: the token is spent only by a call that is going to run (StateError if the store fails).
             if not await self.state.consume_nonce(claims.nonce, self.tokens.nonce_expiry(claims)):
                 raise TokenReplayError("the approval token was already used")
@@ -458,7 +458,13 @@ class CodeModeService:
         return result
 
     async def _human_approval(
-        self, claims: Any, principal: Principal, chash: str, snapshot: SchemaSnapshot, analysis: Analysis
+        self,
+        claims: Any,
+        principal: Principal,
+        chash: str,
+        snapshot: SchemaSnapshot,
+        analysis: Analysis,
+        decision: Decision,
     ) -> str:
         """Wait for (or open) the human approval of this token's run; what the audit calls the approval.
 
@@ -474,7 +480,7 @@ class CodeModeService:
             schema_hash=snapshot.schema_hash,
             policy_hash=self.evaluator.policy_hash,
             analysis=analysis,
-            reasons=self.approval_reasons(analysis),
+            reasons=self.approval_reasons(analysis, decision),
         )
         if created:
             await self._audit(
@@ -507,15 +513,15 @@ class CodeModeService:
         )
         return f"human approval {used['id']} by {', '.join(approvers)}"
 
-    def approval_reasons(self, analysis: Analysis) -> list[str]:
-        """Why ``analysis`` waits for a person, in the config's words."""
+    def approval_reasons(self, analysis: Analysis, decision: Decision | None = None) -> list[str]:
+        """Why ``analysis`` waits for a person, in the config's and the policies' words."""
         ap = self.settings.approval
         out = []
         if analysis.risk_level.value in ap.risk_levels:
             out.append(f"risk level {analysis.risk_level.value}")
         if analysis.action.value in ap.actions:
             out.append(f"action {analysis.action.value}")
-        return out
+        return out + list(decision.approval if decision is not None else ())
 
     def on_approval_requested(self, record: dict[str, Any]) -> None:
         """Hook for notifications (the server sets a webhook sender); no-op by default."""

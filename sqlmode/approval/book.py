@@ -19,21 +19,27 @@ from typing import Any
 
 from ..config import ApprovalConfig
 from ..errors import HumanApprovalError
-from ..models import Analysis, Principal
+from ..models import Analysis, Decision, Principal
 from ..state import StateStore
 
 __all__ = ["APPROVAL_NAMESPACE", "ApprovalBook", "ApprovalTicket", "needs_approval"]
 
 APPROVAL_NAMESPACE = "approval"
 _BY_NONCE = "approval-nonce"
+# The ids of recent requests, for the admin page (the store has no listing; one small CAS'd record).
+_INDEX, _INDEX_KEY, _INDEX_SIZE = "approval-index", "recent", 200
 # Decided records stay readable (the admin page, a late retry that should hear "denied") this long.
 _KEEP_SECONDS = 24 * 3600
 _CAS_ATTEMPTS = 20
 
 
-def needs_approval(cfg: ApprovalConfig, analysis: Analysis) -> bool:
-    """Whether ``analysis`` waits for a human approver under ``[approval]`` (never by default)."""
-    return analysis.risk_level.value in cfg.risk_levels or analysis.action.value in cfg.actions
+def needs_approval(cfg: ApprovalConfig, analysis: Analysis, decision: Decision | None = None) -> bool:
+    """Whether ``analysis`` waits for a human approver: ``[approval]`` or an @approval permit."""
+    return (
+        analysis.risk_level.value in cfg.risk_levels
+        or analysis.action.value in cfg.actions
+        or bool(decision is not None and decision.approval)
+    )
 
 
 def _now_iso(t: float) -> str:
@@ -125,7 +131,29 @@ class ApprovalBook:
                 raise HumanApprovalError("the approval request vanished", code="APPROVAL_NOT_FOUND")
             return again, False
         await self.state.create(APPROVAL_NAMESPACE, rid, rec, expires_at=keep)
+        await self._index(rid)
         return rec, True
+
+    async def _index(self, rid: str) -> None:
+        for _ in range(_CAS_ATTEMPTS):
+            cur = await self.state.get(_INDEX, _INDEX_KEY)
+            if cur is None:
+                if await self.state.create(_INDEX, _INDEX_KEY, {"ids": [rid]}):
+                    return
+                continue
+            ids = [*cur.value.get("ids", []), rid][-_INDEX_SIZE:]
+            if await self.state.update(_INDEX, _INDEX_KEY, {"ids": ids}, version=cur.version):
+                return
+
+    async def recent(self) -> list[dict[str, Any]]:
+        """The latest requests still kept, newest first (the admin page)."""
+        cur = await self.state.get(_INDEX, _INDEX_KEY)
+        out = []
+        for rid in reversed(cur.value.get("ids", []) if cur else []):
+            rec = await self.get(rid)
+            if rec is not None:
+                out.append(rec)
+        return out
 
     async def _by_nonce(self, nonce: str) -> dict[str, Any] | None:
         idx = await self.state.get(_BY_NONCE, nonce)

@@ -59,6 +59,8 @@ class PolicyMeta:
     code: str | None
     reason: str | None
     hint: str | None
+    # A permit with @approval("...") makes the queries it allows wait for a human approver (issue 17).
+    approval: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +179,7 @@ def compile_sources(sources: Sources) -> LoadedPolicies:
             code=ann.get("code"),
             reason=ann.get("reason"),
             hint=ann.get("hint"),
+            approval=ann.get("approval"),
         )
     return LoadedPolicies(
         policy_set=policy_set,
@@ -304,7 +307,12 @@ def _decision(loaded: LoadedPolicies, result: Any, principal: Principal, action:
     ids = tuple(m.policy_id for m in metas)
     if result.allowed:
         reasons = tuple(m.reason or f"permitted by {m.policy_id}" for m in metas)
-        return Decision(True, ids, reasons, ())
+        approval = tuple(
+            f"policy {m.policy_id}: {m.approval}" if m.approval.strip() else f"policy {m.policy_id}"
+            for m in metas
+            if m.approval is not None and m.effect == "permit"
+        )
+        return Decision(True, ids, reasons, (), approval)
     if not metas:
         code, text = _NO_PERMIT.get(action, _NO_PERMIT["unknown"])
         msg = text.format(user=principal.user)

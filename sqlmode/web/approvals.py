@@ -33,6 +33,7 @@ from ..auth import ConfigTokenVerifier
 from ..errors import HumanApprovalError, SqlmodeError
 from ..models import Principal
 from ..service import CodeModeService
+from .admin import admin_html
 
 __all__ = ["WEB_PREFIXES", "approval_routes"]
 
@@ -198,6 +199,19 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
             return _secure(JSONResponse(_public(rec)))
         return _secure(RedirectResponse(f"/approvals/{rec['id']}", status_code=303))
 
+    async def admin(request: Request) -> Response:
+        w = await who(request)
+        if w is None:
+            if verifier is None:
+                return _error(request, 401, "AUTH_FAILED", "this server has no credentials configured")
+            return login_redirect(request)
+        group = service.settings.approval.approvers_group
+        if group not in w.principal.groups:
+            return _error(
+                request, 403, "APPROVAL_NOT_APPROVER", f"the admin page is for members of {group!r}"
+            )
+        return _page("sqlmode admin", await admin_html(service, w.principal.user))
+
     async def login_form(request: Request) -> Response:
         nxt = _safe_next(request.query_params.get("next"))
         return _page("sqlmode: log in", _login_html(nxt, ""))
@@ -257,6 +271,7 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
             Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
+            Route("/admin", admin, methods=["GET"]),
             Route("/approvals/{id}", show, methods=["GET"]),
             Route("/approvals/{id}/{verdict:str}", decide, methods=["POST"]),
         ]

@@ -35,7 +35,7 @@ FLAGS = [
 async def test_log_in_see_the_sql_and_its_hash_approve_and_the_waiting_call_returns_rows(
     approval_settings: Callable[..., Settings],
 ) -> None:
-    async with opened(approval_settings(wait_seconds=60)) as (_, client, base):
+    async with opened(approval_settings(wait_seconds=60)) as (_, client, _base):
         v = await validated(client, READ_SQL)
         req = (await execute(client, v)).structured_content["approval_required"]
         waiting = asyncio.create_task(execute(client, v))
@@ -104,3 +104,29 @@ async def test_cookie_sessions_need_the_csrf_token_and_pages_refuse_framing_and_
             assert r.status_code == 401
             r = await anon.post(f"/approvals/{req['id']}/deny", json={})
             assert r.status_code == 401
+
+
+async def test_the_admin_page_lists_approvals_audit_status_and_policies_for_approvers_only(
+    approval_settings: Callable[..., Settings],
+) -> None:
+    async with opened(approval_settings()) as (_, client, base):
+        v = await validated(client, READ_SQL)
+        req = (await execute(client, v)).structured_content["approval_required"]
+        done = await validated(client, READ_SQL + " LIMIT 3")
+        other = (await execute(client, done)).structured_content["approval_required"]
+        async with httpx2.AsyncClient(base_url=base, timeout=30) as h:
+            r = await h.post(
+                f"/approvals/{other['id']}/deny",
+                json={"comment": "no"},
+                headers={"authorization": f"Bearer {TOKENS['bob']}"},
+            )
+            assert r.status_code == 200
+            page = await h.get("/admin", headers={"authorization": f"Bearer {TOKENS['ana']}"})
+            assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
+            pending, decided = page.text.split("<h2>Decided approvals</h2>")
+            assert req["id"] in pending and other["id"] not in pending
+            assert other["id"] in decided.split("<h2>Audit log</h2>")[0] and "bob: deny" in decided
+            assert "audit verify: intact" in page.text and "approval_decision" in page.text
+            assert "baseline" in page.text  # the effective policy set, with its layers
+            refused = await h.get("/admin", headers={"authorization": f"Bearer {TOKENS['carol']}"})
+            assert refused.status_code == 403
