@@ -192,5 +192,5 @@ class Decision:
     policy_ids: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
     violations: tuple[Violation, ...] = ()
-    # Why a human must approve first: the matched permits annotated @approval (issue 17).
+    # Why a human must approve first: the matched permits annotated @approval.
     approval: tuple[str, ...] = ()

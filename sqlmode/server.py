@@ -363,7 +363,7 @@ class _Server(MCPServer):
     async def _call(
         self, name: str, arguments: dict[str, Any], context: Context | None
     ) -> CallToolResult | InputRequiredResult:
-        """The tool call, with human approval over URL elicitation on 2026-07-28 clients (issue 17).
+        """The tool call, with human approval over URL elicitation on 2026-07-28 clients.
 
         A tool with a ``Resolve`` parameter cannot return ``InputRequiredResult`` itself, so the
         approval rounds of execute_code are answered here: the first pending answer becomes a URL

@@ -59,7 +59,7 @@ class PolicyMeta:
     code: str | None
     reason: str | None
     hint: str | None
-    # A permit with @approval("...") makes the queries it allows wait for a human approver (issue 17).
+    # A permit with @approval("...") makes the queries it allows wait for a human approver.
     approval: str | None = None
 
 
