@@ -26,7 +26,7 @@ from queries import TYPICAL
 
 from sqlmode.analyze import roundtrip
 from sqlmode.execute.confirm import engine_calls
-from sqlmode.execute.plan_duckdb import BOUND_PLAN_SQL, MAX_PLAN_CHARS
+from sqlmode.execute.plan_duckdb import BOUND_PLAN_SQL
 from sqlmode.schema.functions import CATALOG_SQL
 from sqlmode.service import CodeModeService
 
@@ -107,7 +107,7 @@ async def dialect_figures(env: BenchEnv, results: Results, d: str, settings: Any
         s = await abench(lambda: on.executor.explain(normalized), small)
         results.add(f"{p}.explain", GROUP, f"{d}: the plan through the executor (not run)", s)
         if d == "duckdb":
-            args = [MAX_PLAN_CHARS, normalized]
+            args = [normalized]
             s = await abench(lambda: on.executor.catalog_query(BOUND_PLAN_SQL, args), small)
             results.add(f"{p}.bound_plan", GROUP, f"{d}: the bound plan (json_serialize_plan)", s)
         tree = sqlglot.parse_one(normalized, read=d)

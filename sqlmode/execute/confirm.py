@@ -55,7 +55,7 @@ from ..models import Action, Analysis, RiskLevel, Violation
 from ..schema.functions import CATALOG_SQL, SEARCH_PATH_SQL, FunctionCatalog, catalog_from_rows
 from ..schema.snapshot import SchemaSnapshot
 from .function_rules import check_calls, engine_call_allowed
-from .plan_duckdb import BOUND_PLAN_SQL, MAX_PLAN_CHARS, BoundPlan, duckdb_estimates, read_bound_plan
+from .plan_duckdb import BOUND_PLAN_SQL, BoundPlan, duckdb_estimates, read_bound_plan
 from .plan_postgres import column_aliases, postgres_plan_facts
 from .plans import PlanFacts
 
@@ -272,9 +272,7 @@ class EngineConfirmer:
         # Both run under the executor's deadline and interrupt, like any query.
         bound_rows: asyncio.Future[Any] | None = None
         if dialect == "duckdb":
-            bound_rows = asyncio.ensure_future(
-                self.executor.catalog_query(BOUND_PLAN_SQL, [MAX_PLAN_CHARS, sql])
-            )
+            bound_rows = asyncio.ensure_future(self.executor.catalog_query(BOUND_PLAN_SQL, [sql]))
         try:
             plan = await self.executor.explain(sql)
         except NotAQueryError as e:
@@ -294,8 +292,7 @@ class EngineConfirmer:
             facts = postgres_plan_facts(plan, lookup, column_aliases(sql))
         else:
             rows = await bound_rows if bound_rows is not None else []
-            text, size = (rows[0][0], rows[0][1]) if rows else (None, None)
-            bound = read_bound_plan(text, size, catalog.database)
+            bound = read_bound_plan(rows[0][0] if rows else None, None, catalog.database)
             facts = duckdb_estimates(plan, bound, lookup)
             facts.functions |= self._binder_calls(analysis, bound)
             out += self._table_functions(bound)

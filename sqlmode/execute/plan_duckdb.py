@@ -39,11 +39,10 @@ from .plans import PlanFacts, Scan, TableLookup, number, split_name
 
 __all__ = ["BOUND_PLAN_SQL", "MAX_PLAN_CHARS", "BoundPlan", "duckdb_estimates", "read_bound_plan"]
 
-# The bound plan and its size: a plan holding a huge folded constant is refused on its length
-# instead of being copied into Python and decoded.
-BOUND_PLAN_SQL = (
-    "SELECT CASE WHEN strlen(p) <= ? THEN p END, strlen(p) FROM (SELECT json_serialize_plan(?::VARCHAR) AS p)"
-)
+# The bound plan. Computed once: a wrapper that also measured it in SQL evaluated it three times.
+# A plan holding a huge folded constant is refused on its length, before it is decoded (building
+# it is bounded by the instance's memory_limit and the executor's deadline).
+BOUND_PLAN_SQL = "SELECT json_serialize_plan(?::VARCHAR)"
 MAX_PLAN_CHARS = 8_000_000
 
 # Logical operators a read query plans into. Anything else (COPY, INSERT, PRAGMA, SET, EXPLAIN,
@@ -126,6 +125,9 @@ class BoundPlan:
 def read_bound_plan(text: str | None, size: int | None = None, default_catalog: str = "") -> BoundPlan:
     """The facts of one ``json_serialize_plan`` document (``text`` None: refused for its size)."""
     out = BoundPlan()
+    if text is not None and len(text) > MAX_PLAN_CHARS:
+        size = len(text)
+        text = None
     if text is None:
         shown = f"{size:,} characters" if size is not None else "too large"
         out.problems.append(f"the bound plan is too large to read ({shown}; a huge constant?)")
