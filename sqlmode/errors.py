@@ -156,7 +156,10 @@ class TokenUnknownKeyError(TokenError):
 
 class TokenSignatureError(TokenError):
     code = "TOKEN_BAD_SIGNATURE"
-    hint = "The token was altered; pass it exactly as validate_code returned it."
+    hint = (
+        "The token was altered, or the server's token secret changed since it was issued: pass it "
+        "exactly as validate_code returned it, or call validate_code again."
+    )
 
 
 class TokenExpiredError(TokenError):
