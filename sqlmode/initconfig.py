@@ -104,8 +104,9 @@ def render_config(
             '# The password is in this file; you may write url = "${DATABASE_URL}" and export it instead.'
         )
     if snapshot.dialect == "postgres":
-        schemas = sorted({t.schema or "public" for t in snapshot.tables.values()}) or ["public"]
-        lines.append(f"schemas = [{', '.join(_toml_str(s) for s in schemas)}]")
+        schemas = sorted({t.schema or "public" for t in snapshot.tables.values()})
+        if schemas and schemas != ["public"]:  # public is the default; an empty one is not named
+            lines.append(f"schemas = [{', '.join(_toml_str(s) for s in schemas)}]")
     lines += ["", f"# Tables and views found ({n}):"]
     for t in sorted(snapshot.tables.values(), key=lambda t: t.name):
         lines.append(f"#   {t.name} ({len(t.columns)} columns{', view' if t.kind == 'view' else ''})")

@@ -91,9 +91,18 @@ async def test_init_postgres(pg_admin_url: str, tmp_path: Path) -> None:
     r = sqlmode("init", url, "--output", str(tmp_path / "pg.toml"))
     assert r.returncode == 0, r.stderr
     data = _check_written(tmp_path / "pg.toml")
-    assert data["database"]["url"] == url and data["database"]["schemas"] == ["public"]
+    assert data["database"] == {"url": url}  # public is the default schema
     s = sqlmode("schema", "--config", str(tmp_path / "pg.toml"))
     assert s.returncode == 0 and "password_hash" not in s.stdout and "kind" in s.stdout
+
+
+async def test_init_empty_postgres_database(pg_admin_url: str, tmp_path: Path) -> None:
+    url = await create_database(pg_admin_url, "init_empty")
+    r = sqlmode("init", url, "--output", str(tmp_path / "pg.toml"))
+    assert r.returncode == 0, r.stderr
+    assert "0 tables and views found" in r.stderr
+    s = sqlmode("schema", "--config", str(tmp_path / "pg.toml"))
+    assert s.returncode == 0 and "no tables to show" in s.stderr
 
 
 @pytest.mark.parametrize("target", ["missing.duckdb", "mysql://x@y/z"])
