@@ -60,6 +60,19 @@ class ServerConfig(_Section):
     # Processes serving this config behind one address (workers or replicas); above 1, HTTP serving
     # requires a durable state.url so that a token is spent everywhere at once.
     workers: int = Field(default=1, ge=1)
+    # HTTP limits, so that one credential cannot starve the others (issue 18). Per principal (the
+    # authenticated user; the client address without [auth]) and per process.
+    max_sessions: int = Field(default=1000, ge=1)
+    max_sessions_per_credential: int = Field(default=16, ge=1)
+    session_idle_timeout_seconds: float = Field(default=300, gt=0)
+    requests_per_minute: int = Field(default=600, ge=1)
+    validations_per_minute: int = Field(default=120, ge=1)
+    max_concurrent_validations: int = Field(default=2, ge=1)
+    # Analysis runs in this many workers (not on the event loop), each under a deadline; when
+    # serving HTTP the workers are processes unless analysis_processes is false.
+    analysis_workers: int = Field(default=4, ge=1, le=64)
+    analysis_processes: bool = True
+    analysis_timeout_ms: int = Field(default=5000, ge=1)
 
 
 class DatabaseConfig(_Section):

@@ -8,6 +8,7 @@ Every error carries a stable ``code`` (UPPER_SNAKE), a ``message`` for people an
     │   └── SecretError              missing or too-short token secret
     ├── SchemaError                  reflection failed or the schema is unusable
     ├── AnalysisError                the analyzer itself could not run (never a pass)
+    │   └── AnalysisTimeoutError         ANALYSIS_TIMEOUT: it ran past server.analysis_timeout_ms
     ├── PolicyError                  Cedar policies/schema failed to load or validate
     ├── ApprovalError                code was not approved (validation refused it)
     │   ├── ApprovalPending              APPROVAL_PENDING (not an error to the model: waits for a person)
@@ -33,7 +34,8 @@ Every error carries a stable ``code`` (UPPER_SNAKE), a ``message`` for people an
     │   └── WriteLimitExceededError      WRITE_LIMIT_EXCEEDED
     ├── StateError                   the shared state store failed: nothing runs
     ├── AuditError                   the audit record could not be written: nothing runs
-    └── AuthError                    HTTP credentials missing or wrong
+    ├── AuthError                    HTTP credentials missing or wrong
+    └── RateLimitedError             RATE_LIMITED: a per-principal limit of [server]; retry_after
 """
 
 from __future__ import annotations
@@ -104,6 +106,16 @@ class SchemaError(SqlmodeError):
 class AnalysisError(SqlmodeError):
     code = "ANALYSIS_FAILED"
     hint = "Simplify the query; the analyzer refuses what it cannot fully understand."
+
+
+class AnalysisTimeoutError(AnalysisError):
+    """The analysis ran past its deadline (``server.analysis_timeout_ms``): refused, never a pass."""
+
+    code = "ANALYSIS_TIMEOUT"
+    hint = (
+        "The query took too long to analyze, so it was refused. Write it more simply: fewer OR/IN terms "
+        "(use IN (...) or a join), fewer nested expressions."
+    )
 
 
 class PolicyError(SqlmodeError):
@@ -261,3 +273,14 @@ class AuditError(SqlmodeError):
 class AuthError(SqlmodeError):
     code = "AUTH_FAILED"
     hint = "Send a valid bearer token in the Authorization header."
+
+
+class RateLimitedError(SqlmodeError):
+    """A per-principal limit ([server]) was reached; ``retry_after`` seconds until it frees up."""
+
+    code = "RATE_LIMITED"
+    hint = "Too many requests from this credential: wait the number of seconds given, then try again."
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None):
+        super().__init__(f"{message} Retry after {retry_after} s.", hint=hint, retry_after=retry_after)
+        self.retry_after = retry_after

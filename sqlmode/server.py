@@ -41,6 +41,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
+from starlette.routing import Route
 
 from .access import ACCESS_LOG, HttpBoundary, parse_origins
 from .analyze import VIOLATION_CODES
@@ -49,6 +50,7 @@ from .approval import needs_approval
 from .auth import ConfigTokenVerifier, build_token_verifier, from_identity_provider, principal_of
 from .config import Settings
 from .errors import ApprovalPending, ConfigError, ExecutionError, SqlmodeError, TokenMalformedError
+from .limits import HttpLimits, PrincipalLimits, principal_key
 from .models import Analysis, ApprovalRequired, QueryResult, ValidationResult
 from .output import terminal_safe
 from .service import CodeModeService
@@ -208,6 +210,15 @@ def _approval_message(analysis: Analysis) -> str:
         f"{t(analysis.explanation)}\n\n"
         f"SQL (normalized, exactly what will run; comments removed):\n{t(shown)}\n\nRun it?"
     )
+
+
+def _validation_slot(limits: PrincipalLimits | None, ctx: Context) -> Any:
+    """The release callback of a validation slot of this request's principal (RateLimitedError if none)."""
+    if limits is None:
+        return None
+    scope = getattr(ctx.request_context.request, "scope", None)
+    key = principal_key(scope) if isinstance(scope, dict) else None
+    return limits.validation_slot(key[0]) if key else None
 
 
 def _can_elicit(ctx: Context) -> bool:
@@ -412,8 +423,12 @@ def build_server(
     token_verifier: ConfigTokenVerifier | None = None,
     auth: AuthSettings | None = None,
     progress_interval: float = 1.0,
+    limits: PrincipalLimits | None = None,
 ) -> MCPServer:
-    """An MCPServer whose tools call ``service`` (already opened by the caller)."""
+    """An MCPServer whose tools call ``service`` (already opened by the caller).
+
+    ``limits``: per-principal validation limits (HTTP serving; see limits.py).
+    """
     settings = service.settings
     dialect = settings.dialect
     dbname = settings.server.name
@@ -448,7 +463,8 @@ def build_server(
         language: Annotated[Literal["sql"], Field(description='Always "sql".')] = "sql",
     ) -> Annotated[CallToolResult, ValidationResult]:
         try:
-            v = await service.validate(code, **identity.of(ctx))
+            release = _validation_slot(limits, ctx)
+            v = await service.validate(code, **identity.of(ctx), on_analyzed=release)
         except SqlmodeError as e:
             return _error_result(e)
         return CallToolResult(
@@ -731,8 +747,32 @@ def http_app(
         )
     elif allow_unauthenticated:
         log.info("--allow-unauthenticated has no effect: [auth] credentials are configured and required")
-    mcp = build_server(service, token_verifier=verifier, auth=auth)
-    app = mcp.streamable_http_app(streamable_http_path=path, transport_security=security, host=host)
+    cfg = service.settings.server
+    limits = PrincipalLimits(cfg)
+    mcp = build_server(service, token_verifier=verifier, auth=auth, limits=limits)
+    app = mcp.streamable_http_app(
+        streamable_http_path=path,
+        transport_security=security,
+        host=host,
+        session_idle_timeout=cfg.session_idle_timeout_seconds,
+        max_sessions=cfg.max_sessions,
+    )
+    manager = mcp.session_manager
+
+    def live_sessions() -> set[str] | None:
+        # The SDK's table of open sessions: the quota forgets the ones it closed.
+        instances = getattr(manager, "_server_instances", None)
+        return set(instances) if instances is not None else None
+
+    wrapped = 0
+    for route in app.routes:
+        if isinstance(route, Route) and route.path == path:
+            route.app = HttpLimits(route.app, limits, live_sessions, require_user=verifier is not None)
+            wrapped += 1
+    if wrapped != 1 or live_sessions() is None:  # an SDK change: refuse to serve without the limits
+        raise ConfigError(
+            "cannot install the per-principal HTTP limits on this MCP SDK version", key="server"
+        )
     from .web import WebFront, approval_routes
 
     if not service.approvals.base_url:
@@ -779,6 +819,8 @@ async def serve(
             return
         import uvicorn
 
+        if settings.server.analysis_processes:
+            await service.use_analysis_processes()
         app = http_app(service, host=host, port=port, allow_unauthenticated=allow_unauthenticated)
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")

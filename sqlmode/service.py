@@ -22,6 +22,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import datetime
 from os import PathLike
@@ -32,6 +33,7 @@ from .approval import ApprovalBook, needs_approval
 from .audit import AuditSink, open_audit_sink
 from .config import Settings, load_config
 from .errors import (
+    AnalysisTimeoutError,
     ApprovalError,
     ApprovalPending,
     AuditError,
@@ -58,6 +60,7 @@ from .schema import SchemaSnapshot, reflect_schema, render_schema, render_table
 from .schema.names import check_config_names
 from .state import StateStore, open_state_store
 from .token import TokenService, code_hash
+from .workers import AnalysisPool
 
 log = logging.getLogger("sqlmode.service")
 
@@ -142,6 +145,8 @@ class CodeModeService:
             s, allow_ephemeral=self._allow_ephemeral_secret, boot_id=boot_id
         )
         self.analyzer = Analyzer(s)
+        self.analysis_pool = AnalysisPool(s.server.analysis_workers, s.server.analysis_timeout_ms)
+        stack.callback(self.analysis_pool.close)
         self.evaluator = self._given_evaluator or build_evaluator(s)
         # A blocked or allowed name that matches nothing would silently not apply: refuse to start.
         check_config_names(s, await self.refresh_schema())
@@ -222,9 +227,29 @@ class CodeModeService:
 
     # -- the pipeline -----------------------------------------------------------------------
 
+    async def _analyze(
+        self, code: str, snapshot: SchemaSnapshot, on_done: Callable[[], None] | None = None
+    ) -> Analysis:
+        """The analyzer's verdict, computed on a worker under server.analysis_timeout_ms (issue 18)."""
+        return await self.analysis_pool.analyze(self.analyzer, code, snapshot, on_done)
+
+    async def use_analysis_processes(self) -> None:
+        """Analyze in worker processes from now on (HTTP serving: no lock shared with the event loop)."""
+        s = self.settings.server
+        pool = AnalysisPool(s.analysis_workers, s.analysis_timeout_ms, processes=self.settings)
+        try:
+            await pool.start()
+        except BaseException:
+            pool.close()
+            raise
+        old, self.analysis_pool = self.analysis_pool, pool
+        old.close()
+        if self._stack is not None:
+            self._stack.callback(pool.close)
+
     async def analyze(self, code: str) -> Analysis:
         snapshot = await self.schema()
-        analysis = self.analyzer.analyze(code, snapshot)
+        analysis = await self._analyze(code, snapshot)
         await self._confirm(analysis, snapshot)
         return analysis
 
@@ -245,12 +270,30 @@ class CodeModeService:
         session: str | None = None,
         groups: list[str] | tuple[str, ...] | None = None,
         external: bool = False,
+        on_analyzed: Callable[[], None] | None = None,
     ) -> ValidationResult:
-        """Analyze, decide and (when allowed) sign ``code``. Never raises for bad SQL."""
+        """Analyze, decide and (when allowed) sign ``code``. Never raises for bad SQL.
+
+        ``on_analyzed`` is called once: when the analysis thread is done (past its deadline too), or
+        at once when no analysis was started.
+        """
         started = time.perf_counter()
-        principal = self.principal(user, session, groups, external)
-        snapshot = await self.schema()
-        analysis = self.analyzer.analyze(code, snapshot)
+        try:
+            principal = self.principal(user, session, groups, external)
+            snapshot = await self.schema()
+        except BaseException:
+            if on_analyzed is not None:  # no analysis was started
+                on_analyzed()
+            raise
+        try:
+            analysis = await self._analyze(code, snapshot, on_analyzed)
+        except AnalysisTimeoutError as e:  # refused, with the hint, like any other violation
+            analysis = Analysis(
+                dialect=self.settings.dialect,
+                code=code,
+                violations=[Violation(code=e.code, message=e.message, hint=e.hint)],
+                risk_level=RiskLevel.CRITICAL,
+            )
         await self._confirm(analysis, snapshot)  # before the policy decision and any token
         decision = self._decide(principal, analysis)
         violations = list(analysis.violations) + list(decision.violations)
@@ -339,9 +382,10 @@ class CodeModeService:
         started = time.perf_counter()
         principal = self.principal(user, session, groups, external)
         snapshot = await self.schema()
-        analysis = self.analyzer.analyze(code, snapshot)
-        chash = code_hash(analysis.normalized_code or code)
+        chash = code_hash(code)  # until the analysis (which may be refused) gives the normalized code
         try:
+            analysis = await self._analyze(code, snapshot)
+            chash = code_hash(analysis.normalized_code or code)
             # Token first: a forged or foreign token says so before anything else is revealed.
             claims = self.tokens.check(
                 approval_token,
