@@ -42,6 +42,10 @@ SQL = "SELECT region, count(*) AS n FROM customers GROUP BY region ORDER BY regi
 TOKEN = "bench-token-" + "c3" * 16
 SECRET = "bench-secret-" + "0123456789abcdef" * 2
 AUDIT_KEY = "bench-audit-key-" + "y" * 32
+UNLIMITED = (
+    "requests_per_minute = 100000000\nvalidations_per_minute = 100000000\n"
+    "max_concurrent_validations = 10000\nmax_sessions_per_credential = 10000\n"
+)
 
 
 # The SDK's in-process server configures INFO logging on first use; keep the bench's output clean.
@@ -82,6 +86,9 @@ def write_config() -> Path:
         'path = "${SQLMODE_AUDIT_LOG:-~/.cache/sqlmode/audit.jsonl}"',
         f'path = "{WORK / "audit.jsonl"}"\nkey = "{AUDIT_KEY}"',  # HTTP serving needs an audit key
     )
+    # Capacity, not abuse: all clients share one token, so the per-principal limits are lifted
+    # (bench_abuse.py measures them).
+    text = text.replace("[server]\n", "[server]\n" + UNLIMITED, 1)
     text += f'\n[auth.tokens."{TOKEN}"]\nuser = "bench"\ngroups = ["analysts"]\n'
     if str(db) not in text or SECRET not in text:
         raise SystemExit("the sample config changed shape; update write_config() in bench_server.py")

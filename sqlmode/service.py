@@ -238,7 +238,7 @@ class CodeModeService:
         s = self.settings.server
         pool = AnalysisPool(s.analysis_workers, s.analysis_timeout_ms, processes=self.settings)
         try:
-            await pool.start()
+            await pool.start(await self.schema())
         except BaseException:
             pool.close()
             raise

@@ -16,7 +16,9 @@ client's analyses then cost other clients CPU share only, not the lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -41,8 +43,15 @@ class _Expired(Exception):
 _WORKER_ANALYZER: Analyzer | None = None
 
 
+# Worker processes run at a lower CPU priority than the server: a long analysis then slows other
+# analyses, never the event loop that answers every other request.
+WORKER_NICENESS = 10
+
+
 def _init_worker(settings: Settings) -> None:
     global _WORKER_ANALYZER
+    with contextlib.suppress(OSError):  # not permitted here: the workers keep the server's priority
+        os.nice(WORKER_NICENESS)
     from .analyze import Analyzer
 
     _WORKER_ANALYZER = Analyzer(settings)
@@ -55,8 +64,12 @@ def _analyze_in_worker(deadline: float, code: str, snapshot: Any) -> Any:
     return _WORKER_ANALYZER.analyze(code, snapshot)
 
 
-def _warm(_: int) -> None:
-    time.sleep(0.05)  # keeps each worker busy a moment, so that every one of them is started
+def _warm(snapshot: Any) -> None:
+    # A first analysis fills the analyzer's caches; the pause keeps this worker busy, so that the
+    # next warm-up job starts another one.
+    assert _WORKER_ANALYZER is not None
+    _WORKER_ANALYZER.analyze("SELECT 1", snapshot)
+    time.sleep(0.05)
 
 
 class AnalysisPool:
@@ -82,13 +95,12 @@ class AnalysisPool:
             )
         self.processes = processes is not None
 
-    async def start(self) -> None:
+    async def start(self, snapshot: Any) -> None:
         """Start every worker now rather than on the first queries (a process takes a second or two)."""
         if self.processes:
             loop = asyncio.get_running_loop()
-            await asyncio.gather(
-                *(loop.run_in_executor(self._executor, _warm, i) for i in range(self.workers))
-            )
+            warming = [loop.run_in_executor(self._executor, _warm, snapshot) for _ in range(self.workers)]
+            await asyncio.gather(*warming)
 
     async def analyze(
         self, analyzer: Analyzer, code: str, snapshot: Any, on_done: Callable[[], None] | None = None
