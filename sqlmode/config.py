@@ -67,7 +67,8 @@ class ServerConfig(_Section):
     session_idle_timeout_seconds: float = Field(default=300, gt=0)
     requests_per_minute: int = Field(default=600, ge=1)
     validations_per_minute: int = Field(default=120, ge=1)
-    max_concurrent_validations: int = Field(default=2, ge=1)
+    max_concurrent_validations: int = Field(default=1, ge=1)
+    max_queued_validations: int = Field(default=4, ge=0)
     # Analysis runs in this many workers (not on the event loop), each under a deadline; when
     # serving HTTP the workers are processes unless analysis_processes is false.
     analysis_workers: int = Field(default=4, ge=1, le=64)

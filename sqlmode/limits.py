@@ -17,6 +17,7 @@ behind a balancer each enforce the limits on their own share.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -38,6 +39,11 @@ ASGIApp = Callable[
 
 # Buckets of principals idle long enough to be full again are dropped past this many keys.
 _MAX_KEYS = 10_000
+# A refused request is answered after a pause (at most its Retry-After, at most this long): a client
+# that floods with a few connections is slowed to a few requests a second, and each refusal costs the
+# server a sleeping task, not a busy event loop. Past this many paused answers, refusals are immediate.
+TARPIT_MAX_S = 1.0
+TARPIT_MAX_WAITING = 256
 
 
 class TokenBucket:
@@ -75,21 +81,15 @@ class PrincipalLimits:
         self.cfg = cfg
         self.requests = TokenBucket(cfg.requests_per_minute, clock)
         self.validations = TokenBucket(cfg.validations_per_minute, clock)
-        self._in_flight: dict[str, int] = {}
+        self._lanes: dict[str, _Lane] = {}
 
-    def validation_slot(self, key: str) -> Callable[[], None]:
-        """Take one validation for ``key``; the returned callable gives the slot back (call it once).
+    async def validation_slot(self, key: str) -> Callable[[], None]:
+        """Wait for one of ``key``'s validation slots; the returned callable gives it back (once).
 
-        RateLimitedError when the principal is over its rate or has too many analyses in flight.
+        At most ``max_concurrent_validations`` analyses of a principal run at a time and
+        ``max_queued_validations`` more wait their turn; past that, or past the rate,
+        RateLimitedError at once.
         """
-        busy = self._in_flight.get(key, 0)
-        if busy >= self.cfg.max_concurrent_validations:
-            raise RateLimitedError(
-                f"{busy} validations of this principal are still being analyzed "
-                f"(server.max_concurrent_validations = {self.cfg.max_concurrent_validations}).",
-                retry_after=1,
-                hint="Validate one query at a time: wait for the previous validate_code to answer.",
-            )
         wait = self.validations.take(key)
         if wait:
             raise RateLimitedError(
@@ -97,7 +97,23 @@ class PrincipalLimits:
                 "(server.validations_per_minute).",
                 retry_after=wait,
             )
-        self._in_flight[key] = busy + 1
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(self.cfg.max_concurrent_validations)
+        if lane.waiting >= self.cfg.max_queued_validations and lane.sem.locked():
+            raise RateLimitedError(
+                f"{self.cfg.max_concurrent_validations + lane.waiting} validations of this principal are "
+                "already running or waiting (server.max_concurrent_validations, "
+                "server.max_queued_validations).",
+                retry_after=1,
+                hint="Validate one query at a time: wait for the previous validate_code to answer.",
+            )
+        lane.waiting += 1
+        try:
+            await lane.sem.acquire()
+        finally:
+            lane.waiting -= 1
+        lane.running += 1
         released = False
 
         def release() -> None:
@@ -105,13 +121,21 @@ class PrincipalLimits:
             if released:
                 return
             released = True
-            left = self._in_flight.get(key, 1) - 1
-            if left > 0:
-                self._in_flight[key] = left
-            else:
-                self._in_flight.pop(key, None)
+            lane.running -= 1
+            lane.sem.release()
+            if lane.running == 0 and lane.waiting == 0 and self._lanes.get(key) is lane:
+                del self._lanes[key]
 
         return release
+
+
+class _Lane:
+    """One principal's validations: a semaphore and how many wait for it."""
+
+    def __init__(self, size: int):
+        self.sem = asyncio.Semaphore(size)
+        self.waiting = 0
+        self.running = 0
 
 
 def principal_key(scope: Scope) -> tuple[str, str] | None:
@@ -147,6 +171,8 @@ class HttpLimits:
         self._live_sessions = live_sessions
         self._require_user = require_user
         self._sessions: dict[str, set[str]] = {}  # credential -> session ids it opened
+        self._waiting = 0
+        self._opening: dict[str, int] = {}  # credential -> opening requests not yet answered
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope.get("type") != "http":
@@ -159,6 +185,7 @@ class HttpLimits:
         principal, credential = key
         wait = self.limits.requests.take(principal)
         if wait:
+            await self._pause(wait)
             await _too_many(
                 send,
                 wait,
@@ -170,9 +197,11 @@ class HttpLimits:
         opening = scope.get("method") == "POST" and b"mcp-session-id" not in headers
         if opening:
             open_now = self._open_sessions(credential)
+            opening_now = self._opening.get(credential, 0)
             quota = self.limits.cfg.max_sessions_per_credential
-            if len(open_now) >= quota:
+            if len(open_now) + opening_now >= quota:
                 wait = max(1, min(60, math.ceil(self.limits.cfg.session_idle_timeout_seconds)))
+                await self._pause(wait)
                 await _too_many(
                     send,
                     wait,
@@ -181,8 +210,23 @@ class HttpLimits:
                     f"idle sessions close after {self.limits.cfg.session_idle_timeout_seconds:g} s.",
                 )
                 return
-            send = self._recording(send, credential)
+            self._opening[credential] = opening_now + 1
+            done = [False]
+            try:
+                await self.app(scope, receive, self._recording(send, credential, done))
+            finally:
+                self._opened(credential, done)
+            return
         await self.app(scope, receive, send)
+
+    async def _pause(self, retry_after: int) -> None:
+        if self._waiting >= TARPIT_MAX_WAITING:
+            return
+        self._waiting += 1
+        try:
+            await asyncio.sleep(min(float(retry_after), TARPIT_MAX_S))
+        finally:
+            self._waiting -= 1
 
     def _open_sessions(self, credential: str) -> set[str]:
         mine = self._sessions.get(credential, set())
@@ -195,12 +239,25 @@ class HttpLimits:
                 self._sessions.pop(credential, None)
         return mine
 
-    def _recording(self, send: Any, credential: str) -> Any:
+    def _opened(self, credential: str, done: list[bool]) -> None:
+        """The opening request is answered: it counts as a session (recorded) or not at all."""
+        if done[0]:
+            return
+        done[0] = True
+        left = self._opening.get(credential, 1) - 1
+        if left > 0:
+            self._opening[credential] = left
+        else:
+            self._opening.pop(credential, None)
+
+    def _recording(self, send: Any, credential: str, done: list[bool]) -> Any:
         async def wrapped(message: Message) -> None:
-            if message.get("type") == "http.response.start" and message.get("status", 500) < 400:
-                for name, value in message.get("headers") or []:
-                    if name.lower() == b"mcp-session-id":
-                        self._sessions.setdefault(credential, set()).add(value.decode("latin-1"))
+            if message.get("type") == "http.response.start":
+                if message.get("status", 500) < 400:
+                    for name, value in message.get("headers") or []:
+                        if name.lower() == b"mcp-session-id":
+                            self._sessions.setdefault(credential, set()).add(value.decode("latin-1"))
+                self._opened(credential, done)
             await send(message)
 
         return wrapped

@@ -212,13 +212,13 @@ def _approval_message(analysis: Analysis) -> str:
     )
 
 
-def _validation_slot(limits: PrincipalLimits | None, ctx: Context) -> Any:
+async def _validation_slot(limits: PrincipalLimits | None, ctx: Context) -> Any:
     """The release callback of a validation slot of this request's principal (RateLimitedError if none)."""
     if limits is None:
         return None
     scope = getattr(ctx.request_context.request, "scope", None)
     key = principal_key(scope) if isinstance(scope, dict) else None
-    return limits.validation_slot(key[0]) if key else None
+    return await limits.validation_slot(key[0]) if key else None
 
 
 def _can_elicit(ctx: Context) -> bool:
@@ -463,7 +463,7 @@ def build_server(
         language: Annotated[Literal["sql"], Field(description='Always "sql".')] = "sql",
     ) -> Annotated[CallToolResult, ValidationResult]:
         try:
-            release = _validation_slot(limits, ctx)
+            release = await _validation_slot(limits, ctx)
             v = await service.validate(code, **identity.of(ctx), on_analyzed=release)
         except SqlmodeError as e:
             return _error_result(e)

@@ -58,22 +58,27 @@ def test_token_bucket_refills_and_says_how_long_to_wait() -> None:
     assert (slow.take("a"), slow.take("a"), slow.take("a")) == (0, 0, 30)
 
 
-def test_validation_slots_are_per_principal_and_held_until_released() -> None:
-    limits = PrincipalLimits(ServerConfig(max_concurrent_validations=2, validations_per_minute=100))
-    a1, a2 = limits.validation_slot("a"), limits.validation_slot("a")
+async def test_validation_slots_are_per_principal_queued_then_refused() -> None:
+    limits = PrincipalLimits(
+        ServerConfig(max_concurrent_validations=1, max_queued_validations=1, validations_per_minute=100)
+    )
+    a1 = await limits.validation_slot("a")
+    queued = asyncio.create_task(limits.validation_slot("a"))
+    await asyncio.sleep(0)
+    assert not queued.done()  # waits its turn
     with pytest.raises(RateLimitedError) as ei:
-        limits.validation_slot("a")
+        await limits.validation_slot("a")  # one running, one waiting: no more
     assert (
         ei.value.code == "RATE_LIMITED"
         and ei.value.retry_after == 1
         and "Retry after 1 s" in ei.value.message
     )
-    limits.validation_slot("b")()  # another principal still validates
+    (await limits.validation_slot("b"))()  # another principal is not affected
     a1()
     a1()  # releasing twice gives back one slot only
-    limits.validation_slot("a")
+    a2 = await asyncio.wait_for(queued, 5)
     with pytest.raises(RateLimitedError):
-        limits.validation_slot("a")
+        await asyncio.wait_for(asyncio.gather(limits.validation_slot("a"), limits.validation_slot("a")), 0.5)
     a2()
 
 
@@ -158,7 +163,9 @@ async def test_an_analysis_past_its_deadline_is_refused_with_a_hint(
 async def test_concurrent_heavy_validations_of_one_principal_are_capped_while_others_are_answered(
     server_settings: Callable[..., Settings],
 ) -> None:
-    settings = limited(server_settings, max_concurrent_validations=2, analysis_timeout_ms=60_000)
+    settings = limited(
+        server_settings, max_concurrent_validations=1, max_queued_validations=0, analysis_timeout_ms=60_000
+    )
     async with CodeModeService(settings) as svc:
         await svc.use_analysis_processes()  # as `sqlmode serve --transport http` does
         async with (
@@ -177,7 +184,7 @@ async def test_concurrent_heavy_validations_of_one_principal_are_capped_while_ot
             blocked = await victim.call_tool("validate_code", {"code": "SELECT ssn FROM customers"})
             results = await asyncio.gather(*heavy)
     refused = [r for r in results if r.is_error and r.content[0].text.startswith("RATE_LIMITED:")]  # type: ignore[union-attr]
-    assert len(refused) == 4  # six at once, two in flight at most
+    assert len(refused) == 5  # six at once, one in flight at most, none waiting
     assert "orders" in schema.content[0].text  # type: ignore[union-attr]
     # The worker processes decide as the service's own analyzer does.
     assert easy.structured_content is not None and easy.structured_content["is_valid"] is True
@@ -187,4 +194,4 @@ async def test_concurrent_heavy_validations_of_one_principal_are_capped_while_ot
         for r in results
         if r not in refused
     )
-    print(f"describe_schema while 2 heavy analyses ran: {victim_ms:.0f} ms")
+    print(f"describe_schema while a heavy analysis ran: {victim_ms:.0f} ms")
