@@ -511,6 +511,12 @@ def db() -> None:
     is_flag=True,
     help="Give an existing reader role a new random password (prints its URL).",
 )
+@click.option(
+    "--writer-role",
+    default="sqlmode_writer",
+    show_default=True,
+    help="Name of the column-restricted writer role (made when code_mode.allow_writes is on).",
+)
 @run_async
 async def db_grants(
     config_path: str | None,
@@ -519,6 +525,7 @@ async def db_grants(
     role: str,
     password: str | None,
     rotate_password: bool,
+    writer_role: str,
 ) -> None:
     """Print (or with --apply, run) the SQL that creates the least-privilege reader role.
 
@@ -541,8 +548,13 @@ async def db_grants(
     check_config_names(settings, snapshot)
     keep = password is None and not rotate_password
     script = grant_script(settings, snapshot, role=role, password=password, keep_password=keep)
+    writer = None
+    if settings.code_mode.allow_writes:  # issue 18: writes get their own column-restricted role
+        from .execute.writer_role import writer_script
+
+        writer = writer_script(settings, snapshot, role=writer_role)
     if not apply_:
-        click.echo(script, nl=False)
+        click.echo(script + (writer or ""), nl=False)
         return
     existed = keep and await _role_exists(settings.database.url, role)
     try:
@@ -557,9 +569,13 @@ async def db_grants(
             err=True,
         )
         click.echo(_without_password(url))
-        return
-    click.echo(f"reader role {role!r} is ready; connect sqlmode as it:", err=True)
-    click.echo(url)
+    else:
+        click.echo(f"reader role {role!r} is ready; connect sqlmode as it:", err=True)
+        click.echo(url)
+    if writer is not None:
+        wurl = await apply_grants(settings.database.url, writer)
+        click.echo(f"writer role {writer_role!r} is ready; put its URL in database.write_url:", err=True)
+        click.echo(wurl)
 
 
 async def _role_exists(admin_url: str, role: str) -> bool:

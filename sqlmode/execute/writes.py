@@ -21,6 +21,7 @@ than the cap (``code_mode.max_write_rows``, lowered per call): then WriteLimitEx
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -54,6 +55,8 @@ from .postgres import (
 )
 
 __all__ = ["WriteResult", "open_write_executor"]
+
+log = logging.getLogger("sqlmode.execute.writes")
 
 _WRITE_WORDS = frozenset({"insert", "update", "delete", "merge", "with"})
 _LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.S)
@@ -146,6 +149,8 @@ class PostgresWriteExecutor:
         self._dsn = asyncpg_dsn(db.write_url)
         self._target = describe_target(db.write_url)
         self._pool: asyncpg.Pool | None = None
+        # What the connected role may do beyond the configuration (writer_role.writer_problems).
+        self.warnings: list[str] = []
 
     async def start(self) -> None:
         db = self.settings.database
@@ -168,6 +173,12 @@ class PostgresWriteExecutor:
             if isinstance(e, asyncio.CancelledError):
                 raise
             raise map_pg_error(e, target=self._target) from e
+        from .writer_role import writer_problems
+
+        async with self._pool.acquire() as conn:
+            self.warnings = await writer_problems(conn, self.settings)
+        for w in self.warnings:
+            log.warning("sqlmode writer: %s", w)
 
     async def close(self) -> None:
         if self._pool is not None:
