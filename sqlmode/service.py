@@ -19,6 +19,7 @@ the service opens and closes only what it built itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -608,7 +609,11 @@ class CodeModeService:
             code="USER_DECLINED",
             hint="Ask the user what they want changed; do not run the same query again without asking.",
         )
-        normalized = self.analyzer.analyze(code, self._snapshot).normalized_code if self._snapshot else ""
+        normalized = ""
+        if self._snapshot is not None:
+            # Off the event loop like every analysis; past the deadline the hash is the raw code's.
+            with contextlib.suppress(AnalysisTimeoutError):
+                normalized = (await self._analyze(code, self._snapshot)).normalized_code
         try:
             await self._audit(
                 "execute",
