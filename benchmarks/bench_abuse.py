@@ -63,6 +63,8 @@ def write_config() -> Path:
     text = cfg.read_text().replace(bench_server.UNLIMITED, "", 1)
     text += f'\n[auth.tokens."{ABUSER}"]\nuser = "abuser"\ngroups = ["analysts"]\n'
     WORK.mkdir(parents=True, exist_ok=True)
+    for old in WORK.glob("audit.jsonl*"):  # a fresh audit chain each run
+        old.unlink()
     out = WORK / "sqlmode.toml"
     out.write_text(text.replace(str(bench_server.WORK / "audit.jsonl"), str(WORK / "audit.jsonl")))
     assert SECRET in text

@@ -1,16 +1,17 @@
 """Analysis off the event loop: a bounded worker pool with a deadline (issue 18).
 
 The analyzer is CPU-bound Python: run on the event loop, one large query (a 90 KB OR-chain) held
-every other client's request for seconds. Here each analysis runs in one of
-``server.analysis_workers`` threads and must finish within ``server.analysis_timeout_ms`` (queueing
-included); past it the caller gets AnalysisTimeoutError, a refusal, never a pass. A thread cannot
-be stopped, so an abandoned analysis finishes in the background; callers that also cap work per
-principal (server.max_concurrent_validations) hold their slot until it does, which bounds how many
-workers one principal can occupy.
+every other client's request for seconds. Here each analysis runs on one of
+``server.analysis_workers`` workers and must finish within ``server.analysis_timeout_ms`` of
+starting; past it the caller gets AnalysisTimeoutError, a refusal, never a pass. Waiting for a free
+worker does not count against the deadline (under legitimate load queries queue rather than fail),
+but a job that cannot start within ``QUEUE_LIMIT_FACTOR`` deadlines is refused too.
 
-Threads share the interpreter lock with the event loop, so under HTTP serving (``sqlmode serve
---transport http``, ``server.analysis_processes``) the workers are processes instead: an abusive
-client's analyses then cost other clients CPU share only, not the lock.
+- Threads (the default: CLI, library): a thread cannot be stopped, so an abandoned analysis finishes
+  in the background; callers that cap work per principal hold the slot until it does.
+- Processes (``sqlmode serve --transport http``, ``server.analysis_processes``): no interpreter lock
+  shared with the event loop, a lower CPU priority than the server, and the deadline is enforced
+  inside the worker (a timer signal stops the analysis), so an abusive query frees its worker on time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -34,18 +36,24 @@ __all__ = ["AnalysisPool"]
 
 T = TypeVar("T")
 
+# A job that waited this many deadlines for a worker without starting is refused.
+QUEUE_LIMIT_FACTOR = 10
+# Worker processes run at a lower CPU priority than the server: a long analysis then slows other
+# analyses, never the event loop that answers every other request.
+WORKER_NICENESS = 10
+
 
 class _Expired(Exception):
-    """The job's deadline passed while it waited for a worker: it never started."""
+    """The job waited too long for a worker: it never started."""
+
+
+# A BaseException, not an Exception: the analyzer's fail-closed handler must not catch it.
+class _DeadlinePassed(BaseException):
+    """Raised inside a worker process by its timer when the analysis runs past the deadline."""
 
 
 # The analyzer of a worker process, built once by its initializer.
 _WORKER_ANALYZER: Analyzer | None = None
-
-
-# Worker processes run at a lower CPU priority than the server: a long analysis then slows other
-# analyses, never the event loop that answers every other request.
-WORKER_NICENESS = 10
 
 
 def _init_worker(settings: Settings) -> None:
@@ -57,11 +65,21 @@ def _init_worker(settings: Settings) -> None:
     _WORKER_ANALYZER = Analyzer(settings)
 
 
-def _analyze_in_worker(deadline: float, code: str, snapshot: Any) -> Any:
-    if time.time() > deadline:
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _DeadlinePassed
+
+
+def _analyze_in_worker(start_by: float, timeout_s: float, code: str, snapshot: Any) -> Any:
+    if time.time() > start_by:
         raise _Expired
     assert _WORKER_ANALYZER is not None
-    return _WORKER_ANALYZER.analyze(code, snapshot)
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        return _WORKER_ANALYZER.analyze(code, snapshot)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _warm(snapshot: Any) -> None:
@@ -73,10 +91,10 @@ def _warm(snapshot: Any) -> None:
 
 
 class AnalysisPool:
-    """``await pool.run(fn, *args)``: ``fn`` on a worker thread, refused past the deadline.
+    """``await pool.analyze(analyzer, code, snapshot)`` on a worker, refused past the deadline.
 
-    With ``processes`` (the settings the workers build their own analyzer from), ``analyze(code,
-    snapshot)`` runs in worker processes instead.
+    With ``processes`` (the settings the workers build their own analyzer from) the workers are
+    processes.
     """
 
     def __init__(self, workers: int, timeout_ms: int, processes: Settings | None = None):
@@ -102,46 +120,60 @@ class AnalysisPool:
             warming = [loop.run_in_executor(self._executor, _warm, snapshot) for _ in range(self.workers)]
             await asyncio.gather(*warming)
 
+    def _refusal(self) -> AnalysisTimeoutError:
+        return AnalysisTimeoutError(
+            f"The analysis did not finish within {self.timeout_ms} ms, so the query is refused."
+        )
+
     async def analyze(
         self, analyzer: Analyzer, code: str, snapshot: Any, on_done: Callable[[], None] | None = None
     ) -> Any:
-        """``analyzer.analyze(code, snapshot)`` on a worker (a process's own analyzer in process mode)."""
+        """``analyzer.analyze(code, snapshot)`` on a worker (a process's own analyzer in process mode).
+
+        ``on_done`` is called, on the event loop, once the worker is finished with the job.
+        """
+        timeout_s = self.timeout_ms / 1000
+        queue_s = timeout_s * QUEUE_LIMIT_FACTOR
+        loop = asyncio.get_running_loop()
         if self.processes:
-            return await self._submit(
-                _analyze_in_worker, time.time() + self.timeout_ms / 1000, code, snapshot, on_done=on_done
+            fut = loop.run_in_executor(
+                self._executor, _analyze_in_worker, time.time() + queue_s, timeout_s, code, snapshot
             )
-        return await self.run(analyzer.analyze, code, snapshot, on_done=on_done)
+            if on_done is not None:
+                fut.add_done_callback(lambda _f: on_done())
+            try:
+                # The worker enforces the deadline itself; this bound only guards against a stuck one.
+                return await asyncio.wait_for(asyncio.shield(fut), queue_s + timeout_s + 5)
+            except (TimeoutError, _Expired, _DeadlinePassed):
+                fut.add_done_callback(_consume)
+                raise self._refusal() from None
+            except asyncio.CancelledError:
+                fut.add_done_callback(_consume)
+                raise
+        started: list[float] = []
+        submitted = time.monotonic()
 
-    async def _submit(self, fn: Callable[..., T], *args: Any, on_done: Callable[[], None] | None) -> T:
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, fn, *args)
-        return await self._wait(fut, on_done)
-
-    async def run(self, fn: Callable[..., T], *args: Any, on_done: Callable[[], None] | None = None) -> T:
-        """Run ``fn(*args)`` on a worker; ``on_done`` is called when the thread is finished with it
-        (after the deadline too), from the event loop."""
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + self.timeout_ms / 1000
-
-        def job() -> T:
-            if time.monotonic() > deadline:  # queued past its deadline: do not start it
+        def job() -> Any:
+            if time.monotonic() - submitted > queue_s:
                 raise _Expired
-            return fn(*args)
+            started.append(time.monotonic())
+            return analyzer.analyze(code, snapshot)
 
         fut = loop.run_in_executor(self._executor, job)
-        return await self._wait(fut, on_done)
-
-    async def _wait(self, fut: asyncio.Future[T], on_done: Callable[[], None] | None) -> T:
         if on_done is not None:
             fut.add_done_callback(lambda _f: on_done())
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.timeout_ms / 1000)
-        except (TimeoutError, _Expired):
-            fut.add_done_callback(_consume)
-            raise AnalysisTimeoutError(
-                f"The analysis did not finish within {self.timeout_ms} ms, so the query is refused."
-            ) from None
-        except asyncio.CancelledError:
+            while True:
+                # While queued, look again every 50 ms; once started, wait out the deadline.
+                wait = 0.05 if not started else started[0] + timeout_s - time.monotonic()
+                done, _ = await asyncio.wait({fut}, timeout=max(wait, 0))
+                if done:
+                    return fut.result()
+                if started and time.monotonic() >= started[0] + timeout_s:
+                    raise self._refusal()
+        except _Expired:
+            raise self._refusal() from None
+        except BaseException:
             fut.add_done_callback(_consume)
             raise
 

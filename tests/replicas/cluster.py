@@ -45,7 +45,17 @@ def write_cluster_config(
             "database": {"url": database_url, "build_sample": False, "pool_max_size": 4},
             "code_mode": {"token_secret": TOKEN_SECRET},
             "auth": AUTH,
-            "server": {"workers": 3 if store_url else 1},
+            # One credential drives the whole load here: the per-principal limits (issue 18) are
+            # lifted, and analysis stays in threads to keep three replicas light to start.
+            "server": {
+                "workers": 3 if store_url else 1,
+                "requests_per_minute": 1_000_000,
+                "validations_per_minute": 1_000_000,
+                "max_concurrent_validations": 64,
+                "max_queued_validations": 1024,
+                "max_sessions_per_credential": 1000,
+                "analysis_processes": False,
+            },
             **shared,
         },
     )

@@ -147,11 +147,14 @@ def audit(settings: Settings) -> list[dict[str, Any]]:
     return [json.loads(x) for x in Path(settings.audit.path).read_text().splitlines() if x.strip()]
 
 
+@pytest.mark.parametrize("workers", ["threads", "processes"])
 async def test_an_analysis_past_its_deadline_is_refused_with_a_hint(
-    server_settings: Callable[..., Settings],
+    server_settings: Callable[..., Settings], workers: str
 ) -> None:
-    settings = limited(server_settings, analysis_timeout_ms=1)
+    settings = limited(server_settings, analysis_timeout_ms=1, analysis_workers=1)
     async with CodeModeService(settings) as svc:
+        if workers == "processes":
+            await svc.use_analysis_processes()  # the deadline is enforced inside the worker
         v = await svc.validate(HEAVY_SQL)
     assert not v.is_valid and v.approval_token is None
     [violation] = v.violations
@@ -189,8 +192,10 @@ async def test_concurrent_heavy_validations_of_one_principal_are_capped_while_ot
     # The worker processes decide as the service's own analyzer does.
     assert easy.structured_content is not None and easy.structured_content["is_valid"] is True
     assert blocked.structured_content is not None and blocked.structured_content["is_valid"] is False
-    assert all(
-        r.structured_content is not None and r.structured_content["violations"][0]["code"] == "TOO_COMPLEX"
+    assert all(  # refused by the analysis itself (too complex, too deep, or too long to analyze)
+        r.structured_content is not None
+        and r.structured_content["violations"][0]["code"]
+        in ("TOO_COMPLEX", "QUERY_TOO_LARGE", "ANALYSIS_TIMEOUT")
         for r in results
         if r not in refused
     )
