@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from .config import ServerConfig
 from .errors import RateLimitedError
@@ -194,30 +195,34 @@ class HttpLimits:
             )
             return
         headers = dict(scope.get("headers") or [])
-        opening = scope.get("method") == "POST" and b"mcp-session-id" not in headers
-        if opening:
-            open_now = self._open_sessions(credential)
-            opening_now = self._opening.get(credential, 0)
-            quota = self.limits.cfg.max_sessions_per_credential
-            if len(open_now) + opening_now >= quota:
-                wait = max(1, min(60, math.ceil(self.limits.cfg.session_idle_timeout_seconds)))
-                await self._pause(wait)
-                await _too_many(
-                    send,
-                    wait,
-                    f"This credential already has {len(open_now)} open MCP sessions "
-                    f"(server.max_sessions_per_credential = {quota}). Close one (HTTP DELETE) or reuse it; "
-                    f"idle sessions close after {self.limits.cfg.session_idle_timeout_seconds:g} s.",
-                )
-                return
-            self._opening[credential] = opening_now + 1
-            done = [False]
-            try:
-                await self.app(scope, receive, self._recording(send, credential, done))
-            finally:
-                self._opened(credential, done)
+        if scope.get("method") != "POST" or b"mcp-session-id" in headers:
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        # A request without a session may open one. Sessionless protocol versions (2026-07-28) do not,
+        # so their requests in flight are not counted as openings; a session id in any answer is.
+        version = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
+        counted = version not in MODERN_PROTOCOL_VERSIONS
+        open_now = self._open_sessions(credential)
+        opening_now = self._opening.get(credential, 0)
+        quota = self.limits.cfg.max_sessions_per_credential
+        if len(open_now) + opening_now >= quota:
+            wait = max(1, min(60, math.ceil(self.limits.cfg.session_idle_timeout_seconds)))
+            await self._pause(wait)
+            await _too_many(
+                send,
+                wait,
+                f"This credential already has {len(open_now)} open MCP sessions "
+                f"(server.max_sessions_per_credential = {quota}). Close one (HTTP DELETE) or reuse it; "
+                f"idle sessions close after {self.limits.cfg.session_idle_timeout_seconds:g} s.",
+            )
+            return
+        done = [not counted]
+        if counted:
+            self._opening[credential] = opening_now + 1
+        try:
+            await self.app(scope, receive, self._recording(send, credential, done))
+        finally:
+            self._opened(credential, done)
 
     async def _pause(self, retry_after: int) -> None:
         if self._waiting >= TARPIT_MAX_WAITING:
@@ -229,7 +234,9 @@ class HttpLimits:
             self._waiting -= 1
 
     def _open_sessions(self, credential: str) -> set[str]:
-        mine = self._sessions.get(credential, set())
+        mine = self._sessions.get(credential)
+        if not mine:
+            return set()
         live = self._live_sessions()
         if live is not None:
             mine &= live

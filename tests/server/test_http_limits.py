@@ -200,3 +200,17 @@ async def test_concurrent_heavy_validations_of_one_principal_are_capped_while_ot
         if r not in refused
     )
     print(f"describe_schema while a heavy analysis ran: {victim_ms:.0f} ms")
+
+
+async def test_sessionless_clients_are_not_counted_as_sessions(
+    server_settings: Callable[..., Settings],
+) -> None:
+    settings = limited(server_settings, max_sessions_per_credential=1, max_concurrent_validations=8)
+    async with CodeModeService(settings) as svc, running_http(svc) as url:
+        async with http_client(url) as a, http_client(url) as b, http_client(url) as c:
+            assert a.protocol_version == "2026-07-28"  # no MCP session: the quota does not apply
+            results = await asyncio.gather(*(x.call_tool("describe_schema", {}) for x in (a, b, c, a, b, c)))
+        assert not any(r.is_error for r in results)
+        async with httpx2.AsyncClient() as h:  # a legacy session still counts
+            assert (await h.post(url, json=INIT, headers=auth("ana"))).status_code == 200
+            assert (await h.post(url, json=INIT, headers=auth("ana"))).status_code == 429
