@@ -549,7 +549,7 @@ async def db_grants(
     keep = password is None and not rotate_password
     script = grant_script(settings, snapshot, role=role, password=password, keep_password=keep)
     writer = None
-    if settings.code_mode.allow_writes:  # issue 18: writes get their own column-restricted role
+    if settings.code_mode.allow_writes:  # writes get their own column-restricted role
         from .execute.writer_role import writer_script
 
         writer = writer_script(settings, snapshot, role=writer_role)

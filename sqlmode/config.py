@@ -60,7 +60,7 @@ class ServerConfig(_Section):
     # Processes serving this config behind one address (workers or replicas); above 1, HTTP serving
     # requires a durable state.url so that a token is spent everywhere at once.
     workers: int = Field(default=1, ge=1)
-    # HTTP limits, so that one credential cannot starve the others (issue 18). Per principal (the
+    # HTTP limits, so that one credential cannot starve the others. Per principal (the
     # authenticated user; the client address without [auth]) and per process.
     max_sessions: int = Field(default=1000, ge=1)
     max_sessions_per_credential: int = Field(default=16, ge=1)

@@ -1,4 +1,4 @@
-"""Per-principal limits on the HTTP tier, so that one credential cannot starve the others (issue 18).
+"""Per-principal limits on the HTTP tier, so that one credential cannot starve the others.
 
 - Requests: a token bucket of ``server.requests_per_minute`` per principal; past it the request gets
   HTTP 429 with ``Retry-After`` before any MCP work is done.

@@ -231,7 +231,7 @@ class CodeModeService:
     async def _analyze(
         self, code: str, snapshot: SchemaSnapshot, on_done: Callable[[], None] | None = None
     ) -> Analysis:
-        """The analyzer's verdict, computed on a worker under server.analysis_timeout_ms (issue 18)."""
+        """The analyzer's verdict, computed on a worker under server.analysis_timeout_ms."""
         return await self.analysis_pool.analyze(self.analyzer, code, snapshot, on_done)
 
     async def use_analysis_processes(self) -> None:

@@ -1,4 +1,4 @@
-"""Analysis off the event loop: a bounded worker pool with a deadline (issue 18).
+"""Analysis off the event loop: a bounded worker pool with a deadline.
 
 The analyzer is CPU-bound Python: run on the event loop, one large query (a 90 KB OR-chain) held
 every other client's request for seconds. Here each analysis runs on one of

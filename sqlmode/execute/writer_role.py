@@ -1,4 +1,4 @@
-"""The column-restricted writer role for PostgreSQL (issue 18): the script that makes it, the start-up proof.
+"""The column-restricted writer role for PostgreSQL: the script that makes it, the start-up proof.
 
 ``database.write_url`` should connect as a role that can change exactly what the configuration
 allows, so that the database, not only the analyzer, refuses the rest, and its error messages
