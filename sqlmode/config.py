@@ -276,6 +276,9 @@ class ApprovalConfig(_Section):
     base_url: str | None = None
     # How long one execute_code call waits for the decision before answering "still pending".
     wait_seconds: float = Field(default=20.0, ge=0, le=120)
+    # Notify approvers of each new request (a POST of its id and link); signed when a secret is set.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
 
 
 AUDIT_KEY_ENV = "SQLMODE_AUDIT_KEY"

@@ -31,6 +31,7 @@ from typing import Any
 
 from .analyze import Analyzer
 from .approval import ApprovalBook, needs_approval
+from .approval.notify import notify_approvers
 from .audit import AuditSink, open_audit_sink
 from .config import Settings, load_config
 from .errors import (
@@ -97,6 +98,7 @@ class CodeModeService:
         self.audit: AuditSink
         self.state: StateStore
         self.approvals: ApprovalBook
+        self._background: set[asyncio.Task[Any]] = set()
         self.executor: Any = None
         self._write_executor: Any = None
         # The database confirms each analysis (None when code_mode.engine_confirmation is off).
@@ -538,7 +540,7 @@ class CodeModeService:
                 approvers=rec["approvers_group"],
                 required=rec["required"],
             )
-            self.on_approval_requested(rec)
+            self._notify(rec)
         elif rec["status"] == "pending":
             rec = await book.wait(rec["id"], self.settings.approval.wait_seconds)
         if rec["status"] == "pending" and time.time() <= rec["expires_at"]:
@@ -568,8 +570,15 @@ class CodeModeService:
             out.append(f"action {analysis.action.value}")
         return out + list(decision.approval if decision is not None else ())
 
-    def on_approval_requested(self, record: dict[str, Any]) -> None:
-        """Hook for notifications (the server sets a webhook sender); no-op by default."""
+    def _notify(self, record: dict[str, Any]) -> None:
+        """Tell approvers through ``approval.webhook_url`` in the background (never delays the caller)."""
+        if not self.settings.approval.webhook_url:
+            return
+        task = asyncio.create_task(
+            notify_approvers(self.settings.approval, record, self.approvals.url_of(record["id"]))
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def decide_approval(
         self, request_id: str, approver: Principal, verdict: str, comment: str = ""
