@@ -446,6 +446,7 @@ def build_server(
         version="0.1.0",
         token_verifier=token_verifier,
         auth=auth,
+        request_state_security=elicit.request_state_security(settings.code_mode.token_secret),
     )
     mcp.service, mcp.identity = service, identity
     read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)

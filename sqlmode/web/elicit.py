@@ -14,11 +14,14 @@ The URL may reach the model; it approves nothing by itself (the page authenticat
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import time
 from typing import Any
 
 from mcp.server.elicitation import AcceptedUrlElicitation
 from mcp.server.mcpserver import Context
+from mcp.server.request_state import RequestStateSecurity
 from mcp.types import ElicitRequest, ElicitRequestURLParams, InputRequiredResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -30,6 +33,15 @@ __all__ = ["APPROVAL_STATE", "approval_state_of", "can_url_elicit", "input_requi
 # The prefix of sqlmode's own requestState (the SDK seals it; the resolver's state never has it).
 APPROVAL_STATE = "sqlmode-approval:"
 _KEY = "approval"
+
+
+def request_state_security(secret: str | None) -> RequestStateSecurity | None:
+    """Sealing keys for ``requestState`` every worker of one config shares (derived from the token
+    secret, never the secret itself), so a retry may land on any of them; None: the SDK's per-process key."""
+    if not secret:
+        return None
+    key = hmac.new(secret.encode(), b"sqlmode/mcp-request-state/v1", hashlib.sha256).digest()
+    return RequestStateSecurity(keys=[key])
 
 
 def can_url_elicit(ctx: Context) -> bool:
