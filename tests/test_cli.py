@@ -28,6 +28,7 @@ VALIDATION_KEYS = {
     "code_hash",
     "approval_token",
     "expires_at",
+    "approval",  # set when execute_code will wait for a human approver
 }
 
 
