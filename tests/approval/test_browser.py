@@ -43,6 +43,8 @@ async def test_log_in_see_the_sql_and_its_hash_approve_and_the_waiting_call_retu
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
             try:
                 page = await browser.new_page()
+                # Generous waits: CI machines are shared; a slow step is not a failure here.
+                page.set_default_timeout(120_000)
                 first = await page.goto(req["url"])
                 assert first is not None and "/login" in page.url  # not logged in yet
                 await page.fill("input[name=token]", TOKENS["ana"])
