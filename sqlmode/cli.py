@@ -500,7 +500,7 @@ def db() -> None:
 @config_option
 @click.option("--apply", "apply_", is_flag=True, help="Run the script (needs administrator rights).")
 @click.option("--postgres", "admin_url", default=None, help="Administrator URL (default: database.url).")
-@click.option("--role", default="sqlmode_reader", show_default=True, help="Name of the reader role.")
+@click.option("--role", default=None, help="Name of the reader role (default: database.reader_role).")
 @click.option(
     "--password",
     default=None,
@@ -522,7 +522,7 @@ async def db_grants(
     config_path: str | None,
     apply_: bool,
     admin_url: str | None,
-    role: str,
+    role: str | None,
     password: str | None,
     rotate_password: bool,
     writer_role: str,
@@ -531,9 +531,12 @@ async def db_grants(
 
     SELECT on the allowed columns of the allowed tables only, nothing on blocked tables,
     role-level read-only and timeouts, PUBLIC execute revoked on large-object, dblink and
-    server-file functions. With --apply it ends by printing the reader's connection URL:
-    put it in database.url.
+    server-file functions and on set_config, the reader granted to the login role of database.url
+    (so sqlmode can switch to it). With --apply it ends by printing the reader's connection URL:
+    put it in database.url (the strongest set-up), or keep the login role and sqlmode switches.
     """
+    from urllib.parse import urlsplit
+
     from .dberrors import explain_db_error
     from .errors import DatabaseUnavailableError
     from .execute.grants import apply_grants, grant_script
@@ -541,13 +544,17 @@ async def db_grants(
     from .schema.reflect import reflect_schema
 
     settings = _load(config_path)
+    login_role = urlsplit(settings.database.url).username
+    role = role or settings.database.reader_role
     if admin_url:
         settings = settings.model_copy(deep=True)
         settings.database.url = admin_url
     snapshot = await reflect_schema(settings)
     check_config_names(settings, snapshot)
     keep = password is None and not rotate_password
-    script = grant_script(settings, snapshot, role=role, password=password, keep_password=keep)
+    script = grant_script(
+        settings, snapshot, role=role, password=password, keep_password=keep, login_role=login_role
+    )
     writer = None
     if settings.code_mode.allow_writes:  # writes get their own column-restricted role
         from .execute.writer_role import writer_script
@@ -570,7 +577,11 @@ async def db_grants(
         )
         click.echo(_without_password(url))
     else:
-        click.echo(f"reader role {role!r} is ready; connect sqlmode as it:", err=True)
+        click.echo(
+            f"reader role {role!r} is ready; connect sqlmode as it (the strongest set-up), or keep "
+            "database.url and sqlmode switches to it for every query:",
+            err=True,
+        )
         click.echo(url)
     if writer is not None:
         wurl = await apply_grants(settings.database.url, writer)

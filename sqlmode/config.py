@@ -103,6 +103,11 @@ class DatabaseConfig(_Section):
     descriptions: str | None = None
     # Separate connection for writes, used only when code_mode.allow_writes is true.
     write_url: str | None = None
+    # Postgres: the role queries switch to (SET LOCAL ROLE) when the login role could read more
+    # than the config allows (execute/pgrole.py proves its grants at start-up).
+    reader_role: str = Field(default="sqlmode_reader", min_length=1, max_length=63)
+    # Development only: run as a login role that fails that proof, with a warning at every start.
+    allow_privileged_role: bool = False
 
     @property
     def dialect(self) -> Literal["postgres", "duckdb"]:

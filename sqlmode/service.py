@@ -163,7 +163,8 @@ class CodeModeService:
         if self._given_engine is not None:
             self.executor = self._given_engine
         else:
-            self.executor = await stack.enter_async_context(open_executor(s))
+            # Postgres: start-up proves the query role reads nothing the snapshot blocks (pgrole.py).
+            self.executor = await stack.enter_async_context(open_executor(s, self._snapshot))
         if s.code_mode.engine_confirmation:
             self.confirmer = EngineConfirmer(s, self.executor)
         # allow_deletes alone changes nothing: deletes need allow_writes too (policies/README.md).
@@ -177,7 +178,13 @@ class CodeModeService:
     async def refresh_schema(self) -> SchemaSnapshot:
         """Reflect the database again now (on demand)."""
         async with self._schema_lock:
-            self._snapshot = await reflect_schema(self.settings)
+            snapshot = await reflect_schema(self.settings)
+            # A refresh may bring new tables, columns or views: the database must still stop the
+            # query role at every blocked one, or nothing is served from the new snapshot.
+            check = getattr(self.executor, "check_access", None)
+            if check is not None:
+                await check(snapshot)
+            self._snapshot = snapshot
             self._snapshot_at = time.monotonic()
             return self._snapshot
 
@@ -192,6 +199,12 @@ class CodeModeService:
         """The bounded schema rendered for an LLM, or one table of it."""
         bounded = (await self.schema()).bounded()
         if table is None:
+            if getattr(self.executor, "privileged", False):
+                # database.allow_privileged_role: say so where every reader of the schema sees it.
+                return (
+                    "# WARNING: development mode (database.allow_privileged_role): the database "
+                    "does not stop queries at blocked data.\n" + render_schema(bounded)
+                )
             return render_schema(bounded)
         schema, _, name = table.lower().rpartition(".")
         key = bounded.key_of(name, schema or None)

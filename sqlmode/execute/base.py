@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..config import Settings
 from ..errors import NotAQueryError
 from ..models import Dialect, QueryResult
+from ..schema.snapshot import SchemaSnapshot
 
 __all__ = ["Executor", "check_read_query", "effective_limits", "open_executor"]
 
@@ -81,18 +82,25 @@ def check_read_query(sql: str) -> None:
 
 
 @asynccontextmanager
-async def open_executor(settings: Settings) -> AsyncIterator[Executor]:
-    """Open the executor for ``settings.database.url`` (Postgres pool or DuckDB read-only instance)."""
+async def open_executor(
+    settings: Settings, snapshot: SchemaSnapshot | None = None
+) -> AsyncIterator[Executor]:
+    """Open the executor for ``settings.database.url`` (Postgres pool or DuckDB read-only instance).
+
+    On Postgres, ``snapshot`` (reflected when not given) says what the role queries run as must
+    not read; start-up fails when the database does not stop it (execute/pgrole.py).
+    """
     executor: Any
     if settings.database.dialect == "postgres":
         from .postgres import PostgresExecutor
 
         executor = PostgresExecutor(settings)
+        await executor.start(snapshot)
     else:
         from .duckdb import DuckDBExecutor
 
         executor = DuckDBExecutor(settings)
-    await executor.start()
+        await executor.start()
     try:
         yield executor
     finally:

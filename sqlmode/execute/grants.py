@@ -15,10 +15,19 @@ and columns unreadable even to a query that slipped past the analyzer. The scrip
   followed by column revokes (a table grant would silently cover columns added later);
 - grants nothing on blocked tables or tables outside ``[[database.tables]]``;
 - revokes PUBLIC's EXECUTE on large-object, dblink and server-file functions where present
-  (as a warning, not an error, when the administrator does not own them).
+  (as a warning, not an error, when the administrator does not own them);
+- revokes PUBLIC's EXECUTE on ``set_config`` (with it a query could switch from the reader back
+  to the login role, see pgrole.py) and grants it back to the roles that administer the
+  database: the login role sqlmode connects as, the administrator running the script and the
+  database owner (never the reader). Other roles of that database that call ``set_config``
+  (pg_dump does) need ``GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean)``;
+- grants the reader role to the login role, so sqlmode can ``SET LOCAL ROLE`` to it when the
+  login role could read more than the config allows.
 
-Run it as an administrator, e.g. ``sqlmode db grants --apply --postgres ADMIN_URL``, then put the
-printed reader URL in ``database.url``. Run it again after changing blocked tables or columns.
+Run it as an administrator (a superuser: only the owner of ``set_config`` can revoke it), e.g.
+``sqlmode db grants --apply --postgres ADMIN_URL``, then put the printed reader URL in
+``database.url`` (the strongest set-up) or keep the login role (sqlmode switches). Run it again
+after changing blocked tables or columns.
 """
 
 from __future__ import annotations
@@ -88,11 +97,14 @@ def grant_script(
     password: str | None = None,
     *,
     keep_password: bool = False,
+    login_role: str | None = None,
 ) -> GrantScript:
     """SQL that creates or updates ``role`` with SELECT on the exposed, unblocked columns only.
 
     With ``keep_password`` the password is set only when the script creates the role: re-running
     it (after the blocked lists change) leaves an existing reader's password, and database.url, alone.
+    ``login_role`` (default: the user of ``database.url``) is granted ``role`` and keeps
+    ``set_config``.
     """
     if settings.database.dialect != "postgres":
         raise ConfigError(
@@ -130,6 +142,16 @@ def grant_script(
             f"TO {r};{note}"
         )
 
+    if login_role is None:
+        login_role = urlsplit(db.url).username
+    set_config = "pg_catalog.set_config(text, text, boolean)"
+    keep = [f"GRANT EXECUTE ON FUNCTION {set_config} TO CURRENT_USER;"]
+    if login_role and login_role != role:
+        keep += [
+            f"GRANT EXECUTE ON FUNCTION {set_config} TO {_ident(login_role)};",
+            "-- The login role may switch to the reader (SET LOCAL ROLE) for each query.",
+            f"GRANT {r} TO {_ident(login_role)};",
+        ]
     funcs = ", ".join(_literal(f) for f in SERVER_FILE_FUNCTIONS)
     search_path = ", ".join(_ident(s) for s in sorted(schemas or {default_schema}))
     lines = [
@@ -193,6 +215,19 @@ def grant_script(
         "      RAISE WARNING 'sqlmode: cannot revoke EXECUTE on % from PUBLIC (not its owner)', f;",
         "    END;",
         "  END LOOP;",
+        "END",
+        "$$;",
+        "-- No PUBLIC execute on set_config: with it a query could undo the switch to the reader.",
+        f"REVOKE EXECUTE ON FUNCTION {set_config} FROM PUBLIC;",
+        *keep,
+        "DO $$",
+        "DECLARE o text;",
+        "BEGIN",
+        "  SELECT d.datdba::regrole::text INTO o FROM pg_catalog.pg_database d",
+        "   WHERE d.datname = current_database();",
+        f"  IF o <> {_literal(_ident(role))} AND o <> {_literal(role)} THEN",
+        f"    EXECUTE format('GRANT EXECUTE ON FUNCTION {set_config} TO %s', o);",
+        "  END IF;",
         "END",
         "$$;",
         "COMMIT;",

@@ -59,9 +59,11 @@ from ..errors import (
     SqlmodeError,
 )
 from ..models import ColumnMeta, QueryResult
+from ..schema.snapshot import SchemaSnapshot
 from .base import check_read_query, effective_limits
 from .convert import PG_SCALAR_TYPES, PG_TEXT_TYPES, convert_rows, pg_interval, postgres_plan
 from .errtext import pg_error_text
+from .pgrole import describe_problems, fix_for, prove_role
 from .pool import ReaderPool
 from .session import may_change_session
 
@@ -97,6 +99,10 @@ def asyncpg_dsn(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.split("+", 1)[0]
     return urlunsplit(parts._replace(scheme="postgresql" if scheme in ("postgres", "postgresql") else scheme))
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def describe_target(url: str) -> str:
@@ -148,6 +154,11 @@ def map_pg_error(
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
+    # asyncpg turns JIT off around its type introspection with set_config, which the query role
+    # may not execute (grants.py revokes it from PUBLIC): introspect with the server's setting.
+    caps = getattr(conn, "_server_caps", None)
+    if caps is not None and getattr(caps, "jit", False):
+        conn._server_caps = caps._replace(jit=False)
     # asyncpg's default interval decoding folds months into days; the tuple form is exact.
     await conn.set_type_codec(
         "interval", schema="pg_catalog", encoder=_encode_interval, decoder=pg_interval, format="tuple"
@@ -179,44 +190,40 @@ def _text_codec_safe(t: Any) -> bool:
 
 
 _PRIVILEGES_SQL = """
-SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb,
-       pg_has_role(current_user, 'pg_write_all_data', 'USAGE') AS write_all,
+SELECT r.rolcreaterole, r.rolcreatedb,
+       pg_has_role(r.oid, 'pg_write_all_data', 'USAGE') AS write_all,
        (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
            AND n.nspname NOT LIKE 'pg\\_%'
-           AND (has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
-                OR has_any_column_privilege(c.oid, 'INSERT, UPDATE'))) AS writable_tables,
+           AND (has_table_privilege(r.oid, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+                OR has_any_column_privilege(r.oid, c.oid, 'INSERT, UPDATE'))) AS writable_tables,
        (SELECT count(*) FROM pg_namespace n
          WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
-           AND has_schema_privilege(n.oid, 'CREATE')) AS creatable_schemas
-FROM pg_roles r WHERE r.rolname = current_user
+           AND has_schema_privilege(r.oid, n.oid, 'CREATE')) AS creatable_schemas
+FROM pg_roles r WHERE r.rolname = $1
 """
 
 
-async def privilege_warnings(conn: asyncpg.Connection) -> list[str]:
-    """What the connected role could do beyond reading, as warnings (empty for a proper reader)."""
-    row = await conn.fetchrow(_PRIVILEGES_SQL)
-    user = conn.get_settings().session_authorization
+async def privilege_warnings(conn: asyncpg.Connection, role: str) -> list[str]:
+    """What ``role`` could do beyond reading, as warnings (empty for a proper reader).
+
+    Superuser and BYPASSRLS are not warnings but start-up errors (pgrole.py); these are the
+    rights the read-only transaction already neutralises, reported so an administrator notices.
+    """
+    row = await conn.fetchrow(_PRIVILEGES_SQL, role)
     out: list[str] = []
     fix = "run `sqlmode db grants --apply` and connect as the reader role it creates"
     if row is None:
         return out
-    if row["rolsuper"]:
-        out.append(
-            f"database role {user!r} is a superuser: only the read-only session stands between "
-            f"a query and the data; {fix}"
-        )
-    if row["rolbypassrls"]:
-        out.append(f"database role {user!r} bypasses row-level security")
     if row["rolcreaterole"] or row["rolcreatedb"]:
-        out.append(f"database role {user!r} can create roles or databases")
+        out.append(f"database role {role!r} can create roles or databases")
     if row["write_all"]:
-        out.append(f"database role {user!r} is a member of pg_write_all_data")
+        out.append(f"database role {role!r} is a member of pg_write_all_data")
     if row["writable_tables"]:
-        out.append(f"database role {user!r} can write to {row['writable_tables']} table(s); {fix}")
+        out.append(f"database role {role!r} can write to {row['writable_tables']} table(s); {fix}")
     if row["creatable_schemas"]:
-        out.append(f"database role {user!r} can create objects in {row['creatable_schemas']} schema(s)")
+        out.append(f"database role {role!r} can create objects in {row['creatable_schemas']} schema(s)")
     return out
 
 
@@ -238,6 +245,12 @@ class PostgresExecutor:
         # Connections that ran a statement which may have changed their session (session.py).
         self._dirty: weakref.WeakSet[Any] = weakref.WeakSet()
         self._columns: dict[tuple[Any, ...], list[ColumnMeta]] = {}
+        # The role queries run as (pgrole.py): the login role, or database.reader_role switched
+        # to per transaction with _begin_sql. ``privileged``: the development opt-out is in use.
+        self.role: str | None = None
+        self.login_role: str | None = None
+        self.privileged = False
+        self._begin_sql: str | None = None
         # The leading-keyword text check; defence tests switch it off to show that the session
         # alone holds. Never switched off in production code.
         self._check_text = True
@@ -261,8 +274,11 @@ class PostgresExecutor:
             out["search_path"] = ", ".join('"' + s.replace('"', '""') + '"' for s in db.schemas)
         return out
 
-    async def start(self) -> None:
-        """Check the server and the role, then open the pool."""
+    async def start(self, snapshot: SchemaSnapshot | None = None) -> None:
+        """Check the server, choose and prove the role queries run as, then open the pool.
+
+        ``snapshot`` says what is blocked and exposed; reflected here when not given.
+        """
         db = self.settings.database
         timeout = db.connect_timeout_ms / 1000
         settings = self._server_settings()
@@ -282,7 +298,15 @@ class PostgresExecutor:
                     f"{version.major}.{version.minor}",
                     key="database.url",
                 )
-            self.warnings = await privilege_warnings(probe)
+            if snapshot is None:
+                from ..schema import reflect_schema
+
+                snapshot = await reflect_schema(self.settings)
+            await self._choose_role(probe, snapshot)
+            assert self.role is not None
+            self.warnings += await privilege_warnings(probe, self.role)
+        except asyncpg.PostgresError as e:
+            raise map_pg_error(e, target=self._target) from e
         finally:
             await probe.close()
         for w in self.warnings:
@@ -307,6 +331,99 @@ class PostgresExecutor:
             if isinstance(e, asyncio.CancelledError):
                 raise
             raise map_pg_error(e, target=self._target) from e
+
+    async def _choose_role(self, conn: asyncpg.Connection, snapshot: SchemaSnapshot) -> None:
+        """The login role when it passes the proof, else database.reader_role; else ConfigError."""
+        db = self.settings.database
+        login = await conn.fetchval("SELECT current_user::text")
+        self.login_role = login
+        problems = await prove_role(conn, login, snapshot)
+        if not problems:
+            self.role, self._begin_sql = login, None
+            return
+        reader = db.reader_role
+        why = describe_problems(login, problems)
+        # Since PostgreSQL 16 a membership may carry SET without INHERIT; 'SET' asks exactly that.
+        option = "SET" if conn.get_server_version() >= (16, 0) else "MEMBER"
+        may_switch = await conn.fetchval(
+            f"SELECT pg_has_role(current_user, oid, '{option}') FROM pg_catalog.pg_roles WHERE rolname = $1",
+            reader,
+        )
+        if reader != login and may_switch:
+            reader_problems = await prove_role(conn, reader, snapshot)
+            if not reader_problems:
+                self.role = reader
+                self._begin_sql = f"BEGIN READ ONLY; SET LOCAL ROLE {_ident(reader)}"
+                log.info("sqlmode executor: login role %r %s: queries run as %r", login, why, reader)
+                return
+            message = (
+                f"queries cannot run safely as database.reader_role {reader!r}: "
+                f"{describe_problems(reader, reader_problems)}"
+            )
+            fix = fix_for(reader_problems)
+        elif reader == login:
+            message, fix = f"queries cannot run safely as the login role: {why}", fix_for(problems)
+        else:
+            state = "does not exist" if may_switch is None else f"is not granted to {login!r}"
+            message = (
+                f"the login role cannot serve queries ({why}) and database.reader_role "
+                f"{reader!r}, which sqlmode would switch to, {state}"
+            )
+            fix = (
+                "run `sqlmode db grants --apply` as an administrator (it creates the reader role and "
+                "grants it to the login role), or put the reader's URL in database.url"
+            )
+        if db.allow_privileged_role:
+            self.privileged = True
+            self.role, self._begin_sql = login, None
+            self.warnings.append(
+                f"database.allow_privileged_role is on: queries run as {login!r}, which the database "
+                f"does not stop at blocked data ({message}); development only"
+            )
+            return
+        raise ConfigError(
+            f"{message}. Fix: {fix}.",
+            key="database.url",
+            code="READER_ROLE_UNSAFE",
+            hint=f"{fix}; database.allow_privileged_role = true skips this check (development only)",
+        )
+
+    async def check_access(self, snapshot: SchemaSnapshot) -> None:
+        """Prove again, after a schema refresh, that the query role reads nothing blocked (ConfigError)."""
+        if self.privileged or self.role is None:
+            return
+        try:
+            conn = await self._acquire()
+        except (SqlmodeError, asyncio.CancelledError):
+            raise
+        except BaseException as e:
+            raise map_pg_error(e, target=self._target) from e
+        discard = True
+        try:
+            problems = await prove_role(conn, self.role, snapshot)
+            discard = conn.is_in_transaction()
+        except pgerr.PostgresError as e:
+            discard = conn.is_closed()
+            raise map_pg_error(e, target=self._target) from e
+        finally:
+            self._release(conn, discard=discard)
+        # A column or table added since start-up that the role cannot read is no leak: queries
+        # that use it get the database's PERMISSION_DENIED until the grants are run again.
+        missing = [p for p in problems if p.kind == "not_granted"]
+        if missing:
+            log.warning(
+                "sqlmode executor: %s; run `sqlmode db grants --apply`", describe_problems(self.role, missing)
+            )
+        problems = [p for p in problems if p.kind != "not_granted"]
+        if problems:
+            fix = fix_for(problems)
+            raise ConfigError(
+                f"queries cannot run safely as {self.role!r} any more: "
+                f"{describe_problems(self.role, problems)}. Fix: {fix}.",
+                key="database.url",
+                code="READER_ROLE_UNSAFE",
+                hint=fix,
+            )
 
     async def close(self) -> None:
         """Wait for background releases, then close the pool."""
@@ -343,6 +460,14 @@ class PostgresExecutor:
             task = asyncio.get_running_loop().create_task(self._discard(pool, conn))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+        elif self._begin_sql is not None and conn.is_in_transaction():
+            # The role switch ends with the transaction; ROLLBACK also undoes any setting the
+            # query changed, but not session advisory locks: the reset still follows when dirty.
+            cleanup = "ROLLBACK"
+            if conn in self._dirty:
+                self._dirty.discard(conn)
+                cleanup += "; " + RESET_SQL
+            pool.release_after(conn, lambda: conn.execute(cleanup))
         elif conn in self._dirty:
             self._dirty.discard(conn)
             pool.release_after(conn, lambda: conn.execute(RESET_SQL))
@@ -402,15 +527,19 @@ class PostgresExecutor:
         except BaseException as e:
             raise map_pg_error(e, target=self._target) from e
         raw = conn
-        if ms < self._server_timeout_ms or may_change_session(sql):
+        begin = self._begin(ms)
+        if (begin is None and ms < self._server_timeout_ms) or may_change_session(sql):
             self._dirty.add(raw)
         discard = True
         try:
-            if ms < self._server_timeout_ms:
+            if begin is not None:
+                await conn.execute(begin)
+            elif ms < self._server_timeout_ms:
                 await conn.execute(f"SET statement_timeout = {int(ms)}")
-            result = await self._execute(conn, sql, limit)
-            # A statement that leaves a transaction open would make the next one run in it.
-            discard = raw.is_in_transaction() or raw in self._plain
+            result = await self._execute(conn, sql, limit, begin)
+            # A statement that leaves a transaction open would make the next one run in it (and one
+            # that ended the switched role's transaction ran its end as someone else): discarded.
+            discard = raw.is_in_transaction() != (begin is not None) or raw in self._plain
             return result
         except NotAQueryError:
             discard = False
@@ -431,7 +560,22 @@ class PostgresExecutor:
         finally:
             self._release(conn, discard=discard)
 
-    async def _execute(self, conn: Any, sql: str, limit: int) -> tuple[list[Any], tuple[Any, ...], bool]:
+    def _begin(self, ms: int) -> str | None:
+        """The one message that opens a query's transaction as the reader role (None: logged in as it).
+
+        BEGIN READ ONLY, SET LOCAL ROLE and a lowered statement_timeout go in one simple-query
+        message, so the switch costs one round trip; the ROLLBACK that ends it is sent when the
+        connection goes back to the pool, off the caller's path.
+        """
+        if self._begin_sql is None:
+            return None
+        if ms < self._server_timeout_ms:
+            return f"{self._begin_sql}; SET LOCAL statement_timeout = {int(ms)}"
+        return self._begin_sql
+
+    async def _execute(
+        self, conn: Any, sql: str, limit: int, begin: str | None = None
+    ) -> tuple[list[Any], tuple[Any, ...], bool]:
         # asyncpg has no public "prepare from the cache, inspect, then fetch N rows" call; these
         # private calls are what Connection.fetch/fetchrow do internally (asyncpg 0.30+).
         for retry in (True, False):
@@ -446,10 +590,13 @@ class PostgresExecutor:
                 records, _status, _ = await conn._protocol.bind_execute(stmt, [], "", limit, True, None)
                 return records, attrs, text_codecs
             except (pgerr.InvalidCachedStatementError, pgerr.OutdatedSchemaCacheError):
-                # The schema changed under a cached statement: drop the cache, prepare again once.
-                await conn.reload_schema_state()
+                # The schema changed under a cached statement: drop the cache, prepare again once
+                # (in a new transaction as the reader: the failed statement aborted this one).
                 if not retry:
                     raise
+                if begin is not None:
+                    await conn.execute(f"ROLLBACK; {begin}")
+                await conn.reload_schema_state()
         raise AssertionError("unreachable")
 
     async def _prepare(self, conn: Any, sql: str) -> tuple[Any, bool]:
@@ -500,11 +647,14 @@ class PostgresExecutor:
             raw = conn
             if may_change_session(sql):
                 self._dirty.add(raw)
+            begin = self._begin(ms)
             discard = True
             try:
+                if begin is not None:
+                    await conn.execute(begin)
                 # Plain driver values (Decimal, datetime, ...): the pool's text codecs are bypassed.
                 rows = await conn._execute(sql, list(params), 0, None, ignore_custom_codec=True)
-                discard = raw.is_in_transaction()
+                discard = raw.is_in_transaction() != (begin is not None)
                 return [tuple(r) for r in rows]
             except pgerr.PostgresError as e:
                 discard = raw.is_closed()

@@ -186,17 +186,69 @@ async def test_postgres_attacks_change_nothing_and_leak_nothing(
     assert mentioned_files(PG_CASES) == files
 
 
-async def test_postgres_attacks_change_nothing_even_as_a_superuser(
-    pg_sample_url: str, pg_settings: Callable[..., Settings]
+ESCAPES = [
+    # Undo the role switch, then read through a function that runs SQL from a string.
+    "SELECT set_config('role', 'postgres', true), "
+    "(SELECT string_agg(word, ',') FROM ts_stat('SELECT to_tsvector(ssn) FROM customers'))",
+    "SELECT set_config('session_authorization', 'postgres', true), "
+    "(SELECT string_agg(word, ',') FROM ts_stat('SELECT to_tsvector(secret) FROM credentials'))",
+    "SELECT string_agg(word, ',') FROM ts_stat('SELECT to_tsvector(ssn) FROM customers')",
+    "SELECT set_config('role', 'none', false)",
+    "RESET ROLE",
+    "SET ROLE postgres",
+    "SET SESSION AUTHORIZATION postgres",
+    "SELECT current_setting('role')",
+]
+
+
+@pytest.mark.parametrize("text_check", [True, False], ids=["with-text-check", "session-alone"])
+async def test_postgres_attacks_change_nothing_and_leak_nothing_as_a_superuser(
+    text_check: bool, pg_sample_url: str, pg_reader_url: str, pg_settings: Callable[..., Settings]
 ) -> None:
-    # A misconfigured deployment (connected as the administrator): the read-only session and the
-    # protocol checks are all that remain, and they must still hold.
+    # Connected as the superuser (what most users put in database.url): every query runs as the
+    # reader role, so the database itself refuses the blocked data, whatever the text says.
     before = await pg_state(pg_sample_url)
     files = mentioned_files(PG_CASES)
+    secrets = await secret_values(pg_sample_url)
     # Terminating every backend is a denial of service, not a change; it would also end this check.
     cases = [c for c in PG_CASES if "terminate_backend" not in c.sql and "cancel_backend" not in c.sql]
+    probes = [Case(f"probe_{i}", sql) for i, sql in enumerate(LEAK_PROBES + ESCAPES)]
     async with open_executor(pg_settings(pg_sample_url, {"database": {"pool_max_size": 2}})) as ex:
-        ex._check_text = False
+        assert ex.role == reader_name(pg_reader_url) != "postgres"  # type: ignore[attr-defined]
+        ex._check_text = text_check  # type: ignore[attr-defined]
+        outcomes = await run_all(ex, cases + probes)
+        for name, outcome in outcomes.items():
+            if isinstance(outcome, str):
+                assert not [s for s in secrets if s in outcome], f"{name} returned blocked values"
+        # Every blocked read was refused by the database itself, not by a text check.
+        for i, _ in enumerate(LEAK_PROBES[:3] + ESCAPES[:3]):
+            name = f"probe_{i}" if i < 3 else f"probe_{len(LEAK_PROBES) + i - 3}"
+            outcome = outcomes[name]
+            assert isinstance(outcome, SqlmodeError) and outcome.code == "PERMISSION_DENIED", name
+        clean = await each_pooled_session(
+            ex,
+            "SELECT current_user || ' ' || session_user || ' ' || current_setting('transaction_read_only')",
+        )
+        # Outside a query's transaction the session is the login role's; every query switches.
+        assert set(clean) == {"postgres postgres on"}
+        r = await ex.run("SELECT current_user, session_user")
+        assert r.rows == [[reader_name(pg_reader_url), "postgres"]]
+    assert await pg_state(pg_sample_url) == before
+    assert mentioned_files(PG_CASES) == files
+
+
+async def test_postgres_attacks_change_nothing_as_a_privileged_role(
+    pg_sample_url: str, pg_settings: Callable[..., Settings]
+) -> None:
+    # The development opt-out, nothing to switch to: the read-only session and the protocol
+    # checks are all that remain, and they must still keep the database unchanged.
+    before = await pg_state(pg_sample_url)
+    files = mentioned_files(PG_CASES)
+    cases = [c for c in PG_CASES if "terminate_backend" not in c.sql and "cancel_backend" not in c.sql]
+    dev = {"database": {"pool_max_size": 2, "allow_privileged_role": True, "reader_role": "nobody_x"}}
+    async with open_executor(pg_settings(pg_sample_url, dev)) as ex:
+        assert ex.privileged  # type: ignore[attr-defined]
+        ex._check_text = False  # type: ignore[attr-defined]
         await run_all(ex, cases)
     assert await pg_state(pg_sample_url) == before
     assert mentioned_files(PG_CASES) == files

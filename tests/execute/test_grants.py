@@ -123,7 +123,10 @@ async def test_running_again_converges_to_the_new_blocks(
     )
     snap = await reflect_schema(loose)
     reader = await apply_grants(fresh_db, grant_script(loose, snap, role=role))
-    async with open_executor(pg_settings(reader, {"database": {"tables": []}})) as ex:
+    loose_reader = pg_settings(
+        reader, {"database": {"tables": []}, "code_mode": {"blocked_fields": ["customers.ssn"]}}
+    )
+    async with open_executor(loose_reader) as ex:
         assert (await ex.run("SELECT total FROM orders")).rows == [["9.5"]]
     tight = pg_settings(
         fresh_db,
@@ -132,7 +135,10 @@ async def test_running_again_converges_to_the_new_blocks(
     # A script read back from text (no attributes) applies too.
     text = str(grant_script(tight, await reflect_schema(tight), role=role))
     reader = await apply_grants(fresh_db, text)
-    async with open_executor(pg_settings(reader, {"database": {"tables": []}})) as ex:
+    tight_reader = pg_settings(
+        reader, {"database": {"tables": []}, "code_mode": {"blocked_tables": ["credentials", "orders"]}}
+    )
+    async with open_executor(tight_reader) as ex:
         with pytest.raises(PermissionDeniedError):
             await ex.run("SELECT total FROM orders")
         assert (await ex.run("SELECT name FROM customers")).rows == [["Ada"]]

@@ -86,13 +86,42 @@ async def test_data_modifying_cte_is_refused_by_the_session(pg: PostgresExecutor
         await pg.run("WITH d AS (DELETE FROM orders RETURNING id) SELECT count(*) FROM d")
 
 
-async def test_settings_changed_by_a_query_are_undone_before_the_next_use(pg: PostgresExecutor) -> None:
+CHANGE_SETTINGS = (
+    "SELECT set_config('default_transaction_read_only', 'off', false), "
+    "set_config('statement_timeout', '0', false), set_config('search_path', 'pg_catalog', false), "
+    "pg_advisory_lock(42)"
+)
+
+
+async def test_the_reader_may_not_change_settings_and_its_locks_are_undone(pg: PostgresExecutor) -> None:
+    with pytest.raises(PermissionDeniedError, match="set_config"):
+        await pg.run(CHANGE_SETTINGS)
     for _ in range(3):  # land on several pooled connections
-        await pg.run(
-            "SELECT set_config('default_transaction_read_only', 'off', false), "
-            "set_config('statement_timeout', '0', false), set_config('search_path', 'pg_catalog', false), "
-            "pg_advisory_lock(42)"
-        )
+        await pg.run("SELECT pg_advisory_lock(42)")
+    states = await each_pooled_session(
+        pg,
+        "SELECT current_setting('default_transaction_read_only') || ' ' "
+        "|| (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())",
+    )
+    assert set(states) == {"on 0"}
+
+
+async def test_settings_changed_by_a_query_are_undone_before_the_next_use(
+    pg_sample_url: str, pg_settings: Callable[..., Settings]
+) -> None:
+    # Only a role that may call set_config can change settings: the login role with the
+    # development opt-out and no reader role to switch to (the reader may not, see above).
+    settings = pg_settings(
+        pg_sample_url, {"database": {"allow_privileged_role": True, "reader_role": "nobody_x"}}
+    )
+    async with open_executor(settings) as pg:
+        assert isinstance(pg, PostgresExecutor)
+        await _settings_are_undone(pg)
+
+
+async def _settings_are_undone(pg: PostgresExecutor) -> None:
+    for _ in range(3):  # land on several pooled connections
+        await pg.run(CHANGE_SETTINGS)
     states = await each_pooled_session(
         pg,
         "SELECT current_setting('default_transaction_read_only') || ' ' "
@@ -129,12 +158,21 @@ async def test_session_state_commands_never_execute(pg: PostgresExecutor) -> Non
     assert r.rows == [["on"]]
 
 
-async def test_reader_role_is_not_warned_about_but_a_superuser_is(
-    pg: PostgresExecutor, pg_sample_url: str, pg_settings: Callable[..., Settings]
+async def test_reader_role_is_not_warned_about_and_a_superuser_switches_to_it(
+    pg: PostgresExecutor, pg_reader_url: str, pg_sample_url: str, pg_settings: Callable[..., Settings]
 ) -> None:
-    assert pg.warnings == []
+    reader = reader_name(pg_reader_url)
+    assert pg.warnings == [] and (pg.login_role, pg.role) == (reader, reader)
     async with open_executor(pg_settings(pg_sample_url)) as su:
-        assert any("superuser" in w for w in su.warnings)
+        assert isinstance(su, PostgresExecutor)
+        assert (su.login_role, su.role, su.warnings) == ("postgres", reader, [])
+        r = await su.run("SELECT current_user, session_user, current_setting('is_superuser')")
+        assert r.rows == [[reader, "postgres", "off"]]
+    dev = pg_settings(pg_sample_url, {"database": {"allow_privileged_role": True, "reader_role": "nobody_x"}})
+    async with open_executor(dev) as su:
+        assert isinstance(su, PostgresExecutor)
+        assert su.privileged and su.role == "postgres"
+        assert any("allow_privileged_role" in w for w in su.warnings)
         assert any("can write" in w for w in su.warnings)
 
 

@@ -127,7 +127,15 @@ async def test_postgres_refuses_deletes_ddl_and_several_statements(
 async def test_the_read_pool_never_writes_even_when_writes_are_allowed(
     pg_settings: Callable[..., Settings], write_db: str
 ) -> None:
-    async with open_executor(pg_write_settings(pg_settings, write_db)) as ex:
+    # As the administrator itself (development opt-out): the read-only transaction alone refuses.
+    settings = pg_settings(
+        write_db,
+        {
+            "database": {"write_url": write_db, "tables": [], "allow_privileged_role": True},
+            "code_mode": WRITES["code_mode"],
+        },
+    )
+    async with open_executor(settings) as ex:
         with pytest.raises(PermissionDeniedError):
             await ex.run("WITH u AS (UPDATE items SET qty = 0 RETURNING id) SELECT count(*) FROM u")
 

@@ -6,10 +6,11 @@
   server too when ``SQLMODE_TEST_POSTGRES_PGDATA`` names its data directory; otherwise it terminates
   every other backend, which looks the same from a client).
 - ``pg_admin_url`` (session): the administrator URL.
-- ``pg_sample_url`` (session): administrator URL of a fresh database holding the sample warehouse
-  (``sqlmode.sample.load_sample_postgres``, scale 1).
-- ``pg_reader_url`` (session): URL of the least-privilege reader role that
-  ``sqlmode.execute.grants`` creates on that database under the sample config's blocks.
+- ``pg_sample_url`` (session): administrator (superuser) URL of a fresh database holding the sample
+  warehouse (``sqlmode.sample.load_sample_postgres``, scale 1), set up as ``sqlmode db grants
+  --apply`` leaves it under the sample config's blocks: sqlmode connected as this superuser runs
+  every query as the reader role (``SET LOCAL ROLE``).
+- ``pg_reader_url`` (session): URL of that least-privilege reader role (``sqlmode.execute.grants``).
 - ``pg_settings`` (function): ``pg_settings(url, overrides=None) -> Settings``: the sample config
   pointed at ``url`` (see ``make_settings`` in tests/plugins/sample.py).
 
@@ -135,13 +136,28 @@ async def create_database(admin_url: str, prefix: str = "sqlmode_test") -> str:
     return with_database(admin_url, name)
 
 
+async def apply_sample_grants(url: str, settings: Settings) -> str:
+    """Run ``sqlmode db grants --apply`` for ``settings`` on ``url`` (an admin URL); the reader's URL."""
+    from sqlmode.execute.grants import apply_grants, grant_script
+    from sqlmode.schema.reflect import reflect_schema
+
+    snapshot = await reflect_schema(settings)
+    return await apply_grants(url, grant_script(settings, snapshot))
+
+
 @pytest.fixture(scope="session")
-async def pg_sample_url(pg_admin_url: str) -> str:
+async def pg_sample_db(pg_admin_url: str, pg_settings_factory: Callable[..., Settings]) -> tuple[str, str]:
+    """(admin URL, reader URL) of the sample database, grants applied."""
     from sqlmode.sample import load_sample_postgres
 
     url = await create_database(pg_admin_url, "sqlmode_sample")
     await load_sample_postgres(url, scale=1)
-    return url
+    return url, await apply_sample_grants(url, pg_settings_factory(url))
+
+
+@pytest.fixture(scope="session")
+def pg_sample_url(pg_sample_db: tuple[str, str]) -> str:
+    return pg_sample_db[0]
 
 
 @pytest.fixture(scope="session")
@@ -173,10 +189,5 @@ def pg_settings(pg_settings_factory: Callable[..., Settings]) -> Callable[..., S
 
 
 @pytest.fixture(scope="session")
-async def pg_reader_url(pg_sample_url: str, pg_settings_factory: Callable[..., Settings]) -> str:
-    from sqlmode.execute.grants import apply_grants, grant_script
-    from sqlmode.schema.reflect import reflect_schema
-
-    settings = pg_settings_factory(pg_sample_url)
-    snapshot = await reflect_schema(settings)
-    return await apply_grants(pg_sample_url, grant_script(settings, snapshot))
+def pg_reader_url(pg_sample_db: tuple[str, str]) -> str:
+    return pg_sample_db[1]

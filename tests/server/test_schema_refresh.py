@@ -12,7 +12,7 @@ from mcp import Client
 from sqlmode.config import Settings
 from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
-from tests.plugins.postgres import create_database
+from tests.plugins.postgres import apply_sample_grants, create_database
 from tests.server.conftest import EASY_SQL
 
 
@@ -41,21 +41,23 @@ async def test_postgres_schema_changes_show_up_on_ttl_and_on_demand(
         settings = pg_settings(
             url,
             {
-                "database": {"tables": [], "schema_ttl_seconds": 1},
+                "database": {"tables": [], "schema_ttl_seconds": 2},
                 # This database has none of the sample's tables, so nothing of it to block.
                 "code_mode": {"blocked_tables": [], "blocked_fields": []},
             },
         )
+        await apply_sample_grants(url, settings)  # as `db grants --apply`: queries switch to the reader
         async with CodeModeService(settings) as svc, Client(build_server(svc)) as client:
             v = (
                 await client.call_tool("validate_code", {"code": "SELECT id, name FROM accounts"})
             ).structured_content
             assert v is not None and v["is_valid"], v
+            await svc.refresh_schema()  # the TTL starts now, however long the validation took
             await admin.execute("ALTER TABLE accounts ADD COLUMN region text")
             # Within the TTL the cached schema is served ...
             text = (await client.read_resource("schema://analytics/accounts")).contents[0].text  # type: ignore[union-attr]
             assert "region" not in text
-            await asyncio.sleep(1.1)
+            await asyncio.sleep(2.1)
             # ... after it, the change is visible and the outstanding token no longer matches.
             text = (await client.read_resource("schema://analytics/accounts")).contents[0].text  # type: ignore[union-attr]
             assert "region TEXT" in text
