@@ -55,6 +55,21 @@ def test_script_grants_columns_never_tables(pg_settings: Callable[..., Settings]
     assert script.role == "sqlmode_reader" and script.password == "pw"
 
 
+def test_script_revokes_set_config_and_grants_the_reader_to_the_login_role(
+    pg_settings: Callable[..., Settings],
+) -> None:
+    set_config = "pg_catalog.set_config(text, text, boolean)"
+    script = grant_script(pg_settings("postgresql://admin@localhost/db"), snapshot(), password="pw")
+    assert f"REVOKE EXECUTE ON FUNCTION {set_config} FROM PUBLIC;" in script
+    assert f'GRANT EXECUTE ON FUNCTION {set_config} TO "admin";' in script
+    assert 'GRANT "sqlmode_reader" TO "admin";' in script
+    # Logged in as the reader itself: it never gets set_config back, nor itself as a member.
+    as_reader = grant_script(pg_settings("postgresql://sqlmode_reader@localhost/db"), snapshot())
+    assert f"REVOKE EXECUTE ON FUNCTION {set_config} FROM PUBLIC;" in as_reader
+    assert f'{set_config} TO "sqlmode_reader"' not in as_reader
+    assert 'GRANT "sqlmode_reader" TO' not in as_reader
+
+
 def test_script_refuses_duckdb_and_odd_role_names(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(ConfigError):
         grant_script(make_settings(), snapshot())
