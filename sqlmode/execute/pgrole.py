@@ -34,8 +34,9 @@ from ..schema.snapshot import SchemaSnapshot
 
 __all__ = ["PROOF_SQL", "Problem", "describe_problems", "fix_for", "proof_params", "prove_role"]
 
-# $1 role; $2 blocked table names (lower-case, matched in every schema); $3/$4/$5 blocked
-# (schema, table, column) exactly; $6/$7 hidden (schema, table) exactly; $8/$9 exposed (schema,
+# $1 role; $2 bare blocked table names (lower-case, matched in every schema, reflected or not);
+# $3/$4/$5 blocked (schema, table, column) exactly; $6/$7 reflected tables that are blocked or
+# not in [[database.tables]] (schema, table) exactly; $8/$9 exposed (schema,
 # table) exactly, whose every column but the blocked ones must be readable. Exact names go through
 # the catalog's indexes; tables rather than columns keep the parameters small (1,000 tables).
 PROOF_SQL = r"""
@@ -152,14 +153,14 @@ def proof_params(role: str, snapshot: SchemaSnapshot) -> list[Any]:
     for key, t in sorted(snapshot.tables.items()):
         schema = t.schema or "public"
         if not snapshot.is_table_exposed(key):
-            if not snapshot.is_table_blocked(key):
-                hidden.append((schema, t.name))
+            hidden.append((schema, t.name))
             continue
         exposed.append((schema, t.name))
         blocked += [(schema, t.name, c.name) for c in t.columns if snapshot.is_column_blocked(key, c.name)]
     return [
         role,
-        sorted(snapshot.blocked_tables),
+        # A qualified key (schema.name: several schemas hold that name) is covered exactly above.
+        sorted(k for k in snapshot.blocked_tables if "." not in k),
         *_columns(blocked, 3),
         *_columns(hidden, 2),
         *_columns(exposed, 2),
