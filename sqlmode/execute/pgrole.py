@@ -118,7 +118,7 @@ UNION ALL
 SELECT CASE WHEN p.prosecdef THEN 'security_definer' ELSE 'sets_role' END,
        p.oid::regprocedure::text
 FROM pg_catalog.pg_proc p, r
-WHERE (p.prosecdef OR EXISTS (
+WHERE (p.prosecdef OR p.proconfig IS NOT NULL AND EXISTS (
         SELECT FROM unnest(p.proconfig) AS o
         WHERE lower(o) LIKE 'role=%' OR lower(o) LIKE 'session\_authorization=%'))
   AND has_schema_privilege(r.oid, p.pronamespace, 'USAGE')

@@ -94,7 +94,8 @@ async def pg_corpus_urls(pg_admin_url: str, pg_settings_factory: Callable[..., S
     settings = pg_settings_factory(url, OVERRIDES)
     snapshot = await reflect_schema(settings)
     role = f"sqlmode_corpus_{secrets.token_hex(3)}"
-    return {"superuser": url, "reader": await apply_grants(url, grant_script(settings, snapshot, role=role))}
+    reader = await apply_grants(url, grant_script(settings, snapshot, role=role))
+    return {"superuser": url, "reader": reader, "role": role}
 
 
 @pytest.mark.postgres
@@ -109,7 +110,9 @@ async def test_postgres_legit_query_is_confirmed_and_returns_the_databases_rows(
 ) -> None:
     url = pg_corpus_urls[login]
     # Its own audit log: the session's PostgreSQL settings share one, which other tests read.
-    overrides = {**OVERRIDES, "audit": {"path": str(tmp_path / "audit.jsonl")}}
+    # Connected as the superuser, every query switches to this database's reader role.
+    database = {**OVERRIDES["database"], "reader_role": pg_corpus_urls["role"]}
+    overrides = {**OVERRIDES, "database": database, "audit": {"path": str(tmp_path / "audit.jsonl")}}
     async with CodeModeService(pg_settings_factory(url, overrides)) as svc:
 
         async def direct(sql: str) -> list[tuple[Any, ...]]:
@@ -119,7 +122,8 @@ async def test_postgres_legit_query_is_confirmed_and_returns_the_databases_rows(
             finally:
                 await conn.close()
 
-        await _validate_and_compare(svc, case, direct, reader=login == "reader")
+        # Both logins query as the reader role (the superuser switches to it).
+        await _validate_and_compare(svc, case, direct, reader=True)
 
 
 async def _validate_and_compare(
