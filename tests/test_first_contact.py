@@ -92,6 +92,9 @@ async def test_init_postgres(pg_admin_url: str, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     data = _check_written(tmp_path / "pg.toml")
     assert data["database"] == {"url": url}  # public is the default schema
+    # Connected as the superuser: the reader role sqlmode switches to comes first (README).
+    g = sqlmode("db", "grants", "--apply", "--config", str(tmp_path / "pg.toml"))
+    assert g.returncode == 0, g.stderr
     s = sqlmode("schema", "--config", str(tmp_path / "pg.toml"))
     assert s.returncode == 0 and "password_hash" not in s.stdout and "kind" in s.stdout
 
@@ -112,8 +115,11 @@ def test_init_bad_target(tmp_path: Path, target: str) -> None:
     assert not (tmp_path / "sqlmode.toml").exists()
 
 
-async def _serve_round_trip(args: list[str], tmp_path: Path) -> dict[str, Any]:
+async def _serve_round_trip(
+    args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SQLMODE_", "CODE_MODE_"))}
+    env.update(extra_env or {})
     env["PYTHONPATH"] = str(ROOT)
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "sqlmode", "serve", *args], env=env, cwd=str(tmp_path)
@@ -146,7 +152,9 @@ async def test_serve_database_without_a_config_duckdb(own_duckdb: Path, tmp_path
 async def test_serve_database_without_a_config_postgres(pg_admin_url: str, tmp_path: Path) -> None:
     url = await create_database(pg_admin_url, "serve_db")
     await sql(url, *(s.replace("VARCHAR", "text") for s in OWN_TABLES))
-    out = await _serve_round_trip(["--database", url], tmp_path)
+    # A superuser without a reader role to switch to: the development opt-out (execute/pgrole.py).
+    dev = {"SQLMODE_DATABASE__ALLOW_PRIVILEGED_ROLE": "true", "SQLMODE_DATABASE__READER_ROLE": "no_reader_x"}
+    out = await _serve_round_trip(["--database", url], tmp_path, dev)
     assert out["rows"] == [["login", 1], ["signup", 1]]
 
 
