@@ -104,6 +104,9 @@ async def test_init_empty_postgres_database(pg_admin_url: str, tmp_path: Path) -
     r = sqlmode("init", url, "--output", str(tmp_path / "pg.toml"))
     assert r.returncode == 0, r.stderr
     assert "0 tables and views found" in r.stderr
+    # Connected as the superuser: the reader role sqlmode switches to comes first (README).
+    g = sqlmode("db", "grants", "--apply", "--config", str(tmp_path / "pg.toml"))
+    assert g.returncode == 0, g.stderr
     s = sqlmode("schema", "--config", str(tmp_path / "pg.toml"))
     assert s.returncode == 0 and "no tables to show" in s.stderr
 
