@@ -30,6 +30,7 @@ from os import PathLike
 from typing import Any
 
 from .analyze import Analyzer
+from .analyze.pivot import expand_pivots, only_unlisted_pivots
 from .approval import ApprovalBook, needs_approval
 from .approval.notify import notify_approvers
 from .audit import AuditSink, open_audit_sink
@@ -244,10 +245,40 @@ class CodeModeService:
     # -- the pipeline -----------------------------------------------------------------------
 
     async def _analyze(
-        self, code: str, snapshot: SchemaSnapshot, on_done: Callable[[], None] | None = None
+        self,
+        code: str,
+        snapshot: SchemaSnapshot,
+        on_done: Callable[[], None] | None = None,
+        *,
+        pivots: bool = False,
+        principal: Principal | None = None,
     ) -> Analysis:
-        """The analyzer's verdict, computed on a worker under server.analysis_timeout_ms."""
-        return await self.analysis_pool.analyze(self.analyzer, code, snapshot, on_done)
+        """The analyzer's verdict, computed on a worker under server.analysis_timeout_ms.
+
+        With ``pivots``, a DuckDB PIVOT without IN list gets its values listed first: the
+        distinct-values query passes the analyzer, the engine and (given a principal) the policy
+        before it runs read-only under the usual limits (analyze/pivot.py).
+        """
+        analysis = await self.analysis_pool.analyze(self.analyzer, code, snapshot, on_done)
+        if not pivots or self.settings.dialect != "duckdb" or not only_unlisted_pivots(analysis):
+            return analysis
+
+        async def check(sql: str) -> Analysis:
+            a = await analyze(sql)
+            await self._confirm(a, snapshot)
+            if a.ok and principal is not None and not (d := self._decide(principal, a)).allowed:
+                denied = Violation(code="POLICY_DENIED", message="; ".join(d.reasons) or "denied")
+                a.violations.extend(d.violations or [denied])
+            return a
+
+        async def analyze(sql: str) -> Analysis:
+            return await self.analysis_pool.analyze(self.analyzer, sql, snapshot, None)
+
+        async def run(sql: str, max_rows: int) -> tuple[list[list[Any]], bool]:
+            result = await self.executor.run(sql, max_rows=max_rows)
+            return result.rows, result.truncated
+
+        return await expand_pivots(code, analysis, check, analyze, run)
 
     async def use_analysis_processes(self) -> None:
         """Analyze in worker processes from now on (HTTP serving: no lock shared with the event loop)."""
@@ -265,7 +296,7 @@ class CodeModeService:
 
     async def analyze(self, code: str) -> Analysis:
         snapshot = await self.schema()
-        analysis = await self._analyze(code, snapshot)
+        analysis = await self._analyze(code, snapshot, pivots=True)
         await self._confirm(analysis, snapshot)
         return analysis
 
@@ -302,7 +333,7 @@ class CodeModeService:
                 on_analyzed()
             raise
         try:
-            analysis = await self._analyze(code, snapshot, on_analyzed)
+            analysis = await self._analyze(code, snapshot, on_analyzed, pivots=True, principal=principal)
         except AnalysisTimeoutError as e:  # refused, with the hint, like any other violation
             analysis = Analysis(
                 dialect=self.settings.dialect,
@@ -400,7 +431,7 @@ class CodeModeService:
         snapshot = await self.schema()
         chash = code_hash(code)  # until the analysis (which may be refused) gives the normalized code
         try:
-            analysis = await self._analyze(code, snapshot)
+            analysis = await self._analyze(code, snapshot, pivots=True, principal=principal)
             chash = code_hash(analysis.normalized_code or code)
             # Token first: a forged or foreign token says so before anything else is revealed.
             claims = self.tokens.check(

@@ -12,7 +12,6 @@ anywhere becomes an ANALYSIS_FAILED violation: a crash is never a pass.
 
 from __future__ import annotations
 
-from sqlglot import exp
 from sqlglot.errors import UnsupportedError
 
 from ..config import Settings
@@ -24,6 +23,7 @@ from . import rules as _rules
 from .codes import VIOLATION_CODES, Refusal, violation
 from .complexity import measure, query_blocks, risk_level
 from .explain import explain
+from .pivot import unlisted_pivot, unlisted_pivots
 from .references import resolve
 from .rewrite import inject_limit, render
 from .roundtrip import check_round_trip
@@ -104,9 +104,10 @@ class Analyzer:
         expected = "SELECT" if cls.is_query else cls.statement_type
         engine_type = view.types[0]
         if engine_type != expected:
-            unlisted = _unlisted_pivots(root) if engine_type == "MULTI" else []
+            unlisted = unlisted_pivots(root) if engine_type == "MULTI" else []
             if unlisted:
-                _extend(a, [_unlisted_pivot(p) for p in unlisted[:1]])
+                # The service may list its values (pivot.py); alone, the analyzer refuses it.
+                _extend(a, [unlisted_pivot(p) for p in unlisted[:1]])
             elif not a.violations:
                 _extend(
                     a,
@@ -186,34 +187,6 @@ _STOP_CODES = frozenset(
         "NESTED_WRITE",
     }
 )
-
-
-def _unlisted_pivots(root: exp.Expr) -> list[exp.Pivot]:
-    """DuckDB PIVOTs whose ON column has no IN list (wherever they are in the query)."""
-    return [
-        p
-        for p in root.find_all(exp.Pivot)
-        if p.expressions and any(not isinstance(e, exp.In) for e in p.expressions)
-    ]
-
-
-def _unlisted_pivot(pivot: exp.Pivot) -> Violation:
-    """Why a PIVOT without IN list is refused, and the two queries that replace it.
-
-    DuckDB turns it into two statements: one that reads the distinct values of the ON
-    columns into a temporary type, then the pivot. Only one statement may run, and its
-    plan cannot be checked by the database before it runs.
-    """
-    on = ", ".join(e.sql("duckdb") for e in pivot.expressions if not isinstance(e, exp.In))
-    source = pivot.this.sql("duckdb") if pivot.this is not None else "the source"
-    using = ", ".join(u.sql("duckdb") for u in pivot.args.get("using") or []) or "sum(x)"
-    return violation(
-        "UNSUPPORTED_SYNTAX",
-        f"PIVOT ... ON {on} without an IN list runs a hidden second statement to find the values "
-        f"of {on}; only one statement may run.",
-        f"First ask for the values: SELECT DISTINCT {on} FROM {source}; then list them: "
-        f"PIVOT {source} ON {on} IN ('value1', 'value2') USING {using}.",
-    )
 
 
 def _extend(a: Analysis, found: list[Violation]) -> None:
