@@ -308,6 +308,11 @@ class EngineConfirmer:
             self.settings.code_mode.functions,
             from_plan=facts.functions - parsed_calls,
         )
+        if out:
+            # Refused for what it reads or calls: the estimates come from statistics over the very
+            # values it was refused for (``WHERE tax_id < '5'`` estimates how many SSNs are below
+            # '5'), so they would make the refusal's wording an oracle on blocked data.
+            return _verdict(out, facts, dialect, estimates=False), True
         out += self._limits(facts)
         return _verdict(out, facts, dialect), True
 
@@ -499,7 +504,16 @@ def _unreadable(problems: list[str]) -> Confirmation:
     return Confirmation(violations=(violation("ENGINE_REFUSED", msg),), risk=RiskLevel.HIGH)
 
 
-def _verdict(violations: list[Violation], facts: PlanFacts, dialect: str) -> Confirmation:
+def _verdict(
+    violations: list[Violation], facts: PlanFacts, dialect: str, *, estimates: bool = True
+) -> Confirmation:
+    if not estimates:
+        return Confirmation(
+            violations=tuple(violations),
+            tables=tuple(sorted({_dotted(s.schema, s.table) for s in facts.scans})),
+            columns=tuple(sorted(f"{t}.{c}" for _, t, c in facts.columns)),
+            functions=tuple(sorted(_dotted(s, n) for s, n in facts.functions)),
+        )
     reads: dict[str, float] = {}
     for scan in facts.scans:
         reads[scan.table] = reads.get(scan.table, 0.0) + scan.rows
