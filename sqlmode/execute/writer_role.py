@@ -15,8 +15,9 @@ failing row's DETAIL). The script (``sqlmode db grants`` prints it after the rea
 - nothing on blocked tables, blocked columns or tables outside ``[[database.tables]]``.
 
 :func:`writer_problems` is the start-up check of the role actually connected: anything it may do
-beyond that list is reported (the write executor logs each as a warning and keeps them in
-``warnings``), as the reader's check does.
+beyond that list fails start-up with WRITER_ROLE_UNSAFE naming each item, as the reader's proof does;
+with ``database.allow_privileged_role`` (development only) each is logged as a warning instead and kept
+in the executor's ``warnings``.
 """
 
 from __future__ import annotations

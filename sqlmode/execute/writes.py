@@ -176,9 +176,21 @@ class PostgresWriteExecutor:
         from .writer_role import writer_problems
 
         async with self._pool.acquire() as conn:
-            self.warnings = await writer_problems(conn, self.settings)
+            problems = await writer_problems(conn, self.settings)
+        if problems and not db.allow_privileged_role:
+            # Proven like the reader: a write role that can change or read more than the config says
+            # leaves only sqlmode's own checks between a fooled analyzer and the data.
+            await self.close()
+            fix = "run `sqlmode db grants --apply` and put the writer role's URL in database.write_url"
+            raise ConfigError(
+                "the write role may do more than the configuration allows: " + "; ".join(problems),
+                key="database.write_url",
+                code="WRITER_ROLE_UNSAFE",
+                hint=f"{fix}; database.allow_privileged_role = true skips this check (development only)",
+            )
+        self.warnings = problems
         for w in self.warnings:
-            log.warning("sqlmode writer: %s", w)
+            log.warning("sqlmode writer (database.allow_privileged_role is on): %s", w)
 
     async def close(self) -> None:
         if self._pool is not None:

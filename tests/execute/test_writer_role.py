@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from sqlmode.config import Settings
-from sqlmode.errors import ExecutionError, PermissionDeniedError
+from sqlmode.errors import ConfigError, ExecutionError, PermissionDeniedError
 from sqlmode.execute import open_write_executor
 from sqlmode.execute.grants import apply_grants
 from sqlmode.execute.writer_role import writer_script
@@ -137,11 +137,18 @@ async def test_a_failing_write_as_the_writer_shows_no_stored_value(
     )
 
 
-async def test_start_up_reports_what_a_role_may_do_beyond_the_configuration(
+async def test_start_up_refuses_a_write_role_that_may_do_more_than_the_configuration(
     pg_settings_factory: Callable[..., Settings], admin_db: str, pg_admin_url: str, writer_url: str
 ) -> None:
-    settings = pg_settings_factory(admin_db, config(admin_db))  # as the superuser
-    async with open_write_executor(settings) as w:
+    before = await rows(admin_db)
+    with pytest.raises(ConfigError) as ei:
+        async with open_write_executor(pg_settings_factory(admin_db, config(admin_db))):  # the superuser
+            pass
+    assert ei.value.code == "WRITER_ROLE_UNSAFE" and "superuser" in ei.value.message
+    assert "db grants --apply" in (ei.value.hint or "")
+    dev = config(admin_db)
+    dev["database"]["allow_privileged_role"] = True  # development opt-out: warnings instead
+    async with open_write_executor(pg_settings_factory(admin_db, dev)) as w:
         assert len(w.warnings) == 1 and "superuser" in w.warnings[0]
     conn = await asyncpg.connect(admin_db)
     try:
@@ -150,15 +157,23 @@ async def test_start_up_reports_what_a_role_may_do_beyond_the_configuration(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON people, log, secrets TO sqlmode_wide;"
         )
         wide = admin_db.replace(admin_db.split("@")[0].split("//")[1], "sqlmode_wide:wide-password-0123")
-        async with open_write_executor(pg_settings_factory(admin_db, config(admin_db, wide))) as w:
-            found = "\n".join(w.warnings)
+        with pytest.raises(ConfigError) as wide_err:
+            async with open_write_executor(pg_settings_factory(admin_db, config(admin_db, wide))):
+                pass
     finally:
         await conn.execute("DROP OWNED BY sqlmode_wide; DROP ROLE sqlmode_wide")
         await conn.close()
+    found = wide_err.value.message
+    assert wide_err.value.code == "WRITER_ROLE_UNSAFE"
     assert "blocked column(s) ssn of people" in found
     assert "may use table secrets" in found
     assert "may insert or update log" in found
     assert "may delete from people" in found
+    # Refusing start-up changed nothing in the database.
+    assert await rows(admin_db) == before
+    # The role db grants creates passes the same proof.
+    async with open_write_executor(pg_settings_factory(admin_db, config(admin_db, writer_url))) as w:
+        assert w.warnings == []
 
 
 def test_db_grants_prints_the_writer_role_when_writes_are_on(

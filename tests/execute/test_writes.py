@@ -48,7 +48,11 @@ async def pg_rows(url: str) -> list[tuple[int, str, int]]:
 def pg_write_settings(pg_settings: Callable[..., Settings], url: str, **code_mode: object) -> Settings:
     return pg_settings(
         url,
-        {"database": {"write_url": url, "tables": []}, "code_mode": {**WRITES["code_mode"], **code_mode}},
+        # The superuser writes here (development opt-out): sqlmode's own caps are what is tested.
+        {
+            "database": {"write_url": url, "tables": [], "allow_privileged_role": True},
+            "code_mode": {**WRITES["code_mode"], **code_mode},
+        },
     )
 
 
