@@ -117,7 +117,7 @@ def grant_script(
             f"role name {role!r} must be lower-case letters, digits and underscores", key="--role"
         )
     password = password if password is not None else secrets.token_urlsafe(24)
-    cm, db = settings.code_mode, settings.database
+    db = settings.database
     r = _ident(role)
     default_schema = (db.schemas or ["public"])[0]
 
@@ -174,31 +174,7 @@ def grant_script(
         ),
         "-- Role defaults: read-only and time-limited even outside sqlmode.",
         f"ALTER ROLE {r} SET default_transaction_read_only = on;",
-        f"ALTER ROLE {r} SET statement_timeout = {_literal(f'{cm.query_timeout_ms}ms')};",
-        f"ALTER ROLE {r} SET lock_timeout = {_literal(f'{db.lock_timeout_ms}ms')};",
-        f"ALTER ROLE {r} SET idle_in_transaction_session_timeout = "
-        f"{_literal(f'{db.idle_in_transaction_timeout_ms}ms')};",
-        f"ALTER ROLE {r} SET search_path = {search_path};",
-        "-- Start from nothing: no memberships, no privileges in any schema of this database.",
-        "DO $$",
-        "DECLARE g text; s text;",
-        "BEGIN",
-        "  FOR g IN SELECT m.roleid::regrole::text FROM pg_catalog.pg_auth_members m",
-        f"           WHERE m.member = {_literal(role)}::regrole LOOP",
-        f"    EXECUTE format('REVOKE %s FROM %I', g, {_literal(role)});",
-        "  END LOOP;",
-        "  FOR s IN SELECT nspname FROM pg_catalog.pg_namespace",
-        "           WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP",
-        "    -- Revoking a table privilege also revokes the matching column privileges.",
-        f"    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', s, {_literal(role)});",
-        f"    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I', s, {_literal(role)});",
-        f"    EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM %I', s, {_literal(role)});",
-        f"    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', s, {_literal(role)});",
-        "  END LOOP;",
-        f"  EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), {_literal(role)});",
-        f"  EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {_literal(role)});",
-        "END",
-        "$$;",
+        *role_defaults_from_nothing(role, settings, search_path),
         *(f"GRANT USAGE ON SCHEMA {_ident(s)} TO {r};" for s in sorted(schemas)),
         "-- SELECT on the allowed columns of the allowed tables, nothing else.",
         *grants,
@@ -274,3 +250,37 @@ async def apply_grants(admin_url: str, script: str) -> str:
     finally:
         await conn.close()
     return reader_url(admin_url, role, password)
+
+
+def role_defaults_from_nothing(role: str, settings: Settings, search_path: str) -> list[str]:
+    """Script lines shared by every role sqlmode creates: its time limits and search_path, then no
+    memberships and no privileges in any schema of this database (grants follow)."""
+    cm, db = settings.code_mode, settings.database
+    r, lit = _ident(role), _literal(role)
+    return [
+        f"ALTER ROLE {r} SET statement_timeout = {_literal(f'{cm.query_timeout_ms}ms')};",
+        f"ALTER ROLE {r} SET lock_timeout = {_literal(f'{db.lock_timeout_ms}ms')};",
+        f"ALTER ROLE {r} SET idle_in_transaction_session_timeout = "
+        f"{_literal(f'{db.idle_in_transaction_timeout_ms}ms')};",
+        f"ALTER ROLE {r} SET search_path = {search_path};",
+        "-- Start from nothing: no memberships, no privileges in any schema of this database.",
+        "DO $$",
+        "DECLARE g text; s text;",
+        "BEGIN",
+        "  FOR g IN SELECT m.roleid::regrole::text FROM pg_catalog.pg_auth_members m",
+        f"           WHERE m.member = {lit}::regrole LOOP",
+        f"    EXECUTE format('REVOKE %s FROM %I', g, {lit});",
+        "  END LOOP;",
+        "  FOR s IN SELECT nspname FROM pg_catalog.pg_namespace",
+        "           WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP",
+        "    -- Revoking a table privilege also revokes the matching column privileges.",
+        f"    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', s, {lit});",
+        f"    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I', s, {lit});",
+        f"    EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM %I', s, {lit});",
+        f"    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', s, {lit});",
+        "  END LOOP;",
+        f"  EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), {lit});",
+        f"  EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {lit});",
+        "END",
+        "$$;",
+    ]

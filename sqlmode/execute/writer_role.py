@@ -28,7 +28,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError
 from ..schema.snapshot import SchemaSnapshot
-from .grants import _HEADER, _ROLE_NAME, GrantScript, _ident, _literal
+from .grants import _HEADER, _ROLE_NAME, GrantScript, _ident, _literal, role_defaults_from_nothing
 
 __all__ = ["writable_tables", "writer_problems", "writer_script"]
 
@@ -54,7 +54,7 @@ def writer_script(
             f"role name {role!r} must be lower-case letters, digits and underscores", key="--role"
         )
     password = password if password is not None else secrets.token_urlsafe(24)
-    cm, db = settings.code_mode, settings.database
+    db = settings.database
     r, lit = _ident(role), _literal(role)
     default_schema = (db.schemas or ["public"])[0]
     write, delete = writable_tables(settings)
@@ -103,30 +103,7 @@ def writer_script(
         "$$;",
         f"ALTER ROLE {r} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
         f"PASSWORD {_literal(password)};",
-        f"ALTER ROLE {r} SET statement_timeout = {_literal(f'{cm.query_timeout_ms}ms')};",
-        f"ALTER ROLE {r} SET lock_timeout = {_literal(f'{db.lock_timeout_ms}ms')};",
-        f"ALTER ROLE {r} SET idle_in_transaction_session_timeout = "
-        f"{_literal(f'{db.idle_in_transaction_timeout_ms}ms')};",
-        f"ALTER ROLE {r} SET search_path = {search_path};",
-        "-- Start from nothing: no memberships, no privileges in any schema of this database.",
-        "DO $$",
-        "DECLARE g text; s text;",
-        "BEGIN",
-        "  FOR g IN SELECT m.roleid::regrole::text FROM pg_catalog.pg_auth_members m",
-        f"           WHERE m.member = {lit}::regrole LOOP",
-        f"    EXECUTE format('REVOKE %s FROM %I', g, {lit});",
-        "  END LOOP;",
-        "  FOR s IN SELECT nspname FROM pg_catalog.pg_namespace",
-        "           WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP",
-        f"    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', s, {lit});",
-        f"    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I', s, {lit});",
-        f"    EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM %I', s, {lit});",
-        f"    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', s, {lit});",
-        "  END LOOP;",
-        f"  EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), {lit});",
-        f"  EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {lit});",
-        "END",
-        "$$;",
+        *role_defaults_from_nothing(role, settings, search_path),
         *(f"GRANT USAGE ON SCHEMA {_ident(s)} TO {r};" for s in sorted(schemas)),
         "-- SELECT on readable columns; INSERT/UPDATE on writable ones; DELETE only where allowed.",
         *grants,
