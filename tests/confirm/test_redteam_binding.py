@@ -296,6 +296,13 @@ PG: dict[str, str] = {
     "pg_unicode_ident_lookalike_filter": (
         "SELECT c.name FROM customers c JOIN (SELECT 1 AS u, 'z' AS \"\\0073sn\") k ON k.u = c.id WHERE U&\"\\0073sn\" < '000000500' LIMIT 3"
     ),
+    # undoing the reader-role switch inside the query
+    "pg_set_config_role": "SELECT set_config('role', 'none', true) AS r, (SELECT max(secret) FROM recent_logins r JOIN credentials c USING (id)) AS s",
+    "pg_set_config_then_xml": "SELECT set_config('role', current_user, true) || query_to_xml('SELECT ssn FROM customers', true, true, '')::text AS x",
+    "pg_ts_stat": "SELECT * FROM ts_stat('SELECT to_tsvector(ssn) FROM customers')",
+    "pg_cursor_to_xml": "SELECT cursor_to_xml('c', 1, true, true, '')::text AS x",
+    "pg_lo_export_like": "SELECT pg_read_file('/etc/passwd') AS x",
+    "pg_dblink_like": "SELECT * FROM current_setting('role') AS r(x) WHERE EXISTS (SELECT 1 FROM customers WHERE ssn < '000000500')",
     "pg_qualified_schema": "SELECT public.customers.ssn FROM public.customers LIMIT 3",
     "pg_only_table": "SELECT ssn FROM ONLY customers LIMIT 3",
     "pg_tablesample": "SELECT ssn FROM customers TABLESAMPLE SYSTEM (100) LIMIT 3",
@@ -323,6 +330,37 @@ PG: dict[str, str] = {
     ),
 }
 
+# -- generated: every clause x every source kind x every nesting, the bare ``ssn`` binds outward --
+
+_INNER = {
+    "select": "SELECT ssn || '' AS ssn FROM {src} LIMIT 1",
+    "where": "SELECT 'k' AS ssn FROM {src} WHERE ssn < '000000500' LIMIT 1",
+    "group": "SELECT 'k' AS ssn FROM {src} GROUP BY ssn LIMIT 1",
+    "having": "SELECT 'k' AS ssn FROM {src} GROUP BY 1 HAVING ssn < '000000500' LIMIT 1",
+    "order": "SELECT 'k' AS ssn FROM {src} ORDER BY ssn || '' LIMIT 1",
+    "window": "SELECT max(ssn || '') OVER () AS ssn FROM {src} LIMIT 1",
+}
+_SOURCES = {
+    "table": "orders o",
+    "table_alias_ssn": "orders AS ssn",
+    "series": "generate_series(1, 2) g",
+    "values": "(VALUES (1), (2)) v",
+    "unnest": "unnest(ARRAY[1, 2]) u",
+    "derived": "(SELECT 1 AS y) d",
+}
+_NESTING = {
+    "scalar": "SELECT c.name, ({inner}) AS x FROM customers c LIMIT 3",
+    "depth2": "SELECT c.name, (SELECT ({inner}) FROM orders LIMIT 1) AS x FROM customers c LIMIT 3",
+    "lateral": "SELECT c.name, l.ssn FROM customers c, LATERAL ({inner}) l LIMIT 3",
+    "exists": "SELECT c.name FROM customers c WHERE EXISTS ({inner}) LIMIT 3",
+}
+GENERATED = {
+    f"gen_{n}_{i}_{s}": nest.format(inner=inner.format(src=src))
+    for n, nest in _NESTING.items()
+    for i, inner in _INNER.items()
+    for s, src in _SOURCES.items()
+}
+
 # -- oracle shapes: the verdict and its messages must not depend on the literal ----------------
 
 ORACLE_COMMON = [
@@ -345,6 +383,12 @@ ORACLE_DUCK = [
     "SELECT count(*) AS n FROM customers WHERE CAST(CASE WHEN ssn = {p} THEN 'zz' ELSE 'a' END AS ENUM('a')) = 'a'",
     "SELECT count(*) AS n FROM customers WHERE list_filter([1], x -> ssn < {p}) = []",
     "SELECT count(*) AS n FROM customers QUALIFY max(ssn) OVER () < {p}",
+    # PIVOT without an IN list: the service lists the values at validation
+    "PIVOT (SELECT region FROM customers WHERE ssn < {p}) ON region USING count(*)",
+    "PIVOT (SELECT region, id FROM customer_cards JOIN customers USING (id) WHERE tax_id < {p}) ON region USING count(*)",
+    "PIVOT (SELECT region FROM customers WHERE EXISTS (SELECT 1 AS ssn WHERE ssn < {p})) ON region USING count(*)",
+    "PIVOT (SELECT CASE WHEN ssn < {p} THEN 'a' ELSE 'b' END AS k FROM customers) ON k USING count(*)",
+    "PIVOT (SELECT region, name FROM customers) ON region USING count(*) GROUP BY name HAVING max(ssn) < {p}",
 ]
 ORACLE_PG = [
     "SELECT count(*) AS n FROM customers WHERE name ~ CASE WHEN ssn = {p} THEN '(' ELSE 'a' END",
@@ -428,8 +472,8 @@ async def pg(
         yield svc
 
 
-DUCK_PROBES = {**COMMON, **DUCK}
-PG_PROBES = {**COMMON, **PG}
+DUCK_PROBES = {**COMMON, **DUCK, **GENERATED}
+PG_PROBES = {**COMMON, **PG, **GENERATED}
 
 
 @pytest.mark.parametrize("sql", DUCK_PROBES.values(), ids=DUCK_PROBES.keys())
