@@ -252,6 +252,28 @@ DUCK: dict[str, str] = {
     "distinct_on": "SELECT DISTINCT ON (ssn) name FROM customers ORDER BY ssn LIMIT 3",
     "similar_to_filter": "SELECT name FROM customers WHERE ssn SIMILAR TO '0000005.*' LIMIT 3",
     "glob_filter": "SELECT name FROM customers WHERE ssn GLOB '0000005*' LIMIT 3",
+    # neighbours: lateral stars, column aliases on derived tables, named windows, struct literals
+    "lateral_star": "SELECT * FROM customers c JOIN LATERAL (SELECT c.*) x ON true LIMIT 3",
+    "cte_materialized": "WITH t AS MATERIALIZED (SELECT ssn FROM customers) SELECT count(*) FROM t",
+    "named_window": "SELECT name FROM customers WINDOW w AS (ORDER BY ssn) QUALIFY row_number() OVER w = 1",
+    "arg_max": "SELECT arg_max(name, ssn) FROM customers",
+    "order_collate": "SELECT name FROM customers ORDER BY ssn COLLATE nocase LIMIT 3",
+    "derived_from_outer": "SELECT c.name, t.* FROM customers c, (SELECT c.ssn) t LIMIT 3",
+    "struct_literal_field": "SELECT {'a': c.ssn}.a FROM customers c LIMIT 3",
+    "scalar_select_outer": "SELECT c.name FROM customers c WHERE (SELECT ssn) < '0005' LIMIT 3",
+    "map_from_entries": "SELECT map_from_entries([(name, ssn)]) FROM customers LIMIT 3",
+    "view_star": "SELECT * FROM customer_cards LIMIT 3",
+    "qualified_star_exclude": "SELECT c.* EXCLUDE (name) FROM customers c LIMIT 3",
+    "columns_qualified_star": "SELECT COLUMNS(c.*) FROM customers c LIMIT 3",
+    "derived_column_aliases": "SELECT t.c FROM (SELECT * FROM customers) t(a, b, c, d) LIMIT 3",
+    "table_column_aliases": "SELECT x.c FROM customers AS x(a, b, c, d) LIMIT 3",
+    "distinct_on_row": "SELECT DISTINCT ON (c) name FROM customers c LIMIT 3",
+    "scalar_subquery_of_row": "SELECT (SELECT customers) FROM customers LIMIT 3",
+    "list_aggr": "SELECT list_aggr([ssn], 'max') FROM customers LIMIT 3",
+    "semi_join_filter": (
+        "SELECT * FROM orders SEMI JOIN customers ON customers.ssn < '000000500' "
+        "AND customers.id = orders.customer_id LIMIT 3"
+    ),
     "lateral_implicit": "SELECT c.name, x FROM customers c, (SELECT c.ssn || '' AS x) LIMIT 3",
 }
 
