@@ -61,7 +61,8 @@ async def test_log_in_see_the_sql_and_its_hash_approve_and_the_waiting_call_retu
                 await page.click("#approve")
                 await page.wait_for_selector("text=approve by")
                 body = await page.inner_text("body")
-                assert "approved" in body and "ana" in body and "checked the SQL" in body
+                # The waiting call may already have run the query: then the request shows as used.
+                assert ("approved" in body or "used" in body) and "ana" in body and "checked the SQL" in body
                 assert await page.query_selector("#approve") is None  # decided: no more buttons
             finally:
                 await browser.close()
