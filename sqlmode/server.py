@@ -832,6 +832,9 @@ async def serve(
             await asyncio.sleep(0.02)
         if server.started:
             bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+            if port == 0 and not settings.approval.base_url:
+                # http_app could only guess port 0: approval links must name the port the OS chose.
+                service.approvals.base_url = f"http://{host}:{bound}"
             log.info(
                 "listening",
                 extra={"event": "listening", "transport": "http", "url": f"http://{host}:{bound}/mcp"},
