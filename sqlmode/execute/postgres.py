@@ -392,12 +392,7 @@ class PostgresExecutor:
         """Prove again, after a schema refresh, that the query role reads nothing blocked (ConfigError)."""
         if self.privileged or self.role is None:
             return
-        try:
-            conn = await self._acquire()
-        except (SqlmodeError, asyncio.CancelledError):
-            raise
-        except BaseException as e:
-            raise map_pg_error(e, target=self._target) from e
+        conn = await self._acquire()
         discard = True
         try:
             problems = await prove_role(conn, self.role, snapshot)
@@ -439,9 +434,15 @@ class PostgresExecutor:
     # -- connections --------------------------------------------------------------------
 
     async def _acquire(self) -> Any:
+        """A read-only pooled session; driver failures become sqlmode errors naming the target."""
         assert self._pool is not None, "executor is not started"
         for _ in range(3):
-            conn = await self._pool.acquire()
+            try:
+                conn = await self._pool.acquire()
+            except (SqlmodeError, asyncio.CancelledError):
+                raise
+            except BaseException as e:
+                raise map_pg_error(e, target=self._target) from e
             # The server reports this setting on every change; a session where it is off (which
             # the background reset should have made impossible) is never used.
             if getattr(conn.get_settings(), "default_transaction_read_only", None) == "on":
@@ -520,12 +521,7 @@ class PostgresExecutor:
             raise QueryTimeoutError(f"The query ran longer than its {ms} ms limit and was cancelled.") from e
 
     async def _fetch(self, sql: str, limit: int, ms: int) -> tuple[list[Any], tuple[Any, ...], bool]:
-        try:
-            conn = await self._acquire()
-        except (SqlmodeError, asyncio.CancelledError):
-            raise
-        except BaseException as e:
-            raise map_pg_error(e, target=self._target) from e
+        conn = await self._acquire()
         raw = conn
         begin = self._begin(ms)
         if (begin is None and ms < self._server_timeout_ms) or may_change_session(sql):
@@ -638,12 +634,7 @@ class PostgresExecutor:
         ms = self.settings.code_mode.query_timeout_ms
 
         async def go() -> list[tuple[Any, ...]]:
-            try:
-                conn = await self._acquire()
-            except (SqlmodeError, asyncio.CancelledError):
-                raise
-            except BaseException as e:
-                raise map_pg_error(e, target=self._target) from e
+            conn = await self._acquire()
             raw = conn
             if may_change_session(sql):
                 self._dirty.add(raw)
