@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,7 +52,8 @@ from sqlmode.analyze.explain import explain
 from sqlmode.analyze.references import resolve
 from sqlmode.analyze.rewrite import inject_limit, render
 from sqlmode.analyze.roundtrip import _reparse, check_round_trip
-from sqlmode.config import settings_from_dict
+from sqlmode.config import Settings, settings_from_dict
+from sqlmode.models import Dialect
 from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
 
 SAMPLE = {
@@ -102,7 +104,7 @@ def fmt(us: tuple[float, float, float]) -> str:
     return f"{med / 1000:7.3f} ms  ({lo / 1000:.3f} - {hi / 1000:.3f})"
 
 
-def settings(dialect: str):  # type: ignore[no-untyped-def]
+def settings(dialect: Dialect) -> Settings:
     return settings_from_dict(
         {
             "database": {"url": URLS[dialect]},
@@ -116,7 +118,7 @@ def settings(dialect: str):  # type: ignore[no-untyped-def]
     )
 
 
-def snapshot(dialect: str, tables: list[TableInfo]) -> SchemaSnapshot:
+def snapshot(dialect: Dialect, tables: list[TableInfo]) -> SchemaSnapshot:
     return SchemaSnapshot.build(
         dialect,
         "bench",
@@ -130,17 +132,23 @@ def sample_tables() -> list[TableInfo]:
     return [TableInfo(n, tuple(ColumnInfo(c, "VARCHAR") for c in cols)) for n, cols in SAMPLE.items()]
 
 
-def stages(dialect: str, sql: str, snap: SchemaSnapshot, analyzer: Analyzer, budget: float) -> None:
+def stages(dialect: Dialect, sql: str, snap: SchemaSnapshot, analyzer: Analyzer, budget: float) -> None:
     """Each stage of one analysis on its own (the sum is close to the whole)."""
     rules = analyzer.rules
     root = P.parse_one(sql, dialect)
     cls = C.classify(root, allow_writes=False, allow_deletes=False)
     inv = cls.inventory
+    assert inv is not None, "a SELECT is classified with its inventory"
     refs = resolve(root, snap, inv)
     limited = inject_limit(root.copy(), rules.max_rows)
     normalized = render(limited.root.copy(), dialect)
     final = P.parse_one(normalized, dialect)
-    parts = {
+
+    def round_trip_cold() -> None:
+        _reparse.cache_clear()
+        check_round_trip(normalized, final, dialect)
+
+    parts: dict[str, Callable[[], object]] = {
         "sqlglot parse": lambda: P.parse_one(sql, dialect),
         "engine parse (original)": lambda: P.engine_view.__wrapped__(sql, dialect),
         "classify (one walk)": lambda: C.classify(root, allow_writes=False, allow_deletes=False),
@@ -157,20 +165,17 @@ def stages(dialect: str, sql: str, snap: SchemaSnapshot, analyzer: Analyzer, bud
         "render (normalized code)": lambda: render(limited.root.copy(), dialect),
         "  (tree copy, not in analyze)": lambda: limited.root.copy(),
         "engine re-check of rendering": lambda: P.confirm_rendered(normalized, dialect, "SELECT"),
-        "round trip (re-parse + compare)": lambda: (
-            _reparse.cache_clear(),
-            check_round_trip(normalized, final, dialect),
-        ),
+        "round trip (re-parse + compare)": round_trip_cold,
     }
     for name, fn in parts.items():
         print(f"    {name:55s} {fmt(timeit(fn, budget))}")
 
 
 def qualify_alternative(
-    dialect: str, sql: str, tables: list[TableInfo], budget: float
+    dialect: Dialect, sql: str, tables: list[TableInfo], budget: float
 ) -> tuple[float, float]:
     """Our resolver vs sqlglot's qualify with a MappingSchema (schema built once, as we would)."""
-    mapping = {t.name: {c.name: c.type for c in t.columns} for t in tables}
+    mapping: dict[str, object] = {t.name: {c.name: c.type for c in t.columns} for t in tables}
     schema = MappingSchema(mapping, dialect=dialect)
     root = sqlglot.parse_one(sql, read=dialect)
     snap = snapshot(dialect, tables)
@@ -195,7 +200,7 @@ def main() -> None:
         print(
             f"[{dialect}] typical query, full analysis: {fmt(timeit(cold(analyzer, typical, snap), budget))}"
         )
-        warm = timeit(lambda a=analyzer, q=typical, s=snap: a.analyze(q, s), budget / 2)
+        warm = timeit(partial(analyzer.analyze, typical, snap), budget / 2)
         print(f"    same text again (warm caches, e.g. at execute time)   {fmt(warm)}")
         stages(dialect, typical, snap, analyzer, budget / 2)
         meds = []

@@ -111,7 +111,7 @@ async def dialect_figures(env: BenchEnv, results: Results, d: str, settings: Any
             s = await abench(lambda: on.executor.catalog_query(BOUND_PLAN_SQL, args), small)
             results.add(f"{p}.bound_plan", GROUP, f"{d}: the bound plan (json_serialize_plan)", s)
         tree = sqlglot.parse_one(normalized, read=d)
-        uncached = roundtrip._reparse.__wrapped__  # type: ignore[attr-defined]
+        uncached = roundtrip._reparse.__wrapped__
         s = bench(lambda: uncached(normalized, d).tree == tree, small)
         results.add(f"{p}.round_trip", GROUP, f"{d}: round-trip re-parse and compare, uncached", s)
         s = await abench(lambda: on.executor.catalog_query(CATALOG_SQL[d]), b.scaled(0.2))

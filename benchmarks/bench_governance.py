@@ -14,12 +14,23 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlmode.config import bundled_path, settings_from_dict
 from sqlmode.models import Action, Analysis, Complexity, Principal, RiskLevel
 from sqlmode.policy import CedarEvaluator
 from sqlmode.token import TokenService, code_hash
+
+
+class _Binding(TypedDict):
+    """What a token is bound to (the keyword arguments ``mint`` and ``verify`` share)."""
+
+    code_hash: str
+    user: str
+    session: str
+    schema_hash: str
+    policy_hash: str
+
 
 TARGETS_MS = {"cedar_decision": 0.2, "cedar_decision_denied": 0.2, "token_mint_verify": 0.05}
 
@@ -90,7 +101,7 @@ def run(rounds: int = 7, number: int = 2000) -> dict[str, float]:
     assert not evaluator.evaluate(ann, denied).allowed  # analysts may not touch support_tickets
 
     tokens = TokenService.from_settings(settings)
-    bind = {
+    bind: _Binding = {
         "code_hash": code_hash("SELECT id FROM orders LIMIT 20"),
         "user": "bob",
         "session": "s1",

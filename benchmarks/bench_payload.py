@@ -84,6 +84,7 @@ async def run(env: BenchEnv, results: Results) -> None:
         tools = await client.list_tools()
         tools_json = _wire(tools).get("tools", [])
         per_tool = {t["name"]: _json_bytes(t) for t in tools_json}
+        estimate = tokens_estimate(json.dumps(tools_json))
         results.add(
             "payload.list_tools",
             GROUP,
@@ -92,7 +93,8 @@ async def run(env: BenchEnv, results: Results) -> None:
             unit="bytes",
             target=T_TOOLS,
             per_tool=per_tool,
-            **{k: v for k, v in tokens_estimate(json.dumps(tools_json)).items() if k != "bytes"},
+            tokens_bytes_div_4=estimate["tokens_bytes_div_4"],
+            tokens_lower_bound=estimate["tokens_lower_bound"],
         )
 
         v = await client.call_tool("validate_code", {"code": ROWS_SQL})

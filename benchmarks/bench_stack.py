@@ -17,6 +17,7 @@ The four layers run in rotation, one call each per round, so they see the same m
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from common import Results, abench, ainterleaved, peak_memory
@@ -110,9 +111,9 @@ async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) 
                     (
                         "service",
                         lambda code, tok: service.execute(code, tok, user=None, session="bench"),
-                        lambda q=sql: svc_token(q),
+                        partial(svc_token, sql),
                     ),
-                    ("mcp", mcp_execute, lambda q=sql: mcp_token(q)),
+                    ("mcp", mcp_execute, partial(mcp_token, sql)),
                 ],
                 b,
             )

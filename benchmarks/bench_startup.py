@@ -167,7 +167,7 @@ async def stdio_sessions(results: Results, params: StdioServerParameters, n: int
     go.set()
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0
-    common = {"sessions": n, "duration_s": round(elapsed, 2), "round_trips": len(latencies)}
+    common: dict[str, Any] = {"sessions": n, "duration_s": round(elapsed, 2), "round_trips": len(latencies)}
     if errors:
         common["first_errors"] = sorted(set(errors))[:3]
     g = "concurrency"

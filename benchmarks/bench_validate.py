@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -97,8 +98,8 @@ async def typical_corpus(env: BenchEnv, results: Results, dialect: str, settings
         for name, sql in corpus:
             head = name == TYPICAL_NAME
             bb = b if head else b.scaled(0.5)
-            s_parse = bench(lambda sql=sql: sqlglot.parse_one(sql, read=d), bb)
-            s_analyze = bench(lambda sql=sql: analyzer.analyze(sql, snapshot), bb)
+            s_parse = bench(partial(sqlglot.parse_one, sql, read=d), bb)
+            s_analyze = bench(partial(analyzer.analyze, sql, snapshot), bb)
             s_validate = await abench(lambda sql=sql: _service_validate(service, sql), bb)
             analysis = analyzer.analyze(sql, snapshot)
             v = await _service_validate(service, sql)
@@ -118,7 +119,7 @@ async def typical_corpus(env: BenchEnv, results: Results, dialect: str, settings
                 continue
             p = f"validate.{d}.typical"
             results.add(f"{p}.parse", GROUP, f"{d}: sqlglot parse alone (typical query)", s_parse)
-            s_eparse = bench(lambda sql=sql: eparse(sql), bb)
+            s_eparse = bench(partial(eparse, sql), bb)
             results.add(f"{p}.engine_parse", GROUP, f"{d}: engine parser alone", s_eparse)
             results.add(
                 f"{p}.analyze",
@@ -129,7 +130,7 @@ async def typical_corpus(env: BenchEnv, results: Results, dialect: str, settings
                 target=T_ANALYZE,
                 headline=True,
             )
-            s_cedar = bench(lambda a=analysis: service.evaluator.evaluate(principal, a), bb)
+            s_cedar = bench(partial(service.evaluator.evaluate, principal, analysis), bb)
             # Components of this query's path; the Cedar and token targets are bench_governance.py's.
             results.add(f"{p}.cedar", GROUP, f"{d}: Cedar decision for this query", s_cedar)
             s_token = bench(lambda: _mint_verify(service, snapshot, principal), bb)
@@ -286,8 +287,8 @@ def tpch(results: Results, env: BenchEnv) -> Path:
         snap = SchemaSnapshot.build(d, "tpch", tables)
         per: dict[str, Any] = {}
         for name, sql in TPCH[:1] if results.tiny else TPCH[:2] if results.quick else TPCH:
-            s_p = bench(lambda sql=sql, d=d: sqlglot.parse_one(sql, read=d), b)
-            s_a = bench(lambda sql=sql, an=analyzer, sn=snap: an.analyze(sql, sn), b)
+            s_p = bench(partial(sqlglot.parse_one, sql, read=d), b)
+            s_a = bench(partial(analyzer.analyze, sql, snap), b)
             per[name] = {
                 "parse_ms": s_p.median,
                 "analyze_ms": s_a.median,
@@ -343,8 +344,8 @@ def schema_growth(results: Results, env: BenchEnv) -> None:
     for n in (10, 100) if results.tiny else (10, 100, 1000):
         snap = SchemaSnapshot.build("duckdb", "synthetic", synthetic_tables(n))
         q2, q6 = synthetic_query(n), synthetic_six_table_query(n)
-        s2 = bench(lambda q=q2, s=snap: analyzer.analyze(q, s), b)
-        s6 = bench(lambda q=q6, s=snap: analyzer.analyze(q, s), b)
+        s2 = bench(partial(analyzer.analyze, q2, snap), b)
+        s6 = bench(partial(analyzer.analyze, q6, snap), b)
         results.add(
             f"validate.schema{n}.typical",
             GROUP,
@@ -407,8 +408,8 @@ def query_growth(results: Results, env: BenchEnv, snapshot: SchemaSnapshot) -> N
     analyzer = Analyzer(env.settings("duckdb"))
     for k in (1, 4) if results.tiny else (1, 4, 16, 64):
         sql = grown_query(k)
-        s_p = bench(lambda sql=sql: sqlglot.parse_one(sql, read="duckdb"), b)
-        s_a = bench(lambda sql=sql: analyzer.analyze(sql, snapshot), b)
+        s_p = bench(partial(sqlglot.parse_one, sql, read="duckdb"), b)
+        s_a = bench(partial(analyzer.analyze, sql, snapshot), b)
         results.add(f"validate.qsize{k}.parse", GROUP, f"parse, query with {k} columns + {k} predicates", s_p)
         results.add(
             f"validate.qsize{k}.analyze",

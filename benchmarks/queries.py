@@ -198,6 +198,7 @@ def tpch_tables() -> list[TableInfo]:
         cols, fks, pk = [], [], set()
         for e in schema.expressions:
             if isinstance(e, exp.ColumnDef):
+                assert e.kind is not None, e.sql()  # every column of the TPC-H DDL has a type
                 is_pk = any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in e.constraints)
                 cols.append((e.name, e.kind.sql("duckdb").upper(), is_pk))
                 for c in e.constraints:
