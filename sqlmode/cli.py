@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .config import CONFIG_ENV, Settings, load_config
+from .config import CONFIG_ENV, Settings, load_config, one_shot_secret
 from .errors import ApprovalError, SqlmodeError
 from .models import ValidationResult
 from .output import format_csv, format_table, safe_json, terminal_safe
@@ -84,19 +84,6 @@ def _service(config_path: str | None, **kw: Any) -> Any:
     from .service import CodeModeService
 
     return CodeModeService(one_shot_secret(_load(config_path)), **kw)
-
-
-def one_shot_secret(settings: Settings) -> Settings:
-    """A random token secret when none is configured, for commands whose tokens die with them.
-
-    validate, query, schema and the demo mint tokens only for this process, so an ephemeral
-    secret is the right one and not worth a warning (serve still warns: its clients may hold on).
-    """
-    if not settings.code_mode.token_secret:
-        import secrets
-
-        settings.code_mode.token_secret = secrets.token_urlsafe(32)
-    return settings
 
 
 class _Guarded(click.Group):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import secrets
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -540,6 +541,17 @@ def _config_error(e: ValidationError, shown: str) -> ConfigError:
             msg = "is not a known setting (check the spelling)"
         problems.append(f"{key}: {msg}")
     return ConfigError("; ".join(problems), path=shown, key=None if len(problems) > 1 else first_key)
+
+
+def one_shot_secret(settings: Settings) -> Settings:
+    """A random token secret when none is configured, for commands whose tokens die with them.
+
+    validate, query, schema and the demo mint tokens only for this process, so an ephemeral
+    secret is the right one and not worth a warning (serve still warns: its clients may hold on).
+    """
+    if not settings.code_mode.token_secret:
+        settings.code_mode.token_secret = secrets.token_urlsafe(32)
+    return settings
 
 
 def _secret_from_env(s: Settings) -> None:

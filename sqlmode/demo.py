@@ -11,10 +11,10 @@ from typing import Any
 import click
 from mcp import Client
 
-from .cli import format_table, one_shot_secret
-from .config import load_config
+from .config import load_config, one_shot_secret
 from .initconfig import sqlmode_command
 from .models import QueryResult
+from .output import format_table
 from .sample import blocked_demo_sql, long_tail_sql
 from .server import build_server
 from .service import CodeModeService

@@ -15,8 +15,7 @@ import cedarpy
 
 from ..config import Settings
 from ..errors import PolicyError
-from .engine import effective_text, policy_hash_of
-from .source import Sources, Statement, load_sources, split_statements
+from .source import Sources, Statement, effective_text, load_sources, policy_hash_of, split_statements
 
 _KNOWN_ANNOTATIONS = {"id", "code", "reason", "hint"}
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")

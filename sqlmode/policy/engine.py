@@ -31,8 +31,18 @@ from cedarpy.pst import entity_uids
 from ..config import Settings
 from ..errors import PolicyError
 from ..models import Analysis, Decision, Principal, Violation
+from .check import check_sources
 from .request import build_request
-from .source import Sources, load_sources, policies_dir, split_statements, stamps, watched_paths
+from .source import (
+    Sources,
+    effective_text,
+    load_sources,
+    policies_dir,
+    policy_hash_of,
+    split_statements,
+    stamps,
+    watched_paths,
+)
 
 log = logging.getLogger(__name__)
 _CONTEXT = pst.Var("context")
@@ -127,27 +137,8 @@ def _string_literals(node: Any) -> set[str] | None:
     return None
 
 
-def effective_text(sources: Sources) -> str:
-    """All layers concatenated with headers naming where each came from."""
-    parts = []
-    for src in sources.layers:
-        parts.append(f"// ===== layer: {src.layer} ({src.name}) =====\n{src.text.rstrip()}\n")
-    return "\n".join(parts)
-
-
-def policy_hash_of(schema_text: str, text: str) -> str:
-    """The hash approval tokens bind to: the schema plus the effective policy text."""
-    h = hashlib.sha256()
-    h.update(schema_text.encode())
-    h.update(b"\0")
-    h.update(text.encode())
-    return h.hexdigest()
-
-
 def compile_sources(sources: Sources) -> LoadedPolicies:
     """Parse and validate ``sources``; raise PolicyError naming file and line on any problem."""
-    from .check import check_sources  # local: check imports this module
-
     text = effective_text(sources)
     try:
         schema = cedarpy.Schema.from_str(sources.schema_text)

@@ -13,6 +13,7 @@ The schema is ``policies/sqlmode.cedarschema``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,3 +177,20 @@ def split_statements(source: PolicySource) -> list[Statement]:
     if start is not None:
         out.append(Statement(source, start_line, text[start:]))
     return out
+
+
+def effective_text(sources: Sources) -> str:
+    """All layers concatenated with headers naming where each came from."""
+    parts = []
+    for src in sources.layers:
+        parts.append(f"// ===== layer: {src.layer} ({src.name}) =====\n{src.text.rstrip()}\n")
+    return "\n".join(parts)
+
+
+def policy_hash_of(schema_text: str, text: str) -> str:
+    """The hash approval tokens bind to: the schema plus the effective policy text."""
+    h = hashlib.sha256()
+    h.update(schema_text.encode())
+    h.update(b"\0")
+    h.update(text.encode())
+    return h.hexdigest()
