@@ -8,10 +8,26 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "sqlmode"
-LAYERS = ["config", "schema", "analyze", "policy", "token", "execute", "audit", "service", "server"]
-# Top-level helper modules and the layer they belong to.
+LAYERS = [
+    "config",
+    "seam",
+    "schema",
+    "analyze",
+    "policy",
+    "token",
+    "execute",
+    "engines",
+    "audit",
+    "service",
+    "server",
+]
+# Top-level helper modules (or "package.module" where one package spans two layers) and their layer.
 PLACEMENT = {
     "config": "config",
+    # The engine seam (protocol, traits, registry) is low so that schema and analyze can ask an
+    # engine; the engine modules build on execute/ and register themselves in the seam.
+    "engines.base": "seam",
+    "engines": "engines",
     "sample": "config",
     "dberrors": "config",
     "schema": "schema",
@@ -43,7 +59,7 @@ def _layer_of(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] != "sqlmode" or len(parts) < 2:
         return None
-    return PLACEMENT.get(parts[1], parts[1])
+    return PLACEMENT.get(".".join(parts[1:3]), PLACEMENT.get(parts[1], parts[1]))
 
 
 def _imports(path: Path) -> list[str]:

@@ -1,0 +1,196 @@
+"""The engine seam: what the rest of sqlmode may ask a database engine, and the registry.
+
+Two kinds of answers:
+
+- :class:`EngineTraits`, pure facts (names, default schema, case rules...), cheap to read
+  anywhere; the analyzer branches on these, never on an engine's name;
+- the :class:`Engine` protocol's methods, which do things (parse with the engine's own
+  parser, open an executor, write grant scripts...).
+
+This module is the low half of the seam (layer ``engines`` in DESIGN.md, right after
+``config``): schema and analyze import it. The engine modules themselves (engines/postgres.py,
+engines/duckdb.py) build on the engine-independent execute/ layer and register here when the
+``sqlmode.engines`` package is imported (always before this module, by Python's import order).
+Look an engine up with :func:`engine_for_url` / :func:`engine_named`; see engines/__init__.py
+for how to add one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..errors import ConfigError
+from ..models import QueryResult
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = [
+    "Engine",
+    "EngineTraits",
+    "Executor",
+    "NativeSyntaxError",
+    "NativeView",
+    "engine_for_url",
+    "engine_named",
+    "known_schemes",
+    "register_engine",
+    "url_scheme",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineTraits:
+    """Pure facts about one engine's SQL, for code that must not know engine names."""
+
+    #: Registry key and the ``dialect`` reported in results ("postgres", "duckdb", ...).
+    name: str
+    #: Human name for messages ("PostgreSQL").
+    display_name: str
+    #: sqlglot's dialect name for parsing and rendering.
+    sqlglot_dialect: str
+    #: The schema an unqualified table name lives in.
+    default_schema: str
+    #: Schemas that hold the engine's catalogs, not data.
+    system_schemas: frozenset[str]
+    #: Schemas that may prefix a call to a built-in function (``pg_catalog.lower(x)``).
+    system_function_schemas: frozenset[str]
+    #: Whether a quoted mixed-case identifier is a different name from its lower-case form
+    #: (PostgreSQL: ``"C"`` is not ``c``; DuckDB: case-insensitive always).
+    quoted_identifiers_case_sensitive: bool
+    #: Default names of VALUES columns, as format strings over ``i`` (0-based) and ``n`` (1-based).
+    values_column_names: tuple[str, ...] = ("column{n}",)
+    #: Operators the engine parses into function nodes; the function allowlist admits the
+    #: node classes these samples parse to.
+    operator_samples: tuple[str, ...] = ()
+    #: Whether ``PIVOT ... ON col`` without a value list is expanded by asking the data
+    #: (the engine's own PIVOT, which otherwise decides its output columns at run time).
+    pivot_without_values: bool = False
+    #: How the engine's catalog names a function that may change state, for messages.
+    volatile_wording: str = "is VOLATILE"
+
+
+@dataclass(frozen=True, slots=True)
+class NativeView:
+    """What the engine's own parser saw: how many statements and of which kind."""
+
+    #: One upper-case kind per statement ("SELECT", "INSERT", ... or "OTHER").
+    types: tuple[str, ...]
+    #: Engine-specific raw tree (PostgreSQL: pglast's JSON), for :meth:`Engine.native_refusals`.
+    tree_json: str = ""
+
+
+class NativeSyntaxError(ValueError):
+    """The engine's own parser rejects the text; the message names the engine and the problem."""
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs read queries for one configured database (opened by :meth:`Engine.open_executor`).
+
+    The session is read-only, limited and cleaned between uses, whatever the analyzer let through.
+    """
+
+    #: The engine's registry name (``EngineTraits.name``).
+    dialect: str
+    #: Start-up warnings about the connection's privileges (e.g. "role is a superuser").
+    warnings: list[str]
+
+    async def run(self, sql: str, max_rows: int | None = None, timeout_ms: int | None = None) -> QueryResult:
+        """Run one read query; at most ``max_rows`` rows come back (``truncated`` says if more existed)."""
+        ...
+
+    async def explain(self, sql: str) -> dict[str, Any]:
+        """The engine's plan of ``sql`` as JSON (not executed)."""
+        ...
+
+    async def catalog_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A trusted catalog query with bind parameters, run as the reader; raw rows."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One database engine. Methods that need the database take the Settings naming it.
+
+    The full surface (reflection, function catalog, bound access sets, sessions, writes,
+    grants) is documented in docs/engines.md; every method is required.
+    """
+
+    #: Pure facts (see :class:`EngineTraits`).
+    traits: EngineTraits
+    #: URL schemes served (the part before ``://``, without a ``+driver`` suffix).
+    schemes: tuple[str, ...]
+    #: A paragraph for the LLM's prompt: the dialect's idioms and what is never allowed.
+    dialect_notes: str
+
+    # -- the engine's own parser ------------------------------------------------------------
+
+    def native_statements(self, code: str) -> NativeView:
+        """Statement kinds as the engine's parser sees them; :class:`NativeSyntaxError` if it cannot parse."""
+        ...
+
+    def native_refusals(self, view: NativeView, root_is_write: bool = False) -> list[str]:
+        """Violation codes the engine's own tree shows (nested writes, SELECT INTO, locking)."""
+        ...
+
+    def confirms_rendered(self, sql: str, expected: str) -> bool:
+        """Whether the engine reads rendered SQL as exactly one statement of kind ``expected``."""
+        ...
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+_BY_SCHEME: dict[str, Engine] = {}
+_BY_NAME: dict[str, Engine] = {}
+
+
+def register_engine(engine: Engine) -> Engine:
+    """Serve ``engine.schemes`` with ``engine`` (a later registration of a scheme wins)."""
+    if not engine.schemes:
+        raise ValueError(f"engine {engine.traits.name!r} names no URL scheme")
+    for scheme in engine.schemes:
+        _BY_SCHEME[scheme.lower()] = engine
+    _BY_NAME[engine.traits.name] = engine
+    return engine
+
+
+def url_scheme(url: str) -> str:
+    """'postgresql+asyncpg://u@h/db' -> 'postgresql' (lower case; '' when there is none)."""
+    head, sep, _ = url.partition(":")
+    return head.split("+", 1)[0].strip().lower() if sep else ""
+
+
+def known_schemes() -> tuple[str, ...]:
+    return tuple(sorted(_BY_SCHEME))
+
+
+def engine_for_url(url: str) -> Engine:
+    """The engine serving ``url``'s scheme; a ConfigError listing the known schemes otherwise."""
+    scheme = url_scheme(url)
+    engine = _BY_SCHEME.get(scheme)
+    if engine is None:
+        known = ", ".join(f"{s}://" for s in known_schemes()) or "none registered"
+        shown = f"{scheme}://" if scheme else repr(url[:40])
+        raise ConfigError(
+            f"no database engine serves {shown} URLs (known: {known})",
+            key="database.url",
+        )
+    return engine
+
+
+def engine_named(name: str) -> Engine:
+    """The engine registered under ``name`` (``EngineTraits.name``, the ``dialect`` of results)."""
+    engine = _BY_NAME.get(name)
+    if engine is None:
+        raise ConfigError(f"no database engine is named {name!r} (known: {', '.join(sorted(_BY_NAME))})")
+    return engine
+
+
+def settings_engine(settings: Settings) -> Engine:
+    """The engine of ``settings.database.url``."""
+    return engine_for_url(settings.database.url)
