@@ -12,6 +12,7 @@ JSON-lines format of every other sqlmode log on stderr.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Iterable
@@ -22,13 +23,23 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 
 from .errors import ConfigError
 
-__all__ = ["ACCESS_LOG", "HttpBoundary", "canonical_origin", "parse_origins"]
+__all__ = ["ACCESS_LOG", "HttpBoundary", "canonical_origin", "is_loopback", "parse_origins"]
 
 ACCESS_LOG = logging.getLogger("sqlmode.access")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def canonical_origin(value: str) -> Origin | None:

@@ -280,6 +280,11 @@ class ApprovalConfig(_Section):
     expires_seconds: int = Field(default=900, ge=1, le=86400)
     # The page's address as approvers reach it (default: the HTTP server's own address).
     base_url: str | None = None
+    # A stdio process serves the page itself, on this address: loopback unless page_allow_remote
+    # (the page logs approvers in); port 0 lets the OS pick a free one, which the links then carry.
+    page_host: str = "127.0.0.1"
+    page_port: int = Field(default=0, ge=0, le=65535)
+    page_allow_remote: bool = False
     # How long one execute_code call waits for the decision before answering "still pending".
     wait_seconds: float = Field(default=20.0, ge=0, le=120)
     # Notify approvers of each new request (a POST of its id and link); signed when a secret is set.

@@ -22,7 +22,6 @@ cancels the tool, which interrupts the running query (the executors interrupt on
 # No `from __future__ import annotations`: the tools' annotations name closure variables (the
 # resolver, the dialect), which the SDK can evaluate only when they are evaluated at definition.
 import asyncio
-import ipaddress
 import json
 import logging
 import re
@@ -43,7 +42,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
 from starlette.routing import Route
 
-from .access import ACCESS_LOG, HttpBoundary, parse_origins
+from .access import ACCESS_LOG, HttpBoundary, is_loopback, parse_origins
 from .analyze import VIOLATION_CODES
 from .analyze.parse import MAX_CODE_CHARS
 from .approval import needs_approval
@@ -665,16 +664,6 @@ async def _heartbeat(ctx: Context, interval: float) -> None:
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def transport_security(settings: Settings, host: str) -> TransportSecuritySettings:
     """Host checks (DNS rebinding protection), always on; Origins exactly as configured."""
     hosts = list(settings.server.allowed_hosts)
@@ -816,7 +805,14 @@ async def serve(
                 "serving over stdio",
                 extra={"event": "serving", "transport": "stdio", "dialect": settings.dialect},
             )
-            await build_server(service).run_stdio_async()
+            from .web.page import page_needed, stdio_page
+
+            if not page_needed(service):
+                await build_server(service).run_stdio_async()
+                return
+            # Approvers decide on a page of this process's own (the pipe is the model's).
+            async with stdio_page(service):
+                await build_server(service).run_stdio_async()
             return
         import uvicorn
 
