@@ -37,8 +37,9 @@ def _audit_tail(service: CodeModeService) -> list[dict[str, Any]]:
     return out
 
 
-async def admin_html(service: CodeModeService, user: str) -> str:
-    """The admin page's body for ``user`` (already checked to be an approver)."""
+async def admin_html(service: CodeModeService, user: str, csrf: str = "") -> str:
+    """The admin page's body for ``user`` (already checked to be an approver); ``csrf``: the cookie
+    session's token for the log-out form (empty for a bearer request, which has nothing to log out)."""
     e = html.escape
     recs = await service.approvals.recent()
     pending = [r for r in recs if r["status"] == "pending"]
@@ -85,7 +86,8 @@ async def admin_html(service: CodeModeService, user: str) -> str:
     )
     return (
         f"<h1>sqlmode admin</h1><p>You are <b>{e(user)}</b>. "
-        "<form method='post' action='/logout' style='display:inline'><button>Log out</button></form></p>"
+        "<form method='post' action='/logout' style='display:inline'>"
+        f"<input type='hidden' name='csrf' value='{e(csrf, quote=True)}'><button>Log out</button></form></p>"
         f"<h2>Pending approvals</h2>{rows(pending)}<h2>Decided approvals</h2>{rows(decided)}"
         f"<h2>Audit log</h2><p id='audit-verify'>audit verify: {e(verdict)}</p>"
         "<table><tr><th>time</th><th>event</th><th>user</th><th>decision</th><th>approval</th>"

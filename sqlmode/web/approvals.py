@@ -8,9 +8,12 @@
     POST /logout                    SameSite=Strict session cookie kept in the shared state store
 
 Credentials are the MCP endpoint's (``[auth]`` bearer tokens or JWTs). A request with an
-``Authorization`` header carries no ambient authority, so it needs no CSRF token; a cookie session
-must send the session's CSRF token with every POST, and a POST whose Origin is not this server's is
-refused. Every response forbids framing and caching. The decision rules (approvers group, never the
+``Authorization`` header carries no ambient authority, so it needs no CSRF token. Every POST whose
+Origin (or, without one, Referer) names another site is refused. A cookie session must send the
+session's CSRF token with every POST (decide, log out); the login form, which has no session yet,
+must send back the token its GET set in a cookie (double submit), so a POST without Origin or
+Referer (old browsers, stripping proxies) is never trusted on headers alone. Every response forbids
+framing and caching. The decision rules (approvers group, never the
 requester, distinct approvers) are the book's, so every path to a decision obeys them.
 """
 
@@ -41,6 +44,8 @@ log = logging.getLogger("sqlmode.web")
 
 WEB_PREFIXES = ("/approvals/", "/login", "/logout", "/admin")
 COOKIE = "sqlmode_session"
+LOGIN_COOKIE = "sqlmode_login"
+_BAD_CSRF = "the form's CSRF token is missing or wrong; reload the page"
 _SESSIONS = "web-session"
 _SESSION_SECONDS = 8 * 3600
 _HEADERS = {
@@ -81,14 +86,21 @@ def _wants_json(request: Request) -> bool:
     ).startswith("application/json")
 
 
-def _same_origin(request: Request) -> bool:
-    """A browser POST names its page's origin; it must be this server (a missing header passes)."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
+def _cross_site(request: Request) -> bool:
+    """Whether the POST says it comes from another site: its Origin, else its Referer, is not this
+    server. Neither header says nothing: the caller then relies on a token (bearer or CSRF)."""
+    source = request.headers.get("origin")
+    if source is None:
+        source = request.headers.get("referer") or None
+    if source is None:
+        return False
+    parts = urlsplit(source)
     host = request.headers.get("host", "")
-    parts = urlsplit(origin)
-    return parts.netloc.lower() == host.lower() and parts.scheme in ("http", "https")
+    return not (parts.netloc.lower() == host.lower() and parts.scheme in ("http", "https"))
+
+
+def _tokens_match(sent: str, expected: str | None) -> bool:
+    return bool(sent) and bool(expected) and hmac.compare_digest(sent.encode(), str(expected).encode())
 
 
 def _ts(t: float) -> str:
@@ -169,7 +181,7 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
         w = await who(request)
         if w is None:
             return _error(request, 401, "AUTH_FAILED", "log in or send a bearer token")
-        if not _same_origin(request):
+        if _cross_site(request):
             return _error(request, 403, "CSRF_FAILED", "the request came from another site")
         comment = ""
         if request.headers.get("content-type", "").startswith("application/json"):
@@ -185,8 +197,8 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
             form = await request.form()
             comment = str(form.get("comment") or "")
             sent_csrf = str(form.get("csrf") or "")
-        if w.csrf is not None and not hmac.compare_digest(sent_csrf.encode(), w.csrf.encode()):
-            return _error(request, 403, "CSRF_FAILED", "the form's CSRF token is missing or wrong; reload")
+        if w.csrf is not None and not _tokens_match(sent_csrf, w.csrf):
+            return _error(request, 403, "CSRF_FAILED", _BAD_CSRF)
         rid = request.path_params["id"]
         try:
             rec = await service.decide_approval(rid, w.principal, verdict, comment)
@@ -210,22 +222,39 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
             return _error(
                 request, 403, "APPROVAL_NOT_APPROVER", f"the admin page is for members of {group!r}"
             )
-        return _page("sqlmode admin", await admin_html(service, w.principal.user))
+        return _page("sqlmode admin", await admin_html(service, w.principal.user, w.csrf or ""))
 
     async def login_form(request: Request) -> Response:
         nxt = _safe_next(request.query_params.get("next"))
-        return _page("sqlmode: log in", _login_html(nxt, ""))
+        # One token per browser (kept while it lasts), so two open login tabs both work.
+        token = request.cookies.get(LOGIN_COOKIE) or ""
+        if not 20 <= len(token) <= 100:
+            token = secrets.token_urlsafe(24)
+        resp = _page("sqlmode: log in", _login_html(nxt, "", token))
+        resp.set_cookie(
+            LOGIN_COOKIE,
+            token,
+            max_age=3600,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/login",
+        )
+        return resp
 
     async def login(request: Request) -> Response:
         if verifier is None:
             return _error(request, 403, "AUTH_FAILED", "this server has no credentials configured")
-        if not _same_origin(request):
+        if _cross_site(request):
             return _error(request, 403, "CSRF_FAILED", "the request came from another site")
         form = await request.form()
         nxt = _safe_next(str(form.get("next") or ""))
+        token = request.cookies.get(LOGIN_COOKIE)
+        if not _tokens_match(str(form.get("login_csrf") or ""), token):
+            return _error(request, 403, "CSRF_FAILED", _BAD_CSRF)
         access = await verifier.verify_token(str(form.get("token") or "").strip())
         if access is None:
-            return _page("sqlmode: log in", _login_html(nxt, "That token is not valid."), 401)
+            return _page("sqlmode: log in", _login_html(nxt, "That token is not valid.", token or ""), 401)
         claims = access.claims or {}
         sid = secrets.token_urlsafe(32)
         groups = claims.get("groups")
@@ -247,6 +276,7 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
             expires_at=time.time() + _SESSION_SECONDS,
         )
         resp = RedirectResponse(nxt, status_code=303)
+        resp.delete_cookie(LOGIN_COOKIE, path="/login")
         resp.set_cookie(
             COOKIE,
             sid,
@@ -259,9 +289,15 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
         return _secure(resp)
 
     async def logout(request: Request) -> Response:
+        if _cross_site(request):
+            return _error(request, 403, "CSRF_FAILED", "the request came from another site")
         sid = request.cookies.get(COOKIE)
-        if sid and _same_origin(request):
-            await state.take(_SESSIONS, sid)
+        rec = await state.get(_SESSIONS, sid) if sid and len(sid) <= 100 else None
+        if rec is not None:
+            form = await request.form()
+            if not _tokens_match(str(form.get("csrf") or ""), rec.value.get("csrf")):
+                return _error(request, 403, "CSRF_FAILED", _BAD_CSRF)
+            await state.take(_SESSIONS, str(sid))
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/")
         return _secure(resp)
@@ -309,13 +345,14 @@ def _public(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: rec.get(k) for k in keep}
 
 
-def _login_html(nxt: str, message: str) -> str:
+def _login_html(nxt: str, message: str, token: str) -> str:
     e = html.escape
     return (
         "<h1>sqlmode approvals: log in</h1>"
         + (f"<p role='alert'>{e(message)}</p>" if message else "")
         + "<form method='post' action='/login'>"
         f"<input type='hidden' name='next' value='{e(nxt, quote=True)}'>"
+        f"<input type='hidden' name='login_csrf' value='{e(token, quote=True)}'>"
         "<label>Access token <input type='password' name='token' autocomplete='off' required></label> "
         "<button type='submit'>Log in</button></form>"
     )

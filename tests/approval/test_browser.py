@@ -78,10 +78,17 @@ async def test_cookie_sessions_need_the_csrf_token_and_pages_refuse_framing_and_
         v = await validated(client, READ_SQL)
         req = (await execute(client, v)).structured_content["approval_required"]
         async with httpx2.AsyncClient(base_url=base, timeout=30, follow_redirects=False) as h:
-            bad = await h.post("/login", data={"token": "not-a-token-at-all", "next": "/admin"})
+            form = await h.get("/login")
+            login_csrf = form.text.split("name='login_csrf' value='")[1].split("'")[0]
+            bad = await h.post(
+                "/login", data={"token": "not-a-token-at-all", "next": "/admin", "login_csrf": login_csrf}
+            )
             assert bad.status_code == 401 and "sqlmode_session" not in bad.cookies
             # An open redirect through `next` is not possible.
-            login = await h.post("/login", data={"token": TOKENS["bob"], "next": "https://evil.example/"})
+            login = await h.post(
+                "/login",
+                data={"token": TOKENS["bob"], "next": "https://evil.example/", "login_csrf": login_csrf},
+            )
             assert login.status_code == 303 and login.headers["location"] == "/admin"
             set_cookie = login.headers["set-cookie"].lower()
             assert "httponly" in set_cookie and "samesite=strict" in set_cookie
