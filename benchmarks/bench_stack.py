@@ -117,11 +117,11 @@ async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) 
                 ],
                 b,
             )
-            results.add(f"{p}.raw", GROUP, f"{d}: raw driver, {got:,} rows", st["raw"])
+            results.add(f"{p}.raw", GROUP, f"{d}: raw driver, {got:,} rows, repeated SQL", st["raw"])
             results.add(
                 f"{p}.executor",
                 GROUP,
-                f"{d}: executor.run, {got:,} rows",
+                f"{d}: executor.run, {got:,} rows, repeated SQL",
                 st["executor"],
                 floor=f"{p}.raw",
                 note="context: the target verdict is bench_execute.py's figure",
@@ -129,7 +129,7 @@ async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) 
             results.add(
                 f"{p}.service",
                 GROUP,
-                f"{d}: service.execute, {got:,} rows",
+                f"{d}: service.execute, {got:,} rows, repeated SQL",
                 st["service"],
                 floor=f"{p}.raw",
                 headline=n <= 1000,
@@ -138,7 +138,7 @@ async def _layers(env: BenchEnv, results: Results, dialect: str, settings: Any) 
             results.add(
                 f"{p}.mcp",
                 GROUP,
-                f"{d}: MCP execute_code (in process), {got:,} rows",
+                f"{d}: MCP execute_code (in process), {got:,} rows, repeated SQL",
                 st["mcp"],
                 floor=f"{p}.raw",
                 headline=n <= 1000,

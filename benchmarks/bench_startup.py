@@ -1,28 +1,34 @@
-"""Server start-up to first answer, and N concurrent stdio sessions, over real ``sqlmode serve`` processes.
+"""stdio servers beside a trivial MCP server: spawn to first answers, and validate + execute round trips.
 
-Start-up: each sample spawns ``python -m sqlmode serve`` (stdio) on the sample warehouse through the MCP
-SDK's client, and times spawn -> handshake -> the first ``list_tools`` answer, and on to the
-first ``validate_code`` answer. Floors measured the same way: ``python -c pass`` (an interpreter)
-and ``python -c "import mcp.server.mcpserver"`` (the SDK a Python MCP server needs anyway).
+The floor is ``benchmarks/trivial_server.py``: the SDK's MCPServer with two tools that do nothing,
+spawned and called the same way (the MCP SDK's stdio client).
 
-Concurrency over stdio: N clients, each with its own ``sqlmode serve`` process (that is how stdio
-works), all on the same DuckDB file and the same audit log, doing validate + execute round trips
-for a fixed time: throughput, p50/p99 and errors (the target is zero). The 32 HTTP clients are
-bench_server.py's.
+- Start-up: each round spawns ``python -m sqlmode serve`` (stdio; DuckDB sample warehouse, and the
+  PostgreSQL one when available) and the trivial server, in rotation, and times spawn -> handshake
+  -> the first ``list_tools`` answer, and on to the first ``validate_code`` answer (the trivial
+  server's first call). Also ``python -c pass`` and ``import mcp.server.mcpserver``.
+- Round trips over stdio: one client per server, all open at once; in rotation, one round each:
+  the trivial server answering two calls, sqlmode validating and executing a novel query (a fresh
+  literal per call: no cache helps), and sqlmode on the same query again (repeated SQL).
+- N concurrent stdio sessions (one server process each) on the same DuckDB file and audit log,
+  doing validate + execute round trips for a fixed time: throughput, p50/p99 and errors.
 
-    python benchmarks/bench_startup.py [--quick]
+    python benchmarks/bench_startup.py [--quick] [--no-postgres]
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from common import ROOT, Results, Target, stats_of
+from bench_novel import NOVEL_TYPICAL, fresh
+from common import ROOT, WORK_DIR, Results, Target, ainterleaved, stats_of
 from env import BENCH_SECRET, BenchEnv
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -30,25 +36,49 @@ from mcp.client.stdio import stdio_client
 from sqlmode.config import sample_config_path
 
 GROUP = "start-up"
-T_STARTUP = Target("<=", 500, "ms", "design target")
+GROUP_RT = "stdio"
+T_STARTUP = Target("<=", 1.2, "x floor", "design target", ratio=True)
+T_STDIO = Target("<=", 3.0, "x floor", "design target", ratio=True)
+TRIVIAL = Path(__file__).resolve().parent / "trivial_server.py"
 T_ZERO = Target("<=", 0, "errors", "stdio target")
 FIRST_SQL = "SELECT region, count(*) AS n FROM customers GROUP BY region"
 
 
-def server_env(env: BenchEnv) -> dict[str, str]:
+def server_env(env: BenchEnv, config: Path | None = None) -> dict[str, str]:
     """Environment for ``sqlmode serve`` on the benchmark's sample file (the bundled config reads it)."""
     return {
-        "SQLMODE_CONFIG": str(sample_config_path()),
+        "SQLMODE_CONFIG": str(config or sample_config_path()),
         "SQLMODE_SAMPLE_DB": str(env.duckdb_path(1)),
         "CODE_MODE_SECRET": BENCH_SECRET,
-        "SQLMODE_AUDIT_LOG": str(env.audit_dir() / "stdio-audit.jsonl"),
+        "SQLMODE_AUDIT_LOG": str(
+            env.audit_dir() / f"stdio-audit-{config.stem if config else 'duckdb'}.jsonl"
+        ),
         "PYTHONPATH": str(ROOT),
     }
 
 
-def server_params(env: BenchEnv) -> StdioServerParameters:
+def postgres_config(url: str) -> Path:
+    """The sample config pointed at the PostgreSQL sample warehouse (as the reader role)."""
+    text = sample_config_path().read_text(encoding="utf-8")
+    line = 'url = "duckdb:///${SQLMODE_SAMPLE_DB:-~/.cache/sqlmode/sample-v1.duckdb}"'
+    if line not in text:
+        raise RuntimeError("the sample config changed shape; update postgres_config() in bench_startup.py")
+    text = text.replace(line, "url = " + json.dumps(url))
+    text = text.replace("build_sample = true", "build_sample = false")
+    path = WORK_DIR / "stdio-postgres.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def server_params(env: BenchEnv, config: Path | None = None) -> StdioServerParameters:
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "sqlmode", "serve"], env=server_env(env), cwd=str(ROOT)
+        command=sys.executable, args=["-m", "sqlmode", "serve"], env=server_env(env, config), cwd=str(ROOT)
+    )
+
+
+def trivial_params() -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable, args=[str(TRIVIAL)], env={"PYTHONPATH": str(ROOT)}, cwd=str(ROOT)
     )
 
 
@@ -65,6 +95,7 @@ def _devnull() -> Any:
 
 
 async def _first_answers(params: StdioServerParameters) -> tuple[float, float]:
+    """Spawn to the first list_tools answer, and to the first validate_code answer (ms)."""
     with _devnull() as devnull:
         t0 = time.perf_counter()
         # The server's logs (stderr) are discarded: stdio_client takes errlog, Client does not.
@@ -78,49 +109,139 @@ async def _first_answers(params: StdioServerParameters) -> tuple[float, float]:
     return (t_tools - t0) * 1000, (t_validate - t0) * 1000
 
 
-async def run(env: BenchEnv, results: Results) -> None:
-    n = 1 if results.tiny else 2 if results.quick else 7
-    params = server_params(env)
-    if not results.quick:
-        await _first_answers(params)  # warm the OS page cache and .pyc files once
+async def servers(env: BenchEnv, results: Results) -> dict[str, StdioServerParameters]:
+    """The stdio servers to compare: the trivial one, sqlmode on DuckDB, sqlmode on PostgreSQL."""
+    out = {"trivial": trivial_params(), "duckdb": server_params(env)}
+    pg = await env.postgres_reader_url()
+    if pg is None:
+        results.error("bench_startup", env.postgres_error or "no PostgreSQL: postgres figures skipped")
+    else:
+        out["postgres"] = server_params(env, postgres_config(pg))
+    return out
+
+
+async def startup(results: Results, params: dict[str, StdioServerParameters]) -> None:
+    """Spawn to first answers, every server in rotation (the order reversed every round)."""
+    n = 1 if results.tiny else 3 if results.quick else 9
+    for server in params.values():
+        await _first_answers(server)  # warm the OS page cache and .pyc files once
     py = stats_of([_spawn_ms("pass") for _ in range(n)])
-    results.add("startup.python", GROUP, "floor: python -c pass", py)
+    results.add("startup.python", GROUP, "python -c pass", py)
     sdk = stats_of([_spawn_ms("import mcp.server.mcpserver") for _ in range(n)])
     results.add(
-        "startup.sdk_import", GROUP, "floor: python + import the MCP SDK server", sdk, floor="startup.python"
+        "startup.sdk_import", GROUP, "python + import the MCP SDK server", sdk, floor="startup.python"
     )
-    tools: list[float] = []
-    first: list[float] = []
-    for _ in range(n):
-        a, b = await _first_answers(params)
-        tools.append(a)
-        first.append(b)
+    tools: dict[str, list[float]] = {k: [] for k in params}
+    first: dict[str, list[float]] = {k: [] for k in params}
+    names = list(params)
+    for i in range(n):
+        for name in names if i % 2 == 0 else names[::-1]:
+            a, b = await _first_answers(params[name])
+            tools[name].append(a)
+            first[name].append(b)
     results.add(
-        "startup.first_list_tools",
+        "startup.trivial.first_list_tools",
         GROUP,
-        "sqlmode serve (stdio): spawn to first list_tools answer",
-        stats_of(tools),
-        floor="startup.sdk_import",
-        target=T_STARTUP,
+        "floor: trivial MCPServer (stdio): spawn to first list_tools answer",
+        stats_of(tools["trivial"]),
     )
     results.add(
-        "startup.first_validate",
+        "startup.trivial.first_call",
         GROUP,
-        "sqlmode serve (stdio): spawn to first validate_code answer",
-        stats_of(first),
-        floor="startup.sdk_import",
-        target=T_STARTUP,
+        "floor: trivial MCPServer (stdio): spawn to first tool call answer",
+        stats_of(first["trivial"]),
     )
+    for d in names[1:]:
+        # The DuckDB figures keep their historical ids (startup.first_list_tools, ...).
+        p = "startup" if d == "duckdb" else f"startup.{d}"
+        results.add(
+            f"{p}.first_list_tools",
+            GROUP,
+            f"{d}: sqlmode serve (stdio): spawn to first list_tools answer",
+            stats_of(tools[d]),
+            floor="startup.trivial.first_list_tools",
+            target=T_STARTUP,
+        )
+        results.add(
+            f"{p}.first_validate",
+            GROUP,
+            f"{d}: sqlmode serve (stdio): spawn to first validate_code answer",
+            stats_of(first[d]),
+            floor="startup.trivial.first_call",
+            headline=True,
+        )
+
+
+async def _trivial_round_trip(client: Any) -> None:
+    v = await client.call_tool("validate_code", {"code": "SELECT 1"})
+    sc = v.structured_content or {}
+    r = await client.call_tool("execute_code", {"code": sc["normalized_code"], "approval_token": "t"})
+    if r.is_error:
+        raise RuntimeError(f"trivial execute_code failed: {r.content}")
+
+
+async def stdio_round_trips(results: Results, params: dict[str, StdioServerParameters]) -> None:
+    """validate + execute over stdio, novel and repeated, beside the trivial server's two calls."""
+    from contextlib import AsyncExitStack
+
+    same = fresh(NOVEL_TYPICAL)
+
+    async def novel_sql() -> str:
+        return fresh(NOVEL_TYPICAL)
+
+    with _devnull() as devnull:
+        async with AsyncExitStack() as stack:
+            clients = {
+                k: await stack.enter_async_context(Client(stdio_client(p, errlog=devnull)))
+                for k, p in params.items()
+            }
+            layers: list[Any] = [("trivial", lambda: _trivial_round_trip(clients["trivial"]), None)]
+            for d in list(params)[1:]:
+                c = clients[d]
+                await _round_trip(c, same)
+                layers.append((f"{d}.novel", lambda sql, c=c: _round_trip(c, sql), novel_sql))
+                layers.append((f"{d}.repeated", lambda c=c: _round_trip(c, same), None))
+            st = await ainterleaved(layers, results.budget.scaled(0.5))
+    results.add(
+        "stdio.trivial.two_calls",
+        GROUP_RT,
+        "floor: trivial MCPServer answering two calls over stdio",
+        st["trivial"],
+    )
+    for d in list(params)[1:]:
+        results.add(
+            f"stdio.{d}.novel",
+            GROUP_RT,
+            f"{d}: validate + execute over stdio (`sqlmode serve`), novel query",
+            st[f"{d}.novel"],
+            floor="stdio.trivial.two_calls",
+            target=T_STDIO,
+            note="a fresh literal per call; the typical query (one join, group, order), 4 rows",
+        )
+        results.add(
+            f"stdio.{d}.repeated",
+            GROUP_RT,
+            f"{d}: validate + execute over stdio, repeated SQL (caches warm)",
+            st[f"{d}.repeated"],
+            floor="stdio.trivial.two_calls",
+            headline=True,
+        )
+
+
+async def run(env: BenchEnv, results: Results) -> None:
+    params = await servers(env, results)
+    await stdio_round_trips(results, params)
+    await startup(results, params)
     _import_breakdown(results)
     if results.tiny:
         n_sessions, seconds = 2, 1.0
     else:
         n_sessions, seconds = (2, 2.0) if results.quick else (8, 20.0)
-    await stdio_sessions(results, params, n_sessions, seconds)
+    await stdio_sessions(results, params["duckdb"], n_sessions, seconds)
 
 
-async def _round_trip(client: Any) -> None:
-    v = await client.call_tool("validate_code", {"code": FIRST_SQL})
+async def _round_trip(client: Any, sql: str = FIRST_SQL) -> None:
+    v = await client.call_tool("validate_code", {"code": sql})
     sc = v.structured_content or {}
     if v.is_error or not sc.get("approval_token"):
         raise RuntimeError(f"validate_code refused: {v.content}")

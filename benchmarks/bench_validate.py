@@ -44,7 +44,6 @@ from sqlmode.schema import SchemaSnapshot
 from sqlmode.service import CodeModeService
 
 GROUP = "validation"
-T_VALIDATE = Target("<", 1.0, "ms", "design target")
 T_ANALYZE = Target("<", 1.0, "ms", "analysis target")
 T_TPCH = Target("<", 3.0, "ms", "analysis target")
 
@@ -124,7 +123,7 @@ async def typical_corpus(env: BenchEnv, results: Results, dialect: str, settings
             results.add(
                 f"{p}.analyze",
                 GROUP,
-                f"{d}: full analysis (typical query)",
+                f"{d}: full analysis, repeated SQL (typical query)",
                 s_analyze,
                 floor=f"{p}.parse",
                 target=T_ANALYZE,
@@ -138,12 +137,10 @@ async def typical_corpus(env: BenchEnv, results: Results, dialect: str, settings
             results.add(
                 f"{p}.validate",
                 GROUP,
-                f"{d}: validate_code in process (typical query)",
+                f"{d}: validate_code in process, repeated SQL (typical query)",
                 s_validate,
                 floor=f"{p}.parse",
-                target=T_VALIDATE,
-                headline=True,
-                note="analysis + engine confirmation + Cedar + token + fsync'ed audit record",
+                note="the same SQL every call (caches warm); the novel figure is bench_novel.py's",
             )
             later = (sql, bb, s_validate)
         vals = [q["validate_ms"] for q in per_query.values()]
@@ -160,9 +157,8 @@ async def typical_corpus(env: BenchEnv, results: Results, dialect: str, settings
         results.add(
             f"validate.{d}.corpus.validate",
             GROUP,
-            f"{d}: validate_code, median over {len(per_query)} analyst queries",
+            f"{d}: validate_code, repeated SQL, median over {len(per_query)} analyst queries",
             value=median(vals),
-            target=T_VALIDATE,
             range_ms=[min(vals), max(vals)],
         )
     sql, bb, _ = later
@@ -265,12 +261,10 @@ def audit_floor(results: Results, env: BenchEnv) -> None:
         )
 
 
-def tpch(results: Results, env: BenchEnv) -> Path:
-    """Analysis of six-table TPC-H queries (both dialects); returns the TPC-H DuckDB file."""
+def tpch_schema_path(env: BenchEnv) -> Path:
+    """The TPC-H tables, empty, in a DuckDB file (built once)."""
     import duckdb
 
-    b = results.budget.scaled(0.5)
-    tables = tpch_tables()
     path = env.work_dir / "tpch-schema.duckdb"
     if not path.exists():
         tmp = path.with_suffix(".tmp")
@@ -280,6 +274,14 @@ def tpch(results: Results, env: BenchEnv) -> Path:
             con.execute(ddl)
         con.close()
         tmp.rename(path)
+    return path
+
+
+def tpch(results: Results, env: BenchEnv) -> Path:
+    """Analysis of six-table TPC-H queries (both dialects); returns the TPC-H DuckDB file."""
+    b = results.budget.scaled(0.5)
+    tables = tpch_tables()
+    path = tpch_schema_path(env)
     for d in ("duckdb", "postgres"):
         url = f"duckdb:///{path}" if d == "duckdb" else PG_DIALECT_URL
         settings = env.settings(d, url=url, overrides=open_policy(url))

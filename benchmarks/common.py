@@ -303,6 +303,7 @@ class Figure:
     extra: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     headline: bool = False  # shown in the README table (every figure goes to RESULTS.md)
+    load: float | None = None  # the machine's 1-minute load average when the figure was recorded
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -329,6 +330,8 @@ class Figure:
             d["note"] = self.note
         if self.headline:
             d["headline"] = True
+        if self.load is not None:
+            d["load_1m"] = self.load
         return d
 
 
@@ -372,6 +375,8 @@ class Results:
             value = stats.median
         fig = Figure(id, group, label, unit, stats, value, floor, target=target, note=note, extra=extra)
         fig.headline = headline or target is not None
+        # Other work on a shared machine shows up as spread; the load says how busy it was then.
+        fig.load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
         if floor is not None:
             base = self.figures.get(floor)
             if base is not None and base.value and value is not None:
@@ -573,8 +578,8 @@ def markdown_table(
     by_id = {f["id"]: f for f in data["figures"]}
     rows = (
         [
-            "| figure | median | spread (p10 - p90) | floor, same run | x floor | target | |",
-            "|---|---:|---|---|---:|---|---|",
+            "| figure | median | spread (p10 - p90) | load | floor, same run | x floor | target | |",
+            "|---|---:|---|---:|---|---:|---|---|",
         ]
         if spread
         else ["| figure | median | floor, same run | x floor | target | |", "|---|---:|---|---:|---|---|"]
@@ -596,7 +601,8 @@ def markdown_table(
         target = ""
         if "target" in f:
             target = "; ".join(f"{t['text']} ({t['source']})" for t in (f["target"], f.get("target2")) if t)
-        cells = [f["label"], fmt_value(f["value"], f["unit"])] + ([_spread(f)] if spread else [])
+        load = f"{f['load_1m']:.1f}" if f.get("load_1m") is not None else ""
+        cells = [f["label"], fmt_value(f["value"], f["unit"])] + ([_spread(f), load] if spread else [])
         cells += [floor, ratio, target, _verdict(f)]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)

@@ -1,17 +1,21 @@
 """The one command for every performance figure of sqlmode.
 
-    python benchmarks/run.py                 # full run (~5 min on 2 cores): results.json + RESULTS.md
-    python benchmarks/run.py --quick         # ~1 min run, written under benchmarks/.work/
-    python benchmarks/run.py --markdown      # also print the README table
-    python benchmarks/run.py --readme        # also replace the README's table between the bench markers
-    python benchmarks/run.py --only validate,payload --no-postgres
+    python benchmarks/run.py --readme        # full run (~15 min on 2 cores): results.json, RESULTS.md, README
+    python -m benchmarks.run --readme        # the same
+    python benchmarks/run.py --quick         # a short run, written under benchmarks/.work/
+    python benchmarks/run.py --markdown      # also print the headline table
+    python benchmarks/run.py --only novel,startup --no-postgres
     python benchmarks/run.py --render benchmarks/results.json --readme   # re-render, measure nothing
 
-Each module measures its figures beside their floors in the same process and run; a module that
-fails is reported in ``errors`` and the others still run. Modules: bench_validate, bench_confirm
-(engine confirmation, in process), bench_payload, bench_stack, bench_scale, bench_startup, and
-bench_components, which imports bench_governance and runs bench_analyze, bench_execute and
-bench_server as subprocesses (their JSON becomes figures; other output is kept verbatim).
+The headline is what an LLM sends: novel queries (a fresh literal per call, no cache helps), with
+repeated-SQL figures beside them and every figure beside its floor measured in the same run
+(bench_novel: validate and execute in process; bench_startup: stdio and spawn beside a trivial MCP
+server; bench_memory: 20,000 novel round trips, caches, the peak heap of a 100,000-row result).
+report.py renders that table and the reason for each miss into RESULTS.md and the README.
+The other modules measure components: bench_validate, bench_confirm (engine confirmation),
+bench_payload, bench_stack, bench_scale, and bench_components, which imports bench_governance and
+runs bench_analyze, bench_execute and bench_server as subprocesses (their JSON becomes figures;
+other output is kept verbatim). A module that fails is reported in ``errors``; the others still run.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ sys.path.insert(0, str(HERE))
 
 from common import ROOT, WORK_DIR, Results, machine_info, markdown_meta, markdown_table  # noqa: E402
 from env import BenchEnv  # noqa: E402
+from report import caches, issue_table, misses, profiles  # noqa: E402
 
 # Modules benchmarks/bench_<name>.py, each with ``async run(env, results)``; noise-sensitive ones first.
-MODULES = ("validate", "confirm", "payload", "stack", "scale", "startup", "components")
+MODULES = ("novel", "startup", "validate", "confirm", "payload", "stack", "scale", "components", "memory")
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 REPRODUCE = "python benchmarks/run.py"
 
@@ -98,6 +103,16 @@ def render_results_md(data: dict[str, Any]) -> str:
         "median / floor median. Targets come from the design goals; they are reported, never "
         "asserted in tests.",
         "",
+        "## Novel queries beside their floors",
+        "",
+        NOVEL_INTRO,
+        "",
+        issue_table(data),
+        "",
+        "### Misses and why",
+        "",
+        misses(data),
+        "",
         "## Headline figures",
         "",
         markdown_table(data, headline_only=True),
@@ -121,6 +136,17 @@ def render_results_md(data: dict[str, Any]) -> str:
             ]
             text = c.get("stdout", "").strip()
             out += ["```", text[:12000] + ("\n..." if len(text) > 12000 else ""), "```", ""]
+    prof, cache = profiles(data), caches(data)
+    if prof:
+        out += ["## Profiles", "", prof]
+    if cache:
+        out += [
+            "## Caches",
+            "",
+            "Every cache of sqlmode found in the process after the round trips.",
+            "",
+            cache,
+        ]
     if data.get("errors"):
         out += ["## Errors", ""] + [f"- `{e['module']}`: {e['error']}" for e in data["errors"]] + [""]
     return "\n".join(out)
@@ -148,41 +174,32 @@ def _payload_notes(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# Context rows for the README beside every figure that has a target.
-README_EXTRA = {
-    "validate.duckdb.typical.validate_no_audit",
-    "validate.postgres.typical.validate_no_audit",
-    "validate.schema1000.typical",
-    "exec.duckdb.rows10.service",
-    "exec.duckdb.rows10.mcp",
-    "exec.postgres.rows10.service",
-    "exec.postgres.rows10.mcp",
-    "mem.duckdb.executor",
-    "mem.postgres.executor",
-    "scale.duckdb.s1.validate_execute",
-    "scale.duckdb.s10.validate_execute",
-    "scale.postgres.s1.validate_execute",
-    "scale.postgres.s10.validate_execute",
-    "payload.schema",
-    "stdio_sessions.throughput",
-    "stdio_sessions.latency",
-    "server.http_throughput",
-    "server.http_latency",
-}
+NOVEL_INTRO = (
+    "What an LLM sends is a query the server has not seen: every *novel* call gets a fresh literal, so "
+    "no cache keyed by the SQL text helps (the analyzer's, the engine confirmation's, the policy's). "
+    "The same SQL sent again (*repeated SQL*) is beside it. Each figure and its floor ran in rotation, "
+    "one call of each per round, in the same run; *load* is the machine's 1-minute load average then."
+)
 
 
 def render_readme_section(data: dict[str, Any]) -> str:
     return "\n".join(
         [
             README_START,
-            markdown_table(data, headline_only=True, ids=README_EXTRA, spread=False),
+            NOVEL_INTRO,
+            "",
+            issue_table(data),
+            "",
+            "Misses and why (computed from the same run):",
+            "",
+            misses(data),
             "",
             markdown_meta(data),
             "",
-            "All figures, with spreads and component breakdowns: "
+            "All figures, with spreads, profiles, caches and component breakdowns: "
             "[benchmarks/RESULTS.md](benchmarks/RESULTS.md). "
-            f"Reproduce with `{REPRODUCE}` (about 5 minutes on 2 cores; `--quick` for a one-minute run). "
-            "Other work on the machine shows up as spread: the load average is recorded with the figures.",
+            f"Reproduce with `{REPRODUCE} --readme` (about 15 minutes on 2 cores; `--quick` for a short run "
+            "written under benchmarks/.work/).",
             README_END,
         ]
     )

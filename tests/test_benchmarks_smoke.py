@@ -22,6 +22,25 @@ BENCH = ROOT / "benchmarks"
 
 # One figure per module and dialect that must come out of every run.
 EXPECTED = (
+    "novel.duckdb.typical.floor",
+    "novel.duckdb.typical.validate",
+    "novel.duckdb.typical.validate_repeated",
+    "novel.duckdb.tpch_q5.validate",
+    "novel.postgres.typical.validate",
+    "novel.duckdb.rows10.raw",
+    "novel.duckdb.rows1000.executor",
+    "novel.postgres.rows10.service",
+    "novel.postgres.rows1000.executor",
+    "stdio.trivial.two_calls",
+    "stdio.duckdb.novel",
+    "stdio.duckdb.repeated",
+    "stdio.postgres.novel",
+    "startup.trivial.first_list_tools",
+    "startup.postgres.first_validate",
+    "mem.duckdb.round_trips.growth_last_half",
+    "mem.postgres.round_trips.growth_last_half",
+    "mem.duckdb.rows1000.mcp",
+    "mem.postgres.rows1000.service",
     "validate.audit.append",
     "validate.duckdb.typical.parse",
     "validate.duckdb.typical.analyze",
@@ -106,10 +125,45 @@ def test_floors_and_targets_are_side_by_side(tiny_run: dict[str, Any]) -> None:
     for layer in ("executor", "service", "mcp"):
         f = by_id[f"exec.duckdb.rows10.{layer}"]
         assert f["floor"] == "exec.duckdb.rows10.raw" and f["ratio"] > 0
-    validate = by_id["validate.duckdb.typical.validate"]
-    assert validate["floor"] == "validate.duckdb.typical.parse"
-    assert validate["target"]["value"] == 1.0 and validate["passed"] in (True, False)
+    for d in ("duckdb", "postgres"):
+        validate = by_id[f"novel.{d}.typical.validate"]
+        assert validate["floor"] == f"novel.{d}.typical.floor" and validate["ratio"] > 0
+        assert validate["target"]["value"] == 2.0 and validate["target"]["ratio"] is True
+        assert validate["passed"] in (True, False)
+        assert by_id[f"novel.{d}.typical.validate_repeated"]["floor"] == validate["floor"]
+        for rows, ratio in ((10, 1.25), (1000, 1.5)):
+            ex = by_id[f"novel.{d}.rows{rows}.executor"]
+            assert ex["floor"] == f"novel.{d}.rows{rows}.raw" and ex["target"]["value"] == ratio
+        assert by_id[f"stdio.{d}.novel"]["floor"] == "stdio.trivial.two_calls"
+    assert by_id["startup.first_list_tools"]["floor"] == "startup.trivial.first_list_tools"
     assert by_id["payload.list_tools"]["target"]["value"] == 2500
+    # Every figure says how busy the machine was when it was taken.
+    assert all(isinstance(f.get("load_1m"), float | int) for f in tiny_run["figures"])
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_novel_queries_reach_the_engine_every_time(tiny_run: dict[str, Any]) -> None:
+    """Each novel round trip left its own engine confirmation behind: no call hit a cache."""
+    by_id = {f["id"]: f for f in tiny_run["figures"]}
+    for d in ("duckdb", "postgres"):
+        f = by_id[f"mem.{d}.round_trips.growth_last_half"]
+        caches = {c["cache"]: c for c in f["extra"]["caches"]}
+        confirmed = caches["service.confirmer._cache"]["size"]
+        assert confirmed >= 30 + 30, caches  # 30 warm-up + 30 measured round trips, all distinct
+        assert f["extra"]["slope_mib_per_1000"] is not None
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_readme_table_and_misses_render_from_the_run(tiny_run: dict[str, Any]) -> None:
+    run = _run_module()
+    section = run.render_readme_section(tiny_run)
+    assert "| duckdb: validate_code in process, typical query |" in section
+    assert "| postgres: validate + execute over stdio |" in section
+    for f in tiny_run["figures"]:
+        if f.get("passed") is False:
+            assert f"**{f['label']}**" in section
 
 
 def _run_module() -> Any:
@@ -130,14 +184,15 @@ def test_readme_section_is_added_before_development_then_replaced(tmp_path: Path
         "meta": {"date": "2026-01-01", "quick": False},
         "figures": [
             {
-                "id": "a",
+                "id": "novel.duckdb.typical.validate",
                 "group": "g",
                 "label": "thing",
-                "unit": "bytes",
-                "value": 10,
+                "unit": "ms",
+                "value": 3.5,
                 "headline": True,
-                "target": {"text": "<= 20 bytes", "source": "DESIGN.md"},
+                "target": {"text": "<= 2 x floor", "source": "design target"},
                 "passed": True,
+                "load_1m": 1.5,
             }
         ],
         "errors": [],
@@ -145,13 +200,44 @@ def test_readme_section_is_added_before_development_then_replaced(tmp_path: Path
     assert run.update_readme(data, readme)
     text = readme.read_text(encoding="utf-8")
     assert text.index("## Performance") < text.index(run.README_START) < text.index("## Development")
-    assert "| thing | 10 B |" in text and "<= 20 bytes (DESIGN.md) | pass |" in text
-    assert "python benchmarks/run.py" in text
-    data["figures"][0]["value"] = 20
+    row = "| duckdb: validate_code in process, typical query | 3.50 ms |"
+    assert row in text and "| <= 2 x floor: pass | 1.5 |" in text
+    assert "python benchmarks/run.py" in text and "Every figure meets its target." in text
+    data["figures"][0]["value"] = 4.5
     assert run.update_readme(data, readme)
     again = readme.read_text(encoding="utf-8")
-    assert again.count(run.README_START) == 1 and "| thing | 20 B |" in again and "10 B" not in again
+    assert again.count(run.README_START) == 1 and "typical query | 4.50 ms |" in again and "3.50" not in again
     assert not run.update_readme(data, readme)  # unchanged figures: file untouched
+
+
+def test_a_miss_says_why_from_figures_of_the_same_run() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        from report import misses
+    finally:
+        sys.path.remove(str(BENCH))
+
+    def fig(id: str, value: float, **kw: Any) -> dict[str, Any]:
+        return {"id": id, "group": "g", "label": id, "unit": "ms", "value": value, **kw}
+
+    target = {"text": "<= 1.25 x floor", "source": "design target", "value": 1.25, "ratio": True}
+    data = {
+        "figures": [
+            fig("novel.duckdb.rows10.raw", 1.0),
+            fig("novel.duckdb.rows10.executor", 1.1, floor="novel.duckdb.rows10.raw", ratio=1.1),
+            fig(
+                "novel.duckdb.rows10.service",
+                4.0,
+                floor="novel.duckdb.rows10.raw",
+                ratio=4.0,
+                target=target,
+                passed=False,
+            ),
+        ]
+    }
+    text = misses(data)
+    assert "**novel.duckdb.rows10.service**: 4.00 ms (4.00x)" in text
+    assert "executor.run alone takes 1.10 ms in the same rounds: 2.90 ms is the governance" in text
 
 
 def test_quantiles_match_the_usual_definition() -> None:

@@ -1,0 +1,250 @@
+"""Memory: does the process plateau over many novel queries, and what does a large result cost?
+
+- Round trips: ``CodeModeService.validate`` + ``execute`` in process on DuckDB (and PostgreSQL),
+  20,000 novel queries (a fresh literal each, so every cache keyed by SQL text fills up and must
+  evict; ``--quick`` does 2,000). The resident set size (RSS) and the interpreter's allocated
+  blocks are sampled over time; the figure is the growth over the last half of the run and the
+  slope there (MiB per 1,000 round trips): a plateau has a slope near zero.
+- Caches: after the round trips, every cache in the process that belongs to sqlmode is listed with
+  its size and bound: ``functools.lru_cache`` wrappers (found by walking the heap), module-level
+  dicts, and the dict/set attributes of the service's parts. An unbounded one shows as a size that
+  grew with the number of queries.
+- Peak heap (tracemalloc) of a 100,000-row result with ``code_mode.max_rows`` raised to 100,000:
+  the raw driver, ``executor.run``, ``service.execute`` and the MCP ``execute_code`` tool call (in
+  process), one call each. Their ratios to the raw driver say how many copies of the rows are
+  alive at once (the driver's tuples, the JSON-safe rows, the tool result's JSON text).
+
+    python benchmarks/bench_memory.py [--quick] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import sys
+import time
+from collections import OrderedDict
+from typing import Any
+
+from bench_novel import NOVEL_TYPICAL, fresh
+from bench_stack import RawDriver
+from common import Results, Target, peak_memory
+from env import BenchEnv
+from mcp import Client
+
+from sqlmode.server import build_server
+from sqlmode.service import CodeModeService
+
+GROUP = "memory"
+MIB = 1024 * 1024
+# A plateau: the last half of the run adds less than this (a leak of 100 bytes a round trip over
+# 10,000 round trips is about 1 MiB).
+T_PLATEAU = Target("<=", 2.0, "MiB", "memory target: RSS plateaus")
+BIG_ROWS = 100_000
+# 4 x 30,087 orders at scale 1: more than 100,000 rows of the usual five columns.
+BIG_SQL = (
+    " UNION ALL ".join(["SELECT id, customer_id, status, total, created_at FROM orders"] * 4)
+    + " LIMIT {rows}"
+)
+
+
+def rss_bytes() -> int:
+    """Current resident set size (Linux /proc; elsewhere the peak, which only grows)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(r if sys.platform == "darwin" else r * 1024)
+
+
+def slope_per_1000(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of value against round trips, per 1,000 round trips."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    sxy = sum((x - mx) * (y - my) for x, y in points)
+    return 1000 * sxy / sxx if sxx else 0.0
+
+
+async def _round_trip(service: CodeModeService, sql: str) -> None:
+    v = await service.validate(sql, user=None, session="bench")
+    if not v.is_valid:
+        raise RuntimeError(f"refused: {[x.code for x in v.violations]}")
+    await service.execute(v.normalized_code, v.approval_token or "", user=None, session="bench")
+
+
+async def round_trips(results: Results, d: str, settings: Any, total: int) -> None:
+    """``total`` novel validate + execute round trips; RSS and allocated blocks sampled 40 times."""
+    every = max(1, total // 40)
+    rss: list[tuple[int, float]] = []
+    blocks: list[tuple[int, float]] = []
+    async with CodeModeService(settings) as service:
+        for _ in range(min(50, total)):  # imports, first plans, pools: not what this measures
+            await _round_trip(service, fresh(NOVEL_TYPICAL))
+        t0 = time.perf_counter()
+        idle = rss_bytes() / MIB
+        for i in range(1, total + 1):
+            await _round_trip(service, fresh(NOVEL_TYPICAL))
+            if i % every == 0 or i == total:
+                rss.append((i, rss_bytes() / MIB))
+                blocks.append((i, float(sys.getallocatedblocks())))
+        elapsed = time.perf_counter() - t0
+        caches = cache_inventory(service)
+    half = [p for p in rss if p[0] > total / 2]
+    at_half = min(half, key=lambda p: p[0])[1] if half else idle
+    growth = rss[-1][1] - at_half
+    bhalf = [p for p in blocks if p[0] > total / 2]
+    p = f"mem.{d}.round_trips"
+    results.add(
+        f"{p}.rss_end",
+        GROUP,
+        f"{d}: RSS after {total:,} novel validate + execute round trips",
+        value=rss[-1][1],
+        unit="MiB",
+        rss_after_warmup_mib=round(idle, 1),
+        rss_samples_mib=[(i, round(v, 1)) for i, v in rss],
+        seconds=round(elapsed, 1),
+    )
+    results.add(
+        f"{p}.growth_last_half",
+        GROUP,
+        f"{d}: RSS growth over the last half of {total:,} novel round trips",
+        value=growth,
+        unit="MiB",
+        target=T_PLATEAU,
+        slope_mib_per_1000=round(slope_per_1000(half), 4),
+        allocated_blocks_slope_per_1000=round(slope_per_1000(bhalf), 1),
+        allocated_blocks_end=int(blocks[-1][1]),
+        caches=caches,
+        note="slope over the last half in extra; allocated blocks = sys.getallocatedblocks()",
+    )
+
+
+# -- caches --------------------------------------------------------------------------------------
+
+
+def _size(obj: Any) -> int | None:
+    try:
+        return len(obj)
+    except TypeError:
+        return None
+
+
+def cache_inventory(service: CodeModeService) -> list[dict[str, Any]]:
+    """Every cache-like container of sqlmode in this process, with its size (and bound if known)."""
+    found: list[dict[str, Any]] = []
+    for obj in gc.get_objects():
+        if type(obj).__name__ == "_lru_cache_wrapper" and str(getattr(obj, "__module__", "")).startswith(
+            "sqlmode"
+        ):
+            info = obj.cache_info()
+            found.append(
+                {
+                    "cache": f"{obj.__module__}.{obj.__qualname__}",
+                    "kind": "lru_cache",
+                    "size": info.currsize,
+                    "bound": info.maxsize,
+                }
+            )
+    for name, mod in sorted(sys.modules.items()):
+        if not name.startswith("sqlmode") or mod is None:
+            continue
+        for attr, value in vars(mod).items():
+            # Module constants are UPPER_CASE or public; caches are private or say so.
+            cachey = (attr.startswith("_") and not attr.startswith("__")) or "cache" in attr.lower()
+            if isinstance(value, dict | OrderedDict | set) and cachey:
+                found.append({"cache": f"{name}.{attr}", "kind": type(value).__name__, "size": len(value)})
+    # The service's parts and their parts (two levels): dicts, sets and OrderedDicts they hold.
+    seen: set[int] = set()
+
+    def walk(obj: Any, path: str, depth: int) -> None:
+        if id(obj) in seen or not hasattr(obj, "__dict__"):
+            return
+        seen.add(id(obj))
+        for attr, value in vars(obj).items():
+            if isinstance(value, dict | OrderedDict | set) and (n := _size(value)) is not None:
+                found.append({"cache": f"{path}.{attr}", "kind": type(value).__name__, "size": n})
+            elif depth < 2 and type(value).__module__.startswith("sqlmode"):
+                walk(value, f"{path}.{attr}", depth + 1)
+
+    walk(service, "service", 0)
+    return found
+
+
+# -- peak heap of a large result -----------------------------------------------------------------
+
+
+async def big_result(results: Results, d: str, settings: Any, rows: int) -> None:
+    """Peak Python heap of one ``rows``-row result, per layer."""
+    sql = BIG_SQL.format(rows=rows)
+    async with CodeModeService(settings) as service, RawDriver(settings) as raw:
+        v = await service.validate(sql, user=None, session="bench")
+        if not v.is_valid:
+            results.error("bench_memory", f"{d}: the {rows:,}-row query was refused: {v.violations}")
+            return
+        code = v.normalized_code
+        got = len(await raw.fetch(code))
+        m_raw = await peak_memory(lambda: raw.fetch(code))
+        m_exec = await peak_memory(lambda: service.executor.run(code, max_rows=rows))
+
+        async def execute() -> Any:
+            t = await service.validate(sql, user=None, session="bench")
+            return await service.execute(code, t.approval_token or "", user=None, session="bench")
+
+        m_svc = await peak_memory(execute)
+        async with Client(build_server(service)) as client:
+            token = (await client.call_tool("validate_code", {"code": sql})).structured_content or {}
+
+            async def mcp_call() -> Any:
+                return await client.call_tool(
+                    "execute_code",
+                    {"code": token["normalized_code"], "approval_token": token["approval_token"]},
+                )
+
+            m_mcp = await peak_memory(mcp_call)
+    p = f"mem.{d}.rows{rows}"
+    label = f"{d}: peak Python heap (tracemalloc), {got:,}-row result"
+    results.add(f"{p}.raw", GROUP, f"{label}, raw driver", value=m_raw.peak_bytes / MIB, unit="MiB")
+    for key, m, what in (
+        ("executor", m_exec, "executor.run"),
+        ("service", m_svc, "service.execute"),
+        ("mcp", m_mcp, "MCP execute_code tool call, in process (client included)"),
+    ):
+        results.add(
+            f"{p}.{key}",
+            GROUP,
+            f"{label}, {what}",
+            value=m.peak_bytes / MIB,
+            unit="MiB",
+            floor=f"{p}.raw",
+            headline=key in ("service", "mcp"),
+            rss_peak_mib=round(m.rss_peak_bytes / MIB, 1),
+        )
+
+
+async def run(env: BenchEnv, results: Results) -> None:
+    total = 30 if results.tiny else 2000 if results.quick else 20_000
+    rows = 1000 if results.tiny else BIG_ROWS
+    big = {"code_mode": {"max_rows": BIG_ROWS}}
+    pg = await env.postgres_reader_url()
+    if pg is None:
+        results.error("bench_memory", env.postgres_error or "no PostgreSQL: postgres figures skipped")
+    for d, url in (("duckdb", None), ("postgres", pg)):
+        if d == "postgres" and url is None:
+            continue
+        await big_result(results, d, env.settings(d, url=url, overrides=big), rows)
+    for d, url in (("duckdb", None), ("postgres", pg)):
+        if d == "postgres" and url is None:
+            continue
+        await round_trips(results, d, env.settings(d, url=url), total)
+
+
+if __name__ == "__main__":
+    from env import standalone
+
+    standalone(run, __doc__)
