@@ -40,7 +40,6 @@ from .errors import (
     ApprovalError,
     ApprovalPending,
     AuditError,
-    AuthError,
     SqlmodeError,
     TokenReplayError,
     TokenScopeChangedError,
@@ -58,7 +57,7 @@ from .models import (
     ValidationResult,
     Violation,
 )
-from .policy import PolicyEvaluator, build_evaluator
+from .policy import PolicyEvaluator, build_evaluator, principal_from_config
 from .schema import SchemaSnapshot, reflect_schema, render_schema, render_table
 from .schema.names import check_config_names
 from .state import StateStore, open_state_store
@@ -229,18 +228,8 @@ class CodeModeService:
         groups: list[str] | tuple[str, ...] | None,
         external: bool = False,
     ) -> Principal:
-        """Who asks. An ``external`` (identity-provider) user is never the default user and gets
-        no groups from ``[policy.users]``: a subject named like a local user is not that user."""
-        pol = self.settings.policy
-        if external:
-            if not user or not user.strip():
-                raise AuthError("the credential names no user")
-            return Principal(user=user, groups=tuple(groups or ()), session=session or "local", external=True)
-        uid = user or pol.default_user
-        if groups is None:
-            cfg = pol.users.get(uid)
-            groups = cfg.groups if cfg else []
-        return Principal(user=uid, groups=tuple(groups), session=session or "local")
+        """Who asks (see :func:`~sqlmode.policy.request.principal_from_config`)."""
+        return principal_from_config(self.settings, user, session, groups, external=external)
 
     # -- the pipeline -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from ..errors import NotAQueryError
 from ..models import Dialect, QueryResult
 from ..schema.snapshot import SchemaSnapshot
 
-__all__ = ["Executor", "check_read_query", "effective_limits", "open_executor"]
+__all__ = ["Executor", "check_read_query", "effective_limits", "leading_keyword", "open_executor"]
 
 
 @runtime_checkable
@@ -65,14 +65,20 @@ _WORD = re.compile(r"[A-Za-z_]+")
 _READ_WORDS = frozenset({"select", "with", "values", "table"})
 
 
+def leading_keyword(sql: str) -> str:
+    """The first word of ``sql`` after whitespace, comments and opening parentheses, lower-case;
+    "" when the text starts with anything else. The read and the write path both judge by it."""
+    m = _WORD.match(sql, _LEADING.match(sql).end())  # type: ignore[union-attr]
+    return m.group(0).lower() if m else ""
+
+
 def check_read_query(sql: str) -> None:
     """Refuse text that does not start like a row-returning query (SELECT, WITH, VALUES, TABLE).
 
     A cheap guard independent of the analyzer: CALL, SET, BEGIN, PREPARE, DECLARE, LISTEN, COPY
     and friends never reach the database through the read path.
     """
-    m = _WORD.match(sql, _LEADING.match(sql).end())  # type: ignore[union-attr]
-    word = m.group(0).lower() if m else ""
+    word = leading_keyword(sql)
     if word not in _READ_WORDS:
         shown = word.upper() if word else repr(sql.strip()[:20])
         raise NotAQueryError(

@@ -44,6 +44,7 @@ from ..errors import (
     WriteLimitExceededError,
 )
 from ..models import ColumnMeta, QueryResult
+from .base import leading_keyword
 from .convert import convert_rows, duckdb_plan, postgres_plan
 from .duckdb import DuckDBExecutor, map_duckdb_error
 from .errtext import duckdb_error_text
@@ -59,8 +60,6 @@ __all__ = ["WriteResult", "open_write_executor"]
 log = logging.getLogger("sqlmode.execute.writes")
 
 _WRITE_WORDS = frozenset({"insert", "update", "delete", "merge", "with"})
-_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.S)
-_WORD = re.compile(r"[A-Za-z_]+")
 _DELETE_WORDS = re.compile(r"\b(delete|merge|truncate)\b", re.I)
 
 
@@ -79,8 +78,7 @@ def _limits(settings: Settings, max_affected: int | None, timeout_ms: int | None
 
 
 def _check_write_text(settings: Settings, sql: str) -> None:
-    m = _WORD.match(sql, _LEADING.match(sql).end())  # type: ignore[union-attr]
-    word = m.group(0).lower() if m else ""
+    word = leading_keyword(sql)
     if word not in _WRITE_WORDS:
         raise NotAQueryError(
             f"Only INSERT, UPDATE, DELETE or MERGE can run on the write connection; this starts with "

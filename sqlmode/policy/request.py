@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from ..config import Settings
+from ..errors import AuthError
 from ..models import Action, Analysis, Principal, RiskLevel
 
 QUERY_ID = "query"
@@ -26,11 +27,30 @@ _ACTIONS = {a.value: a.value for a in (Action.READ, Action.WRITE, Action.DELETE,
 _CATALOG = re.compile(r"(?m)(?:^|\.)(?:pg_|duckdb_|sqlite_|information_schema\b)|^system\.")
 
 
-def principal_from_config(settings: Settings, user: str | None = None, session: str = "local") -> Principal:
-    """The principal for a local (stdio/CLI) user, with its groups from ``[policy.users]``."""
+def principal_from_config(
+    settings: Settings,
+    user: str | None = None,
+    session: str | None = "local",
+    groups: list[str] | tuple[str, ...] | None = None,
+    *,
+    external: bool = False,
+) -> Principal:
+    """Who asks: the one place a Principal is built from a caller's claims and the config.
+
+    A local user (stdio, CLI, a credential sqlmode issued) defaults to ``policy.default_user`` and,
+    unless the caller names its groups, gets those of ``[policy.users]``. An ``external``
+    (identity-provider) user is never the default user and gets no groups from the config: a
+    subject named like a local user is not that user.
+    """
+    if external:
+        if not user or not user.strip():
+            raise AuthError("the credential names no user")
+        return Principal(user=user, groups=tuple(groups or ()), session=session or "local", external=True)
     uid = user or settings.policy.default_user
-    cfg = settings.policy.users.get(uid)
-    return Principal(user=uid, groups=tuple(cfg.groups) if cfg else (), session=session)
+    if groups is None:
+        cfg = settings.policy.users.get(uid)
+        groups = cfg.groups if cfg else ()
+    return Principal(user=uid, groups=tuple(groups), session=session or "local")
 
 
 def groups_for(settings: Settings, principal: Principal) -> list[str]:

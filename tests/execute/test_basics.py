@@ -8,6 +8,7 @@ import pytest
 
 from sqlmode.errors import ExecutionError, NotAQueryError, QueryTimeoutError
 from sqlmode.execute import check_read_query, effective_limits
+from sqlmode.execute.base import leading_keyword
 from sqlmode.models import QueryResult
 
 
@@ -60,6 +61,24 @@ def test_leading_keyword_guard_skips_comments_and_parentheses() -> None:
     for bad in ["/* /* */ */ SELECT 1", "EXPLAIN ANALYZE SELECT 1", "", "DECLARE c CURSOR FOR SELECT 1"]:
         with pytest.raises(NotAQueryError):
             check_read_query(bad)
+
+
+@pytest.mark.parametrize(
+    ("sql", "word"),
+    [
+        ("SELECT 1", "select"),
+        ("/* x */ -- y\n ((Select 1))", "select"),
+        ("\n\t(WITH a AS (SELECT 1) SELECT * FROM a)", "with"),
+        ("-- only a comment", ""),
+        ("/* /* */ */ DELETE FROM t", ""),  # a nested comment ends early: no word, refused
+        ("  insert into t values (1)", "insert"),
+        ("1 + 1", ""),
+        ("", ""),
+    ],
+)
+def test_leading_keyword_is_the_first_word_after_noise(sql: str, word: str) -> None:
+    # The read path (check_read_query) and the write path (writes._check_write_text) both use it.
+    assert leading_keyword(sql) == word
 
 
 async def test_several_statements_are_refused(executor) -> None:

@@ -7,8 +7,9 @@ import json
 import cedarpy
 import pytest
 
+from sqlmode.errors import AuthError
 from sqlmode.models import Principal
-from sqlmode.policy import build_context, build_request, check_policies
+from sqlmode.policy import build_context, build_request, check_policies, principal_from_config
 
 from .conftest import POLICIES, analysis_from, policy_settings
 
@@ -105,3 +106,30 @@ def test_every_action_type_checks(action: str) -> None:
     result = cedarpy.is_authorized(request, "permit (principal, action, resource);", entities, schema=SCHEMA)
     assert not result.diagnostics.errors
     assert request["action"]["id"] == action
+
+
+PRINCIPAL_CASES: list[tuple[tuple[str | None, str | None, list[str] | None, bool], Principal]] = [
+    # (user, session, groups, external) -> Principal
+    ((None, None, None, False), Principal("ann", ("analysts",), "local")),
+    (("ann", "s1", None, False), Principal("ann", ("analysts",), "s1")),
+    (("ann", "s1", ["ops"], False), Principal("ann", ("ops",), "s1")),  # the caller's groups win
+    (("zoe", None, None, False), Principal("zoe", (), "local")),
+    # An identity provider's "ann" is not the configured ann: the token's groups only.
+    (("ann", "s2", ["ops"], True), Principal("ann", ("ops",), "s2", external=True)),
+    (("ann", None, None, True), Principal("ann", (), "local", external=True)),
+]
+
+
+@pytest.mark.parametrize(("claims", "expected"), PRINCIPAL_CASES)
+def test_principal_from_claims_and_config(
+    claims: tuple[str | None, str | None, list[str] | None, bool], expected: Principal
+) -> None:
+    s = policy_settings({"policy": {"users": {"ann": {"groups": ["analysts"]}}, "default_user": "ann"}})
+    user, session, groups, external = claims
+    assert principal_from_config(s, user, session, groups, external=external) == expected
+
+
+@pytest.mark.parametrize("user", [None, "", "  "])
+def test_an_external_credential_must_name_a_user(user: str | None) -> None:
+    with pytest.raises(AuthError):
+        principal_from_config(policy_settings(), user, "s", ["ops"], external=True)
