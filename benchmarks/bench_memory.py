@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import resource
@@ -29,11 +30,11 @@ from typing import Any
 
 from bench_novel import NOVEL_TYPICAL, fresh
 from bench_stack import RawDriver
-from common import Results, Target, peak_memory
+from common import Results, Target, peak_memory, run_sync
 from env import BenchEnv
 from mcp import Client
 
-from sqlmode.server import build_server
+from sqlmode.server import build_server, query_result
 from sqlmode.service import CodeModeService
 
 GROUP = "memory"
@@ -180,40 +181,55 @@ def cache_inventory(service: CodeModeService) -> list[dict[str, Any]]:
 
 
 async def big_result(results: Results, d: str, settings: Any, rows: int) -> None:
-    """Peak Python heap of one ``rows``-row result, per layer."""
+    """Peak Python heap of one ``rows``-row result, per layer (each checked to return every row)."""
     sql = BIG_SQL.format(rows=rows)
     async with CodeModeService(settings) as service, RawDriver(settings) as raw:
+        if d == "postgres":  # tracemalloc slows decoding several times: the reader role's timeout
+            await raw._con.execute("SET statement_timeout = 0")
         v = await service.validate(sql, user=None, session="bench")
         if not v.is_valid:
             results.error("bench_memory", f"{d}: the {rows:,}-row query was refused: {v.violations}")
             return
         code = v.normalized_code
         got = len(await raw.fetch(code))
-        m_raw = await peak_memory(lambda: raw.fetch(code))
-        m_exec = await peak_memory(lambda: service.executor.run(code, max_rows=rows))
 
         async def execute() -> Any:
             t = await service.validate(sql, user=None, session="bench")
-            return await service.execute(code, t.approval_token or "", user=None, session="bench")
+            r = await service.execute(code, t.approval_token or "", user=None, session="bench")
+            if r.row_count != got:
+                raise RuntimeError(f"service.execute returned {r.row_count} rows, not {got}")
+            return r
 
+        m_raw = await peak_memory(lambda: raw.fetch(code))
+        m_exec = await peak_memory(lambda: service.executor.run(code, max_rows=rows))
         m_svc = await peak_memory(execute)
         async with Client(build_server(service)) as client:
-            token = (await client.call_tool("validate_code", {"code": sql})).structured_content or {}
 
             async def mcp_call() -> Any:
-                return await client.call_tool(
-                    "execute_code",
-                    {"code": token["normalized_code"], "approval_token": token["approval_token"]},
+                t = (await client.call_tool("validate_code", {"code": sql})).structured_content or {}
+                r = await client.call_tool(
+                    "execute_code", {"code": t["normalized_code"], "approval_token": t["approval_token"]}
                 )
+                count = (r.structured_content or {}).get("row_count")
+                if r.is_error or count != got:
+                    raise RuntimeError(f"execute_code over MCP: {count} rows, error {r.is_error}")
+                return r
 
             m_mcp = await peak_memory(mcp_call)
+        # What the tool's answer adds to rows already in hand: the text the model reads and the
+        # structured copy (both built from QueryResult.rows, all alive until the answer is sent).
+        result = await service.executor.run(code, max_rows=rows)
+        m_render = await peak_memory(run_sync(functools.partial(query_result, result)))
+        answer = query_result(result)
+        text_bytes = sum(len(c.text.encode()) for c in answer.content if hasattr(c, "text"))
     p = f"mem.{d}.rows{rows}"
     label = f"{d}: peak Python heap (tracemalloc), {got:,}-row result"
     results.add(f"{p}.raw", GROUP, f"{label}, raw driver", value=m_raw.peak_bytes / MIB, unit="MiB")
     for key, m, what in (
         ("executor", m_exec, "executor.run"),
         ("service", m_svc, "service.execute"),
-        ("mcp", m_mcp, "MCP execute_code tool call, in process (client included)"),
+        ("mcp", m_mcp, "MCP validate_code + execute_code, in process (client included)"),
+        ("render", m_render, "of which the tool answer built from rows in hand (text + structured copy)"),
     ):
         results.add(
             f"{p}.{key}",
@@ -224,20 +240,27 @@ async def big_result(results: Results, d: str, settings: Any, rows: int) -> None
             floor=f"{p}.raw",
             headline=key in ("service", "mcp"),
             rss_peak_mib=round(m.rss_peak_bytes / MIB, 1),
+            **({"text_bytes": text_bytes} if key == "render" else {}),
         )
 
 
 async def run(env: BenchEnv, results: Results) -> None:
-    total = 30 if results.tiny else 2000 if results.quick else 20_000
+    total = int(
+        os.environ.get("BENCH_ROUND_TRIPS") or (30 if results.tiny else 2000 if results.quick else 20_000)
+    )
     rows = 1000 if results.tiny else BIG_ROWS
-    big = {"code_mode": {"max_rows": BIG_ROWS}}
+    # The 5 s default query timeout is for interactive queries; tracemalloc slows this one down.
+    big = {"code_mode": {"max_rows": BIG_ROWS, "query_timeout_ms": 600_000}}
     pg = await env.postgres_reader_url()
     if pg is None:
         results.error("bench_memory", env.postgres_error or "no PostgreSQL: postgres figures skipped")
     for d, url in (("duckdb", None), ("postgres", pg)):
         if d == "postgres" and url is None:
             continue
-        await big_result(results, d, env.settings(d, url=url, overrides=big), rows)
+        try:
+            await big_result(results, d, env.settings(d, url=url, overrides=big), rows)
+        except Exception as e:  # the round trips below still run
+            results.error("bench_memory", f"{d}: {rows:,}-row result: {type(e).__name__}: {e}")
     for d, url in (("duckdb", None), ("postgres", pg)):
         if d == "postgres" and url is None:
             continue

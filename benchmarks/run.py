@@ -1,7 +1,7 @@
 """The one command for every performance figure of sqlmode.
 
-    python benchmarks/run.py --readme        # full run (~15 min on 2 cores): results.json, RESULTS.md, README
-    python -m benchmarks.run --readme        # the same
+    python -m benchmarks.run                 # full run (~15 min on 2 cores): results.json, RESULTS.md, README
+    python benchmarks/run.py                 # the same
     python benchmarks/run.py --quick         # a short run, written under benchmarks/.work/
     python benchmarks/run.py --markdown      # also print the headline table
     python benchmarks/run.py --only novel,startup --no-postgres
@@ -198,7 +198,7 @@ def render_readme_section(data: dict[str, Any]) -> str:
             "",
             "All figures, with spreads, profiles, caches and component breakdowns: "
             "[benchmarks/RESULTS.md](benchmarks/RESULTS.md). "
-            f"Reproduce with `{REPRODUCE} --readme` (about 15 minutes on 2 cores; `--quick` for a short run "
+            f"Reproduce with `{REPRODUCE}` (about 15 minutes on 2 cores; `--quick` for a short run "
             "written under benchmarks/.work/).",
             README_END,
         ]
@@ -252,7 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-postgres", action="store_true", help="DuckDB only (no embedded PostgreSQL)")
     ap.add_argument("--markdown", action="store_true", help="print the headline markdown table")
-    ap.add_argument("--readme", action="store_true", help="write the headline table into README.md")
+    ap.add_argument(
+        "--readme",
+        action="store_true",
+        help="write the headline table into README.md (the default for a full run of every module)",
+    )
+    ap.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     ap.add_argument(
         "--render",
         type=Path,
@@ -283,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out} and {md} in {results.meta['total_seconds']} s", file=sys.stderr)
     if args.markdown:
         print(markdown_table(data, headline_only=True))
-    if args.readme and update_readme(data):
+    # A full run of everything into the tracked results regenerates the README too; partial, quick
+    # or redirected runs only when asked.
+    full = not (quick or args.only or args.out or args.render or args.no_postgres)
+    if (args.readme or full) and not args.no_readme and update_readme(data):
         print("updated README.md", file=sys.stderr)
     misses = [f["label"] for f in data["figures"] if False in (f.get("passed"), f.get("passed2"))]
     if misses:
