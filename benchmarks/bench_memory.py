@@ -231,7 +231,7 @@ async def big_result(results: Results, d: str, settings: Any, rows: int) -> None
         ("mcp", m_mcp, "MCP validate_code + execute_code, in process (client included)"),
         ("render", m_render, "of which the tool answer built from rows in hand (text + structured copy)"),
     ):
-        results.add(
+        fig = results.add(
             f"{p}.{key}",
             GROUP,
             f"{label}, {what}",
@@ -240,8 +240,9 @@ async def big_result(results: Results, d: str, settings: Any, rows: int) -> None
             floor=f"{p}.raw",
             headline=key in ("service", "mcp"),
             rss_peak_mib=round(m.rss_peak_bytes / MIB, 1),
-            **({"text_bytes": text_bytes} if key == "render" else {}),
         )
+        if key == "render":
+            fig.extra["text_bytes"] = text_bytes
 
 
 async def run(env: BenchEnv, results: Results) -> None:

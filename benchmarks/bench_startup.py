@@ -233,6 +233,7 @@ async def run(env: BenchEnv, results: Results) -> None:
     await stdio_round_trips(results, params)
     await startup(results, params)
     _import_breakdown(results)
+    await service_open(env, results)
     if results.tiny:
         n_sessions, seconds = 2, 1.0
     else:
@@ -319,6 +320,18 @@ async def stdio_sessions(results: Results, params: StdioServerParameters, n: int
         target=T_ZERO,
         **common,
     )
+
+
+async def service_open(env: BenchEnv, results: Results) -> None:
+    """Opening the service in process (reflection, policy, pools): part of every start-up."""
+    from sqlmode.service import CodeModeService
+
+    samples = []
+    for _ in range(1 if results.tiny else 3 if results.quick else 7):
+        t0 = time.perf_counter()
+        async with CodeModeService(env.settings("duckdb")):
+            samples.append((time.perf_counter() - t0) * 1000)
+    results.add("startup.service_open", GROUP, "duckdb: CodeModeService open, in process", stats_of(samples))
 
 
 def _import_breakdown(results: Results) -> None:
