@@ -15,6 +15,7 @@ import re
 import secrets
 import tomllib
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -182,6 +183,35 @@ class FunctionConfig(_Section):
     allow_volatile: list[str] = Field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class BlockedName:
+    """One ``code_mode.blocked_tables`` or ``blocked_fields`` entry, parsed: lower-case parts.
+
+    The one reading of these entries. ``[catalog.][schema.]table[.column]``: the schema snapshot
+    resolves them to table keys, the analyzer also matches bare names (over-approximating), the
+    generated Cedar policies, the config name check and the write-role check read them from here.
+    """
+
+    entry: str  # as written
+    schema: str | None  # None for a bare table name
+    table: str
+    column: str = ""  # "" for a blocked_tables entry
+
+    @property
+    def table_entry(self) -> str:
+        """``schema.table`` or ``table``, the way a table is named in config (catalog dropped)."""
+        return f"{self.schema}.{self.table}" if self.schema else self.table
+
+
+def blocked_name(entry: str, *, field: bool) -> BlockedName:
+    """Parse one entry of ``code_mode.blocked_tables`` (``field=False``) or ``blocked_fields``."""
+    text, column = entry.lower(), ""
+    if field:
+        text, _, column = text.rpartition(".")
+    parts = text.split(".")
+    return BlockedName(entry, parts[-2] if len(parts) > 1 else None, parts[-1], column)
+
+
 class CodeModeConfig(_Section):
     enabled: bool = True
     allow_writes: bool = False
@@ -208,6 +238,14 @@ class CodeModeConfig(_Section):
     engine_confirmation: bool = True
     functions: FunctionConfig = Field(default_factory=FunctionConfig)
     cedar_policies: CedarPolicyConfig = Field(default_factory=CedarPolicyConfig)
+
+    @property
+    def blocked_table_names(self) -> tuple[BlockedName, ...]:
+        return tuple(blocked_name(e, field=False) for e in self.blocked_tables)
+
+    @property
+    def blocked_field_names(self) -> tuple[BlockedName, ...]:
+        return tuple(blocked_name(e, field=True) for e in self.blocked_fields)
 
     @field_validator("blocked_fields")
     @classmethod

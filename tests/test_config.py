@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlmode.config import load_config, sample_config_path
+from sqlmode.config import BlockedName, CodeModeConfig, load_config, sample_config_path
 from sqlmode.errors import ConfigError
 
 
@@ -96,3 +96,26 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     s = load_config(p)
     assert s.database.duckdb_path == str(tmp_path / "data" / "w.duckdb")
     assert s.audit.path == str(tmp_path / "logs" / "audit.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("tables", "fields", "expected"),
+    [
+        (["Credentials"], [], [BlockedName("Credentials", None, "credentials")]),
+        (["Sales.Orders"], [], [BlockedName("Sales.Orders", "sales", "orders")]),
+        (["wh.main.audit_log"], [], [BlockedName("wh.main.audit_log", "main", "audit_log")]),
+        ([], ["customers.SSN"], [BlockedName("customers.SSN", None, "customers", "ssn")]),
+        ([], ["crm.customers.ssn"], [BlockedName("crm.customers.ssn", "crm", "customers", "ssn")]),
+        ([], ["db.crm.customers.ssn"], [BlockedName("db.crm.customers.ssn", "crm", "customers", "ssn")]),
+    ],
+)
+def test_block_list_entries_are_parsed_in_one_place(
+    tables: list[str], fields: list[str], expected: list[BlockedName]
+) -> None:
+    # The snapshot, the analyzer's rules, the generated policies, the name check and the write-role
+    # check all read these; none splits an entry itself.
+    cm = CodeModeConfig(blocked_tables=tables, blocked_fields=fields)
+    assert [*cm.blocked_table_names, *cm.blocked_field_names] == expected
+    assert [b.table_entry for b in expected] == [
+        ".".join(p for p in (b.schema, b.table) if p) for b in expected
+    ]

@@ -67,10 +67,8 @@ class RuleSet:
     @classmethod
     def from_settings(cls, settings: Settings) -> RuleSet:
         cm = settings.code_mode
-        cols = set()
-        for f in cm.blocked_fields:
-            t, _, c = f.rpartition(".")
-            cols.add((t.rpartition(".")[2].lower(), c.lower()))
+        # Bare names too: a reference the snapshot cannot key (ambiguous, unknown) still matches.
+        cols = {(b.table, b.column) for b in cm.blocked_field_names}
         return cls(
             dialect=settings.dialect,
             functions=compile_policy(settings.dialect, tuple(cm.functions.allow), tuple(cm.functions.deny)),
@@ -82,7 +80,7 @@ class RuleSet:
             max_rows=cm.max_rows,
             allow_writes=cm.allow_writes,
             allow_deletes=cm.allow_deletes,
-            extra_blocked_tables=frozenset(t.rpartition(".")[2].lower() for t in cm.blocked_tables),
+            extra_blocked_tables=frozenset(b.table for b in cm.blocked_table_names),
             extra_blocked_columns=frozenset(cols),
         )
 

@@ -145,11 +145,11 @@ async def writer_problems(conn: Any, settings: Settings) -> list[str]:
         out.append(f"write role {user!r} bypasses row-level security")
     cm = settings.code_mode
     exposed = {t.name.lower() for t in settings.database.tables}
-    blocked_tables = {t.lower() for t in cm.blocked_tables}
+    # The catalog names tables bare here: a blocked `schema.table` counts under its bare name.
+    blocked_tables = {b.table for b in cm.blocked_table_names}
     blocked_cols: dict[str, set[str]] = {}
-    for item in cm.blocked_fields:
-        table, _, col = item.lower().rpartition(".")
-        blocked_cols.setdefault(table.rpartition(".")[2], set()).add(col)
+    for b in cm.blocked_field_names:
+        blocked_cols.setdefault(b.table, set()).add(b.column)
     write, delete = writable_tables(settings)
     for row in await conn.fetch(_PRIVILEGES_SQL):
         name = row["table_name"].lower()

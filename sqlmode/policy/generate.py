@@ -97,7 +97,7 @@ def server_policies(settings: Settings) -> str:
 
     # Names as config writes them, lower case, bare or `schema.table`: context.table_names carries
     # every table under both forms (policy/request.py).
-    for table in sorted({_table_name(t) for t in cm.blocked_tables}):
+    for table in sorted({b.table_entry for b in cm.blocked_table_names}):
         out.append(
             _policy(
                 f"server.blocked-table.{table}",
@@ -109,7 +109,7 @@ def server_policies(settings: Settings) -> str:
                 hint=f"Answer the question without {table}; it cannot be read or changed.",
             )
         )
-    for col in sorted({_field_name(f) for f in cm.blocked_fields}):
+    for col in sorted({f"{b.table_entry}.{b.column}" for b in cm.blocked_field_names}):
         out.append(
             _policy(
                 f"server.blocked-field.{col}",
@@ -179,11 +179,6 @@ def _table_name(name: str) -> str:
     # `[catalog.]schema.table` keeps `schema.table`: the context names each table that way too
     # (policy/request.py), so `sales.orders` does not also forbid a `public.orders`.
     return ".".join(name.lower().split(".")[-2:])
-
-
-def _field_name(name: str) -> str:
-    table, _, column = name.lower().rpartition(".")
-    return f"{_table_name(table)}.{column}"
 
 
 def _write_switch(on: bool, op: str, code: str, key: str) -> str:

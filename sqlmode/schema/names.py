@@ -48,15 +48,15 @@ def config_name_problems(settings: Settings, snapshot: SchemaSnapshot) -> list[s
         return t
 
     cm = settings.code_mode
-    for i, entry in enumerate(cm.blocked_tables):
-        table(entry, f"code_mode.blocked_tables[{i}]", entry)
-    for i, entry in enumerate(cm.blocked_fields):
-        tname, _, col = entry.rpartition(".")
-        t = table(tname, f"code_mode.blocked_fields[{i}]", entry)
+    for i, b in enumerate(cm.blocked_table_names):
+        table(b.table_entry, f"code_mode.blocked_tables[{i}]", b.entry)
+    for i, b in enumerate(cm.blocked_field_names):
+        col = b.column
+        t = table(b.table_entry, f"code_mode.blocked_fields[{i}]", b.entry)
         if t is not None and t.column(col) is None:
             cols = [c.name for c in t.columns]
             problems.append(
-                f"code_mode.blocked_fields[{i}] = {entry!r}: table {t.name!r} has no column {col!r}"
+                f"code_mode.blocked_fields[{i}] = {b.entry!r}: table {t.name!r} has no column {col!r}"
                 f"{_suggest(col, cols)}"
             )
     for i, tc in enumerate(settings.database.tables):

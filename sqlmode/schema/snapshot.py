@@ -23,6 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
+from ..config import blocked_name
+
 if TYPE_CHECKING:
     from .functions import FunctionCatalog
 
@@ -115,10 +117,10 @@ class SchemaSnapshot:
                 fks = tuple(replace(fk, ref_table=snap._ref_key(fk, t.schema)) for fk in t.foreign_keys)
                 keyed[key] = replace(t, foreign_keys=fks)
         cols: set[tuple[str, str]] = set()
-        for f in blocked_fields:
-            table_part, _, c = f.rpartition(".")
-            cols.update((k, _norm(c)) for k in snap.keys_for(table_part))
-        snap.blocked_tables = frozenset(k for t in blocked_tables for k in snap.keys_for(t))
+        for b in (blocked_name(f, field=True) for f in blocked_fields):
+            cols.update((k, b.column) for k in snap.keys_for(b.table_entry))
+        tables_named = (blocked_name(t, field=False).table_entry for t in blocked_tables)
+        snap.blocked_tables = frozenset(k for t in tables_named for k in snap.keys_for(t))
         snap.blocked_columns = frozenset(cols)
         if allowed_tables:
             snap.allowed_tables = frozenset(k for t in allowed_tables for k in snap.keys_for(t))

@@ -176,6 +176,30 @@ async def test_start_up_refuses_a_write_role_that_may_do_more_than_the_configura
         assert w.warnings == []
 
 
+@pytest.mark.parametrize("entry", ["secrets", "public.secrets", "PUBLIC.Secrets"])
+async def test_a_schema_qualified_blocked_table_is_checked_on_the_write_role(
+    pg_settings_factory: Callable[..., Settings], admin_db: str, entry: str
+) -> None:
+    # The catalog names the table bare; the config may qualify it. Both name the same table.
+    conn = await asyncpg.connect(admin_db)
+    try:
+        await conn.execute(
+            "CREATE ROLE sqlmode_peek LOGIN PASSWORD 'peek-password-0123';"
+            "GRANT SELECT ON secrets TO sqlmode_peek;"
+        )
+        peek = admin_db.replace(admin_db.split("@")[0].split("//")[1], "sqlmode_peek:peek-password-0123")
+        data = config(admin_db, peek, blocked_tables=[entry])
+        data["database"]["tables"] = []  # every table exposed: only the block list keeps secrets out
+        with pytest.raises(ConfigError) as ei:
+            async with open_write_executor(pg_settings_factory(admin_db, data)):
+                pass
+    finally:
+        await conn.execute("DROP OWNED BY sqlmode_peek; DROP ROLE sqlmode_peek")
+        await conn.close()
+    assert ei.value.code == "WRITER_ROLE_UNSAFE"
+    assert "may use table secrets" in ei.value.message
+
+
 def test_db_grants_prints_the_writer_role_when_writes_are_on(
     admin_db: str, sample_config_data: dict[str, Any], tmp_path: Any
 ) -> None:
