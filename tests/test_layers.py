@@ -1,5 +1,6 @@
-"""The layer rule of DESIGN.md: a module imports only from layers to its left (plus errors, models),
-and no module reaches itself again through its imports (function-local imports included).
+"""The layer rule (docs/architecture.md, "Layers"): a module imports only from layers to its left
+(plus errors, models), and no module reaches itself again through its imports (function-local
+imports included).
 
 The graph is built by tests/layering.py, which also resolves imports through the root package and
 importlib; tests/test_layers_mutations.py proves it catches those on a temporary copy.
@@ -61,8 +62,8 @@ PLACEMENT = {
     "__main__": "server",
 }
 FREE = {"errors", "models"}
-# The executor factory circle goes away when the executors move into sqlmode/engines/ (issue 15,
-# item 1, in progress); nothing may be added here.
+# The executor factory circle goes away when the executors move into sqlmode/engines/ (in
+# progress); nothing may be added here.
 PENDING_CIRCLES = [["sqlmode.execute.base", "sqlmode.execute.duckdb", "sqlmode.execute.postgres"]]
 
 GRAPH = ImportGraph(PKG)

@@ -2,8 +2,8 @@
 
 Every case edits a temporary copy of sqlmode/ (the real package is never touched) and asserts that
 ``all_violations`` of tests/test_layers.py names the edited file. The unedited copy is clean, so a
-finding can only come from the edit. The first two cases are the ones issue 15 found passing all
-the old layer tests.
+finding can only come from the edit. The first two cases passed all the layer tests of the first
+version of this checker.
 """
 
 from __future__ import annotations
