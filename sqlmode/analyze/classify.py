@@ -269,11 +269,6 @@ def _categorize(cls: type) -> _Category:
     return cat
 
 
-def refused_nodes(root: exp.Expr) -> list[Violation]:
-    """Every node below the root that is not part of a read, one violation per kind."""
-    return survey(root)[0]
-
-
 def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
     """One walk over the tree: refused nodes (one violation per kind) and the inventory."""
     seen: dict[str, Violation] = {}

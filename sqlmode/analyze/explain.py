@@ -315,7 +315,7 @@ def _describe_pivot(pivot: exp.Pivot, dialect: str) -> list[str]:
     return [f"Pivots {source}: {spread}{rows}, each holding {aggs or 'a value'}."]
 
 
-def explain(root: exp.Expr, limited: Limited | None, dialect: str, lowered_from: int | None = None) -> str:
+def explain(root: exp.Expr, limited: Limited | None, dialect: str) -> str:
     """A paragraph describing the whole statement."""
     parts: list[str] = []
     node = root

@@ -14,7 +14,6 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from ..config import ApprovalConfig
@@ -40,10 +39,6 @@ def needs_approval(cfg: ApprovalConfig, analysis: Analysis, decision: Decision |
         or analysis.action.value in cfg.actions
         or bool(decision is not None and decision.approval)
     )
-
-
-def _now_iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)

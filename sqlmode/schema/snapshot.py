@@ -200,10 +200,6 @@ class SchemaSnapshot:
     def is_column_blocked(self, table: str, column: str) -> bool:
         return (_norm(table), _norm(column)) in self.blocked_columns or _norm(table) in self.blocked_tables
 
-    def mapping(self) -> dict[str, dict[str, str]]:
-        """{table: {column: type}} over every reflected table, for sqlglot's MappingSchema."""
-        return {name: {c.name: c.type for c in t.columns} for name, t in self.tables.items()}
-
     # -- the bounded view -------------------------------------------------------------
 
     def bounded(self) -> SchemaSnapshot:
