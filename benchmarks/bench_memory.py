@@ -26,6 +26,7 @@ import resource
 import sys
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from bench_novel import NOVEL_TYPICAL, fresh
@@ -38,6 +39,7 @@ from sqlmode.server import build_server, query_result
 from sqlmode.service import CodeModeService
 
 GROUP = "memory"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "caches.md"
 MIB = 1024 * 1024
 # A plateau: the last half of the run adds less than this (a leak of 100 bytes a round trip over
 # 10,000 round trips is about 1 MiB).
@@ -87,6 +89,7 @@ async def round_trips(results: Results, d: str, settings: Any, total: int) -> No
     async with CodeModeService(settings) as service:
         for _ in range(min(50, total)):  # imports, first plans, pools: not what this measures
             await _round_trip(service, fresh(NOVEL_TYPICAL))
+        before = _containers(service)
         t0 = time.perf_counter()
         idle = rss_bytes() / MIB
         for i in range(1, total + 1):
@@ -95,7 +98,7 @@ async def round_trips(results: Results, d: str, settings: Any, total: int) -> No
                 rss.append((i, rss_bytes() / MIB))
                 blocks.append((i, float(sys.getallocatedblocks())))
         elapsed = time.perf_counter() - t0
-        caches = cache_inventory(service)
+        caches = cache_inventory(service, before)
     half = [p for p in rss if p[0] > total / 2]
     at_half = min(half, key=lambda p: p[0])[1] if half else idle
     growth = rss[-1][1] - at_half
@@ -136,30 +139,36 @@ def _size(obj: Any) -> int | None:
         return None
 
 
-def cache_inventory(service: CodeModeService) -> list[dict[str, Any]]:
-    """Every cache-like container of sqlmode in this process, with its size (and bound if known)."""
-    found: list[dict[str, Any]] = []
+def documented_bounds() -> dict[str, str]:
+    """docs/caches.md's table: cache name (as written there) -> its bound."""
+    out: dict[str, str] = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith("`") and cells[0].endswith("`"):
+            out[cells[0].strip("`")] = cells[3]
+    return out
+
+
+def _containers(service: CodeModeService) -> dict[str, dict[str, Any]]:
+    """Cache-like containers of sqlmode in this process, by a name docs/caches.md would use."""
+    found: dict[str, dict[str, Any]] = {}
     for obj in gc.get_objects():
         if type(obj).__name__ == "_lru_cache_wrapper" and str(getattr(obj, "__module__", "")).startswith(
             "sqlmode"
         ):
             info = obj.cache_info()
-            found.append(
-                {
-                    "cache": f"{obj.__module__}.{obj.__qualname__}",
-                    "kind": "lru_cache",
-                    "size": info.currsize,
-                    "bound": info.maxsize,
-                }
-            )
+            found[obj.__qualname__] = {
+                "where": obj.__module__,
+                "kind": "lru_cache",
+                "size": info.currsize,
+                "lru_bound": info.maxsize,
+            }
     for name, mod in sorted(sys.modules.items()):
         if not name.startswith("sqlmode") or mod is None:
             continue
         for attr, value in vars(mod).items():
-            # Module constants are UPPER_CASE or public; caches are private or say so.
-            cachey = (attr.startswith("_") and not attr.startswith("__")) or "cache" in attr.lower()
-            if isinstance(value, dict | OrderedDict | set) and cachey:
-                found.append({"cache": f"{name}.{attr}", "kind": type(value).__name__, "size": len(value)})
+            if isinstance(value, dict | OrderedDict | set) and not attr.startswith("__"):
+                found[attr] = {"where": name, "kind": type(value).__name__, "size": len(value)}
     # The service's parts and their parts (two levels): dicts, sets and OrderedDicts they hold.
     seen: set[int] = set()
 
@@ -169,12 +178,32 @@ def cache_inventory(service: CodeModeService) -> list[dict[str, Any]]:
         seen.add(id(obj))
         for attr, value in vars(obj).items():
             if isinstance(value, dict | OrderedDict | set) and (n := _size(value)) is not None:
-                found.append({"cache": f"{path}.{attr}", "kind": type(value).__name__, "size": n})
-            elif depth < 2 and type(value).__module__.startswith("sqlmode"):
+                key = f"{type(obj).__name__}.{attr}"
+                key = key if key not in found else f"{key} ({path})"  # two instances of one class
+                found[key] = {"where": path, "kind": type(value).__name__, "size": n}
+            elif depth < 2 and type(value).__module__.startswith("sqlmode") and attr != "settings":
                 walk(value, f"{path}.{attr}", depth + 1)
 
     walk(service, "service", 0)
     return found
+
+
+def cache_inventory(service: CodeModeService, before: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The caches (every lru_cache, and every container that grew during the run or is documented),
+    with their size before and after and the bound docs/caches.md gives (``undocumented`` if none)."""
+    bounds = documented_bounds()
+    out = []
+    for name, c in _containers(service).items():
+        was = before.get(name, {}).get("size", 0)
+        if c["kind"] != "lru_cache" and c["size"] == was and name.split(" (")[0] not in bounds:
+            continue  # a constant table, not a cache
+        bound = bounds.get(name.split(" (")[0], "undocumented")
+        if c.get("lru_bound", 0) is None:
+            bound = "unbounded lru_cache"
+        out.append(
+            {"cache": name, "where": c["where"], "kind": c["kind"], "size_before": was, **c, "bound": bound}
+        )
+    return out
 
 
 # -- peak heap of a large result -----------------------------------------------------------------

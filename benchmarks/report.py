@@ -185,12 +185,13 @@ def why(f: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
         return text.strip()
     if "growth_last_half" in fid:
         ex = f.get("extra", {})
-        big = [c for c in ex.get("caches", []) if c.get("bound") is None and c["size"] > 1000]
+        grown = [c for c in ex.get("caches", []) if c["size"] > c.get("size_before", 0)]
+        grown.sort(key=lambda c: c["size"] - c.get("size_before", 0), reverse=True)
         text = f"Slope over the last half: {ex.get('slope_mib_per_1000')} MiB per 1,000 round trips"
         text += f", allocated blocks {ex.get('allocated_blocks_slope_per_1000')} per 1,000."
-        if big:
-            text += " Largest containers without a size bound: " + ", ".join(
-                f"`{c['cache']}` {c['size']:,}" for c in big
+        if grown:
+            text += " Containers that grew during the run (entries; documented bound): " + ", ".join(
+                f"`{c['cache']}` {c['size']:,} ({c['bound']})" for c in grown[:6]
             )
         return text
     return ""
@@ -240,12 +241,13 @@ def caches(data: dict[str, Any]) -> str:
         out += [
             f"### Caches after: {f['label']}",
             "",
-            "| cache | kind | entries | bound |",
-            "|---|---|---:|---|",
+            "| cache | where | kind | entries before | entries after | bound (docs/caches.md) |",
+            "|---|---|---|---:|---:|---|",
         ]
         for c in found:
-            bound = c.get("bound", "")
-            shown = "unbounded" if bound is None else bound
-            out.append(f"| `{c['cache']}` | {c['kind']} | {c['size']:,} | {shown} |")
+            out.append(
+                f"| `{c['cache']}` | {c.get('where', '')} | {c['kind']} | {c.get('size_before', '')} | "
+                f"{c['size']:,} | {c.get('bound', '')} |"
+            )
         out.append("")
     return "\n".join(out)

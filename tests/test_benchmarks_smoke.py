@@ -149,9 +149,11 @@ def test_novel_queries_reach_the_engine_every_time(tiny_run: dict[str, Any]) -> 
     for d in ("duckdb", "postgres"):
         f = by_id[f"mem.{d}.round_trips.growth_last_half"]
         caches = {c["cache"]: c for c in f["extra"]["caches"]}
-        confirmed = caches["service.confirmer._cache"]["size"]
+        confirmed = caches["EngineConfirmer._cache"]["size"]
         assert confirmed >= 30 + 30, caches  # 30 warm-up + 30 measured round trips, all distinct
         assert f["extra"]["slope_mib_per_1000"] is not None
+        undocumented = [c["cache"] for c in f["extra"]["caches"] if c["bound"] == "undocumented"]
+        assert not undocumented, f"caches that grew but docs/caches.md does not list: {undocumented}"
 
 
 @pytest.mark.slow
