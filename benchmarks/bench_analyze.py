@@ -140,6 +140,8 @@ def stages(dialect: Dialect, sql: str, snap: SchemaSnapshot, analyzer: Analyzer,
     inv = cls.inventory
     assert inv is not None, "a SELECT is classified with its inventory"
     refs = resolve(root, snap, inv)
+    blocks = query_blocks(inv)
+    weighed = measure(inv, refs, blocks)
     limited = inject_limit(root.copy(), rules.max_rows)
     normalized = render(limited.root.copy(), dialect)
     final = P.parse_one(normalized, dialect)
@@ -153,12 +155,8 @@ def stages(dialect: Dialect, sql: str, snap: SchemaSnapshot, analyzer: Analyzer,
         "engine parse (original)": lambda: P.engine_view.__wrapped__(sql, dialect),
         "classify (one walk)": lambda: C.classify(root, allow_writes=False, allow_deletes=False),
         "resolve tables/columns": lambda: resolve(root, snap, inv),
-        "rules (tables, columns, functions, limits, cartesian)": lambda: (
-            R.check_tables(refs, snap, rules, sql),
-            R.check_columns(refs, snap, rules, {t.name.lower() for t in refs.tables}),
-            R.check_functions(inv.funcs, inv.datatypes, rules),
-            R.check_limits(refs, rules, query_blocks(inv), refs.depth + 1),
-            R.check_cartesian(refs),
+        "rules (analyze/rules: RULES in order)": lambda: R.run_rules(
+            R.RuleContext(sql, root, snap, rules, inv, refs, blocks, weighed)
         ),
         "complexity": lambda: measure(inv, refs, query_blocks(inv)),
         "explanation": lambda: explain(limited.root, limited, dialect),

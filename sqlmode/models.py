@@ -177,7 +177,22 @@ class Analysis:
     explanation: str = ""
     normalized_code: str = ""
     row_limit: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
+    # Where row_limit came from: see rewrite.inject_limit ("" when none was set).
+    limit_source: str = ""
+    # Facts for policies (the Cedar context, policy/request.py) beyond the lists above.
+    # Joins of the query block with the most: what max_joins limits. None when the analyzer
+    # did not resolve the statement; complexity.joins stands in.
+    max_block_joins: int | None = None
+    # Each table's schema (table key -> schema), so policies may name it `schema.table`.
+    table_schemas: dict[str, str] = field(default_factory=dict)
+    # The statement reads a system catalog (refused, or let through with introspection allowed).
+    catalog: bool = False
+    # The tables a write or delete changes. None: not known (the analyzer does not narrow them
+    # yet), so every table the statement names counts as a target, which can only refuse more.
+    targets: list[str] | None = None
+    # The database's plan estimates, set by the engine confirmation (execute/confirm.py).
+    estimated_rows: int | None = None
+    estimated_cost: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -293,7 +293,7 @@ class CodeModeService:
         """The database describes the normalized query (cached); its verdict joins the analysis.
 
         Adds violations, raises the risk level with the plan's estimates, appends them to the
-        explanation and puts estimated_rows / estimated_cost into the details Cedar reads.
+        explanation and sets estimated_rows / estimated_cost, which Cedar reads.
         """
         if self.confirmer is not None and analysis.ok:
             (await self.confirmer.confirm(analysis, snapshot)).apply(analysis)

@@ -19,14 +19,13 @@ from ..models import Action, Analysis, Violation
 from ..schema.snapshot import SchemaSnapshot
 from . import classify as _classify
 from . import parse as _parse
-from . import rules as _rules
 from .codes import VIOLATION_CODES, Refusal, violation
-from .complexity import measure, query_blocks, risk_level
+from .complexity import risk_level
 from .explain import explain
 from .pivot import unlisted_pivot, unlisted_pivots
-from .references import resolve
 from .rewrite import inject_limit, render
 from .roundtrip import check_round_trip
+from .rules import RuleContext, RuleSet, run_rules
 
 __all__ = ["VIOLATION_CODES", "Analyzer"]
 
@@ -37,7 +36,7 @@ class Analyzer:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.dialect = settings.dialect
-        self.rules = _rules.RuleSet.from_settings(settings)
+        self.rules = RuleSet.from_settings(settings)
 
     def analyze(self, code: str, snapshot: SchemaSnapshot) -> Analysis:
         """The verdict on ``code``; never raises (a failure is an ANALYSIS_FAILED violation)."""
@@ -129,32 +128,16 @@ class Analyzer:
             return
 
         inv = cls.inventory or _classify.survey(root)[1]
-        refs = resolve(root, snapshot, inv)
-        table_v, known = _rules.check_tables(refs, snapshot, rules, code)
-        col_v, columns = _rules.check_columns(refs, snapshot, rules, known)
-        fn_v, functions = _rules.check_functions(inv.funcs, inv.datatypes, rules)
-        blocks = query_blocks(inv)
-        complexity = measure(inv, refs, blocks)
-        limit_v = _rules.check_limits(refs, rules, blocks, complexity.depth)
-        cart_v = _rules.check_cartesian(refs)
-        if inv.recursive_ctes:
-            cart_v += _rules.check_recursion(root)
-        limit_v += _rules.check_complexity(root, complexity, rules)
-        _extend(a, table_v + col_v + fn_v + limit_v + cart_v)
-        a.tables = sorted(known)
-        a.columns = columns
-        a.functions = functions
-        a.complexity = complexity
-        a.details = {
-            "depth": complexity.depth,
-            # What max_joins limits (and policies see as context.joins): joins in one block.
-            "joins": blocks[0].joins if blocks else 0,
-            "total_joins": inv.joins,
-            "fields": refs.output_fields,
-            "scopes": len(refs.scopes),
-            # Each table's schema, so policies may name it `schema.table` as well as by its key.
-            "table_schemas": {k: t.schema.lower() for k in known if (t := snapshot.table(k)) and t.schema},
-        }
+        ctx = RuleContext.build(code, root, snapshot, rules, inv)
+        _extend(a, run_rules(ctx))
+        a.tables = sorted(ctx.tables)
+        a.columns = ctx.columns
+        a.functions = ctx.functions
+        a.complexity = ctx.complexity
+        a.max_block_joins = ctx.blocks[0].joins if ctx.blocks else 0
+        a.catalog = ctx.catalog
+        # Each table's schema, so policies may name it `schema.table` as well as by its key.
+        a.table_schemas = {k: t.schema.lower() for k in ctx.tables if (t := snapshot.table(k)) and t.schema}
 
         limited = inject_limit(root, rules.max_rows) if cls.is_query else None
         final_root = limited.root if limited is not None else root
@@ -174,7 +157,7 @@ class Analyzer:
         a.normalized_code = normalized
         if limited is not None:
             a.row_limit = limited.row_limit
-            a.details["limit_source"] = limited.source
+            a.limit_source = limited.source
 
 
 # After these, the tree is not a query worth resolving.

@@ -108,7 +108,7 @@ _ORDER_OWNERS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Window)
 class UnknownColumn:
     name: str
     # (name shown, base table, base column): base parts are empty for computed outputs.
-    # rules.py drops candidates that are blocked, so hints name only visible columns.
+    # rules/blocked_columns.py drops candidates that are blocked, so hints name only visible columns.
     candidates: list[tuple[str, str, str]]
     qualifier: str = ""
 
@@ -683,7 +683,7 @@ class Resolver:
             self.refs.reads[key] = where if where else (col if col is not None else "SELECT")
 
     def _unknown(self, scope: Scope, name: str, qualifier: str, src: Any = None) -> None:
-        # Candidates keep their base column: rules.py drops blocked ones, also when a CTE
+        # Candidates keep their base column: rules/blocked_columns.py drops blocked ones, also when a CTE
         # or subquery passes them on under a star.
         candidates: dict[str, tuple[str, str, str]] = {}
         sources = [src] if src is not None else list(scope.sources.values())

@@ -109,7 +109,12 @@ class ApprovalBook:
             "tables": list(analysis.tables),
             "columns": list(analysis.columns),
             "estimates": {
-                k: analysis.details[k] for k in ("estimated_rows", "estimated_cost") if k in analysis.details
+                k: v
+                for k, v in (
+                    ("estimated_rows", analysis.estimated_rows),
+                    ("estimated_cost", analysis.estimated_cost),
+                )
+                if v is not None
             },
             "reasons": reasons,
             "created_at": now,

@@ -93,7 +93,7 @@ class Confirmation:
         return not self.violations
 
     def apply(self, analysis: Analysis) -> None:
-        """Merge into ``analysis``: violations, risk level, explanation, and details for Cedar."""
+        """Merge into ``analysis``: violations, risk level, explanation, and the estimates Cedar reads."""
         if self.skipped:
             return
         seen = {(v.code, v.message) for v in analysis.violations}
@@ -101,13 +101,10 @@ class Confirmation:
         analysis.risk_level = RiskLevel.max(analysis.risk_level, self.risk)
         if self.summary:
             analysis.explanation = (analysis.explanation + " " + self.summary).strip()
-        d = analysis.details
-        d["engine_confirmed"] = self.ok
         if self.estimated_rows is not None:
-            d["estimated_rows"] = _long(self.estimated_rows)
+            analysis.estimated_rows = _long(self.estimated_rows)
         if self.estimated_cost is not None:
-            d["estimated_cost"] = _long(self.estimated_cost)
-        d["engine_tables"] = list(self.tables)
+            analysis.estimated_cost = _long(self.estimated_cost)
         if self.violations:
             analysis.normalized_code = ""
             analysis.row_limit = 0

@@ -74,7 +74,7 @@ def _names(analysis: Analysis) -> tuple[list[str], list[str]]:
     columns likewise with ``.column`` appended. ``tables`` and ``columns`` keep the keys only,
     so that allowlists (``[...].containsAll(context.tables)``) are not broken by synonyms.
     """
-    schemas = analysis.details.get("table_schemas") or {}
+    schemas = analysis.table_schemas
 
     def forms(key: str) -> set[str]:
         key = key.lower()
@@ -101,20 +101,16 @@ def _int(value: Any, default: int) -> int:
 
 def build_context(analysis: Analysis) -> dict[str, Any]:
     """The Cedar context for ``analysis``: every attribute the schema declares (optional ones when known)."""
-    d = analysis.details
     cx = analysis.complexity
     tables = _lower_set(analysis.tables)
     table_names, column_names = _names(analysis)
     action = _ACTIONS.get(str(analysis.action), "unknown")
-    raw_targets = d.get("targets", d.get("target_tables"))
     # Without target information every table counts as a target: per-table write rules
     # then apply to all of them, which can only refuse more.
-    targets = (_lower_set(raw_targets) or tables) if action in ("write", "delete") else []
+    targets = (_lower_set(analysis.targets) or tables) if action in ("write", "delete") else []
     functions = _lower_set(analysis.functions)
     risk = RiskLevel(analysis.risk_level)
-    catalog = bool(
-        d.get("introspection") or d.get("catalog") or _CATALOG.search("\n".join(tables + functions))
-    )
+    catalog = analysis.catalog or bool(_CATALOG.search("\n".join(tables + functions)))
     context = {
         "action": action,
         "statement_type": str(analysis.statement_type).upper(),
@@ -127,18 +123,19 @@ def build_context(analysis: Analysis) -> dict[str, Any]:
         "functions": functions,
         "risk": risk.value,
         "risk_rank": risk.rank,
-        "complexity": _int(d.get("complexity", cx.score), 0),
-        "depth": _int(d.get("depth", cx.depth), 0),
-        "joins": _int(d.get("joins", cx.joins), 0),
-        "fields": _int(d.get("fields", cx.fields), 0),
+        "complexity": _int(cx.score, 0),
+        "depth": _int(cx.depth, 0),
+        "joins": _int(cx.joins if analysis.max_block_joins is None else analysis.max_block_joins, 0),
+        "fields": _int(cx.fields, 0),
         "row_limit": _int(analysis.row_limit, 0),
         "catalog": catalog,
     }
     # The database's plan estimates, present once the engine confirmed the query; optional
     # in the Cedar schema, so policies test `context has estimated_rows` first.
-    for key in ("estimated_rows", "estimated_cost"):
-        if key in d:
-            context[key] = _int(d[key], 0)
+    if analysis.estimated_rows is not None:
+        context["estimated_rows"] = _int(analysis.estimated_rows, 0)
+    if analysis.estimated_cost is not None:
+        context["estimated_cost"] = _int(analysis.estimated_cost, 0)
     return context
 
 

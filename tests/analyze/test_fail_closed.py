@@ -8,6 +8,7 @@ import sqlmode.analyze as analyze_pkg
 from sqlmode.analyze import Analyzer
 from sqlmode.analyze import parse as P
 from sqlmode.analyze import references as refs_mod
+from sqlmode.analyze.rules import base as rules_base
 from tests.analyze.conftest import make_settings, sample_snapshot
 
 SQL = "SELECT id FROM orders"
@@ -45,7 +46,7 @@ def test_a_crash_anywhere_is_a_refusal_never_an_exception(dialect, monkeypatch, 
     def explode(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise error
 
-    monkeypatch.setattr(analyze_pkg, "resolve", explode)
+    monkeypatch.setattr(rules_base, "resolve", explode)
     got = codes(dialect)
     assert got in ({"ANALYSIS_FAILED"}, {"QUERY_TOO_LARGE"})
 

@@ -131,7 +131,7 @@ def test_introspection_switch() -> None:
 def test_limit_injection(sql: str, limit: int, source: str) -> None:
     a = run(sql)
     assert a.violations == []
-    assert a.row_limit == limit and a.details["limit_source"] == source
+    assert a.row_limit == limit and a.limit_source == source
     # an injected or lowered cap asks for one probe row past the limit (truncation detection)
     written = limit if source == "kept" else limit + 1
     assert re.search(rf"(LIMIT|FETCH FIRST) {written}\b", a.normalized_code)

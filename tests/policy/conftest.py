@@ -49,7 +49,6 @@ def policy_settings(config: dict[str, Any] | None = None, *, dialect: str = "duc
 def analysis_from(summary: dict[str, Any], *, dialect: str = "duckdb") -> Analysis:
     """An Analysis from a decision-table summary; fields default to a harmless read."""
     action = Action(summary.get("action", "read"))
-    details = {k: summary[k] for k in ("targets", "complexity") if k in summary}
     return Analysis(
         dialect=dialect,  # type: ignore[arg-type]
         code=summary.get("sql", "SELECT 1"),
@@ -68,7 +67,7 @@ def analysis_from(summary: dict[str, Any], *, dialect: str = "duckdb") -> Analys
         ),
         risk_level=RiskLevel(summary.get("risk", "low")),
         row_limit=summary.get("row_limit", 0),
-        details=details,
+        targets=list(summary["targets"]) if "targets" in summary else None,
     )
 
 

@@ -7,9 +7,11 @@ import json
 import cedarpy
 import pytest
 
+from sqlmode.analyze import Analyzer
 from sqlmode.errors import AuthError
 from sqlmode.models import Principal
 from sqlmode.policy import build_context, build_request, check_policies, principal_from_config
+from tests.analyze.conftest import make_settings, sample_snapshot
 
 from .conftest import POLICIES, analysis_from, policy_settings
 
@@ -78,9 +80,9 @@ def test_catalog_detection(tables: list[str], functions: list[str], catalog: boo
     assert build_context(analysis_from({"tables": tables, "functions": functions}))["catalog"] is catalog
 
 
-def test_analyzer_may_flag_introspection_itself() -> None:
+def test_analyzer_may_flag_a_catalog_read_itself() -> None:
     a = analysis_from({"tables": ["orders"]})
-    a.details["introspection"] = True
+    a.catalog = True
     assert build_context(a)["catalog"] is True
 
 
@@ -133,3 +135,15 @@ def test_principal_from_claims_and_config(
 def test_an_external_credential_must_name_a_user(user: str | None) -> None:
     with pytest.raises(AuthError):
         principal_from_config(policy_settings(), user, "s", ["ops"], external=True)
+
+
+def test_an_analyzed_catalog_read_sets_context_catalog() -> None:
+    # With introspection allowed the catalog read passes the analyzer but is not a table of
+    # the query: only the analyzer's own fact tells policies (a write reading it is refused).
+    settings = make_settings("duckdb", cedar_policies={"block_introspection": False})
+    sql = "SELECT table_name FROM information_schema.tables"
+    a = Analyzer(settings).analyze(sql, sample_snapshot("duckdb"))
+    assert a.violations == [] and a.tables == [] and a.catalog is True
+    assert build_context(a)["catalog"] is True
+    plain = Analyzer(settings).analyze("SELECT id FROM orders", sample_snapshot("duckdb"))
+    assert plain.catalog is False and build_context(plain)["catalog"] is False

@@ -1,0 +1,95 @@
+"""Columns: blocked ones (named or reached through a star) and unknown ones, with suggestions
+that never reveal a hidden column."""
+
+from __future__ import annotations
+
+import difflib
+
+from ...models import Violation
+from ...schema.snapshot import SchemaSnapshot
+from ..codes import violation
+from ..references import clause_label
+from .base import RuleContext, RuleSet
+
+
+def blocked_columns(ctx: RuleContext) -> list[Violation]:
+    """Blocked and unknown columns; records ``ctx.columns``, the sorted "table.column" allowed reads.
+
+    Reads ``ctx.tables`` (blocked_tables): only columns of known tables are listed.
+    """
+    refs, snapshot, rules, known_tables = ctx.refs, ctx.snapshot, ctx.rules, ctx.tables
+    out: list[Violation] = []
+    columns: list[str] = []
+    blocked: dict[str, str] = {}
+    for (table, column), where in sorted(refs.reads.items()):
+        if rules.table_blocked(snapshot, table):
+            continue  # the table violation already says everything
+        if rules.column_blocked(snapshot, table, column):
+            blocked.setdefault(f"{table}.{column}", clause_label(where))
+            continue
+        if table in known_tables:
+            columns.append(f"{table}.{column}")
+    for name, where in blocked.items():
+        how = {
+            "*": "read through *",
+            "SELECT": "read in the SELECT list",
+            "INSERT": "written by the INSERT",
+        }.get(where, f"read in {where}" if not where.startswith("a ") else f"read through {where}")
+        table, _, column = name.rpartition(".")  # the table may be qualified: sales.orders.note
+        if column in refs.named:
+            out.append(violation("COLUMN_BLOCKED", f"Column `{name}` is blocked by policy and is {how}."))
+        else:
+            # The query never named it: say that much, not which column.
+            out.append(
+                violation(
+                    "COLUMN_BLOCKED",
+                    f"`{table}` has a column that is blocked by policy, and it is {how}.",
+                    "Name the columns you need; the schema resource lists the visible ones.",
+                )
+            )
+    reported: set[tuple[str, str]] = set()
+    for unk in refs.unknown_columns:
+        key = (unk.qualifier, unk.name)
+        if key in reported:
+            continue
+        reported.add(key)
+        suggestions = _suggestions(unk.name, unk.candidates, snapshot, rules, refs.named)
+        shown = f"{unk.qualifier}.{unk.name}" if unk.qualifier else unk.name
+        hint = (
+            f"Did you mean {', '.join(suggestions)}?"
+            if suggestions
+            else "Check the column names in the schema resource."
+        )
+        if unk.name == "*" or (unk.qualifier and not unk.candidates and unk.name != "*"):
+            msg = f"`{shown}`: no table or alias named `{unk.qualifier}` is in scope."
+        else:
+            msg = f"Column `{shown}` does not exist in the tables this query reads."
+        out.append(violation("UNKNOWN_COLUMN", msg, hint))
+    ctx.columns = columns
+    return out
+
+
+def _suggestions(
+    name: str,
+    candidates: list[tuple[str, str, str]],
+    snapshot: SchemaSnapshot,
+    rules: RuleSet,
+    named: frozenset[str],
+) -> list[str]:
+    """Close visible names for a "did you mean": never a blocked column, whether its table
+    is read directly or through a CTE or subquery star, unless the query named it."""
+    visible = set()
+    for shown, table, column in candidates:
+        hidden = bool(table) and rules.column_blocked(snapshot, table, column)
+        hidden = hidden or (not table and _is_blocked_name(shown, snapshot, rules))
+        if not hidden or shown in named:
+            visible.add(shown)
+    ordered = sorted(visible)
+    return difflib.get_close_matches(name, ordered, n=3, cutoff=0.5) or ordered[:8]
+
+
+def _is_blocked_name(name: str, snapshot: SchemaSnapshot, rules: RuleSet) -> bool:
+    """A computed output spelled like a blocked column or table (e.g. passed on by VALUES)."""
+    return any(c == name for _, c in snapshot.blocked_columns) or any(
+        c == name for _, c in rules.extra_blocked_columns
+    )

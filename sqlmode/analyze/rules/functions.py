@@ -1,0 +1,74 @@
+"""Functions: the allowlist over every call (table functions too), system-schema prefixes,
+literal bounds on generators and padding, nested builders, casts to catalog types."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from ...models import Violation
+from ..codes import violation
+from ..functions import argument_problem, refusal_code
+from ..parse import sqlglot_dialect
+from ..sizes import size_problem
+from .base import SYSTEM_FUNCTION_SCHEMAS, RuleContext
+
+
+def functions(ctx: RuleContext) -> list[Violation]:
+    """The allowlist over every call, plus bounds on generators and builders; records
+    ``ctx.functions``, the names called."""
+    funcs, datatypes, rules = ctx.inventory.funcs, ctx.inventory.datatypes, ctx.rules
+    out: list[Violation] = []
+    names: set[str] = set()
+    refused: dict[str, str] = {}
+    policy = rules.functions
+    for node in funcs:
+        if isinstance(node, (exp.And, exp.Or, exp.Xor)):
+            continue
+        name = policy.name_of(node)
+        parent = node.parent
+        if isinstance(parent, exp.Dot) and node.arg_key == "expression":
+            prefix = parent.this.sql().lower() if parent.this is not None else ""
+            if prefix not in SYSTEM_FUNCTION_SCHEMAS.get(rules.dialect, frozenset()):
+                refused.setdefault(f"{prefix}.{name}", "FUNCTION_NOT_ALLOWED")
+                continue
+        table = node.parent if isinstance(node.parent, exp.Table) else None
+        if table is not None and table.text("db"):
+            prefix = table.text("db").lower()
+            if prefix not in SYSTEM_FUNCTION_SCHEMAS.get(rules.dialect, frozenset()):
+                refused.setdefault(f"{prefix}.{name}", "FUNCTION_NOT_ALLOWED")
+                continue
+        if not policy.allows(node):
+            refused.setdefault(name, refusal_code(name))
+            continue
+        names.add(name)
+        problem = argument_problem(node)
+        if problem:
+            out.append(violation("FUNCTION_ARGUMENT_LIMIT", f"{problem}."))
+    if not out and not refused:
+        # Nested builders multiply: bounded before the engine folds them.
+        problem = size_problem(funcs)
+        if problem:
+            out.append(violation("FUNCTION_ARGUMENT_LIMIT", f"{problem[0].upper()}{problem[1:]}."))
+    for name, code in refused.items():
+        if code == "FUNCTION_NOT_ALLOWED":
+            out.append(
+                violation(
+                    code,
+                    f"Function `{name}` is not on the allowlist (side effects, files, network, "
+                    "secrets, or SQL inside strings are never allowed).",
+                )
+            )
+        elif code == "FILE_ACCESS":
+            out.append(violation(code, f"Function `{name}` reads files or URLs."))
+        else:
+            out.append(violation(code, f"Function `{name}` reads database metadata."))
+    if rules.block_introspection:
+        for dtype in datatypes:
+            text = dtype.sql(sqlglot_dialect(rules.dialect)).lower()
+            if text.startswith("reg"):
+                out.append(
+                    violation("INTROSPECTION_BLOCKED", f"A cast to `{text}` looks up system catalogs.")
+                )
+                break
+    ctx.functions = sorted(names)
+    return out
