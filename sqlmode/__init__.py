@@ -11,6 +11,8 @@ session, schema and policy, and runs it read-only under row and time limits.
         rows = await service.execute(v.normalized_code, v.approval_token)
 """
 
+from typing import TYPE_CHECKING
+
 from .config import Settings, load_config
 from .errors import (
     ApprovalError,
@@ -31,6 +33,12 @@ from .errors import (
 from .models import Action, ColumnMeta, Principal, QueryResult, RiskLevel, ValidationResult, Violation
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what type checkers see of the lazy names below (at run time, __getattr__)
+    from .audit import AuditSink
+    from .policy.evaluator import PolicyEvaluator
+    from .service import CodeModeService
+    from .state import NonceStore, StateRecord, StateStore
 
 
 # Imported on first use: the service pulls in every layer (sqlglot, cedarpy, drivers), and

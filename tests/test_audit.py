@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from sqlmode.audit import AuditKeys, AuditLog, canonical, head_path, keys_from_config, verify_audit_log
 from sqlmode.cli import main
 from sqlmode.errors import AuditError
+from tests.narrow import block_text
 
 KEY = AuditKeys("a1", b"k" * 40)
 
@@ -417,8 +418,8 @@ async def test_an_audit_write_failure_refuses_the_operation(make_settings) -> No
     settings = make_settings({"audit": {"path": "/dev/full"}})
     async with CodeModeService(settings) as svc, Client(build_server(svc)) as c:
         v = await c.call_tool("validate_code", {"code": "SELECT id FROM products"})
-        assert v.is_error and v.content[0].text.startswith("AUDIT_FAILED:")
-        assert v.structured_content is None and "approval_token" not in v.content[0].text
+        assert v.is_error and block_text(v.content[0]).startswith("AUDIT_FAILED:")
+        assert v.structured_content is None and "approval_token" not in block_text(v.content[0])
         # A token obtained elsewhere does not help either: the run is refused before the database.
         analysis = await svc.analyze("SELECT id FROM products")
         snapshot = await svc.schema()

@@ -18,6 +18,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from tests.narrow import block_text
 from tests.newcomer import ROOT, assert_clean_error, sql, sqlmode
 from tests.plugins.postgres import create_database
 
@@ -140,7 +141,7 @@ async def _serve_round_trip(
                 "execute_code", {"code": v["normalized_code"], "approval_token": v["approval_token"]}
             )
             assert not r.is_error, r.content
-            schema = (await c.call_tool("describe_schema", {})).content[0].text  # type: ignore[union-attr]
+            schema = block_text((await c.call_tool("describe_schema", {})).content[0])
     assert r.structured_content is not None
     return {"rows": r.structured_content["rows"], "schema": schema}
 

@@ -22,6 +22,7 @@ from sqlmode.execute.grants import apply_grants, grant_script
 from sqlmode.schema import SchemaSnapshot, reflect_schema, render_schema
 from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
+from tests.narrow import block_text
 from tests.plugins.postgres import create_database
 from tests.plugins.sample import TEST_TOKEN_SECRET, deep_merge
 from tests.server.conftest import task_scoped
@@ -118,7 +119,7 @@ async def test_same_named_tables_are_both_kept_and_qualified(two_schema_url: str
 
 
 async def test_the_resource_shows_both_tables_each_with_its_own_columns(client: Client) -> None:
-    text = (await client.read_resource("schema://shop")).contents[0].text  # type: ignore[union-attr]
+    text = block_text((await client.read_resource("schema://shop")).contents[0])
     blocks = {re.split(r"[\s:(]", b, maxsplit=1)[0]: b for b in text.split("\n\n")[1:]}
     assert set(blocks) == {"customers", "invoices", "public.orders", "sales.orders"}
     assert "  note TEXT" in blocks["public.orders"] and "  amount NUMERIC(10,2)" in blocks["public.orders"]
@@ -133,15 +134,15 @@ async def test_describe_schema_takes_qualified_names_and_says_when_a_name_is_amb
     client: Client,
 ) -> None:
     one = await client.call_tool("describe_schema", {"table": "sales.orders"})
-    assert one.content[0].text.startswith("sales.orders")  # type: ignore[union-attr]
-    assert "total" in one.content[0].text and "note" not in one.content[0].text  # type: ignore[union-attr]
+    assert block_text(one.content[0]).startswith("sales.orders")
+    assert "total" in block_text(one.content[0]) and "note" not in block_text(one.content[0])
     resource = await client.read_resource("schema://shop/public.orders")
-    assert "note TEXT" in resource.contents[0].text  # type: ignore[union-attr]
+    assert "note TEXT" in block_text(resource.contents[0])
     same = await client.call_tool("describe_schema", {"table": "sales.invoices"})
-    assert same.content[0].text.startswith("invoices")  # type: ignore[union-attr]
+    assert block_text(same.content[0]).startswith("invoices")
     bare = await client.call_tool("describe_schema", {"table": "orders"})
     assert bare.is_error
-    assert "name it as public.orders or sales.orders" in bare.content[0].text  # type: ignore[union-attr]
+    assert "name it as public.orders or sales.orders" in block_text(bare.content[0])
 
 
 # -- the analyzer, the engine and the data -----------------------------------------------------------

@@ -13,6 +13,7 @@ from sqlmode.models import QueryResult
 from sqlmode.sample import long_tail_sql
 from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
+from tests.narrow import block_text
 
 
 @asynccontextmanager
@@ -55,7 +56,7 @@ async def test_long_tail_question_has_a_non_empty_answer(sample_settings: Settin
             "execute_code", {"code": v["normalized_code"], "approval_token": v["approval_token"]}
         )
         assert not r.is_error, r.content
-        assert 0 < r.structured_content["row_count"] <= 20  # type: ignore[index]
+        assert 0 < r.structured_content["row_count"] <= 20
 
 
 async def test_blocked_column_is_rejected_with_a_violation_naming_it(sample_settings: Settings) -> None:
@@ -85,14 +86,14 @@ async def test_tampered_token_is_refused_and_nothing_runs(sample_settings: Setti
             {"code": v["normalized_code"], "approval_token": f"{prefix}.{kid}.{payload}.{flipped}"},
         )
         assert r.is_error
-        assert "TOKEN_BAD_SIGNATURE" in r.content[0].text  # type: ignore[union-attr]
+        assert "TOKEN_BAD_SIGNATURE" in block_text(r.content[0])
         # the untampered token still works exactly once
         ok = await client.call_tool("execute_code", {"code": v["normalized_code"], "approval_token": token})
         assert not ok.is_error
         again = await client.call_tool(
             "execute_code", {"code": v["normalized_code"], "approval_token": token}
         )
-        assert again.is_error and "TOKEN_ALREADY_USED" in again.content[0].text  # type: ignore[union-attr]
+        assert again.is_error and "TOKEN_ALREADY_USED" in block_text(again.content[0])
 
 
 async def test_token_for_other_code_is_refused(sample_settings: Settings) -> None:
@@ -101,7 +102,7 @@ async def test_token_for_other_code_is_refused(sample_settings: Settings) -> Non
         r = await client.call_tool(
             "execute_code", {"code": "SELECT id, total FROM orders", "approval_token": v["approval_token"]}
         )
-        assert r.is_error and "TOKEN_CODE_MISMATCH" in r.content[0].text  # type: ignore[union-attr]
+        assert r.is_error and "TOKEN_CODE_MISMATCH" in block_text(r.content[0])
 
 
 async def test_row_limit_truncates_and_flags(make_settings: Callable[..., Settings]) -> None:
@@ -116,7 +117,7 @@ async def test_row_limit_truncates_and_flags(make_settings: Callable[..., Settin
 async def test_schema_resource_hides_blocked_tables_and_columns(sample_settings: Settings) -> None:
     async with connect(sample_settings) as (_svc, client):
         res = await client.read_resource("schema://analytics")
-        text = res.contents[0].text  # type: ignore[union-attr]
+        text = block_text(res.contents[0])
         assert "orders" in text and "customers" in text
         for hidden in ("ssn", "credentials", "audit_log"):
             assert hidden not in text
@@ -125,7 +126,7 @@ async def test_schema_resource_hides_blocked_tables_and_columns(sample_settings:
 async def test_prompt_carries_protocol_and_schema(sample_settings: Settings) -> None:
     async with connect(sample_settings) as (_svc, client):
         p = await client.get_prompt("start_code_mode")
-        text = p.messages[0].content.text  # type: ignore[union-attr]
+        text = block_text(p.messages[0].content)
         assert "validate_code" in text and "execute_code" in text and "support_tickets" in text
         assert "ssn" not in text
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 import sqlglot
 from sqlglot import exp
 
+from sqlmode.config import Settings
+from sqlmode.models import Dialect
 from sqlmode.sample import (
     blocked_demo_sql,
     build_sample_duckdb,
@@ -26,20 +30,28 @@ gen = generator()
 SMALL = 0.25  # smallest handy scale: the floors keep every table populated
 
 
-def _checksums(path: Path) -> dict[str, tuple[int, str]]:
+def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The single row of an aggregate query."""
+    row = con.execute(sql).fetchone()
+    assert row is not None, sql
+    return row
+
+
+def _checksums(path: Path) -> dict[str, tuple[Any, ...]]:
     with duckdb.connect(str(path), read_only=True) as con:
         return {
-            t: con.execute(
+            t: _one(
+                con,
                 f"SELECT count(*), md5(string_agg(CAST(x AS VARCHAR), '|' ORDER BY CAST(x AS VARCHAR))) "
-                f"FROM {t} AS x"
-            ).fetchone()
+                f"FROM {t} AS x",
+            )
             for t in gen.TABLES
         }
 
 
 def _counts(path: Path) -> dict[str, int]:
     with duckdb.connect(str(path), read_only=True) as con:
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in gen.TABLES}
+        return {t: _one(con, f"SELECT count(*) FROM {t}")[0] for t in gen.TABLES}
 
 
 def test_same_scale_and_seed_build_identical_data(sample_duckdb_path: Path, tmp_path: Path) -> None:
@@ -117,7 +129,7 @@ def test_data_is_consistent(sample_duckdb_path: Path) -> None:
         "WHERE (status IN ('solved', 'closed')) <> (closed_at IS NOT NULL)",
     }
     with duckdb.connect(str(sample_duckdb_path), read_only=True) as con:
-        bad = {name: n for name, sql in checks.items() if (n := con.execute(sql).fetchone()[0])}
+        bad = {name: n for name, sql in checks.items() if (n := _one(con, sql)[0])}
     assert bad == {}
 
 
@@ -129,7 +141,7 @@ def test_one_ticket_carries_a_prompt_injection(sample_duckdb_path: Path) -> None
     assert rows == [(gen.INJECTION_SUBJECT,)]
 
 
-def _check_long_tail_answer(rows: list[tuple], columns: list[str], as_of) -> None:  # type: ignore[no-untyped-def]
+def _check_long_tail_answer(rows: list[tuple[Any, ...]], columns: list[str], as_of: datetime) -> None:
     assert 0 < len(rows) <= 20
     r = [dict(zip(columns, row, strict=True)) for row in rows]
     for row in r:
@@ -149,7 +161,7 @@ def test_long_tail_question_has_an_answer_on_duckdb(sample_duckdb_path: Path) ->
         cur = con.execute(long_tail_sql("duckdb"))
         columns = [d[0] for d in cur.description]
         rows = cur.fetchall()
-        as_of = con.execute("SELECT max(created_at) FROM orders").fetchone()[0]
+        as_of = _one(con, "SELECT max(created_at) FROM orders")[0]
     assert len(rows) == 20
     assert isinstance(rows[0][columns.index("spend_drop")], Decimal)
     _check_long_tail_answer(rows, columns, as_of)
@@ -161,13 +173,13 @@ def test_long_tail_answer_survives_the_smallest_scale(tmp_path: Path) -> None:
         cur = con.execute(long_tail_sql("duckdb"))
         columns = [d[0] for d in cur.description]
         rows = cur.fetchall()
-        as_of = con.execute("SELECT max(created_at) FROM orders").fetchone()[0]
+        as_of = _one(con, "SELECT max(created_at) FROM orders")[0]
     assert len(rows) >= 10
     _check_long_tail_answer(rows, columns, as_of)
 
 
 @pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
-def test_long_tail_sql_reads_only_allowed_data(dialect: str) -> None:
+def test_long_tail_sql_reads_only_allowed_data(dialect: Dialect) -> None:
     tree = sqlglot.parse_one(long_tail_sql(dialect), dialect=dialect)
     ctes = {c.alias for c in tree.find_all(exp.CTE)}
     tables = {t.name for t in tree.find_all(exp.Table)} - ctes
@@ -185,7 +197,7 @@ def test_blocked_demo_sql_reads_the_ssn() -> None:
 
 def test_unknown_dialect_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown dialect 'mysql'"):
-        long_tail_sql("mysql")  # type: ignore[arg-type]
+        long_tail_sql("mysql")  # type: ignore[arg-type]  # a wrong name, on purpose
 
 
 def test_bad_scale_is_refused(tmp_path: Path) -> None:
@@ -194,7 +206,9 @@ def test_bad_scale_is_refused(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_ensure_sample_db_builds_only_when_asked_and_missing(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ensure_sample_db_builds_only_when_asked_and_missing(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
     target = tmp_path / "cache" / "nested" / "sample.duckdb"
     off = make_settings({"database": {"url": f"duckdb:///{target}", "build_sample": False}})
     assert ensure_sample_db(off) is False and not target.exists()

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 from datetime import UTC, datetime
+from typing import Any, TypedDict
 
 import pytest
 from hypothesis import given, settings
@@ -40,7 +41,17 @@ class Clock:
         return self.now
 
 
-BIND = {
+class Binding(TypedDict):
+    """What a token is bound to: the keyword arguments ``mint`` and ``verify`` share."""
+
+    code_hash: str
+    user: str
+    session: str
+    schema_hash: str
+    policy_hash: str
+
+
+BIND: Binding = {
     "code_hash": code_hash("SELECT id FROM orders LIMIT 1000"),
     "user": "alice",
     "session": "sess-1",
@@ -61,8 +72,8 @@ def svc(clock: Clock) -> TokenService:
     )
 
 
-def mint(svc: TokenService, **over: str) -> str:
-    return svc.mint(**{**BIND, **over}, action="read", risk="low")[0]
+def mint(svc: TokenService) -> str:
+    return svc.mint(**BIND, action="read", risk="low")[0]
 
 
 def b64(data: bytes) -> str:
@@ -171,10 +182,13 @@ def _decodes_to(text: str, raw: bytes) -> bool:
         ("policy_hash", "policy-v2", TokenPolicyChangedError, "TOKEN_POLICY_CHANGED"),
     ],
 )
-def test_binding_mismatch(svc: TokenService, field: str, value: str, error: type, code: str) -> None:
+def test_binding_mismatch(
+    svc: TokenService, field: str, value: str, error: type[TokenError], code: str
+) -> None:
     token = mint(svc)
+    wrong: dict[str, Any] = {**BIND, field: value}  # the field is a parameter: no TypedDict key
     with pytest.raises(error) as e:
-        svc.verify(token, **{**BIND, field: value})
+        svc.verify(token, **wrong)
     assert e.value.code == code and e.value.hint
     svc.verify(token, **BIND)
 
@@ -185,7 +199,8 @@ def test_errors_come_in_the_fixed_order(svc: TokenService, clock: Clock) -> None
     svc.verify(token, **BIND)  # now used
     clock.now += 10_000
     wrong = {"code_hash": "c2", "user": "u2", "session": "s2", "schema_hash": "h2", "policy_hash": "p2"}
-    order = [
+    # each step fixes one more field (and the clock) of the all-wrong request
+    order: list[tuple[type[TokenError], dict[str, Any]]] = [
         (TokenExpiredError, {}),
         (TokenCodeMismatchError, {"now": T0}),
         (TokenPrincipalMismatchError, {"code_hash": BIND["code_hash"]}),
@@ -452,15 +467,17 @@ def test_schema_change_invalidates_outstanding_tokens(svc: TokenService) -> None
     """Bound to the snapshot's hash: a new column (or a newly blocked one) changes it."""
     from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
 
-    def snapshot(*cols: str, blocked: list[str] = ()) -> SchemaSnapshot:  # type: ignore[assignment]
+    def snapshot(*cols: str, blocked: tuple[str, ...] = ()) -> SchemaSnapshot:
         table = TableInfo("orders", tuple(ColumnInfo(c, "INTEGER") for c in cols))
-        return SchemaSnapshot.build("duckdb", "w", [table], blocked_fields=blocked)
+        return SchemaSnapshot.build("duckdb", "w", [table], blocked_fields=list(blocked))
 
     before = snapshot("id", "total")
-    bind = {**BIND, "schema_hash": before.schema_hash}
-    for after in (snapshot("id", "total", "status"), snapshot("id", "total", blocked=["orders.total"])):
+    bind: Binding = {**BIND, "schema_hash": before.schema_hash}
+    for after in (snapshot("id", "total", "status"), snapshot("id", "total", blocked=("orders.total",))):
         token = svc.mint(**bind, action="read", risk="low")[0]
         with pytest.raises(TokenSchemaChangedError):
-            svc.verify(token, **{**bind, "schema_hash": after.schema_hash})
+            changed: Binding = {**bind, "schema_hash": after.schema_hash}
+            svc.verify(token, **changed)
     token = svc.mint(**bind, action="read", risk="low")[0]
-    assert svc.verify(token, **{**bind, "schema_hash": snapshot("id", "total").schema_hash})
+    same: Binding = {**bind, "schema_hash": snapshot("id", "total").schema_hash}
+    assert svc.verify(token, **same)

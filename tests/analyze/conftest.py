@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 
 from sqlmode.analyze import Analyzer
-from sqlmode.config import settings_from_dict
+from sqlmode.config import Settings, settings_from_dict
+from sqlmode.models import Analysis
 from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
+from tests.narrow import as_dialect
 
 SAMPLE_TABLES = {
     "customers": ("id", "name", "email", "ssn", "region", "segment", "created_at"),
@@ -31,18 +35,18 @@ def _type(column: str) -> str:
     return "INTEGER" if column.endswith("id") else "VARCHAR"
 
 
-def sample_snapshot(dialect: str, extra: dict[str, tuple[str, ...]] | None = None) -> SchemaSnapshot:
+def sample_snapshot(dialect: str, extra: Mapping[str, tuple[str, ...]] | None = None) -> SchemaSnapshot:
     """The sample warehouse as the schema layer would reflect it (types do not matter here)."""
     tables = [
         TableInfo(name=name, columns=tuple(ColumnInfo(c, _type(c)) for c in cols))
         for name, cols in {**SAMPLE_TABLES, **(extra or {})}.items()
     ]
     return SchemaSnapshot.build(
-        dialect, "warehouse", tables, blocked_tables=BLOCKED_TABLES, blocked_fields=BLOCKED_FIELDS
+        as_dialect(dialect), "warehouse", tables, blocked_tables=BLOCKED_TABLES, blocked_fields=BLOCKED_FIELDS
     )
 
 
-def make_settings(dialect: str, **code_mode):  # type: ignore[no-untyped-def]
+def make_settings(dialect: str, **code_mode: Any) -> Settings:
     cm = {"blocked_tables": BLOCKED_TABLES, "blocked_fields": BLOCKED_FIELDS, "max_rows": 1000, **code_mode}
     return settings_from_dict({"database": {"url": URLS[dialect]}, "code_mode": cm})
 
@@ -63,7 +67,9 @@ def snapshots() -> dict[str, SchemaSnapshot]:
 
 
 @pytest.fixture
-def analyze(dialect, analyzers, snapshots):  # type: ignore[no-untyped-def]
+def analyze(
+    dialect: str, analyzers: dict[str, Analyzer], snapshots: dict[str, SchemaSnapshot]
+) -> Callable[[str], Analysis]:
     """analyze(sql) in the current dialect."""
     return lambda sql: analyzers[dialect].analyze(sql, snapshots[dialect])
 

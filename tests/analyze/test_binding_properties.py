@@ -11,6 +11,7 @@ its comparisons gets the same verdict.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -106,7 +107,7 @@ def _no_ssn_value(con: duckdb.DuckDBPyConnection, sql: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def sample_con(sample_duckdb_path: Path):  # type: ignore[no-untyped-def]
+def sample_con(sample_duckdb_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = duckdb.connect(str(sample_duckdb_path), read_only=True)
     yield con
     con.close()
@@ -114,7 +115,9 @@ def sample_con(sample_duckdb_path: Path):  # type: ignore[no-untyped-def]
 
 @FAST
 @given(data=st.data())
-def test_accepted_shadowing_and_opaque_shapes_read_no_ssn_on_duckdb(data, sample_con) -> None:  # type: ignore[no-untyped-def]
+def test_accepted_shadowing_and_opaque_shapes_read_no_ssn_on_duckdb(
+    data: st.DataObject, sample_con: duckdb.DuckDBPyConnection
+) -> None:
     sql = data.draw(shadow_queries("duckdb"))
     analysis = ANALYZERS["duckdb"].analyze(sql, SNAPSHOTS["duckdb"])
     if analysis.violations:
@@ -125,7 +128,7 @@ def test_accepted_shadowing_and_opaque_shapes_read_no_ssn_on_duckdb(data, sample
 
 @FAST
 @given(data=st.data(), dialect=st.sampled_from(DIALECTS))
-def test_a_bare_ssn_under_customers_is_always_refused(data, dialect: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_bare_ssn_under_customers_is_always_refused(data: st.DataObject, dialect: str) -> None:
     """Whatever the inner scope holds, a bare `ssn` may bind to the outer customers."""
     sql = data.draw(shadow_queries(dialect))
     tree = sqlglot.parse_one(sql, read=dialect)
@@ -204,7 +207,7 @@ def _verdict(dialect: str, sql: str) -> list[str]:
 
 @settings(max_examples=150, deadline=None)
 @given(data=st.data(), dialect=st.sampled_from(DIALECTS))
-def test_verdict_does_not_depend_on_probed_literals(data, dialect: str) -> None:  # type: ignore[no-untyped-def]
+def test_verdict_does_not_depend_on_probed_literals(data: st.DataObject, dialect: str) -> None:
     sql = data.draw(st.sampled_from(CORPUS[dialect]))
     tree = sqlglot.parse_one(sql, read=dialect)
     for lit in _probe_literals(tree):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sqlmode.analyze import Analyzer
-from sqlmode.models import RiskLevel
+from sqlmode.models import Analysis, RiskLevel
 from sqlmode.sample import long_tail_sql
 from tests.analyze.conftest import make_settings, sample_snapshot
 
 
-def run(sql: str, dialect: str = "postgres", **code_mode):  # type: ignore[no-untyped-def]
+def run(sql: str, dialect: str = "postgres", **code_mode: Any) -> Analysis:
     return Analyzer(make_settings(dialect, **code_mode)).analyze(sql, sample_snapshot(dialect))
 
 

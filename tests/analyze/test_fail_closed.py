@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import pytest
 
 import sqlmode.analyze as analyze_pkg
@@ -26,24 +28,28 @@ def codes(dialect: str, sql: str = SQL) -> set[str]:
     return {v.code for v in analysis.violations}
 
 
-def test_engine_seeing_another_kind_of_statement_is_a_disagreement(dialect, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_engine_seeing_another_kind_of_statement_is_a_disagreement(
+    dialect: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(P, "engine_view", lambda code, d: P.EngineView(("OTHER",)))
     assert codes(dialect) == {"PARSER_DISAGREEMENT"}
 
 
-def test_engine_seeing_two_statements_is_refused(dialect, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_engine_seeing_two_statements_is_refused(dialect: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(P, "engine_view", lambda code, d: P.EngineView(("SELECT", "DELETE")))
     assert codes(dialect) == {"MULTIPLE_STATEMENTS"}
 
 
-def test_engine_seeing_nothing_is_refused(dialect, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_engine_seeing_nothing_is_refused(dialect: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(P, "engine_view", lambda code, d: P.EngineView(()))
     assert codes(dialect) == {"PARSER_DISAGREEMENT"}
 
 
 @pytest.mark.parametrize("error", [IndexError("boom"), KeyError("k"), RecursionError(), MemoryError()])
-def test_a_crash_anywhere_is_a_refusal_never_an_exception(dialect, monkeypatch, error) -> None:  # type: ignore[no-untyped-def]
-    def explode(*args, **kwargs):  # type: ignore[no-untyped-def]
+def test_a_crash_anywhere_is_a_refusal_never_an_exception(
+    dialect: str, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    def explode(*args: object, **kwargs: object) -> NoReturn:
         raise error
 
     monkeypatch.setattr(rules_base, "resolve", explode)
@@ -51,12 +57,14 @@ def test_a_crash_anywhere_is_a_refusal_never_an_exception(dialect, monkeypatch, 
     assert got in ({"ANALYSIS_FAILED"}, {"QUERY_TOO_LARGE"})
 
 
-def test_rendering_that_is_not_one_query_is_refused(dialect, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_rendering_that_is_not_one_query_is_refused(dialect: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(analyze_pkg, "render", lambda root, d: "SELECT 1; DROP TABLE orders")
     assert codes(dialect) & {"ANALYSIS_FAILED", "ROUND_TRIP_MISMATCH"}
 
 
-def test_unplaced_columns_still_count_against_blocked_columns(dialect, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_unplaced_columns_still_count_against_blocked_columns(
+    dialect: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # If scope traversal ever missed a column, the sweep still matches it by name.
     monkeypatch.setattr(refs_mod, "traverse_scope", lambda root: [])
     assert "COLUMN_BLOCKED" in codes(dialect, "SELECT ssn FROM customers")

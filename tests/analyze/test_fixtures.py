@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from sqlmode.analyze import VIOLATION_CODES, Analyzer
@@ -13,7 +15,7 @@ ANALYZERS = {d: Analyzer(make_settings(d)) for d in DIALECTS}
 SNAPSHOTS = {d: sample_snapshot(d, EXTRA_TABLES) for d in DIALECTS}
 
 
-def _params(loader) -> list:  # type: ignore[no-untyped-def]
+def _params(loader: Callable[[str], list[Case]]) -> list[object]:
     return [pytest.param(d, c, id=f"{d}:{c.name}") for d in DIALECTS for c in loader(d)]
 
 

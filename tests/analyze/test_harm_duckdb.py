@@ -10,7 +10,7 @@ INTO, FOR UPDATE) and attacks that are unsafe to run (huge generators) have no c
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ SSN_SHAPE = r"^\d{3}-\d{2}-\d{4}$"
 
 
 @pytest.fixture
-def scratch(sample_duckdb_path: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+def scratch(sample_duckdb_path: Path, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     path = tmp_path / "warehouse.duckdb"
     shutil.copy(sample_duckdb_path, path)
     con = duckdb.connect(str(path))
@@ -35,7 +35,9 @@ def scratch(sample_duckdb_path: Path, tmp_path: Path):  # type: ignore[no-untype
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
-    return con.execute(sql).fetchone()[0]
+    row = con.execute(sql).fetchone()
+    assert row is not None, sql
+    return row[0]
 
 
 BY_SSN = "SELECT name FROM customers ORDER BY ssn"
@@ -163,7 +165,9 @@ def _assert(condition: bool) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(HARM))
-def test_attack_would_do_harm_and_is_refused(name: str, scratch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_attack_would_do_harm_and_is_refused(
+    name: str, scratch: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
     case = CASES[name]
     analysis = Analyzer(make_settings("duckdb")).analyze(case.sql, sample_snapshot("duckdb"))
     assert analysis.violations, f"{name} must be refused"
@@ -174,7 +178,7 @@ def test_attack_would_do_harm_and_is_refused(name: str, scratch, tmp_path: Path)
     HARM[name](scratch, rows, tmp_path)
 
 
-def test_unbounded_recursion_runs_until_interrupted(scratch) -> None:  # type: ignore[no-untyped-def]
+def test_unbounded_recursion_runs_until_interrupted(scratch: duckdb.DuckDBPyConnection) -> None:
     import threading
 
     case = CASES["recursive_cte_unbounded"]

@@ -16,7 +16,7 @@ import asyncio
 import os
 import secrets
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ SNAPSHOT = sample_snapshot("postgres")
 
 
 @pytest.fixture
-async def scratch(pg_admin_url: str, analyze_pg_template: str):  # type: ignore[no-untyped-def]
+async def scratch(
+    pg_admin_url: str, analyze_pg_template: str
+) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
     name = f"sqlmode_harm_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(pg_admin_url)
     try:
@@ -84,14 +86,14 @@ async def empty(conn: asyncpg.Connection, table: str) -> bool:
 
 
 def rows_have(pred: Callable[[Any], bool]) -> Check:
-    async def check(conn, rows, work, url):  # type: ignore[no-untyped-def]
+    async def check(conn: asyncpg.Connection, rows: Any, work: Path, url: str) -> bool:
         return pred(rows)
 
     return check
 
 
 def state(fn: Callable[[asyncpg.Connection], Awaitable[bool]]) -> Check:
-    async def check(conn, rows, work, url):  # type: ignore[no-untyped-def]
+    async def check(conn: asyncpg.Connection, rows: Any, work: Path, url: str) -> bool:
         return await fn(conn)
 
     return check
@@ -264,7 +266,9 @@ async def _run_special(name: str, conn: asyncpg.Connection, url: str, sql: str, 
 
 
 @pytest.mark.parametrize("name", sorted(HARM))
-async def test_attack_would_do_harm_and_is_refused(name: str, scratch, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_attack_would_do_harm_and_is_refused(
+    name: str, scratch: tuple[asyncpg.Connection, str], shared_dir: Path
+) -> None:
     conn, url = scratch
     case = CASES[name]
     assert ANALYZER.analyze(case.sql, SNAPSHOT).violations, f"{name} must be refused"
@@ -289,7 +293,7 @@ async def test_attack_would_do_harm_and_is_refused(name: str, scratch, shared_di
     assert await check(conn, rows, work, url)
 
 
-async def test_notify_reaches_a_listener(scratch) -> None:  # type: ignore[no-untyped-def]
+async def test_notify_reaches_a_listener(scratch: tuple[asyncpg.Connection, str]) -> None:
     conn, url = scratch
     sql = CASES["pg_notify_channel"].sql
     assert ANALYZER.analyze(sql, SNAPSHOT).violations
@@ -303,7 +307,7 @@ async def test_notify_reaches_a_listener(scratch) -> None:  # type: ignore[no-un
         await listener.close()
 
 
-async def test_lo_import_reads_a_server_file(scratch) -> None:  # type: ignore[no-untyped-def]
+async def test_lo_import_reads_a_server_file(scratch: tuple[asyncpg.Connection, str]) -> None:
     conn, _ = scratch
     sql = CASES["lo_import_file"].sql
     assert ANALYZER.analyze(sql, SNAPSHOT).violations

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import duckdb
 import pytest
 
 from sqlmode.analyze import Analyzer
+from sqlmode.config import Settings
+from sqlmode.schema import SchemaSnapshot
 from sqlmode.schema.reflect import reflect_schema
 from tests.analyze.conftest import EXTRA_TABLES, SAMPLE_TABLES, make_settings
 from tests.fixtures.cases import Case, legit_cases
+
+DuckDBSetup = tuple[Analyzer, SchemaSnapshot, duckdb.DuckDBPyConnection]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +40,7 @@ def scratch_db(sample_duckdb_path: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="module")
-def setup(scratch_db: Path):  # type: ignore[no-untyped-def]
+def setup(scratch_db: Path) -> Iterator[DuckDBSetup]:
     settings = make_settings("duckdb").model_copy(deep=True)
     settings.database.url = f"duckdb:///{scratch_db}"
     snapshot = asyncio.run(reflect_schema(settings))
@@ -43,14 +49,14 @@ def setup(scratch_db: Path):  # type: ignore[no-untyped-def]
     con.close()
 
 
-def test_hand_built_snapshot_mirrors_the_sample(setup) -> None:  # type: ignore[no-untyped-def]
+def test_hand_built_snapshot_mirrors_the_sample(setup: DuckDBSetup) -> None:
     _, snapshot, _ = setup
     reflected = {name: tuple(c.name for c in t.columns) for name, t in snapshot.tables.items()}
     assert reflected == {**SAMPLE_TABLES, **EXTRA_TABLES}
 
 
 @pytest.mark.parametrize("case", legit_cases("duckdb"), ids=lambda c: c.name)
-def test_legit_query_runs_within_its_row_limit(case: Case, setup) -> None:  # type: ignore[no-untyped-def]
+def test_legit_query_runs_within_its_row_limit(case: Case, setup: DuckDBSetup) -> None:
     analyzer, snapshot, con = setup
     analysis = analyzer.analyze(case.sql, snapshot)
     assert analysis.violations == [], case.name
@@ -63,10 +69,10 @@ def test_legit_query_runs_within_its_row_limit(case: Case, setup) -> None:  # ty
 
 
 @pytest.fixture(scope="module")
-async def pg_setup(pg_admin_url: str, analyze_pg_template: str, pg_settings_factory):  # type: ignore[no-untyped-def]
+async def pg_setup(
+    pg_admin_url: str, analyze_pg_template: str, pg_settings_factory: Callable[..., Settings]
+) -> AsyncIterator[tuple[Analyzer, SchemaSnapshot, asyncpg.Connection]]:
     import secrets
-
-    import asyncpg
 
     from tests.plugins.postgres import with_database
 
@@ -90,7 +96,9 @@ async def pg_setup(pg_admin_url: str, analyze_pg_template: str, pg_settings_fact
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("case", legit_cases("postgres"), ids=lambda c: c.name)
-async def test_legit_query_runs_on_postgres(case: Case, pg_setup) -> None:  # type: ignore[no-untyped-def]
+async def test_legit_query_runs_on_postgres(
+    case: Case, pg_setup: tuple[Analyzer, SchemaSnapshot, asyncpg.Connection]
+) -> None:
     analyzer, snapshot, conn = pg_setup
     analysis = analyzer.analyze(case.sql, snapshot)
     assert analysis.violations == [], case.name

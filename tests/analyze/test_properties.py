@@ -72,7 +72,7 @@ FRAGMENTS = [
 
 
 @st.composite
-def mutated_sql(draw, dialect: str) -> str:  # type: ignore[no-untyped-def]
+def mutated_sql(draw: st.DrawFn, dialect: str) -> str:
     # Mostly one small change to a legit query, so that a good share is still accepted
     # and the property has something to check; sometimes several changes to anything.
     if draw(st.booleans()):
@@ -132,7 +132,7 @@ PROFILE = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[
 
 @PROFILE
 @given(st.data())
-def test_mutated_sql_never_crashes_and_accepts_nothing_refused(data) -> None:  # type: ignore[no-untyped-def]
+def test_mutated_sql_never_crashes_and_accepts_nothing_refused(data: st.DataObject) -> None:
     dialect = data.draw(st.sampled_from(DIALECTS))
     assert_accepted_is_clean(dialect, data.draw(mutated_sql(dialect)))
 

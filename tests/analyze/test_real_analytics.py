@@ -6,19 +6,22 @@ shape that must stay refused, in both dialects.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sqlmode.analyze import Analyzer
+from sqlmode.models import Analysis
 from tests.analyze.conftest import make_settings, sample_snapshot
 
 DIALECTS = ["duckdb", "postgres"]
 
 
-def run(sql: str, dialect: str, **code_mode):  # type: ignore[no-untyped-def]
+def run(sql: str, dialect: str, **code_mode: Any) -> Analysis:
     return Analyzer(make_settings(dialect, **code_mode)).analyze(sql, sample_snapshot(dialect))
 
 
-def codes(analysis) -> list[str]:  # type: ignore[no-untyped-def]
+def codes(analysis: Analysis) -> list[str]:
     return sorted(v.code for v in analysis.violations)
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from sqlmode.analyze import Analyzer
 from sqlmode.analyze.sizes import MAX_VALUE_SIZE, Sizes
+from sqlmode.config import Settings
 from tests.analyze.conftest import make_settings, sample_snapshot
 
 ANALYZERS = {d: Analyzer(make_settings(d)) for d in ("duckdb", "postgres")}
@@ -71,7 +72,7 @@ def test_ordinary_builders_are_accepted(dialect: str, sql: str) -> None:
     assert analysis.violations == [], sql
 
 
-def test_huge_builder_is_refused_by_the_service_without_engine_work(sample_settings) -> None:  # type: ignore[no-untyped-def]
+def test_huge_builder_is_refused_by_the_service_without_engine_work(sample_settings: Settings) -> None:
     import asyncio
 
     from sqlmode.service import CodeModeService

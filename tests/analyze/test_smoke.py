@@ -1,10 +1,10 @@
 """The analyzer's basic contract: accept a typical report, refuse the obvious."""
 
 from sqlmode.analyze import VIOLATION_CODES
-from sqlmode.models import Action, RiskLevel
+from sqlmode.models import Action, Analysis, RiskLevel
 
 
-def codes(analysis):  # type: ignore[no-untyped-def]
+def codes(analysis: Analysis) -> set[str]:
     return {v.code for v in analysis.violations}
 
 

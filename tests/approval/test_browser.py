@@ -104,10 +104,12 @@ async def test_cookie_sessions_need_the_csrf_token_and_pages_refuse_framing_and_
                 headers={"origin": "https://evil.example"},
             )
             assert cross.status_code == 403 and "CSRF_FAILED" in cross.text
-            assert (await svc.approvals.get(req["id"]))["status"] == "pending"
+            rec = await svc.approvals.get(req["id"])
+            assert rec is not None and rec["status"] == "pending"
             ok = await h.post(f"/approvals/{req['id']}/approve", data={"csrf": csrf})
             assert ok.status_code == 303
-        assert (await svc.approvals.get(req["id"]))["status"] == "approved"
+        rec = await svc.approvals.get(req["id"])
+        assert rec is not None and rec["status"] == "approved"
         # Without credentials: a browser is sent to log in, an API client gets 401.
         async with httpx2.AsyncClient(base_url=base, timeout=30) as anon:
             r = await anon.get(f"/approvals/{req['id']}", headers={"accept": "application/json"})

@@ -22,6 +22,7 @@ from sqlmode.config import Settings
 from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
 from tests.approval.conftest import READ_SQL, WRITE_SQL, decide
+from tests.narrow import block_text
 from tests.server.conftest import running_http, task_scoped
 
 
@@ -67,7 +68,7 @@ async def test_validate_says_approval_is_needed_and_by_whom(client: Client) -> N
     v = await validated(client, READ_SQL)
     assert v["approval"] == {"approvers": "approvers", "required": 1, "expires_seconds": 900}
     r = await client.call_tool("validate_code", {"code": READ_SQL})
-    assert "approvers" in r.content[0].text and "approval page" in r.content[0].text
+    assert "approvers" in block_text(r.content[0]) and "approval page" in block_text(r.content[0])
 
 
 async def test_nothing_needs_approval_by_default(make_settings: Callable[..., Settings]) -> None:
@@ -88,7 +89,7 @@ async def test_approval_required_then_a_distinct_approver_then_rows_once(
     req = first.structured_content["approval_required"]
     assert first.structured_content["rows"] == [] and first.structured_content["row_count"] == 0
     assert req["approvers"] == "approvers" and req["url"] == f"{pages}/approvals/{req['id']}"
-    assert req["url"] in first.content[0].text
+    assert req["url"] in block_text(first.content[0])
     # Still pending: the retry waits (approval.wait_seconds), then answers approval_required again.
     again = await execute(client, v)
     assert again.structured_content["approval_required"]["id"] == req["id"]
@@ -103,7 +104,7 @@ async def test_approval_required_then_a_distinct_approver_then_rows_once(
     assert ran.structured_content["rows"] and ran.structured_content["row_count"] > 0
     # The approval ran its query once: the same token and code again is refused.
     replay = await execute(client, v)
-    assert replay.is_error and "APPROVAL_USED" in replay.content[0].text
+    assert replay.is_error and "APPROVAL_USED" in block_text(replay.content[0])
     events = [(r["event"], r.get("decision")) for r in audit(service.settings)]
     assert ("approval_requested", None) in events and ("approval_decision", None) in events
     assert events.count(("execute", "run")) == 1 and ("approval_used", None) in events
@@ -171,7 +172,9 @@ async def test_a_denied_request_never_runs(
         late = await decide(pages, req["id"], "approve", "bob")
         assert late.status_code == 409 and late.json()["error"]["code"] == "APPROVAL_DECIDED"
         r = await execute(client, v)
-        assert r.is_error and "APPROVAL_DENIED" in r.content[0].text and "ana" in r.content[0].text
+        assert (
+            r.is_error and "APPROVAL_DENIED" in block_text(r.content[0]) and "ana" in block_text(r.content[0])
+        )
     assert status_of(writable_db) == before != ("void",)
 
 
@@ -186,7 +189,7 @@ async def test_an_expired_request_never_runs(
         late = await decide(base, req["id"], "approve", "ana")
         assert late.status_code == 409 and late.json()["error"]["code"] == "APPROVAL_EXPIRED"
         r = await execute(client, v)
-        assert r.is_error and "APPROVAL_EXPIRED" in r.content[0].text
+        assert r.is_error and "APPROVAL_EXPIRED" in block_text(r.content[0])
     assert status_of(writable_db) == before != ("void",)
 
 
@@ -202,7 +205,7 @@ async def test_an_approval_for_other_code_approves_nothing_else(
         swapped = await client.call_tool(
             "execute_code", {"code": WRITE_SQL, "approval_token": read["approval_token"]}
         )
-        assert swapped.is_error and "TOKEN_CODE_MISMATCH" in swapped.content[0].text
+        assert swapped.is_error and "TOKEN_CODE_MISMATCH" in block_text(swapped.content[0])
         # The other code's own token opens its own request: the first approval does not carry over.
         write = await validated(client, WRITE_SQL)
         other = (await execute(client, write)).structured_content["approval_required"]

@@ -15,6 +15,7 @@ from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
 from tests.approval.conftest import READ_SQL, decide
 from tests.approval.test_no_elicitation import execute, validated
+from tests.narrow import block_text
 from tests.server.conftest import running_http, task_scoped
 
 
@@ -44,4 +45,4 @@ async def test_a_decision_on_another_replicas_page_releases_the_query_once(
         ran = await execute(client, v)
         assert not ran.is_error and ran.structured_content["row_count"] > 0, ran.content
         again = await execute(client, v)
-        assert again.is_error and "APPROVAL_USED" in again.content[0].text
+        assert again.is_error and "APPROVAL_USED" in block_text(again.content[0])

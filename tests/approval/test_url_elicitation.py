@@ -21,6 +21,7 @@ from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
 from tests.approval.conftest import READ_SQL, decide
 from tests.approval.test_no_elicitation import audit, running_http
+from tests.narrow import block_text
 from tests.server.conftest import task_scoped
 
 
@@ -96,6 +97,6 @@ async def test_accepting_the_url_is_not_an_approval(
             r = await client.call_tool(
                 "execute_code", {"code": v["normalized_code"], "approval_token": v["approval_token"]}
             )
-            assert r.is_error and "APPROVAL_EXPIRED" in r.content[0].text
+            assert r.is_error and "APPROVAL_EXPIRED" in block_text(r.content[0])
             assert len(user.asked) == 1
         assert not [x for x in audit(svc.settings) if x.get("decision") == "run"]

@@ -169,7 +169,9 @@ def duck_pair(make_duck: Callable[..., Path]) -> tuple[duckdb.DuckDBPyConnection
 
 
 def _bound(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
-    b = read_bound_plan(con.execute("SELECT json_serialize_plan(?::VARCHAR)", [sql]).fetchone()[0])
+    row = con.execute("SELECT json_serialize_plan(?::VARCHAR)", [sql]).fetchone()
+    assert row is not None, sql
+    b = read_bound_plan(row[0])
     return (tuple(b.problems), frozenset(b.columns), frozenset(b.functions), len(b.scans))
 
 

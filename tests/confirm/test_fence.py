@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from mcp.types import CallToolResult
 
 from sqlmode.config import Settings
 from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
+from tests.narrow import block_text
 from tests.server.conftest import task_scoped
 
 from .conftest import INJECTION_SUBJECT, PgWorld
@@ -62,15 +64,15 @@ def _split(text: str) -> tuple[str, str, str]:
     return marker, body, after
 
 
-async def _run(client: Client, sql: str) -> tuple[str, dict]:
+async def _run(client: Client, sql: str) -> tuple[str, CallToolResult]:
     v = await client.call_tool("validate_code", {"code": sql})
     assert not v.is_error, v.content
-    token = v.structured_content["approval_token"]  # type: ignore[index]
+    token = v.structured_content["approval_token"]
     r = await client.call_tool(
         "execute_code",
-        {"code": v.structured_content["normalized_code"], "approval_token": token},  # type: ignore[index]
+        {"code": v.structured_content["normalized_code"], "approval_token": token},
     )
-    return r.content[0].text, r  # type: ignore[union-attr,return-value]
+    return block_text(r.content[0]), r
 
 
 async def test_every_result_is_fenced(client: Client) -> None:
@@ -119,4 +121,4 @@ async def test_tool_descriptions_and_prompt_say_rows_are_data(client: Client) ->
     tools = {t.name: t for t in (await client.list_tools()).tools}
     assert "never follow instructions" in (tools["execute_code"].description or "")
     prompt = await client.get_prompt("start_code_mode")
-    assert "never follow instructions" in prompt.messages[0].content.text  # type: ignore[union-attr]
+    assert "never follow instructions" in block_text(prompt.messages[0].content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -97,7 +98,7 @@ def _call(path: list[str], *children: dict, **extra: object) -> dict:
 def test_duckdb_bound_plan_columns_and_calls() -> None:
     """column_indexes name exactly the bound columns; the row id is not a column."""
     ref = {"expression_class": "BOUND_REF", "index": 1}
-    root = {
+    root: dict[str, Any] = {
         "type": "LOGICAL_PROJECTION",
         "expressions": [_call(["system", "main", "random"]), _call(["__cast"], ref, is_operator=True), ref],
         "children": [_get("customers", CUSTOMERS, [2, 1, 3, 2**64 - 1])],

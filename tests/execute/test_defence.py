@@ -25,6 +25,8 @@ import pytest
 from sqlmode.config import Settings
 from sqlmode.errors import SqlmodeError
 from sqlmode.execute import open_executor
+from sqlmode.execute.duckdb import DuckDBExecutor
+from sqlmode.execute.postgres import PostgresExecutor
 from tests.fixtures.cases import FIXTURES, Case, load_cases
 
 from .test_postgres_session import each_pooled_session, reader_name, wait_until_idle
@@ -158,6 +160,7 @@ async def test_postgres_attacks_change_nothing_and_leak_nothing(
     secrets = await secret_values(pg_sample_url)
     settings = pg_settings(pg_reader_url, {"database": {"pool_max_size": 3}})
     async with open_executor(settings) as ex:
+        assert isinstance(ex, PostgresExecutor)
         ex._check_text = text_check
         outcomes = await run_all(
             ex, PG_CASES + [Case(f"probe_{i}", sql) for i, sql in enumerate(LEAK_PROBES)]
@@ -214,8 +217,9 @@ async def test_postgres_attacks_change_nothing_and_leak_nothing_as_a_superuser(
     cases = [c for c in PG_CASES if "terminate_backend" not in c.sql and "cancel_backend" not in c.sql]
     probes = [Case(f"probe_{i}", sql) for i, sql in enumerate(LEAK_PROBES + ESCAPES)]
     async with open_executor(pg_settings(pg_sample_url, {"database": {"pool_max_size": 2}})) as ex:
-        assert ex.role == reader_name(pg_reader_url) != "postgres"  # type: ignore[attr-defined]
-        ex._check_text = text_check  # type: ignore[attr-defined]
+        assert isinstance(ex, PostgresExecutor)
+        assert ex.role == reader_name(pg_reader_url) != "postgres"
+        ex._check_text = text_check
         outcomes = await run_all(ex, cases + probes)
         for name, outcome in outcomes.items():
             if isinstance(outcome, str):
@@ -247,8 +251,9 @@ async def test_postgres_attacks_change_nothing_as_a_privileged_role(
     cases = [c for c in PG_CASES if "terminate_backend" not in c.sql and "cancel_backend" not in c.sql]
     dev = {"database": {"pool_max_size": 2, "allow_privileged_role": True, "reader_role": "nobody_x"}}
     async with open_executor(pg_settings(pg_sample_url, dev)) as ex:
-        assert ex.privileged  # type: ignore[attr-defined]
-        ex._check_text = False  # type: ignore[attr-defined]
+        assert isinstance(ex, PostgresExecutor)
+        assert ex.privileged
+        ex._check_text = False
         await run_all(ex, cases)
     assert await pg_state(pg_sample_url) == before
     assert mentioned_files(PG_CASES) == files
@@ -267,6 +272,7 @@ async def test_duckdb_attacks_change_nothing(
     listing = sorted(p.name for p in duck_copy.parent.iterdir())
     files = mentioned_files(DUCK_CASES)
     async with open_executor(duck_settings()) as ex:
+        assert isinstance(ex, DuckDBExecutor)
         ex._check_text = text_check
         locked = await ex.run("SELECT name, value FROM duckdb_settings() ORDER BY name")
         await run_all(ex, [c for c in DUCK_CASES if c.name not in DUCK_UNINTERRUPTIBLE])

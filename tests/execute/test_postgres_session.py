@@ -244,6 +244,7 @@ async def test_32_concurrent_queries_never_exceed_the_pool_and_leak_nothing(
             await asyncio.sleep(0.01)
 
     async with open_executor(settings) as ex:
+        assert isinstance(ex, PostgresExecutor)
         watcher = asyncio.create_task(watch())
         results = await asyncio.gather(*(ex.run(f"SELECT {i} AS i, pg_sleep(0.05)") for i in range(32)))
         await asyncio.sleep(0.1)

@@ -18,6 +18,7 @@ from sqlmode.errors import (
     WriteLimitExceededError,
 )
 from sqlmode.execute import open_executor, open_write_executor
+from sqlmode.execute.duckdb import DuckDBExecutor
 from tests.plugins.postgres import create_database
 
 WRITES = {"code_mode": {"allow_writes": True, "max_write_rows": 3}}
@@ -158,6 +159,7 @@ async def test_duckdb_writes_share_the_instance_and_respect_the_cap(
     before = duck_rows(duck_copy)
     settings = duck_settings(WRITES)
     async with open_executor(settings) as reader, open_write_executor(settings) as w:
+        assert isinstance(reader, DuckDBExecutor)
         assert any("read-write" in x for x in reader.warnings)
         r = await w.run_write("UPDATE orders SET status = 'void' WHERE id <= 2")
         assert (r.statement, r.affected_rows) == ("UPDATE", 2)

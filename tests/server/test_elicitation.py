@@ -20,6 +20,7 @@ from mcp import Client
 from sqlmode.config import Settings
 from sqlmode.server import ELICITED, NOT_REQUIRED, UNAVAILABLE, build_server
 from sqlmode.service import CodeModeService
+from tests.narrow import block_text
 from tests.server.conftest import EASY_SQL, http_client, running_http
 
 
@@ -64,7 +65,7 @@ async def test_accepted_runs_the_query(asking_service: CodeModeService, mode: st
     async with Client(build_server(asking_service), mode=mode, elicitation_callback=callback) as c:
         r = await validate_and_execute(c)
     assert not r.is_error, r.content
-    assert r.structured_content["row_count"] == 4  # type: ignore[index]
+    assert r.structured_content["row_count"] == 4
     assert len(asked) == 1
     assert asked[0].startswith("sqlmode's analysis: a low-risk read query (SELECT) on customers.")
     assert "Reads customers" in asked[0]
@@ -83,7 +84,7 @@ async def test_declined_refuses_and_nothing_runs(
     async with Client(build_server(asking_service), mode=mode, elicitation_callback=callback) as c:
         r = await validate_and_execute(c)
     assert r.is_error and len(asked) == 1
-    text = r.content[0].text  # type: ignore[union-attr]
+    text = block_text(r.content[0])
     assert text.startswith("USER_DECLINED:") and "nothing was run" in text and "Hint:" in text
     [declined] = run_records(asking_service.settings)  # no "executed" record: the query never ran
     assert (declined["event"], declined["decision"], declined["error"]) == (
@@ -104,7 +105,7 @@ async def test_a_client_that_cannot_be_asked_keeps_the_token_as_the_gate(
     # The token is still required and still single use.
     async with Client(build_server(asking_service), mode=mode) as c:
         bad = await c.call_tool("execute_code", {"code": EASY_SQL, "approval_token": "sqlmode.k1.x.y"})
-    assert bad.is_error and "TOKEN_" in bad.content[0].text  # type: ignore[union-attr]
+    assert bad.is_error and "TOKEN_" in block_text(bad.content[0])
 
 
 async def test_risk_levels_not_configured_are_not_asked(server_settings: Callable[..., Settings]) -> None:

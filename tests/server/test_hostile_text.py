@@ -20,6 +20,7 @@ from mcp import Client
 from sqlmode.config import Settings
 from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
+from tests.narrow import block_text
 
 TABLES = ["customers", "products", "orders", "order_items", "support_tickets", "contacts"]
 PADDED_DELETE = "/* low-risk read query" + " " * 5000 + "*/ DELETE FROM support_tickets WHERE id = 7"
@@ -87,10 +88,12 @@ async def test_database_comments_reach_the_model_as_quoted_data(
     async with CodeModeService(settings) as svc, Client(build_server(svc)) as c:
         resource = await c.read_resource("schema://analytics")
         texts = {
-            "resource": resource.contents[0].text,  # type: ignore[union-attr]
-            "tool": (await c.call_tool("describe_schema", {})).content[0].text,  # type: ignore[union-attr]
-            "table tool": (await c.call_tool("describe_schema", {"table": "order_items"})).content[0].text,  # type: ignore[union-attr]
-            "prompt": (await c.get_prompt("start_code_mode")).messages[0].content.text,  # type: ignore[union-attr]
+            "resource": block_text(resource.contents[0]),
+            "tool": block_text((await c.call_tool("describe_schema", {})).content[0]),
+            "table tool": block_text(
+                (await c.call_tool("describe_schema", {"table": "order_items"})).content[0]
+            ),
+            "prompt": block_text((await c.get_prompt("start_code_mode")).messages[0].content),
         }
     for where, text in texts.items():
         line = next(x for x in text.splitlines() if x.strip().startswith("quantity "))

@@ -22,6 +22,7 @@ from sqlmode.config import AuthConfig, Settings
 from sqlmode.errors import ConfigError, SecretError
 from sqlmode.server import http_security, serve
 from sqlmode.service import CodeModeService
+from tests.narrow import block_text
 from tests.server.conftest import EASY_SQL, TOKENS, http_client, running_http
 
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
@@ -83,11 +84,11 @@ async def test_principal_and_mcp_session_are_recorded_and_bound_into_tokens(
         args = {"code": v["normalized_code"], "approval_token": v["approval_token"]}
         # The same user in another MCP session may not use the token ...
         other = await a2.call_tool("execute_code", args)
-        assert other.is_error and other.content[0].text.startswith("TOKEN_SESSION_MISMATCH")  # type: ignore[union-attr]
+        assert other.is_error and block_text(other.content[0]).startswith("TOKEN_SESSION_MISMATCH")
         # ... nor may another user ...
         async with http_client(url, TOKENS["bob"], mode="legacy") as b:
             stolen = await b.call_tool("execute_code", args)
-        assert stolen.is_error and stolen.content[0].text.startswith("TOKEN_USER_MISMATCH")  # type: ignore[union-attr]
+        assert stolen.is_error and block_text(stolen.content[0]).startswith("TOKEN_USER_MISMATCH")
         # ... while the session that validated it can.
         ok = await a.call_tool("execute_code", args)
         assert not ok.is_error, ok.content
@@ -193,7 +194,9 @@ async def test_jwt_signed_by_another_key_or_with_the_public_key_as_hmac_secret_i
     sig = hmac.new(rsa_keys[1].encode(), signing_input.encode(), hashlib.sha256).digest()
     assert await verifier.verify_token(f"{signing_input}.{b64(sig)}") is None
     unsigned = jwt.encode(
-        {"sub": "mallory", "iss": ISSUER, "exp": int(time.time()) + 60}, None, algorithm="none"
+        {"sub": "mallory", "iss": ISSUER, "exp": int(time.time()) + 60},
+        None,  # type: ignore[arg-type]  # PyJWT's annotation omits None, the only key alg "none" takes
+        algorithm="none",
     )
     assert await verifier.verify_token(unsigned) is None
 

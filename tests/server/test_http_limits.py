@@ -21,6 +21,7 @@ from sqlmode.config import ServerConfig, Settings
 from sqlmode.errors import RateLimitedError
 from sqlmode.limits import PrincipalLimits, TokenBucket
 from sqlmode.service import CodeModeService
+from tests.narrow import block_text
 from tests.server.conftest import EASY_SQL, TOKENS, http_client, running_http
 
 PROTOCOL = "2025-11-25"
@@ -137,7 +138,7 @@ async def test_validations_over_the_rate_are_a_tool_error_with_retry_after(
         async with http_client(url) as c:
             results = [await c.call_tool("validate_code", {"code": EASY_SQL}) for _ in range(3)]
         assert [r.is_error for r in results] == [False, False, True]
-        text = results[2].content[0].text  # type: ignore[union-attr]
+        text = block_text(results[2].content[0])
         assert text.startswith("RATE_LIMITED:") and "Retry after" in text and "validations_per_minute" in text
         async with http_client(url, TOKENS["bob"]) as c:
             assert not (await c.call_tool("validate_code", {"code": EASY_SQL})).is_error
@@ -186,9 +187,9 @@ async def test_concurrent_heavy_validations_of_one_principal_are_capped_while_ot
             easy = await victim.call_tool("validate_code", {"code": EASY_SQL})
             blocked = await victim.call_tool("validate_code", {"code": "SELECT ssn FROM customers"})
             results = await asyncio.gather(*heavy)
-    refused = [r for r in results if r.is_error and r.content[0].text.startswith("RATE_LIMITED:")]  # type: ignore[union-attr]
+    refused = [r for r in results if r.is_error and block_text(r.content[0]).startswith("RATE_LIMITED:")]
     assert len(refused) == 5  # six at once, one in flight at most, none waiting
-    assert "orders" in schema.content[0].text  # type: ignore[union-attr]
+    assert "orders" in block_text(schema.content[0])
     # The worker processes decide as the service's own analyzer does.
     assert easy.structured_content is not None and easy.structured_content["is_valid"] is True
     assert blocked.structured_content is not None and blocked.structured_content["is_valid"] is False

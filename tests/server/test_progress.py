@@ -16,6 +16,7 @@ from mcp import Client
 from sqlmode.config import Settings
 from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
+from tests.narrow import block_text
 from tests.server.conftest import SLOW_SQL, http_client, running_http
 
 
@@ -29,11 +30,12 @@ async def start_and_cancel(
     client: Client, args: dict[str, str], while_running: Callable[[], Awaitable[None]] | None = None
 ) -> list[float]:
     """Start execute_code, wait until it reports progress (the query is running), cancel the request."""
-    progress: list[float] = []
+    reported: list[float] = []
     running = asyncio.Event()
 
-    async def on_progress(p: float, total: float | None, message: str | None) -> None:
-        progress.append(p)
+    # the parameter names are the SDK's ProgressFnT protocol's (it may pass them by keyword)
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append(progress)
         running.set()
 
     call = asyncio.create_task(client.call_tool("execute_code", args, progress_callback=on_progress))
@@ -43,7 +45,7 @@ async def start_and_cancel(
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    return progress
+    return reported
 
 
 def audit(settings: Settings) -> list[dict[str, Any]]:
@@ -52,21 +54,21 @@ def audit(settings: Settings) -> list[dict[str, Any]]:
 
 async def test_progress_is_reported_until_the_time_limit(server_settings: Callable[..., Settings]) -> None:
     settings = server_settings({"code_mode": {"query_timeout_ms": 1200}})
-    progress: list[tuple[float, str | None]] = []
+    reported: list[tuple[float, str | None]] = []
 
-    async def on_progress(p: float, total: float | None, message: str | None) -> None:
-        progress.append((p, message))
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reported.append((progress, message))
 
     async with CodeModeService(settings) as svc, Client(build_server(svc, progress_interval=0.2)) as c:
         started = time.perf_counter()
         r = await c.call_tool("execute_code", await approved(c), progress_callback=on_progress)
         elapsed = time.perf_counter() - started
-    assert r.is_error and r.content[0].text.startswith("QUERY_TIMEOUT:")  # type: ignore[union-attr]
-    assert "Hint:" in r.content[0].text  # type: ignore[union-attr]
+    assert r.is_error and block_text(r.content[0]).startswith("QUERY_TIMEOUT:")
+    assert "Hint:" in block_text(r.content[0])
     assert elapsed < 4
-    assert len(progress) >= 3, progress
-    values = [p for p, _ in progress]
-    assert values == sorted(values) and all("query running" in (m or "") for _, m in progress)
+    assert len(reported) >= 3, reported
+    values = [p for p, _ in reported]
+    assert values == sorted(values) and all("query running" in (m or "") for _, m in reported)
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -12,6 +12,7 @@ from mcp import Client
 from sqlmode.config import Settings
 from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
+from tests.narrow import block_text
 from tests.plugins.postgres import apply_sample_grants, create_database
 from tests.server.conftest import EASY_SQL
 
@@ -55,20 +56,20 @@ async def test_postgres_schema_changes_show_up_on_ttl_and_on_demand(
             await svc.refresh_schema()  # the TTL starts now, however long the validation took
             await admin.execute("ALTER TABLE accounts ADD COLUMN region text")
             # Within the TTL the cached schema is served ...
-            text = (await client.read_resource("schema://analytics/accounts")).contents[0].text  # type: ignore[union-attr]
+            text = block_text((await client.read_resource("schema://analytics/accounts")).contents[0])
             assert "region" not in text
             await asyncio.sleep(2.1)
             # ... after it, the change is visible and the outstanding token no longer matches.
-            text = (await client.read_resource("schema://analytics/accounts")).contents[0].text  # type: ignore[union-attr]
+            text = block_text((await client.read_resource("schema://analytics/accounts")).contents[0])
             assert "region TEXT" in text
             r = await client.call_tool(
                 "execute_code", {"code": v["normalized_code"], "approval_token": v["approval_token"]}
             )
-            assert r.is_error and r.content[0].text.startswith("TOKEN_SCHEMA_CHANGED")  # type: ignore[union-attr]
+            assert r.is_error and block_text(r.content[0]).startswith("TOKEN_SCHEMA_CHANGED")
             # On demand: visible at once, no TTL wait.
             await admin.execute("CREATE TABLE regions (code text PRIMARY KEY)")
             await svc.refresh_schema()
             tool = await client.call_tool("describe_schema", {})
-            assert "regions" in tool.content[0].text  # type: ignore[union-attr]
+            assert "regions" in block_text(tool.content[0])
     finally:
         await admin.close()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 
 import pytest
 from mcp import Client
 
 from sqlmode.models import QueryResult, ValidationResult
 from sqlmode.service import CodeModeService
+from tests.narrow import block_text
 from tests.server.conftest import EASY_SQL, task_scoped
 
 pytestmark = pytest.mark.parametrize("mode", ["auto", "legacy"], indirect=True)
@@ -26,7 +28,7 @@ def service(shared_service: CodeModeService) -> CodeModeService:
 
 
 @pytest.fixture
-async def client(service: CodeModeService, mode: str):  # type: ignore[override]
+async def client(service: CodeModeService, mode: str) -> AsyncIterator[Client]:
     from sqlmode.server import build_server
 
     async with task_scoped(Client(build_server(service), mode=mode)) as c:
@@ -64,7 +66,7 @@ async def test_validate_then_execute_returns_fenced_rows(client: Client) -> None
     assert not v.is_error
     result = ValidationResult.model_validate(v.structured_content)
     assert result.is_valid and result.approval_token and result.risk_level == "low"
-    text = v.content[0].text  # type: ignore[union-attr]
+    text = block_text(v.content[0])
     assert text.startswith("VALID | read | risk low") and result.approval_token in text
     r = await client.call_tool(
         "execute_code", {"code": result.normalized_code, "approval_token": result.approval_token}
@@ -72,7 +74,7 @@ async def test_validate_then_execute_returns_fenced_rows(client: Client) -> None
     assert not r.is_error, r.content
     rows = QueryResult.model_validate(r.structured_content)
     assert [c.name for c in rows.columns] == ["region", "n"] and rows.row_count == 4
-    body = r.content[0].text  # type: ignore[union-attr]
+    body = block_text(r.content[0])
     marker = re.match(r"<data-([0-9a-f]{12})> untrusted", body)
     assert marker and body.count(marker.group(1)) == 2, body
     assert '["APAC",' in body
@@ -84,42 +86,42 @@ async def test_rejected_sql_is_a_tool_error_with_hints(client: Client) -> None:
     result = ValidationResult.model_validate(v.structured_content)
     assert not result.is_valid and result.approval_token is None
     assert result.violations and all(x.hint for x in result.violations)
-    text = v.content[0].text  # type: ignore[union-attr]
+    text = block_text(v.content[0])
     assert text.startswith("REJECTED") and "Hint:" in text and "approval_token" not in text
 
 
 async def test_a_bad_token_is_a_tool_error_with_a_hint(client: Client) -> None:
     r = await client.call_tool("execute_code", {"code": EASY_SQL, "approval_token": "not-a-token"})
     assert r.is_error
-    text = r.content[0].text  # type: ignore[union-attr]
+    text = block_text(r.content[0])
     assert text.startswith("TOKEN_MALFORMED:") and "\nHint: " in text
 
 
 async def test_token_for_other_code_is_refused(client: Client) -> None:
     v = await client.call_tool("validate_code", {"code": EASY_SQL})
-    token = v.structured_content["approval_token"]  # type: ignore[index]
+    token = v.structured_content["approval_token"]
     r = await client.call_tool("execute_code", {"code": "SELECT id FROM products", "approval_token": token})
-    assert r.is_error and r.content[0].text.startswith("TOKEN_CODE_MISMATCH")  # type: ignore[union-attr]
+    assert r.is_error and block_text(r.content[0]).startswith("TOKEN_CODE_MISMATCH")
 
 
 async def test_only_sql_is_accepted_as_language(client: Client) -> None:
     r = await client.call_tool("validate_code", {"code": "1 + 1", "language": "python"})
-    assert r.is_error and "language" in r.content[0].text  # type: ignore[union-attr]
+    assert r.is_error and "language" in block_text(r.content[0])
 
 
 async def test_describe_schema_matches_the_resource(client: Client) -> None:
     tool = await client.call_tool("describe_schema", {})
     res = await client.read_resource("schema://analytics")
-    assert tool.content[0].text == res.contents[0].text  # type: ignore[union-attr]
+    assert block_text(tool.content[0]) == block_text(res.contents[0])
     one = await client.call_tool("describe_schema", {"table": "orders"})
-    assert one.content[0].text.startswith("orders (~30k rows)")  # type: ignore[union-attr]
+    assert block_text(one.content[0]).startswith("orders (~30k rows)")
 
 
 @pytest.mark.parametrize("table", ["credentials", "nope"])
 async def test_describe_schema_of_a_hidden_or_unknown_table_is_an_error(client: Client, table: str) -> None:
     r = await client.call_tool("describe_schema", {"table": table})
     assert r.is_error
-    text = r.content[0].text  # type: ignore[union-attr]
+    text = block_text(r.content[0])
     assert "UNKNOWN_TABLE" in text and "Hint: Tables: contacts, customers" in text
     assert "audit_log" not in text
 
@@ -130,7 +132,7 @@ async def test_resources_and_template(client: Client) -> None:
     templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
     assert templates == ["schema://{database}/{table}"]
     res = await client.read_resource("schema://analytics/customers")
-    text = res.contents[0].text  # type: ignore[union-attr]
+    text = block_text(res.contents[0])
     assert text.startswith("customers (~2.0k rows)") and "ssn" not in text
     with pytest.raises(Exception, match="no table 'credentials'"):
         await client.read_resource("schema://analytics/credentials")
@@ -142,7 +144,7 @@ async def test_start_code_mode_prompt(client: Client, service: CodeModeService) 
     prompts = (await client.list_prompts()).prompts
     assert [p.name for p in prompts] == ["start_code_mode"]
     p = await client.get_prompt("start_code_mode")
-    text = p.messages[0].content.text  # type: ignore[union-attr]
+    text = block_text(p.messages[0].content)
     assert "1. Write ONE read-only SELECT" in text and "2. Tell the user" in text
     assert "DuckDB SQL:" in text and "at most 1000 rows" in text and "5000 ms" in text
     assert await service.schema_text() in text
