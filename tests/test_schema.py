@@ -245,7 +245,9 @@ async def test_postgres_reflection_matches_duckdb(
             duck.row_count or 1
         )
     orders = pg.table("orders")
-    assert orders is not None and orders.column("total").comment  # type: ignore[union-attr]
+    assert orders is not None
+    total = orders.column("total")
+    assert total is not None and total.comment
     text = render_schema(pg.bounded())
     assert "(postgres)" in text and "customer_id INTEGER NOT NULL -> customers.id" in text
     for hidden in HIDDEN:
@@ -267,7 +269,8 @@ async def test_postgres_schema_hash_follows_ddl(
         )
         settings = pg_settings(url, {"database": {"tables": []}})
         first = await reflect_schema(settings)
-        assert first.table("named") is not None and first.table("named").kind == "view"  # type: ignore[union-attr]
+        named = first.table("named")
+        assert named is not None and named.kind == "view"
         await conn.execute("ALTER TABLE credentials ADD COLUMN note text")
         assert (await reflect_schema(settings)).schema_hash == first.schema_hash
         await conn.execute("ALTER TABLE orders ADD COLUMN total numeric(12,2)")

@@ -12,6 +12,7 @@ import pytest
 
 from sqlmode.config import Settings
 from sqlmode.errors import TokenCodeMismatchError, WriteLimitExceededError
+from sqlmode.execute.writes import WriteResult
 from sqlmode.service import CodeModeService
 
 TABLES = ["customers", "products", "orders", "order_items", "support_tickets", "contacts"]
@@ -142,7 +143,8 @@ async def test_a_fake_count_column_neither_lifts_the_cap_nor_fools_the_audit(
         # One small write: the audit has the engine's count, not the RETURNING rows (there are none).
         ok = await svc.validate("UPDATE support_tickets SET status = 'closed' WHERE id IN (1, 2)")
         r = await svc.execute(ok.normalized_code, ok.approval_token or "")
-        assert r.affected_rows == 2 and r.row_count == 0  # type: ignore[attr-defined]
+        assert isinstance(r, WriteResult)
+        assert r.affected_rows == 2 and r.row_count == 0
     with duckdb.connect(str(writable_db), read_only=True) as con:
         assert con.execute("SELECT count(*), sum(hash(quantity)) FROM order_items").fetchall() == items
     assert fingerprint(writable_db)[0][:2] == before[0][:2]

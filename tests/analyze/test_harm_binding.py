@@ -133,7 +133,9 @@ def test_duckdb_attack_reveals_ssn(name: str, sample_duckdb_path: Path) -> None:
         rows = con.execute(DUCK_CASES[name].sql).fetchall()
         harm = DUCK_HARM[name]
         truth = con.execute(_truth_sql(harm)).fetchall() if harm else []
-        total = con.execute("SELECT count(*) FROM customers").fetchone()[0]  # type: ignore[index]
+        counted = con.execute("SELECT count(*) FROM customers").fetchone()
+        assert counted is not None
+        total = counted[0]
     finally:
         con.close()
     assert _holds(rows, truth, total, harm)

@@ -118,7 +118,8 @@ async def _locked_elsewhere(url: str) -> bool:
 
 
 # name -> (how to run it, what proves the harm)
-HARM: dict[str, tuple[str, Check]] = {
+# mode, then the check of the harm done (None: the case has its own test in _run_special)
+HARM: dict[str, tuple[str, Check | None]] = {
     # several statements in one: the read-only transaction is committed, then the damage runs
     "commit_then_drop": ("readonly", state(lambda c: gone(c, "order_items"))),
     "select_then_drop": ("execute", state(lambda c: gone(c, "order_items"))),
@@ -130,7 +131,7 @@ HARM: dict[str, tuple[str, Check]] = {
     "semicolon_in_block_comment_then_delete": ("execute", state(lambda c: empty(c, "contacts"))),
     "line_comment_then_newline_delete": ("execute", state(lambda c: empty(c, "contacts"))),
     "tagged_dollar_quote_then_delete": ("execute", state(lambda c: empty(c, "contacts"))),
-    "select_then_copy_program": ("execute", None),  # type: ignore[dict-item]
+    "select_then_copy_program": ("execute", None),
     # statements that are not queries
     "drop_table": ("execute", state(lambda c: gone(c, "order_items"))),
     "delete_all": ("execute", state(lambda c: empty(c, "contacts"))),
@@ -142,7 +143,7 @@ HARM: dict[str, tuple[str, Check]] = {
         holds("SELECT count(*) > 0 FROM stolen WHERE ssn IS NOT NULL"),
     ),
     "do_block": ("execute", state(lambda c: empty(c, "contacts"))),
-    "copy_to_program": ("execute", None),  # type: ignore[dict-item]
+    "copy_to_program": ("execute", None),
     "set_search_path": (
         "execute",
         holds("SELECT current_setting('search_path') LIKE 'evil%'"),
@@ -155,14 +156,14 @@ HARM: dict[str, tuple[str, Check]] = {
         "execute",
         holds("SELECT has_table_privilege('public', 'credentials', 'SELECT')"),
     ),
-    "lock_table": ("in_txn", None),  # type: ignore[dict-item]
+    "lock_table": ("in_txn", None),
     # writes hidden inside a query
     "delete_in_cte": ("fetch", state(lambda c: empty(c, "contacts"))),
     "delete_cte_unreferenced": ("fetch", state(lambda c: empty(c, "contacts"))),
     "update_in_cte": ("fetch", holds("SELECT sum(total) = 0 FROM orders")),
     "insert_in_cte": ("fetch", holds("SELECT count(*) = 1 FROM products WHERE id = 9999")),
     "select_into_table": ("execute", holds("SELECT count(*) > 0 FROM stolen")),
-    "for_update_lock": ("in_txn", None),  # type: ignore[dict-item]
+    "for_update_lock": ("in_txn", None),
     # functions with side effects, files, SQL in strings, settings
     "pg_read_file_in_select": ("fetch", rows_have(lambda r: "root:" in str(r))),
     "pg_read_file_in_from": ("fetch", rows_have(lambda r: "root:" in str(r))),
@@ -190,9 +191,9 @@ HARM: dict[str, tuple[str, Check]] = {
     # (query_to_xml runs SQL from a string too, but the embedded server is built without libxml)
     "ts_stat_sql_in_string": ("fetch", rows_have(lambda r: any(str(x["word"]).startswith("sk") for x in r))),
     "current_setting_data_dir": ("fetch", rows_have(lambda r: "/data" in str(r))),
-    "pg_sleep_long": ("timeout", None),  # type: ignore[dict-item]
-    "generate_series_huge": ("timeout", None),  # type: ignore[dict-item]
-    "recursive_cte_unbounded": ("timeout", None),  # type: ignore[dict-item]
+    "pg_sleep_long": ("timeout", None),
+    "generate_series_huge": ("timeout", None),
+    "recursive_cte_unbounded": ("timeout", None),
     "version_fn": ("fetch", rows_have(lambda r: "PostgreSQL" in str(r))),
     # catalogs
     "information_schema_columns": (

@@ -122,7 +122,9 @@ def builders(draw: st.DrawFn, depth: int = 0) -> str:
 
 
 def _actual(con: duckdb.DuckDBPyConnection, expr: str) -> int:
-    value = con.execute(f"SELECT {expr}").fetchone()[0]  # type: ignore[index]
+    row = con.execute(f"SELECT {expr}").fetchone()
+    assert row is not None, expr
+    value = row[0]
 
     def size(v: object) -> int:
         if isinstance(v, list):

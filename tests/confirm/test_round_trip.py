@@ -22,6 +22,7 @@ from sqlmode.execute.confirm import engine_calls
 from sqlmode.models import Action, Analysis
 from sqlmode.schema import ColumnInfo, SchemaSnapshot, TableInfo
 from sqlmode.service import CodeModeService
+from tests.narrow import as_dialect
 
 DIALECTS = ["duckdb", "postgres"]
 # sqlglot PR #7301: a line comment holding "*/"; the tree is `SELECT id FROM orders`.
@@ -36,7 +37,7 @@ def _snapshot(dialect: str) -> SchemaSnapshot:
 
     schema = "public" if dialect == "postgres" else "main"
     return SchemaSnapshot.build(
-        dialect,  # type: ignore[arg-type]
+        as_dialect(dialect),
         "world",
         [
             TableInfo("orders", cols("id", "customer_id", "total"), schema),

@@ -24,7 +24,9 @@ SSN = "123-45-6789"
 def duck_count(path: Path, sql: str) -> object:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return con.execute(sql).fetchone()[0]  # type: ignore[index]
+        row = con.execute(sql).fetchone()
+        assert row is not None, sql
+        return row[0]
     finally:
         con.close()
 

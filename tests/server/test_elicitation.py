@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mcp.types as types
 import pytest
@@ -22,6 +22,8 @@ from sqlmode.server import ELICITED, NOT_REQUIRED, UNAVAILABLE, build_server
 from sqlmode.service import CodeModeService
 from tests.narrow import block_text
 from tests.server.conftest import EASY_SQL, http_client, running_http
+
+ElicitAction = Literal["accept", "decline", "cancel"]  # mcp.types.ElicitResult.action
 
 
 @pytest.fixture(params=["auto", "legacy"])
@@ -35,14 +37,14 @@ async def asking_service(server_settings: Callable[..., Settings]):
         yield svc
 
 
-def answering(action: str, approve: bool = True) -> tuple[Callable[..., Any], list[str]]:
+def answering(action: ElicitAction, approve: bool = True) -> tuple[Callable[..., Any], list[str]]:
     asked: list[str] = []
 
     async def callback(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.append(params.message)
-        assert params.requested_schema["properties"]["approve"]["type"] == "boolean"  # type: ignore[union-attr]
-        content = {"approve": approve} if action == "accept" else None
-        return types.ElicitResult(action=action, content=content)  # type: ignore[arg-type]
+        assert isinstance(params, types.ElicitRequestFormParams)
+        assert params.requested_schema["properties"]["approve"]["type"] == "boolean"
+        return types.ElicitResult(action=action, content={"approve": approve} if action == "accept" else None)
 
     return callback, asked
 
@@ -78,7 +80,7 @@ async def test_accepted_runs_the_query(asking_service: CodeModeService, mode: st
 
 @pytest.mark.parametrize(("action", "approve"), [("decline", True), ("cancel", True), ("accept", False)])
 async def test_declined_refuses_and_nothing_runs(
-    asking_service: CodeModeService, mode: str, action: str, approve: bool
+    asking_service: CodeModeService, mode: str, action: ElicitAction, approve: bool
 ) -> None:
     callback, asked = answering(action, approve)
     async with Client(build_server(asking_service), mode=mode, elicitation_callback=callback) as c:
