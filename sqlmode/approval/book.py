@@ -25,8 +25,10 @@ __all__ = ["APPROVAL_NAMESPACE", "ApprovalBook", "ApprovalTicket", "needs_approv
 
 APPROVAL_NAMESPACE = "approval"
 _BY_NONCE = "approval-nonce"
-# The ids of recent requests, for the admin page (the store has no listing; one small CAS'd record).
-_INDEX, _INDEX_KEY, _INDEX_SIZE = "approval-index", "recent", 200
+# The ids of requests in order, for the admin page (the store has no listing): the newest in one
+# small CAS'd record, which is sealed into an immutable chunk each time it holds _CHUNK ids.
+_INDEX, _INDEX_KEY, _CHUNK = "approval-index", "recent", 200
+_CHUNK_SECONDS = 7 * 24 * 3600  # older ids point at records the store has dropped anyway
 # Decided records stay readable (the admin page, a late retry that should hear "denied") this long.
 _KEEP_SECONDS = 24 * 3600
 _CAS_ATTEMPTS = 20
@@ -138,22 +140,48 @@ class ApprovalBook:
         for _ in range(_CAS_ATTEMPTS):
             cur = await self.state.get(_INDEX, _INDEX_KEY)
             if cur is None:
-                if await self.state.create(_INDEX, _INDEX_KEY, {"ids": [rid]}):
+                if await self.state.create(_INDEX, _INDEX_KEY, {"ids": [rid], "seq": 0}):
                     return
                 continue
-            ids = [*cur.value.get("ids", []), rid][-_INDEX_SIZE:]
-            if await self.state.update(_INDEX, _INDEX_KEY, {"ids": ids}, version=cur.version):
+            ids, seq = list(cur.value.get("ids", [])), int(cur.value.get("seq", 0))
+            if len(ids) >= _CHUNK:
+                # A full record at this version has one content, so whichever replica seals it
+                # writes the same chunk; then the next record starts.
+                await self._seal(seq, ids)
+                new = {"ids": [rid], "seq": seq + 1}
+            else:
+                new = {"ids": [*ids, rid], "seq": seq}
+            if await self.state.update(_INDEX, _INDEX_KEY, new, version=cur.version):
                 return
 
-    async def recent(self) -> list[dict[str, Any]]:
-        """The latest requests still kept, newest first (the admin page)."""
+    async def _seal(self, seq: int, ids: list[str]) -> None:
+        key, expires = f"chunk-{seq}", time.time() + _CHUNK_SECONDS
+        if await self.state.create(_INDEX, key, {"ids": ids}, expires_at=expires):
+            return
+        old = await self.state.get(_INDEX, key)
+        if old is not None and old.value.get("ids") != ids:  # left over from an index that was reset
+            await self.state.update(_INDEX, key, {"ids": ids}, version=old.version, expires_at=expires)
+
+    async def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Requests at index positions ``offset`` to ``offset + limit``, newest first, those the store
+        still keeps; and whether older positions exist (the admin page's paging)."""
         cur = await self.state.get(_INDEX, _INDEX_KEY)
+        if cur is None:
+            return [], False
+        ids = list(reversed(cur.value.get("ids", [])))
+        seq = int(cur.value.get("seq", 0)) - 1
+        while len(ids) <= offset + limit and seq >= 0:
+            chunk = await self.state.get(_INDEX, f"chunk-{seq}")
+            if chunk is None:  # expired, and every older chunk before it
+                break
+            ids += reversed(chunk.value.get("ids", []))
+            seq -= 1
         out = []
-        for rid in reversed(cur.value.get("ids", []) if cur else []):
+        for rid in ids[offset : offset + limit]:
             rec = await self.get(rid)
             if rec is not None:
                 out.append(rec)
-        return out
+        return out, len(ids) > offset + limit
 
     async def _by_nonce(self, nonce: str) -> dict[str, Any] | None:
         idx = await self.state.get(_BY_NONCE, nonce)

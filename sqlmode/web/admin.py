@@ -15,6 +15,7 @@ from ..service import CodeModeService
 __all__ = ["admin_html"]
 
 _AUDIT_TAIL = 50
+PAGE_SIZE = 100  # approval requests a page, newest first; ?page=1 the next older ones
 
 
 def _audit_tail(service: CodeModeService) -> list[dict[str, Any]]:
@@ -37,11 +38,12 @@ def _audit_tail(service: CodeModeService) -> list[dict[str, Any]]:
     return out
 
 
-async def admin_html(service: CodeModeService, user: str, csrf: str = "") -> str:
+async def admin_html(service: CodeModeService, user: str, csrf: str = "", page: int = 0) -> str:
     """The admin page's body for ``user`` (already checked to be an approver); ``csrf``: the cookie
-    session's token for the log-out form (empty for a bearer request, which has nothing to log out)."""
+    session's token for the log-out form (empty for a bearer request, which has nothing to log out);
+    ``page``: which PAGE_SIZE requests, 0 the newest."""
     e = html.escape
-    recs = await service.approvals.recent()
+    recs, older = await service.approvals.page(page * PAGE_SIZE, PAGE_SIZE)
     pending = [r for r in recs if r["status"] == "pending"]
     decided = [r for r in recs if r["status"] != "pending"]
 
@@ -88,6 +90,8 @@ async def admin_html(service: CodeModeService, user: str, csrf: str = "") -> str
         f"<h1>sqlmode admin</h1><p>You are <b>{e(user)}</b>. "
         "<form method='post' action='/logout' style='display:inline'>"
         f"<input type='hidden' name='csrf' value='{e(csrf, quote=True)}'><button>Log out</button></form></p>"
+        f"<p id='approvals-page'>Approval requests {page * PAGE_SIZE + 1} to {(page + 1) * PAGE_SIZE}, "
+        f"newest first. {_pager(page, older)}</p>"
         f"<h2>Pending approvals</h2>{rows(pending)}<h2>Decided approvals</h2>{rows(decided)}"
         f"<h2>Audit log</h2><p id='audit-verify'>audit verify: {e(verdict)}</p>"
         "<table><tr><th>time</th><th>event</th><th>user</th><th>decision</th><th>approval</th>"
@@ -95,3 +99,12 @@ async def admin_html(service: CodeModeService, user: str, csrf: str = "") -> str
         "<h2>Effective policy set</h2><table><tr><th>id</th><th>effect</th><th>layer</th><th>source</th>"
         f"<th>code</th><th>note</th></tr>{policies}</table>"
     )
+
+
+def _pager(page: int, older: bool) -> str:
+    links = []
+    if page > 0:
+        links.append(f"<a id='newer' href='/admin?page={page - 1}'>Newer</a>")
+    if older:
+        links.append(f"<a id='older' href='/admin?page={page + 1}'>Older</a>")
+    return " ".join(links)

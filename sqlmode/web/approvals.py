@@ -222,7 +222,11 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
             return _error(
                 request, 403, "APPROVAL_NOT_APPROVER", f"the admin page is for members of {group!r}"
             )
-        return _page("sqlmode admin", await admin_html(service, w.principal.user, w.csrf or ""))
+        raw = request.query_params.get("page", "0")
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 6):
+            return _error(request, 400, "BAD_INPUT", "page is a whole number from 0 (the newest requests)")
+        body = await admin_html(service, w.principal.user, w.csrf or "", int(raw))
+        return _page("sqlmode admin", body)
 
     async def login_form(request: Request) -> Response:
         nxt = _safe_next(request.query_params.get("next"))
