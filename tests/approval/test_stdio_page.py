@@ -20,11 +20,15 @@ from typing import Any
 import duckdb
 import httpx2
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.types import ElicitRequestURLParams, ElicitResult
 
 from sqlmode.config import Settings
 from sqlmode.service import CodeModeService
 from sqlmode.web.page import page_needed, stdio_page
-from tests.approval.conftest import AUTH, READ_SQL, TOKENS
+from tests.approval.conftest import AUTH, READ_SQL, TOKENS, decide
+from tests.narrow import block_text
 from tests.plugins.sample import TEST_AUDIT_KEY, TEST_TOKEN_SECRET, deep_merge
 from tests.server.conftest import SQLMODE, subprocess_env, toml_dumps
 
@@ -200,6 +204,51 @@ async def test_stdio_approval_on_the_loopback_page_releases_the_query_once(
     audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     events = [r["event"] for r in audit]
     assert "approval_decision" in events and events.count("executed") == 1
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_url_elicitation_over_stdio_opens_the_loopback_page_and_the_call_runs_once_approved(
+    stdio_config: Callable[..., Path], tmp_path: Path, mode: str
+) -> None:
+    """The SDK's own stdio client: 2026-07-28 (InputRequiredResult) and legacy (elicit_url)."""
+    want = expected_rows(tmp_path / "sample.duckdb")
+    asked: list[str] = []
+    decisions: list[asyncio.Task[Any]] = []
+
+    async def user(context: Any, params: Any) -> ElicitResult:
+        # The user opens the link; an approver decides there a moment later.
+        assert isinstance(params, ElicitRequestURLParams), params
+        asked.append(params.url)
+        base, rid = params.url.split("/approvals/")
+
+        async def approve() -> None:
+            await asyncio.sleep(0.5)
+            r = await decide(base, rid, "approve", "bob")
+            assert r.status_code == 200, r.text
+
+        decisions.append(asyncio.create_task(approve()))
+        return ElicitResult(action="accept")
+
+    params = StdioServerParameters(
+        command=SQLMODE[0],
+        args=[*SQLMODE[1:], "serve", "--config", str(stdio_config({"approval": {"wait_seconds": 2}}))],
+        env=subprocess_env(),
+    )
+    with (tmp_path / "stderr.log").open("w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), mode=mode, elicitation_callback=user) as c:
+            v = (await c.call_tool("validate_code", {"code": READ_SQL})).structured_content
+            assert v is not None and v["is_valid"]
+            args = {"code": v["normalized_code"], "approval_token": v["approval_token"]}
+            ran = await c.call_tool("execute_code", args)
+            assert not ran.is_error, ran.content
+            assert ran.structured_content is not None and ran.structured_content["rows"] == want
+            await asyncio.gather(*decisions)
+            replay = await c.call_tool("execute_code", args)
+            assert replay.is_error and "APPROVAL_USED" in block_text(replay.content[0])
+    assert len(asked) == 1 and asked[0].startswith("http://127.0.0.1:")
+    audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    runs = [r for r in audit if r.get("decision") == "run"]
+    assert len(runs) == 1 and runs[0]["approval"].endswith(" by bob")
 
 
 def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
