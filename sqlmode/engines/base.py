@@ -7,7 +7,7 @@ Two kinds of answers:
 - the :class:`Engine` protocol's methods, which do things (parse with the engine's own
   parser, open an executor, write grant scripts...).
 
-This module is the low half of the seam (layer ``engines`` in DESIGN.md, right after
+This module is the low half of the seam (layer ``engines`` in docs/architecture.md, right after
 ``config``): schema and analyze import it. The engine modules themselves (engines/postgres.py,
 engines/duckdb.py) build on the engine-independent execute/ layer and register here when the
 ``sqlmode.engines`` package is imported (always before this module, by Python's import order).
