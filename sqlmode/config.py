@@ -345,6 +345,9 @@ class AuditConfig(_Section):
     previous_keys: dict[str, str] = Field(default_factory=dict)
     # Names this process's chain in every record; default: host name and a random suffix per start.
     replica_id: str | None = None
+    # Records other than an execute's intent become durable within this window (group commit); 0: each
+    # record is durable before the call returns. An intent is always durable before its query runs.
+    flush_window_ms: int = Field(default=10, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _key_from_environment(self) -> AuditConfig:

@@ -670,7 +670,7 @@ class CodeModeService:
         return err
 
     async def _audit(self, event: str, principal: Principal, **fields: Any) -> None:
-        """Append one record and wait until it is on disk (concurrent calls share one sync)."""
+        """Append one record; the sink waits for the disk only for an intent (``audit.is_intent``)."""
         await self.audit.append_async(self._record(event, principal, fields))
 
     async def _audit_shielded(self, event: str, principal: Principal, **fields: Any) -> None:

@@ -135,9 +135,10 @@ def _stale_anchor(path: Path) -> None:
 
 def _forged_anchor(path: Path) -> None:
     path.write_text("".join(lines(path)[:-1]))
-    doc = json.loads(head_path(path).read_text())
+    latest, durable = head_path(path).read_text().splitlines()
+    doc = json.loads(latest)
     doc["seq"], doc["mac"] = 4, json.loads(lines(path)[-1])["mac"]
-    head_path(path).write_bytes(canonical(doc) + b"\n")
+    head_path(path).write_bytes(canonical(doc) + b"\n" + durable.encode() + b"\n")
 
 
 @pytest.mark.parametrize(

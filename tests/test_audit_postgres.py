@@ -137,10 +137,10 @@ async def test_two_live_processes_with_one_replica_id_are_refused_not_forked(aud
     one = await PostgresAuditSink(audit_db, KEY, replica="same").open()
     two = await PostgresAuditSink(audit_db, KEY, replica="same").open()
     try:
-        await one.append_async({"event": "validate"})
+        await one.append_async({"event": "validate"}, durable=True)
         with pytest.raises(AuditError, match="another process appends to the audit chain of replica 'same'"):
-            await two.append_async({"event": "validate"})
-        await one.append_async({"event": "validate"})  # the first writer goes on
+            await two.append_async({"event": "validate"}, durable=True)
+        await one.append_async({"event": "validate"}, durable=True)  # the first writer goes on
     finally:
         await one.aclose()
         await two.aclose()

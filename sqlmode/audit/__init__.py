@@ -19,7 +19,7 @@ import socket
 from typing import Any, Protocol, runtime_checkable
 
 from ..config import Settings
-from .chain import GENESIS, AuditKeys, canonical, keys_from_config, parse_line
+from .chain import GENESIS, AuditKeys, canonical, is_intent, keys_from_config, parse_line
 from .file import AuditLog, head_path
 from .verify import AuditReport, verify_audit_log
 
@@ -33,6 +33,7 @@ __all__ = [
     "TeeAuditSink",
     "canonical",
     "head_path",
+    "is_intent",
     "keys_from_config",
     "open_audit_sink",
     "parse_line",
@@ -44,9 +45,14 @@ __all__ = [
 
 @runtime_checkable
 class AuditSink(Protocol):
-    """Where audit records go. ``append_async`` returns once the record is durable, or raises AuditError."""
+    """Where audit records go. ``append_async`` returns once the record is written, or raises AuditError.
 
-    async def append_async(self, event: dict[str, Any]) -> dict[str, Any]: ...
+    The sinks here make an intent (:func:`is_intent`: the record before a query runs) durable before
+    returning and other records within ``audit.flush_window_ms`` (group commit); ``durable=True``
+    forces the wait. A sink of your own may treat every record as durable and ignore the flag.
+    """
+
+    async def append_async(self, event: dict[str, Any], *, durable: bool | None = None) -> dict[str, Any]: ...
 
 
 class NullAuditLog:
@@ -55,8 +61,11 @@ class NullAuditLog:
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
         return event
 
-    async def append_async(self, event: dict[str, Any]) -> dict[str, Any]:
+    async def append_async(self, event: dict[str, Any], *, durable: bool | None = None) -> dict[str, Any]:
         return event
+
+    async def flush(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -68,9 +77,12 @@ class TeeAuditSink:
     def __init__(self, sinks: list[Any]):
         self.sinks = sinks
 
-    async def append_async(self, event: dict[str, Any]) -> dict[str, Any]:
-        results = await asyncio.gather(*(s.append_async(event) for s in self.sinks))
+    async def append_async(self, event: dict[str, Any], *, durable: bool | None = None) -> dict[str, Any]:
+        results = await asyncio.gather(*(s.append_async(event, durable=durable) for s in self.sinks))
         return dict(results[0])
+
+    async def flush(self) -> None:
+        await asyncio.gather(*(s.flush() for s in self.sinks))
 
 
 def replica_id(settings: Settings) -> str:
@@ -96,12 +108,15 @@ async def open_audit_sink(settings: Settings, *, allow_key_file: bool = True) ->
     rid = replica_id(settings)
     sinks: list[Any] = []
     if a.path:
-        sinks.append(AuditLog(a.path, keys=keys, replica=rid))
+        sinks.append(AuditLog(a.path, keys=keys, replica=rid, flush_window_ms=a.flush_window_ms))
     if a.url:
         from .postgres import PostgresAuditSink
 
         try:
-            sinks.append(await PostgresAuditSink(a.url, keys, replica=rid, schema=a.schema_name).open())
+            sink = PostgresAuditSink(
+                a.url, keys, replica=rid, schema=a.schema_name, flush_window_ms=a.flush_window_ms
+            )
+            sinks.append(await sink.open())
         except BaseException:
             for s in sinks:
                 s.close()

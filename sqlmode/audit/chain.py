@@ -91,9 +91,14 @@ class AuditKeys:
         body = {k: v for k, v in record.items() if k != "mac"}
         return hmac.compare_digest(hmac.new(key, canonical(body), hashlib.sha256).hexdigest(), record["mac"])
 
-    def anchor(self, chain: str, seq: int, mac: str) -> dict[str, Any]:
-        """The authenticated anchor of ``chain`` (a file path's name or a replica id) at ``seq``."""
+    def anchor(self, chain: str, seq: int, mac: str, *, durable: bool = False) -> dict[str, Any]:
+        """The authenticated anchor of ``chain`` (a file path's name or a replica id) at ``seq``.
+
+        ``durable``: the file's second anchor, written only once record ``seq`` is known to be on disk.
+        """
         doc: dict[str, Any] = {"anchor": chain, "seq": seq, "mac": mac, "kid": self.key_id}
+        if durable:
+            doc["durable"] = True
         doc["amac"] = self.mac(doc)
         return doc
 
@@ -170,6 +175,15 @@ def keys_from_config(
         path,
     )
     return AuditKeys(audit.key_id, key.encode("utf-8"), previous)
+
+
+def is_intent(event: dict[str, Any]) -> bool:
+    """Whether a query runs right after this record: it must be durable before the append returns.
+
+    Every other record (decisions, outcomes, refusals, approvals) may wait for the group commit
+    (``audit.flush_window_ms``). Callers can force either way with ``append_async(durable=...)``.
+    """
+    return event.get("event") == "execute" and event.get("decision") == "run"
 
 
 def make_record(

@@ -1,10 +1,10 @@
-"""The audit log as a JSONL file: chained, made durable record by record, anchored.
+"""The audit log as a JSONL file: chained, written record by record, synced by group commit, anchored.
 
-A record is written and fsync'ed before the caller goes on: when that fails, the caller must
-refuse the operation (:class:`AuditError`), so nothing runs unaudited. Several processes may append
-to the same file (a server and a CLI): appends take an exclusive ``flock`` and re-read the tail
-when another writer moved it. After every append the anchor file (``<log>.head``: the last seq and
-MAC, MACed itself) is rewritten in place, so that removing records from the end is detected.
+A record is written before the caller goes on, and an intent is also synced: when that fails, the
+caller must refuse the operation (:class:`AuditError`), so nothing runs unaudited. Several processes
+may append to the same file (a server and a CLI): appends take an exclusive ``flock`` and re-read
+the tail when another writer moved it. After every append the anchor file (``<log>.head``: the last
+seq and MAC, MACed itself) is rewritten in place, so that removing records from the end is detected.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import logging
 import os
 import stat
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import AuditError
-from .chain import GENESIS, AuditKeys, canonical, make_record
+from .chain import GENESIS, AuditKeys, canonical, is_intent, make_record
 
 __all__ = ["AuditLog", "head_path"]
 
@@ -93,14 +94,24 @@ def _retire_unkeyed(path: Path) -> None:
 
 
 class AuditLog:
-    """A JSONL file, chained and made durable record by record. Safe across threads and processes.
+    """A JSONL file, chained record by record, synced by group commit. Safe across threads and processes.
 
-    :meth:`append` writes and ``fdatasync``s before it returns. :meth:`append_async` writes at once
-    and then waits, off the event loop, until the record is on disk; concurrent callers share one
-    sync (group commit), so a busy server pays one sync per batch rather than per record.
+    Every record is written to the file (the page cache) before the call returns, so a killed process
+    loses nothing; what waits is the disk sync. An intent (:func:`.chain.is_intent`, or
+    ``durable=True``) is synced before :meth:`append_async` returns; other records within
+    ``flush_window_ms``, or sooner when an intent's sync covers them (one ``fdatasync`` covers the
+    whole file, other processes' records too). A host crash (power, kernel) loses at most the
+    records of the last window, never an intent whose query ran.
+
+    Two anchors in ``<log>.head``: the first names the last record written (rewritten with every
+    record); the second names the last record known to be on disk (rewritten after each sync), so
+    after a host crash ``audit verify`` can tell records the disk never got from records cut off.
+    A failed sync is final: the kernel may have dropped the unsynced pages, so every later append
+    raises (fail closed) until the process is restarted.
     """
 
-    _HEAD_SIZE = 320  # the anchor is rewritten in place, padded to a fixed size
+    _HEAD_SIZE = 320  # each anchor is rewritten in place, padded to a fixed size
+    _DURABLE_AT = _HEAD_SIZE + 1  # offset of the second anchor (line 2)
 
     def __init__(
         self,
@@ -109,6 +120,7 @@ class AuditLog:
         keys: AuditKeys | None = None,
         replica: str = "local",
         fsync: bool = True,
+        flush_window_ms: float = 10.0,
     ):
         self.path = Path(path)
         self.head = head_path(self.path)
@@ -119,9 +131,16 @@ class AuditLog:
         self.keys = keys
         self.replica = replica
         self._fsync = fsync
+        self._window = max(0.0, flush_window_ms) / 1000
         self._lock = threading.Lock()
         self._head_fd: int | None = None
         self._sync_task: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._dirty_since: float | None = None  # monotonic time of the oldest record no sync has covered
+        self._failed: AuditError | None = None
+        #: fdatasync calls of the log, and the seq of this writer's last record known to be on disk.
+        self.syncs = 0
+        self.durable_seq = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _retire_unkeyed(self.path)
@@ -132,15 +151,18 @@ class AuditLog:
                 self._seq, self._prev = _last_record(self._fh, self.path)
                 self._size = self._fh.seek(0, os.SEEK_END)
                 # A device (tests write to /dev/full) has no anchor; a regular file always has one.
-                if stat.S_ISREG(os.fstat(self._fh.fileno()).st_mode) and not self.head.exists():
+                self._regular = stat.S_ISREG(os.fstat(self._fh.fileno()).st_mode)
+                if self._regular and not self.head.exists():
                     if self._seq:
                         raise AuditError(
                             f"the anchor {self.head} of the audit log is missing; run `sqlmode audit verify`"
                         )
                     self._write_head()
+                    self._write_durable_head(0, GENESIS)
         except OSError as e:
             raise AuditError(f"cannot open audit log {self.path}: {e.strerror or e}") from e
         self._synced = self._size  # bytes of the file known to be on disk
+        self.durable_seq = self._seq
 
     def _locked(self) -> Any:
         fh = self._fh
@@ -156,23 +178,50 @@ class AuditLog:
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
         """Chain, write and sync one record; raise AuditError if it cannot be made durable."""
-        record, end = self._write_record(event)
+        record, _ = self._write_record(event)
         if self._fsync:
-            self._sync(end)
+            self._sync()
+            self._raise_if_failed()
         return record
 
-    async def append_async(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Like :meth:`append`, without blocking the event loop while the disk syncs."""
+    async def append_async(self, event: dict[str, Any], *, durable: bool | None = None) -> dict[str, Any]:
+        """Chain and write one record; wait for the disk only for an intent (or ``durable=True``).
+
+        Other records are synced within the flush window, off the event loop; concurrent callers
+        share one sync.
+        """
         record, end = self._write_record(event)
+        if not self._fsync:
+            return record
+        if durable is None:
+            durable = is_intent(event)
+        if durable or not self._window:
+            await self._wait_synced(end)
+        elif self._timer is None and self._sync_task is None:
+            self._timer = asyncio.get_running_loop().call_later(self._window, self._flush_due)
+        return record
+
+    async def flush(self) -> None:
+        """Wait until every record this writer wrote is on disk (AuditError if that failed)."""
+        await self._wait_synced(self._size)
+
+    async def _wait_synced(self, end: int) -> None:
         while self._fsync and self._synced < end:
+            self._raise_if_failed()
             if self._sync_task is None:
-                self._sync_task = asyncio.ensure_future(self._group_sync(self._size))
+                self._start_sync()
+            assert self._sync_task is not None
             # Shielded: a cancelled caller must not cancel the sync other callers wait for.
             await asyncio.shield(self._sync_task)
-        return record
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._failed is not None:
+            raise AuditError(self._failed.message)
 
     def _write_record(self, event: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Chain and write one record (in the page cache); returns it and the file size after it."""
+        self._raise_if_failed()
         with self._lock:
             try:
                 with self._locked():
@@ -196,26 +245,66 @@ class AuditLog:
                     self._size = size + len(line)
                     self._seq = record["seq"]
                     self._prev = record["mac"]
-                    self._write_head()
+                    if self._dirty_since is None:
+                        self._dirty_since = time.monotonic()
+                    if self._regular:
+                        self._write_head()
             except (OSError, ValueError) as e:
                 raise AuditError(f"cannot write audit log {self.path}: {e}") from e
             return record, self._size
 
-    def _sync(self, end: int) -> None:
+    def _sync(self) -> None:
+        """Sync the log up to this writer's last record, then move the durable anchor to it.
+
+        Never raises: a failure is kept in ``_failed`` (and logged) for every caller to see.
+        """
+        if self._failed is not None:
+            return
+        with self._lock:
+            end, seq, mac = self._size, self._seq, self._prev
+            self._dirty_since = None
         try:
             os.fdatasync(self._fh.fileno())
-            if self._head_fd is not None:
+            self.syncs += 1
+            if self._regular:
+                # Only after the log's sync: the durable anchor never names a record the disk lacks.
+                with self._lock, self._locked():
+                    self._write_durable_head(seq, mac)
+                assert self._head_fd is not None
                 os.fdatasync(self._head_fd)
-        except (OSError, ValueError) as e:
-            raise AuditError(f"cannot sync audit log {self.path}: {e}") from e
+        except (OSError, ValueError, AssertionError) as e:
+            self._failed = AuditError(
+                f"cannot sync audit log {self.path}: {e}; records since seq {self.durable_seq} may not be on "
+                "disk. Nothing more is recorded or run by this process: check the disk, run "
+                "`sqlmode audit verify`, and restart"
+            )
+            log.error("%s", self._failed.message)
+            return
         with self._lock:
-            self._synced = max(self._synced, end)
+            if end > self._synced:
+                self._synced, self.durable_seq = end, seq
 
-    async def _group_sync(self, target: int) -> None:
+    def _start_sync(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._sync_task = asyncio.ensure_future(self._group_sync())
+
+    async def _group_sync(self) -> None:
         try:
-            await asyncio.to_thread(self._sync, target)
+            await asyncio.to_thread(self._sync)
         finally:
             self._sync_task = None
+        # Records written while this sync ran: due one window after the oldest of them.
+        since = self._dirty_since
+        if since is not None and self._timer is None and self._failed is None:
+            delay = max(0.0, since + self._window - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._timer = None
+        if self._sync_task is None and self._synced < self._size:
+            self._start_sync()
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -230,15 +319,33 @@ class AuditLog:
         with contextlib.suppress(OSError):
             os.ftruncate(self._fh.fileno(), size)
 
-    def _write_head(self) -> None:
-        # Rewritten in place (one small pwrite, no rename). A crash between the log and the anchor
-        # leaves the anchor one record behind, which the verifier accepts with a note.
+    def _head(self) -> int:
         if self._head_fd is None:
             self._head_fd = os.open(self.head, os.O_RDWR | os.O_CREAT, 0o644)
+        return self._head_fd
+
+    def _write_head(self) -> None:
+        # Rewritten in place (one small pwrite, no rename), under the flock, with every record.
         doc = canonical(self.keys.anchor(self.path.name, self._seq, self._prev))
-        os.pwrite(self._head_fd, doc.ljust(self._HEAD_SIZE) + b"\n", 0)
+        os.pwrite(self._head(), doc.ljust(self._HEAD_SIZE) + b"\n", 0)
+
+    def _write_durable_head(self, seq: int, mac: str) -> None:
+        """Move the durable anchor forward to ``seq`` (never back: another process may be ahead)."""
+        fd = self._head()
+        raw = os.pread(fd, self._HEAD_SIZE + 1, self._DURABLE_AT)
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            if raw.strip() and int(json.loads(raw)["seq"]) >= seq and seq:
+                return
+        doc = canonical(self.keys.anchor(self.path.name, seq, mac, durable=True))
+        os.pwrite(fd, doc.ljust(self._HEAD_SIZE) + b"\n", self._DURABLE_AT)
 
     def close(self) -> None:
+        """Sync what is not yet on disk and close (``aclose`` does the same off the event loop)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._fsync and not self._fh.closed and self._synced < self._size:
+            self._sync()
         with self._lock:
             if self._head_fd is not None:
                 os.close(self._head_fd)
@@ -249,6 +356,13 @@ class AuditLog:
                     self._fh.close()
 
     async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._sync_task is not None:
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+        if self._fsync and not self._fh.closed and self._synced < self._size:
+            await asyncio.to_thread(self._sync)
         self.close()
 
 

@@ -5,16 +5,18 @@ Tables in their own schema (``audit.schema_name``)::
     records(replica text, seq bigint, line text, PRIMARY KEY (replica, seq))
     heads(replica text PRIMARY KEY, seq bigint, line text)      -- the authenticated anchor
 
-Each append inserts the record and moves the replica's anchor in one transaction: committed means
-durable, and a second live process claiming the same replica id fails on the primary key (or the
-anchor's expected seq) instead of forking the chain. Concurrent appends of one replica are written
-in batches (one transaction per batch: group commit).
+Each write inserts a batch of records and moves the replica's anchor in one statement (one round
+trip, one commit): committed means durable, and a second live process claiming the same replica id
+fails on the primary key (or the anchor's expected seq) instead of forking the chain. An intent is
+committed before its append returns; other records wait up to ``audit.flush_window_ms`` in memory
+and go with the next write (group commit), so a crash of the process loses at most that window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import zlib
 from datetime import UTC, datetime
 from typing import Any
@@ -23,10 +25,12 @@ import asyncpg
 
 from ..errors import AuditError, StateError
 from ..state.postgres import STORE_ERRORS, asyncpg_dsn, checked_identifier, redact_url
-from .chain import GENESIS, AuditKeys, canonical, make_record, parse_line
+from .chain import GENESIS, AuditKeys, canonical, is_intent, make_record, parse_line
 from .verify import AuditReport, ChainWalker
 
 __all__ = ["PostgresAuditSink", "verify_postgres_audit"]
+
+log = logging.getLogger("sqlmode.audit")
 
 
 def _ddl(schema: str) -> list[str]:
@@ -51,6 +55,7 @@ class PostgresAuditSink:
         schema: str = "sqlmode_audit",
         pool_max_size: int = 2,
         timeout_seconds: float = 5.0,
+        flush_window_ms: float = 10.0,
     ):
         self.url = asyncpg_dsn(url)
         self.description = redact_url(self.url)
@@ -60,9 +65,16 @@ class PostgresAuditSink:
         self._max = pool_max_size
         self._timeout = timeout_seconds
         self._pool: asyncpg.Pool | None = None
+        self._window = max(0.0, flush_window_ms) / 1000
         self._seq, self._prev = 0, GENESIS
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
+        # (event, at, future of a caller waiting for the commit, or None once it went on)
+        self._pending: list[tuple[dict[str, Any], str, asyncio.Future[dict[str, Any]] | None]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._failing = False
+        #: committed writes, and the seq of the last committed record
+        self.batches = 0
+        self.durable_seq = 0
 
     async def open(self) -> PostgresAuditSink:
         try:
@@ -90,79 +102,155 @@ class PostgresAuditSink:
                     "run `sqlmode audit verify`"
                 )
             self._seq, self._prev = int(anchor["seq"]), str(anchor["mac"])
+            self.durable_seq = self._seq
         return self
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
         raise AuditError("the PostgreSQL audit sink appends asynchronously only (append_async)")
 
-    async def append_async(self, event: dict[str, Any]) -> dict[str, Any]:
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, fut))
-        if self._writer is None:
+    async def append_async(self, event: dict[str, Any], *, durable: bool | None = None) -> dict[str, Any]:
+        """Queue one record; wait for its commit when it is an intent (or ``durable=True``).
+
+        Other records are committed within the flush window, with whatever is queued then (one
+        statement, one commit). While the store is failing every append waits, so failures reach
+        the caller as they do without a window. A record not yet committed has no seq or mac: the
+        returned dict is then the event as queued.
+        """
+        at = datetime.now(UTC).isoformat(timespec="microseconds")
+        if durable is None:
+            durable = is_intent(event)
+        if durable or not self._window or self._failing:
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._pending.append((event, at, fut))
+            self._kick()
+            # Shielded: a cancelled caller must not cancel the batch other callers wait for.
+            return await asyncio.shield(fut)
+        self._pending.append((event, at, None))
+        if self._timer is None and self._writer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._window, self._kick)
+        return dict(event)
+
+    async def flush(self) -> None:
+        """Wait until every record queued so far is committed (AuditError if the write failed)."""
+        self._kick()
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+        if self._pending:
+            raise AuditError(
+                f"cannot write to the audit store {self.description}: {len(self._pending)} records wait"
+            )
+
+    def _kick(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writer is None and self._pending:
             self._writer = asyncio.create_task(self._drain())
-        # Shielded: a cancelled caller must not cancel the batch other callers wait for.
-        return await asyncio.shield(fut)
 
     async def _drain(self) -> None:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
                 seq, prev = self._seq, self._prev
-                now = datetime.now(UTC).isoformat(timespec="microseconds")
-                records = []
-                for event, _ in batch:
-                    rec = make_record(self.keys, event, seq=seq + 1, at=now, replica=self.replica, prev=prev)
+                records, written = [], []
+                for item in batch:
+                    event, at, fut = item
+                    try:
+                        rec = make_record(
+                            self.keys, event, seq=seq + 1, at=at, replica=self.replica, prev=prev
+                        )
+                    except ValueError as e:  # not representable as canonical JSON (NaN): refused alone
+                        self._fail(
+                            fut, AuditError(f"cannot write to the audit store {self.description}: {e}")
+                        )
+                        continue
                     records.append(rec)
+                    written.append(item)
                     seq, prev = rec["seq"], rec["mac"]
+                if not records:
+                    continue
                 try:
                     await self._write(records, self._seq)
                 except (AuditError, StateError) as e:
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(AuditError(str(e)))
+                    self._failing = True
+                    for _, _, fut in written:
+                        self._fail(fut, AuditError(str(e)))
+                    # Records whose callers went on already are kept for the next write (their seq is
+                    # assigned again then); the refused ones are dropped with their callers' calls.
+                    kept = [item for item in written if item[2] is None]
+                    if kept:
+                        log.warning(
+                            "audit store failing; %d records wait for the next write: %s", len(kept), e
+                        )
+                    self._pending = kept + self._pending
+                    if not any(fut is not None for _, _, fut in self._pending):
+                        break  # no caller waits: the next append retries (it waits, the store failing)
                     continue
+                self._failing = False
                 self._seq, self._prev = seq, prev
-                for (_, fut), rec in zip(batch, records, strict=True):
-                    if not fut.done():
+                self.durable_seq = seq
+                self.batches += 1
+                for (_, _, fut), rec in zip(written, records, strict=True):
+                    if fut is not None and not fut.done():
                         fut.set_result(rec)
         finally:
             self._writer = None
 
+    @staticmethod
+    def _fail(fut: asyncio.Future[dict[str, Any]] | None, error: AuditError) -> None:
+        if fut is None:
+            log.error("audit record dropped: %s", error.message)
+        elif not fut.done():
+            fut.set_exception(error)
+
     async def _write(self, records: list[dict[str, Any]], from_seq: int) -> None:
+        """Insert the records and move the anchor in one statement (one round trip, one commit).
+
+        The anchor moves only from ``from_seq`` and the records go in only if it moved, so a second
+        process claiming this replica id writes nothing (and the primary key stops it too).
+        """
         if self._pool is None:
             raise AuditError(f"the audit store {self.description} is not open")
         last = records[-1]
         anchor = canonical(self.keys.anchor(self.replica, last["seq"], last["mac"])).decode()
         try:
-            async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
-                await conn.executemany(
-                    f"INSERT INTO {self.schema}.records (replica, seq, line) VALUES ($1, $2, $3)",
-                    [(self.replica, r["seq"], canonical(r).decode()) for r in records],
-                )
-                moved = await conn.fetchval(
-                    f"INSERT INTO {self.schema}.heads AS h (replica, seq, line) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (replica) DO UPDATE SET seq = EXCLUDED.seq, line = EXCLUDED.line "
-                    "WHERE h.seq = $4 RETURNING 1",
+            async with self._pool.acquire(timeout=self._timeout) as conn:
+                status = await conn.execute(
+                    f"WITH h AS (INSERT INTO {self.schema}.heads AS h (replica, seq, line) "
+                    "VALUES ($1, $2, $3) ON CONFLICT (replica) DO UPDATE SET seq = EXCLUDED.seq, "
+                    "line = EXCLUDED.line WHERE h.seq = $4 RETURNING 1) "
+                    f"INSERT INTO {self.schema}.records (replica, seq, line) "
+                    "SELECT $1, r.seq, r.line FROM unnest($5::bigint[], $6::text[]) AS r(seq, line) "
+                    "WHERE EXISTS (SELECT FROM h)",
                     self.replica,
                     last["seq"],
                     anchor,
                     from_seq,
+                    [r["seq"] for r in records],
+                    [canonical(r).decode() for r in records],
                 )
-                if moved is None:
-                    raise AuditError(
-                        f"another process appends to the audit chain of replica {self.replica!r}; "
-                        "give every live process its own audit.replica_id"
-                    )
         except asyncpg.UniqueViolationError as e:
             raise AuditError(
                 f"another process appends to the audit chain of replica {self.replica!r}: {e}"
             ) from e
         except STORE_ERRORS as e:
             raise AuditError(f"cannot write to the audit store {self.description}: {e}") from e
+        if status != f"INSERT 0 {len(records)}":
+            raise AuditError(
+                f"another process appends to the audit chain of replica {self.replica!r}; "
+                "give every live process its own audit.replica_id"
+            )
 
     async def aclose(self) -> None:
+        """Commit what is queued (one last write), then close the pool."""
+        if self._pending and self._pool is not None:
+            self._failing = False  # one more attempt for the records still queued
+            self._kick()
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+        if self._pending:
+            log.error("audit store closed with %d records not written", len(self._pending))
+            self._pending = []
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -171,6 +259,11 @@ class PostgresAuditSink:
                 pool.terminate()
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending:
+            log.error("audit store closed with %d records not written", len(self._pending))
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None

@@ -109,7 +109,15 @@ class ChainWalker:
         else:
             self.expected_seq += 1
 
-    def finish(self, anchor: dict[str, Any] | None, where: str) -> None:
+    def finish(
+        self, anchor: dict[str, Any] | None, where: str, durable: dict[str, Any] | None = None
+    ) -> None:
+        """Check the anchor, and the durable anchor when the chain has one (the file's second line).
+
+        With a valid durable anchor, an anchor ahead of the records or behind them is what a host
+        crash within the flush window leaves (the records and the anchor reach the disk in any order
+        after the last sync): a note, not tampering. Without one, both are problems.
+        """
         r = self.report
         if anchor is None:
             r.problems.append(f"{where}: the anchor is missing (records may have been removed from the end)")
@@ -117,16 +125,27 @@ class ChainWalker:
         if not self.keys.check_anchor(anchor):
             r.problems.append(f"{where}: the anchor was edited or forged (MAC mismatch)")
             return
-        if anchor.get("anchor") != self.chain:
+        if anchor.get("anchor") != self.chain or anchor.get("durable"):
             r.problems.append(f"{where}: the anchor belongs to {anchor.get('anchor')!r}, not {self.chain!r}")
             return
+        synced = self._durable(durable, where) if durable is not None else None
+        if durable is not None and synced is None:
+            return
         seq, mac, last = anchor.get("seq"), anchor.get("mac"), self.last
+        crash = (
+            f"note: {where} names record {seq} and the records end at {last}; the durable anchor names "
+            f"record {synced}: the host crashed (power, kernel) before records after {synced} were synced "
+            "(within audit.flush_window_ms), or someone cut them"
+        )
         if not isinstance(seq, int):
             r.problems.append(f"{where}: the anchor has no valid seq")
         elif seq > last:
-            r.problems.append(
-                f"records {last + 1}..{seq} were removed from the end (the anchor names record {seq})"
-            )
+            if synced is not None:
+                r.notes.append(crash)
+            else:
+                r.problems.append(
+                    f"records {last + 1}..{seq} were removed from the end (the anchor names record {seq})"
+                )
         elif seq == 0 and last == 0:
             pass
         elif self.macs.get(seq) != mac:
@@ -134,23 +153,52 @@ class ChainWalker:
         elif seq == last - 1:
             r.notes.append(f"note: {where} is one record behind (a crash between the record and the anchor)")
         elif seq < last:
+            if synced is not None:
+                r.notes.append(crash)
+            else:
+                r.problems.append(
+                    f"{where}: stale anchor: it names record {seq}, but the chain ends at record {last}"
+                )
+
+    def _durable(self, doc: dict[str, Any], where: str) -> int | None:
+        """The seq the durable anchor names, or None after recording why it does not hold."""
+        r = self.report
+        where = f"{where} (durable, line 2)"
+        if not self.keys.check_anchor(doc):
+            r.problems.append(f"{where}: the anchor was edited or forged (MAC mismatch)")
+            return None
+        seq = doc.get("seq")
+        if doc.get("anchor") != self.chain or doc.get("durable") is not True:
+            r.problems.append(f"{where}: the anchor belongs to {doc.get('anchor')!r}, not {self.chain!r}")
+        elif not isinstance(seq, int) or isinstance(seq, bool):
+            r.problems.append(f"{where}: the anchor has no valid seq")
+        elif seq > self.last:
             r.problems.append(
-                f"{where}: stale anchor: it names record {seq}, but the chain ends at record {last}"
+                f"records {self.last + 1}..{seq} were removed from the end (the durable anchor names record "
+                f"{seq}, synced to disk)"
             )
+        elif seq and self.macs.get(seq) != doc.get("mac"):
+            r.problems.append(f"{where}: the anchor does not match record {seq}")
+        else:
+            return seq
+        return None
 
 
-def _read_anchor(path: str) -> tuple[dict[str, Any] | None, str | None]:
-    """(anchor, problem): a missing file is (None, None); an unreadable one names the problem."""
+def _read_anchors(path: str) -> tuple[list[dict[str, Any]], str | None]:
+    """(anchors, problem): the file's anchor lines (none when it is missing), or what is wrong with it."""
     try:
         raw = open(path, "rb").read()  # noqa: SIM115
     except FileNotFoundError:
-        return None, None
+        return [], None
     except OSError as e:
-        return None, f"cannot read the anchor: {e.strerror}"
+        return [], f"cannot read the anchor: {e.strerror}"
+    lines = [ln.strip() for ln in raw.split(b"\n") if ln.strip()]
+    if not lines or len(lines) > 2:
+        return [], f"the anchor file has {len(lines)} lines, not 1 or 2"
     try:
-        return parse_line(raw.strip()), None
+        return [parse_line(ln) for ln in lines], None
     except (ValueError, UnicodeDecodeError) as e:
-        return None, f"the anchor is not a canonical JSON record ({e})"
+        return [], f"the anchor is not a canonical JSON record ({e})"
 
 
 def verify_audit_log(path: str | os.PathLike[str], keys: AuditKeys | None = None) -> AuditReport:
@@ -181,9 +229,10 @@ def verify_audit_log(path: str | os.PathLike[str], keys: AuditKeys | None = None
                 continue
             walker.feed(f"line {lineno}", raw)
     hp = head_path(path)
-    anchor, problem = _read_anchor(str(hp))
+    anchors, problem = _read_anchors(str(hp))
     if problem:
         report.problems.append(f"anchor file {hp.name}: {problem}")
     else:
-        walker.finish(anchor, f"anchor file {hp.name}")
+        anchor, durable = [*anchors, None, None][:2]
+        walker.finish(anchor, f"anchor file {hp.name}", durable)
     return report

@@ -1,0 +1,361 @@
+"""Group commit of the audit log: an intent is on disk before its query runs; everything else within
+``audit.flush_window_ms`` or at the next intent; crashes lose only what the window allows, and the
+chain still verifies. Real files, real processes, real PostgreSQL; timings are never asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from sqlmode.audit import AuditKeys, AuditLog, head_path, is_intent, keys_from_config, verify_audit_log
+from sqlmode.audit.postgres import PostgresAuditSink, verify_postgres_audit
+from sqlmode.config import Settings
+from tests.plugins.postgres import create_database
+
+KEY = AuditKeys("a1", b"k" * 40)
+VALIDATE = {"event": "validate", "user": "ana", "decision": "allowed", "code": "SELECT 1"}
+INTENT = {"event": "execute", "user": "ana", "decision": "run", "code": "SELECT 1"}
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def anchors(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    latest, durable = head_path(path).read_text().splitlines()
+    return json.loads(latest), json.loads(durable)
+
+
+async def until(cond: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Poll ``cond`` (a sink's durable position: nothing to wait on) until true or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while not cond() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    return cond()
+
+
+@pytest.mark.parametrize(
+    ("event", "intent"),
+    [
+        (INTENT, True),
+        (VALIDATE, False),
+        ({**INTENT, "decision": "refused"}, False),
+        ({"event": "executed", "decision": "ok"}, False),
+        ({"event": "approval_decision", "verdict": "approve"}, False),
+    ],
+)
+def test_only_the_record_before_a_run_is_an_intent(event: dict[str, Any], intent: bool) -> None:
+    assert is_intent(event) is intent
+
+
+# -- the file -----------------------------------------------------------------------------------
+
+
+async def test_an_intent_is_synced_before_append_returns_and_covers_earlier_records(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path, keys=KEY, flush_window_ms=10_000)  # the window never ends within this test
+    try:
+        first = [await log.append_async(VALIDATE) for _ in range(3)]
+        # Written (a killed process loses nothing) but not synced: no sync ran, the durable anchor is back.
+        assert [r["seq"] for r in records(path)] == [1, 2, 3]
+        assert log.syncs == 0 and log.durable_seq == 0 and anchors(path)[1]["seq"] == 0
+        assert anchors(path)[0]["seq"] == 3  # the latest anchor moves with every record
+        intent = await log.append_async(INTENT)
+        assert log.syncs == 1 and log.durable_seq == intent["seq"] == 4 > first[-1]["seq"]
+        assert anchors(path)[1]["seq"] == 4 and anchors(path)[1]["mac"] == intent["mac"]
+        # durable=True forces the wait for any record; durable=False defers even an intent.
+        forced = await log.append_async(VALIDATE, durable=True)
+        assert log.syncs == 2 and log.durable_seq == forced["seq"]
+        await log.append_async(INTENT, durable=False)
+        assert log.syncs == 2 and log.durable_seq == forced["seq"]
+    finally:
+        await log.aclose()
+    # Closing syncs the rest; both anchors name the last record.
+    assert anchors(path)[1]["seq"] == anchors(path)[0]["seq"] == 6
+    report = verify_audit_log(path, KEY)
+    assert report.ok and report.records == 6 and not report.notes, report.render()
+
+
+async def test_other_records_are_synced_within_the_window_without_another_append(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path, keys=KEY, flush_window_ms=10)
+    try:
+        rec = await log.append_async(VALIDATE)
+        assert log.durable_seq == 0
+        # The flush is armed for one window from now (what bounds the loss), and it fires by itself.
+        loop = asyncio.get_running_loop()
+        assert log._timer is not None and log._timer.when() - loop.time() <= 0.010
+        assert await until(lambda: log.durable_seq == rec["seq"])
+        assert log.syncs == 1 and anchors(path)[1]["seq"] == rec["seq"]
+    finally:
+        await log.aclose()
+
+
+async def test_a_zero_window_syncs_every_record(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "a.jsonl", keys=KEY, flush_window_ms=0)
+    try:
+        for i in range(3):
+            rec = await log.append_async(VALIDATE)
+            assert log.syncs == i + 1 and log.durable_seq == rec["seq"]
+    finally:
+        await log.aclose()
+
+
+async def test_many_concurrent_tasks_keep_one_valid_chain(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path, keys=KEY, flush_window_ms=5)
+
+    async def task(i: int) -> list[int]:
+        out = []
+        for j in range(20):
+            rec = await log.append_async(INTENT if j % 5 == 4 else {**VALIDATE, "task": i, "j": j})
+            if j % 5 == 4:  # every intent is durable when its append returns
+                assert log.durable_seq >= rec["seq"]
+            out.append(rec["seq"])
+        return out
+
+    try:
+        seqs = await asyncio.gather(*(task(i) for i in range(50)))
+    finally:
+        await log.aclose()
+    assert sorted(s for t in seqs for s in t) == list(range(1, 1001))
+    assert log.syncs < 1000  # grouped: far fewer syncs than records
+    report = verify_audit_log(path, KEY)
+    assert report.ok and report.records == 1000 and not report.notes, report.render()
+
+
+def _append_async_many(path: str, who: str, n: int) -> None:
+    async def run() -> None:
+        log = AuditLog(path, keys=KEY, replica=who, flush_window_ms=2)
+        try:
+            for i in range(n):
+                await log.append_async(INTENT if i % 10 == 9 else {**VALIDATE, "user": who, "i": i})
+        finally:
+            await log.aclose()
+
+    asyncio.run(run())
+
+
+def test_processes_appending_with_group_commit_keep_one_chain_and_a_forward_durable_anchor(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.jsonl"
+    AuditLog(path, keys=KEY).close()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_append_async_many, args=(str(path), who, 60)) for who in ("a", "b", "c")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    report = verify_audit_log(path, KEY)
+    assert report.ok and report.records == 180 and not report.notes, report.render()
+    assert {r["replica"] for r in records(path)} == {"a", "b", "c"}
+    latest, durable = anchors(path)
+    assert latest["seq"] == durable["seq"] == 180
+
+
+# -- crashes -------------------------------------------------------------------------------------
+
+
+def _serve_then_hang(settings: Settings, out: Any) -> None:
+    """Validate and execute through the service, say so, then validate more and wait to be killed."""
+    from sqlmode.service import CodeModeService
+
+    async def run() -> None:
+        # A window longer than the test: whatever is synced, the intent's sync did it.
+        log = AuditLog(settings.audit.path, keys=keys_from_config(settings.audit), flush_window_ms=3_600_000)
+        async with CodeModeService(settings, audit=log) as svc:
+            v = await svc.validate("SELECT id FROM products ORDER BY id LIMIT 2")
+            result = await svc.execute(v.normalized_code, v.approval_token or "")
+            out.send(("executed", result.rows, log.durable_seq, log.syncs))
+            for i in range(3):
+                await svc.validate(f"SELECT id FROM products WHERE id > {i}")
+            out.send(("window", log.durable_seq, log.syncs))
+            await asyncio.sleep(120)
+
+    asyncio.run(run())
+
+
+def test_a_process_killed_right_after_execute_keeps_its_intent_and_a_verifying_chain(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    path = Path(settings.audit.path)
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve_then_hang, args=(settings, child))
+    proc.start()
+    try:
+        assert parent.poll(120), "the child did not execute"
+        tag, rows, durable_at_execute, syncs = parent.recv()
+        assert tag == "executed" and rows == [[1], [2]]
+        assert parent.poll(60)
+        _, durable_later, syncs_later = parent.recv()
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(30)
+    assert proc.exitcode == -signal.SIGKILL
+    recs = records(path)
+    assert [(r["event"], r["decision"]) for r in recs] == [
+        ("validate", "allowed"),
+        ("execute", "run"),
+        ("executed", "ok"),
+        *[("validate", "allowed")] * 3,
+    ]
+    # The intent (seq 2) was synced before the query ran: one sync, which covered the validation too;
+    # the outcome and the later validations were only written (the window had not ended).
+    assert durable_at_execute == 2 and syncs == 1 and (durable_later, syncs_later) == (2, 1)
+    assert anchors(path)[1]["seq"] == 2 and anchors(path)[0]["seq"] == 6
+    keys = keys_from_config(settings.audit)
+    report = verify_audit_log(path, keys)
+    assert report.ok and report.records == 6, report.render()
+
+    # A host crash (power, kernel) at that moment may lose whatever was not synced: at worst the log
+    # ends at the durable anchor. The intent survives and the chain still verifies, with a note.
+    path.write_text("".join(x + "\n" for x in path.read_text().splitlines()[:2]))
+    report = verify_audit_log(path, keys)
+    assert report.ok and report.records == 2, report.render()
+    assert any("names record 6 and the records end at 2" in n for n in report.notes), report.render()
+    assert records(path)[-1]["decision"] == "run"
+
+
+# -- verify: the durable anchor ------------------------------------------------------------------
+
+
+def _write(path: Path, n: int) -> list[dict[str, Any]]:
+    log = AuditLog(path, keys=KEY)
+    try:
+        return [log.append({**VALIDATE, "i": i}) for i in range(n)]
+    finally:
+        log.close()
+
+
+def _set_anchors(path: Path, latest: tuple[int, str], durable: tuple[int, str]) -> None:
+    lines = [
+        json.dumps(KEY.anchor(path.name, *latest), sort_keys=True, separators=(",", ":")),
+        json.dumps(KEY.anchor(path.name, *durable, durable=True), sort_keys=True, separators=(",", ":")),
+    ]
+    head_path(path).write_text("".join(x + "\n" for x in lines))
+
+
+@pytest.mark.parametrize(
+    ("latest", "durable", "ok", "expected"),
+    [
+        # A host crash: the log lost records 4..5 that the latest anchor names; the durable one holds.
+        ((5, 5), (3, 3), True, "names record 5 and the records end at 3; the durable anchor names record 3"),
+        # A host crash where the anchor file is older than the log's tail: nothing missing.
+        ((1, 1), (1, 1), True, "names record 1 and the records end at 3"),
+        # The durable anchor names a record the log no longer has: cut after it was synced.
+        ((5, 5), (5, 5), False, "records 4..5 were removed from the end (the durable anchor names record 5"),
+        # The durable anchor must name the record at its seq.
+        ((3, 3), (2, 1), False, "(durable, line 2): the anchor does not match record 2"),
+    ],
+)
+def test_verify_reads_a_host_crash_from_the_durable_anchor(
+    tmp_path: Path, latest: tuple[int, int], durable: tuple[int, int], ok: bool, expected: str
+) -> None:
+    path = tmp_path / "a.jsonl"
+    recs = _write(path, 5)
+    mac = {r["seq"]: r["mac"] for r in recs}
+    path.write_text("".join(x + "\n" for x in path.read_text().splitlines()[:3]))
+    _set_anchors(path, (latest[0], mac[latest[1]]), (durable[0], mac[durable[1]]))
+    report = verify_audit_log(path, KEY)
+    assert report.ok is ok, report.render()
+    assert any(expected in x for x in report.notes + report.problems), report.render()
+
+
+def test_a_forged_durable_anchor_is_tampering(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    _write(path, 3)
+    latest, durable = head_path(path).read_text().splitlines()
+    doc = json.loads(durable)
+    doc["seq"] = 1
+    head_path(path).write_text(latest + "\n" + json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
+    report = verify_audit_log(path, KEY)
+    assert not report.ok and "(durable, line 2): the anchor was edited or forged" in report.problems[0]
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def audit_db(pg_admin_url: str) -> str:
+    return await create_database(pg_admin_url, "sqlmode_audit_gc_test")
+
+
+async def committed(url: str, replica: str) -> list[tuple[int, str]]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT seq, line::json->>'event' AS event FROM sqlmode_audit.records WHERE replica = $1 "
+            "ORDER BY seq",
+            replica,
+        )
+        return [(r["seq"], r["event"]) for r in rows]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_commits_an_intent_with_everything_queued_before_it(audit_db: str) -> None:
+    sink = await PostgresAuditSink(audit_db, KEY, replica="r1", flush_window_ms=60_000).open()
+    try:
+        for _ in range(3):
+            await sink.append_async(VALIDATE)
+        assert await committed(audit_db, "r1") == [] and sink.batches == 0  # queued in memory
+        rec = await sink.append_async(INTENT)
+        # Seen from another connection: committed, in order, in one write.
+        assert await committed(audit_db, "r1") == [
+            (1, "validate"),
+            (2, "validate"),
+            (3, "validate"),
+            (4, "execute"),
+        ]
+        assert rec["seq"] == sink.durable_seq == 4 and sink.batches == 1
+    finally:
+        await sink.aclose()
+    assert (await verify_postgres_audit(audit_db, KEY)).ok
+
+
+@pytest.mark.postgres
+async def test_postgres_commits_other_records_within_the_window(audit_db: str) -> None:
+    sink = await PostgresAuditSink(audit_db, KEY, replica="r1", flush_window_ms=10).open()
+    try:
+        await sink.append_async(VALIDATE)
+        assert await until(lambda: sink.durable_seq == 1)
+        assert await committed(audit_db, "r1") == [(1, "validate")]
+    finally:
+        await sink.aclose()
+
+
+@pytest.mark.postgres
+async def test_postgres_many_concurrent_tasks_keep_one_chain(audit_db: str) -> None:
+    sink = await PostgresAuditSink(audit_db, KEY, replica="r1", flush_window_ms=5).open()
+
+    async def task(i: int) -> None:
+        for j in range(20):
+            if j % 5 == 4:
+                rec = await sink.append_async(INTENT)
+                assert sink.durable_seq >= rec["seq"]
+            else:
+                await sink.append_async({**VALIDATE, "task": i, "j": j})
+
+    try:
+        await asyncio.gather(*(task(i) for i in range(50)))
+    finally:
+        await sink.aclose()
+    assert [s for s, _ in await committed(audit_db, "r1")] == list(range(1, 1001))
+    assert sink.batches < 1000
+    report = await verify_postgres_audit(audit_db, KEY)
+    assert report.ok and report.records == 1000, report.render()
