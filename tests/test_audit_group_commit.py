@@ -323,6 +323,9 @@ async def test_postgres_commits_an_intent_with_everything_queued_before_it(audit
             (4, "execute"),
         ]
         assert rec["seq"] == sink.durable_seq == 4 and sink.batches == 1
+        # A run's outcome is committed before the caller returns the rows: the queue is process memory.
+        await sink.append_async({"event": "executed", "decision": "ok"})
+        assert (await committed(audit_db, "r1"))[-1] == (5, "executed") and sink.batches == 2
     finally:
         await sink.aclose()
     assert (await verify_postgres_audit(audit_db, KEY)).ok

@@ -7,9 +7,10 @@ Tables in their own schema (``audit.schema_name``)::
 
 Each write inserts a batch of records and moves the replica's anchor in one statement (one round
 trip, one commit): committed means durable, and a second live process claiming the same replica id
-fails on the primary key (or the anchor's expected seq) instead of forking the chain. An intent is
-committed before its append returns; other records wait up to ``audit.flush_window_ms`` in memory
-and go with the next write (group commit), so a crash of the process loses at most that window.
+fails on the primary key (or the anchor's expected seq) instead of forking the chain. An intent and
+a run's outcome are committed before their append returns; other records (validations, refusals,
+approvals) wait up to ``audit.flush_window_ms`` in memory and go with the next write (group commit),
+so a crash of the process loses at most that window of them.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class PostgresAuditSink:
         raise AuditError("the PostgreSQL audit sink appends asynchronously only (append_async)")
 
     async def append_async(self, event: dict[str, Any], *, durable: bool | None = None) -> dict[str, Any]:
-        """Queue one record; wait for its commit when it is an intent (or ``durable=True``).
+        """Queue one record; wait for its commit for an intent or a run's outcome (or ``durable=True``).
 
         Other records are committed within the flush window, with whatever is queued then (one
         statement, one commit). While the store is failing every append waits, so failures reach
@@ -118,7 +119,10 @@ class PostgresAuditSink:
         """
         at = datetime.now(UTC).isoformat(timespec="microseconds")
         if durable is None:
-            durable = is_intent(event)
+            # Queued records live in this process's memory (the file sink's are in the OS already): a
+            # run's outcome, which the caller returns rows after, is committed first so that a killed
+            # process never leaves a run a client saw without its record.
+            durable = is_intent(event) or event.get("event") == "executed"
         if durable or not self._window or self._failing:
             fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             self._pending.append((event, at, fut))

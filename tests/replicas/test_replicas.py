@@ -102,8 +102,14 @@ async def test_a_token_minted_on_a_runs_on_b_and_its_replays_are_refused_everywh
         again = await execute_on(replica, v)
         assert again.is_error and text_of(again).startswith("TOKEN_ALREADY_USED"), text_of(again)
         assert "rows" not in (again.structured_content or {})
-    # The store holds the spent nonce; the audit chains hold one run of it, on B.
-    recs = [r for r in await audit_rows(store_url) if r.get("code_hash") == v["code_hash"]]
+    # The store holds the spent nonce; the audit chains hold one run of it, on B. Refusals are
+    # committed within audit.flush_window_ms of the answer (group commit): read once they are in.
+    recs: list[dict[str, Any]] = []
+    for _ in range(500):
+        recs = [r for r in await audit_rows(store_url) if r.get("code_hash") == v["code_hash"]]
+        if sum(r["decision"] == "refused" for r in recs) >= 3:
+            break
+        await asyncio.sleep(0.01)
     runs = [r for r in recs if r["event"] == "execute" and r["decision"] == "run"]
     assert (
         len(runs) == 1 and runs[0]["replica"] == next(r for r in recs if r["event"] == "executed")["replica"]
