@@ -20,6 +20,7 @@ import pytest
 from sqlmode.audit import AuditKeys, AuditLog, head_path, is_intent, keys_from_config, verify_audit_log
 from sqlmode.audit.postgres import PostgresAuditSink, verify_postgres_audit
 from sqlmode.config import Settings
+from sqlmode.errors import AuditError
 from tests.plugins.postgres import create_database
 
 KEY = AuditKeys("a1", b"k" * 40)
@@ -196,6 +197,7 @@ def test_a_process_killed_right_after_execute_keeps_its_intent_and_a_verifying_c
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve_then_hang, args=(settings, child))
     proc.start()
+    assert proc.pid is not None
     try:
         assert parent.poll(120), "the child did not execute"
         tag, rows, durable_at_execute, syncs = parent.recv()
@@ -362,3 +364,74 @@ async def test_postgres_many_concurrent_tasks_keep_one_chain(audit_db: str) -> N
     assert sink.batches < 1000
     report = await verify_postgres_audit(audit_db, KEY)
     assert report.ok and report.records == 1000, report.render()
+
+
+# -- the service ---------------------------------------------------------------------------------
+
+
+class _SeesTheLog:
+    """The real executor, noting at each run what the audit log has on disk (the sink's own counter)."""
+
+    def __init__(self, inner: Any, log: AuditLog):
+        self._inner, self._log = inner, log
+        self.at_run: list[tuple[int, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def run(self, sql: str, **kwargs: Any) -> Any:
+        self.at_run.append((self._log.durable_seq, records(self._log.path)[-1]))
+        return await self._inner.run(sql, **kwargs)
+
+
+async def test_the_service_runs_a_query_only_after_its_intent_is_on_disk(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from sqlmode.execute import open_executor
+    from sqlmode.service import CodeModeService
+
+    settings = make_settings()
+    log = AuditLog(settings.audit.path, keys=keys_from_config(settings.audit), flush_window_ms=1000)
+    try:
+        async with open_executor(settings) as inner:
+            engine = _SeesTheLog(inner, log)
+            async with CodeModeService(settings, engine=engine, audit=log) as svc:
+                for i in range(3):
+                    v = await svc.validate(f"SELECT id FROM products WHERE id > {i} ORDER BY id LIMIT 2")
+                    assert (await svc.execute(v.normalized_code, v.approval_token or "")).rows
+    finally:
+        await log.aclose()
+    # At each run the last record is its intent, and it is synced (with everything before it).
+    assert [(last["event"], last["decision"]) for _, last in engine.at_run] == [("execute", "run")] * 3
+    assert all(durable == last["seq"] for durable, last in engine.at_run)
+    assert verify_audit_log(settings.audit.path, keys_from_config(settings.audit)).ok
+
+
+@pytest.mark.postgres
+async def test_postgres_write_failure_refuses_the_intent_keeps_earlier_records_and_fails_closed(
+    audit_db: str,
+) -> None:
+    sink = await PostgresAuditSink(audit_db, KEY, replica="r1", flush_window_ms=60_000).open()
+    conn = await asyncpg.connect(audit_db)
+    try:
+        await sink.append_async({**VALIDATE, "n": 1})
+        await sink.append_async({**VALIDATE, "n": 2})
+        # The store refuses every insert (a real error from the database, not a stand-in).
+        await conn.execute("ALTER TABLE sqlmode_audit.records ADD CONSTRAINT shut CHECK (false) NOT VALID")
+        with pytest.raises(AuditError, match="cannot write to the audit store"):
+            await sink.append_async(INTENT)
+        # While it fails, every append waits for the store and fails with it (no silent queueing).
+        with pytest.raises(AuditError, match="cannot write to the audit store"):
+            await sink.append_async({**VALIDATE, "n": 3})
+        assert await committed(audit_db, "r1") == []
+        await conn.execute("ALTER TABLE sqlmode_audit.records DROP CONSTRAINT shut")
+        rec = await sink.append_async(INTENT)
+    finally:
+        await conn.close()
+        await sink.aclose()
+    # The two validations whose callers went on are written first; the refused intent and the
+    # refused validation are not in the chain (their calls failed), and the chain verifies.
+    assert await committed(audit_db, "r1") == [(1, "validate"), (2, "validate"), (3, "execute")]
+    assert rec["seq"] == 3
+    report = await verify_postgres_audit(audit_db, KEY)
+    assert report.ok and report.records == 3, report.render()
