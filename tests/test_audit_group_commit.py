@@ -435,3 +435,21 @@ async def test_postgres_write_failure_refuses_the_intent_keeps_earlier_records_a
     assert rec["seq"] == 3
     report = await verify_postgres_audit(audit_db, KEY)
     assert report.ok and report.records == 3, report.render()
+
+
+def test_a_log_used_from_one_event_loop_after_another_still_syncs(tmp_path: Path) -> None:
+    # An embedder's asyncio.run per call: the first loop ends with its flush timer pending.
+    log = AuditLog(tmp_path / "a.jsonl", keys=KEY, flush_window_ms=50)
+    try:
+        asyncio.run(log.append_async(VALIDATE))
+        assert log.durable_seq == 0
+
+        async def validate_then_wait() -> bool:
+            await log.append_async(VALIDATE)
+            return await until(lambda: log.durable_seq == 2)
+
+        assert asyncio.run(validate_then_wait())
+        rec = asyncio.run(log.append_async(INTENT))
+        assert log.durable_seq == rec["seq"] == 3
+    finally:
+        log.close()

@@ -136,6 +136,7 @@ class AuditLog:
         self._head_fd: int | None = None
         self._sync_task: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._dirty_since: float | None = None  # monotonic time of the oldest record no sync has covered
         self._failed: AuditError | None = None
         #: fdatasync calls of the log, and the seq of this writer's last record known to be on disk.
@@ -193,6 +194,7 @@ class AuditLog:
         record, end = self._write_record(event)
         if not self._fsync:
             return record
+        self._on_this_loop()
         if durable is None:
             durable = is_intent(event)
         if durable or not self._window:
@@ -203,7 +205,15 @@ class AuditLog:
 
     async def flush(self) -> None:
         """Wait until every record this writer wrote is on disk (AuditError if that failed)."""
+        self._on_this_loop()
         await self._wait_synced(self._size)
+
+    def _on_this_loop(self) -> None:
+        # A log that outlives its event loop (an embedder's second asyncio.run) forgets that loop's
+        # timer and sync task: neither would ever run, and what they covered is synced again.
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._timer, self._sync_task = loop, None, None
 
     async def _wait_synced(self, end: int) -> None:
         while self._fsync and self._synced < end:
