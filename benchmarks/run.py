@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE))
 
 from common import ROOT, WORK_DIR, Results, machine_info, markdown_meta, markdown_table  # noqa: E402
 from env import BenchEnv  # noqa: E402
-from report import caches, issue_table, misses, profiles  # noqa: E402
+from report import caches, headline_ids, issue_table, memory_notes, misses, profiles  # noqa: E402
 
 # Modules benchmarks/bench_<name>.py, each with ``async run(env, results)``; noise-sensitive ones first.
 MODULES = ("novel", "startup", "validate", "confirm", "payload", "stack", "scale", "components", "memory")
@@ -112,6 +112,10 @@ def render_results_md(data: dict[str, Any]) -> str:
         "### Misses and why",
         "",
         misses(data),
+        "",
+        "### Where a large result is held",
+        "",
+        memory_notes(data) or "No 100,000-row figures in this run.",
         "",
         "## Headline figures",
         "",
@@ -192,7 +196,11 @@ def render_readme_section(data: dict[str, Any]) -> str:
             "",
             "Misses and why (computed from the same run):",
             "",
-            misses(data),
+            misses(data, headline_ids(data)),
+            "",
+            "Where a large result is held (tracemalloc peaks, same run):",
+            "",
+            memory_notes(data) or "No 100,000-row figures in this run.",
             "",
             markdown_meta(data),
             "",
