@@ -53,6 +53,7 @@ from sqlmode.analyze.references import resolve
 from sqlmode.analyze.rewrite import inject_limit, render
 from sqlmode.analyze.roundtrip import _reparse, check_round_trip
 from sqlmode.config import Settings, settings_from_dict
+from sqlmode.engines import engine_named
 from sqlmode.models import Dialect
 from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
 
@@ -139,7 +140,7 @@ def stages(dialect: Dialect, sql: str, snap: SchemaSnapshot, analyzer: Analyzer,
     cls = C.classify(root, allow_writes=False, allow_deletes=False)
     inv = cls.inventory
     assert inv is not None, "a SELECT is classified with its inventory"
-    refs = resolve(root, snap, inv)
+    refs = resolve(root, snap, inv, analyzer.traits)
     blocks = query_blocks(inv)
     weighed = measure(inv, refs, blocks)
     limited = inject_limit(root.copy(), rules.max_rows)
@@ -152,9 +153,9 @@ def stages(dialect: Dialect, sql: str, snap: SchemaSnapshot, analyzer: Analyzer,
 
     parts: dict[str, Callable[[], object]] = {
         "sqlglot parse": lambda: P.parse_one(sql, dialect),
-        "engine parse (original)": lambda: P.engine_view.__wrapped__(sql, dialect),
+        "engine parse (original)": lambda: P.engine_view.__wrapped__(sql, analyzer.engine),
         "classify (one walk)": lambda: C.classify(root, allow_writes=False, allow_deletes=False),
-        "resolve tables/columns": lambda: resolve(root, snap, inv),
+        "resolve tables/columns": lambda: resolve(root, snap, inv, analyzer.traits),
         "rules (analyze/rules: RULES in order)": lambda: R.run_rules(
             R.RuleContext(sql, root, snap, rules, inv, refs, blocks, weighed)
         ),
@@ -162,7 +163,7 @@ def stages(dialect: Dialect, sql: str, snap: SchemaSnapshot, analyzer: Analyzer,
         "explanation": lambda: explain(limited.root, limited, dialect),
         "render (normalized code)": lambda: render(limited.root.copy(), dialect),
         "  (tree copy, not in analyze)": lambda: limited.root.copy(),
-        "engine re-check of rendering": lambda: P.confirm_rendered(normalized, dialect, "SELECT"),
+        "engine re-check of rendering": lambda: P.confirm_rendered(normalized, analyzer.engine, "SELECT"),
         "round trip (re-parse + compare)": round_trip_cold,
     }
     for name, fn in parts.items():
@@ -175,10 +176,11 @@ def qualify_alternative(
     """Our resolver vs sqlglot's qualify with a MappingSchema (schema built once, as we would)."""
     mapping: dict[str, object] = {t.name: {c.name: c.type for c in t.columns} for t in tables}
     schema = MappingSchema(mapping, dialect=dialect)
+    traits = engine_named(dialect).traits
     root = sqlglot.parse_one(sql, read=dialect)
     snap = snapshot(dialect, tables)
     inv = C.survey(root)[1]
-    ours = timeit(lambda: resolve(root, snap, inv), budget)[0]
+    ours = timeit(lambda: resolve(root, snap, inv, traits), budget)[0]
     theirs = timeit(lambda: qualify(root.copy(), schema=schema, dialect=dialect), budget)[0]
     return ours, theirs
 

@@ -92,7 +92,7 @@ class ValidationResult(BaseModel):
     """validate_code's answer: the verdict, what the query does, and the approval token."""
 
     is_valid: bool = Field(description="True when the code may run; then approval_token is set.")
-    dialect: Dialect
+    dialect: str = Field(description="The database engine the code was checked for (its registry name).")
     statement_type: str = Field(description="The SQL statement kind, e.g. SELECT, UNION, INSERT.")
     action: Action
     risk_level: RiskLevel
@@ -164,7 +164,7 @@ class Principal:
 class Analysis:
     """The analyzer's verdict on one piece of code, before policy."""
 
-    dialect: Dialect
+    dialect: str  # the engine's registry name (EngineTraits.name)
     code: str
     statement_type: str = "UNKNOWN"
     action: Action = Action.UNKNOWN

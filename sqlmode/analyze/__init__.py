@@ -1,13 +1,17 @@
 """The SQL analyzer: layer 1 of the security model, failing closed.
 
     from sqlmode.analyze import Analyzer
-    analyzer = Analyzer(settings)               # rules derived once
+    analyzer = Analyzer(settings)               # rules derived once; engine from database.url
     analysis = analyzer.analyze(code, snapshot) # never raises
 
 Stages, one module each: parse (sqlglot + the engine's own parser), classify (statement
 kind and every refused node), references (tables and columns resolved to base reads),
 rules (policy checks), complexity, rewrite (LIMIT, rendering), explain. Any exception
 anywhere becomes an ANALYSIS_FAILED violation: a crash is never a pass.
+
+What differs between engines (sqlglot's dialect, the default schema, case rules, the
+engine's own parser) comes from the :class:`~sqlmode.engines.base.Engine` given, or the one
+``database.url`` names: nothing here compares engine names.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from sqlglot.errors import UnsupportedError
 
 from ..config import Settings
+from ..engines.base import Engine, settings_engine
 from ..models import Action, Analysis, Violation
 from ..schema.snapshot import SchemaSnapshot
 from . import classify as _classify
@@ -33,10 +38,13 @@ __all__ = ["VIOLATION_CODES", "Analyzer"]
 class Analyzer:
     """Analyzes one piece of code at a time against a schema snapshot."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, engine: Engine | None = None):
         self.settings = settings
-        self.dialect = settings.dialect
-        self.rules = RuleSet.from_settings(settings)
+        self.engine = engine if engine is not None else settings_engine(settings)
+        self.traits = self.engine.traits
+        # The engine's name, reported as the analysis' dialect.
+        self.dialect = self.traits.name
+        self.rules = RuleSet.from_settings(settings, self.traits)
 
     def analyze(self, code: str, snapshot: SchemaSnapshot) -> Analysis:
         """The verdict on ``code``; never raises (a failure is an ANALYSIS_FAILED violation)."""
@@ -74,11 +82,12 @@ class Analyzer:
 
     def _analyze(self, code: str, snapshot: SchemaSnapshot, a: Analysis) -> None:
         rules = self.rules
-        dialect = self.dialect
+        dialect = self.traits.sqlglot_dialect
         _parse.precheck(code)
         root = _parse.parse_one(code, dialect)
         try:
-            view = _parse.engine_view(code, dialect)
+            # Engines hash by identity; the Engine protocol type does not say so to mypy.
+            view = _parse.engine_view(code, self.engine)  # type: ignore[arg-type]
         except Refusal as r:
             # Still classify, so that the answer also names what the statement would have done.
             cls = _classify.classify(root, allow_writes=rules.allow_writes, allow_deletes=rules.allow_deletes)
@@ -106,7 +115,7 @@ class Analyzer:
             unlisted = unlisted_pivots(root) if engine_type == "MULTI" else []
             if unlisted:
                 # The service may list its values (pivot.py); alone, the analyzer refuses it.
-                _extend(a, [unlisted_pivot(p) for p in unlisted[:1]])
+                _extend(a, [unlisted_pivot(p, dialect) for p in unlisted[:1]])
             elif not a.violations:
                 _extend(
                     a,
@@ -120,7 +129,7 @@ class Analyzer:
                 )
         # The engine's own tree is a backstop: report what it sees that sqlglot did not.
         present = {v.code for v in a.violations}
-        engine_codes = _parse.engine_refusals(view, root_is_write=not cls.is_query)
+        engine_codes = self.engine.native_refusals(view, root_is_write=not cls.is_query)
         _extend(a, [violation(c) for c in engine_codes if c not in present])
 
         runnable = cls.is_query or a.action in (Action.WRITE, Action.DELETE)
@@ -146,7 +155,7 @@ class Analyzer:
             return
         normalized = render(final_root, dialect)
         # What runs is the rendering: the engine must read it as one statement of the same kind.
-        if not _parse.confirm_rendered(normalized, dialect, expected):
+        if not _parse.confirm_rendered(normalized, self.engine, expected):
             raise Refusal(
                 violation("ANALYSIS_FAILED", "The normalized query does not parse back as one statement.")
             )

@@ -20,6 +20,8 @@ from functools import lru_cache
 import sqlglot
 from sqlglot import exp
 
+from ..engines.base import EngineTraits
+
 MAX_GENERATED_ROWS = 100_000
 MAX_GENERATED_CHARS = 100_000
 MAX_PAD_LENGTH = 10_000
@@ -146,58 +148,6 @@ _SYNTAX_CLASSES: frozenset[type] = frozenset(
     & {c for c in vars(exp).values() if isinstance(c, type)}
 )
 
-# Operators that sqlglot parses into function nodes (JSON arrows, containment, text
-# search, regex matches...). Compiled like the names: the node classes these parse to
-# are allowed.
-OPERATOR_SAMPLES: dict[str, tuple[str, ...]] = {
-    "postgres": (
-        "a -> 'x'",
-        "a ->> 'x'",
-        "a #> '{x}'",
-        "a #>> '{x}'",
-        "a ? 'k'",
-        "a ?| ARRAY['k']",
-        "a ?& ARRAY['k']",
-        "a @> b",
-        "a <@ b",
-        "a && b",
-        "a @@ b",
-        "a ~ 'x'",
-        "a ~* 'x'",
-        "a !~ 'x'",
-        "a !~* 'x'",
-        "a || b",
-        "a ^ 2",
-        "a IS DISTINCT FROM b",
-        "a SIMILAR TO 'x'",
-        "a = ANY(b)",
-        "a[1]",
-        "a[1:2]",
-        "ARRAY[1, 2]",
-    ),
-    "duckdb": (
-        "a -> 'x'",
-        "a ->> 'x'",
-        "a ** 2",
-        "a ^ 2",
-        "a && b",
-        "a @> b",
-        "a <@ b",
-        "a ~ 'x'",
-        "a ^@ 'x'",
-        "a GLOB 'x'",
-        "a SIMILAR TO 'x'",
-        "a || b",
-        "a[1]",
-        "a[1:2]",
-        "[x + 1 FOR x IN a]",
-        "{'k': 1}",
-        "MAP {'k': 1}",
-        "[1, 2]",
-        "a IS DISTINCT FROM b",
-    ),
-}
-
 # Calls that run a generator: checked for literal bounds when allowed.
 GENERATOR_CLASSES: tuple[type, ...] = tuple(
     c for c in (getattr(exp, "GenerateSeries", None), getattr(exp, "ExplodingGenerateSeries", None)) if c
@@ -278,9 +228,23 @@ def _classes_by_parsing(name: str, dialect: str) -> set[type]:
     return found
 
 
+def policy_for(
+    traits: EngineTraits, allow: tuple[str, ...] = (), deny: tuple[str, ...] = ()
+) -> FunctionPolicy:
+    """The compiled allowlist for an engine: its sqlglot dialect and the operators it parses
+    into function nodes (``EngineTraits.operator_samples``)."""
+    return compile_policy(traits.sqlglot_dialect, allow, deny, operators=traits.operator_samples)
+
+
 @lru_cache(maxsize=32)
-def compile_policy(dialect: str, allow: tuple[str, ...] = (), deny: tuple[str, ...] = ()) -> FunctionPolicy:
-    """Compile allowlist names (defaults + config allow - config deny) for a dialect."""
+def compile_policy(
+    dialect: str, allow: tuple[str, ...] = (), deny: tuple[str, ...] = (), *, operators: tuple[str, ...]
+) -> FunctionPolicy:
+    """Compile allowlist names (defaults + config allow - config deny) for sqlglot's ``dialect``.
+
+    ``operators`` are sample expressions (``a -> 'x'``) the engine parses into function nodes:
+    the node classes they parse to are allowed, like the names'.
+    """
     allowed = (DEFAULT_ALLOWLIST | {a.lower() for a in allow}) - {d.lower() for d in deny}
     denied = frozenset(d.lower() for d in deny)
     allowed_classes: set[type] = set()
@@ -289,7 +253,7 @@ def compile_policy(dialect: str, allow: tuple[str, ...] = (), deny: tuple[str, .
         for cls in _classes_for(name, dialect):
             allowed_classes.add(cls)
             display.setdefault(cls, name)
-    for sample in OPERATOR_SAMPLES.get(dialect, ()):
+    for sample in operators:
         try:
             tree = sqlglot.parse_one(f"SELECT {sample}", read=dialect)
         except Exception:

@@ -9,7 +9,8 @@ other query, run under the usual limits, and its values are written into the PIV
 explicit IN list. The rewritten single statement is what gets analyzed, signed and run.
 
 The hidden query is DuckDB's own: the values cast to VARCHAR, NULLs left out, sorted as
-text (so the columns come out in the order DuckDB gives them).
+text (so the columns come out in the order DuckDB gives them). Only an engine whose traits say
+``pivot_without_values`` gets here; the SQL is written in that engine's sqlglot dialect.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from ..engines.base import engine_named
 from ..models import Analysis, Violation
 from .codes import violation
 from .parse import parse_one
@@ -38,11 +40,12 @@ def unlisted_pivots(root: exp.Expr) -> list[exp.Pivot]:
     ]
 
 
-def unlisted_pivot(pivot: exp.Pivot) -> Violation:
-    """Why a PIVOT without IN list is refused by the analyzer alone, and what replaces it."""
-    on = ", ".join(e.sql("duckdb") for e in pivot.expressions if not isinstance(e, exp.In))
-    source = pivot.this.sql("duckdb") if pivot.this is not None else "the source"
-    using = ", ".join(u.sql("duckdb") for u in pivot.args.get("using") or []) or "sum(x)"
+def unlisted_pivot(pivot: exp.Pivot, dialect: str) -> Violation:
+    """Why a PIVOT without IN list is refused by the analyzer alone, and what replaces it
+    (SQL shown in ``dialect``, sqlglot's name)."""
+    on = ", ".join(e.sql(dialect) for e in pivot.expressions if not isinstance(e, exp.In))
+    source = pivot.this.sql(dialect) if pivot.this is not None else "the source"
+    using = ", ".join(u.sql(dialect) for u in pivot.args.get("using") or []) or "sum(x)"
     return violation(
         "UNSUPPORTED_SYNTAX",
         f"{_MESSAGE_START}{on} without an IN list runs a hidden second statement to find the values "
@@ -86,7 +89,7 @@ def _ctes_in_scope(pivot: exp.Pivot) -> exp.With | None:
     return exp.With(expressions=ctes) if ctes else None
 
 
-def distinct_query(pivot: exp.Pivot, on: exp.Expr, limit: int) -> str:
+def distinct_query(pivot: exp.Pivot, on: exp.Expr, limit: int, dialect: str) -> str:
     """DuckDB's hidden query for one ON expression of ``pivot``, bounded to ``limit`` rows."""
     value = exp.cast(on.copy(), "VARCHAR")
     select = (
@@ -100,7 +103,7 @@ def distinct_query(pivot: exp.Pivot, on: exp.Expr, limit: int) -> str:
     with_ = _ctes_in_scope(pivot)
     if with_ is not None:
         select.set("with_", with_)
-    return select.sql("duckdb")
+    return select.sql(dialect)
 
 
 Analyze = Callable[[str], Awaitable[Analysis]]
@@ -116,7 +119,9 @@ async def expand_pivots(code: str, refused: Analysis, check: Analyze, analyze: A
     ``run(sql, max_rows)`` is the read-only executor: (rows, truncated). ``analyze`` gives the
     analyzer's verdict on the rewritten code, which the caller then confirms and decides as usual.
     """
-    root = parse_one(code, "duckdb")
+    # The engine that refused it: its dialect parses the code and writes the queries.
+    dialect = engine_named(refused.dialect).traits.sqlglot_dialect
+    root = parse_one(code, dialect)
     pivots = [p for p in unlisted_pivots(root) if p.this is not None]
     if not pivots or len(pivots) != len(unlisted_pivots(root)):
         return refused
@@ -127,12 +132,12 @@ async def expand_pivots(code: str, refused: Analysis, check: Analyze, analyze: A
         for on in pivot.expressions:
             if isinstance(on, exp.In):
                 continue
-            query = distinct_query(pivot, on, MAX_PIVOT_VALUES + 1)
+            query = distinct_query(pivot, on, MAX_PIVOT_VALUES + 1, dialect)
             checked = await check(query)
             if not checked.ok:
                 return _refuse(refused, checked.violations)
             rows, truncated = await run(checked.normalized_code, MAX_PIVOT_VALUES)
-            text = on.sql("duckdb")
+            text = on.sql(dialect)
             if truncated or len(rows) > MAX_PIVOT_VALUES:
                 return _refuse(refused, [_too_many(text)])
             values = [str(r[0]) for r in rows if r and r[0] is not None]
@@ -142,7 +147,7 @@ async def expand_pivots(code: str, refused: Analysis, check: Analyze, analyze: A
             listed.append(f"{text}: {', '.join(repr(v) for v in values)}")
     for on, values in plan:
         on.replace(exp.In(this=on.copy(), expressions=[exp.Literal.string(v) for v in values]))
-    result = await analyze(root.sql("duckdb"))
+    result = await analyze(root.sql(dialect))
     if result.ok:
         note = (
             "The PIVOT's columns were listed at validation from the values then in the data ("

@@ -38,6 +38,7 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, ScopeType, traverse_scope, walk_in_scope
 
+from ..engines.base import EngineTraits
 from ..schema.snapshot import SchemaSnapshot
 from .classify import Inventory, survey
 
@@ -135,7 +136,9 @@ class References:
 class Resolver:
     """One resolution pass over one parsed statement."""
 
-    def __init__(self, root: exp.Expr, snapshot: SchemaSnapshot, inventory: Inventory | None = None):
+    def __init__(
+        self, root: exp.Expr, snapshot: SchemaSnapshot, inventory: Inventory | None, traits: EngineTraits
+    ):
         self.root = root
         self.inventory = inventory or survey(root)[1]
         self.snapshot = snapshot
@@ -147,7 +150,9 @@ class Resolver:
         self._indexes: dict[int, dict[str, list[tuple[Any, ...]]] | None] = {}
         self._aliases: dict[int, set[str]] = {}
         self._lc_sources: dict[int, dict[str, Any]] = {}
-        self.dialect = snapshot.dialect
+        # Quoted names are case-sensitive (PostgreSQL): `"C".x` does not bind to a source `c`.
+        self.case_sensitive_quotes = traits.quoted_identifiers_case_sensitive
+        self.values_names = traits.values_column_names
         self._own: dict[int, set[int]] = {}
         self._quiet = 0  # > 0: resolving a candidate binding; unplaced names are not errors
         self._comprehensions = any(isinstance(n, exp.Comprehension) for n in self.inventory.lambdas)
@@ -372,14 +377,14 @@ class Resolver:
         self._unknown(scope, name, qualifier)
 
     def _find_sources(self, scope: Scope, key: str, ident: Any) -> list[tuple[Any, Scope]]:
-        """The source a qualifier names, plus, on Postgres, every outer source of the same
-        name when letter case could make the engine skip the inner one (quoted names are
-        case-sensitive there: `"C".x` does not bind to a source `c`)."""
+        """The source a qualifier names, plus, where quoted names are case-sensitive
+        (PostgreSQL), every outer source of the same name when letter case could make the
+        engine skip the inner one (`"C".x` does not bind to a source `c`)."""
         first = self._find_source(scope, key)
         if first is None:
             return []
         found = [first]
-        if self.dialect == "postgres":
+        if self.case_sensitive_quotes:
             own = self._own_of(scope)
             level = first[1].parent
             while level is not None:
@@ -392,7 +397,7 @@ class Resolver:
     def _unqualified(self, scope: Scope, col: exp.Column, name: str, report: bool = True) -> bool:
         """Bind an unqualified name, counting every candidate (see the module docstring)."""
         placed = False
-        case_matters = self.dialect == "postgres" and _quoted_mixed_case(col)
+        case_matters = self.case_sensitive_quotes and _quoted_mixed_case(col)
         own = self._own_of(scope)
         for level in _chain(scope):
             exact: list[tuple[str, Any]] = []
@@ -616,9 +621,7 @@ class Resolver:
         aliases = [c.lower() for c in values.alias_column_names]
         outs: list[tuple[str, tuple[Any, ...]]] = [(n, _EXPLICIT) for n in aliases]
         for i in range(len(aliases), width):
-            outs.append((f"column{i + 1}", _MAYBE))
-            if self.dialect == "duckdb":
-                outs.append((f"col{i}", _MAYBE))
+            outs.extend((name.format(i=i, n=i + 1), _MAYBE) for name in self.values_names)
         return outs
 
     def _ordered_sources(self, scope: Scope) -> list[tuple[str, Any]]:
@@ -752,9 +755,12 @@ class Resolver:
                         self._record(tname, c, col, None)
 
 
-def resolve(root: exp.Expr, snapshot: SchemaSnapshot, inventory: Inventory | None = None) -> References:
-    """Resolve tables and columns of one statement against the full snapshot."""
-    return Resolver(root, snapshot, inventory).run()
+def resolve(
+    root: exp.Expr, snapshot: SchemaSnapshot, inventory: Inventory | None, traits: EngineTraits
+) -> References:
+    """Resolve tables and columns of one statement against the full snapshot, with the binding
+    rules of the engine ``traits`` describe."""
+    return Resolver(root, snapshot, inventory, traits).run()
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -41,15 +41,16 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from ..analyze.codes import violation
-from ..analyze.functions import compile_policy
-from ..analyze.parse import duckdb_parser
+from ..analyze.functions import policy_for
 from ..config import Settings
+from ..engines.base import settings_engine
 from ..errors import NotAQueryError, SqlmodeError
 from ..models import Action, Analysis, RiskLevel, Violation
 from ..schema.functions import CATALOG_SQL, SEARCH_PATH_SQL, FunctionCatalog, catalog_from_rows
@@ -124,6 +125,34 @@ def human(n: float) -> str:
 
 
 # -- the engines' own parsers ------------------------------------------------------------------
+
+
+_parser_local = threading.local()
+
+
+def duckdb_parser() -> Any:
+    """A per-thread in-memory DuckDB that only parses (and serializes) SQL, never the warehouse.
+
+    The analyzer asks the engine's own parser through the Engine; this copy serves
+    ``engine_calls`` until it moves into the engine modules with the rest of this file.
+    """
+    con = getattr(_parser_local, "con", None)
+    if con is None:
+        import duckdb
+
+        # Parsing only; external access and extension loading are off anyway so that
+        # nothing this connection could ever be asked to do reaches files or network.
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "enable_external_access": False,
+                "autoload_known_extensions": False,
+                "autoinstall_known_extensions": False,
+            },
+        )
+        con.execute("SET lock_configuration = true")
+        _parser_local.con = con
+    return con
 
 
 _DUCK_QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
@@ -203,7 +232,9 @@ class EngineConfirmer:
         self.executor = executor
         self.ttl_seconds = float(ttl_seconds or settings.database.schema_ttl_seconds or 300)
         fc = settings.code_mode.functions
-        self._policy = compile_policy(settings.dialect, tuple(sorted(fc.allow)), tuple(sorted(fc.deny)))
+        self._policy = policy_for(
+            settings_engine(settings).traits, tuple(sorted(fc.allow)), tuple(sorted(fc.deny))
+        )
         self._cache: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         self._catalog_lock = asyncio.Lock()
 

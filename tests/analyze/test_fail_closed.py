@@ -11,6 +11,8 @@ from sqlmode.analyze import Analyzer
 from sqlmode.analyze import parse as P
 from sqlmode.analyze import references as refs_mod
 from sqlmode.analyze.rules import base as rules_base
+from sqlmode.engines import NativeView
+from sqlmode.engines.duckdb import parser_connection
 from tests.analyze.conftest import make_settings, sample_snapshot
 
 SQL = "SELECT id FROM orders"
@@ -31,17 +33,17 @@ def codes(dialect: str, sql: str = SQL) -> set[str]:
 def test_engine_seeing_another_kind_of_statement_is_a_disagreement(
     dialect: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(P, "engine_view", lambda code, d: P.EngineView(("OTHER",)))
+    monkeypatch.setattr(P, "engine_view", lambda code, d: NativeView(("OTHER",)))
     assert codes(dialect) == {"PARSER_DISAGREEMENT"}
 
 
 def test_engine_seeing_two_statements_is_refused(dialect: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(P, "engine_view", lambda code, d: P.EngineView(("SELECT", "DELETE")))
+    monkeypatch.setattr(P, "engine_view", lambda code, d: NativeView(("SELECT", "DELETE")))
     assert codes(dialect) == {"MULTIPLE_STATEMENTS"}
 
 
 def test_engine_seeing_nothing_is_refused(dialect: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(P, "engine_view", lambda code, d: P.EngineView(()))
+    monkeypatch.setattr(P, "engine_view", lambda code, d: NativeView(()))
     assert codes(dialect) == {"PARSER_DISAGREEMENT"}
 
 
@@ -71,6 +73,6 @@ def test_unplaced_columns_still_count_against_blocked_columns(
 
 
 def test_the_engine_parser_is_private_and_never_opens_the_warehouse() -> None:
-    con = P.duckdb_parser()
+    con = parser_connection()
     assert con.execute("SELECT current_database()").fetchone()[0] == "memory"
     assert con.execute("SELECT current_setting('enable_external_access')").fetchone()[0] is False

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sqlmode.analyze import Analyzer
-from sqlmode.analyze.functions import DEFAULT_ALLOWLIST, compile_policy
+from sqlmode.analyze.functions import DEFAULT_ALLOWLIST, policy_for
+from sqlmode.engines import engine_named
 from tests.analyze.conftest import make_settings, sample_snapshot
 
 DANGEROUS = {
@@ -93,7 +94,7 @@ def test_dangerous_function_refused_in_every_spelling(dialect: str, name: str) -
 
 @pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
 def test_no_dangerous_name_is_on_the_compiled_allowlist(dialect: str) -> None:
-    policy = compile_policy(dialect)
+    policy = policy_for(engine_named(dialect).traits)
     assert not set(DANGEROUS) & DEFAULT_ALLOWLIST
     # ...nor does any of them parse into a node class the allowlist admits
     from sqlmode.analyze.functions import _classes_for

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlglot import exp
 
 from sqlmode.analyze import Analyzer
-from sqlmode.analyze.parse import engine_view
+from sqlmode.engines import engine_named
 from tests.analyze.conftest import make_settings, sample_snapshot
 from tests.fixtures.cases import attack_cases, legit_cases
 
@@ -103,7 +103,7 @@ def assert_accepted_is_clean(dialect: str, sql: str) -> None:
     # Independently of the analyzer: one statement, for sqlglot and for the engine...
     trees = [t for t in sqlglot.parse(normalized, read=dialect) if t is not None]
     assert len(trees) == 1
-    assert engine_view(normalized, dialect).types == ("SELECT",)
+    assert engine_named(dialect).native_statements(normalized).types == ("SELECT",)
     tree = trees[0]
     assert isinstance(tree, (exp.Query, exp.Values, exp.Pivot))
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}

@@ -8,16 +8,20 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from ...config import Settings
+from ...engines.base import EngineTraits, settings_engine
 from ...models import Complexity, Violation
 from ...schema.snapshot import SchemaSnapshot
 from ..classify import Inventory
 from ..codes import violation
 from ..complexity import Block, measure, query_blocks
-from ..functions import FunctionPolicy, compile_policy
+from ..functions import FunctionPolicy, policy_for
 from ..references import References, resolve
 
-# Schemas that are catalogs, not data.
+# Schemas that are catalogs, not data, under any engine (PostgreSQL's, and the pg_catalog
+# views other engines copy); the engine's own EngineTraits.system_schemas count as well.
 CATALOG_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast", "pg_temp"})
+# Relation-name prefixes of catalogs, any engine's: over-approximating costs nothing, since a
+# table the snapshot knows by such a name is still a table.
 CATALOG_TABLE_PREFIXES = ("pg_", "duckdb_", "sqlite_", "pragma_")
 # Catalog relations that leak data or secrets even when introspection is allowed:
 # pg_stats holds most-common values and histograms of every column, blocked ones included.
@@ -32,19 +36,14 @@ ALWAYS_BLOCKED_CATALOG = frozenset(
         "duckdb_secrets",
     }
 )
-DEFAULT_SCHEMA = {"postgres": "public", "duckdb": "main"}
-# Function-name prefixes that only a schema of system functions may carry.
-SYSTEM_FUNCTION_SCHEMAS = {
-    "postgres": frozenset({"pg_catalog"}),
-    "duckdb": frozenset({"main", "system", "pg_catalog"}),
-}
 
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """Everything derived from Settings once: limits, switches, the function policy."""
+    """Everything derived from Settings once: limits, switches, the function policy, and the
+    engine facts rules need (never its name)."""
 
-    dialect: str
+    traits: EngineTraits
     functions: FunctionPolicy
     block_introspection: bool
     max_depth: int
@@ -58,13 +57,15 @@ class RuleSet:
     extra_blocked_columns: frozenset[tuple[str, str]]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RuleSet:
+    def from_settings(cls, settings: Settings, traits: EngineTraits | None = None) -> RuleSet:
+        """``traits``: the engine's (default: the engine ``database.url`` names)."""
+        traits = traits if traits is not None else settings_engine(settings).traits
         cm = settings.code_mode
         # Bare names too: a reference the snapshot cannot key (ambiguous, unknown) still matches.
         cols = {(b.table, b.column) for b in cm.blocked_field_names}
         return cls(
-            dialect=settings.dialect,
-            functions=compile_policy(settings.dialect, tuple(cm.functions.allow), tuple(cm.functions.deny)),
+            traits=traits,
+            functions=policy_for(traits, tuple(cm.functions.allow), tuple(cm.functions.deny)),
             block_introspection=cm.cedar_policies.block_introspection,
             max_depth=cm.cedar_policies.max_depth,
             max_joins=cm.max_joins,
@@ -76,6 +77,10 @@ class RuleSet:
             extra_blocked_tables=frozenset(b.table for b in cm.blocked_table_names),
             extra_blocked_columns=frozenset(cols),
         )
+
+    @property
+    def catalog_schemas(self) -> frozenset[str]:
+        return CATALOG_SCHEMAS | self.traits.system_schemas
 
     def table_blocked(self, snapshot: SchemaSnapshot, name: str) -> bool:
         return snapshot.is_table_blocked(name) or name in self.extra_blocked_tables
@@ -120,7 +125,7 @@ class RuleContext:
         cls, code: str, root: exp.Expr, snapshot: SchemaSnapshot, rules: RuleSet, inventory: Inventory
     ) -> RuleContext:
         """Resolve ``root`` and weigh it: everything the rules read."""
-        refs = resolve(root, snapshot, inventory)
+        refs = resolve(root, snapshot, inventory, rules.traits)
         blocks = query_blocks(inventory)
         return cls(code, root, snapshot, rules, inventory, refs, blocks, measure(inventory, refs, blocks))
 

@@ -8,14 +8,7 @@ import difflib
 from sqlglot import exp
 
 from ...models import Violation
-from .base import (
-    ALWAYS_BLOCKED_CATALOG,
-    CATALOG_SCHEMAS,
-    CATALOG_TABLE_PREFIXES,
-    DEFAULT_SCHEMA,
-    RuleContext,
-    add_once,
-)
+from .base import ALWAYS_BLOCKED_CATALOG, CATALOG_TABLE_PREFIXES, RuleContext, add_once
 
 
 def blocked_tables(ctx: RuleContext) -> list[Violation]:
@@ -24,6 +17,7 @@ def blocked_tables(ctx: RuleContext) -> list[Violation]:
     Records ``ctx.tables`` (the known tables read) and ``ctx.catalog`` (a system catalog is read).
     """
     refs, snapshot, rules, code = ctx.refs, ctx.snapshot, ctx.rules, ctx.code
+    catalog_schemas = rules.catalog_schemas
     out: list[Violation] = []
     seen: set[tuple[str, str]] = set()
     known: set[str] = set()
@@ -40,7 +34,7 @@ def blocked_tables(ctx: RuleContext) -> list[Violation]:
         ):
             add_once(out, seen, "FILE_ACCESS", shown, f"`{table.name}` is a file or URL, not a table.")
             continue
-        is_catalog = db in CATALOG_SCHEMAS or name.startswith(CATALOG_TABLE_PREFIXES)
+        is_catalog = db in catalog_schemas or name.startswith(CATALOG_TABLE_PREFIXES)
         if is_catalog and (rules.table_blocked(snapshot, name) or snapshot.table(name) is None):
             ctx.catalog = True
             if rules.block_introspection or name in ALWAYS_BLOCKED_CATALOG or db == "pg_toast":
@@ -72,7 +66,7 @@ def blocked_tables(ctx: RuleContext) -> list[Violation]:
         if not snapshot.is_table_exposed(key):
             add_once(out, seen, "TABLE_NOT_ALLOWED", key, f"Table `{key}` is not exposed to Code Mode.")
             continue
-        expected_schema = (info.schema or DEFAULT_SCHEMA.get(rules.dialect, "")).lower()
+        expected_schema = (info.schema or rules.traits.default_schema).lower()
         if db and db != expected_schema:
             add_once(
                 out,

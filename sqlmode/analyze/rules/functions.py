@@ -10,7 +10,7 @@ from ..codes import violation
 from ..functions import argument_problem, refusal_code
 from ..parse import sqlglot_dialect
 from ..sizes import size_problem
-from .base import SYSTEM_FUNCTION_SCHEMAS, RuleContext
+from .base import RuleContext
 
 
 def functions(ctx: RuleContext) -> list[Violation]:
@@ -28,13 +28,13 @@ def functions(ctx: RuleContext) -> list[Violation]:
         parent = node.parent
         if isinstance(parent, exp.Dot) and node.arg_key == "expression":
             prefix = parent.this.sql().lower() if parent.this is not None else ""
-            if prefix not in SYSTEM_FUNCTION_SCHEMAS.get(rules.dialect, frozenset()):
+            if prefix not in rules.traits.system_function_schemas:
                 refused.setdefault(f"{prefix}.{name}", "FUNCTION_NOT_ALLOWED")
                 continue
         table = node.parent if isinstance(node.parent, exp.Table) else None
         if table is not None and table.text("db"):
             prefix = table.text("db").lower()
-            if prefix not in SYSTEM_FUNCTION_SCHEMAS.get(rules.dialect, frozenset()):
+            if prefix not in rules.traits.system_function_schemas:
                 refused.setdefault(f"{prefix}.{name}", "FUNCTION_NOT_ALLOWED")
                 continue
         if not policy.allows(node):
@@ -64,7 +64,7 @@ def functions(ctx: RuleContext) -> list[Violation]:
             out.append(violation(code, f"Function `{name}` reads database metadata."))
     if rules.block_introspection:
         for dtype in datatypes:
-            text = dtype.sql(sqlglot_dialect(rules.dialect)).lower()
+            text = dtype.sql(sqlglot_dialect(rules.traits.sqlglot_dialect)).lower()
             if text.startswith("reg"):
                 out.append(
                     violation("INTROSPECTION_BLOCKED", f"A cast to `{text}` looks up system catalogs.")
