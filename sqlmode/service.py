@@ -30,6 +30,7 @@ from os import PathLike
 from typing import Any
 
 from .analyze import Analyzer
+from .analyze.cache import AnalysisCache, config_hash
 from .analyze.pivot import expand_pivots, only_unlisted_pivots
 from .approval import ApprovalBook, needs_approval
 from .approval.notify import notify_approvers
@@ -148,6 +149,9 @@ class CodeModeService:
             s, allow_ephemeral=self._allow_ephemeral_secret, boot_id=boot_id
         )
         self.analyzer = Analyzer(s)
+        # execute_code reuses validate_code's analysis of the same text (analyze/cache.py).
+        self.analysis_cache = AnalysisCache()
+        self._config_hash = config_hash(s)
         self.analysis_pool = AnalysisPool(s.server.analysis_workers, s.server.analysis_timeout_ms)
         stack.callback(self.analysis_pool.close)
         self.evaluator = self._given_evaluator or build_evaluator(s)
@@ -241,14 +245,25 @@ class CodeModeService:
         *,
         pivots: bool = False,
         principal: Principal | None = None,
+        explanation: bool = True,
     ) -> Analysis:
-        """The analyzer's verdict, computed on a worker under server.analysis_timeout_ms.
+        """The analyzer's verdict, computed on a worker under server.analysis_timeout_ms (or cached).
 
         With ``pivots``, a DuckDB PIVOT without IN list gets its values listed first: the
         distinct-values query passes the analyzer, the engine and (given a principal) the policy
         before it runs read-only under the usual limits (analyze/pivot.py).
         """
-        analysis = await self.analysis_pool.analyze(self.analyzer, code, snapshot, on_done)
+        cache, keys = self.analysis_cache, (snapshot.content_hash, self._config_hash)
+        hit = cache.get(code, *keys, explanation=explanation)
+        if hit is not None:
+            if on_done is not None:
+                on_done()
+            analysis = hit
+        else:
+            analysis = await self.analysis_pool.analyze(
+                self.analyzer, code, snapshot, on_done, explanation=explanation
+            )
+            cache.put(code, *keys, analysis, explanation=explanation)
         if not pivots or self.settings.dialect != "duckdb" or not only_unlisted_pivots(analysis):
             return analysis
 
@@ -420,7 +435,10 @@ class CodeModeService:
         snapshot = await self.schema()
         chash = code_hash(code)  # until the analysis (which may be refused) gives the normalized code
         try:
-            analysis = await self._analyze(code, snapshot, pivots=True, principal=principal)
+            # No explanation: nobody reads one here (validate's cached analysis has it anyway).
+            analysis = await self._analyze(
+                code, snapshot, pivots=True, principal=principal, explanation=False
+            )
             chash = code_hash(analysis.normalized_code or code)
             # Token first: a forged or foreign token says so before anything else is revealed.
             claims = self.tokens.check(

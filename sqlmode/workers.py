@@ -69,14 +69,16 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise _DeadlinePassed
 
 
-def _analyze_in_worker(start_by: float, timeout_s: float, code: str, snapshot: Any) -> Any:
+def _analyze_in_worker(
+    start_by: float, timeout_s: float, code: str, snapshot: Any, explanation: bool = True
+) -> Any:
     if time.time() > start_by:
         raise _Expired
     assert _WORKER_ANALYZER is not None
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
-        return _WORKER_ANALYZER.analyze(code, snapshot)
+        return _WORKER_ANALYZER.analyze(code, snapshot, explanation=explanation)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -126,7 +128,13 @@ class AnalysisPool:
         )
 
     async def analyze(
-        self, analyzer: Analyzer, code: str, snapshot: Any, on_done: Callable[[], None] | None = None
+        self,
+        analyzer: Analyzer,
+        code: str,
+        snapshot: Any,
+        on_done: Callable[[], None] | None = None,
+        *,
+        explanation: bool = True,
     ) -> Any:
         """``analyzer.analyze(code, snapshot)`` on a worker (a process's own analyzer in process mode).
 
@@ -137,7 +145,13 @@ class AnalysisPool:
         loop = asyncio.get_running_loop()
         if self.processes:
             fut = loop.run_in_executor(
-                self._executor, _analyze_in_worker, time.time() + queue_s, timeout_s, code, snapshot
+                self._executor,
+                _analyze_in_worker,
+                time.time() + queue_s,
+                timeout_s,
+                code,
+                snapshot,
+                explanation,
             )
             if on_done is not None:
                 fut.add_done_callback(lambda _f: on_done())
@@ -157,7 +171,7 @@ class AnalysisPool:
             if time.monotonic() - submitted > queue_s:
                 raise _Expired
             started.append(time.monotonic())
-            return analyzer.analyze(code, snapshot)
+            return analyzer.analyze(code, snapshot, explanation=explanation)
 
         fut = loop.run_in_executor(self._executor, job)
         if on_done is not None:

@@ -46,11 +46,14 @@ class Analyzer:
         self.dialect = self.traits.name
         self.rules = RuleSet.from_settings(settings, self.traits)
 
-    def analyze(self, code: str, snapshot: SchemaSnapshot) -> Analysis:
-        """The verdict on ``code``; never raises (a failure is an ANALYSIS_FAILED violation)."""
+    def analyze(self, code: str, snapshot: SchemaSnapshot, *, explanation: bool = True) -> Analysis:
+        """The verdict on ``code``; never raises (a failure is an ANALYSIS_FAILED violation).
+
+        Without ``explanation`` the plain-language account is left empty (execute_code shows none).
+        """
         analysis = Analysis(dialect=self.dialect, code=code if isinstance(code, str) else repr(code))
         try:
-            self._analyze(code, snapshot, analysis)
+            self._analyze(code, snapshot, analysis, explanation)
         except Refusal as r:
             _extend(analysis, r.violations)
         except RecursionError:
@@ -80,7 +83,7 @@ class Analyzer:
 
     # -- the pipeline --------------------------------------------------------------------
 
-    def _analyze(self, code: str, snapshot: SchemaSnapshot, a: Analysis) -> None:
+    def _analyze(self, code: str, snapshot: SchemaSnapshot, a: Analysis, explanation: bool = True) -> None:
         rules = self.rules
         dialect = self.traits.sqlglot_dialect
         _parse.precheck(code)
@@ -150,7 +153,8 @@ class Analyzer:
 
         limited = inject_limit(root, rules.max_rows) if cls.is_query else None
         final_root = limited.root if limited is not None else root
-        a.explanation = explain(final_root, limited, dialect)
+        if explanation:
+            a.explanation = explain(final_root, limited, dialect)
         if a.violations:
             return
         normalized = render(final_root, dialect)

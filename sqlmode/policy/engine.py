@@ -18,6 +18,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ from .source import (
 
 log = logging.getLogger(__name__)
 _CONTEXT = pst.Var("context")
+
+# Decisions kept per process (a Decision is a few hundred bytes).
+DECISION_CACHE_SIZE = 1024
 
 _DEFAULT_HINT = "Change the query so that the policy no longer matches, or ask an administrator."
 _NO_PERMIT = {
@@ -205,6 +209,12 @@ class CedarEvaluator:
         self._broken_stamps: tuple[tuple[str, int, int, int], ...] = ()
         self._watched = [str(p) for p in watched_paths(settings, self._base)]
         self._checked_at = time.monotonic()
+        # A decision is a function of the policy set, the request and the entities: the key is
+        # all of them (the policy hash, the principal's id and groups, the context built from the
+        # analysis, the tables and columns), so a reload or another principal is a different key.
+        self._decisions: OrderedDict[tuple[str, str, str, str, str], Decision] = OrderedDict()
+        self.decision_hits = 0
+        self._decisions_lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------
 
@@ -269,11 +279,25 @@ class CedarEvaluator:
             request, entities = build_request(
                 self._settings, principal, analysis, named=loaded.named, usage=loaded.context_usage
             )
+            action = request["action"]["id"]
+            key = (loaded.policy_hash, principal.user, action, request["context"], entities)
+            with self._decisions_lock:
+                cached = self._decisions.get(key)
+                if cached is not None:
+                    self._decisions.move_to_end(key)
+                    self.decision_hits += 1
+                    return cached
             result = cedarpy.is_authorized(request, loaded.policy_set, entities)
         except Exception as e:  # any failure here must refuse, never pass
             log.exception("Cedar evaluation failed")
             return _deny("POLICY_ERROR", f"Policy evaluation failed: {e}", "policy.error")
-        return _decision(loaded, result, principal, request["action"]["id"])
+        decision = _decision(loaded, result, principal, action)
+        if not result.diagnostics.errors:  # an evaluation error is logged each time it happens
+            with self._decisions_lock:
+                self._decisions[key] = decision
+                while len(self._decisions) > DECISION_CACHE_SIZE:
+                    self._decisions.popitem(last=False)
+        return decision
 
 
 def _position(pid: str) -> int:

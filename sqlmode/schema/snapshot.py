@@ -90,6 +90,7 @@ class SchemaSnapshot:
     # When set, only these tables are exposed (the [[database.tables]] allowlist).
     allowed_tables: frozenset[str] | None = None
     _hash: str | None = field(default=None, repr=False)
+    _content: str | None = field(default=None, repr=False, compare=False)
     # What the database says about callable functions (schema/functions.py), loaded on first use
     # by the engine confirmation; not part of the schema hash.
     functions: FunctionCatalog | None = field(default=None, repr=False, compare=False)
@@ -242,3 +243,22 @@ class SchemaSnapshot:
             blob = json.dumps([self.dialect, doc], separators=(",", ":")).encode()
             self._hash = hashlib.sha256(blob).hexdigest()[:32]
         return self._hash
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 over everything the analyzer reads, hidden and blocked parts included.
+
+        What caches of analyses key on: the schema hash sees only the bounded view, so a blocked
+        column added to a table (which ``SELECT *`` would now read) leaves it unchanged.
+        """
+        if self._content is None:
+            doc = [
+                self.dialect,
+                self.database,
+                sorted((k, repr(t)) for k, t in self.tables.items()),
+                sorted(self.blocked_tables),
+                sorted(self.blocked_columns),
+                None if self.allowed_tables is None else sorted(self.allowed_tables),
+            ]
+            self._content = hashlib.sha256(repr(doc).encode()).hexdigest()[:32]
+        return self._content
