@@ -54,6 +54,7 @@ from .models import Analysis, ApprovalRequired, QueryResult, ValidationResult
 from .output import terminal_safe
 from .service import CodeModeService
 from .state import durable_state_url
+from .stdio import pipe_capable, run_stdio
 from .token import MAX_TOKEN_LENGTH, code_hash
 from .web import elicit
 
@@ -801,18 +802,21 @@ async def serve(
     # An ephemeral signing secret is fine for one local stdio process, never for HTTP serving.
     async with CodeModeService(settings, allow_ephemeral_secret=not http) as service:
         if not http:
+            # io: the event loop's pipe transports, or the SDK's threads for files and terminals.
+            io = "pipes" if pipe_capable(0) and pipe_capable(1) else "threads"
             log.info(
                 "serving over stdio",
-                extra={"event": "serving", "transport": "stdio", "dialect": settings.dialect},
+                extra={"event": "serving", "transport": "stdio", "dialect": settings.dialect, "io": io},
             )
             from .web.page import page_needed, stdio_page
 
+            # No thread hop per message on pipes (stdio.py).
             if not page_needed(service):
-                await build_server(service).run_stdio_async()
+                await run_stdio(build_server(service))
                 return
             # Approvers decide on a page of this process's own (the pipe is the model's).
             async with stdio_page(service):
-                await build_server(service).run_stdio_async()
+                await run_stdio(build_server(service))
             return
         import uvicorn
 

@@ -51,6 +51,7 @@ PLACEMENT = {
     "service": "service",
     "workers": "service",
     "server": "server",
+    "stdio": "server",
     "auth": "server",
     "access": "server",
     "web": "server",

@@ -1,0 +1,133 @@
+"""`sqlmode serve` over stdio pipes through the event loop's pipe transports (sqlmode/stdio.py).
+
+Many calls in flight at once, results far larger than a pipe's buffer: every request is answered
+exactly once, every frame is one whole JSON line. A file as stdin falls back to the SDK's transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.server.conftest import SQLMODE, subprocess_env
+
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+CALLS = 24
+
+
+def call(rid: int, tool: str, args: dict[str, Any]) -> bytes:
+    msg = {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": tool, "arguments": args}}
+    return (json.dumps(msg) + "\n").encode()
+
+
+def big_query(i: int) -> str:
+    # 1,000 rows (the row limit) of about 100 bytes each: ~100 KB a result, larger than a pipe buffer.
+    return f"SELECT id, name, email, region, segment FROM customers WHERE id > {i} ORDER BY id"
+
+
+def serving_io(stderr: str) -> str:
+    records = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    return next(r["io"] for r in records if r.get("event") == "serving")
+
+
+async def read_answers(stdout: asyncio.StreamReader, ids: set[int]) -> dict[int, dict[str, Any]]:
+    answers: dict[int, dict[str, Any]] = {}
+    while not ids <= answers.keys():
+        line = await asyncio.wait_for(stdout.readline(), 120)
+        assert line.endswith(b"\n"), line[-200:]  # EOF mid-frame or a torn frame
+        msg = json.loads(line)  # every frame is one whole JSON document
+        if "id" not in msg:
+            continue  # a notification
+        assert msg["id"] not in answers, f"answered twice: {msg['id']}"
+        answers[msg["id"]] = msg
+    return answers
+
+
+async def test_concurrent_calls_with_large_results_over_pipes(
+    config_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    errlog = tmp_path / "stderr.log"
+    with errlog.open("w") as err:
+        proc = await asyncio.create_subprocess_exec(
+            *SQLMODE,
+            "serve",
+            "--config",
+            str(config_file()),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+            env=subprocess_env(),
+            limit=1 << 24,
+        )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write((json.dumps(INIT) + "\n" + json.dumps(INITIALIZED) + "\n").encode())
+        await read_answers(proc.stdout, {0})
+        # Every validation at once, written as one burst.
+        proc.stdin.write(b"".join(call(i + 1, "validate_code", {"code": big_query(i)}) for i in range(CALLS)))
+        await proc.stdin.drain()
+        validated = await read_answers(proc.stdout, set(range(1, CALLS + 1)))
+        execs = b""
+        for i in range(CALLS):
+            v = validated[i + 1]["result"]["structuredContent"]
+            assert v["is_valid"], v
+            args = {"code": v["normalized_code"], "approval_token": v["approval_token"]}
+            execs += call(1000 + i, "execute_code", args)
+        # Executions interleaved with more validations, still all in flight together.
+        extra = b"".join(call(2000 + i, "validate_code", {"code": big_query(i)}) for i in range(CALLS))
+        proc.stdin.write(execs + extra)
+        await proc.stdin.drain()
+        ids = {1000 + i for i in range(CALLS)} | {2000 + i for i in range(CALLS)}
+        answers = await read_answers(proc.stdout, ids)
+        for i in range(CALLS):
+            result = answers[1000 + i]["result"]
+            assert not result.get("isError"), result["content"]
+            rows = result["structuredContent"]["rows"]
+            assert len(rows) == 1000 and result["structuredContent"]["truncated"] is True
+            assert [r[0] for r in rows] == list(range(i + 1, i + 1001))  # this call's rows, in order
+            assert answers[2000 + i]["result"]["structuredContent"]["is_valid"]
+        proc.stdin.close()
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert serving_io(errlog.read_text()) == "pipes"
+
+
+def test_stdin_from_a_file_falls_back_to_the_sdk_transport(
+    config_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    requests = tmp_path / "requests.jsonl"
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    requests.write_text("".join(json.dumps(m) + "\n" for m in (INIT, INITIALIZED, listing)))
+    out = tmp_path / "out.jsonl"
+    with requests.open("rb") as stdin, out.open("wb") as stdout:
+        proc = subprocess.run(
+            [*SQLMODE, "serve", "--config", str(config_file())],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=False,
+            env=subprocess_env(),
+            timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    assert [m["id"] for m in answers] == [0, 1]
+    assert {t["name"] for t in answers[1]["result"]["tools"]} >= {"validate_code", "execute_code"}
+    assert serving_io(proc.stderr.decode()) == "threads"
