@@ -26,7 +26,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import jwt
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -127,6 +126,10 @@ class ConfigTokenVerifier:
         return None
 
     def _verify_jwt(self, token: str, fp: str) -> AccessToken | None:
+        # Imported here: PyJWT (and cryptography behind it) is for HTTP serving with an identity
+        # provider; a stdio server or static tokens never load it.
+        import jwt
+
         try:
             alg = jwt.get_unverified_header(token).get("alg")
             key = self._keys.get(alg) if isinstance(alg, str) else None

@@ -28,6 +28,8 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -54,7 +56,7 @@ from .models import Analysis, ApprovalRequired, QueryResult, ValidationResult
 from .output import terminal_safe
 from .service import CodeModeService
 from .state import durable_state_url
-from .stdio import pipe_capable, run_stdio
+from .stdio import pipe_capable, serve_while_opening
 from .token import MAX_TOKEN_LENGTH, code_hash
 from .web import elicit
 
@@ -764,12 +766,30 @@ def http_app(
         raise ConfigError(
             "cannot install the per-principal HTTP limits on this MCP SDK version", key="server"
         )
-    from .web import WebFront, approval_routes
+    from .web import WebFront
+    from .web.approvals import approval_routes
 
     if not service.approvals.base_url:
         service.approvals.base_url = f"http://{host}:{port}"
     boundary = HttpBoundary(app, service.settings.server.allowed_origins)
     return WebFront(approval_routes(service, verifier), boundary)
+
+
+@asynccontextmanager
+async def _stdio_service(service: CodeModeService, io: str) -> AsyncIterator[None]:
+    """The service opened for stdio serving, with its own approval page when queries can wait for one."""
+    async with service:
+        from .web.page import page_needed, stdio_page
+
+        extra = {"event": "serving", "transport": "stdio", "dialect": service.settings.dialect, "io": io}
+        if not page_needed(service):
+            log.info("serving over stdio", extra=extra)
+            yield
+            return
+        # Approvers decide on a page of this process's own (the pipe is the model's).
+        async with stdio_page(service):
+            log.info("serving over stdio", extra=extra)
+            yield
 
 
 async def serve(
@@ -799,25 +819,15 @@ async def serve(
                 key="state.url",
                 hint='Set [state] url = "postgresql://..." (or "sqlite:///path" on one host).',
             )
-    # An ephemeral signing secret is fine for one local stdio process, never for HTTP serving.
-    async with CodeModeService(settings, allow_ephemeral_secret=not http) as service:
-        if not http:
-            # io: the event loop's pipe transports, or the SDK's threads for files and terminals.
-            io = "pipes" if pipe_capable(0) and pipe_capable(1) else "threads"
-            log.info(
-                "serving over stdio",
-                extra={"event": "serving", "transport": "stdio", "dialect": settings.dialect, "io": io},
-            )
-            from .web.page import page_needed, stdio_page
-
-            # No thread hop per message on pipes (stdio.py).
-            if not page_needed(service):
-                await run_stdio(build_server(service))
-                return
-            # Approvers decide on a page of this process's own (the pipe is the model's).
-            async with stdio_page(service):
-                await run_stdio(build_server(service))
-            return
+    if not http:
+        # An ephemeral signing secret is fine for one local stdio process. The handshake is answered
+        # while the service opens (stdio.py); no thread hop per message on pipes.
+        service = CodeModeService(settings, allow_ephemeral_secret=True)
+        # io: the event loop's pipe transports, or the SDK's threads for files and terminals.
+        io = "pipes" if pipe_capable(0) and pipe_capable(1) else "threads"
+        await serve_while_opening(build_server(service), lambda: _stdio_service(service, io))
+        return
+    async with CodeModeService(settings, allow_ephemeral_secret=False) as service:
         import uvicorn
 
         if settings.server.analysis_processes:

@@ -23,13 +23,13 @@ import asyncio
 import fcntl
 import os
 import stat
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any
 
 from mcp.server.stdio import stdio_server
 
-__all__ = ["pipe_capable", "run_stdio", "stdio_streams"]
+__all__ = ["BEFORE_READY", "pipe_capable", "run_stdio", "serve_while_opening", "stdio_streams"]
 
 # The longest line read from the client (one JSON-RPC message); validate_code's code is at most
 # 100,000 characters, so a real request is far below this.
@@ -164,3 +164,60 @@ async def run_stdio(server: Any) -> None:
         return
     async with stdio_streams() as (read_stream, write_stream):
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+
+
+# What is answered before the server's parts are open: the handshake, pings, cancellations and the
+# tool list (static: built with the server). Everything else waits until they are.
+BEFORE_READY = frozenset(
+    {
+        "initialize",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "ping",
+        "server/discover",
+        "tools/list",
+    }
+)
+
+
+async def serve_while_opening(server: Any, opening: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
+    """Serve ``server`` over stdio at once while ``opening()`` opens what its requests need.
+
+    The client's handshake does not wait for policies to compile, the schema to be reflected or the
+    database to be opened; every request outside :data:`BEFORE_READY` waits until ``opening()`` has
+    entered. If it fails, serving stops and its error is raised, as a failure before the handshake
+    was; if the client hangs up first, the opening still finishes (or fails) before this returns,
+    so its error is never lost. ``opening()``'s context is entered and left in one task.
+    """
+    ready = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def gate(ctx: Any, call_next: Any) -> Any:
+        if not ready.is_set() and ctx.method not in BEFORE_READY:
+            await ready.wait()
+        return await call_next(ctx)
+
+    server.middleware.append(gate)
+
+    async def hold() -> None:
+        async with opening():
+            ready.set()
+            await stop.wait()
+
+    holder = asyncio.create_task(hold())
+    serving = asyncio.create_task(run_stdio(server))
+    try:
+        await asyncio.wait({holder, serving}, return_when=asyncio.FIRST_COMPLETED)
+        if holder.done():  # it ends before `stop` only by failing: end serving, raise its error
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+            holder.result()
+        stop.set()
+        await holder  # the client hung up: let the opening settle and close
+        serving.result()
+    finally:
+        stop.set()
+        for task in (serving, holder):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(serving, holder, return_exceptions=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .approvals import WEB_PREFIXES, approval_routes
-
 __all__ = ["WebFront", "approval_routes"]
 
 
@@ -17,11 +15,23 @@ class WebFront:
     """
 
     def __init__(self, web: Any, app: Any):
+        from .approvals import WEB_PREFIXES
+
         self.web = web
         self.app = app
+        self.prefixes = WEB_PREFIXES
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and str(scope.get("path", "")).startswith(WEB_PREFIXES):
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(self.prefixes):
             await self.web(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def __getattr__(name: str) -> Any:
+    # The pages (and their imports) load for HTTP serving only; a stdio server imports elicit alone.
+    if name == "approval_routes":
+        from .approvals import approval_routes
+
+        return approval_routes
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

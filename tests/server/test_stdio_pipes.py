@@ -131,3 +131,53 @@ def test_stdin_from_a_file_falls_back_to_the_sdk_transport(
     assert [m["id"] for m in answers] == [0, 1]
     assert {t["name"] for t in answers[1]["result"]["tools"]} >= {"validate_code", "execute_code"}
     assert serving_io(proc.stderr.decode()) == "threads"
+
+
+async def test_the_handshake_is_answered_while_the_service_opens_and_a_failed_open_ends_the_process(
+    config_file: Callable[..., Path],
+) -> None:
+    # A "database" that accepts connections and never answers: the service cannot open until the
+    # test hangs up on it. The handshake and the tool list do not wait for it; a tool call does.
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    cfg = config_file({"database": {"url": f"postgresql://nobody@127.0.0.1:{port}/db"}})
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    proc = await asyncio.create_subprocess_exec(
+        *SQLMODE,
+        "serve",
+        "--config",
+        str(cfg),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=subprocess_env(),
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        messages = (INIT, INITIALIZED, listing)
+        proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages).encode())
+        proc.stdin.write(call(2, "validate_code", {"code": "SELECT 1"}))
+        await proc.stdin.drain()
+        answers = await read_answers(proc.stdout, {0, 1})
+        assert answers[0]["result"]["serverInfo"]["name"] == "sqlmode-analytics"
+        assert {t["name"] for t in answers[1]["result"]["tools"]} >= {"validate_code", "execute_code"}
+        assert held  # the service was still opening when both were answered
+        silent.close()
+        for writer in held:
+            writer.close()
+        rest = await asyncio.wait_for(proc.stdout.read(), 120)
+        err = (await proc.stderr.read()).decode()
+        assert await asyncio.wait_for(proc.wait(), 60) == 2
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    # The call that needed the service ends with the connection, as an error, never a result.
+    assert [m.get("id") for m in map(json.loads, rest.splitlines())] in ([], [2])
+    assert all("result" not in m for m in map(json.loads, rest.splitlines())), rest
+    assert "error:" in err and "Traceback" not in err, err
