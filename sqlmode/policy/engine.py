@@ -282,11 +282,11 @@ class CedarEvaluator:
             action = request["action"]["id"]
             key = (loaded.policy_hash, principal.user, action, request["context"], entities)
             with self._decisions_lock:
-                cached = self._decisions.get(key)
-                if cached is not None:
+                known = self._decisions.get(key)
+                if known is not None:
                     self._decisions.move_to_end(key)
                     self.decision_hits += 1
-                    return cached
+                    return known
             result = cedarpy.is_authorized(request, loaded.policy_set, entities)
         except Exception as e:  # any failure here must refuse, never pass
             log.exception("Cedar evaluation failed")
