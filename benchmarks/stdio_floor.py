@@ -91,7 +91,7 @@ async def measure(cases: list[tuple[str, list[str], Any]], rounds: int, mode: st
                 params = StdioServerParameters(command=sys.executable, args=args, env=env(), cwd=str(ROOT))
                 client = await stack.enter_async_context(
                     Client(stdio_client(params, errlog=devnull), mode=mode)
-                )  # type: ignore[arg-type]
+                )
                 clients.append((name, client, round_))
             for i in range(max(10, rounds // 10)):
                 for _, client, round_ in clients:

@@ -41,7 +41,7 @@ def big_query(i: int) -> str:
 
 def serving_io(stderr: str) -> str:
     records = [json.loads(line) for line in stderr.splitlines() if line.strip()]
-    return next(r["io"] for r in records if r.get("event") == "serving")
+    return str(next(r["io"] for r in records if r.get("event") == "serving"))
 
 
 async def read_answers(stdout: asyncio.StreamReader, ids: set[int]) -> dict[int, dict[str, Any]]:
