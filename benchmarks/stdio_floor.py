@@ -81,27 +81,56 @@ async def sqlmode_round(client: Any, i: int) -> None:
         raise RuntimeError(f"execute_code failed: {r.content}")
 
 
+def _children() -> dict[int, str]:
+    """This process's children: pid -> command line."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == os.getpid():
+                    out[int(entry.name)] = (entry / "cmdline").read_text().replace("\0", " ")
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def _cpu_ms(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (Linux), in ms: less sensitive to load than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(cases: list[tuple[str, list[str], Any]], rounds: int, mode: str) -> dict[str, list[float]]:
     """Rounds interleaved across the servers (all running at once), so load drift hits each alike."""
     results: dict[str, list[float]] = {name: [] for name, _, _ in cases}
     with open(os.devnull, "w") as devnull:  # noqa: ASYNC230
         async with AsyncExitStack() as stack:
             clients = []
+            pids: dict[str, int] = {}
             for name, args, round_ in cases:
                 params = StdioServerParameters(command=sys.executable, args=args, env=env(), cwd=str(ROOT))
+                before = set(_children())
                 client = await stack.enter_async_context(
                     Client(stdio_client(params, errlog=devnull), mode=mode)
                 )
                 clients.append((name, client, round_))
+                pids[name] = next(iter(set(_children()) - before))
             for i in range(max(10, rounds // 10)):
                 for _, client, round_ in clients:
                     await round_(client, 10_000 + i)
+            cpu = {name: _cpu_ms(pid) for name, pid in pids.items()}
             for i in range(rounds):
                 for name, client, round_ in clients:
                     t0 = time.perf_counter()
                     await round_(client, i)
                     results[name].append((time.perf_counter() - t0) * 1000)
+            for name, pid in pids.items():
+                CPU[name] = (_cpu_ms(pid) - cpu[name]) / rounds
     return results
+
+
+CPU: dict[str, float] = {}  # server CPU ms per round, by case
 
 
 def summary(samples: list[float]) -> str:
@@ -130,7 +159,10 @@ async def main() -> None:
     floor = statistics.median(next(iter(results.values())))
     print(f"load average {os.getloadavg()[0]:.2f}; {a.rounds} rounds; protocol mode {a.mode}")
     for name, samples in results.items():
-        print(f"{name}: {summary(samples)}; {statistics.median(samples) / floor:.2f}x floor")
+        print(
+            f"{name}: {summary(samples)}; {statistics.median(samples) / floor:.2f}x floor; "
+            f"server CPU {CPU[name]:.2f} ms a round"
+        )
 
 
 if __name__ == "__main__":
