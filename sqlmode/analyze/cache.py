@@ -31,7 +31,7 @@ from ..models import Analysis
 
 __all__ = ["ANALYSIS_CACHE_SIZE", "AnalysisCache", "config_hash"]
 
-# Entries kept per process. An analysis is a few KB (lists of names, a details dict), so the
+# Entries kept per process. An analysis is a few KB (lists of names, a few small dicts), so the
 # cache stays under a few MB; a validate -> execute pair needs only its own entry to survive
 # the calls in between.
 ANALYSIS_CACHE_SIZE = 512
@@ -51,7 +51,8 @@ def _copy(a: Analysis) -> Analysis:
         columns=list(a.columns),
         functions=list(a.functions),
         violations=list(a.violations),
-        details=dict(a.details),
+        table_schemas=dict(a.table_schemas),
+        targets=None if a.targets is None else list(a.targets),
     )
 
 

@@ -1,14 +1,13 @@
 """`sqlmode serve` over stdio pipes through the event loop's pipe transports (sqlmode/stdio.py).
 
 Many calls in flight at once, results far larger than a pipe's buffer: every request is answered
-exactly once, every frame is one whole JSON line. A file as stdin falls back to the SDK's transport.
+exactly once, every frame is one whole JSON line. A file as stdout falls back to the SDK's transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,28 +108,42 @@ async def test_concurrent_calls_with_large_results_over_pipes(
     assert serving_io(errlog.read_text()) == "pipes"
 
 
-def test_stdin_from_a_file_falls_back_to_the_sdk_transport(
+async def test_stdout_to_a_file_falls_back_to_the_sdk_transport(
     config_file: Callable[..., Path], tmp_path: Path
 ) -> None:
-    requests = tmp_path / "requests.jsonl"
-    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    requests.write_text("".join(json.dumps(m) + "\n" for m in (INIT, INITIALIZED, listing)))
+    # A file is not what the loop's pipe transports serve: the SDK's own transport writes it.
     out = tmp_path / "out.jsonl"
-    with requests.open("rb") as stdin, out.open("wb") as stdout:
-        proc = subprocess.run(
-            [*SQLMODE, "serve", "--config", str(config_file())],
-            stdin=stdin,
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    with out.open("wb") as stdout:
+        proc = await asyncio.create_subprocess_exec(
+            *SQLMODE,
+            "serve",
+            "--config",
+            str(config_file()),
+            stdin=asyncio.subprocess.PIPE,
             stdout=stdout,
-            stderr=subprocess.PIPE,
-            text=False,
+            stderr=asyncio.subprocess.PIPE,
             env=subprocess_env(),
-            timeout=60,
         )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        proc.stdin.write("".join(json.dumps(m) + "\n" for m in (INIT, INITIALIZED, listing)).encode())
+        await proc.stdin.drain()
+        for _ in range(1200):  # the answers, before the client hangs up
+            if out.read_text().count("\n") >= 2:
+                break
+            await asyncio.sleep(0.05)
+        proc.stdin.close()
+        err = (await asyncio.wait_for(proc.stderr.read(), 60)).decode()
+        assert await asyncio.wait_for(proc.wait(), 60) == 0, err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     answers = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     assert [m["id"] for m in answers] == [0, 1]
     assert {t["name"] for t in answers[1]["result"]["tools"]} >= {"validate_code", "execute_code"}
-    assert serving_io(proc.stderr.decode()) == "threads"
+    assert serving_io(err) == "threads"
 
 
 async def test_the_handshake_is_answered_while_the_service_opens_and_a_failed_open_ends_the_process(
