@@ -32,7 +32,7 @@ SQL = "SELECT region, count(*) AS n FROM customers GROUP BY region ORDER BY regi
 def explanations(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every plain-language explanation the analyzer builds (a spy around the real function)."""
     built: list[str] = []
-    real = analyze_pkg.explain  # type: ignore[attr-defined]
+    real = analyze_pkg.explain
 
     def spy(*args: Any, **kwargs: Any) -> str:
         text = real(*args, **kwargs)
