@@ -22,6 +22,7 @@ cancels the tool, which interrupts the running query (the executors interrupt on
 # No `from __future__ import annotations`: the tools' annotations name closure variables (the
 # resolver, the dialect), which the SDK can evaluate only when they are evaluated at definition.
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -781,6 +782,10 @@ async def _stdio_service(service: CodeModeService, io: str) -> AsyncIterator[Non
     async with service:
         from .web.page import page_needed, stdio_page
 
+        # One query through the analyzer and the engine check: what a first validate_code would
+        # otherwise load (sqlglot's dialect, the engine's parser, the function catalog) loads now.
+        with contextlib.suppress(SqlmodeError):
+            await service.analyze("SELECT 1")
         extra = {"event": "serving", "transport": "stdio", "dialect": service.settings.dialect, "io": io}
         if not page_needed(service):
             log.info("serving over stdio", extra=extra)
