@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -120,7 +121,10 @@ async def measure(cases: list[tuple[str, list[str], Any]], rounds: int, mode: st
                 for _, client, round_ in clients:
                     await round_(client, 10_000 + i)
             cpu = {name: _cpu_ms(pid) for name, pid in pids.items()}
+            order = random.Random(0)
             for i in range(rounds):
+                # A fresh order each round: a server's trailing work (an fsync) hits whichever runs next.
+                order.shuffle(clients)
                 for name, client, round_ in clients:
                     t0 = time.perf_counter()
                     await round_(client, i)
