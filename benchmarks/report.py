@@ -49,6 +49,14 @@ def _rows(dialects: list[str]) -> list[Row]:
                 None,
             )
         )
+        if d == "duckdb":
+            rows.append(
+                (
+                    f"{d}: RSS growth, last half, control with token TTL 5 s",
+                    f"mem.{d}.round_trips_ttl5.growth_last_half",
+                    None,
+                )
+            )
         m = f"mem.{d}.rows100000"
         rows.append((f"{d}: peak heap, 100,000-row result, executor.run", f"{m}.executor", None))
         rows.append((f"{d}: peak heap, 100,000-row result, MCP validate + execute", f"{m}.mcp", None))
@@ -187,8 +195,16 @@ def why(f: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
         ex = f.get("extra", {})
         grown = [c for c in ex.get("caches", []) if c["size"] > c.get("size_before", 0)]
         grown.sort(key=lambda c: c["size"] - c.get("size_before", 0), reverse=True)
+        blocks = ex.get("allocated_blocks_slope_per_1000") or 0.0
         text = f"Slope over the last half: {ex.get('slope_mib_per_1000')} MiB per 1,000 round trips"
-        text += f", allocated blocks {ex.get('allocated_blocks_slope_per_1000')} per 1,000."
+        text += f", Python allocated blocks {blocks:+,.0f} per 1,000"
+        if abs(blocks) < 2000:  # a few blocks a round trip: sawtooth of caches evicting, not a trend
+            text += (
+                ": the Python heap is flat, so the growth is memory outside Python objects (the "
+                "engine's native memory or the allocator's fragmentation)."
+            )
+        else:
+            text += ": Python objects are still accumulating."
         if grown:
             text += " Containers that grew during the run (entries; documented bound): " + ", ".join(
                 f"`{c['cache']}` {c['size']:,} ({c.get('bound', 'bound unknown')})" for c in grown[:6]
