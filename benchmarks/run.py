@@ -1,6 +1,6 @@
 """The one command for every performance figure of sqlmode.
 
-    python -m benchmarks.run                 # full run (~15 min on 2 cores): results.json, RESULTS.md, README
+    python -m benchmarks.run                 # full run (~20 min on 2 cores): results.json, RESULTS.md, README
     python benchmarks/run.py                 # the same
     python benchmarks/run.py --quick         # a short run, written under benchmarks/.work/
     python benchmarks/run.py --markdown      # also print the headline table
@@ -206,7 +206,7 @@ def render_readme_section(data: dict[str, Any]) -> str:
             "",
             "All figures, with spreads, profiles, caches and component breakdowns: "
             "[benchmarks/RESULTS.md](benchmarks/RESULTS.md). "
-            f"Reproduce with `{REPRODUCE}` (about 15 minutes on 2 cores; `--quick` for a short run "
+            f"Reproduce with `{REPRODUCE}` (about 20 minutes on 2 cores; `--quick` for a short run "
             "written under benchmarks/.work/).",
             README_END,
         ]
