@@ -54,7 +54,6 @@ from sqlmode.analyze.rewrite import inject_limit, render
 from sqlmode.analyze.roundtrip import _reparse, check_round_trip
 from sqlmode.config import Settings, settings_from_dict
 from sqlmode.engines import engine_named
-from sqlmode.models import Dialect
 from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
 
 SAMPLE = {
@@ -105,7 +104,7 @@ def fmt(us: tuple[float, float, float]) -> str:
     return f"{med / 1000:7.3f} ms  ({lo / 1000:.3f} - {hi / 1000:.3f})"
 
 
-def settings(dialect: Dialect) -> Settings:
+def settings(dialect: str) -> Settings:
     return settings_from_dict(
         {
             "database": {"url": URLS[dialect]},
@@ -119,7 +118,7 @@ def settings(dialect: Dialect) -> Settings:
     )
 
 
-def snapshot(dialect: Dialect, tables: list[TableInfo]) -> SchemaSnapshot:
+def snapshot(dialect: str, tables: list[TableInfo]) -> SchemaSnapshot:
     return SchemaSnapshot.build(
         dialect,
         "bench",
@@ -133,7 +132,7 @@ def sample_tables() -> list[TableInfo]:
     return [TableInfo(n, tuple(ColumnInfo(c, "VARCHAR") for c in cols)) for n, cols in SAMPLE.items()]
 
 
-def stages(dialect: Dialect, sql: str, snap: SchemaSnapshot, analyzer: Analyzer, budget: float) -> None:
+def stages(dialect: str, sql: str, snap: SchemaSnapshot, analyzer: Analyzer, budget: float) -> None:
     """Each stage of one analysis on its own (the sum is close to the whole)."""
     rules = analyzer.rules
     root = P.parse_one(sql, dialect)
@@ -171,7 +170,7 @@ def stages(dialect: Dialect, sql: str, snap: SchemaSnapshot, analyzer: Analyzer,
 
 
 def qualify_alternative(
-    dialect: Dialect, sql: str, tables: list[TableInfo], budget: float
+    dialect: str, sql: str, tables: list[TableInfo], budget: float
 ) -> tuple[float, float]:
     """Our resolver vs sqlglot's qualify with a MappingSchema (schema built once, as we would)."""
     mapping: dict[str, object] = {t.name: {c.name: c.type for c in t.columns} for t in tables}

@@ -25,9 +25,8 @@ from env import BenchEnv, standalone
 from queries import TYPICAL
 
 from sqlmode.analyze import roundtrip
-from sqlmode.execute.confirm import engine_calls
-from sqlmode.execute.plan_duckdb import BOUND_PLAN_SQL
-from sqlmode.schema.functions import CATALOG_SQL
+from sqlmode.engines import engine_named
+from sqlmode.engines._duckdb_plan import BOUND_PLAN_SQL
 from sqlmode.service import CodeModeService
 
 GROUP = "confirmation"
@@ -102,7 +101,7 @@ async def dialect_figures(env: BenchEnv, results: Results, d: str, settings: Any
         normalized = first.normalized_code
         small = b.scaled(0.5)
         if d == "postgres":  # DuckDB's check is extract_statements inside the executor's explain
-            s = bench(lambda: engine_calls(normalized, d), small)
+            s = bench(lambda: engine_named(d).native_calls(normalized), small)
             results.add(f"{p}.engine_parse", GROUP, f"{d}: pglast on the normalized code", s)
         s = await abench(lambda: on.executor.explain(normalized), small)
         results.add(f"{p}.explain", GROUP, f"{d}: the plan through the executor (not run)", s)
@@ -114,7 +113,7 @@ async def dialect_figures(env: BenchEnv, results: Results, d: str, settings: Any
         uncached = roundtrip._reparse.__wrapped__
         s = bench(lambda: uncached(normalized, d).tree == tree, small)
         results.add(f"{p}.round_trip", GROUP, f"{d}: round-trip re-parse and compare, uncached", s)
-        s = await abench(lambda: on.executor.catalog_query(CATALOG_SQL[d]), b.scaled(0.2))
+        s = await abench(lambda: engine_named(d).function_catalog(on.executor), b.scaled(0.2))
         results.add(
             f"{p}.function_catalog",
             GROUP,

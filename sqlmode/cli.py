@@ -107,7 +107,7 @@ def _unexpected(e: Exception) -> SqlmodeError:
     from .dberrors import explain_db_error
 
     url = _current_url.get("url")
-    if url and _looks_like_db_error(e):
+    if url and _looks_like_db_error(e, url):
         return explain_db_error(e, url)
     return SqlmodeError(
         f"{type(e).__name__}: {e}",
@@ -116,11 +116,15 @@ def _unexpected(e: Exception) -> SqlmodeError:
     )
 
 
-def _looks_like_db_error(e: BaseException) -> bool:
+def _looks_like_db_error(e: BaseException, url: str) -> bool:
+    from .engines import engine_for_url
+
+    try:
+        drivers = engine_for_url(url).traits.driver_modules
+    except SqlmodeError:
+        drivers = ()
     mod = type(e).__module__
-    return isinstance(e, OSError | TimeoutError) or mod.startswith(
-        ("asyncpg", "duckdb", "sqlalchemy", "_duckdb")
-    )
+    return isinstance(e, OSError | TimeoutError) or mod.startswith(("sqlalchemy", *drivers))
 
 
 @click.group(cls=_Guarded)
@@ -258,18 +262,19 @@ async def schema(config_path: str | None, table: str | None) -> None:
 
 def _why_no_tables(settings: Settings, snapshot: Any) -> str | None:
     """Why the bounded schema is empty, or None when it is not."""
+    from .engines import engine_for_url
+
     if snapshot.bounded().tables:
         return None
+    traits = engine_for_url(settings.database.url).traits
     where = (
-        "the DuckDB file's main schema"
-        if settings.dialect == "duckdb"
-        else "schema(s) " + ", ".join(settings.database.schemas or ["public"])
+        "schema(s) " + ", ".join(settings.database.schemas or [traits.default_schema])
+        if traits.exposes_schemas
+        else f"the {traits.display_name} file's {traits.default_schema} schema"
     )
     if not snapshot.tables:
         return f"the database has no tables or views in {where} (is database.url the right database?" + (
-            " Set database.schemas to the schemas holding your tables.)"
-            if settings.dialect == "postgres"
-            else ")"
+            " Set database.schemas to the schemas holding your tables.)" if traits.exposes_schemas else ")"
         )
     return (
         f"all {len(snapshot.tables)} tables in {where} are blocked (code_mode.blocked_tables) or left out "
@@ -294,16 +299,17 @@ def sample_db(config_path: str | None, scale: int, pg_url: str | None, path: str
     else is refused unless --force.
     """
     from . import sample
-    from .dberrors import describe_target
+    from .engines import engine_for_url
 
     if pg_url:
         _current_url["url"] = pg_url
         asyncio.run(sample.load_sample_postgres(pg_url, scale=scale, force=force))
-        click.echo(f"loaded the sample warehouse (scale {scale}) into {describe_target(pg_url)}")
+        target = engine_for_url(pg_url).describe_target(pg_url)
+        click.echo(f"loaded the sample warehouse (scale {scale}) into {target}")
         return
     if path is None:
         settings = _load(config_path)
-        if settings.dialect != "duckdb":
+        if not engine_for_url(settings.database.url).traits.builds_sample_file:
             raise SqlmodeError(
                 "the config's database is PostgreSQL; sample-db writes a DuckDB file (--path) or loads "
                 "into a Postgres database you name explicitly (--postgres URL)",
@@ -525,12 +531,13 @@ async def db_grants(
     from urllib.parse import urlsplit
 
     from .dberrors import explain_db_error
+    from .engines import engine_for_url
     from .errors import DatabaseUnavailableError
-    from .execute.grants import apply_grants, grant_script
     from .schema.names import check_config_names
     from .schema.reflect import reflect_schema
 
     settings = _load(config_path)
+    engine = engine_for_url(settings.database.url)
     login_role = urlsplit(settings.database.url).username
     role = role or settings.database.reader_role
     if admin_url:
@@ -539,20 +546,18 @@ async def db_grants(
     snapshot = await reflect_schema(settings)
     check_config_names(settings, snapshot)
     keep = password is None and not rotate_password
-    script = grant_script(
+    script = engine.grant_script(
         settings, snapshot, role=role, password=password, keep_password=keep, login_role=login_role
     )
     writer = None
     if settings.code_mode.allow_writes:  # writes get their own column-restricted role
-        from .execute.writer_role import writer_script
-
-        writer = writer_script(settings, snapshot, role=writer_role)
+        writer = engine.writer_script(settings, snapshot, role=writer_role)
     if not apply_:
         click.echo(script + (writer or ""), nl=False)
         return
-    existed = keep and await _role_exists(settings.database.url, role)
+    existed = keep and await engine.role_exists(settings.database.url, role)
     try:
-        url = await apply_grants(settings.database.url, script)
+        url = await engine.apply_grants(settings.database.url, script)
     except DatabaseUnavailableError as e:
         raise explain_db_error(e.__cause__ or e, settings.database.url) from e
     if existed:
@@ -571,29 +576,9 @@ async def db_grants(
         )
         click.echo(url)
     if writer is not None:
-        wurl = await apply_grants(settings.database.url, writer)
+        wurl = await engine.apply_grants(settings.database.url, writer)
         click.echo(f"writer role {writer_role!r} is ready; put its URL in database.write_url:", err=True)
         click.echo(wurl)
-
-
-async def _role_exists(admin_url: str, role: str) -> bool:
-    import asyncpg
-
-    from .dberrors import explain_db_error
-
-    try:
-        conn = await asyncpg.connect(_asyncpg_url(admin_url))
-    except Exception as e:
-        raise explain_db_error(e, admin_url) from e
-    try:
-        return bool(await conn.fetchval("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = $1", role))
-    finally:
-        await conn.close()
-
-
-def _asyncpg_url(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"postgresql://{rest}" if scheme.split("+", 1)[0] in ("postgres", "postgresql") else url
 
 
 def _without_password(url: str) -> str:

@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError
+from .errors import ConfigError, SqlmodeError
 
 CONFIG_ENV = "SQLMODE_CONFIG"
 SECRET_ENV = "CODE_MODE_SECRET"
@@ -111,18 +111,24 @@ class DatabaseConfig(_Section):
     # Development only: run as a login role that fails that proof, with a warning at every start.
     allow_privileged_role: bool = False
 
-    @property
-    def dialect(self) -> Literal["postgres", "duckdb"]:
-        return "duckdb" if self.url.startswith("duckdb:") else "postgres"
-
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        if v and not re.match(r"^(duckdb|postgres|postgresql)(\+\w+)?://", v):
+        # The engines registered for URL schemes decide; an unknown one names those known.
+        from .engines.base import engine_for_url, known_schemes
+
+        if not v:
+            return v
+        try:
+            if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", v):
+                raise ValueError(v)
+            engine_for_url(v)
+        except (ValueError, SqlmodeError):
+            known = ", ".join(f"{s}://" for s in known_schemes())
             raise ValueError(
-                "must start with duckdb:/// (a DuckDB file) or postgresql:// (a PostgreSQL database); "
-                "for a DuckDB file you may write database.path instead"
-            )
+                f"no database engine serves this URL (known schemes: {known}); "
+                "for a database file you may write database.path instead"
+            ) from None
         return v
 
     @model_validator(mode="after")
@@ -408,10 +414,6 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
     @property
-    def dialect(self) -> Literal["postgres", "duckdb"]:
-        return self.database.dialect
-
-    @property
     def base_dir(self) -> Path:
         return Path(self.source_path).parent if self.source_path else Path.cwd()
 
@@ -614,7 +616,7 @@ def _secret_from_env(s: Settings) -> None:
 
 def _resolve_relative_paths(s: Settings) -> None:
     db = s.database
-    if db.dialect == "duckdb" and db.duckdb_path != ":memory:":
+    if db.url.startswith("duckdb:") and db.duckdb_path != ":memory:":
         s._duckdb_written = db.duckdb_path
         p = s.resolve_path(db.duckdb_path)
         db.url = f"duckdb:///{p}"

@@ -12,6 +12,7 @@ import click
 from mcp import Client
 
 from .config import load_config, one_shot_secret
+from .engines import engine_for_url
 from .initconfig import sqlmode_command
 from .models import QueryResult
 from .output import format_table
@@ -54,7 +55,7 @@ async def _tour(config_path: str | PathLike[str] | None) -> None:
 
         _title("2. The question")
         click.echo(textwrap.fill(QUESTION, 100, initial_indent="  ", subsequent_indent="  "))
-        sql = long_tail_sql(settings.dialect)
+        sql = long_tail_sql(engine_for_url(settings.database.url).traits.name)
         click.echo("\n  The LLM writes:\n" + textwrap.indent(sql.strip(), "    "))
 
         _title("3. validate_code")

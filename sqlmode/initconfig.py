@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import Settings, load_config, settings_from_dict
+from .engines import engine_named
 from .errors import ConfigError
 from .schema import SchemaSnapshot, reflect_schema
 from .schema.names import check_config_names
@@ -103,9 +104,11 @@ def render_config(
         lines.append(
             '# The password is in this file; you may write url = "${DATABASE_URL}" and export it instead.'
         )
-    if snapshot.dialect == "postgres":
-        schemas = sorted({t.schema or "public" for t in snapshot.tables.values()})
-        if schemas and schemas != ["public"]:  # public is the default; an empty one is not named
+    traits = engine_named(snapshot.dialect).traits
+    if traits.exposes_schemas:
+        default = traits.default_schema
+        schemas = sorted({t.schema or default for t in snapshot.tables.values()})
+        if schemas and schemas != [default]:  # the default is implied; an empty one is not named
             lines.append(f"schemas = [{', '.join(_toml_str(s) for s in schemas)}]")
     lines += ["", f"# Tables and views found ({n}):"]
     for t in sorted(snapshot.tables.values(), key=lambda t: t.name):

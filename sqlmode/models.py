@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-Dialect = Literal["postgres", "duckdb"]
-
 
 class RiskLevel(StrEnum):
     LOW = "low"

@@ -12,10 +12,11 @@ import sys
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
 
 from .config import Settings, bundled_path
-from .dberrors import check_postgres_url, describe_target, explain_db_error
+from .dberrors import explain_db_error
+from .engines import engine_for_url
+from .engines._postgres_errors import check_postgres_url, describe_target
 from .errors import SqlmodeError
 
 __all__ = [
@@ -108,7 +109,7 @@ async def load_sample_postgres(
         raise explain_db_error(e, url, doing="load the sample into") from e
 
 
-def long_tail_sql(dialect: Literal["duckdb", "postgres"]) -> str:
+def long_tail_sql(dialect: str) -> str:
     """The SQL answering the sample warehouse's long-tail question (see sample_db/README.md)."""
     queries: dict[str, str] = generator().LONG_TAIL_SQL
     try:
@@ -129,7 +130,9 @@ def ensure_sample_db(settings: Settings) -> bool:
     so concurrent first starts at worst build twice and readers never see a partial file.
     """
     db = settings.database
-    if not db.build_sample or db.dialect != "duckdb" or db.duckdb_path == ":memory:":
+    if not db.build_sample or not engine_for_url(db.url).traits.builds_sample_file:
+        return False
+    if db.duckdb_path == ":memory:":
         return False
     path = settings.resolve_path(db.duckdb_path)
     if path.exists():

@@ -36,6 +36,7 @@ from .approval import ApprovalBook, needs_approval
 from .approval.notify import notify_approvers
 from .audit import AuditSink, open_audit_sink
 from .config import Settings, load_config
+from .engines import Engine, Executor, engine_for_url
 from .errors import (
     AnalysisTimeoutError,
     ApprovalError,
@@ -75,17 +76,19 @@ class CodeModeService:
         self,
         settings: Settings,
         *,
-        engine: Any = None,
+        engine: Engine | None = None,
         state: StateStore | None = None,
         audit: AuditSink | None = None,
         evaluator: PolicyEvaluator | None = None,
         allow_ephemeral_secret: bool = True,
     ):
-        """``engine`` (an opened Executor for now), ``state``, ``audit`` and ``evaluator`` built elsewhere
-        replace what the config would build; their owner opens and closes them."""
+        """``engine`` (an :class:`~sqlmode.engines.Engine`; default: the one registered for
+        ``database.url``'s scheme), ``state``, ``audit`` and ``evaluator`` built elsewhere replace
+        what the config would build; the owner of a state store, sink or evaluator opens and closes
+        it. The service opens its executors through the engine and closes them."""
         self.settings = settings
         self._allow_ephemeral_secret = allow_ephemeral_secret
-        self._given_engine = engine
+        self.engine: Engine = engine if engine is not None else engine_for_url(settings.database.url)
         self._given_state = state
         self._given_audit = audit
         self._given_evaluator = evaluator
@@ -100,7 +103,7 @@ class CodeModeService:
         self.state: StateStore
         self.approvals: ApprovalBook
         self._background: set[asyncio.Task[Any]] = set()
-        self.executor: Any = None
+        self.executor: Executor | Any = None
         self._write_executor: Any = None
         # The database confirms each analysis (None when code_mode.engine_confirmation is off).
         self.confirmer: EngineConfirmer | None = None
@@ -148,7 +151,7 @@ class CodeModeService:
         self.tokens = TokenService.from_settings(
             s, allow_ephemeral=self._allow_ephemeral_secret, boot_id=boot_id
         )
-        self.analyzer = Analyzer(s)
+        self.analyzer = Analyzer(s, self.engine)
         # execute_code reuses validate_code's analysis of the same text (analyze/cache.py).
         self.analysis_cache = AnalysisCache()
         self._config_hash = config_hash(s)
@@ -164,18 +167,15 @@ class CodeModeService:
             self.audit, opened = await open_audit_sink(s, allow_key_file=self._allow_ephemeral_secret)
             for sink in opened:
                 stack.push_async_callback(sink.aclose)
-        if self._given_engine is not None:
-            self.executor = self._given_engine
-        else:
-            # Postgres: start-up proves the query role reads nothing the snapshot blocks (pgrole.py).
-            self.executor = await stack.enter_async_context(open_executor(s, self._snapshot))
+        # Engines with roles prove at start-up that the query role reads nothing the snapshot blocks.
+        self.executor = await stack.enter_async_context(open_executor(s, self._snapshot, engine=self.engine))
         if s.code_mode.engine_confirmation:
-            self.confirmer = EngineConfirmer(s, self.executor)
+            self.confirmer = EngineConfirmer(s, self.executor, engine=self.engine)
         # allow_deletes alone changes nothing: deletes need allow_writes too (policies/README.md).
         if s.code_mode.allow_writes:
             from .execute import open_write_executor
 
-            self._write_executor = await stack.enter_async_context(open_write_executor(s))
+            self._write_executor = await stack.enter_async_context(open_write_executor(s, engine=self.engine))
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -264,7 +264,7 @@ class CodeModeService:
                 self.analyzer, code, snapshot, on_done, explanation=explanation
             )
             cache.put(code, *keys, analysis, explanation=explanation)
-        if not pivots or self.settings.dialect != "duckdb" or not only_unlisted_pivots(analysis):
+        if not pivots or not self.engine.traits.pivot_without_values or not only_unlisted_pivots(analysis):
             return analysis
 
         async def check(sql: str) -> Analysis:
@@ -340,7 +340,7 @@ class CodeModeService:
             analysis = await self._analyze(code, snapshot, on_analyzed, pivots=True, principal=principal)
         except AnalysisTimeoutError as e:  # refused, with the hint, like any other violation
             analysis = Analysis(
-                dialect=self.settings.dialect,
+                dialect=self.engine.traits.name,
                 code=code,
                 violations=[Violation(code=e.code, message=e.message, hint=e.hint)],
                 risk_level=RiskLevel.CRITICAL,

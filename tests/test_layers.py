@@ -38,7 +38,8 @@ PLACEMENT = {
     # engine; the engine modules build on execute/ and register themselves in the seam.
     "engines.base": "seam",
     "engines": "engines",
-    "sample": "config",
+    # Builds and loads the sample warehouse through the engines.
+    "sample": "service",
     "dberrors": "config",
     "schema": "schema",
     "analyze": "analyze",

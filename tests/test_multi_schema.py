@@ -18,7 +18,7 @@ import pytest
 from mcp import Client
 
 from sqlmode.config import Settings, settings_from_dict
-from sqlmode.execute.grants import apply_grants, grant_script
+from sqlmode.engines._postgres_grants import apply_grants, grant_script
 from sqlmode.schema import SchemaSnapshot, reflect_schema, render_schema
 from sqlmode.server import build_server
 from sqlmode.service import CodeModeService

@@ -9,6 +9,7 @@ from typing import Any
 from mcp import Client
 
 from sqlmode.config import Settings
+from sqlmode.engines import engine_for_url
 from sqlmode.models import QueryResult
 from sqlmode.sample import long_tail_sql
 from sqlmode.server import build_server
@@ -50,7 +51,9 @@ async def test_validate_then_execute_returns_rows(sample_settings: Settings) -> 
 
 async def test_long_tail_question_has_a_non_empty_answer(sample_settings: Settings) -> None:
     async with connect(sample_settings) as (_svc, client):
-        is_error, v = await validate(client, long_tail_sql(sample_settings.dialect))
+        is_error, v = await validate(
+            client, long_tail_sql(engine_for_url(sample_settings.database.url).traits.name)
+        )
         assert not is_error, v["violations"]
         r = await client.call_tool(
             "execute_code", {"code": v["normalized_code"], "approval_token": v["approval_token"]}

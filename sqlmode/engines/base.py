@@ -7,8 +7,9 @@ Two kinds of answers:
 - the :class:`Engine` protocol's methods, which do things (parse with the engine's own
   parser, open an executor, write grant scripts...).
 
-This module is the low half of the seam (layer ``engines`` in docs/architecture.md, right after
-``config``): schema and analyze import it. The engine modules themselves (engines/postgres.py,
+This module is the low half of the seam, the lowest layer in docs/architecture.md (config validates ``database.url``
+against the registry; schema and analyze ask engines through it), so it imports nothing of ours
+but errors and models. The engine modules themselves (engines/postgres.py,
 engines/duckdb.py) build on the engine-independent execute/ layer and register here when the
 ``sqlmode.engines`` package is imported (always before this module, by Python's import order).
 Look an engine up with :func:`engine_for_url` / :func:`engine_named`; see engines/__init__.py
@@ -17,17 +18,19 @@ for how to add one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
-from ..errors import ConfigError
-from ..models import QueryResult
+from ..errors import ConfigError, SqlmodeError
+from ..models import QueryResult, Violation
 
-if TYPE_CHECKING:
-    from ..config import Settings
+# ``sqlmode.config.Settings``. Not imported: config asks the registry here which engine serves a
+# URL, so this module sits below config and imports nothing of ours but errors and models.
+Settings = Any
 
 __all__ = [
+    "BoundAccess",
     "Engine",
     "EngineTraits",
     "Executor",
@@ -70,6 +73,18 @@ class EngineTraits:
     pivot_without_values: bool = False
     #: How the engine's catalog names a function that may change state, for messages.
     volatile_wording: str = "is VOLATILE"
+    #: Names the engine's parser or plan gives to calls the analyzer knows by another name
+    #: ("count_star" -> "count"; "pg_catalog.btrim" -> "trim"), bare or schema-qualified.
+    call_aliases: Mapping[str, str] = field(default_factory=dict)
+    #: Whether the plan's cost estimate means something to a reader (shown in the explanation).
+    plan_cost_is_meaningful: bool = False
+    #: Whether ``database.schemas`` selects schemas to expose (else the default schema only).
+    exposes_schemas: bool = False
+    #: Modules whose exceptions are this engine's driver failures (explained, not "internal").
+    driver_modules: tuple[str, ...] = ()
+    #: Whether the URL names a file ``database.build_sample`` / ``sqlmode sample-db`` can build
+    #: the sample warehouse in.
+    builds_sample_file: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +95,27 @@ class NativeView:
     types: tuple[str, ...]
     #: Engine-specific raw tree (PostgreSQL: pglast's JSON), for :meth:`Engine.native_refusals`.
     tree_json: str = ""
+
+
+@dataclass(slots=True)
+class BoundAccess:
+    """What the engine bound for one query without running it: the engine check's evidence.
+
+    ``refusal`` set: the engine could not confirm the query at all (ROUND_TRIP_MISMATCH when its
+    parser does not read one query, ENGINE_REFUSED when it cannot plan it); nothing else counts.
+    Otherwise ``facts`` (an ``execute.plans.PlanFacts``) lists what the plan reads and calls.
+    """
+
+    facts: Any = None
+    #: The function catalog the calls are checked against (a ``schema.functions.FunctionCatalog``).
+    catalog: Any = None
+    #: Calls as the engine's own parser (not the plan) reads them: (schema, name).
+    parsed_calls: frozenset[tuple[str, str]] = frozenset()
+    #: Engine-specific findings (a call its parser sees that the allowlist does not allow...).
+    violations: tuple[Violation, ...] = ()
+    refusal: Violation | None = None
+    #: False for a failure that may pass later (a timeout, a privilege error): not cached.
+    cacheable: bool = True
 
 
 class NativeSyntaxError(ValueError):
@@ -140,6 +176,83 @@ class Engine(Protocol):
 
     def confirms_rendered(self, sql: str, expected: str) -> bool:
         """Whether the engine reads rendered SQL as exactly one statement of kind ``expected``."""
+        ...
+
+    def native_calls(self, sql: str) -> tuple[str | None, set[tuple[str, str]]]:
+        """(why it is not one read query, or None; the calls its parser sees as (schema, name))."""
+        ...
+
+    # -- reflection ---------------------------------------------------------------------------
+
+    async def reflect_tables(self, settings: Settings) -> tuple[list[Any], str]:
+        """(``schema.snapshot.TableInfo`` for every table and view exposed, the database's name)."""
+        ...
+
+    def connect_error(self, error: BaseException, url: str, doing: str) -> SqlmodeError:
+        """The clearest error for a failure talking to the database at ``url`` (code and hint)."""
+        ...
+
+    def describe_target(self, url: str) -> str:
+        """The database ``url`` names, for messages (never credentials)."""
+        ...
+
+    # -- execution ----------------------------------------------------------------------------
+
+    async def open_executor(self, settings: Settings, snapshot: Any = None) -> Executor:
+        """A started read executor: read-only session, reader role, limits (close it when done).
+
+        ``snapshot`` (a SchemaSnapshot) names what the session must not read, where the engine
+        can prove that (PostgreSQL's reader role); engines without roles ignore it.
+        """
+        ...
+
+    async def open_write_executor(self, settings: Settings) -> Any:
+        """A started write executor (``run_write``); a ConfigError where writes cannot be served."""
+        ...
+
+    # -- the engine check ------------------------------------------------------------------------
+
+    async def function_catalog(self, executor: Executor) -> Any:
+        """The ``schema.functions.FunctionCatalog`` as the reader sees it (names, volatility)."""
+        ...
+
+    async def bound_access(
+        self,
+        sql: str,
+        executor: Executor,
+        *,
+        snapshot: Any,
+        policy: Any,
+        written_functions: Sequence[str],
+        load_catalog: Callable[[], Awaitable[Any]],
+    ) -> BoundAccess:
+        """What the engine binds for ``sql`` (one read query), asked through ``executor``.
+
+        ``policy`` is the analyzer's compiled function allowlist, ``written_functions`` the calls
+        the analyzer saw in the text, ``load_catalog`` returns the snapshot's function catalog.
+        """
+        ...
+
+    # -- grants ------------------------------------------------------------------------------------
+
+    def grant_script(self, settings: Settings, snapshot: Any, **options: Any) -> str:
+        """SQL creating the reader role with access to what the config exposes (``db grants``).
+
+        Options: ``role``, ``password``, ``keep_password``, ``login_role``. A ConfigError saying
+        why on engines without roles.
+        """
+        ...
+
+    def writer_script(self, settings: Settings, snapshot: Any, *, role: str) -> str:
+        """SQL creating the column-restricted writer role (``db grants`` with writes allowed)."""
+        ...
+
+    async def apply_grants(self, admin_url: str, script: str) -> str:
+        """Run a grant or writer script as an administrator; the new role's connection URL."""
+        ...
+
+    async def role_exists(self, admin_url: str, role: str) -> bool:
+        """Whether ``role`` exists already (its password is then kept)."""
         ...
 
 

@@ -6,10 +6,15 @@ that only parses (never the warehouse); queries run on a read-only instance of t
 
 from __future__ import annotations
 
-import threading
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from .base import EngineTraits, NativeSyntaxError, NativeView
+from ..config import Settings
+from ..errors import ConfigError, SqlmodeError
+from ._duckdb_parse import parser_connection
+from .base import BoundAccess, EngineTraits, Executor, NativeSyntaxError, NativeView
 
 __all__ = ["ENGINE", "DuckDBEngine", "parser_connection"]
 
@@ -47,6 +52,20 @@ TRAITS = EngineTraits(
     ),
     pivot_without_values=True,
     volatile_wording="has side effects or is volatile",
+    # Names DuckDB's parser and plan give to calls the analyzer knows by another name.
+    call_aliases={
+        "count_star": "count",
+        "main.count_star": "count",
+        "list_value": "list_value",
+        "struct_pack": "struct_pack",
+        "array_value": "array",
+        "main.struct_pack": "struct_pack",
+    },
+    # Its "cost" is rows moved by all steps, already in the row estimate.
+    plan_cost_is_meaningful=False,
+    exposes_schemas=False,
+    builds_sample_file=True,
+    driver_modules=("duckdb", "_duckdb"),
 )
 
 DIALECT_NOTES = (
@@ -55,28 +74,6 @@ DIALECT_NOTES = (
 )
 
 _QUERY_KEYWORDS = frozenset({"select", "with", "from", "values", "pivot", "unpivot", "table"})
-_local = threading.local()
-
-
-def parser_connection() -> Any:
-    """A per-thread in-memory DuckDB used only to parse (and serialize) SQL, never the warehouse."""
-    con = getattr(_local, "con", None)
-    if con is None:
-        import duckdb
-
-        # Parsing only; external access and extension loading are off anyway so that
-        # nothing this connection could ever be asked to do reaches files or network.
-        con = duckdb.connect(
-            ":memory:",
-            config={
-                "enable_external_access": False,
-                "autoload_known_extensions": False,
-                "autoinstall_known_extensions": False,
-            },
-        )
-        con.execute("SET lock_configuration = true")
-        _local.con = con
-    return con
 
 
 def _first_line(e: BaseException) -> str:
@@ -118,5 +115,108 @@ class DuckDBEngine:
             return first.startswith("(") or first in _QUERY_KEYWORDS
         return first == expected.lower()
 
+    def native_calls(self, sql: str) -> tuple[str | None, set[tuple[str, str]]]:
+        from ._duckdb_check import engine_calls
+
+        return engine_calls(sql)
+
+    # -- reflection -------------------------------------------------------------------------
+
+    async def reflect_tables(self, settings: Settings) -> tuple[list[Any], str]:
+        from ._duckdb_reflect import reflect_duckdb
+
+        tables = await asyncio.to_thread(reflect_duckdb, settings)
+        return tables, Path(settings.database.duckdb_path).stem or "memory"
+
+    def connect_error(self, error: BaseException, url: str, doing: str) -> SqlmodeError:
+        from ._duckdb_errors import explain_duckdb_error
+
+        return explain_duckdb_error(error, url, doing)
+
+    def describe_target(self, url: str) -> str:
+        path = url.split("://", 1)[-1]
+        return f"the DuckDB file {path[1:] if path.startswith('/') else path}"
+
+    # -- execution --------------------------------------------------------------------------
+
+    async def open_executor(self, settings: Settings, snapshot: Any = None) -> Executor:
+        # No roles: the instance itself is the boundary (read-only, external access off,
+        # configuration locked), so the snapshot is not needed to prove anything.
+        from ._duckdb_exec import DuckDBExecutor
+
+        executor = DuckDBExecutor(settings)
+        await executor.start()
+        return executor
+
+    async def open_write_executor(self, settings: Settings) -> Any:
+        from ._duckdb_writes import DuckDBWriteExecutor
+
+        writer = DuckDBWriteExecutor(settings)
+        await writer.start()
+        return writer
+
+    # -- the engine check -------------------------------------------------------------------
+
+    async def function_catalog(self, executor: Executor) -> Any:
+        from ..schema.functions import catalog_from_rows
+
+        rows = await executor.catalog_query(_CATALOG_SQL)
+        where = await executor.catalog_query(_SEARCH_PATH_SQL)
+        path, database = (where[0][0] or [], str(where[0][1] or "")) if where else ([], "")
+        # DuckDB resolves unqualified names in main of the temp, default and system catalogs, then
+        # pg_catalog; every function it lists in those schemas is callable without a prefix.
+        path = [*path, "main", "pg_catalog"]
+        return catalog_from_rows(TRAITS.name, rows, path, database)
+
+    async def bound_access(
+        self,
+        sql: str,
+        executor: Executor,
+        *,
+        snapshot: Any,
+        policy: Any,
+        written_functions: Sequence[str],
+        load_catalog: Callable[[], Awaitable[Any]],
+    ) -> BoundAccess:
+        from ._duckdb_check import bound_access
+
+        return await bound_access(
+            sql,
+            executor,
+            traits=self.traits,
+            snapshot=snapshot,
+            policy=policy,
+            written_functions=written_functions,
+            load_catalog=load_catalog,
+        )
+
+    # -- grants: none -------------------------------------------------------------------------
+
+    def grant_script(self, settings: Settings, snapshot: Any, **options: Any) -> str:
+        raise ConfigError(
+            "grants apply to PostgreSQL only; DuckDB has no roles (sqlmode opens it read-only, "
+            "without external access, with its configuration locked)",
+            key="database.url",
+        )
+
+    def writer_script(self, settings: Settings, snapshot: Any, *, role: str) -> str:
+        raise ConfigError("the writer role is for PostgreSQL only", key="database.url")
+
+    async def apply_grants(self, admin_url: str, script: str) -> str:
+        raise ConfigError("DuckDB has no roles to grant", key="database.url")
+
+    async def role_exists(self, admin_url: str, role: str) -> bool:
+        return False
+
+
+# One row per function: schema, name, volatile?, built-in?, kind (``has_side_effects`` or
+# ``stability = 'VOLATILE'``: may change state or differ within one statement; ``internal``:
+# built-in, while a macro of the same name replaces the built-in).
+_CATALOG_SQL = (
+    "SELECT DISTINCT schema_name, function_name, "
+    "coalesce(has_side_effects, false) OR coalesce(stability = 'VOLATILE', false), "
+    "coalesce(internal, false), function_type FROM duckdb_functions()"
+)
+_SEARCH_PATH_SQL = "SELECT current_schemas(true), current_database()"
 
 ENGINE = DuckDBEngine()

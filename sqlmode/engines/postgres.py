@@ -7,8 +7,12 @@ through asyncpg on a read-only session as the reader role.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-from .base import EngineTraits, NativeSyntaxError, NativeView
+from ..config import Settings
+from ..errors import SqlmodeError
+from .base import BoundAccess, EngineTraits, Executor, NativeSyntaxError, NativeView
 
 __all__ = ["ENGINE", "PostgresEngine"]
 
@@ -48,6 +52,26 @@ TRAITS = EngineTraits(
     ),
     pivot_without_values=False,
     volatile_wording="is VOLATILE",
+    # The functions PostgreSQL's grammar turns SQL syntax into (always qualified pg_catalog.*).
+    call_aliases={
+        "pg_catalog.extract": "extract",
+        "pg_catalog.date_part": "date_part",
+        "pg_catalog.overlay": "overlay",
+        "pg_catalog.position": "position",
+        "pg_catalog.substring": "substring",
+        "pg_catalog.btrim": "trim",
+        "pg_catalog.ltrim": "ltrim",
+        "pg_catalog.rtrim": "rtrim",
+        "pg_catalog.timezone": "timezone",
+        "pg_catalog.like_escape": "like_escape",
+        "pg_catalog.similar_to_escape": "similar_to_escape",
+        "pg_catalog.char_length": "char_length",
+        "pg_catalog.normalize": "normalize",
+        "pg_catalog.overlaps": "overlaps",
+    },
+    plan_cost_is_meaningful=True,
+    exposes_schemas=True,
+    driver_modules=("asyncpg",),
 )
 
 DIALECT_NOTES = (
@@ -119,5 +143,112 @@ class PostgresEngine:
         except NativeSyntaxError:
             return False
 
+    def native_calls(self, sql: str) -> tuple[str | None, set[tuple[str, str]]]:
+        from ._postgres_check import engine_calls
+
+        return engine_calls(sql)
+
+    # -- reflection -------------------------------------------------------------------------
+
+    async def reflect_tables(self, settings: Settings) -> tuple[list[Any], str]:
+        import sqlalchemy as sa
+
+        from ._postgres_reflect import reflect_postgres
+
+        tables = await reflect_postgres(settings)
+        return tables, sa.make_url(settings.database.url).database or "postgres"
+
+    def connect_error(self, error: BaseException, url: str, doing: str) -> SqlmodeError:
+        from ._postgres_errors import explain_postgres_error
+
+        return explain_postgres_error(error, url, doing)
+
+    def describe_target(self, url: str) -> str:
+        from ._postgres_errors import describe_target
+
+        return describe_target(url)
+
+    # -- execution --------------------------------------------------------------------------
+
+    async def open_executor(self, settings: Settings, snapshot: Any = None) -> Executor:
+        from ._postgres_exec import PostgresExecutor
+
+        executor = PostgresExecutor(settings)
+        await executor.start(snapshot)
+        return executor
+
+    async def open_write_executor(self, settings: Settings) -> Any:
+        from ._postgres_writes import PostgresWriteExecutor
+
+        writer = PostgresWriteExecutor(settings)
+        await writer.start()
+        return writer
+
+    # -- the engine check -------------------------------------------------------------------
+
+    async def function_catalog(self, executor: Executor) -> Any:
+        from ..schema.functions import catalog_from_rows
+
+        rows = await executor.catalog_query(_CATALOG_SQL)
+        where = await executor.catalog_query(_SEARCH_PATH_SQL)
+        path, database = (where[0][0] or [], str(where[0][1] or "")) if where else ([], "")
+        return catalog_from_rows(TRAITS.name, rows, path, database)
+
+    async def bound_access(
+        self,
+        sql: str,
+        executor: Executor,
+        *,
+        snapshot: Any,
+        policy: Any,
+        written_functions: Sequence[str],
+        load_catalog: Callable[[], Awaitable[Any]],
+    ) -> BoundAccess:
+        from ._postgres_check import bound_access
+
+        return await bound_access(
+            sql,
+            executor,
+            traits=self.traits,
+            snapshot=snapshot,
+            policy=policy,
+            written_functions=written_functions,
+            load_catalog=load_catalog,
+        )
+
+    # -- grants -----------------------------------------------------------------------------
+
+    def grant_script(self, settings: Settings, snapshot: Any, **options: Any) -> str:
+        from ._postgres_grants import grant_script
+
+        return grant_script(settings, snapshot, **options)
+
+    def writer_script(self, settings: Settings, snapshot: Any, *, role: str) -> str:
+        from ._postgres_writer_role import writer_script
+
+        return writer_script(settings, snapshot, role=role)
+
+    async def apply_grants(self, admin_url: str, script: str) -> str:
+        from ._postgres_grants import apply_grants
+
+        return await apply_grants(admin_url, script)
+
+    async def role_exists(self, admin_url: str, role: str) -> bool:
+        from ._postgres_grants import role_exists
+
+        return await role_exists(admin_url, role)
+
+
+# One row per function: schema, name, volatile?, built-in?, kind. ``provolatile = 'v'``: may
+# change the database or return different results within one statement; a built-in lives in
+# pg_catalog, and a user function elsewhere can shadow it (``public.lower(integer)`` is chosen
+# over ``pg_catalog.lower(text)`` for ``lower(5)``).
+_CATALOG_SQL = (
+    "SELECT n.nspname, p.proname, p.provolatile = 'v', n.nspname = 'pg_catalog', p.prokind::text "
+    "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+    "WHERE n.nspname <> 'information_schema'"
+)
+# The schemas an unqualified function name is looked up in, in order.
+_SEARCH_PATH_SQL = "SELECT current_schemas(true), current_database()"
 
 ENGINE = PostgresEngine()

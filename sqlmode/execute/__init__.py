@@ -1,10 +1,10 @@
-"""Read-only execution with hard limits (PostgreSQL through asyncpg, DuckDB), and the write connection.
+"""Engine-independent execution: limits, the engine check, conversion, the write connection's rules.
 
     from sqlmode.execute import open_executor
     async with open_executor(settings) as executor:
         result = await executor.run(sql, max_rows=None, timeout_ms=None)  # -> QueryResult
 
-Engine modules are imported when an executor is opened, so importing this package stays cheap.
+Each engine opens its own executors (sqlmode/engines/); this package holds what they share.
 """
 
 from __future__ import annotations
@@ -14,23 +14,18 @@ from typing import TYPE_CHECKING, Any
 from .base import Executor, check_read_query, effective_limits, open_executor
 
 if TYPE_CHECKING:
-    from .grants import apply_grants, grant_script
     from .writes import WriteResult, open_write_executor
 
 __all__ = [
     "Executor",
     "WriteResult",
-    "apply_grants",
     "check_read_query",
     "effective_limits",
-    "grant_script",
     "open_executor",
     "open_write_executor",
 ]
 
 _LAZY = {
-    "apply_grants": ".grants",
-    "grant_script": ".grants",
     "WriteResult": ".writes",
     "open_write_executor": ".writes",
 }

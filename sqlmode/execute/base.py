@@ -1,8 +1,9 @@
-"""The Executor protocol, the limits every run obeys, and ``open_executor``.
+"""The limits every run obeys, the leading-keyword check, and ``open_executor``.
 
-An executor runs one read query under hard limits and returns a :class:`~sqlmode.models.QueryResult`.
-It holds even when the analyzer in front of it was fooled: the database session is read-only,
-limited and cleaned between uses (see postgres.py and duckdb.py for how each engine does it).
+An executor (the :class:`~sqlmode.engines.base.Executor` protocol) runs one read query under hard
+limits and returns a :class:`~sqlmode.models.QueryResult`. It holds even when the analyzer in
+front of it was fooled: the database session is read-only, limited and cleaned between uses
+(each engine does it its own way: ``Engine.open_executor``).
 
     async with open_executor(settings) as executor:
         result = await executor.run(sql, max_rows=100, timeout_ms=2000)
@@ -14,39 +15,15 @@ A per-call ``max_rows`` / ``timeout_ms`` can only lower ``code_mode.max_rows`` /
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, runtime_checkable
 
 from ..config import Settings
+from ..engines.base import Engine, Executor, engine_for_url
 from ..errors import NotAQueryError
-from ..models import Dialect, QueryResult
 from ..schema.snapshot import SchemaSnapshot
 
 __all__ = ["Executor", "check_read_query", "effective_limits", "leading_keyword", "open_executor"]
-
-
-@runtime_checkable
-class Executor(Protocol):
-    """Runs read queries for one configured database."""
-
-    dialect: Dialect
-    #: Start-up warnings about the connection's privileges (e.g. "role is a superuser").
-    warnings: list[str]
-
-    async def run(self, sql: str, max_rows: int | None = None, timeout_ms: int | None = None) -> QueryResult:
-        """Run one read query; at most ``max_rows`` rows come back (``truncated`` says if more existed)."""
-        ...
-
-    async def explain(self, sql: str) -> dict[str, Any]:
-        """The engine's plan of ``sql`` as JSON (not executed)."""
-        ...
-
-    async def catalog_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """A trusted catalog query with bind parameters, run as the reader; raw rows."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 def effective_limits(settings: Settings, max_rows: int | None, timeout_ms: int | None) -> tuple[int, int]:
@@ -89,24 +66,14 @@ def check_read_query(sql: str) -> None:
 
 @asynccontextmanager
 async def open_executor(
-    settings: Settings, snapshot: SchemaSnapshot | None = None
+    settings: Settings, snapshot: SchemaSnapshot | None = None, *, engine: Engine | None = None
 ) -> AsyncIterator[Executor]:
-    """Open the executor for ``settings.database.url`` (Postgres pool or DuckDB read-only instance).
+    """Open the read executor of ``settings.database.url``'s engine (or ``engine``), close it after.
 
-    On Postgres, ``snapshot`` (reflected when not given) says what the role queries run as must
-    not read; start-up fails when the database does not stop it (execute/pgrole.py).
+    ``snapshot`` (reflected when not given, where the engine needs it) says what the query role
+    must not read; start-up fails when the database does not stop it (e.g. _postgres_role.py).
     """
-    executor: Any
-    if settings.database.dialect == "postgres":
-        from .postgres import PostgresExecutor
-
-        executor = PostgresExecutor(settings)
-        await executor.start(snapshot)
-    else:
-        from .duckdb import DuckDBExecutor
-
-        executor = DuckDBExecutor(settings)
-        await executor.start()
+    executor = await (engine or engine_for_url(settings.database.url)).open_executor(settings, snapshot)
     try:
         yield executor
     finally:

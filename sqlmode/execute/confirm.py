@@ -3,18 +3,12 @@
 The analyzer reasons about names; the database decides what they mean. Before a token is
 issued, :class:`EngineConfirmer` asks the engine about ``analysis.normalized_code``:
 
-1. Its own parser (pglast, PostgreSQL's parser; DuckDB's ``extract_statements`` in the
-   executor): exactly one SELECT (else ROUND_TRIP_MISMATCH), and every call it sees must be one
-   the analyzer's allowlist allows (else ENGINE_MISMATCH: the parsers disagree about what is
-   called).
+1. Its own parser: exactly one SELECT (else ROUND_TRIP_MISMATCH), and every call it sees
+   must be one the analyzer's allowlist allows (else ENGINE_MISMATCH: the parsers disagree
+   about what is called).
 2. Its binding, read as data (plans.py): what the query reads and calls is the engine's word.
-   - DuckDB: the bound plan before the optimizer (``json_serialize_plan``, plan_duckdb.py), so
-     nothing depends on statistics or data; the optimized plan gives estimates only. The
-     binder's own ``error`` guard of a scalar subquery is not the query's call unless the query
-     itself wrote ``error``. A table function in the plan must be on the analyzer's allowlist.
-   - PostgreSQL: ``EXPLAIN (VERBOSE, FORMAT JSON)`` in the read-only session, every expression
-     parsed with PostgreSQL's grammar and every column mapped through the plan's aliases
-     (plan_postgres.py).
+   How each engine gets it is the engine's business (``Engine.bound_access``: e.g.
+   engines/_duckdb_check.py, engines/_postgres_check.py); the rules below are the same for all.
    A plan the reader cannot fully account for (an unknown operator or expression kind, a
    serialization error, a column it cannot place) is refused: ENGINE_REFUSED. Then:
    - a relation the analyzer did not see (a view expanding to other tables, a name that
@@ -39,7 +33,6 @@ failures are not cached. Only reads are confirmed (writes take their own path).
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import threading
 import time
@@ -50,17 +43,15 @@ from typing import Any
 from ..analyze.codes import violation
 from ..analyze.functions import policy_for
 from ..config import Settings
-from ..engines.base import settings_engine
+from ..engines.base import BoundAccess, Engine, Executor, engine_for_url
 from ..errors import NotAQueryError, SqlmodeError
 from ..models import Action, Analysis, RiskLevel, Violation
-from ..schema.functions import CATALOG_SQL, SEARCH_PATH_SQL, FunctionCatalog, catalog_from_rows
+from ..schema.functions import FunctionCatalog
 from ..schema.snapshot import SchemaSnapshot
-from .function_rules import check_calls, engine_call_allowed
-from .plan_duckdb import BOUND_PLAN_SQL, BoundPlan, duckdb_estimates, read_bound_plan
-from .plan_postgres import column_aliases, postgres_plan_facts
+from .function_rules import check_calls
 from .plans import PlanFacts
 
-__all__ = ["Confirmation", "EngineConfirmer", "engine_calls", "human"]
+__all__ = ["Confirmation", "EngineConfirmer", "dotted", "explain_or_refusal", "human", "table_lookup"]
 
 # Risk from the largest step's row estimate.
 RISK_MEDIUM_ROWS = 1_000_000
@@ -124,97 +115,6 @@ def human(n: float) -> str:
     return f"{n:.0f}"
 
 
-# -- the engines' own parsers ------------------------------------------------------------------
-
-
-_parser_local = threading.local()
-
-
-def duckdb_parser() -> Any:
-    """A per-thread in-memory DuckDB that only parses (and serializes) SQL, never the warehouse.
-
-    The analyzer asks the engine's own parser through the Engine; this copy serves
-    ``engine_calls`` until it moves into the engine modules with the rest of this file.
-    """
-    con = getattr(_parser_local, "con", None)
-    if con is None:
-        import duckdb
-
-        # Parsing only; external access and extension loading are off anyway so that
-        # nothing this connection could ever be asked to do reaches files or network.
-        con = duckdb.connect(
-            ":memory:",
-            config={
-                "enable_external_access": False,
-                "autoload_known_extensions": False,
-                "autoinstall_known_extensions": False,
-            },
-        )
-        con.execute("SET lock_configuration = true")
-        _parser_local.con = con
-    return con
-
-
-_DUCK_QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
-
-
-def engine_calls(sql: str, dialect: str) -> tuple[str | None, set[tuple[str, str]]]:
-    """(problem or None, the calls as (schema, name)) as the engine's own parser reads ``sql``."""
-    calls: set[tuple[str, str]] = set()
-    if dialect == "postgres":
-        from pglast import parser as pg
-
-        try:
-            doc = json.loads(pg.parse_sql_json(sql))
-        except pg.ParseError as e:
-            return f"PostgreSQL's parser rejects it ({str(e)[:200]})", calls
-        stmts = doc.get("stmts", [])
-        kinds = [next(iter(s.get("stmt", {"?": 0}))) for s in stmts]
-        if kinds != ["SelectStmt"]:
-            return f"PostgreSQL's parser reads {', '.join(kinds) or 'nothing'}", calls
-        _pg_calls(doc, calls)
-        return None, calls
-    try:
-        raw = duckdb_parser().execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()[0]
-    except Exception as e:  # any parser failure is a disagreement
-        return f"DuckDB's parser rejects it ({str(e)[:200]})", calls
-    doc = json.loads(raw)
-    if doc.get("error"):
-        return f"DuckDB's parser rejects it ({str(doc.get('error_message', ''))[:200]})", calls
-    stmts = doc.get("statements", [])
-    kinds = [str((s.get("node") or {}).get("type")) for s in stmts]
-    if len(kinds) != 1 or kinds[0] not in _DUCK_QUERY_NODES:
-        return f"DuckDB's parser reads {', '.join(kinds) or 'nothing'}", calls
-    _duck_calls(doc, calls)
-    return None, calls
-
-
-def _pg_calls(node: Any, out: set[tuple[str, str]]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "FuncCall" and isinstance(value, dict):
-                parts = [p.get("String", {}).get("sval", "") for p in value.get("funcname", [])]
-                if parts:
-                    out.add(((parts[-2] if len(parts) > 1 else "").lower(), parts[-1].lower()))
-            _pg_calls(value, out)
-    elif isinstance(node, list):
-        for item in node:
-            _pg_calls(item, out)
-
-
-def _duck_calls(node: Any, out: set[tuple[str, str]]) -> None:
-    if isinstance(node, dict):
-        if node.get("class") in ("FUNCTION", "WINDOW") and not node.get("is_operator"):
-            name = node.get("function_name")
-            if name:
-                out.add((str(node.get("schema") or "").lower(), str(name).lower()))
-        for value in node.values():
-            _duck_calls(value, out)
-    elif isinstance(node, list):
-        for item in node:
-            _duck_calls(item, out)
-
-
 # -- the confirmer -----------------------------------------------------------------------------
 
 
@@ -227,13 +127,21 @@ class _Cached:
 class EngineConfirmer:
     """Confirms analyses against one database through its executor. One per service."""
 
-    def __init__(self, settings: Settings, executor: Any, *, ttl_seconds: float | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        executor: Any,
+        *,
+        engine: Engine | None = None,
+        ttl_seconds: float | None = None,
+    ):
         self.settings = settings
         self.executor = executor
+        self.engine = engine or engine_for_url(settings.database.url)
         self.ttl_seconds = float(ttl_seconds or settings.database.schema_ttl_seconds or 300)
         fc = settings.code_mode.functions
         self._policy = policy_for(
-            settings_engine(settings).traits, tuple(sorted(fc.allow)), tuple(sorted(fc.deny))
+            self.engine.traits, tuple(sorted(fc.allow)), tuple(sorted(fc.deny))
         )
         self._cache: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         self._catalog_lock = asyncio.Lock()
@@ -276,97 +184,39 @@ class EngineConfirmer:
         return result
 
     async def _confirm(self, analysis: Analysis, snapshot: SchemaSnapshot) -> tuple[Confirmation, bool]:
-        sql, dialect = analysis.normalized_code, self.settings.dialect
-        out: list[Violation] = []
-        parsed_calls: set[tuple[str, str]] = set()
-        if dialect == "postgres":
-            # pglast is PostgreSQL's own parser and costs microseconds: one SELECT, and its calls.
-            problem, parsed_calls = engine_calls(sql, dialect)
-            if problem:
-                msg = f"The normalized SQL is not one SELECT to the database: {problem}."
-                return Confirmation(violations=(violation("ROUND_TRIP_MISMATCH", msg),)), True
-            out += [
-                violation(
-                    "ENGINE_MISMATCH",
-                    f"The database's parser sees a call to `{_dotted(schema, name)}` that the "
-                    "analyzer's allowlist does not allow.",
-                )
-                for schema, name in sorted(parsed_calls)
-                if not engine_call_allowed(self._policy, dialect, schema, name)
-            ]
-        # DuckDB: the executor's explain() has DuckDB's parser check the text is one SELECT
-        # (extract_statements) before planning it; what is read and called comes from the bound
-        # plan, asked for at the same time on another worker (serializing a plan runs nothing).
-        # Both run under the executor's deadline and interrupt, like any query.
-        bound_rows: asyncio.Future[Any] | None = None
-        if dialect == "duckdb":
-            bound_rows = asyncio.ensure_future(self.executor.catalog_query(BOUND_PLAN_SQL, [sql]))
-        try:
-            plan = await self.executor.explain(sql)
-        except NotAQueryError as e:
-            await _drop(bound_rows)
-            msg = f"The normalized SQL is not one SELECT to the database: {e.message}"
-            return Confirmation(violations=(violation("ROUND_TRIP_MISMATCH", msg),)), True
-        except SqlmodeError as e:
-            await _drop(bound_rows)
-            msg = f"The database could not plan the query: {e.message}"
-            return Confirmation(violations=(violation("ENGINE_REFUSED", msg),), risk=RiskLevel.HIGH), False
-        except BaseException:
-            await _drop(bound_rows)
-            raise
-        catalog = await self._functions(snapshot)
-        lookup = _lookup(snapshot)
-        if dialect == "postgres":
-            facts = postgres_plan_facts(plan, lookup, column_aliases(sql))
-        else:
-            rows = await bound_rows if bound_rows is not None else []
-            bound = read_bound_plan(rows[0][0] if rows else None, None, catalog.database)
-            facts = duckdb_estimates(plan, bound, lookup)
-            facts.functions |= self._binder_calls(analysis, bound)
-            out += self._table_functions(bound)
-            # The user macros named in the text, which expansion hides.
-            parsed_calls = catalog.user_calls_in(sql)
+        sql = analysis.normalized_code
+        access = await self.engine.bound_access(
+            sql,
+            self.executor,
+            snapshot=snapshot,
+            policy=self._policy,
+            written_functions=analysis.functions,
+            load_catalog=lambda: self._functions(snapshot),
+        )
+        if access.refusal is not None:
+            risk = RiskLevel.HIGH if access.refusal.code == "ENGINE_REFUSED" else RiskLevel.LOW
+            return Confirmation(violations=(access.refusal,), risk=risk), access.cacheable
+        facts: PlanFacts = access.facts
+        catalog: FunctionCatalog = access.catalog
+        out: list[Violation] = list(access.violations)
         if facts.problems:
             return _unreadable(facts.problems), True
         out += self._relations(analysis, snapshot, facts, catalog.database)
         out += self._columns(analysis, snapshot, facts)
         out += check_calls(
-            parsed_calls | facts.functions,
+            access.parsed_calls | facts.functions,
             catalog,
             self.settings.code_mode.functions,
-            from_plan=facts.functions - parsed_calls,
+            from_plan=facts.functions - access.parsed_calls,
         )
+        show_cost = self.engine.traits.plan_cost_is_meaningful
         if out:
             # Refused for what it reads or calls: the estimates come from statistics over the very
             # values it was refused for (``WHERE tax_id < '5'`` estimates how many SSNs are below
             # '5'), so they would make the refusal's wording an oracle on blocked data.
-            return _verdict(out, facts, dialect, estimates=False), True
+            return _verdict(out, facts, show_cost, estimates=False), True
         out += self._limits(facts)
-        return _verdict(out, facts, dialect), True
-
-    def _binder_calls(self, analysis: Analysis, bound: BoundPlan) -> set[tuple[str, str]]:
-        """The binder's own calls count as the query's only if the query itself wrote them.
-
-        A scalar subquery's guard calls ``error``; when the analyzer saw an ``error`` call in the
-        text, the guard's calls are checked like any other (and refused), so the shape alone
-        never lets a user-written call through.
-        """
-        written = {f.lower().rsplit(".", 1)[-1] for f in analysis.functions}
-        return {c for c in bound.binder_calls if c[1] in written}
-
-    def _table_functions(self, bound: BoundPlan) -> list[Violation]:
-        """A table function the plan calls must be one the analyzer's allowlist allows."""
-        return [
-            violation(
-                "ENGINE_MISMATCH",
-                f"The database's plan calls the table function `{_dotted(schema, name)}`, which the "
-                "analyzer's allowlist does not allow.",
-            )
-            for schema, name in sorted(bound.table_functions)
-            if not engine_call_allowed(
-                self._policy, "duckdb", "" if schema in ("main", "system") else schema, name
-            )
-        ]
+        return _verdict(out, facts, show_cost), True
 
     # -- the function catalog ----------------------------------------------------------------
 
@@ -376,11 +226,7 @@ class EngineConfirmer:
             return snapshot.functions
         async with self._catalog_lock:
             if snapshot.functions is None:
-                dialect = self.settings.dialect
-                rows = await self.executor.catalog_query(CATALOG_SQL[dialect])
-                where = await self.executor.catalog_query(SEARCH_PATH_SQL)
-                path, database = (where[0][0] or [], str(where[0][1] or "")) if where else ([], "")
-                snapshot.functions = catalog_from_rows(dialect, rows, path, database)
+                snapshot.functions = await self.engine.function_catalog(self.executor)
             return snapshot.functions
 
     # -- the rules -----------------------------------------------------------------------------
@@ -395,14 +241,15 @@ class EngineConfirmer:
         for scan in facts.scans:
             key = snapshot.key_of(scan.table, scan.schema)  # sales.orders when several schemas have one
             info = snapshot.table(key)
-            where = _dotted(scan.schema, scan.table)
+            where = dotted(scan.schema, scan.table)
             if where in reported:
                 continue
             expected = (info.schema or "").lower() if info is not None else None
             other_schema = info is None or (expected and scan.schema and scan.schema != expected)
+            # Only engines with several catalogs (attached databases) name one in a scan.
             other_catalog = (
-                self.settings.dialect == "duckdb" and scan.catalog and default_catalog
-            ) and scan.catalog.lower() != default_catalog.lower()
+                scan.catalog and default_catalog and scan.catalog.lower() != default_catalog.lower()
+            )
             if snapshot.is_table_blocked(key) and not other_schema and not other_catalog:
                 reported.add(where)
                 through = f" through {', '.join(via_view)}" if via_view else ""
@@ -416,8 +263,8 @@ class EngineConfirmer:
                 )
             elif other_schema or other_catalog:
                 reported.add(where)
-                shown = _dotted(scan.catalog, where) if other_catalog else where
-                checked = _dotted(expected or "", scan.table) if info is not None else "no such table"
+                shown = dotted(scan.catalog, where) if other_catalog else where
+                checked = dotted(expected or "", scan.table) if info is not None else "no such table"
                 out.append(
                     violation(
                         "ENGINE_MISMATCH",
@@ -510,11 +357,33 @@ async def _drop(task: asyncio.Future[Any] | None) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-def _dotted(*parts: str) -> str:
+def dotted(*parts: str) -> str:
     return ".".join(p for p in parts if p)
 
 
-def _lookup(snapshot: SchemaSnapshot) -> Any:
+async def explain_or_refusal(
+    executor: Executor, sql: str, *, also: asyncio.Future[Any] | None = None
+) -> tuple[Any, BoundAccess | None]:
+    """(the engine's plan of ``sql``, None), or (None, the refusal) when it cannot plan it.
+
+    ``also``: work started beside the plan (another view of it), dropped when planning fails.
+    """
+    try:
+        return await executor.explain(sql), None
+    except NotAQueryError as e:
+        await _drop(also)
+        msg = f"The normalized SQL is not one SELECT to the database: {e.message}"
+        return None, BoundAccess(refusal=violation("ROUND_TRIP_MISMATCH", msg))
+    except SqlmodeError as e:
+        await _drop(also)
+        msg = f"The database could not plan the query: {e.message}"
+        return None, BoundAccess(refusal=violation("ENGINE_REFUSED", msg), cacheable=False)
+    except BaseException:
+        await _drop(also)
+        raise
+
+
+def table_lookup(snapshot: SchemaSnapshot) -> Any:
     def lookup(schema: str, table: str) -> tuple[list[str], float | None] | None:
         info = snapshot.table(table, schema or None)
         if info is None or (schema and info.schema and info.schema.lower() != schema):
@@ -533,14 +402,14 @@ def _unreadable(problems: list[str]) -> Confirmation:
 
 
 def _verdict(
-    violations: list[Violation], facts: PlanFacts, dialect: str, *, estimates: bool = True
+    violations: list[Violation], facts: PlanFacts, show_cost: bool, *, estimates: bool = True
 ) -> Confirmation:
     if not estimates:
         return Confirmation(
             violations=tuple(violations),
-            tables=tuple(sorted({_dotted(s.schema, s.table) for s in facts.scans})),
+            tables=tuple(sorted({dotted(s.schema, s.table) for s in facts.scans})),
             columns=tuple(sorted(f"{t}.{c}" for _, t, c in facts.columns)),
-            functions=tuple(sorted(_dotted(s, n) for s, n in facts.functions)),
+            functions=tuple(sorted(dotted(s, n) for s, n in facts.functions)),
         )
     reads: dict[str, float] = {}
     for scan in facts.scans:
@@ -553,16 +422,16 @@ def _verdict(
         risk = RiskLevel.MEDIUM
     return Confirmation(
         violations=tuple(violations),
-        tables=tuple(sorted({_dotted(s.schema, s.table) for s in facts.scans})),
+        tables=tuple(sorted({dotted(s.schema, s.table) for s in facts.scans})),
         columns=tuple(sorted(f"{t}.{c}" for _, t, c in facts.columns)),
-        functions=tuple(sorted(_dotted(s, n) for s, n in facts.functions)),
+        functions=tuple(sorted(dotted(s, n) for s, n in facts.functions)),
         estimated_rows=facts.peak_rows,
         estimated_cost=facts.cost,
         returned_rows=facts.rows,
         reads=ordered,
         peak_step=facts.peak_node,
         risk=risk,
-        summary=_summary(ordered, facts, dialect),
+        summary=_summary(ordered, facts, show_cost),
     )
 
 
@@ -570,7 +439,7 @@ def _rows(n: float) -> str:
     return f"about {human(n)} row{'' if round(n) == 1 else 's'}"
 
 
-def _summary(reads: tuple[tuple[str, float], ...], facts: PlanFacts, dialect: str) -> str:
+def _summary(reads: tuple[tuple[str, float], ...], facts: PlanFacts, show_cost: bool) -> str:
     parts = [f"{_rows(rows)} of {table}" for table, rows in reads[:4]]
     if len(reads) > 4:
         parts.append(f"{len(reads) - 4} more tables")
@@ -580,6 +449,6 @@ def _summary(reads: tuple[tuple[str, float], ...], facts: PlanFacts, dialect: st
         listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
         head = f"The database estimates it scans {listed}"
     tail = f"; the largest step handles {_rows(facts.peak_rows)}"
-    if dialect == "postgres":
+    if show_cost:
         tail += f" (estimated cost {human(facts.cost)})"
     return head + tail + "."

@@ -17,8 +17,8 @@ A cell whose text would exceed ``max_cell_bytes`` (UTF-8) is cut there and ends 
 :data:`CAP_MARKER` naming its full size, so a single huge value cannot flood the answer.
 
 Speed matters here (the execution benchmark includes this step): plans are chosen once per
-result shape and cached, columns that need nothing are skipped, the rest is done column-wise
-with C-level ``map``; PostgreSQL sends numerics, timestamps, dates and UUIDs as text already.
+result shape and cached (each engine maps its driver's types to a plan: engines/_*_convert.py),
+columns that need nothing are skipped, the rest is done column-wise with C-level ``map``.
 """
 
 from __future__ import annotations
@@ -36,16 +36,13 @@ from typing import Any
 
 __all__ = [
     "CAP_MARKER",
-    "PG_SCALAR_TYPES",
-    "PG_TEXT_TYPES",
     "ColumnPlan",
+    "Converter",
     "cap_text",
+    "common_converters",
     "convert_rows",
-    "duckdb_plan",
     "iso_duration",
     "json_safe",
-    "pg_interval",
-    "postgres_plan",
 ]
 
 CAP_MARKER = "…[truncated: {size} bytes]"
@@ -97,11 +94,6 @@ def iso_duration(months: int, days: int, microseconds: int) -> str:
             frac = f".{us:06d}".rstrip("0") if us else ""
             out.append(f"{sign}{sec}{frac}S")
     return "".join(out)
-
-
-def pg_interval(t: tuple[int, int, int]) -> str:
-    """Decoder for asyncpg's exact ``format='tuple'`` interval codec: (months, days, microseconds)."""
-    return iso_duration(t[0], t[1], t[2])
 
 
 def _timedelta(td: _dt.timedelta) -> str:
@@ -237,7 +229,7 @@ def convert_rows(records: Sequence[Sequence[Any]], plan: ColumnPlan) -> list[lis
 
 
 @lru_cache(maxsize=16)
-def _common(max_bytes: int) -> dict[str, Converter | str | None]:
+def common_converters(max_bytes: int) -> dict[str, Converter | str | None]:
     deep = _deep_converter(max_bytes)
     return {
         "int": None,
@@ -258,98 +250,3 @@ def _common(max_bytes: int) -> dict[str, Converter | str | None]:
 
 def _deep_converter(max_bytes: int) -> Converter:
     return lambda v: json_safe(v, max_bytes)
-
-
-_PG_KINDS = {
-    **dict.fromkeys(["int2", "int4", "int8", "oid", "xid", "cid", "regclass", "regtype", "regproc"], "int"),
-    "bool": "bool",
-    **dict.fromkeys(
-        ["text", "varchar", "bpchar", "name", "char", "citext", "xml", "money", "macaddr"], "text"
-    ),
-    **dict.fromkeys(["macaddr8", "tsvector", "tsquery", "pg_lsn", "txid_snapshot", "pg_snapshot"], "text"),
-    **dict.fromkeys(["float4", "float8"], "float"),
-    "numeric": "decimal",
-    **dict.fromkeys(["timestamp", "timestamptz"], "datetime"),
-    "date": "date",
-    **dict.fromkeys(["time", "timetz"], "time"),
-    "interval": "interval",
-    **dict.fromkeys(["uuid", "inet", "cidr"], "str"),
-    "bytea": "bytes",
-    **dict.fromkeys(["json", "jsonb"], "json"),
-}
-
-
-# Types the read pool decodes as the server's text (see postgres.py): already JSON-safe strings.
-PG_TEXT_TYPES = frozenset({"numeric", "timestamp", "timestamptz", "date", "time", "timetz", "uuid"})
-PG_SCALAR_TYPES = frozenset(_PG_KINDS) | PG_TEXT_TYPES
-
-
-@lru_cache(maxsize=512)
-def postgres_plan(types: tuple[Any, ...], max_bytes: int, text_codecs: bool = True) -> ColumnPlan:
-    """Plan for asyncpg attribute types (``Type(oid, name, kind, schema)``).
-
-    ``text_codecs``: the statement was decoded with the pool's custom codecs (text for
-    :data:`PG_TEXT_TYPES`, exact ISO strings for intervals); False when they were bypassed.
-    """
-    common = _common(max_bytes)
-    convs: list[Converter | str | None] = []
-    for t in types:
-        kind = _PG_KINDS.get(t.name) if t.kind == "scalar" else None
-        if text_codecs and (t.name in PG_TEXT_TYPES or kind == "interval"):
-            convs.append(None)
-        elif kind == "interval":
-            convs.append(common["timedelta"])
-        elif kind is not None:
-            convs.append(common[kind])
-        else:
-            # Arrays, records, ranges, enums, domains, geometry, extension types: by Python value.
-            convs.append(common["deep"])
-    return ColumnPlan(convs, max_bytes)
-
-
-_DUCK_KINDS = {
-    **dict.fromkeys(
-        ["tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger", "ubigint"], "int"
-    ),
-    **dict.fromkeys(["hugeint", "uhugeint"], "int"),
-    "boolean": "bool",
-    "varchar": "text",
-    **dict.fromkeys(["float", "double"], "float"),
-    "decimal": "decimal",
-    **dict.fromkeys(
-        ["timestamp", "timestamp with time zone", "timestamp_ms", "timestamp_ns", "timestamp_s"], "datetime"
-    ),
-    "date": "date",
-    **dict.fromkeys(["time", "time with time zone", "time_ns"], "time"),
-    "interval": "timedelta",
-    "uuid": "str",
-    "blob": "bytes",
-    "json": "json",
-}
-
-
-def duckdb_plan(types: Sequence[Any], max_bytes: int) -> ColumnPlan:
-    """Plan for DuckDB ``cursor.description`` types (``DuckDBPyType``; ``.id`` names the kind)."""
-    key = tuple(str(t) for t in types)
-    plan = _duck_plans.get((key, max_bytes))
-    if plan is None:
-        plan = _duck_plans[(key, max_bytes)] = _duckdb_plan(types, max_bytes)
-        if len(_duck_plans) > 512:
-            _duck_plans.clear()
-    return plan
-
-
-_duck_plans: dict[tuple[tuple[str, ...], int], ColumnPlan] = {}
-
-
-def _duckdb_plan(types: Sequence[Any], max_bytes: int) -> ColumnPlan:
-    common = _common(max_bytes)
-    convs: list[Converter | str | None] = []
-    for t in types:
-        type_id = getattr(t, "id", None) or str(t).lower()
-        if str(t) == "JSON":
-            convs.append(common["json"])
-            continue
-        kind = _DUCK_KINDS.get(type_id)
-        convs.append(common[kind] if kind is not None else common["deep"])
-    return ColumnPlan(convs, max_bytes)

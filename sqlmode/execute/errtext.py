@@ -1,10 +1,11 @@
 """What of a database's error text may reach the caller: nothing the query did not already say.
 
-A failing write makes the database describe the row it refused: PostgreSQL's DETAIL carries the
-whole row image ("Failing row contains (...)", "Key (ssn)=(...) already exists") and its primary
-message names the column that failed even when the query never mentioned it; DuckDB puts keys,
-values and CHECK expressions in the message itself. Any of these can hand a caller a blocked
-column's name or value. So, for every error text that goes back to a caller:
+A failing write makes the database describe the row it refused: a DETAIL can carry the whole
+row image ("Failing row contains (...)", "Key (ssn)=(...) already exists"), a primary message
+names the column that failed even when the query never mentioned it, and some engines put keys,
+values and CHECK expressions in the message itself (each engine's rules: engines/_*_errtext.py).
+Any of these can hand a caller a blocked column's name or value. So, for every error text that goes
+back to a caller:
 
 - a database DETAIL is never passed on;
 - integrity-constraint failures get a fixed sentence per kind, naming the column and table only
@@ -19,21 +20,12 @@ The rules over-approximate on purpose: a helpful value is sometimes hidden, a st
 from __future__ import annotations
 
 import re
-from typing import Any
 
-__all__ = ["duckdb_error_text", "named_in", "pg_error_text", "scrub"]
+__all__ = ["HIDDEN", "named_in", "scrub", "where_named"]
 
 HIDDEN = "…"
 _QUOTED = re.compile(r"\"((?:[^\"]|\"\")*)\"|'((?:[^']|'')*)'")
 _NUMBER = re.compile(r"(?<!LINE )(?<![\w$.])-?\d[\d_]*(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w$])")
-
-_PG_INTEGRITY = {
-    "23502": "a NOT NULL constraint",
-    "23503": "a foreign key constraint",
-    "23505": "a unique or primary key constraint",
-    "23514": "a CHECK constraint",
-    "23P01": "an exclusion constraint",
-}
 
 
 def named_in(name: str | None, sql: str | None) -> bool:
@@ -65,7 +57,7 @@ def scrub(text: str, sql: str | None) -> str:
     return "".join(parts)
 
 
-def _where(column: str | None, table: str | None, sql: str | None) -> str:
+def where_named(column: str | None, table: str | None, sql: str | None) -> str:
     col = column if named_in(column, sql) else None
     tab = table if named_in(table, sql) else None
     if col and tab:
@@ -73,44 +65,3 @@ def _where(column: str | None, table: str | None, sql: str | None) -> str:
     if col:
         return f" on column {col}"
     return f" on {tab}" if tab else ""
-
-
-def pg_error_text(e: Any, sql: str | None) -> tuple[str, str | None]:
-    """(message, hint) of a PostgreSQL error, fit for the caller (no DETAIL, nothing unnamed)."""
-    state = getattr(e, "sqlstate", None) or ""
-    if state.startswith("23"):
-        kind = _PG_INTEGRITY.get(state, "an integrity constraint")
-        where = _where(getattr(e, "column_name", None), getattr(e, "table_name", None), sql)
-        return f"the change violates {kind}{where}", None
-    hint = getattr(e, "hint", None)
-    return scrub(str(e), sql), scrub(hint, sql) if hint else None
-
-
-_DUCK_NOT_NULL = re.compile(r"NOT NULL constraint failed: (?:\"?([\w$]+)\"?\.)?\"?([\w$]+)\"?")
-_DUCK_KINDS = (
-    ("NOT NULL", "a NOT NULL constraint"),
-    ("primary key", "a unique or primary key constraint"),
-    ("unique", "a unique or primary key constraint"),
-    ("Duplicate key", "a unique or primary key constraint"),
-    ("CHECK", "a CHECK constraint"),
-    ("foreign key", "a foreign key constraint"),
-)
-
-
-def duckdb_error_text(e: BaseException, sql: str | None) -> str:
-    """A DuckDB error's message, fit for the caller: constraint failures by kind, the rest scrubbed."""
-    import duckdb
-
-    msg = str(e)
-    if isinstance(e, duckdb.ConstraintException):
-        kind = next((k for word, k in _DUCK_KINDS if word.lower() in msg.lower()), "a constraint")
-        m = _DUCK_NOT_NULL.search(msg)
-        where = _where(m.group(2), m.group(1), sql) if m else ""
-        return f"Constraint Error: the change violates {kind}{where}"
-    text = scrub(msg, sql)
-    # "... when casting from source column ssn": the column is the engine's, not the query's words.
-    return re.sub(
-        r"(source column )([\w$]+)",
-        lambda m: m.group(0) if named_in(m.group(2), sql) else m.group(1) + HIDDEN,
-        text,
-    )

@@ -21,53 +21,26 @@ from collections.abc import Iterable
 from ..analyze.codes import violation
 from ..analyze.functions import FunctionPolicy
 from ..config import FunctionConfig
+from ..engines.base import EngineTraits, engine_named
 from ..models import Violation
 from ..schema.functions import FunctionCatalog
 
-__all__ = ["ENGINE_ALIASES", "check_calls", "engine_call_allowed"]
+__all__ = ["check_calls", "engine_call_allowed"]
 
-# Names an engine's parser gives to calls the analyzer knows by another name, and the
-# functions PostgreSQL's grammar turns SQL syntax into (always qualified pg_catalog.*).
-ENGINE_ALIASES: dict[str, dict[str, str]] = {
-    "duckdb": {
-        "count_star": "count",
-        "main.count_star": "count",
-        "list_value": "list_value",
-        "struct_pack": "struct_pack",
-        "array_value": "array",
-        "main.struct_pack": "struct_pack",
-    },
-    "postgres": {
-        "pg_catalog.extract": "extract",
-        "pg_catalog.date_part": "date_part",
-        "pg_catalog.overlay": "overlay",
-        "pg_catalog.position": "position",
-        "pg_catalog.substring": "substring",
-        "pg_catalog.btrim": "trim",
-        "pg_catalog.ltrim": "ltrim",
-        "pg_catalog.rtrim": "rtrim",
-        "pg_catalog.timezone": "timezone",
-        "pg_catalog.like_escape": "like_escape",
-        "pg_catalog.similar_to_escape": "similar_to_escape",
-        "pg_catalog.char_length": "char_length",
-        "pg_catalog.normalize": "normalize",
-        "pg_catalog.overlaps": "overlaps",
-    },
-}
 # Schemas whose functions are shown by bare name (where built-ins live and names resolve).
 _DEFAULT_SCHEMAS = frozenset({"", "main", "pg_catalog", "system"})
 # Always fine: the target of an alias that is syntax rather than a named call.
 _SYNTAX_TARGETS = frozenset({"like_escape", "similar_to_escape", "overlaps", "normalize"})
 
 
-def engine_call_allowed(policy: FunctionPolicy, dialect: str, schema: str, name: str) -> bool:
+def engine_call_allowed(policy: FunctionPolicy, traits: EngineTraits, schema: str, name: str) -> bool:
     """Whether a call the engine's parser sees is one the analyzer's allowlist allows."""
     full = f"{schema}.{name}" if schema else name
-    aliases = ENGINE_ALIASES.get(dialect, {})
+    aliases = traits.call_aliases
     target = aliases.get(full) or aliases.get(name)
     if target is not None:
         return target in _SYNTAX_TARGETS or target not in policy.denied_names
-    if schema and schema not in ("pg_catalog", "main", "system"):
+    if schema and schema not in traits.system_function_schemas:
         return False  # the analyzer refuses schema-qualified calls; the engine must not see one
     return name in policy.allowed_names and name not in policy.denied_names
 
@@ -119,7 +92,7 @@ def check_calls(
         volatile = [c for c in candidates if c.volatile]
         if volatile and name not in allow_volatile and ("FUNCTION_VOLATILE", name) not in reported:
             reported.add(("FUNCTION_VOLATILE", name))
-            kind = "has side effects or is volatile" if catalog.dialect == "duckdb" else "is VOLATILE"
+            kind = engine_named(catalog.dialect).traits.volatile_wording
             origin = "built-in" if all(c.builtin for c in volatile) else "user-defined"
             out.append(
                 violation(

@@ -3,15 +3,13 @@
 The analyzer's allowlist works on names; the catalog knows what a name resolves to. Two facts
 matter for a read-only query (see sqlmode/execute/confirm.py for the rule that uses them):
 
-- volatility: PostgreSQL's ``pg_proc.provolatile`` (``v`` = volatile: may change the database
-  or return different results within one statement) and DuckDB's ``duckdb_functions()``
-  ``has_side_effects`` / ``stability = 'VOLATILE'``;
-- origin: a built-in (PostgreSQL ``pg_catalog``, DuckDB ``internal``) or a user-defined
-  function or macro, which can shadow a built-in name (``public.lower(integer)`` is chosen over
-  ``pg_catalog.lower(text)`` for ``lower(5)``; a DuckDB macro ``lower`` replaces the built-in).
+- volatility: whether a call may change the database or return different results within one
+  statement (each engine's catalog says it its own way);
+- origin: a built-in or a user-defined function or macro, which can shadow a built-in name.
 
-Loaded through the executor as the reader (:data:`CATALOG_SQL`, :func:`catalog_from_rows`), so
-the visible schemas are the reader's own ``search_path``; kept on the SchemaSnapshot.
+Loaded through the executor as the reader by the engine (``Engine.function_catalog``, which
+builds it with :func:`catalog_from_rows`), so the visible schemas are the reader's own search
+path; kept on the SchemaSnapshot.
 """
 
 from __future__ import annotations
@@ -21,23 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CATALOG_SQL", "SEARCH_PATH_SQL", "FunctionCatalog", "FunctionInfo", "catalog_from_rows"]
-
-# One row per function: schema, name, volatile?, built-in?, kind.
-CATALOG_SQL = {
-    "postgres": (
-        "SELECT n.nspname, p.proname, p.provolatile = 'v', n.nspname = 'pg_catalog', p.prokind::text "
-        "FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-        "WHERE n.nspname <> 'information_schema'"
-    ),
-    "duckdb": (
-        "SELECT DISTINCT schema_name, function_name, "
-        "coalesce(has_side_effects, false) OR coalesce(stability = 'VOLATILE', false), "
-        "coalesce(internal, false), function_type FROM duckdb_functions()"
-    ),
-}
-# The schemas an unqualified function name is looked up in, in order.
-SEARCH_PATH_SQL = "SELECT current_schemas(true), current_database()"
+__all__ = ["FunctionCatalog", "FunctionInfo", "catalog_from_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +78,10 @@ class FunctionCatalog:
 def catalog_from_rows(
     dialect: str, rows: Iterable[Sequence[Any]], search_path: Iterable[str] | None = None, database: str = ""
 ) -> FunctionCatalog:
-    """A FunctionCatalog from :data:`CATALOG_SQL` rows and the reader's search path."""
+    """A FunctionCatalog from (schema, name, volatile, builtin, kind) rows and the reader's search path."""
     grouped: dict[str, list[FunctionInfo]] = {}
     for schema, name, volatile, builtin, kind in rows:
         info = FunctionInfo(str(schema).lower(), str(name).lower(), bool(volatile), bool(builtin), str(kind))
         grouped.setdefault(info.name, []).append(info)
     path = tuple(dict.fromkeys(s.lower() for s in (search_path or ()) if s))
-    if dialect == "duckdb":
-        # DuckDB resolves unqualified names in main of the temp, default and system catalogs, then
-        # pg_catalog; every function it lists in those schemas is callable without a prefix.
-        path = tuple(dict.fromkeys((*path, "main", "pg_catalog")))
     return FunctionCatalog(dialect, {k: tuple(v) for k, v in grouped.items()}, path, database.lower())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 
 from ..config import Settings
+from ..engines.base import engine_for_url
 from ..errors import ConfigError
 from .snapshot import SchemaSnapshot, TableInfo
 
@@ -62,7 +63,7 @@ def config_name_problems(settings: Settings, snapshot: SchemaSnapshot) -> list[s
     for i, tc in enumerate(settings.database.tables):
         table(tc.name, f"database.tables[{i}].name", tc.name)
     for i, schema in enumerate(settings.database.schemas):
-        if settings.dialect == "postgres" and not any(
+        if engine_for_url(settings.database.url).traits.exposes_schemas and not any(
             (t.schema or "").lower() == schema.lower() for t in snapshot.tables.values()
         ):
             problems.append(f"database.schemas[{i}] = {schema!r}: no table or view in a schema of that name")

@@ -82,7 +82,7 @@ def _split(entry: str) -> tuple[str | None, str]:
 class SchemaSnapshot:
     """Reflected tables keyed by lower-case name, plus what is blocked."""
 
-    dialect: Literal["postgres", "duckdb"]
+    dialect: str  # the engine's registry name (EngineTraits.name)
     database: str
     tables: dict[str, TableInfo]
     blocked_tables: frozenset[str] = frozenset()
@@ -98,7 +98,7 @@ class SchemaSnapshot:
     @classmethod
     def build(
         cls,
-        dialect: Literal["postgres", "duckdb"],
+        dialect: str,
         database: str,
         tables: list[TableInfo],
         *,

@@ -131,7 +131,7 @@ class PgWorld:
 
 @pytest.fixture(scope="session")
 async def pg_world(pg_admin_url: str, pg_settings_factory: Callable[..., Settings]) -> PgWorld:
-    from sqlmode.execute.grants import apply_grants, grant_script
+    from sqlmode.engines._postgres_grants import apply_grants, grant_script
     from sqlmode.schema.reflect import reflect_schema
 
     url = await create_database(pg_admin_url, "sqlmode_confirm")

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sqlmode.config import Settings
-from sqlmode.execute.plan_duckdb import read_bound_plan
-from sqlmode.execute.plan_postgres import column_aliases, postgres_plan_facts
+from sqlmode.engines._duckdb_plan import read_bound_plan
+from sqlmode.engines._postgres_plan import column_aliases, postgres_plan_facts
 from sqlmode.service import CodeModeService
 
 from .conftest import PgWorld

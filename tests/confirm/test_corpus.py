@@ -79,7 +79,7 @@ def _duck_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
 @pytest.fixture(scope="module")
 async def pg_corpus_urls(pg_admin_url: str, pg_settings_factory: Callable[..., Settings]) -> dict[str, str]:
     """A database of its own (the session's sample database is shared and must stay as built)."""
-    from sqlmode.execute.grants import apply_grants, grant_script
+    from sqlmode.engines._postgres_grants import apply_grants, grant_script
     from sqlmode.sample import load_sample_postgres
     from sqlmode.schema.reflect import reflect_schema
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sqlmode.execute.plan_duckdb import read_bound_plan
-from sqlmode.execute.plan_postgres import postgres_plan_facts
+from sqlmode.engines._duckdb_plan import read_bound_plan
+from sqlmode.engines._postgres_plan import postgres_plan_facts
 from sqlmode.execute.plans import split_name
 
 CUSTOMERS = ["id", "name", "ssn", "region"]

@@ -18,7 +18,7 @@ import sqlmode.analyze
 from sqlmode.analyze import Analyzer
 from sqlmode.analyze.roundtrip import check_round_trip
 from sqlmode.config import Settings
-from sqlmode.execute.confirm import engine_calls
+from sqlmode.engines import engine_named
 from sqlmode.models import Action, Analysis
 from sqlmode.schema import ColumnInfo, SchemaSnapshot, TableInfo
 from sqlmode.service import CodeModeService
@@ -106,9 +106,10 @@ def test_faithful_renderings_pass(dialect: str) -> None:
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_engine_parser_must_see_one_select(dialect: str) -> None:
-    assert engine_calls("SELECT id FROM orders", dialect)[0] is None
+    engine = engine_named(dialect)
+    assert engine.native_calls("SELECT id FROM orders")[0] is None
     for text in ("SELECT 1; DROP TABLE orders", "DELETE FROM orders", "SELECT 1 FROM"):
-        problem, _ = engine_calls(text, dialect)
+        problem, _ = engine.native_calls(text)
         assert problem, text
 
 
@@ -125,7 +126,7 @@ async def test_confirmer_refuses_text_the_engine_reads_as_two_statements(world_s
     """Defence in depth: even an analysis claiming one SELECT is re-read by the engine's parser."""
     async with CodeModeService(world_settings) as svc:
         assert svc.confirmer is not None
-        analysis = Analysis(svc.settings.dialect, "x", statement_type="SELECT", action=Action.READ)
+        analysis = Analysis(svc.engine.traits.name, "x", statement_type="SELECT", action=Action.READ)
         analysis.normalized_code = "SELECT id FROM orders; DROP TABLE orders"
         result = await svc.confirmer.confirm(analysis, await svc.schema())
         assert [v.code for v in result.violations] == ["ROUND_TRIP_MISMATCH"]

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from sqlmode.config import Settings
+from sqlmode.engines._duckdb_exec import DuckDBExecutor
+from sqlmode.engines._postgres_exec import PostgresExecutor
 from sqlmode.execute import open_executor
-from sqlmode.execute.duckdb import DuckDBExecutor
-from sqlmode.execute.postgres import PostgresExecutor
 
 
 @pytest.fixture

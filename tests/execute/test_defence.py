@@ -286,8 +286,8 @@ async def test_duckdb_attacks_change_nothing(
 async def test_uninterruptible_duckdb_computation_still_answers_at_the_deadline(
     duck_settings: Callable[..., Settings],
 ) -> None:
+    from sqlmode.engines._duckdb_exec import DEADLINE_GRACE_S
     from sqlmode.errors import QueryTimeoutError
-    from sqlmode.execute.duckdb import DEADLINE_GRACE_S
 
     async with open_executor(duck_settings({"database": {"pool_max_size": 2}})) as ex:
         t0 = time.monotonic()

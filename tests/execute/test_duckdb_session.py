@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sqlmode.config import Settings
+from sqlmode.engines._duckdb_exec import DuckDBExecutor
 from sqlmode.errors import (
     DatabaseUnavailableError,
     ExecutionError,
@@ -20,7 +21,6 @@ from sqlmode.errors import (
     QueryTimeoutError,
 )
 from sqlmode.execute import open_executor
-from sqlmode.execute.duckdb import DuckDBExecutor
 
 
 def digest(path: Path) -> str:

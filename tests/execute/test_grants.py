@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 
 from sqlmode.config import Settings
+from sqlmode.engines._postgres_grants import apply_grants, grant_script
 from sqlmode.errors import ConfigError, PermissionDeniedError
 from sqlmode.execute import open_executor
-from sqlmode.execute.grants import apply_grants, grant_script
 from sqlmode.schema.reflect import reflect_schema
 from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
 from tests.plugins.postgres import create_database

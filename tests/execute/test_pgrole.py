@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from sqlmode.config import Settings
+from sqlmode.engines._postgres_exec import PostgresExecutor
 from sqlmode.errors import ConfigError, PermissionDeniedError
 from sqlmode.execute import open_executor
-from sqlmode.execute.postgres import PostgresExecutor
 from sqlmode.service import CodeModeService
 from tests.plugins.postgres import apply_sample_grants, create_database
 

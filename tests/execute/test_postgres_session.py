@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from sqlmode.config import Settings
+from sqlmode.engines._postgres_exec import PostgresExecutor
 from sqlmode.errors import (
     DatabaseUnavailableError,
     NotAQueryError,
@@ -18,7 +19,6 @@ from sqlmode.errors import (
     QueryTimeoutError,
 )
 from sqlmode.execute import open_executor
-from sqlmode.execute.postgres import PostgresExecutor
 
 
 @pytest.fixture
@@ -340,7 +340,7 @@ async def test_unreachable_database_is_a_clear_error(pg_settings: Callable[..., 
     ],
 )
 def test_only_side_effect_free_calls_skip_the_reset(sql: str, needs_reset: bool) -> None:
-    from sqlmode.execute.session import may_change_session
+    from sqlmode.engines._postgres_session import may_change_session
 
     assert may_change_session(sql) is needs_reset
 

@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 
 from sqlmode.config import Settings
+from sqlmode.engines._postgres_grants import apply_grants
+from sqlmode.engines._postgres_writer_role import writer_script
 from sqlmode.errors import ConfigError, ExecutionError, PermissionDeniedError
 from sqlmode.execute import open_write_executor
-from sqlmode.execute.grants import apply_grants
-from sqlmode.execute.writer_role import writer_script
 from sqlmode.schema.reflect import reflect_schema
 from tests.plugins.postgres import create_database
 

@@ -10,7 +10,7 @@
   warehouse (``sqlmode.sample.load_sample_postgres``, scale 1), set up as ``sqlmode db grants
   --apply`` leaves it under the sample config's blocks: sqlmode connected as this superuser runs
   every query as the reader role (``SET LOCAL ROLE``).
-- ``pg_reader_url`` (session): URL of that least-privilege reader role (``sqlmode.execute.grants``).
+- ``pg_reader_url`` (session): URL of that least-privilege reader role (``sqlmode.engines._postgres_grants``).
 - ``pg_settings`` (function): ``pg_settings(url, overrides=None) -> Settings``: the sample config
   pointed at ``url`` (see ``make_settings`` in tests/plugins/sample.py).
 
@@ -139,7 +139,7 @@ async def create_database(admin_url: str, prefix: str = "sqlmode_test") -> str:
 
 async def apply_sample_grants(url: str, settings: Settings) -> str:
     """Run ``sqlmode db grants --apply`` for ``settings`` on ``url`` (an admin URL); the reader's URL."""
-    from sqlmode.execute.grants import apply_grants, grant_script
+    from sqlmode.engines._postgres_grants import apply_grants, grant_script
     from sqlmode.schema.reflect import reflect_schema
 
     snapshot = await reflect_schema(settings)

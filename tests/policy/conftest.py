@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sqlmode.config import Settings, bundled_path, settings_from_dict
+from sqlmode.engines import engine_for_url
 from sqlmode.models import Action, Analysis, Complexity, RiskLevel
 from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
 from tests.narrow import as_dialect
@@ -82,7 +83,7 @@ def sample_snapshot(settings: Settings) -> SchemaSnapshot:
         for name, cols in SAMPLE_TABLES.items()
     ]
     return SchemaSnapshot.build(
-        settings.dialect,
+        engine_for_url(settings.database.url).traits.name,
         "warehouse",
         tables,
         blocked_tables=settings.code_mode.blocked_tables,

@@ -19,7 +19,7 @@ from tests.server.conftest import EASY_SQL
 
 async def test_refresh_while_the_duckdb_executor_is_open(service: CodeModeService) -> None:
     # Reflection joins the executor's DuckDB instance: both must use the very same configuration.
-    from sqlmode.execute.duckdb import duckdb_config
+    from sqlmode.engines._duckdb_exec import duckdb_config
 
     assert duckdb_config(service.settings) == service.settings.database.duckdb_config()
     before = (await service.schema()).schema_hash

@@ -41,9 +41,10 @@ from ..errors import (
     QueryTimeoutError,
     SqlmodeError,
 )
+from ..execute.base import effective_limits
+from ..execute.convert import convert_rows
 from ..models import ColumnMeta, QueryResult
-from .base import effective_limits
-from .convert import convert_rows, duckdb_plan
+from ._duckdb_convert import duckdb_plan
 
 __all__ = ["DuckDBExecutor", "duckdb_config", "map_duckdb_error", "open_duckdb"]
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from pglast import parser as pg
 
-from .plans import PlanFacts, Scan, TableLookup, number
+from ..execute.plans import PlanFacts, Scan, TableLookup, number
 
 __all__ = ["column_aliases", "postgres_plan_facts"]
 

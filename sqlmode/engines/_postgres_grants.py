@@ -106,12 +106,6 @@ def grant_script(
     ``login_role`` (default: the user of ``database.url``) is granted ``role`` and keeps
     ``set_config``.
     """
-    if settings.database.dialect != "postgres":
-        raise ConfigError(
-            "grants apply to PostgreSQL only; DuckDB has no roles (sqlmode opens it read-only, "
-            "without external access, with its configuration locked)",
-            key="database.url",
-        )
     if not _ROLE_NAME.match(role):
         raise ConfigError(
             f"role name {role!r} must be lower-case letters, digits and underscores", key="--role"
@@ -233,7 +227,7 @@ async def apply_grants(admin_url: str, script: str) -> str:
         if not m or not p:
             raise ConfigError("this is not a script made by `sqlmode db grants` (role or password missing)")
         role, password = m.group(1), p.group(1).replace("''", "'")
-    from .postgres import asyncpg_dsn
+    from ._postgres_exec import asyncpg_dsn
 
     try:
         conn = await asyncpg.connect(asyncpg_dsn(admin_url))
@@ -284,3 +278,20 @@ def role_defaults_from_nothing(role: str, settings: Settings, search_path: str) 
         "END",
         "$$;",
     ]
+
+
+async def role_exists(admin_url: str, role: str) -> bool:
+    """Whether ``role`` exists (its password is then kept by a re-run)."""
+    import asyncpg
+
+    from ._postgres_errors import explain_postgres_error
+    from ._postgres_exec import asyncpg_dsn
+
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    except Exception as e:
+        raise explain_postgres_error(e, admin_url, "connect to") from e
+    try:
+        return bool(await conn.fetchval("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = $1", role))
+    finally:
+        await conn.close()

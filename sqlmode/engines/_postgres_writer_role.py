@@ -28,7 +28,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError
 from ..schema.snapshot import SchemaSnapshot
-from .grants import _HEADER, _ROLE_NAME, GrantScript, _ident, _literal, role_defaults_from_nothing
+from ._postgres_grants import _HEADER, _ROLE_NAME, GrantScript, _ident, _literal, role_defaults_from_nothing
 
 __all__ = ["writable_tables", "writer_problems", "writer_script"]
 
@@ -47,8 +47,6 @@ def writer_script(
     settings: Settings, snapshot: SchemaSnapshot, role: str = "sqlmode_writer", password: str | None = None
 ) -> GrantScript:
     """SQL that creates or updates ``role``: reads the readable columns, writes the writable ones."""
-    if settings.database.dialect != "postgres":
-        raise ConfigError("the writer role is for PostgreSQL only", key="database.url")
     if not _ROLE_NAME.match(role):
         raise ConfigError(
             f"role name {role!r} must be lower-case letters, digits and underscores", key="--role"

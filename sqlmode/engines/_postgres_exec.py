@@ -58,14 +58,15 @@ from ..errors import (
     QueryTimeoutError,
     SqlmodeError,
 )
+from ..execute.base import check_read_query, effective_limits
+from ..execute.convert import convert_rows
 from ..models import ColumnMeta, QueryResult
 from ..schema.snapshot import SchemaSnapshot
-from .base import check_read_query, effective_limits
-from .convert import PG_SCALAR_TYPES, PG_TEXT_TYPES, convert_rows, pg_interval, postgres_plan
-from .errtext import pg_error_text
-from .pgrole import describe_problems, fix_for, prove_role
-from .pool import ReaderPool
-from .session import may_change_session
+from ._postgres_convert import PG_SCALAR_TYPES, PG_TEXT_TYPES, pg_interval, postgres_plan
+from ._postgres_errtext import pg_error_text
+from ._postgres_pool import ReaderPool
+from ._postgres_role import describe_problems, fix_for, prove_role
+from ._postgres_session import may_change_session
 
 __all__ = ["PostgresExecutor", "asyncpg_dsn", "map_pg_error"]
 

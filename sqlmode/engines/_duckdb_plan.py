@@ -34,8 +34,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .plan_lineage import Unknown, used_columns
-from .plans import PlanFacts, Scan, TableLookup, number, split_name
+from ..execute.plans import PlanFacts, Scan, TableLookup, number, split_name
+from ._duckdb_lineage import Unknown, used_columns
 
 __all__ = ["BOUND_PLAN_SQL", "MAX_PLAN_CHARS", "BoundPlan", "duckdb_estimates", "read_bound_plan"]
 

@@ -1,0 +1,41 @@
+"""DuckDB error text fit for the caller: constraint failures by kind, the rest scrubbed.
+
+The rules are execute/errtext.py's.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..execute.errtext import HIDDEN, named_in, scrub, where_named
+
+__all__ = ["duckdb_error_text"]
+
+_DUCK_NOT_NULL = re.compile(r"NOT NULL constraint failed: (?:\"?([\w$]+)\"?\.)?\"?([\w$]+)\"?")
+_DUCK_KINDS = (
+    ("NOT NULL", "a NOT NULL constraint"),
+    ("primary key", "a unique or primary key constraint"),
+    ("unique", "a unique or primary key constraint"),
+    ("Duplicate key", "a unique or primary key constraint"),
+    ("CHECK", "a CHECK constraint"),
+    ("foreign key", "a foreign key constraint"),
+)
+
+
+def duckdb_error_text(e: BaseException, sql: str | None) -> str:
+    """A DuckDB error's message, fit for the caller: constraint failures by kind, the rest scrubbed."""
+    import duckdb
+
+    msg = str(e)
+    if isinstance(e, duckdb.ConstraintException):
+        kind = next((k for word, k in _DUCK_KINDS if word.lower() in msg.lower()), "a constraint")
+        m = _DUCK_NOT_NULL.search(msg)
+        where = where_named(m.group(2), m.group(1), sql) if m else ""
+        return f"Constraint Error: the change violates {kind}{where}"
+    text = scrub(msg, sql)
+    # "... when casting from source column ssn": the column is the engine's, not the query's words.
+    return re.sub(
+        r"(source column )([\w$]+)",
+        lambda m: m.group(0) if named_in(m.group(2), sql) else m.group(1) + HIDDEN,
+        text,
+    )
