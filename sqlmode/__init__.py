@@ -43,9 +43,13 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names below (at run time
 
 # Imported on first use: the service pulls in every layer (sqlglot, cedarpy, drivers), and
 # `import sqlmode.config` should stay cheap. The protocols are what embedders implement to bring
-# their own state store, audit sink or policy evaluator into CodeModeService.
+# their own engine, state store, audit sink or policy evaluator into CodeModeService.
 _LAZY = {
     "CodeModeService": ("service", "CodeModeService"),
+    "Engine": ("engines", "Engine"),
+    "EngineTraits": ("engines", "EngineTraits"),
+    "Executor": ("engines", "Executor"),
+    "register_engine": ("engines", "register_engine"),
     "StateStore": ("state", "StateStore"),
     "NonceStore": ("state", "NonceStore"),
     "StateRecord": ("state", "StateRecord"),
@@ -72,7 +76,10 @@ __all__ = [
     "ColumnMeta",
     "ConfigError",
     "DatabaseUnavailableError",
+    "Engine",
+    "EngineTraits",
     "ExecutionError",
+    "Executor",
     "NonceStore",
     "PermissionDeniedError",
     "PolicyError",
@@ -94,4 +101,5 @@ __all__ = [
     "Violation",
     "__version__",
     "load_config",
+    "register_engine",
 ]

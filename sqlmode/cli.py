@@ -481,7 +481,7 @@ def demo(config_path: str | None) -> None:
         _fail(e)
 
 
-# --- db grants (owned by the execution layer: sqlmode/execute/grants.py) -------------------------
+# --- db grants (owned by the execution layer: sqlmode/engines/_postgres_grants.py) -------------------------
 
 
 @main.group()

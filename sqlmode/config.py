@@ -106,7 +106,7 @@ class DatabaseConfig(_Section):
     # Separate connection for writes, used only when code_mode.allow_writes is true.
     write_url: str | None = None
     # Postgres: the role queries switch to (SET LOCAL ROLE) when the login role could read more
-    # than the config allows (execute/pgrole.py proves its grants at start-up).
+    # than the config allows (engines/_postgres_role.py proves its grants at start-up).
     reader_role: str = Field(default="sqlmode_reader", min_length=1, max_length=63)
     # Development only: run as a login role that fails that proof, with a warning at every start.
     allow_privileged_role: bool = False
@@ -115,7 +115,7 @@ class DatabaseConfig(_Section):
     @classmethod
     def _known_scheme(cls, v: str) -> str:
         # The engines registered for URL schemes decide; an unknown one names those known.
-        from .engines.base import engine_for_url, known_schemes
+        from .engines.base import accepted_urls, engine_for_url
 
         if not v:
             return v
@@ -124,10 +124,9 @@ class DatabaseConfig(_Section):
                 raise ValueError(v)
             engine_for_url(v)
         except (ValueError, SqlmodeError):
-            known = ", ".join(f"{s}://" for s in known_schemes())
             raise ValueError(
-                f"no database engine serves this URL (known schemes: {known}); "
-                "for a database file you may write database.path instead"
+                f"no database engine serves this URL: write {accepted_urls()} "
+                "(for a database file you may write database.path instead)"
             ) from None
         return v
 

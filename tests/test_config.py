@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sqlmode.config import BlockedName, CodeModeConfig, load_config, sample_config_path
+from sqlmode.engines import engine_for_url
 from sqlmode.errors import ConfigError
 
 
@@ -18,7 +19,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_sample_config_loads_with_blocked_tables_and_fields() -> None:
     s = load_config(sample_config_path())
-    assert s.dialect == "duckdb"
+    assert engine_for_url(s.database.url).traits.name == "duckdb"
     assert set(s.code_mode.blocked_tables) == {"audit_log", "credentials"}
     assert s.code_mode.blocked_fields == ["customers.ssn"]
     assert s.database.build_sample is True

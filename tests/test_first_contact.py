@@ -156,7 +156,7 @@ async def test_serve_database_without_a_config_duckdb(own_duckdb: Path, tmp_path
 async def test_serve_database_without_a_config_postgres(pg_admin_url: str, tmp_path: Path) -> None:
     url = await create_database(pg_admin_url, "serve_db")
     await sql(url, *(s.replace("VARCHAR", "text") for s in OWN_TABLES))
-    # A superuser without a reader role to switch to: the development opt-out (execute/pgrole.py).
+    # A superuser without a reader role to switch to: the development opt-out (engines/_postgres_role.py).
     dev = {"SQLMODE_DATABASE__ALLOW_PRIVILEGED_ROLE": "true", "SQLMODE_DATABASE__READER_ROLE": "no_reader_x"}
     out = await _serve_round_trip(["--database", url], tmp_path, dev)
     assert out["rows"] == [["login", 1], ["signup", 1]]

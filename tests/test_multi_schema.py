@@ -262,7 +262,7 @@ async def test_blocked_tables_take_qualified_names(
 ) -> None:
     settings = make_settings(two_schema_url, tmp_path, {"blocked_tables": blocked})
     # As `sqlmode db grants --apply` leaves it for these blocks, with a reader of their own: the
-    # superuser connection switches to a role whose grants match them (execute/pgrole.py).
+    # superuser connection switches to a role whose grants match them (engines/_postgres_role.py).
     role = f"sqlmode_ms_{secrets.token_hex(3)}"
     settings.database.reader_role = role
     await apply_grants(two_schema_url, grant_script(settings, await reflect_schema(settings), role=role))

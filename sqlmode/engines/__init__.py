@@ -22,6 +22,7 @@ from __future__ import annotations
 from . import duckdb as _duckdb
 from . import postgres as _postgres
 from .base import (
+    BoundAccess,
     Engine,
     EngineTraits,
     Executor,
@@ -32,10 +33,12 @@ from .base import (
     known_schemes,
     register_engine,
     settings_engine,
+    unregister_engine,
     url_scheme,
 )
 
 __all__ = [
+    "BoundAccess",
     "Engine",
     "EngineTraits",
     "Executor",
@@ -46,6 +49,7 @@ __all__ = [
     "known_schemes",
     "register_engine",
     "settings_engine",
+    "unregister_engine",
     "url_scheme",
 ]
 

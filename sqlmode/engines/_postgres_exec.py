@@ -209,7 +209,7 @@ FROM pg_roles r WHERE r.rolname = $1
 async def privilege_warnings(conn: asyncpg.Connection, role: str) -> list[str]:
     """What ``role`` could do beyond reading, as warnings (empty for a proper reader).
 
-    Superuser and BYPASSRLS are not warnings but start-up errors (pgrole.py); these are the
+    Superuser and BYPASSRLS are not warnings but start-up errors (_postgres_role.py); these are the
     rights the read-only transaction already neutralises, reported so an administrator notices.
     """
     row = await conn.fetchrow(_PRIVILEGES_SQL, role)
@@ -246,7 +246,7 @@ class PostgresExecutor:
         # Connections that ran a statement which may have changed their session (session.py).
         self._dirty: weakref.WeakSet[Any] = weakref.WeakSet()
         self._columns: dict[tuple[Any, ...], list[ColumnMeta]] = {}
-        # The role queries run as (pgrole.py): the login role, or database.reader_role switched
+        # The role queries run as (_postgres_role.py): the login role, or database.reader_role switched
         # to per transaction with _begin_sql. ``privileged``: the development opt-out is in use.
         self.role: str | None = None
         self.login_role: str | None = None

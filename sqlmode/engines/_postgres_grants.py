@@ -17,7 +17,7 @@ and columns unreadable even to a query that slipped past the analyzer. The scrip
 - revokes PUBLIC's EXECUTE on large-object, dblink and server-file functions where present
   (as a warning, not an error, when the administrator does not own them);
 - revokes PUBLIC's EXECUTE on ``set_config`` (with it a query could switch from the reader back
-  to the login role, see pgrole.py) and grants it back to the roles that administer the
+  to the login role, see _postgres_role.py) and grants it back to the roles that administer the
   database: the login role sqlmode connects as, the administrator running the script and the
   database owner (never the reader). Other roles of that database that call ``set_config``
   (pg_dump does) need ``GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean)``;

@@ -36,10 +36,12 @@ __all__ = [
     "Executor",
     "NativeSyntaxError",
     "NativeView",
+    "accepted_urls",
     "engine_for_url",
     "engine_named",
     "known_schemes",
     "register_engine",
+    "unregister_engine",
     "url_scheme",
 ]
 
@@ -52,6 +54,8 @@ class EngineTraits:
     name: str
     #: Human name for messages ("PostgreSQL").
     display_name: str
+    #: What a URL for it looks like, for messages ("postgresql://user@host:5432/db").
+    url_example: str
     #: sqlglot's dialect name for parsing and rendering.
     sqlglot_dialect: str
     #: The schema an unqualified table name lives in.
@@ -272,6 +276,15 @@ def register_engine(engine: Engine) -> Engine:
     return engine
 
 
+def unregister_engine(engine: Engine) -> None:
+    """Stop serving ``engine``'s schemes and name (where it still serves them)."""
+    for scheme in engine.schemes:
+        if _BY_SCHEME.get(scheme.lower()) is engine:
+            del _BY_SCHEME[scheme.lower()]
+    if _BY_NAME.get(engine.traits.name) is engine:
+        del _BY_NAME[engine.traits.name]
+
+
 def url_scheme(url: str) -> str:
     """'postgresql+asyncpg://u@h/db' -> 'postgresql' (lower case; '' when there is none)."""
     head, sep, _ = url.partition(":")
@@ -282,6 +295,12 @@ def known_schemes() -> tuple[str, ...]:
     return tuple(sorted(_BY_SCHEME))
 
 
+def accepted_urls() -> str:
+    """'duckdb:///file.duckdb or postgresql://user@host:5432/db': one example per engine, for messages."""
+    examples = sorted({e.traits.url_example for e in _BY_NAME.values()})
+    return " or ".join(examples) or "none (no engine is registered)"
+
+
 def engine_for_url(url: str) -> Engine:
     """The engine serving ``url``'s scheme; a ConfigError listing the known schemes otherwise."""
     scheme = url_scheme(url)
@@ -290,7 +309,7 @@ def engine_for_url(url: str) -> Engine:
         known = ", ".join(f"{s}://" for s in known_schemes()) or "none registered"
         shown = f"{scheme}://" if scheme else repr(url[:40])
         raise ConfigError(
-            f"no database engine serves {shown} URLs (known: {known})",
+            f"no database engine serves {shown} URLs (known: {known}); write {accepted_urls()}",
             key="database.url",
         )
     return engine

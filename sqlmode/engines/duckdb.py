@@ -21,6 +21,7 @@ __all__ = ["ENGINE", "DuckDBEngine", "parser_connection"]
 TRAITS = EngineTraits(
     name="duckdb",
     display_name="DuckDB",
+    url_example="duckdb:///file.duckdb",
     sqlglot_dialect="duckdb",
     default_schema="main",
     system_schemas=frozenset({"information_schema", "pg_catalog"}),

@@ -19,6 +19,7 @@ __all__ = ["ENGINE", "PostgresEngine"]
 TRAITS = EngineTraits(
     name="postgres",
     display_name="PostgreSQL",
+    url_example="postgresql://user@host:5432/db",
     sqlglot_dialect="postgres",
     default_schema="public",
     system_schemas=frozenset({"information_schema", "pg_catalog", "pg_toast", "pg_temp"}),

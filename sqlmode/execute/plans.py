@@ -3,9 +3,9 @@
 The facts are shared by both engines' readers and compared with the analyzer's sets in
 confirm.py. Pure functions, no database:
 
-- plan_duckdb.py: DuckDB's bound plan (``json_serialize_plan``, before the optimizer) decides
+- engines/_duckdb_plan.py: DuckDB's bound plan (``json_serialize_plan``, before the optimizer) decides
   what is read and called; the optimized physical plan gives estimates only.
-- plan_postgres.py: PostgreSQL's ``EXPLAIN (VERBOSE, FORMAT JSON)``, its expressions lexed and
+- engines/_postgres_plan.py: PostgreSQL's ``EXPLAIN (VERBOSE, FORMAT JSON)``, its expressions lexed and
   parsed with PostgreSQL's own grammar (pglast).
 
 Either reader fails closed: what it cannot account for goes to :attr:`PlanFacts.problems`, and

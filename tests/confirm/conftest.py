@@ -84,7 +84,7 @@ def world_overrides(url: str, overrides: dict[str, Any] | None = None) -> dict[s
             "tables": [{"name": t} for t in EXPOSED],
             # The world exposes definer-rights views over blocked data on purpose (engine
             # confirmation must catch them); Postgres start-up refuses such a deployment
-            # (execute/pgrole.py), so the world runs under the development opt-out.
+            # (engines/_postgres_role.py), so the world runs under the development opt-out.
             "allow_privileged_role": True,
         },
         "code_mode": {"blocked_tables": ["credentials"], "blocked_fields": ["customers.ssn"]},

@@ -32,7 +32,13 @@ def test_unknown_scheme_names_the_known_ones(url: str) -> None:
         engine_for_url(url)
     message = str(e.value)
     assert "database.url" in message
-    for scheme in ("duckdb://", "postgresql://", "postgres://"):
+    for scheme in (
+        "duckdb://",
+        "postgresql://",
+        "postgres://",
+        "duckdb:///file.duckdb",
+        "postgresql://user@host",
+    ):
         assert scheme in message
     assert set(known_schemes()) >= {"duckdb", "postgres", "postgresql"}
 

@@ -285,29 +285,44 @@ class OnlyAna:
         )
 
 
+class CountingEngine:
+    """The configured engine, keeping the executors the service opens through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.opened: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def open_executor(self, settings: Settings, snapshot: Any = None) -> Any:
+        executor = await self.inner.open_executor(settings, snapshot)
+        self.opened.append(executor)
+        return executor
+
+
 async def test_a_store_sink_evaluator_and_engine_built_elsewhere(
     make_settings: Callable[..., Settings],
 ) -> None:
-    from sqlmode.execute import open_executor
+    from sqlmode import Engine
+    from sqlmode.engines import engine_for_url
 
     settings = make_settings({"audit": {"path": "", "key": ""}})  # nothing of its own to audit to
     store, sink, evaluator = RecordingStore(), ListSink(), OnlyAna()
+    engine = CountingEngine(engine_for_url(settings.database.url))
     assert isinstance(store, StateStore) and isinstance(sink, AuditSink)
-    assert isinstance(evaluator, PolicyEvaluator)
-    async with open_executor(settings) as engine:
-        async with CodeModeService(
-            settings, engine=engine, state=store, audit=sink, evaluator=evaluator
-        ) as svc:
-            assert svc.executor is engine and svc.tokens.boot_id is None  # a durable store: no boot id
-            v = await svc.validate(SQL, user="ana")
-            assert (
-                v.is_valid and (await svc.execute(v.normalized_code, v.approval_token or "", user="ana")).rows
-            )
-            refused = await svc.validate(SQL, user="bob")
-            assert not refused.is_valid and [x.code for x in refused.violations] == ["POLICY_DENIED"]
-        # The owner's parts are not closed by the service.
-        assert not store.closed
-        assert (await engine.run("SELECT 1 AS one")).rows == [[1]]
+    assert isinstance(evaluator, PolicyEvaluator) and isinstance(engine, Engine)
+    async with CodeModeService(settings, engine=engine, state=store, audit=sink, evaluator=evaluator) as svc:
+        assert svc.engine is engine and svc.tokens.boot_id is None  # a durable store: no boot id
+        assert engine.opened == [svc.executor]  # the read executor came from the given engine
+        v = await svc.validate(SQL, user="ana")
+        assert v.is_valid and (await svc.execute(v.normalized_code, v.approval_token or "", user="ana")).rows
+        refused = await svc.validate(SQL, user="bob")
+        assert not refused.is_valid and [x.code for x in refused.violations] == ["POLICY_DENIED"]
+    # The owner's parts are not closed by the service; the executor it opened is.
+    assert not store.closed
+    with pytest.raises(SqlmodeError):
+        await engine.opened[0].run("SELECT 1 AS one")
     assert len(store.consumed) == 1
     assert [(e["event"], e["decision"]) for e in sink.events] == [
         ("validate", "allowed"),
