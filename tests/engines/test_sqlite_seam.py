@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sqlmode import CodeModeService
 from sqlmode.config import Settings, settings_from_dict
 from sqlmode.engines import engine_for_url, register_engine, unregister_engine
 from sqlmode.errors import ConfigError
+from sqlmode.service import CodeModeService
 from tests.engines.sqlite_engine import SQLiteEngine
 from tests.plugins.sample import TEST_AUDIT_KEY, TEST_TOKEN_SECRET
 

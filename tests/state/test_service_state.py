@@ -304,8 +304,7 @@ class CountingEngine:
 async def test_a_store_sink_evaluator_and_engine_built_elsewhere(
     make_settings: Callable[..., Settings],
 ) -> None:
-    from sqlmode import Engine
-    from sqlmode.engines import engine_for_url
+    from sqlmode.engines import Engine, engine_for_url
 
     settings = make_settings({"audit": {"path": "", "key": ""}})  # nothing of its own to audit to
     store, sink, evaluator = RecordingStore(), ListSink(), OnlyAna()
