@@ -16,14 +16,13 @@ from bench_stack import RawDriver
 from common import Results, abench
 from env import BenchEnv
 
-from sqlmode.models import Dialect
 from sqlmode.sample import long_tail_sql
 from sqlmode.service import CodeModeService
 
 GROUP = "data scale"
 
 
-async def _one(results: Results, dialect: Dialect, scale: float, settings: Any) -> None:
+async def _one(results: Results, dialect: str, scale: float, settings: Any) -> None:
     sql = long_tail_sql(dialect)
     b = results.budget.scaled(0.3 if scale <= 1 else 0.15)
     d = dialect

@@ -36,7 +36,7 @@ from .approval import ApprovalBook, needs_approval
 from .approval.notify import notify_approvers
 from .audit import AuditSink, open_audit_sink
 from .config import Settings, load_config
-from .engines import Engine, Executor, engine_for_url
+from .engines import Engine, engine_for_url
 from .errors import (
     AnalysisTimeoutError,
     ApprovalError,
@@ -103,7 +103,7 @@ class CodeModeService:
         self.state: StateStore
         self.approvals: ApprovalBook
         self._background: set[asyncio.Task[Any]] = set()
-        self.executor: Executor | Any = None
+        self.executor: Any = None  # an Executor, opened through self.engine
         self._write_executor: Any = None
         # The database confirms each analysis (None when code_mode.engine_confirmation is off).
         self.confirmer: EngineConfirmer | None = None

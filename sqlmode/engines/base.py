@@ -7,9 +7,9 @@ Two kinds of answers:
 - the :class:`Engine` protocol's methods, which do things (parse with the engine's own
   parser, open an executor, write grant scripts...).
 
-This module is the low half of the seam, the lowest layer in docs/architecture.md (config validates ``database.url``
-against the registry; schema and analyze ask engines through it), so it imports nothing of ours
-but errors and models. The engine modules themselves (engines/postgres.py,
+This module is the low half of the seam, the lowest layer in docs/architecture.md (config
+validates ``database.url`` against the registry; schema and analyze ask engines through it), so
+it imports nothing of ours but errors and models. The engine modules themselves (engines/postgres.py,
 engines/duckdb.py) build on the engine-independent execute/ layer and register here when the
 ``sqlmode.engines`` package is imported (always before this module, by Python's import order).
 Look an engine up with :func:`engine_for_url` / :func:`engine_named`; see engines/__init__.py

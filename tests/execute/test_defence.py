@@ -23,10 +23,10 @@ import asyncpg
 import pytest
 
 from sqlmode.config import Settings
+from sqlmode.engines._duckdb_exec import DuckDBExecutor
+from sqlmode.engines._postgres_exec import PostgresExecutor
 from sqlmode.errors import SqlmodeError
 from sqlmode.execute import open_executor
-from sqlmode.execute.duckdb import DuckDBExecutor
-from sqlmode.execute.postgres import PostgresExecutor
 from tests.fixtures.cases import FIXTURES, Case, load_cases
 
 from .test_postgres_session import each_pooled_session, reader_name, wait_until_idle

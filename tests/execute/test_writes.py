@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from sqlmode.config import Settings
+from sqlmode.engines._duckdb_exec import DuckDBExecutor
 from sqlmode.errors import (
     ConfigError,
     NotAQueryError,
@@ -18,7 +19,6 @@ from sqlmode.errors import (
     WriteLimitExceededError,
 )
 from sqlmode.execute import open_executor, open_write_executor
-from sqlmode.execute.duckdb import DuckDBExecutor
 from tests.plugins.postgres import create_database
 
 WRITES = {"code_mode": {"allow_writes": True, "max_write_rows": 3}}
