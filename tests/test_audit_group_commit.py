@@ -384,26 +384,42 @@ class _SeesTheLog:
         return await self._inner.run(sql, **kwargs)
 
 
+class _EngineSeeingTheLog:
+    """The configured engine, handing the service an executor that notes what the log has on disk."""
+
+    def __init__(self, inner: Any, log: AuditLog):
+        self._inner, self._log = inner, log
+        self.executors: list[_SeesTheLog] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def open_executor(self, settings: Settings, snapshot: Any = None) -> Any:
+        executor = _SeesTheLog(await self._inner.open_executor(settings, snapshot), self._log)
+        self.executors.append(executor)
+        return executor
+
+
 async def test_the_service_runs_a_query_only_after_its_intent_is_on_disk(
     make_settings: Callable[..., Settings],
 ) -> None:
-    from sqlmode.execute import open_executor
+    from sqlmode.engines import engine_for_url
     from sqlmode.service import CodeModeService
 
     settings = make_settings()
     log = AuditLog(settings.audit.path, keys=keys_from_config(settings.audit), flush_window_ms=1000)
+    seeing = _EngineSeeingTheLog(engine_for_url(settings.database.url), log)
     try:
-        async with open_executor(settings) as inner:
-            engine = _SeesTheLog(inner, log)
-            async with CodeModeService(settings, engine=engine, audit=log) as svc:
-                for i in range(3):
-                    v = await svc.validate(f"SELECT id FROM products WHERE id > {i} ORDER BY id LIMIT 2")
-                    assert (await svc.execute(v.normalized_code, v.approval_token or "")).rows
+        async with CodeModeService(settings, engine=seeing, audit=log) as svc:
+            for i in range(3):
+                v = await svc.validate(f"SELECT id FROM products WHERE id > {i} ORDER BY id LIMIT 2")
+                assert (await svc.execute(v.normalized_code, v.approval_token or "")).rows
     finally:
         await log.aclose()
+    [executor] = seeing.executors  # the one read executor the service opened
     # At each run the last record is its intent, and it is synced (with everything before it).
-    assert [(last["event"], last["decision"]) for _, last in engine.at_run] == [("execute", "run")] * 3
-    assert all(durable == last["seq"] for durable, last in engine.at_run)
+    assert [(last["event"], last["decision"]) for _, last in executor.at_run] == [("execute", "run")] * 3
+    assert all(durable == last["seq"] for durable, last in executor.at_run)
     assert verify_audit_log(settings.audit.path, keys_from_config(settings.audit)).ok
 
 
