@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -140,9 +139,7 @@ class EngineConfirmer:
         self.engine = engine or engine_for_url(settings.database.url)
         self.ttl_seconds = float(ttl_seconds or settings.database.schema_ttl_seconds or 300)
         fc = settings.code_mode.functions
-        self._policy = policy_for(
-            self.engine.traits, tuple(sorted(fc.allow)), tuple(sorted(fc.deny))
-        )
+        self._policy = policy_for(self.engine.traits, tuple(sorted(fc.allow)), tuple(sorted(fc.deny)))
         self._cache: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         self._catalog_lock = asyncio.Lock()
 

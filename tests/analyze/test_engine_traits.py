@@ -79,6 +79,10 @@ class Variant:
     def confirms_rendered(self, sql: str, expected: str) -> bool:
         return self.base.confirms_rendered(sql, expected)
 
+    def __getattr__(self, name: str) -> Any:
+        # The rest of the Engine protocol (runtime, reflection, grants): the base engine's.
+        return getattr(self.base, name)
+
 
 def codes(sql: str, engine: Any = None) -> list[str]:
     analyzer = Analyzer(make_settings("duckdb"), engine=engine)

@@ -17,15 +17,6 @@ DRIVERS = {"duckdb", "_duckdb", "duckdb_engine", "asyncpg", "pglast", "psycopg",
 # PostgreSQL as sqlmode's own storage (the shared state store, the audit sink), not as a database
 # queries run on: these talk to it directly, as they would to any other store.
 STORAGE_BACKENDS = {"state/postgres.py", "audit/postgres.py"}
-# analyze/ is being converted to ask EngineTraits (issue 15, item 3); nothing may be added here, and
-# a file leaves this list as soon as it is clean (test_pending_files_still_need_it).
-PENDING = {
-    "analyze/functions.py",
-    "analyze/parse.py",
-    "analyze/pivot.py",
-    "analyze/references.py",
-    "analyze/rules/base.py",
-}
 
 MODULES = sorted(
     p.relative_to(PKG).as_posix()
@@ -57,14 +48,9 @@ def findings(rel: str) -> list[str]:
     return engine_names(tree) + ([] if rel in STORAGE_BACKENDS else driver_imports(tree))
 
 
-@pytest.mark.parametrize("rel", [m for m in MODULES if m not in PENDING])
+@pytest.mark.parametrize("rel", MODULES)
 def test_no_engine_name_or_driver_outside_engines(rel: str) -> None:
     assert findings(rel) == [], f"sqlmode/{rel} knows an engine: ask sqlmode.engines instead"
-
-
-@pytest.mark.parametrize("rel", sorted(PENDING))
-def test_pending_files_still_need_it(rel: str) -> None:
-    assert findings(rel), f"sqlmode/{rel} is clean now: remove it from PENDING"
 
 
 def test_the_check_sees_names_and_drivers() -> None:

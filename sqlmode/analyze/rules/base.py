@@ -63,7 +63,6 @@ class RuleSet:
         cm = settings.code_mode
         # Bare names too: a reference the snapshot cannot key (ambiguous, unknown) still matches.
         cols = {(b.table, b.column) for b in cm.blocked_field_names}
-        dialect = engine_for_url(settings.database.url).traits.name
         return cls(
             traits=traits,
             functions=policy_for(traits, tuple(cm.functions.allow), tuple(cm.functions.deny)),
