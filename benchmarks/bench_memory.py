@@ -29,7 +29,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from bench_novel import NOVEL_TYPICAL, fresh
+from bench_novel import NOVEL_ROWS, NOVEL_TYPICAL, fresh
 from bench_stack import RawDriver
 from common import Results, Target, peak_memory, run_sync
 from env import BenchEnv
@@ -128,6 +128,38 @@ async def round_trips(results: Results, d: str, settings: Any, total: int, varia
         allocated_blocks_end=int(blocks[-1][1]),
         caches=caches,
         note="slope over the last half in extra; allocated blocks = sys.getallocatedblocks()",
+        driver_alone=RAW_GROWTH if d == "duckdb" else None,
+    )
+
+
+RAW_GROWTH = "mem.duckdb.raw_driver.growth_last_half"
+
+
+async def raw_driver_growth(results: Results, settings: Any, total: int) -> None:
+    """The floor of RSS growth: the DuckDB driver alone running ``total`` distinct queries.
+
+    DuckDB's own memory grows with the number of distinct query texts it has run; whatever of
+    sqlmode's growth the raw driver shows too is not sqlmode's.
+    """
+    every = max(1, total // 40)
+    rss: list[tuple[int, float]] = []
+    async with RawDriver(settings) as raw:
+        for _ in range(min(50, total)):
+            await raw.fetch(fresh(NOVEL_ROWS, rows=10))
+        for i in range(1, total + 1):
+            await raw.fetch(fresh(NOVEL_ROWS, rows=10))
+            if i % every == 0 or i == total:
+                rss.append((i, rss_bytes() / MIB))
+    half = [p for p in rss if p[0] > total / 2]
+    start = min(half, key=lambda p: p[0])[1] if half else rss[0][1]
+    results.add(
+        RAW_GROWTH,
+        GROUP,
+        f"duckdb: floor: RSS growth over the last half of {total:,} distinct queries, raw driver alone",
+        value=rss[-1][1] - start,
+        unit="MiB",
+        slope_mib_per_1000=round(slope_per_1000(half), 4),
+        rss_samples_mib=[(i, round(v, 1)) for i, v in rss],
     )
 
 
@@ -293,6 +325,7 @@ async def run(env: BenchEnv, results: Results) -> None:
             await big_result(results, d, env.settings(d, url=url, overrides=big), rows)
         except Exception as e:  # the round trips below still run
             results.error("bench_memory", f"{d}: {rows:,}-row result: {type(e).__name__}: {e}")
+    await raw_driver_growth(results, env.settings("duckdb"), total)
     for d, url in (("duckdb", None), ("postgres", pg)):
         if d == "postgres" and url is None:
             continue

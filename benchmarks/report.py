@@ -198,6 +198,12 @@ def why(f: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
         blocks = ex.get("allocated_blocks_slope_per_1000") or 0.0
         text = f"Slope over the last half: {ex.get('slope_mib_per_1000')} MiB per 1,000 round trips"
         text += f", Python allocated blocks {blocks:+,.0f} per 1,000"
+        raw = by_id.get(ex.get("driver_alone") or "")
+        if raw is not None:
+            text += (
+                f" (the DuckDB driver alone, running as many distinct queries: "
+                f"{raw.get('extra', {}).get('slope_mib_per_1000')} MiB per 1,000)"
+            )
         if abs(blocks) < 2000:  # a few blocks a round trip: sawtooth of caches evicting, not a trend
             text += (
                 ": the Python heap is flat, so the growth is memory outside Python objects (the "
