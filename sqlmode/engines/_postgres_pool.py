@@ -14,7 +14,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import asyncpg
 
@@ -167,6 +166,3 @@ class ReaderPool:
         for conn, _ in self._idle:
             conn.terminate()
         self._idle.clear()
-
-    def stats(self) -> dict[str, Any]:
-        return {"size": self._size, "idle": len(self._idle), "waiting": len(self._waiters)}

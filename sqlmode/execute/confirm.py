@@ -70,9 +70,7 @@ class Confirmation:
     functions: tuple[str, ...] = ()
     estimated_rows: float | None = None  # the largest step's row estimate
     estimated_cost: float | None = None  # PostgreSQL: total cost; DuckDB: rows moved by all steps
-    returned_rows: float | None = None
     reads: tuple[tuple[str, float], ...] = ()  # (table, rows read), largest first
-    peak_step: str = ""
     risk: RiskLevel = RiskLevel.LOW
     summary: str = ""
     elapsed_ms: float = 0.0
@@ -424,9 +422,7 @@ def _verdict(
         functions=tuple(sorted(dotted(s, n) for s, n in facts.functions)),
         estimated_rows=facts.peak_rows,
         estimated_cost=facts.cost,
-        returned_rows=facts.rows,
         reads=ordered,
-        peak_step=facts.peak_node,
         risk=risk,
         summary=_summary(ordered, facts, show_cost),
     )
