@@ -239,6 +239,7 @@ class ThreadProfiles:
                 stats.add(p)
         if stats is None:
             return {}
+        # typeshed's pstats.Stats does not declare .stats, the per-function table print_stats reads
         raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
         rows = []
         for (file, line, fn), (_, ncalls, tt, ct, _) in raw.items():

@@ -175,7 +175,8 @@ def test_the_cache_keys_on_code_snapshot_and_config_and_is_bounded() -> None:
     for code, snap, config in (("SELECT 1", "s2", "c1"), ("SELECT 1", "s1", "c2"), ("SELECT 2", "s1", "c1")):
         assert cache.get(code, snap, config) is None
     got.violations.append(_violation())
-    assert cache.get("SELECT 1", "s1", "c1").ok  # type: ignore[union-attr]  # a copy went out
+    again = cache.get("SELECT 1", "s1", "c1")
+    assert again is not None and again.ok  # a copy went out
     cache.put("SELECT 3", "s1", "c1", Analysis(dialect="duckdb", code="SELECT 3", normalized_code="SELECT 3"))
     assert len(cache) == 2
     refused = Analysis(dialect="duckdb", code="x", violations=[_violation()])
