@@ -346,7 +346,9 @@ async def init(target: str | None, output: str, force: bool) -> None:
         raise click.UsageError(
             "give your database: sqlmode init warehouse.duckdb, or sqlmode init postgresql://USER@HOST:5432/DB"
         )
-    _current_url["url"] = target if "://" in target else f"duckdb:///{target}"
+    from .engines.base import url_for_path
+
+    _current_url["url"] = target if "://" in target else url_for_path(target)
     res = await init_config(target, Path(output), cwd=Path.cwd(), force=force)
     click.echo(f"wrote {res.path}: {len(res.snapshot.tables)} tables and views found", err=True)
     for name, why in res.blocked_tables:
@@ -431,13 +433,14 @@ def audit_verify(config_path: str | None, path: str | None) -> None:
     """
     from .audit import verify_configured
     from .config import settings_from_dict
+    from .engines.base import memory_url
 
     try:
         # A bare PATH needs no config beyond the key (from the environment).
         settings = (
             load_config(config_path)
             if config_path or path is None
-            else settings_from_dict({"database": {"url": "duckdb:///:memory:"}})
+            else settings_from_dict({"database": {"url": memory_url()}})
         )
         report = asyncio.run(verify_configured(settings, path))
     except SqlmodeError as e:

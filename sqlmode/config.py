@@ -137,8 +137,10 @@ class DatabaseConfig(_Section):
         if self.path is not None:
             if not self.path.strip():
                 raise ValueError("database.path is empty")
-            # Three slashes then the path as written: relative stays relative, /abs gives four.
-            self.url = "duckdb:///" + self.path
+            # The file engine's URL with the path as written: relative stays relative.
+            from .engines.base import url_for_path
+
+            self.url = url_for_path(self.path)
         elif not self.url:
             raise ValueError(
                 "database.url is required (duckdb:///file.duckdb or postgresql://user@host:5432/db), "
@@ -168,9 +170,9 @@ class DatabaseConfig(_Section):
     @property
     def duckdb_path(self) -> str:
         """Filesystem path of the DuckDB database (``:memory:`` allowed)."""
-        rest = self.url.split("://", 1)[1]
-        rest = rest[1:] if rest.startswith("/") else rest
-        return rest or ":memory:"
+        from .engines.base import path_of_url
+
+        return path_of_url(self.url) or ":memory:"
 
 
 class CedarPolicyConfig(_Section):
@@ -509,6 +511,8 @@ def settings_for_database(url: str, path: str | os.PathLike[str] | None = None) 
     With ``path``, the config file's other settings apply and only its database location is
     replaced; without, the defaults (no blocks: the whole database is visible).
     """
+    from .engines.base import is_file_url, memory_url, path_of_url
+
     data: dict[str, Any] = {}
     shown = "--database"
     source = None
@@ -524,9 +528,8 @@ def settings_for_database(url: str, path: str | os.PathLike[str] | None = None) 
         source = str(cfg.resolve())
     db = {k: v for k, v in dict(data.get("database") or {}).items() if k not in ("url", "path")}
     if re.match(r"^[a-z][a-z0-9+]*://", url):
-        if url.startswith("duckdb:"):
-            rest = url.split("://", 1)[1]
-            rest = rest[1:] if rest.startswith("/") else rest
+        if is_file_url(url):
+            rest = path_of_url(url)
             db["path"] = (
                 str(Path(rest).expanduser().resolve()) if rest not in ("", ":memory:") else ":memory:"
             )
@@ -535,7 +538,7 @@ def settings_for_database(url: str, path: str | os.PathLike[str] | None = None) 
     else:
         db["path"] = str(Path(url).expanduser().resolve())
     if db.get("path") == ":memory:":
-        db["url"] = "duckdb:///:memory:"
+        db["url"] = memory_url()
         del db["path"]
     data["database"] = db
     return settings_from_dict(data, source=source, shown=shown)
@@ -615,10 +618,12 @@ def _secret_from_env(s: Settings) -> None:
 
 def _resolve_relative_paths(s: Settings) -> None:
     db = s.database
-    if db.url.startswith("duckdb:") and db.duckdb_path != ":memory:":
+    from .engines.base import engine_for_url, is_file_url, url_for_path
+
+    if is_file_url(db.url) and db.duckdb_path != ":memory:":
         s._duckdb_written = db.duckdb_path
         p = s.resolve_path(db.duckdb_path)
-        db.url = f"duckdb:///{p}"
+        db.url = url_for_path(str(p), engine_for_url(db.url))
     if s.audit.path:
         s.audit.path = str(s.resolve_path(s.audit.path))
     if db.descriptions:

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import Settings, load_config, settings_from_dict
-from .engines import engine_named
+from .engines import engine_named, known_schemes, url_scheme
+from .engines.base import is_file_url, path_of_url
 from .errors import ConfigError
 from .schema import SchemaSnapshot, reflect_schema
 from .schema.names import check_config_names
@@ -48,12 +49,11 @@ class InitResult:
 
 def normalize_target(target: str, cwd: Path) -> dict[str, str]:
     """The [database] entry for what the user typed: a URL, or a DuckDB file path (relative to ``cwd``)."""
-    if target.startswith(("postgres://", "postgresql://", "postgresql+")):
-        return {"url": target}
-    if target.startswith("duckdb://"):
-        rest = target.split("://", 1)[1]
-        rest = rest[1:] if rest.startswith("/") else rest
-        target = rest
+    # A URL of a registered engine stays a URL, except a file engine's, which becomes its path.
+    if "://" in target and url_scheme(target) in known_schemes():
+        if not is_file_url(target):
+            return {"url": target}
+        target = path_of_url(target)
     if re.match(r"^[a-z][a-z0-9+]*://", target):
         raise ConfigError(
             f"{target.split('://')[0]}:// is not a database sqlmode reads",

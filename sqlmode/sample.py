@@ -16,7 +16,7 @@ from types import ModuleType
 from .config import Settings, bundled_path
 from .dberrors import explain_db_error
 from .engines import engine_for_url
-from .engines._postgres_errors import check_postgres_url, describe_target
+from .engines.postgres import check_url
 from .errors import SqlmodeError
 
 __all__ = [
@@ -79,7 +79,8 @@ async def load_sample_postgres(
     Refuses (SAMPLE_TARGET_NOT_EMPTY) a schema holding anything else unless ``force``, which
     replaces only the sample's own tables. Connection failures become one clear error with a hint.
     """
-    check_postgres_url(url)
+    check_url(url)
+    describe_target = engine_for_url(url).describe_target
     gen = generator()
     try:
         await gen.load_postgres(

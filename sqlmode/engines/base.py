@@ -39,9 +39,14 @@ __all__ = [
     "accepted_urls",
     "engine_for_url",
     "engine_named",
+    "file_engine",
+    "is_file_url",
     "known_schemes",
+    "memory_url",
+    "path_of_url",
     "register_engine",
     "unregister_engine",
+    "url_for_path",
     "url_scheme",
 ]
 
@@ -89,6 +94,11 @@ class EngineTraits:
     #: Whether the URL names a file ``database.build_sample`` / ``sqlmode sample-db`` can build
     #: the sample warehouse in.
     builds_sample_file: bool = False
+    #: Whether the engine opens a database file named by a SQLAlchemy-style URL,
+    #: ``scheme:///relative/file`` or ``scheme:////abs/file`` (``scheme:///:memory:`` for none):
+    #: config resolves such a path against the config's folder, and a bare path given where a
+    #: URL is expected (``database.path``, ``sqlmode init FILE``) names a file of this engine.
+    file_based: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,3 +336,37 @@ def engine_named(name: str) -> Engine:
 def settings_engine(settings: Settings) -> Engine:
     """The engine of ``settings.database.url``."""
     return engine_for_url(settings.database.url)
+
+
+# -- database files named by URL (engines whose traits say ``file_based``) --------------------
+
+
+def file_engine() -> Engine:
+    """The engine a bare file path belongs to: the first registered file-based engine."""
+    for engine in _BY_NAME.values():
+        if engine.traits.file_based:
+            return engine
+    raise ConfigError("no registered database engine opens a database file; give database.url")
+
+
+def is_file_url(url: str) -> bool:
+    """Whether ``url`` names a database file of a registered file-based engine."""
+    engine = _BY_SCHEME.get(url_scheme(url))
+    return engine is not None and engine.traits.file_based
+
+
+def url_for_path(path: str, engine: Engine | None = None) -> str:
+    """The URL of the database file ``path`` as written: three slashes then the path, so a
+    relative path stays relative and an absolute one gives four slashes."""
+    return f"{(engine or file_engine()).schemes[0]}:///{path}"
+
+
+def path_of_url(url: str) -> str:
+    """The file path in a file engine's URL, as written ('' when it names none)."""
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    return rest[1:] if rest.startswith("/") else rest
+
+
+def memory_url() -> str:
+    """The URL of an in-memory database of the file-based engine."""
+    return url_for_path(":memory:")

@@ -66,6 +66,7 @@ TRAITS = EngineTraits(
     plan_cost_is_meaningful=False,
     exposes_schemas=False,
     builds_sample_file=True,
+    file_based=True,
     driver_modules=("duckdb", "_duckdb"),
 )
 

@@ -14,7 +14,7 @@ from ..config import Settings
 from ..errors import SqlmodeError
 from .base import BoundAccess, EngineTraits, Executor, NativeSyntaxError, NativeView
 
-__all__ = ["ENGINE", "PostgresEngine"]
+__all__ = ["ENGINE", "PostgresEngine", "check_url"]
 
 TRAITS = EngineTraits(
     name="postgres",
@@ -253,3 +253,11 @@ _CATALOG_SQL = (
 _SEARCH_PATH_SQL = "SELECT current_schemas(true), current_database()"
 
 ENGINE = PostgresEngine()
+
+
+def check_url(url: str) -> None:
+    """Raise DATABASE_URL_INVALID, saying what is wrong, for a PostgreSQL URL that cannot work
+    (for callers outside engines/ that need a PostgreSQL database by name, like the sample loader)."""
+    from ._postgres_errors import check_postgres_url
+
+    check_postgres_url(url)
