@@ -560,24 +560,6 @@ def settings_from_dict(
     return settings
 
 
-def missing_duckdb_hint(s: Settings) -> str:
-    """What to do about a configured DuckDB file that does not exist."""
-    if s.is_bundled_sample:
-        return "Run `sqlmode sample-db` to build the sample warehouse, or fix database.url."
-    written = s._duckdb_written or s.database.duckdb_path
-    resolved = s.database.duckdb_path
-    key = "database.path" if s.database.path is not None else "database.url"
-    parts = [
-        f"{key} names {written!r}, which resolves to {resolved}.",
-        "duckdb:///name.duckdb (three slashes) is relative to the config file's folder "
-        f"({s.base_dir}); for an absolute path write four slashes, duckdb:////abs/path.duckdb, "
-        'or database.path = "/abs/path.duckdb".',
-    ]
-    if not Path(written).is_absolute() and Path("/" + written).exists():
-        parts.insert(1, f"Did you mean the absolute path /{written}? Then write duckdb:////{written}.")
-    return " ".join(parts)
-
-
 def _config_error(e: ValidationError, shown: str) -> ConfigError:
     problems = []
     first_key = None

@@ -14,12 +14,30 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine.reflection import ObjectKind
 
-from ..config import Settings, missing_duckdb_hint
+from ..config import Settings
 from ..errors import SchemaError
 from ..schema.snapshot import ForeignKey, TableInfo
 from ._reflect import reflected_columns
 
 __all__ = ["reflect_duckdb"]
+
+
+def missing_duckdb_hint(s: Settings) -> str:
+    """What to do about a configured DuckDB file that does not exist."""
+    if s.is_bundled_sample:
+        return "Run `sqlmode sample-db` to build the sample warehouse, or fix database.url."
+    written = s._duckdb_written or s.database.duckdb_path
+    resolved = s.database.duckdb_path
+    key = "database.path" if s.database.path is not None else "database.url"
+    parts = [
+        f"{key} names {written!r}, which resolves to {resolved}.",
+        "duckdb:///name.duckdb (three slashes) is relative to the config file's folder "
+        f"({s.base_dir}); for an absolute path write four slashes, duckdb:////abs/path.duckdb, "
+        'or database.path = "/abs/path.duckdb".',
+    ]
+    if not Path(written).is_absolute() and Path("/" + written).exists():
+        parts.insert(1, f"Did you mean the absolute path /{written}? Then write duckdb:////{written}.")
+    return " ".join(parts)
 
 
 def _duckdb_engine(settings: Settings) -> sa.Engine:
