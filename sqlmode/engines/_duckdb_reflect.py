@@ -1,23 +1,18 @@
-"""DuckDB reflection through duckdb-engine (SQLAlchemy).
+"""DuckDB reflection from DuckDB's own catalog functions (no SQLAlchemy).
 
-duckdb-engine 0.17 cannot reflect primary and foreign keys on DuckDB 1.x/2.x (its pg_catalog
-queries use REGCLASS), so keys, comments and sizes come from ``duckdb_constraints()`` and
-``duckdb_tables()`` on the same SQLAlchemy connection. Columns are read with the
-``get_multi_*`` inspector calls: one catalog query for all tables instead of one per table.
+One read-only connection with the executor's exact configuration (DuckDB refuses to open a file twice
+with different settings), three catalog queries: tables and views (with comments and sizes), columns, keys.
+Types are DuckDB's own names (``DECIMAL(12,2)``, ``TIMESTAMP WITH TIME ZONE``, ``INTEGER[]``), which
+the SQL the model writes uses too.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.engine.reflection import ObjectKind
 
 from ..config import Settings
 from ..errors import SchemaError
-from ..schema.snapshot import ForeignKey, TableInfo
-from ._reflect import reflected_columns
+from ..schema.snapshot import ColumnInfo, ForeignKey, TableInfo
 
 __all__ = ["reflect_duckdb"]
 
@@ -40,9 +35,26 @@ def missing_duckdb_hint(s: Settings) -> str:
     return " ".join(parts)
 
 
-def _duckdb_engine(settings: Settings) -> sa.Engine:
+# The user's objects of the file's own catalog in schema main, in a stable order.
+_OWN = "schema_name = 'main' AND database_name = current_database() AND NOT internal"
+_RELATIONS = (
+    f"SELECT table_name, 'table', comment, estimated_size FROM duckdb_tables() WHERE {_OWN} "
+    f"UNION ALL SELECT view_name, 'view', comment, NULL FROM duckdb_views() WHERE {_OWN} "
+    "ORDER BY 1"
+)
+_COLUMNS = (
+    f"SELECT table_name, column_name, data_type, is_nullable, comment FROM duckdb_columns() WHERE {_OWN} "
+    "ORDER BY table_name, column_index"
+)
+_KEYS = (
+    "SELECT table_name, constraint_type, constraint_column_names, referenced_table, referenced_column_names "
+    "FROM duckdb_constraints() WHERE schema_name = 'main' AND database_name = current_database() "
+    "AND constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY') ORDER BY table_name, constraint_index"
+)
+
+
+def reflect_duckdb(settings: Settings) -> list[TableInfo]:
     import duckdb
-    from duckdb_engine import ConnectionWrapper
 
     db = settings.database
     path = db.duckdb_path
@@ -52,59 +64,34 @@ def _duckdb_engine(settings: Settings) -> sa.Engine:
             code="DATABASE_NOT_FOUND",
             hint=missing_duckdb_hint(settings),
         )
-    cfg = db.duckdb_config()
-
-    def creator() -> Any:
-        # The executor opens the same file with this exact config; DuckDB refuses a mix.
-        return ConnectionWrapper(duckdb.connect(path, read_only=path != ":memory:", config=dict(cfg)))
-
-    return sa.create_engine("duckdb://", creator=creator, poolclass=sa.pool.NullPool)
-
-
-def reflect_duckdb(settings: Settings) -> list[TableInfo]:
-    engine = _duckdb_engine(settings)
+    conn = duckdb.connect(path, read_only=path != ":memory:", config=dict(db.duckdb_config()))
     try:
-        with engine.connect() as conn:
-            insp = sa.inspect(conn)
-            names = [(n, "table") for n in insp.get_table_names()] + [
-                (n, "view") for n in insp.get_view_names()
-            ]
-            cons = conn.exec_driver_sql(
-                "SELECT table_name, constraint_type, constraint_column_names, referenced_table, "
-                "referenced_column_names FROM duckdb_constraints() "
-                "WHERE schema_name = 'main' AND constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY')"
-            ).fetchall()
-            meta = {
-                r[0]: (r[1], r[2])
-                for r in conn.exec_driver_sql(
-                    "SELECT table_name, comment, estimated_size FROM duckdb_tables() "
-                    "WHERE schema_name = 'main'"
-                ).fetchall()
-            }
-            pks: dict[str, set[str]] = {}
-            fks: dict[str, list[ForeignKey]] = {}
-            for table, kind, cols, ref_table, ref_cols in cons:
-                if kind == "PRIMARY KEY":
-                    pks.setdefault(table, set()).update(cols)
-                else:
-                    fks.setdefault(table, []).append(ForeignKey(tuple(cols), ref_table, tuple(ref_cols)))
-            # One catalog query for every table's columns: per-table get_columns costs ~30 ms each here.
-            columns = {key[1]: cols for key, cols in insp.get_multi_columns(kind=ObjectKind.ANY).items()}
-            out = []
-            for name, kind in names:
-                pk = pks.get(name, set())
-                comment, size = meta.get(name, (None, None))
-                out.append(
-                    TableInfo(
-                        name=name,
-                        columns=reflected_columns(columns.get(name, []), pk),
-                        schema="main",
-                        kind=kind,  # type: ignore[arg-type]
-                        foreign_keys=tuple(fks.get(name, ())),
-                        comment=comment,
-                        row_count=size,
-                    )
-                )
-            return out
+        relations = conn.execute(_RELATIONS).fetchall()
+        columns = conn.execute(_COLUMNS).fetchall()
+        keys = conn.execute(_KEYS).fetchall()
     finally:
-        engine.dispose()
+        conn.close()
+    pks: dict[str, set[str]] = {}
+    fks: dict[str, list[ForeignKey]] = {}
+    for table, kind, cols, ref_table, ref_cols in keys:
+        if kind == "PRIMARY KEY":
+            pks.setdefault(table, set()).update(cols)
+        else:
+            fks.setdefault(table, []).append(ForeignKey(tuple(cols), ref_table, tuple(ref_cols)))
+    by_table: dict[str, list[ColumnInfo]] = {}
+    for table, name, type_, nullable, comment in columns:
+        by_table.setdefault(table, []).append(
+            ColumnInfo(name, str(type_), bool(nullable), name in pks.get(table, ()), comment)
+        )
+    return [
+        TableInfo(
+            name=name,
+            columns=tuple(by_table.get(name, ())),
+            schema="main",
+            kind=kind,
+            foreign_keys=tuple(fks.get(name, ())),
+            comment=comment,
+            row_count=size,
+        )
+        for name, kind, comment, size in relations
+    ]
