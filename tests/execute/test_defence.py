@@ -39,6 +39,12 @@ DUCK_CASES = load_cases(FIXTURES / "attacks" / "duckdb.sql")
 # argument limits stop the work itself. Left out here so the worker pool is not busy for a minute.
 DUCK_UNINTERRUPTIBLE = {"generate_series_in_select_huge", "repeat_huge", "lpad_huge"}
 ATTACK_TIMEOUT_MS = 400
+# Leak probes read a blocked item and must be refused by the database's permissions, not cut off
+# by a deadline: a loaded machine must not turn their expected PERMISSION_DENIED into a timeout.
+PROBE_TIMEOUT_MS = 10_000
+# How long past its deadline a call may take to answer. Generous on purpose: the property is that
+# the deadline holds (an attack left running would take minutes), not how fast a loaded machine is.
+DEADLINE_SLACK_S = 15
 
 _PATH = re.compile(r"'(/[^']*)'")
 
@@ -121,14 +127,15 @@ async def run_all(ex: Any, cases: list[Case]) -> dict[str, Any]:
     """Each attack once; every outcome must be a QueryResult or a SqlmodeError, within the deadline."""
     outcomes: dict[str, Any] = {}
     for case in cases:
+        timeout_ms = PROBE_TIMEOUT_MS if case.name.startswith("probe_") else ATTACK_TIMEOUT_MS
         t0 = time.monotonic()
         try:
-            r = await ex.run(case.sql, timeout_ms=ATTACK_TIMEOUT_MS)
+            r = await ex.run(case.sql, timeout_ms=timeout_ms)
             outcomes[case.name] = json.dumps(r.model_dump(), default=str)
         except SqlmodeError as e:
             outcomes[case.name] = e
         took = time.monotonic() - t0
-        assert took < ATTACK_TIMEOUT_MS / 1000 + 2.5, f"{case.name} took {took:.1f}s"
+        assert took < timeout_ms / 1000 + DEADLINE_SLACK_S, f"{case.name} took {took:.1f}s"
     return outcomes
 
 
@@ -293,7 +300,8 @@ async def test_uninterruptible_duckdb_computation_still_answers_at_the_deadline(
         t0 = time.monotonic()
         with pytest.raises(QueryTimeoutError) as ei:
             await ex.run("SELECT repeat('x', 1000000000)", timeout_ms=200)
-        assert time.monotonic() - t0 < 0.2 + DEADLINE_GRACE_S + 0.5
+        # Slack well under the 4-35 s the computation itself takes, so the deadline is what answered.
+        assert time.monotonic() - t0 < 0.2 + DEADLINE_GRACE_S + 1.5
         assert "abandoned" in ei.value.message
         # the other worker still serves queries
         assert (await ex.run("SELECT 1 AS one")).rows == [[1]]

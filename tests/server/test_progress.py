@@ -65,7 +65,8 @@ async def test_progress_is_reported_until_the_time_limit(server_settings: Callab
         elapsed = time.perf_counter() - started
     assert r.is_error and block_text(r.content[0]).startswith("QUERY_TIMEOUT:")
     assert "Hint:" in block_text(r.content[0])
-    assert elapsed < 4
+    # The cross join runs for minutes when nothing stops it; the slack is for a loaded machine.
+    assert elapsed < 10
     assert len(reported) >= 3, reported
     values = [p for p, _ in reported]
     assert values == sorted(values) and all("query running" in (m or "") for _, m in reported)
