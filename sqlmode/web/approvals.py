@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from mcp.server.auth.provider import AccessToken
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
@@ -103,6 +104,18 @@ def _tokens_match(sent: str, expected: str | None) -> bool:
     return bool(sent) and bool(expected) and hmac.compare_digest(sent.encode(), str(expected).encode())
 
 
+def _principal_of(service: CodeModeService, access: AccessToken) -> Principal:
+    """The approver a verified bearer token or JWT names (the same for the API and the login form)."""
+    claims = access.claims or {}
+    groups = claims.get("groups")
+    return service.principal(
+        access.subject or access.client_id,
+        "web",
+        list(groups) if groups else None,
+        claims.get("method") == "jwt",
+    )
+
+
 def _ts(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -138,15 +151,7 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
             access = await verifier.verify_token(auth[7:].strip())
             if access is None:
                 return None
-            claims = access.claims or {}
-            groups = claims.get("groups")
-            p = service.principal(
-                access.subject or access.client_id,
-                "web",
-                list(groups) if groups else None,
-                claims.get("method") == "jwt",
-            )
-            return _Who(p, None)
+            return _Who(_principal_of(service, access), None)
         sid = request.cookies.get(COOKIE)
         if not sid or len(sid) > 100:
             return None
@@ -259,15 +264,8 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
         access = await verifier.verify_token(str(form.get("token") or "").strip())
         if access is None:
             return _page("sqlmode: log in", _login_html(nxt, "That token is not valid.", token or ""), 401)
-        claims = access.claims or {}
         sid = secrets.token_urlsafe(32)
-        groups = claims.get("groups")
-        principal = service.principal(
-            access.subject or access.client_id,
-            "web",
-            list(groups) if groups else None,
-            claims.get("method") == "jwt",
-        )
+        principal = _principal_of(service, access)
         await state.create(
             _SESSIONS,
             sid,
