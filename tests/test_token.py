@@ -264,11 +264,11 @@ def test_replay_is_refused(svc: TokenService) -> None:
 
 
 def test_memory_store_sweeps_expired_nonces(clock: Clock) -> None:
-    store = MemoryNonceStore(clock, sweep_every=4)
+    store = MemoryNonceStore(clock, sweep_every=3)
     assert store.consume("a", T0 + 1) and store.consume("b", T0 + 100)
     assert not store.consume("a", T0 + 1)
     clock.now = T0 + 50
-    assert store.consume("c", T0 + 200)  # the fourth call sweeps the expired "a"
+    assert store.consume("c", T0 + 200)  # the third write sweeps the expired "a"
     assert len(store) == 2 and not store.consume("b", T0 + 100)
 
 

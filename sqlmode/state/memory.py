@@ -1,4 +1,11 @@
-"""State in this process's memory: for one process (stdio, tests). Not durable."""
+"""State in this process's memory: for one process (stdio, tests). Not durable.
+
+Bounded by count as well as by time: at most ``max_entries`` live records (spent nonces included).
+A spent nonce must never be forgotten while its token could still verify (that would let the token
+run twice), so a full store first drops what has expired and, when everything in it is still
+live, refuses the new record with ``STATE_FULL`` (the execution is refused, the token stays
+unspent) rather than evicting anything.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .base import NONCE_NAMESPACE, StateRecord
+from ..errors import StateError
+from .base import StateRecord
 
-__all__ = ["MemoryStateStore"]
+__all__ = ["MAX_ENTRIES", "MemoryStateStore"]
+
+# About 150 bytes a spent nonce: 100,000 live records are about 15 MiB. Reached only by more than
+# 100,000 executions within one token TTL (``code_mode.token_ttl_seconds``) in one process.
+MAX_ENTRIES = 100_000
 
 
 class MemoryStateStore:
-    """Every record in a dict under a lock; expired entries are swept as new ones arrive.
+    """Spent nonces (nonce -> expiry) and records in dicts under a lock; expired entries are swept.
 
     Implements both :class:`~sqlmode.state.StateStore` (async) and the synchronous
     :class:`~sqlmode.state.NonceStore` ``consume``.
@@ -23,12 +35,20 @@ class MemoryStateStore:
     durable = False
     description = "memory"
 
-    def __init__(self, clock: Callable[[], float] = time.time, sweep_every: int = 1024):
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        sweep_every: int = 1024,
+        max_entries: int = MAX_ENTRIES,
+    ):
+        # Nonces apart from records: a spent nonce needs only its expiry (no value, no version).
+        self._nonces: dict[str, float] = {}
         self._data: dict[tuple[str, str], tuple[dict[str, Any], int, float | None]] = {}
         self._lock = threading.Lock()
         self._clock = clock
         self._sweep_every = sweep_every
         self._since_sweep = 0
+        self.max_entries = max_entries
 
     # -- internals (callers hold the lock) --
 
@@ -41,25 +61,47 @@ class MemoryStateStore:
             return None
         return entry
 
+    def _sweep(self) -> None:
+        now = self._clock()
+        self._nonces = {n: exp for n, exp in self._nonces.items() if exp >= now}
+        self._data = {k: e for k, e in self._data.items() if e[2] is None or e[2] >= now}
+        self._since_sweep = 0
+
     def _tick(self) -> None:
+        """Before adding an entry: sweep now and then, and refuse the entry when the store is full."""
         self._since_sweep += 1
         if self._since_sweep >= self._sweep_every:
-            now = self._clock()
-            self._data = {k: e for k, e in self._data.items() if e[2] is None or e[2] >= now}
-            self._since_sweep = 0
+            self._sweep()
+        if len(self._nonces) + len(self._data) >= self.max_entries:
+            self._sweep()
+            if len(self._nonces) + len(self._data) >= self.max_entries:
+                raise StateError(
+                    f"the in-memory state store holds {self.max_entries:,} live records (spent approval "
+                    "tokens that could still verify, approvals), its bound; it forgets none of them "
+                    "early, so nothing new is accepted until some expire",
+                    code="STATE_FULL",
+                    hint="Retry in a few minutes; an administrator can set state.url to a durable store "
+                    "or lower code_mode.token_ttl_seconds.",
+                )
 
     def _create(self, k: tuple[str, str], value: dict[str, Any], expires_at: float | None) -> bool:
         with self._lock:
-            self._tick()
             if self._live(k) is not None:
                 return False
+            self._tick()
             self._data[k] = (copy.deepcopy(value), 1, expires_at)
             return True
 
     # -- NonceStore --
 
     def consume(self, nonce: str, expires_at: float) -> bool:
-        return self._create((NONCE_NAMESPACE, nonce), {}, expires_at)
+        with self._lock:
+            seen = self._nonces.get(nonce)
+            if seen is not None and seen >= self._clock():
+                return False
+            self._tick()
+            self._nonces[nonce] = expires_at
+            return True
 
     # -- StateStore --
 
@@ -103,8 +145,9 @@ class MemoryStateStore:
 
     async def incr(self, namespace: str, key: str, amount: int = 1, *, expires_at: float) -> int:
         with self._lock:
-            self._tick()
             entry = self._live((namespace, key))
+            if entry is None:
+                self._tick()
             n = (int(entry[0].get("n", 0)) if entry else 0) + amount
             self._data[(namespace, key)] = (
                 {"n": n},
@@ -121,4 +164,4 @@ class MemoryStateStore:
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._data)
+            return len(self._nonces) + len(self._data)

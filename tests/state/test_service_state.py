@@ -360,3 +360,37 @@ async def test_state_url_and_audit_key_come_from_the_environment(
 
     keys = AuditKeys("a1", ("from-the-environment-" + "e" * 20).encode())
     assert verify_audit_log(settings.audit.path, keys).ok
+
+
+async def test_a_full_memory_store_refuses_execution_and_spends_nothing(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    store = MemoryStateStore(max_entries=1)
+    async with CodeModeService(settings, state=store) as svc:
+        first = await svc.validate(SQL, user="ana", session="s1")
+        second = await svc.validate(SQL, user="ana", session="s1")
+        assert (
+            await svc.execute(first.normalized_code, first.approval_token or "", user="ana", session="s1")
+        ).rows
+        with pytest.raises(StateError) as e:
+            await svc.execute(second.normalized_code, second.approval_token or "", user="ana", session="s1")
+        assert e.value.code == "STATE_FULL"
+        with pytest.raises(TokenReplayError):  # the first token stays spent at the bound
+            await svc.execute(first.normalized_code, first.approval_token or "", user="ana", session="s1")
+        store.max_entries = 2  # room again (in production: a spent nonce expired): the second runs once
+        rows = (
+            await svc.execute(second.normalized_code, second.approval_token or "", user="ana", session="s1")
+        ).rows
+        assert rows == REGIONS
+    runs = [
+        (r["event"], r["decision"], r.get("error")) for r in records(settings) if r["event"] != "validate"
+    ]
+    assert runs == [
+        ("execute", "run", None),
+        ("executed", "ok", None),
+        ("execute", "refused", "STATE_FULL"),
+        ("execute", "refused", "TOKEN_ALREADY_USED"),
+        ("execute", "run", None),
+        ("executed", "ok", None),
+    ]

@@ -190,3 +190,49 @@ async def test_the_postgres_store_survives_a_server_restart(state_db: str, pg_se
         assert await s.consume_nonce("after", 9e9) is True
     finally:
         await s.close()
+
+
+# -- the in-memory store's count bound ----------------------------------------------------------
+
+
+def test_a_full_memory_store_refuses_rather_than_forgetting_a_live_nonce() -> None:
+    clock = Clock()
+    s = MemoryStateStore(clock, max_entries=3)
+    assert s.consume("a", T0 + 10) and s.consume("b", T0 + 20) and s.consume("c", T0 + 30)
+    with pytest.raises(StateError) as e:
+        s.consume("d", T0 + 30)
+    assert e.value.code == "STATE_FULL" and "3 live records" in e.value.message
+    # Nothing was evicted to make room: every spent nonce is still refused, "d" was not recorded.
+    assert [s.consume(n, T0 + 30) for n in "abc"] == [False, False, False] and len(s) == 3
+    clock.now = T0 + 15  # "a" expired: its token is refused as expired anyway, so it may go
+    assert s.consume("d", T0 + 40) is True
+    assert len(s) == 3 and s.consume("d", T0 + 40) is False and s.consume("b", T0 + 20) is False
+
+
+async def test_the_memory_bound_counts_records_and_nonces_together() -> None:
+    clock = Clock()
+    s = MemoryStateStore(clock, max_entries=2)
+    assert await s.create("approval", "a1", {"state": "pending"}, expires_at=T0 + 60)
+    assert await s.consume_nonce("n1", T0 + 10)
+    for full in (s.consume_nonce("n2", T0 + 10), s.create("approval", "a2", {}, expires_at=T0 + 60)):
+        with pytest.raises(StateError) as e:
+            await full
+        assert e.value.code == "STATE_FULL"
+    # Existing records still work at the bound: reading, updating and counting what exists.
+    rec = await s.get("approval", "a1")
+    assert rec is not None and rec.value == {"state": "pending"}
+    assert await s.update("approval", "a1", {"state": "approved"}, version=1) is not None
+    assert await s.take("approval", "a1") is not None  # taking one frees a place
+    assert await s.incr("rate", "ana", expires_at=T0 + 60) == 1
+    assert await s.incr("rate", "ana", expires_at=T0 + 60) == 2  # an existing counter needs no room
+
+
+def test_memory_sweep_keeps_live_entries_and_drops_expired_ones() -> None:
+    clock = Clock()
+    s = MemoryStateStore(clock, sweep_every=2)
+    for i in range(10):
+        assert s.consume(f"n{i}", T0 + i)
+    clock.now = T0 + 5.5
+    assert s.consume("x", T0 + 100) and s.consume("y", T0 + 100)  # the second write sweeps
+    assert len(s) == 4 + 2  # n6..n9 live, x, y
+    assert [s.consume(f"n{i}", T0 + 100) for i in (6, 7, 8, 9)] == [False] * 4
