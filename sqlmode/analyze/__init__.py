@@ -16,6 +16,8 @@ engine's own parser) comes from the :class:`~sqlmode.engines.base.Engine` given,
 
 from __future__ import annotations
 
+import logging
+
 from sqlglot.errors import UnsupportedError
 
 from ..config import Settings
@@ -33,6 +35,9 @@ from .roundtrip import check_round_trip
 from .rules import RuleContext, RuleSet, run_rules
 
 __all__ = ["VIOLATION_CODES", "Analyzer"]
+
+
+_log = logging.getLogger("sqlmode.analyze")
 
 
 class Analyzer:
@@ -64,12 +69,16 @@ class Analyzer:
                 [violation("ANALYSIS_FAILED", f"The query cannot be rendered safely in {self.dialect}: {e}")],
             )
         except Exception as e:  # fail closed on anything unexpected
+            # The exception's text is sqlmode's internals, not something the model can act on:
+            # it goes to the operator's log; the model gets the refusal and a way forward.
+            _log.warning("analyzer failure on %r", analysis.code[:2000], exc_info=True)
             _extend(
                 analysis,
                 [
                     violation(
                         "ANALYSIS_FAILED",
-                        f"The analyzer could not process the query ({type(e).__name__}: {str(e)[:200]}).",
+                        f"sqlmode's analyzer failed on this query ({type(e).__name__}, logged for the "
+                        "operator); write the unusual construct in plainer SQL.",
                     )
                 ],
             )

@@ -544,6 +544,9 @@ class Resolver:
                     out_name = alias_cols[i] if i < len(alias_cols) else c
                     outs.append((out_name, ("base", tname, c)))
                 return outs
+            if src.this is None:
+                # ROWS FROM (f(...), g(...)): only an alias column list names its columns.
+                return [(n.lower(), _EXPLICIT) for n in src.alias_column_names] or None
             return _function_outputs(src.this, src)
         return None
 

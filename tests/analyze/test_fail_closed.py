@@ -76,3 +76,23 @@ def test_the_engine_parser_is_private_and_never_opens_the_warehouse() -> None:
     con = parser_connection()
     assert con.execute("SELECT current_database()").fetchone()[0] == "memory"
     assert con.execute("SELECT current_setting('enable_external_access')").fetchone()[0] is False
+
+
+def test_a_crash_tells_the_model_what_to_do_and_the_operator_what_happened(
+    dialect: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(*args: object, **kwargs: object) -> NoReturn:
+        raise AttributeError("type object 'NoneType' has no attribute 'key' /srv/sqlmode/internal.py")
+
+    monkeypatch.setattr(rules_base, "resolve", explode)
+    with caplog.at_level("WARNING", logger="sqlmode.analyze"):
+        analysis = Analyzer(make_settings(dialect)).analyze(SQL, sample_snapshot(dialect))
+    (v,) = analysis.violations
+    assert v.code == "ANALYSIS_FAILED" and analysis.normalized_code == ""
+    # The model gets the refusal and a way forward, not sqlmode's internals...
+    assert "NoneType" not in v.message and "internal.py" not in v.message
+    assert "plainer SQL" in v.message
+    # ...and the operator's log gets the whole story.
+    (record,) = [r for r in caplog.records if r.name == "sqlmode.analyze"]
+    assert record.exc_info is not None and "NoneType" in str(record.exc_info[1])
+    assert SQL in record.getMessage()
