@@ -42,7 +42,7 @@ from ..errors import (
     SqlmodeError,
 )
 from ..execute.base import effective_limits
-from ..execute.convert import convert_rows
+from ..execute.convert import CHUNK_ROWS, convert_rows
 from ..models import ColumnMeta, QueryResult
 from ._duckdb_convert import duckdb_plan
 
@@ -178,27 +178,38 @@ class DuckDBExecutor:
         return st
 
     def _fetch(self, cur: duckdb.DuckDBPyConnection, sql: str, limit: int) -> tuple[list[Any], list[Any]]:
+        """Up to ``limit`` rows, JSON-safe, converted as they are fetched; and the description.
+
+        A chunk of driver rows at a time (``CHUNK_ROWS``), each freed once converted: a large result
+        is held once (its JSON-safe form), not twice.
+        """
         try:
             st = self._statement(cur, sql) if self._check_text else sql
             if not self._read_only:
                 cur.execute("BEGIN TRANSACTION READ ONLY")
             cur.execute(st)
             desc = cur.description or []
-            records = cur.fetchmany(limit)
-            return records, desc
+            plan = duckdb_plan([d[1] for d in desc], self.settings.database.max_cell_bytes)
+            rows: list[Any] = []
+            while len(rows) < limit:
+                want = min(CHUNK_ROWS, limit - len(rows))
+                chunk = cur.fetchmany(want)
+                rows += convert_rows(chunk, plan)
+                if len(chunk) < want:
+                    break
+            return rows, desc
         finally:
             cur.close()
 
     def _run_sync(
         self, cur: duckdb.DuckDBPyConnection, sql: str, limit: int
     ) -> tuple[list[Any], Any, list[Any]]:
-        records, desc = self._fetch(cur, sql, limit)
+        rows, desc = self._fetch(cur, sql, limit)
         rows_cap = limit - 1
-        truncated = len(records) > rows_cap
+        truncated = len(rows) > rows_cap
         if truncated:
-            records = records[:rows_cap]
-        plan = duckdb_plan([d[1] for d in desc], self.settings.database.max_cell_bytes)
-        return convert_rows(records, plan), truncated, desc
+            del rows[rows_cap:]
+        return rows, truncated, desc
 
     # -- the event-loop side -------------------------------------------------------------
 

@@ -59,7 +59,7 @@ from ..errors import (
     SqlmodeError,
 )
 from ..execute.base import check_read_query, effective_limits
-from ..execute.convert import convert_rows
+from ..execute.convert import convert_consuming
 from ..models import ColumnMeta, QueryResult
 from ..schema.snapshot import SchemaSnapshot
 from ._postgres_convert import PG_SCALAR_TYPES, PG_TEXT_TYPES, pg_interval, postgres_plan
@@ -496,9 +496,10 @@ class PostgresExecutor:
         records, attrs, text_codecs = await self._with_deadline(ms, self._fetch, sql, rows_cap + 1, ms)
         truncated = len(records) > rows_cap
         if truncated:
-            records = records[:rows_cap]
+            del records[rows_cap:]
         plan = postgres_plan(tuple(a.type for a in attrs), self.settings.database.max_cell_bytes, text_codecs)
-        rows = convert_rows(records, plan)
+        # The driver's rows are released chunk by chunk as they are converted: held once, not twice.
+        rows = convert_consuming(records, plan)
         # Built without re-validating every cell: the rows were just made JSON-safe above.
         columns = self._columns.get(attrs)
         if columns is None:

@@ -18,7 +18,8 @@ A cell whose text would exceed ``max_cell_bytes`` (UTF-8) is cut there and ends 
 
 Speed matters here (the execution benchmark includes this step): plans are chosen once per
 result shape and cached (each engine maps its driver's types to a plan: engines/_*_convert.py),
-columns that need nothing are skipped, the rest is done column-wise with C-level ``map``.
+columns that need nothing are skipped, the rest is done column-wise with C-level ``map``; a large
+result is converted a chunk at a time while the driver's rows are released (rows held once).
 """
 
 from __future__ import annotations
@@ -31,15 +32,18 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
 __all__ = [
     "CAP_MARKER",
+    "CHUNK_ROWS",
     "ColumnPlan",
     "Converter",
     "cap_text",
     "common_converters",
+    "convert_consuming",
     "convert_rows",
     "iso_duration",
     "json_safe",
@@ -189,40 +193,76 @@ class ColumnPlan:
         self.max_bytes = max_bytes
         # "text" marks columns that only need the length check, done inline in convert_rows.
         self.text_columns = [i for i, c in enumerate(converters) if c == "text"]
-        self.converters = [(i, c) for i, c in enumerate(converters) if callable(c)]
+        deep = common_converters(max_bytes)["deep"]
+        # (column, converter, by value): a column of a type the engine does not name (enums,
+        # domains, arrays, structs) is looked at as a whole first: often its values are plain.
+        self.converters = [(i, c, c is deep) for i, c in enumerate(converters) if callable(c)]
+
+
+# Rows are converted (and, with convert_consuming, the driver's rows released) this many at a time,
+# so a large result is never held twice whole: the driver's rows and their JSON-safe copy.
+CHUNK_ROWS = 4096
+_PLAIN = frozenset({int, bool, type(None)})
 
 
 def convert_rows(records: Sequence[Sequence[Any]], plan: ColumnPlan) -> list[list[Any]]:
     """Rows as lists of JSON-safe values, following ``plan``.
 
-    Work is done a column at a time with C-level ``map``/``itemgetter`` where possible: a Python
-    loop per cell would cost more than the driver's own decoding.
+    Work is done a column at a time with C-level ``zip``/``map`` where possible: a Python loop per
+    cell would cost more than the driver's own decoding.
     """
     if not records:
         return []
     max_bytes = plan.max_bytes
     limit = max_bytes // 4  # a string this short cannot exceed max_bytes in UTF-8
-    if plan.converters:
-        cols: list[Any] = [list(map(itemgetter(i), records)) for i in range(len(records[0]))]
-        for i, conv in plan.converters:
-            col = cols[i]
-            if None in col:
-                cols[i] = [None if v is None else conv(v) for v in col]
-            else:
-                cols[i] = list(map(conv, col))
+    if not plan.converters:
+        rows = list(map(list, records))
         for i in plan.text_columns:
-            col = cols[i]
-            if max(map(len, filter(None, col)), default=0) > limit:
-                cols[i] = [cap_text(v, max_bytes) if v is not None and len(v) > limit else v for v in col]
-        return list(map(list, zip(*cols, strict=True)))
-    rows = [list(r) for r in records]
-    for i in plan.text_columns:
-        if max(map(len, filter(None, map(itemgetter(i), records))), default=0) > limit:
-            for row in rows:
-                v = row[i]
-                if v is not None and len(v) > limit:
-                    row[i] = cap_text(v, max_bytes)
-    return rows
+            if max(map(len, filter(None, map(itemgetter(i), records))), default=0) > limit:
+                for row in rows:
+                    v = row[i]
+                    if v is not None and len(v) > limit:
+                        row[i] = cap_text(v, max_bytes)
+        return rows
+    cols: list[Any] = list(zip(*records, strict=True))
+    text = list(plan.text_columns)
+    for i, conv, by_value in plan.converters:
+        col = cols[i]
+        if by_value:
+            kinds = set(map(type, col))
+            if kinds <= _PLAIN:
+                continue  # integers, booleans, NULL: JSON-safe as they are
+            if kinds <= {str, type(None)}:
+                text.append(i)  # an enum or a text domain: only the length cap applies
+                continue
+        if None in col:
+            cols[i] = [None if v is None else conv(v) for v in col]
+        else:
+            cols[i] = list(map(conv, col))
+    for i in text:
+        col = cols[i]
+        if max(map(len, filter(None, col)), default=0) > limit:
+            cols[i] = [cap_text(v, max_bytes) if v is not None and len(v) > limit else v for v in col]
+    return list(map(list, zip(*cols, strict=True)))
+
+
+def convert_consuming(records: list[Any], plan: ColumnPlan) -> list[list[Any]]:
+    """:func:`convert_rows`, emptying ``records`` as it goes (from the end, :data:`CHUNK_ROWS` at a time).
+
+    The caller must hold no other reference to the rows: each chunk of driver rows is freed once its
+    JSON-safe copy exists, so the peak is one copy of the result plus a chunk, not two copies.
+    """
+    if len(records) <= CHUNK_ROWS:
+        out = convert_rows(records, plan)
+        records.clear()
+        return out
+    parts: list[list[list[Any]]] = []
+    while records:
+        start = max(0, len(records) - CHUNK_ROWS)
+        parts.append(convert_rows(records[start:], plan))
+        del records[start:]
+    parts.reverse()
+    return list(chain.from_iterable(parts))
 
 
 # -- converters by column type ------------------------------------------------------------

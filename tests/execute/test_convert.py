@@ -6,10 +6,23 @@ import datetime as dt
 import decimal
 import json
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from sqlmode.execute.convert import CAP_MARKER, cap_text, iso_duration, json_safe
+from sqlmode.execute import open_executor
+from sqlmode.execute.convert import (
+    CAP_MARKER,
+    CHUNK_ROWS,
+    ColumnPlan,
+    cap_text,
+    common_converters,
+    convert_consuming,
+    convert_rows,
+    iso_duration,
+    json_safe,
+)
 
 
 @pytest.mark.parametrize(
@@ -123,3 +136,94 @@ async def test_large_cells_are_capped_with_a_marker(executor) -> None:
     assert small == "small"
     assert big.startswith("x" * cap) and big.endswith(CAP_MARKER.format(size=100000))
     assert len(big.encode()) < cap + 64
+
+
+# -- a large result is converted chunk by chunk, the driver's rows released as it goes ----------------
+
+# Every kind of column the conversion handles, NULL in some rows, a long text every 1,000th row (capped),
+# over more rows than one chunk: the rows at the chunk edges must be what a one-row query gives.
+N_BIG = 2 * CHUNK_ROWS + 3
+BIG_SQL = {
+    "duckdb": (
+        "SELECT i, (i * 1.25)::DECIMAL(12,2) AS n, i / 3 AS f, TIMESTAMP '2024-01-01' + to_seconds(i) AS ts, "
+        "TIMESTAMPTZ '2024-01-01 00:00:00+00' + to_seconds(i) AS tz, "
+        "DATE '2024-01-01' + (i % 400)::INT AS d, "
+        "CASE WHEN i % 7 = 0 THEN NULL ELSE to_days((i % 30)::INT) END AS iv, "
+        "CASE WHEN i % 1000 = 5 THEN repeat('x', 20000) ELSE 'r' || i END AS t, "
+        "CAST(CASE WHEN i % 5 = 0 THEN NULL WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END "
+        "AS ENUM('even', 'odd')) AS e, "
+        "[i, i + 1] AS arr, {{'k': i, 'v': 'w' || i}} AS st, '\\xDE\\xAD'::BLOB AS b, "
+        "CASE WHEN i % 3 = 0 THEN NULL ELSE i % 2 = 0 END AS flag "
+        "FROM range({n}) r(i) {where} ORDER BY i"
+    ),
+    "postgres": (
+        "SELECT i, (i * 1.25)::numeric(12,2) AS n, i / 3.0::float8 AS f, "
+        "timestamp '2024-01-01' + i * interval '1 second' AS ts, "
+        "timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second' AS tz, "
+        "date '2024-01-01' + (i % 400) AS d, "
+        "CASE WHEN i % 7 = 0 THEN NULL ELSE (i % 30) * interval '1 day' END AS iv, "
+        "CASE WHEN i % 1000 = 5 THEN repeat('x', 20000) ELSE 'r' || i END AS t, "
+        "ARRAY[i, i + 1] AS arr, ROW(i, 'w' || i) AS st, '\\xdead'::bytea AS b, "
+        "CASE WHEN i % 3 = 0 THEN NULL ELSE i % 2 = 0 END AS flag, "
+        "jsonb_build_object('k', i) AS j "
+        "FROM generate_series(0, {last}) AS i {where} ORDER BY i"
+    ),
+}
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+async def big_executor(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """Each executor with code_mode.max_rows raised above two chunks."""
+    make = request.getfixturevalue("duck_settings" if request.param == "duckdb" else "reader_settings")
+    async with open_executor(make({"code_mode": {"max_rows": 3 * CHUNK_ROWS}})) as ex:
+        yield ex
+
+
+async def test_a_large_result_converted_in_chunks_equals_row_by_row(big_executor: Any) -> None:
+    executor = big_executor
+    sql = BIG_SQL[executor.dialect]
+    big = await executor.run(sql.format(n=N_BIG, last=N_BIG - 1, where=""), max_rows=N_BIG)
+    assert big.row_count == N_BIG and not big.truncated and len(big.rows) == N_BIG
+    assert [r[0] for r in big.rows] == list(range(N_BIG))  # every row, in order, once
+    edges = [0, 5, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 1, 2 * CHUNK_ROWS - 1, 2 * CHUNK_ROWS, N_BIG - 1]
+    for i in edges:
+        one = await executor.run(sql.format(n=N_BIG, last=N_BIG - 1, where=f"WHERE i = {i}"))
+        assert one.rows == [big.rows[i]], i
+    capped = big.rows[5][7]
+    assert capped.endswith(CAP_MARKER.format(size=20000)) and big.rows[6][7] == "r6"
+    json.dumps(big.model_dump(), allow_nan=False)
+    # One row's every value, exactly: the same conversion as a small result.
+    row = dict(zip([c.name for c in big.columns], big.rows[CHUNK_ROWS + 1], strict=True))
+    i = CHUNK_ROWS + 1  # 4097: odd, not a multiple of 3, 5 or 7
+    assert row["n"] == f"{i * 1.25:.2f}" and row["iv"] == f"P{i % 30}D" and row["t"] == f"r{i}"
+    assert row["ts"].startswith("2024-01-01") and row["flag"] is False and row["arr"] == [i, i + 1]
+    if executor.dialect == "duckdb":
+        assert row["e"] == "odd" and big.rows[10][8] is None and big.rows[2][8] == "even"
+        assert row["st"] == {"k": i, "v": f"w{i}"} and row["b"] == "\\xdead"
+    else:
+        assert row["st"] == [i, f"w{i}"] and row["b"] == "\\xdead" and row["j"] == {"k": i}
+
+
+async def test_a_truncated_large_result_keeps_the_first_rows(big_executor: Any) -> None:
+    executor = big_executor
+    sql = BIG_SQL[executor.dialect].format(n=N_BIG, last=N_BIG - 1, where="")
+    r = await executor.run(sql, max_rows=CHUNK_ROWS + 2)
+    assert r.truncated and r.row_count == CHUNK_ROWS + 2
+    assert [x[0] for x in r.rows] == list(range(CHUNK_ROWS + 2))
+
+
+def test_value_columns_of_plain_values_pass_and_text_is_still_capped() -> None:
+    # A column of a type the engine does not name (an enum, a domain) whose values are plain: as is,
+    # with the cell cap; mixed values go through the per-value conversion.
+    deep = common_converters(64)["deep"]
+    plan = ColumnPlan([deep, deep, deep, deep], 64)
+    long = "é" * 100
+    rows = convert_rows(
+        [(1, "a", None, 1.5), (None, long, True, {"k": (1, 2)}), (3, None, False, float("nan"))], plan
+    )
+    assert rows[0] == [1, "a", None, 1.5] and rows[2][:3] == [3, None, False] and rows[2][3] == "NaN"
+    assert rows[1][0] is None and rows[1][1] == cap_text(long, 64) and rows[1][1].endswith("200 bytes]")
+    assert rows[1][2] is True and rows[1][3] == {"k": [1, 2]}
+    many = [(i,) for i in range(CHUNK_ROWS * 2 + 1)]
+    out = convert_consuming(many, ColumnPlan([deep], 64))
+    assert many == [] and out == [[i] for i in range(CHUNK_ROWS * 2 + 1)]
