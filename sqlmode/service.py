@@ -514,6 +514,7 @@ class CodeModeService:
             if analysis.action in (Action.WRITE, Action.DELETE):
                 if self._write_executor is None:  # unreachable past the analyzer and Cedar; fail closed
                     raise ApprovalError("writes are disabled on this server", code="WRITE_NOT_ALLOWED")
+                await self._anchored()  # a write changes the database: its intent fully anchored first
                 result = await self._write_executor.run_write(
                     analysis.normalized_code, max_affected=self.settings.code_mode.max_write_rows
                 )
@@ -521,6 +522,8 @@ class CodeModeService:
                 result = await self.executor.run(
                     analysis.normalized_code, max_rows=max_rows, timeout_ms=timeout_ms
                 )
+                # The intent's durable anchor was synced while the query ran; no row leaves before.
+                await self._anchored()
         except asyncio.CancelledError:
             await self._audit_shielded(
                 "executed",
@@ -690,6 +693,16 @@ class CodeModeService:
     async def _audit(self, event: str, principal: Principal, **fields: Any) -> None:
         """Append one record; the sink waits for the disk only for an intent (``audit.is_intent``)."""
         await self.audit.append_async(self._record(event, principal, fields))
+
+    async def _anchored(self) -> None:
+        """Wait for the sink's durable anchor to name the records synced so far (file sinks; AuditError).
+
+        An intent's caller goes on once the log itself is synced; the anchor's own sync overlaps the
+        query (docs/state-and-audit.md says why that keeps what ``audit verify`` can tell).
+        """
+        wait = getattr(self.audit, "anchored", None)
+        if wait is not None:
+            await wait()
 
     async def _audit_shielded(self, event: str, principal: Principal, **fields: Any) -> None:
         """For a cancelled task: the record is written even if the caller is cancelled again meanwhile."""

@@ -73,6 +73,9 @@ async def test_an_intent_is_synced_before_append_returns_and_covers_earlier_reco
         assert anchors(path)[0]["seq"] == 3  # the latest anchor moves with every record
         intent = await log.append_async(INTENT)
         assert log.syncs == 1 and log.durable_seq == intent["seq"] == 4 > first[-1]["seq"]
+        # The durable anchor follows the log's sync (never ahead of it); anchored() waits for it.
+        assert anchors(path)[1]["seq"] in (0, 4)
+        await log.anchored()
         assert anchors(path)[1]["seq"] == 4 and anchors(path)[1]["mac"] == intent["mac"]
         # durable=True forces the wait for any record; durable=False defers even an intent.
         forced = await log.append_async(VALIDATE, durable=True)
@@ -414,6 +417,9 @@ async def test_the_service_runs_a_query_only_after_its_intent_is_on_disk(
             for i in range(3):
                 v = await svc.validate(f"SELECT id FROM products WHERE id > {i} ORDER BY id LIMIT 2")
                 assert (await svc.execute(v.normalized_code, v.approval_token or "")).rows
+                # The rows came back only once the durable anchor on disk names the intent too.
+                intent = [r for r in records(Path(settings.audit.path)) if r["event"] == "execute"][-1]
+                assert anchors(Path(settings.audit.path))[1]["seq"] >= intent["seq"]
     finally:
         await log.aclose()
     [executor] = seeing.executors  # the one read executor the service opened

@@ -84,6 +84,11 @@ class TeeAuditSink:
     async def flush(self) -> None:
         await asyncio.gather(*(s.flush() for s in self.sinks))
 
+    async def anchored(self) -> None:
+        """Each sink's :meth:`AuditLog.anchored` (sinks without a separate anchor have none)."""
+        waits = [wait() for s in self.sinks if (wait := getattr(s, "anchored", None)) is not None]
+        await asyncio.gather(*waits)
+
 
 def replica_id(settings: Settings) -> str:
     """``audit.replica_id``, else this host's name and a random suffix (a new chain per start)."""

@@ -18,6 +18,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,9 @@ class AuditLog:
     Two anchors in ``<log>.head``: the first names the last record written (rewritten with every
     record); the second names the last record known to be on disk (rewritten after each sync), so
     after a host crash ``audit verify`` can tell records the disk never got from records cut off.
+    An intent's caller is released once the log is synced (the query may start) while the durable
+    anchor is rewritten and synced; :meth:`anchored` waits for that, and the service calls it before
+    a run's rows leave the process (and before a write runs): see docs/state-and-audit.md.
     A failed sync is final: the kernel may have dropped the unsynced pages, so every later append
     raises (fail closed) until the process is restarted.
     """
@@ -135,6 +139,8 @@ class AuditLog:
         self._lock = threading.Lock()
         self._head_fd: int | None = None
         self._sync_task: asyncio.Future[None] | None = None
+        # Resolved when the running sync has the log on disk (before the durable anchor is synced).
+        self._log_synced: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dirty_since: float | None = None  # monotonic time of the oldest record no sync has covered
@@ -163,6 +169,7 @@ class AuditLog:
         except OSError as e:
             raise AuditError(f"cannot open audit log {self.path}: {e.strerror or e}") from e
         self._synced = self._size  # bytes of the file known to be on disk
+        self._anchored = self._size  # bytes the synced durable anchor covers
         self.durable_seq = self._seq
 
     def _locked(self) -> Any:
@@ -204,25 +211,44 @@ class AuditLog:
         return record
 
     async def flush(self) -> None:
-        """Wait until every record this writer wrote is on disk (AuditError if that failed)."""
+        """Wait until every record this writer wrote is on disk, and anchored (AuditError if that failed)."""
         self._on_this_loop()
         await self._wait_synced(self._size)
+        await self.anchored()
+
+    async def anchored(self) -> None:
+        """Wait until the durable anchor on disk names every record synced so far (AuditError if not).
+
+        What lets ``audit verify`` tell, after a host crash, a synced intent cut from the log (a
+        problem) from records the disk never got (a note).
+        """
+        self._on_this_loop()
+        target = self._synced
+        while self._fsync and self._regular and self._anchored < target:
+            self._raise_if_failed()
+            if self._sync_task is None:
+                self._start_sync()
+            assert self._sync_task is not None
+            await asyncio.shield(self._sync_task)
+        self._raise_if_failed()
 
     def _on_this_loop(self) -> None:
         # A log that outlives its event loop (an embedder's second asyncio.run) forgets that loop's
         # timer and sync task: neither would ever run, and what they covered is synced again.
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            self._loop, self._timer, self._sync_task = loop, None, None
+            self._loop, self._timer, self._sync_task, self._log_synced = loop, None, None, None
 
     async def _wait_synced(self, end: int) -> None:
         while self._fsync and self._synced < end:
             self._raise_if_failed()
             if self._sync_task is None:
                 self._start_sync()
-            assert self._sync_task is not None
-            # Shielded: a cancelled caller must not cancel the sync other callers wait for.
-            await asyncio.shield(self._sync_task)
+            assert self._sync_task is not None and self._log_synced is not None
+            # The running sync's log phase, or (when that is past and did not cover ``end``) the
+            # whole sync, after which the next one starts. Shielded: a cancelled caller must not
+            # cancel the sync other callers wait for.
+            await asyncio.shield(self._sync_task if self._log_synced.done() else self._log_synced)
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
@@ -263,10 +289,11 @@ class AuditLog:
                 raise AuditError(f"cannot write audit log {self.path}: {e}") from e
             return record, self._size
 
-    def _sync(self) -> None:
+    def _sync(self, on_log_synced: Callable[[], None] | None = None) -> None:
         """Sync the log up to this writer's last record, then move the durable anchor to it.
 
-        Never raises: a failure is kept in ``_failed`` (and logged) for every caller to see.
+        ``on_log_synced`` is called (on this thread) once the log is on disk, before the anchor's
+        own sync. Never raises: a failure is kept in ``_failed`` (and logged) for every caller to see.
         """
         if self._failed is not None:
             return
@@ -276,6 +303,11 @@ class AuditLog:
         try:
             os.fdatasync(self._fh.fileno())
             self.syncs += 1
+            with self._lock:
+                if end > self._synced:
+                    self._synced, self.durable_seq = end, seq
+            if on_log_synced is not None:
+                on_log_synced()
             if self._regular:
                 # Only after the log's sync: the durable anchor never names a record the disk lacks.
                 with self._lock, self._locked():
@@ -291,19 +323,26 @@ class AuditLog:
             log.error("%s", self._failed.message)
             return
         with self._lock:
-            if end > self._synced:
-                self._synced, self.durable_seq = end, seq
+            self._anchored = max(self._anchored, end)
 
     def _start_sync(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._sync_task = asyncio.ensure_future(self._group_sync())
+        loop = asyncio.get_running_loop()
+        self._log_synced = loop.create_future()
+        self._sync_task = asyncio.ensure_future(self._group_sync(self._log_synced))
 
-    async def _group_sync(self) -> None:
+    async def _group_sync(self, log_synced: asyncio.Future[None]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def signal() -> None:  # on the sync's thread: wake the intents' callers now
+            loop.call_soon_threadsafe(_resolve, log_synced)
+
         try:
-            await asyncio.to_thread(self._sync)
+            await asyncio.to_thread(self._sync, signal)
         finally:
+            _resolve(log_synced)  # a failed sync: its waiters look at _failed
             self._sync_task = None
         # Records written while this sync ran: due one window after the oldest of them.
         since = self._dirty_since
@@ -374,6 +413,11 @@ class AuditLog:
         if self._fsync and not self._fh.closed and self._synced < self._size:
             await asyncio.to_thread(self._sync)
         self.close()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class _Defaults:
