@@ -49,7 +49,10 @@ _SAFE_WORDS = """
 """
 SAFE_FUNCTIONS = frozenset(_SAFE_WORDS.split())
 
-_CALL = re.compile(r'([A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")*")(?:\s|--[^\n]*(?:\n|$))*\(')
+# An unquoted name starts where no name character precedes it and is matched possessively: scanning
+# from inside a name, or backtracking into one, finds nothing the match at its start did not (same
+# calls found), at a fraction of the cost on long texts (it runs on every novel query).
+_CALL = re.compile(r'((?<![A-Za-z0-9_$])[A-Za-z_][A-Za-z0-9_$]*+|"(?:[^"]|"")*")(?:\s|--[^\n]*(?:\n|$))*\(')
 
 
 @lru_cache(maxsize=2048)

@@ -337,6 +337,15 @@ async def test_unreachable_database_is_a_clear_error(pg_settings: Callable[..., 
         ("SELECT U&\"\\0073et_config\"('a', 'b', false)", True),
         ("SELECT my_function(id) FROM orders", True),
         ("SELECT x FROM orders AS o(x)", True),  # an alias column list looks like a call: reset, harmless
+        # A name is read whole: a safe name inside an unsafe one, or an unsafe one after a letter the
+        # pattern does not know, is still a call of the unsafe function.
+        ("SELECT xnow() FROM orders", True),
+        ("SELECT nowx ( ) FROM orders", True),
+        ("SELECT éset_config('a', 'b', false)", True),
+        ('SELECT x"set_config"(1)', True),
+        ("SELECT a$b(1)", True),
+        ("SELECT now(), lower(status) FROM orders", False),
+        ("SELECT id, customer_id, status FROM orders WHERE id > -5 ORDER BY id LIMIT 10", False),
     ],
 )
 def test_only_side_effect_free_calls_skip_the_reset(sql: str, needs_reset: bool) -> None:
