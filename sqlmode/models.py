@@ -13,6 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+# The longest code accepted (characters): the analyzer refuses longer code, the MCP tools' input
+# schemas say so. Here rather than in analyze/ so that the server declares its tools without
+# importing the analyzer (start-up).
+MAX_CODE_CHARS = 100_000
+
 
 class RiskLevel(StrEnum):
     LOW = "low"

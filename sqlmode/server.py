@@ -23,6 +23,7 @@ cancels the tool, which interrupts the running query (the executors interrupt on
 # resolver, the dialect), which the SDK can evaluate only when they are evaluated at definition.
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import re
@@ -32,7 +33,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
@@ -43,23 +44,23 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field, ValidationError
-from starlette.routing import Route
 
 from .access import ACCESS_LOG, HttpBoundary, is_loopback, parse_origins
-from .analyze import VIOLATION_CODES
-from .analyze.parse import MAX_CODE_CHARS
-from .approval import needs_approval
 from .auth import ConfigTokenVerifier, build_token_verifier, from_identity_provider, principal_of
 from .config import Settings
 from .errors import ApprovalPending, ConfigError, ExecutionError, SqlmodeError, TokenMalformedError
 from .limits import HttpLimits, PrincipalLimits, principal_key
-from .models import Analysis, ApprovalRequired, QueryResult, ValidationResult
+from .models import MAX_CODE_CHARS, Analysis, ApprovalRequired, QueryResult, ValidationResult
 from .output import terminal_safe
-from .service import CodeModeService
-from .state import durable_state_url
 from .stdio import pipe_capable, serve_while_opening
 from .token import MAX_TOKEN_LENGTH, code_hash
 from .web import elicit
+
+# Start-up: the service pulls in the analyzer (sqlglot), Cedar, the drivers and the state store.
+# `sqlmode serve` on stdio answers the handshake and the tool list before any of that is imported
+# (see _LateService); the functions that need them import them where they run.
+if TYPE_CHECKING:
+    from .service import CodeModeService
 
 __all__ = ["RunApproval", "build_server", "configure_logging", "http_app", "http_security", "serve"]
 
@@ -271,7 +272,7 @@ def _argument_error(tool: str, schema: dict[str, Any], err: ValidationError) -> 
             return SqlmodeError(
                 f"the code is {len(value):,} characters; at most {MAX_CODE_CHARS:,}",
                 code="QUERY_TOO_LARGE",
-                hint=VIOLATION_CODES["QUERY_TOO_LARGE"][1],
+                hint=_violation_hint("QUERY_TOO_LARGE"),
             )
         if field == "approval_token" and kind == "string_too_long":
             return TokenMalformedError(f"the approval token is longer than {MAX_TOKEN_LENGTH} characters")
@@ -287,6 +288,12 @@ def _argument_error(tool: str, schema: dict[str, Any], err: ValidationError) -> 
         code="INVALID_ARGUMENTS",
         hint=f"{tool} takes {takes or 'no arguments'}.",
     )
+
+
+def _violation_hint(code: str) -> str:
+    from .analyze import VIOLATION_CODES
+
+    return VIOLATION_CODES[code][1]
 
 
 def _shown_type(spec: Any) -> str:
@@ -316,7 +323,7 @@ def _outcome(result: Any) -> tuple[str, str | None, str | None]:
 class _Server(MCPServer):
     """MCPServer with sqlmode's argument errors and one access-log line per tool call."""
 
-    service: CodeModeService
+    service: "CodeModeService"
     identity: _Identity
 
     def _who(self, context: Context | None) -> dict[str, Any]:
@@ -409,7 +416,7 @@ def query_result(r: QueryResult) -> CallToolResult:
 
 
 def build_server(
-    service: CodeModeService,
+    service: "CodeModeService",
     *,
     token_verifier: ConfigTokenVerifier | None = None,
     auth: AuthSettings | None = None,
@@ -477,6 +484,8 @@ def build_server(
             return NOT_REQUIRED
         who = identity.of(ctx)
         principal = service.principal(who["user"], who["session"], who["groups"], who["external"])
+        from .approval import needs_approval
+
         if needs_approval(settings.approval, analysis, service.evaluator.evaluate(principal, analysis)):
             return NOT_REQUIRED  # a person approves on the page; a form answer would prove nothing more
         if not _can_elicit(ctx):
@@ -710,7 +719,7 @@ def http_security(
 
 
 def http_app(
-    service: CodeModeService,
+    service: "CodeModeService",
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -747,6 +756,8 @@ def http_app(
         return set(instances) if instances is not None else None
 
     wrapped = 0
+    from starlette.routing import Route
+
     for route in app.routes:
         if isinstance(route, Route) and route.path == path:
             route.app = HttpLimits(route.app, limits, live_sessions, require_user=verifier is not None)
@@ -764,9 +775,42 @@ def http_app(
     return WebFront(approval_routes(service, verifier), boundary)
 
 
+class _LateService:
+    """Stands for a stdio server's CodeModeService until :func:`_stdio_service` has imported and built it.
+
+    The tools are declared from what the config alone says (the server's name, the engine's dialect),
+    so the handshake and the tool list are answered before the analyzer, Cedar and the drivers are
+    imported. Every other request waits until the service is open (stdio.serve_while_opening), so
+    nothing reaches through this stand-in before the service is bound.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from .engines import engine_for_url  # the registry only; the drivers load with the executors
+
+        self.settings = settings
+        self.engine = engine_for_url(settings.database.url)
+        self._service: CodeModeService | None = None
+
+    def bind(self, service: "CodeModeService") -> None:
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        service = self.__dict__.get("_service")
+        if service is None:
+            raise AttributeError(f"the service is not open yet (CodeModeService.{name})")
+        return getattr(service, name)
+
+
 @asynccontextmanager
-async def _stdio_service(service: CodeModeService, io: str) -> AsyncIterator[None]:
+async def _stdio_service(late: _LateService, io: str) -> AsyncIterator[None]:
     """The service opened for stdio serving, with its own approval page when queries can wait for one."""
+    # Imported on a worker thread: the event loop stays free to answer the handshake meanwhile.
+    await asyncio.to_thread(importlib.import_module, "sqlmode.service")
+    from .service import CodeModeService
+
+    # An ephemeral signing secret is fine for one local stdio process.
+    service = CodeModeService(late.settings, engine=late.engine, allow_ephemeral_secret=True)
+    late.bind(service)
     async with service:
         from .web.page import page_needed, stdio_page
 
@@ -805,6 +849,8 @@ async def serve(
     if http:
         # Configuration errors before the database is opened.
         http_security(settings, host, port, allow_unauthenticated=allow_unauthenticated)
+        from .state import durable_state_url
+
         if settings.server.workers > 1 and not durable_state_url(settings.state.url):
             raise ConfigError(
                 f"server.workers is {settings.server.workers}, but approval tokens would be single-use in "
@@ -813,13 +859,16 @@ async def serve(
                 hint='Set [state] url = "postgresql://..." (or "sqlite:///path" on one host).',
             )
     if not http:
-        # An ephemeral signing secret is fine for one local stdio process. The handshake is answered
-        # while the service opens (stdio.py); no thread hop per message on pipes.
-        service = CodeModeService(settings, allow_ephemeral_secret=True)
+        # The handshake is answered while the service is imported and opens (stdio.py); no thread
+        # hop per message on pipes.
+        late = _LateService(settings)
         # io: the event loop's pipe transports, or the SDK's threads for files and terminals.
         io = "pipes" if pipe_capable(0) and pipe_capable(1) else "threads"
-        await serve_while_opening(build_server(service), lambda: _stdio_service(service, io))
+        stdio_server = build_server(late)  # type: ignore[arg-type]  # a stand-in until the service is built
+        await serve_while_opening(stdio_server, lambda: _stdio_service(late, io))
         return
+    from .service import CodeModeService
+
     async with CodeModeService(settings, allow_ephemeral_secret=False) as service:
         import uvicorn
 

@@ -17,6 +17,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
 from ..engines.base import Engine, NativeSyntaxError, NativeView
+from ..models import MAX_CODE_CHARS
 from .codes import Refusal, violation
 
 
@@ -32,7 +33,6 @@ class _ExpectedNoise(logging.Filter):
 
 logging.getLogger("sqlglot").addFilter(_ExpectedNoise())
 
-MAX_CODE_CHARS = 100_000
 # Deeper parenthesis nesting than this is never analyst SQL and risks recursion limits.
 MAX_PAREN_DEPTH = 200
 
