@@ -53,6 +53,10 @@ SMALL = "(SELECT customer_id, status, total, year(created_at) AS y FROM orders W
         f"SELECT * FROM (PIVOT {SMALL} ON status USING count(*) GROUP BY customer_id) p",
         f"WITH p AS (SELECT * FROM (PIVOT {SMALL} ON status USING sum(total) GROUP BY customer_id) q) "
         "SELECT * FROM p",
+        # The PIVOT statement after a WITH clause naming its source.
+        f"WITH s AS {SMALL} PIVOT s ON status USING count(*) GROUP BY customer_id",
+        f"WITH s AS {SMALL}, t AS (SELECT * FROM s WHERE y > 2000) "
+        "PIVOT t ON y USING sum(total) GROUP BY status",
     ],
 )
 async def test_pivot_without_in_list_returns_the_rows_of_the_original(
@@ -96,6 +100,9 @@ async def test_the_brief_s_pivot_is_accepted_and_its_rows_are_the_original_s(
         "SELECT * FROM (PIVOT customers ON left(ssn, 3) USING count(*) GROUP BY region) p",
         "WITH c AS (SELECT region, left(ssn, 3) AS s FROM customers) "
         "SELECT * FROM (PIVOT (SELECT * FROM c) ON s USING count(*) GROUP BY region) p",
+        "WITH c AS (SELECT region, left(ssn, 3) AS s FROM customers) "
+        "PIVOT c ON s USING count(*) GROUP BY region",
+        "WITH c AS (SELECT region, ssn FROM customers) PIVOT c ON region USING max(ssn)",
         "PIVOT customers ON region USING max(ssn) GROUP BY segment",
         *ATTACKS,
     ],
@@ -132,3 +139,32 @@ async def test_no_value_to_pivot_on_is_a_refusal(sample_settings: Settings) -> N
     assert [x.code for x in v.violations] == ["UNSUPPORTED_SYNTAX"] and "no value of status" in v.violations[
         0
     ].message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH c AS (SELECT region, segment, id FROM customers) "
+        "PIVOT c ON region IN ('EU', 'US') USING count(id)",
+        "WITH c AS (SELECT region, segment, id FROM customers) "
+        "PIVOT c AS x ON region IN ('EU', 'US') USING count(id) GROUP BY segment",
+        "WITH c AS (SELECT region, segment, id FROM customers) "
+        "PIVOT (SELECT * FROM c WHERE id > 3) ON region IN ('EU', 'US') USING count(id)",
+        "WITH c AS (SELECT id, region, segment FROM customers), d AS (SELECT * FROM c WHERE id > 2) "
+        "UNPIVOT d ON region, segment INTO NAME k VALUE v",
+    ],
+)
+async def test_a_pivot_statement_after_a_with_clause_runs_as_written(
+    sql: str, sample_settings: Settings, sample_duckdb_path: Path
+) -> None:
+    columns, rows = direct(sample_duckdb_path, sql)
+    assert rows
+    async with CodeModeService(sample_settings) as svc:
+        v = await svc.validate(sql)
+        assert v.is_valid, v.violations
+        result = await svc.execute(sql, v.approval_token or "")
+    assert [c.name for c in result.columns] == columns
+    if result.truncated:
+        assert set(key(result.rows)) <= set(key(rows))
+    else:
+        assert key(result.rows) == key(rows)

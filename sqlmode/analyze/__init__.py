@@ -29,7 +29,7 @@ from . import parse as _parse
 from .codes import VIOLATION_CODES, Refusal, violation
 from .complexity import risk_level
 from .explain import explain
-from .pivot import unlisted_pivot, unlisted_pivots
+from .pivot import hoist_statement_ctes, unlisted_pivot, unlisted_pivots
 from .rewrite import inject_limit, render
 from .roundtrip import check_round_trip
 from .rules import RuleContext, RuleSet, run_rules
@@ -96,7 +96,8 @@ class Analyzer:
         rules = self.rules
         dialect = self.traits.sqlglot_dialect
         _parse.precheck(code)
-        root = _parse.parse_one(code, dialect)
+        # DuckDB's `WITH c AS (...) PIVOT c ...`: the CTEs move into the source (pivot.py).
+        root = hoist_statement_ctes(_parse.parse_one(code, dialect))
         try:
             # Engines hash by identity; the Engine protocol type does not say so to mypy.
             view = _parse.engine_view(code, self.engine)  # type: ignore[arg-type]

@@ -31,6 +31,35 @@ MAX_PIVOT_VALUES = 100
 _MESSAGE_START = "PIVOT ... ON "
 
 
+def hoist_statement_ctes(root: exp.Expr) -> exp.Expr:
+    """``WITH c AS (...) PIVOT c ...`` as ``PIVOT (WITH c AS (...) SELECT * FROM c) ...``.
+
+    DuckDB's PIVOT/UNPIVOT statement may be preceded by a WITH clause naming its source. Both
+    forms are the same statement to DuckDB, and the second is one the analyzer already resolves
+    (a subquery source is a query; its CTEs are scopes). Left unchanged when the source is not a
+    plain name or a query without its own WITH: then the CTE names stay unresolved and the
+    analyzer refuses them (UNKNOWN_TABLE), closed.
+    """
+    with_ = root.args.get("with_") if isinstance(root, exp.Pivot) else None
+    if not isinstance(with_, exp.With):
+        return root
+    source = root.this
+    if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
+        alias = source.args.get("alias")
+        bare = source.copy()
+        bare.set("alias", None)
+        query = exp.Select(expressions=[exp.Star()]).from_(bare)
+        query.set("with_", with_.pop())
+        root.set("this", exp.Subquery(this=query, alias=alias.copy() if alias is not None else None))
+    elif (
+        isinstance(source, exp.Subquery)
+        and isinstance(source.this, (exp.Select, exp.SetOperation))
+        and source.this.args.get("with_") is None
+    ):
+        source.this.set("with_", with_.pop())
+    return root
+
+
 def unlisted_pivots(root: exp.Expr) -> list[exp.Pivot]:
     """DuckDB PIVOTs whose ON column has no IN list (wherever they are in the query)."""
     return [

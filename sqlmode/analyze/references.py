@@ -180,6 +180,13 @@ class Resolver:
                     pivot_table = inner
         else:
             scopes = traverse_scope(root)
+        # sqlglot's scopes stop at a PIVOT statement nested in FROM (`SELECT * FROM (PIVOT (WITH c
+        # AS (...) SELECT * FROM c) ON ...) q`): a query source of one is resolved on its own, first.
+        nested: list[Scope] = []
+        for pivot in root.find_all(exp.Pivot):
+            if pivot is not root and isinstance(pivot.this, exp.Subquery):
+                nested += traverse_scope(pivot.this.unnest())
+        scopes = nested + scopes
         self.refs.scopes = scopes
         cte_refs: set[int] = set()
         for scope in scopes:
