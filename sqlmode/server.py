@@ -801,10 +801,40 @@ class _LateService:
         return getattr(service, name)
 
 
+# The requests of the handshake: the service starts opening once the client is past them.
+_HANDSHAKE = frozenset({"initialize", "notifications/initialized", "server/discover", "ping"})
+# ... or this long after serving started, for a client that stops after the handshake.
+_OPEN_AFTER_S = 0.25
+
+
+def _handshake_over(mcp: MCPServer) -> asyncio.Event:
+    """Set once the tool list has been answered or any request outside the handshake arrives."""
+    over = asyncio.Event()
+
+    async def watch(ctx: Any, call_next: Any) -> Any:
+        if over.is_set() or ctx.method in _HANDSHAKE:
+            return await call_next(ctx)
+        if ctx.method != "tools/list":
+            over.set()  # before it waits for the service
+            return await call_next(ctx)
+        try:
+            return await call_next(ctx)
+        finally:
+            over.set()
+
+    mcp.middleware.append(watch)  # before (outside) the gate serve_while_opening appends
+    return over
+
+
 @asynccontextmanager
-async def _stdio_service(late: _LateService, io: str) -> AsyncIterator[None]:
+async def _stdio_service(late: _LateService, io: str, handshake_over: asyncio.Event) -> AsyncIterator[None]:
     """The service opened for stdio serving, with its own approval page when queries can wait for one."""
-    # Imported on a worker thread: the event loop stays free to answer the handshake meanwhile.
+    # The imports and the opening take the interpreter (one lock) for a few hundred milliseconds:
+    # the client's handshake and tool list are answered first.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(handshake_over.wait(), _OPEN_AFTER_S)
+    for _ in range(3):  # let the tool list's answer be written first
+        await asyncio.sleep(0)
     await asyncio.to_thread(importlib.import_module, "sqlmode.service")
     from .service import CodeModeService
 
@@ -812,7 +842,7 @@ async def _stdio_service(late: _LateService, io: str) -> AsyncIterator[None]:
     service = CodeModeService(late.settings, engine=late.engine, allow_ephemeral_secret=True)
     late.bind(service)
     async with service:
-        from .web.page import page_needed, stdio_page
+        from .web import page_needed
 
         # One query through the analyzer and the engine check: what a first validate_code would
         # otherwise load (sqlglot's dialect, the engine's parser, the function catalog) loads now.
@@ -823,6 +853,8 @@ async def _stdio_service(late: _LateService, io: str) -> AsyncIterator[None]:
             log.info("serving over stdio", extra=extra)
             yield
             return
+        from .web.page import stdio_page  # uvicorn and the page's routes: only when it is served
+
         # Approvers decide on a page of this process's own (the pipe is the model's).
         async with stdio_page(service):
             log.info("serving over stdio", extra=extra)
@@ -865,7 +897,8 @@ async def serve(
         # io: the event loop's pipe transports, or the SDK's threads for files and terminals.
         io = "pipes" if pipe_capable(0) and pipe_capable(1) else "threads"
         stdio_server = build_server(late)  # type: ignore[arg-type]  # a stand-in until the service is built
-        await serve_while_opening(stdio_server, lambda: _stdio_service(late, io))
+        over = _handshake_over(stdio_server)
+        await serve_while_opening(stdio_server, lambda: _stdio_service(late, io, over))
         return
     from .service import CodeModeService
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["WebFront", "approval_routes"]
+if TYPE_CHECKING:
+    from ..service import CodeModeService
+
+__all__ = ["WebFront", "approval_routes", "page_needed"]
 
 
 class WebFront:
@@ -26,6 +29,20 @@ class WebFront:
             await self.web(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def page_needed(service: CodeModeService) -> bool:
+    """Whether any query can wait for an approver: ``[approval]`` rules or an ``@approval`` permit.
+
+    Policies read at start-up count; a policy file edited later to add ``@approval`` needs a restart
+    to bring the page up (its links would otherwise name no server).
+    """
+    ap = service.settings.approval
+    if ap.risk_levels or ap.actions:
+        return True
+    loaded = getattr(service.evaluator, "loaded", None)
+    metas = loaded.meta.values() if loaded is not None else ()
+    return any(m.approval is not None and m.effect == "permit" for m in metas)
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ from ..auth import ConfigTokenVerifier, build_token_verifier
 from ..config import Settings
 from ..errors import ConfigError
 from ..service import CodeModeService
+from . import page_needed
 from .approvals import approval_routes
 
 __all__ = ["check_page_config", "page_needed", "stdio_page"]
@@ -31,20 +32,6 @@ __all__ = ["check_page_config", "page_needed", "stdio_page"]
 log = logging.getLogger("sqlmode.web")
 
 _WILDCARDS = ("0.0.0.0", "::", "")
-
-
-def page_needed(service: CodeModeService) -> bool:
-    """Whether any query can wait for an approver: ``[approval]`` rules or an ``@approval`` permit.
-
-    Policies read at start-up count; a policy file edited later to add ``@approval`` needs a restart
-    to bring the page up (its links would otherwise name no server).
-    """
-    ap = service.settings.approval
-    if ap.risk_levels or ap.actions:
-        return True
-    loaded = getattr(service.evaluator, "loaded", None)
-    metas = loaded.meta.values() if loaded is not None else ()
-    return any(m.approval is not None and m.effect == "permit" for m in metas)
 
 
 def check_page_config(settings: Settings) -> ConfigTokenVerifier:
