@@ -155,12 +155,20 @@ def why(f: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
     if fid.startswith("novel.") and fid.endswith(".service"):
         d, rows = parts[1], parts[2]
         ex = _ms(by_id, f"novel.{d}.{rows}.executor")
+        sync = _ms(by_id, f"novel.{d}.{rows}.fsync")
         if ex is not None:
-            return (
+            text = (
                 f"executor.run alone takes {fmt_ms(ex)} in the same rounds: {fmt_ms(f['value'] - ex)} is the "
                 "governance around it (token verification and nonce, re-analysis of the code, the Cedar "
                 "decision, the audit intent record made durable before the query runs, the outcome record)."
             )
+            if sync is not None:
+                text += (
+                    f" Of that, making one record durable (an append + fdatasync on a worker thread, same "
+                    f"rounds) takes {fmt_ms(sync)}: no query may run before its intent is on disk, so "
+                    f"executor.run + that ({fmt_ms(ex + sync)}) is the floor of a governed execute here."
+                )
+            return text
     if fid.startswith("novel.") and fid.endswith(".executor"):
         return (
             "The JSON-safe conversion of every value, the limits (max_rows + 1 fetch, deadline) and the "
