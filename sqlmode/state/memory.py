@@ -49,6 +49,9 @@ class MemoryStateStore:
         self._sweep_every = sweep_every
         self._since_sweep = 0
         self.max_entries = max_entries
+        # No entry expires before this (kept at or below every entry's expiry): a full store skips
+        # sweeping until then, so a caller retrying at the bound costs no pass over every entry.
+        self._full_until = 0.0
 
     # -- internals (callers hold the lock) --
 
@@ -73,7 +76,10 @@ class MemoryStateStore:
         if self._since_sweep >= self._sweep_every:
             self._sweep()
         if len(self._nonces) + len(self._data) >= self.max_entries:
-            self._sweep()
+            if self._clock() >= self._full_until:
+                self._sweep()
+                expiries = [*self._nonces.values(), *(e[2] for e in self._data.values() if e[2] is not None)]
+                self._full_until = min(expiries, default=float("inf"))
             if len(self._nonces) + len(self._data) >= self.max_entries:
                 raise StateError(
                     f"the in-memory state store holds {self.max_entries:,} live records (spent approval "
@@ -90,6 +96,8 @@ class MemoryStateStore:
                 return False
             self._tick()
             self._data[k] = (copy.deepcopy(value), 1, expires_at)
+            if expires_at is not None:
+                self._full_until = min(self._full_until, expires_at)
             return True
 
     # -- NonceStore --
@@ -101,6 +109,7 @@ class MemoryStateStore:
                 return False
             self._tick()
             self._nonces[nonce] = expires_at
+            self._full_until = min(self._full_until, expires_at)
             return True
 
     # -- StateStore --
@@ -133,6 +142,8 @@ class MemoryStateStore:
                 return None
             new = (copy.deepcopy(value), version + 1, entry[2] if expires_at is None else expires_at)
             self._data[(namespace, key)] = new
+            if expires_at is not None:
+                self._full_until = min(self._full_until, expires_at)
             return StateRecord(copy.deepcopy(new[0]), new[1], new[2])
 
     async def take(self, namespace: str, key: str) -> StateRecord | None:
@@ -148,6 +159,7 @@ class MemoryStateStore:
             entry = self._live((namespace, key))
             if entry is None:
                 self._tick()
+                self._full_until = min(self._full_until, expires_at)
             n = (int(entry[0].get("n", 0)) if entry else 0) + amount
             self._data[(namespace, key)] = (
                 {"n": n},

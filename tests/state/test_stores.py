@@ -236,3 +236,24 @@ def test_memory_sweep_keeps_live_entries_and_drops_expired_ones() -> None:
     assert s.consume("x", T0 + 100) and s.consume("y", T0 + 100)  # the second write sweeps
     assert len(s) == 4 + 2  # n6..n9 live, x, y
     assert [s.consume(f"n{i}", T0 + 100) for i in (6, 7, 8, 9)] == [False] * 4
+
+
+def test_a_full_memory_store_sweeps_again_only_once_an_entry_can_have_expired() -> None:
+    clock = Clock()
+    s = MemoryStateStore(clock, max_entries=2)
+    assert s.consume("a", T0 + 10) and s.consume("b", T0 + 20)
+    sweeps = 0
+    real = s._sweep
+
+    def counting() -> None:
+        nonlocal sweeps
+        sweeps += 1
+        real()
+
+    s._sweep = counting  # type: ignore[method-assign]
+    for _ in range(5):
+        with pytest.raises(StateError):
+            s.consume("c", T0 + 30)
+    assert sweeps == 1  # nothing can expire before T0 + 10: one pass, then refusals alone
+    clock.now = T0 + 10.5
+    assert s.consume("c", T0 + 30) and sweeps == 2 and s.consume("b", T0 + 20) is False
