@@ -522,8 +522,6 @@ class CodeModeService:
                 result = await self.executor.run(
                     analysis.normalized_code, max_rows=max_rows, timeout_ms=timeout_ms
                 )
-                # The intent's durable anchor was synced while the query ran; no row leaves before.
-                await self._anchored()
         except asyncio.CancelledError:
             await self._audit_shielded(
                 "executed",
@@ -556,6 +554,9 @@ class CodeModeService:
             truncated=result.truncated,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+        # The intent's durable anchor was synced while the query ran (and the outcome was written):
+        # no row leaves before it is on disk (AuditError otherwise).
+        await self._anchored()
         return result
 
     async def _human_approval(
