@@ -240,6 +240,11 @@ class CodeModeConfig(_Section):
     # cost (PostgreSQL cost units; DuckDB: rows moved by all steps), than this. None: no limit.
     max_estimated_rows: float | None = None
     max_estimated_cost: float | None = None
+    # The plan's row and cost estimates: "auto" asks for them only when something reads them (a
+    # limit above, a risk level under [approval] or elicitation, reads waiting for an approver, a
+    # Cedar rule reading the risk or the estimates); "always" also for the explanation's figures.
+    # DuckDB plans a second time for them (the optimizer); PostgreSQL's plan always has them.
+    plan_estimates: Literal["auto", "always"] = "auto"
     # Ask the database to describe every query (parse, plan, function catalog) before a token is
     # issued, and refuse when it disagrees with the analyzer (sqlmode/execute/confirm.py).
     engine_confirmation: bool = True

@@ -311,7 +311,10 @@ class CodeModeService:
         explanation and sets estimated_rows / estimated_cost, which Cedar reads.
         """
         if self.confirmer is not None and analysis.ok:
-            (await self.confirmer.confirm(analysis, snapshot)).apply(analysis)
+            # An evaluator that does not say whether it reads the estimates is given them.
+            reads = getattr(self.evaluator, "reads_plan_estimates", True)
+            c = await self.confirmer.confirm(analysis, snapshot, policy_reads_estimates=reads)
+            c.apply(analysis)
 
     async def validate(
         self,

@@ -1,28 +1,29 @@
 """DuckDB's side of the engine check: its parser's reading of the calls, and the bound plan.
 
-The executor's explain() has DuckDB's parser check the text is one SELECT (extract_statements)
-before planning it; what is read and called comes from the bound plan before the optimizer
-(``json_serialize_plan``, _duckdb_plan.py), asked for at the same time on another worker
-(serializing a plan runs nothing), so nothing depends on statistics or data; the optimized plan
-gives estimates only. The binder's own ``error`` guard of a scalar subquery is not the query's
-call unless the query itself wrote ``error``. A table function in the plan must be on the
-analyzer's allowlist.
+One executor call on one worker hop (``DuckDBExecutor.bound_plan``): DuckDB's parser checks the
+text is one SELECT (extract_statements), then what is read and called comes from the bound plan
+before the optimizer (``json_serialize_plan``, _duckdb_plan.py), so nothing depends on statistics
+or data; the optimized plan (``EXPLAIN``) is asked for in the same call only when its estimates
+are needed (a cost limit, a rule that reads risk or the estimates, or ``plan_estimates =
+"always"``: execute/confirm.py). The binder's own ``error`` guard of a scalar subquery is not the
+query's call unless the query itself wrote ``error``. A table function in the plan must be on
+the analyzer's allowlist.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..analyze.codes import violation
 from ..analyze.functions import FunctionPolicy
-from ..execute.confirm import dotted, explain_or_refusal, table_lookup
+from ..execute.confirm import dotted, planned_or_refusal, table_lookup
 from ..execute.function_rules import engine_call_allowed
 from ..schema.snapshot import SchemaSnapshot
+from ._duckdb_exec import BoundPlanReply
 from ._duckdb_parse import parser_connection
-from ._duckdb_plan import BOUND_PLAN_SQL, BoundPlan, duckdb_estimates, read_bound_plan
+from ._duckdb_plan import BoundPlan, duckdb_estimates, read_bound_plan
 from .base import BoundAccess, EngineTraits, Executor
 
 __all__ = ["bound_access", "engine_calls"]
@@ -70,15 +71,20 @@ async def bound_access(
     policy: FunctionPolicy,
     written_functions: Sequence[str],
     load_catalog: Callable[[], Awaitable[Any]],
+    estimates: bool = True,
 ) -> BoundAccess:
-    bound_rows = asyncio.ensure_future(executor.catalog_query(BOUND_PLAN_SQL, [sql]))
-    plan, refused = await explain_or_refusal(executor, sql, also=bound_rows)
+    # The DuckDB executor's own call (or a wrapper's that hands it on); anything else fails closed.
+    bound_plan: Callable[..., Awaitable[BoundPlanReply]] | None = getattr(executor, "bound_plan", None)
+    if bound_plan is None:
+        raise TypeError(f"the DuckDB engine check needs the DuckDB executor, not {type(executor).__name__}")
+    reply: BoundPlanReply | None
+    reply, refused = await planned_or_refusal(bound_plan(sql, estimates=estimates))
     if refused is not None:
         return refused
+    assert reply is not None
     catalog = await load_catalog()
-    rows = await bound_rows
-    bound = read_bound_plan(rows[0][0] if rows else None, None, catalog.database)
-    facts = duckdb_estimates(plan, bound, table_lookup(snapshot))
+    bound = read_bound_plan(reply.bound, reply.size, catalog.database)
+    facts = duckdb_estimates(reply.physical, bound, table_lookup(snapshot))
     facts.functions |= _binder_calls(written_functions, bound)
     return BoundAccess(
         facts=facts,
@@ -86,6 +92,7 @@ async def bound_access(
         # The user macros named in the text, which expansion hides.
         parsed_calls=frozenset(catalog.user_calls_in(sql)),
         violations=_table_functions(policy, traits, bound),
+        estimates=reply.physical is not None,
     )
 
 

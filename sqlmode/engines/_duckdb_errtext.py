@@ -9,7 +9,7 @@ import re
 
 from ..execute.errtext import HIDDEN, named_in, scrub, where_named
 
-__all__ = ["duckdb_error_text"]
+__all__ = ["duckdb_error_text", "duckdb_text"]
 
 _DUCK_NOT_NULL = re.compile(r"NOT NULL constraint failed: (?:\"?([\w$]+)\"?\.)?\"?([\w$]+)\"?")
 _DUCK_KINDS = (
@@ -32,6 +32,15 @@ def duckdb_error_text(e: BaseException, sql: str | None) -> str:
         m = _DUCK_NOT_NULL.search(msg)
         where = where_named(m.group(2), m.group(1), sql) if m else ""
         return f"Constraint Error: the change violates {kind}{where}"
+    return duckdb_text(msg, sql)
+
+
+def duckdb_text(msg: str, sql: str | None) -> str:
+    """DuckDB's words for anything but a constraint failure, with what the query did not say hidden.
+
+    Binder and catalog errors name candidates the query never wrote ("Candidate bindings:
+    \"ssn\"", "Did you mean \"credentials\"?"): those are hidden like stored values.
+    """
     text = scrub(msg, sql)
     # "... when casting from source column ssn": the column is the engine's, not the query's words.
     return re.sub(

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,17 @@ from ..execute.base import effective_limits
 from ..execute.convert import CHUNK_ROWS, convert_rows
 from ..models import ColumnMeta, QueryResult
 from ._duckdb_convert import duckdb_plan
+from ._duckdb_errtext import duckdb_error_text, duckdb_text
+from ._duckdb_plan import BOUND_PLAN_SQL, MAX_PLAN_CHARS
 
-__all__ = ["DuckDBExecutor", "duckdb_config", "map_duckdb_error", "open_duckdb"]
+__all__ = [
+    "BoundPlanReply",
+    "DuckDBExecutor",
+    "duckdb_config",
+    "map_duckdb_error",
+    "open_duckdb",
+    "scrubbed_error",
+]
 
 log = logging.getLogger("sqlmode.execute")
 
@@ -116,6 +126,30 @@ def map_duckdb_error(
     if isinstance(e, duckdb.Error):
         return ExecutionError(f"DuckDB rejected the query: {msg}")
     return ExecutionError(f"The query failed: {e.__class__.__name__}: {msg}")
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPlanReply:
+    """What one engine-check call brings back (see :meth:`DuckDBExecutor.bound_plan`)."""
+
+    bound: dict[str, Any] | None  # the decoded json_serialize_plan document; None: too large
+    size: int  # its length in characters
+    physical: dict[str, Any] | None = None  # EXPLAIN (FORMAT JSON) as {"Plan": root}, when asked
+
+
+def _physical(rows: list[Any]) -> dict[str, Any]:
+    nodes = json.loads(rows[0][1]) if rows else []
+    if isinstance(nodes, list) and len(nodes) == 1:
+        return {"Plan": nodes[0]}
+    return {"Plan": {"name": "ROOTS", "children": nodes}}
+
+
+def scrubbed_error(e: BaseException, sql: str) -> SqlmodeError:
+    """The mapped error, DuckDB's text cut down to what the query itself said (execute/errtext.py)."""
+    err = map_duckdb_error(e)
+    err.message = err.message.replace(str(e), duckdb_error_text(e, sql))
+    err.args = (err.message,)
+    return err
 
 
 class DuckDBExecutor:
@@ -288,10 +322,48 @@ class DuckDBExecutor:
     async def explain(self, sql: str) -> dict[str, Any]:
         """DuckDB's physical plan as JSON: ``{"Plan": <root node>}`` (not executed)."""
         rows = await self._call(self.settings.code_mode.query_timeout_ms, self._explain_sync, sql)
-        nodes = json.loads(rows[0][1]) if rows else []
-        if isinstance(nodes, list) and len(nodes) == 1:
-            return {"Plan": nodes[0]}
-        return {"Plan": {"name": "ROOTS", "children": nodes}}
+        return _physical(rows)
+
+    def _bound_plan_sync(self, cur: duckdb.DuckDBPyConnection, sql: str, estimates: bool) -> BoundPlanReply:
+        try:
+            try:
+                self._statement(cur, sql)  # one SELECT to DuckDB's own parser, before anything else
+                if not self._read_only:
+                    cur.execute("BEGIN TRANSACTION READ ONLY")
+                row = cur.execute(BOUND_PLAN_SQL, [sql]).fetchone()
+                text = str(row[0]) if row and row[0] is not None else ""
+                if len(text) > MAX_PLAN_CHARS:
+                    return BoundPlanReply(None, len(text))
+                doc = json.loads(text)
+                if isinstance(doc, dict) and doc.get("error"):
+                    # What EXPLAIN would have raised (a binder or catalog error), as DuckDB words it.
+                    kind = str(doc.get("error_type") or "unknown").replace("_", " ").title()
+                    msg = f"{kind} Error: {doc.get('error_message', '')}"
+                    raise ExecutionError(f"DuckDB rejected the query: {duckdb_text(msg, sql)}")
+                physical = None
+                if estimates:
+                    physical = _physical(cur.execute("EXPLAIN (FORMAT JSON) " + sql).fetchall())
+                return BoundPlanReply(doc, len(text), physical)
+            except (duckdb.InterruptException, SqlmodeError):
+                raise  # a timeout or cancel: _call maps it knowing which
+            except duckdb.Error as e:
+                raise scrubbed_error(e, sql) from e
+        finally:
+            cur.close()
+
+    async def bound_plan(self, sql: str, *, estimates: bool) -> BoundPlanReply:
+        """The engine check's one call: DuckDB's parser, its bound plan and, if asked, its estimates.
+
+        One worker hop under the query deadline: the text must be one SELECT to DuckDB's parser,
+        then ``json_serialize_plan`` (the unoptimized bound plan: what is read and called), then
+        ``EXPLAIN (FORMAT JSON)`` only when ``estimates`` (the optimizer's row estimates: limits,
+        risk, the explanation's figures). Nothing runs. A failure is a SqlmodeError whose DuckDB
+        text is scrubbed (execute/errtext.py): the verdict never carries a name or value the query
+        did not write (a binder's "Candidate bindings" may name a blocked column).
+        """
+        ms = self.settings.code_mode.query_timeout_ms
+        reply: BoundPlanReply = await self._call(ms, self._bound_plan_sync, sql, estimates)
+        return reply
 
     def _catalog_sync(
         self, cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any]

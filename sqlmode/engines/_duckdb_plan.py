@@ -122,21 +122,26 @@ class BoundPlan:
     problems: list[str] = field(default_factory=list)
 
 
-def read_bound_plan(text: str | None, size: int | None = None, default_catalog: str = "") -> BoundPlan:
-    """The facts of one ``json_serialize_plan`` document (``text`` None: refused for its size)."""
+def read_bound_plan(
+    text: str | dict[str, Any] | None, size: int | None = None, default_catalog: str = ""
+) -> BoundPlan:
+    """The facts of one ``json_serialize_plan`` document, as text or decoded (None: refused for its size)."""
     out = BoundPlan()
-    if text is not None and len(text) > MAX_PLAN_CHARS:
+    if isinstance(text, str) and len(text) > MAX_PLAN_CHARS:
         size = len(text)
         text = None
     if text is None:
         shown = f"{size:,} characters" if size is not None else "too large"
         out.problems.append(f"the bound plan is too large to read ({shown}; a huge constant?)")
         return out
-    try:
-        doc = json.loads(text)
-    except ValueError as e:
-        out.problems.append(f"the bound plan is not JSON ({e})")
-        return out
+    if isinstance(text, str):
+        try:
+            doc: Any = json.loads(text)
+        except ValueError as e:
+            out.problems.append(f"the bound plan is not JSON ({e})")
+            return out
+    else:
+        doc = text
     if not isinstance(doc, dict) or doc.get("error"):
         kind = doc.get("error_type", "error") if isinstance(doc, dict) else "error"
         msg = str(doc.get("error_message", "")) if isinstance(doc, dict) else ""
@@ -295,17 +300,18 @@ def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
-def duckdb_estimates(doc: dict[str, Any], bound: BoundPlan, lookup: TableLookup) -> PlanFacts:
+def duckdb_estimates(doc: dict[str, Any] | None, bound: BoundPlan, lookup: TableLookup) -> PlanFacts:
     """PlanFacts: the bound plan's sets, with row estimates from the optimized physical plan.
 
     The physical plan (``EXPLAIN (FORMAT JSON)`` as ``{"Plan": root}``) decides nothing about
     what is read; it only says how much. The cost is the sum of every operator's estimated
     cardinality, a proxy for the rows the query moves (DuckDB has no cost model in the plan).
+    Without it (``doc`` None: no estimates were asked for) the facts carry no figures.
     """
-    root = doc["Plan"]
+    root = doc["Plan"] if doc is not None else {}
     facts = PlanFacts(rows=number((root.get("extra_info") or {}).get("Estimated Cardinality")))
     physical: dict[str, float] = {}
-    for node in _nodes(root):
+    for node in _nodes(root) if doc is not None else ():
         info = node.get("extra_info") or {}
         rows = number(info.get("Estimated Cardinality"))
         facts.cost += rows

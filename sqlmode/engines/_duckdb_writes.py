@@ -10,13 +10,12 @@ from typing import Any
 import duckdb
 
 from ..config import Settings
-from ..errors import ExecutionError, NotAQueryError, SqlmodeError
+from ..errors import ExecutionError, NotAQueryError
 from ..execute.convert import convert_rows
 from ..execute.writes import WriteResult, check_verb, check_write_text, over_cap, write_limits
 from ..models import ColumnMeta
 from ._duckdb_convert import duckdb_plan
-from ._duckdb_errtext import duckdb_error_text
-from ._duckdb_exec import DuckDBExecutor, map_duckdb_error
+from ._duckdb_exec import DuckDBExecutor, scrubbed_error
 
 __all__ = ["DuckDBWriteExecutor"]
 
@@ -70,14 +69,6 @@ def _duck_affected(
     return records, affected
 
 
-def _scrubbed(e: duckdb.Error, sql: str) -> SqlmodeError:
-    """The mapped error, its DuckDB text cut down to what the query itself said (see errtext.py)."""
-    err = map_duckdb_error(e)
-    err.message = err.message.replace(str(e), duckdb_error_text(e, sql))
-    err.args = (err.message,)
-    return err
-
-
 class DuckDBWriteExecutor(DuckDBExecutor):
     """Capped single-statement writes on the DuckDB file, opened read-write."""
 
@@ -115,7 +106,7 @@ class DuckDBWriteExecutor(DuckDBExecutor):
                 except duckdb.InterruptException:
                     raise  # a timeout or cancel: _call maps it knowing which
                 except duckdb.Error as e:
-                    raise _scrubbed(e, sql) from e
+                    raise scrubbed_error(e, sql) from e
                 desc = cur.description or []
                 records, affected = _duck_affected(cur, desc, returning, cap)
                 if not returning:

@@ -25,19 +25,25 @@ __all__ = ["bound_access", "engine_calls"]
 
 def engine_calls(sql: str) -> tuple[str | None, set[tuple[str, str]]]:
     """(problem or None, the calls as (schema, name)) as pglast reads ``sql``."""
+    problem, calls, _ = _parse(sql)
+    return problem, calls
+
+
+def _parse(sql: str) -> tuple[str | None, set[tuple[str, str]], Any]:
+    """(problem or None, the calls, the parse tree): one pglast parse serves the calls and the aliases."""
     from pglast import parser as pg
 
     calls: set[tuple[str, str]] = set()
     try:
         doc = json.loads(pg.parse_sql_json(sql))
     except pg.ParseError as e:
-        return f"PostgreSQL's parser rejects it ({str(e)[:200]})", calls
+        return f"PostgreSQL's parser rejects it ({str(e)[:200]})", calls, None
     stmts = doc.get("stmts", [])
     kinds = [next(iter(s.get("stmt", {"?": 0}))) for s in stmts]
     if kinds != ["SelectStmt"]:
-        return f"PostgreSQL's parser reads {', '.join(kinds) or 'nothing'}", calls
+        return f"PostgreSQL's parser reads {', '.join(kinds) or 'nothing'}", calls, None
     _calls(doc, calls)
-    return None, calls
+    return None, calls, doc
 
 
 def _calls(node: Any, out: set[tuple[str, str]]) -> None:
@@ -62,8 +68,9 @@ async def bound_access(
     policy: FunctionPolicy,
     written_functions: Sequence[str],
     load_catalog: Callable[[], Awaitable[Any]],
+    estimates: bool = True,  # PostgreSQL's plan has them anyway
 ) -> BoundAccess:
-    problem, parsed_calls = engine_calls(sql)
+    problem, parsed_calls, tree = _parse(sql)
     if problem:
         msg = f"The normalized SQL is not one SELECT to the database: {problem}."
         return BoundAccess(refusal=violation("ROUND_TRIP_MISMATCH", msg))
@@ -80,5 +87,5 @@ async def bound_access(
     if refused is not None:
         return refused
     catalog = await load_catalog()
-    facts = postgres_plan_facts(plan, table_lookup(snapshot), column_aliases(sql))
+    facts = postgres_plan_facts(plan, table_lookup(snapshot), column_aliases(sql, tree))
     return BoundAccess(facts=facts, catalog=catalog, parsed_calls=frozenset(parsed_calls), violations=found)

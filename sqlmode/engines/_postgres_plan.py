@@ -27,6 +27,8 @@ exactly what it is.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,15 @@ __all__ = ["column_aliases", "postgres_plan_facts"]
 
 # An expression longer than this is a folded constant too large to read, not a query's text.
 MAX_EXPRESSION_CHARS = 1_000_000
+# Parse trees of the plan's expression statements, by text. Parsing is a pure function of the
+# text, and plans repeat most expressions from one query to the next (a changed literal changes
+# one Filter), so decoding pglast's JSON, the largest cost of reading a plan, is mostly skipped.
+# The trees are shared: nothing that reads them changes them. Only statements that parsed are
+# kept, at most TREE_CACHE_SIZE of at most TREE_CACHE_CHARS characters each (LRU, per process).
+TREE_CACHE_SIZE = 2048
+TREE_CACHE_CHARS = 2_000
+_trees: OrderedDict[str, Any] = OrderedDict()
+_trees_lock = threading.Lock()
 
 # How each expression field is wrapped into a statement PostgreSQL's grammar accepts.
 _SCALAR = "SELECT {}"
@@ -116,19 +127,21 @@ class _Stmt:
     raw: str
 
 
-def column_aliases(sql: str) -> dict[str, list[str] | None]:
+def column_aliases(sql: str, doc: Any = None) -> dict[str, list[str] | None]:
     """Tables the query renames columns of (``FROM customers AS c(a, b)``): alias -> new names.
 
     The deparser prints such a table's columns by the new names (``c.b`` is the second column),
     so they are mapped back by position. An alias given twice maps to None (cannot be placed).
+    ``doc``: pglast's parse of ``sql`` (``parse_sql_json``, decoded) when the caller has it.
     """
     out: dict[str, list[str] | None] = {}
     if "(" not in sql:
         return out
-    try:
-        doc = json.loads(pg.parse_sql_json(sql))
-    except pg.ParseError:
-        return out
+    if doc is None:
+        try:
+            doc = json.loads(pg.parse_sql_json(sql))
+        except pg.ParseError:
+            return out
     for kind, value in _walk(doc, ("RangeVar",)):
         alias = value.get("alias") or {}
         names = alias.get("colnames")
@@ -309,11 +322,35 @@ def _parse(stmts: list[_Stmt], facts: PlanFacts) -> list[Any]:
     """Parse trees, one per statement (None where a statement does not parse: a problem)."""
     if not stmts:
         return []
+    found: dict[str, Any] = {}
+    with _trees_lock:
+        for st in stmts:
+            tree = _trees.get(st.text)
+            if tree is not None:
+                _trees.move_to_end(st.text)
+                found[st.text] = tree
+    missing = [st for st in stmts if st.text not in found]
+    if missing:
+        fresh = _parse_fresh(missing, facts)
+        with _trees_lock:
+            for st, tree in zip(missing, fresh, strict=True):
+                if tree is None:
+                    continue
+                found[st.text] = tree
+                if len(st.text) <= TREE_CACHE_CHARS:
+                    _trees[st.text] = tree
+            while len(_trees) > TREE_CACHE_SIZE:
+                _trees.popitem(last=False)
+    return [found.get(st.text) for st in stmts]
+
+
+def _parse_fresh(stmts: list[_Stmt], facts: PlanFacts) -> list[Any]:
+    """:func:`_parse` without the cache: one parse for all, each alone to find a culprit."""
     try:
         doc = json.loads(pg.parse_sql_json(";\n".join(s.text for s in stmts)))
-        trees = [s.get("stmt") for s in doc.get("stmts", [])]
-        if len(trees) == len(stmts):
-            return trees
+        parsed = doc.get("stmts", [])
+        if len(parsed) == len(stmts) and _aligned(parsed, stmts):
+            return [p.get("stmt") for p in parsed]
     except pg.ParseError:
         pass
     out = []
@@ -329,6 +366,20 @@ def _parse(stmts: list[_Stmt], facts: PlanFacts) -> list[Any]:
                 facts.problems.append(f"the plan's {s.field} is not one expression")
         out.append(parsed[0].get("stmt") if len(parsed) == 1 else None)
     return out
+
+
+def _aligned(parsed: list[dict[str, Any]], stmts: list[_Stmt]) -> bool:
+    """Whether each statement of the joined parse spans exactly one statement's text.
+
+    Then each tree is that text's own parse (what is cached under it), not a neighbour's part.
+    """
+    at = 0
+    for i, (p, st) in enumerate(zip(parsed, stmts, strict=True)):
+        length = p.get("stmt_len", 0)  # 0 (left out) on the last: "to the end"
+        if p.get("stmt_location", 0) != at or length != (0 if i == len(stmts) - 1 else len(st.text)):
+            return False
+        at += len(st.text) + 2  # ";\n"
+    return True
 
 
 # -- references -------------------------------------------------------------------------------

@@ -130,6 +130,9 @@ class BoundAccess:
     refusal: Violation | None = None
     #: False for a failure that may pass later (a timeout, a privilege error): not cached.
     cacheable: bool = True
+    #: Whether ``facts`` carry the plan's estimates (rows, cost); an engine may skip them when
+    #: they were not asked for (DuckDB: they take a second, optimized plan).
+    estimates: bool = True
 
 
 class NativeSyntaxError(ValueError):
@@ -239,11 +242,14 @@ class Engine(Protocol):
         policy: Any,
         written_functions: Sequence[str],
         load_catalog: Callable[[], Awaitable[Any]],
+        estimates: bool = True,
     ) -> BoundAccess:
         """What the engine binds for ``sql`` (one read query), asked through ``executor``.
 
         ``policy`` is the analyzer's compiled function allowlist, ``written_functions`` the calls
         the analyzer saw in the text, ``load_catalog`` returns the snapshot's function catalog.
+        ``estimates`` False: the plan's row and cost estimates are not needed (an engine whose
+        estimates cost extra work may leave them out and say so in ``BoundAccess.estimates``).
         """
         ...
 

@@ -179,6 +179,7 @@ class DuckDBEngine:
         policy: Any,
         written_functions: Sequence[str],
         load_catalog: Callable[[], Awaitable[Any]],
+        estimates: bool = True,
     ) -> BoundAccess:
         from ._duckdb_check import bound_access
 
@@ -190,6 +191,7 @@ class DuckDBEngine:
             policy=policy,
             written_functions=written_functions,
             load_catalog=load_catalog,
+            estimates=estimates,
         )
 
     # -- grants: none -------------------------------------------------------------------------

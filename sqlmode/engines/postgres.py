@@ -204,6 +204,7 @@ class PostgresEngine:
         policy: Any,
         written_functions: Sequence[str],
         load_catalog: Callable[[], Awaitable[Any]],
+        estimates: bool = True,
     ) -> BoundAccess:
         from ._postgres_check import bound_access
 
@@ -215,6 +216,7 @@ class PostgresEngine:
             policy=policy,
             written_functions=written_functions,
             load_catalog=load_catalog,
+            estimates=estimates,
         )
 
     # -- grants -----------------------------------------------------------------------------

@@ -22,12 +22,21 @@ issued, :class:`EngineConfirmer` asks the engine about ``analysis.normalized_cod
    - the estimates feed the risk level, a sentence of the explanation ("reads about 2.4M rows
      of orders"), the Cedar context (``estimated_rows``, ``estimated_cost``) and the config
      limits ``code_mode.max_estimated_rows`` / ``max_estimated_cost`` (ESTIMATED_*_TOO_HIGH).
+     Where they cost a second plan (DuckDB's optimizer), they are asked for only when something
+     reads them (:meth:`EngineConfirmer.wants_estimates`: a limit, an approval or elicitation
+     risk level the plan can raise a query to, a Cedar rule that reads them or the risk, reads
+     that wait for an approver (whose page shows them), or ``code_mode.plan_estimates =
+     "always"``); without them the risk is the analyzer's, the
+     explanation names what the plan reads without figures, and Cedar's context has no
+     ``estimated_*`` (rules already test ``context has estimated_rows``).
 3. If the database cannot describe the query (a privilege error, an unknown function, a
    timeout), the query is refused (ENGINE_REFUSED): fail closed. The engine's work runs under
    the executor's deadline, interrupt and memory limit, like execution.
 
-Results are cached by (normalized code, schema hash) for ``database.schema_ttl_seconds``;
-failures are not cached. Only reads are confirmed (writes take their own path).
+Results are cached by (normalized code, snapshot content hash, estimates asked for) for
+``database.schema_ttl_seconds``: the content hash, not the bounded schema hash, because a blocked
+column added behind a view changes the verdict while an LLM sees the same schema (see
+analyze/cache.py). Failures are not cached. Only reads are confirmed (writes take their own path).
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..analyze.codes import violation
 from ..analyze.functions import policy_for
@@ -50,12 +60,25 @@ from ..schema.snapshot import SchemaSnapshot
 from .function_rules import check_calls
 from .plans import PlanFacts
 
-__all__ = ["Confirmation", "EngineConfirmer", "dotted", "explain_or_refusal", "human", "table_lookup"]
+__all__ = [
+    "Confirmation",
+    "EngineConfirmer",
+    "dotted",
+    "explain_or_refusal",
+    "human",
+    "planned_or_refusal",
+    "table_lookup",
+]
+
+T = TypeVar("T")
 
 # Risk from the largest step's row estimate.
 RISK_MEDIUM_ROWS = 1_000_000
 RISK_HIGH_ROWS = 100_000_000
 CACHE_SIZE = 1024
+# Risk levels the plan's estimates can raise a query to (the engine never rates one critical):
+# a rule keyed on one of them needs the estimates.
+PLAN_RISKS = frozenset({RiskLevel.LOW.value, RiskLevel.MEDIUM.value, RiskLevel.HIGH.value})
 # Cedar Longs are 64-bit; estimates are clamped into range.
 _MAX_LONG = 2**63 - 1
 
@@ -138,20 +161,42 @@ class EngineConfirmer:
         self.ttl_seconds = float(ttl_seconds or settings.database.schema_ttl_seconds or 300)
         fc = settings.code_mode.functions
         self._policy = policy_for(self.engine.traits, tuple(sorted(fc.allow)), tuple(sorted(fc.deny)))
-        self._cache: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, bool], _Cached] = OrderedDict()
         self._catalog_lock = asyncio.Lock()
+        cm = settings.code_mode
+        #: What asks for the estimates whatever the policies say (see :meth:`wants_estimates`).
+        self.config_wants_estimates = (
+            cm.plan_estimates == "always"
+            or cm.max_estimated_rows is not None
+            or cm.max_estimated_cost is not None
+            or bool(PLAN_RISKS & set(settings.approval.risk_levels))
+            or bool(PLAN_RISKS & set(settings.server.elicit_risk_levels))
+            # A read waiting for an approver shows them the estimates (approval/book.py).
+            or "read" in settings.approval.actions
+        )
+
+    def wants_estimates(self, policy_reads_them: bool) -> bool:
+        """Whether the plan's estimates are needed: the config's reasons, or the policies read them."""
+        return self.config_wants_estimates or policy_reads_them
 
     def clear(self) -> None:
         """Forget cached confirmations."""
         self._cache.clear()
 
-    async def confirm(self, analysis: Analysis, snapshot: SchemaSnapshot) -> Confirmation:
-        """The engine's verdict on ``analysis`` (never raises; a failure is ENGINE_REFUSED)."""
+    async def confirm(
+        self, analysis: Analysis, snapshot: SchemaSnapshot, *, policy_reads_estimates: bool = True
+    ) -> Confirmation:
+        """The engine's verdict on ``analysis`` (never raises; a failure is ENGINE_REFUSED).
+
+        ``policy_reads_estimates``: whether the current policies read the estimates or the risk
+        (the service knows; the default asks for them).
+        """
         if not analysis.ok or not analysis.normalized_code:
             return Confirmation(skipped="the analysis already refused the code")
         if analysis.action is not Action.READ:
             return Confirmation(skipped="only reads are confirmed")
-        key = (analysis.normalized_code, snapshot.schema_hash)
+        estimates = self.wants_estimates(policy_reads_estimates)
+        key = (analysis.normalized_code, snapshot.content_hash, estimates)
         hit = self._cache.get(key)
         now = time.monotonic()
         if hit is not None and now - hit.at < self.ttl_seconds:
@@ -159,7 +204,7 @@ class EngineConfirmer:
             return _with(hit.result, cached=True)
         started = time.perf_counter()
         try:
-            result, cacheable = await self._confirm(analysis, snapshot)
+            result, cacheable = await self._confirm(analysis, snapshot, estimates)
         except Exception as e:  # fail closed on anything unexpected
             result = Confirmation(
                 violations=(
@@ -178,7 +223,9 @@ class EngineConfirmer:
                 self._cache.popitem(last=False)
         return result
 
-    async def _confirm(self, analysis: Analysis, snapshot: SchemaSnapshot) -> tuple[Confirmation, bool]:
+    async def _confirm(
+        self, analysis: Analysis, snapshot: SchemaSnapshot, estimates: bool
+    ) -> tuple[Confirmation, bool]:
         sql = analysis.normalized_code
         access = await self.engine.bound_access(
             sql,
@@ -187,6 +234,7 @@ class EngineConfirmer:
             policy=self._policy,
             written_functions=analysis.functions,
             load_catalog=lambda: self._functions(snapshot),
+            estimates=estimates,
         )
         if access.refusal is not None:
             risk = RiskLevel.HIGH if access.refusal.code == "ENGINE_REFUSED" else RiskLevel.LOW
@@ -210,6 +258,14 @@ class EngineConfirmer:
             # values it was refused for (``WHERE tax_id < '5'`` estimates how many SSNs are below
             # '5'), so they would make the refusal's wording an oracle on blocked data.
             return _verdict(out, facts, show_cost, estimates=False), True
+        if not access.estimates:
+            cm = self.settings.code_mode
+            if cm.max_estimated_rows is not None or cm.max_estimated_cost is not None:
+                # Fail closed: a limit that cannot be checked refuses (an engine that ignored the ask).
+                msg = "The database did not give the estimates the configured limits need."
+                refused = (violation("ENGINE_REFUSED", msg),)
+                return Confirmation(violations=refused, risk=RiskLevel.HIGH), False
+            return _verdict(out, facts, show_cost, estimates=False, summary=True), True
         out += self._limits(facts)
         return _verdict(out, facts, show_cost), True
 
@@ -346,36 +402,30 @@ def _with(c: Confirmation, **changes: Any) -> Confirmation:
     return replace(c, **changes)
 
 
-async def _drop(task: asyncio.Future[Any] | None) -> None:
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
 def dotted(*parts: str) -> str:
     return ".".join(p for p in parts if p)
 
 
-async def explain_or_refusal(
-    executor: Executor, sql: str, *, also: asyncio.Future[Any] | None = None
-) -> tuple[Any, BoundAccess | None]:
-    """(the engine's plan of ``sql``, None), or (None, the refusal) when it cannot plan it.
+async def planned_or_refusal(call: Awaitable[T]) -> tuple[T | None, BoundAccess | None]:
+    """(what the engine's planning ``call`` returned, None), or (None, the refusal) when it cannot plan.
 
-    ``also``: work started beside the plan (another view of it), dropped when planning fails.
+    The engine's parser not reading one SELECT is ROUND_TRIP_MISMATCH; any other failure (a
+    binder or privilege error, a timeout) is ENGINE_REFUSED and not cached: it may pass later.
+    The executor's error text is already fit for the caller (scrubbed: execute/errtext.py).
     """
     try:
-        return await executor.explain(sql), None
+        return await call, None
     except NotAQueryError as e:
-        await _drop(also)
         msg = f"The normalized SQL is not one SELECT to the database: {e.message}"
         return None, BoundAccess(refusal=violation("ROUND_TRIP_MISMATCH", msg))
     except SqlmodeError as e:
-        await _drop(also)
         msg = f"The database could not plan the query: {e.message}"
         return None, BoundAccess(refusal=violation("ENGINE_REFUSED", msg), cacheable=False)
-    except BaseException:
-        await _drop(also)
-        raise
+
+
+async def explain_or_refusal(executor: Executor, sql: str) -> tuple[Any, BoundAccess | None]:
+    """(the engine's plan of ``sql``, None), or (None, the refusal) when it cannot plan it."""
+    return await planned_or_refusal(executor.explain(sql))
 
 
 def table_lookup(snapshot: SchemaSnapshot) -> Any:
@@ -397,14 +447,21 @@ def _unreadable(problems: list[str]) -> Confirmation:
 
 
 def _verdict(
-    violations: list[Violation], facts: PlanFacts, show_cost: bool, *, estimates: bool = True
+    violations: list[Violation],
+    facts: PlanFacts,
+    show_cost: bool,
+    *,
+    estimates: bool = True,
+    summary: bool = False,
 ) -> Confirmation:
     if not estimates:
+        # ``summary``: what the plan reads, without figures (none were asked for).
         return Confirmation(
             violations=tuple(violations),
             tables=tuple(sorted({dotted(s.schema, s.table) for s in facts.scans})),
             columns=tuple(sorted(f"{t}.{c}" for _, t, c in facts.columns)),
             functions=tuple(sorted(dotted(s, n) for s, n in facts.functions)),
+            summary=_reads_summary(facts) if summary else "",
         )
     reads: dict[str, float] = {}
     for scan in facts.scans:
@@ -426,6 +483,15 @@ def _verdict(
         risk=risk,
         summary=_summary(ordered, facts, show_cost),
     )
+
+
+def _reads_summary(facts: PlanFacts) -> str:
+    tables = list(dict.fromkeys(s.table for s in facts.scans))
+    if not tables:
+        return "The database plans to read no stored table."
+    shown = tables[:4] + ([f"{len(tables) - 4} more tables"] if len(tables) > 4 else [])
+    listed = ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
+    return f"The database plans to read {listed}."
 
 
 def _rows(n: float) -> str:

@@ -86,6 +86,7 @@ class LoadedPolicies:
     meta: MappingProxyType[str, PolicyMeta]  # Cedar's positional id ("policy7") -> meta
     named: frozenset[tuple[str, str]]  # Table/Column uids some policy mentions
     context_usage: dict[str, frozenset[str] | None] | None  # see context_usage()
+    reads_estimates: bool  # see reads_estimates()
     text: str  # the effective set, layer by layer, as `sqlmode policy check` prints it
     policy_hash: str
     stamps: tuple[tuple[str, int, int, int], ...]
@@ -126,6 +127,44 @@ def context_usage(policies: Any) -> dict[str, frozenset[str] | None] | None:
         elif dataclasses.is_dataclass(node) and not isinstance(node, type):
             stack.extend(getattr(node, f.name) for f in dataclasses.fields(node))
     return {k: None if v is None else frozenset(v) for k, v in usage.items()}
+
+
+# What the plan's estimates set or change in the context: estimated_rows and estimated_cost (absent
+# without them), and the risk they can raise (risk_rank, risk).
+_ESTIMATED = frozenset({"estimated_rows", "estimated_cost", "risk_rank"})
+_CRITICAL = pst.StringLit("critical")
+
+
+def reads_estimates(policies: Any) -> bool:
+    """Whether a decision can depend on the plan's estimates (execute/confirm.py asks for them then).
+
+    True when a policy reads or tests ``estimated_rows`` / ``estimated_cost``, reads ``risk_rank``,
+    uses ``context`` as a whole, or reads ``risk`` other than as ``context.risk == "critical"``
+    (or ``!=``): the estimates raise a query's risk to medium or high, never to critical, so the
+    baseline's critical rule does not need them.
+    """
+    stack: list[Any] = list(policies.values())
+    while stack:
+        node = stack.pop()
+        if isinstance(node, pst.BinaryOp) and node.op in ("eq", "not_eq"):
+            sides = (node.left, node.right)
+            if _CRITICAL in sides and any(_reads(x) and cast(pst.GetAttr, x).attr == "risk" for x in sides):
+                continue
+        if _reads(node):
+            if node.attr in _ESTIMATED or node.attr == "risk":
+                return True
+        elif isinstance(node, pst.HasAttr) and node.base == _CONTEXT:
+            if _ESTIMATED & set(node.attrs):
+                return True
+        elif node == _CONTEXT:
+            return True
+        elif isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, tuple):
+            stack.extend(node)
+        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node))
+    return False
 
 
 def _reads(node: Any) -> bool:
@@ -182,6 +221,9 @@ def compile_sources(sources: Sources) -> LoadedPolicies:
         meta=MappingProxyType(meta),
         named=named,
         context_usage=context_usage(nodes),
+        # An @approval permit shows its approver the estimates (approval/book.py).
+        reads_estimates=reads_estimates(nodes)
+        or any(m.approval is not None and m.effect == "permit" for m in meta.values()),
         text=text,
         policy_hash=policy_hash_of(sources.schema_text, text),
         stamps=sources.stamps,
@@ -261,6 +303,12 @@ class CedarEvaluator:
         if self._broken is not None:
             return "invalid:" + hashlib.sha256(str(self._broken).encode()).hexdigest()
         return self._loaded.policy_hash
+
+    @property
+    def reads_plan_estimates(self) -> bool:
+        """Whether the current policies can decide on the plan's estimates or risk (reads_estimates())."""
+        self._refresh()
+        return self._loaded.reads_estimates
 
     @property
     def loaded(self) -> LoadedPolicies:

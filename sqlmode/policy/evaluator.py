@@ -5,7 +5,9 @@ and ``policy_hash``. Cedar (in process) is the default; ``noop`` allows everythi
 for development. A remote evaluator (for example Amazon Verified Permissions) is a
 class with the same two members: send the request built by
 :func:`sqlmode.policy.request.build_request` and map the answer to a Decision, with a
-``policy_hash`` that changes when the remote policy store does (its version id).
+``policy_hash`` that changes when the remote policy store does (its version id). An evaluator may
+also say whether its decisions read the plan's estimates or the risk (``reads_plan_estimates``);
+one that does not say is given them.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class NoopEvaluator:
     @property
     def policy_hash(self) -> str:
         return self._hash
+
+    @property
+    def reads_plan_estimates(self) -> bool:
+        return False
 
     def evaluate(self, principal: Principal, analysis: Analysis) -> Decision:
         return Decision(True, (self.POLICY_ID,), ("policy evaluation disabled (policy.evaluator = noop)",))

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sqlmode.config import Settings
+from sqlmode.engines import _postgres_plan
 from sqlmode.engines._duckdb_plan import read_bound_plan
 from sqlmode.engines._postgres_plan import column_aliases, postgres_plan_facts
 from sqlmode.service import CodeModeService
@@ -112,6 +113,24 @@ async def test_postgres_attack_returns_no_blocked_value_and_the_engine_sees_it(
         lookup = _lookup(snapshot)
         facts = postgres_plan_facts(plan, lookup, column_aliases(sql))
         assert facts.problems == [] and ("public", "customers", "ssn") in facts.columns, facts
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sql", [*ATTACKS.values(), *PG_ONLY.values()], ids=[*ATTACKS, *PG_ONLY])
+async def test_postgres_plan_reads_the_same_parsed_afresh_or_from_the_tree_cache(
+    pg_world: PgWorld, sql: str, tmp_path: Path
+) -> None:
+    from pglast import parser as pg
+
+    async with CodeModeService(pg_world.settings(pg_world.admin_url, _own_audit(tmp_path))) as svc:
+        plan = await svc.executor.explain(sql)
+        lookup = _lookup(await svc.schema())
+        _postgres_plan._trees.clear()
+        cold = postgres_plan_facts(plan, lookup, column_aliases(sql))
+        assert _postgres_plan._trees  # the expressions that parsed are kept...
+        # ...and read back, with the query's own parse handed over (the engine check parses it once).
+        warm = postgres_plan_facts(plan, lookup, column_aliases(sql, json.loads(pg.parse_sql_json(sql))))
+        assert cold == warm and cold.problems == [] and ("public", "customers", "ssn") in warm.columns
 
 
 def _own_audit(tmp_path: Path) -> dict[str, Any]:

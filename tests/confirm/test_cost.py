@@ -72,7 +72,8 @@ async def test_cost_limit(service_for: Callable[..., CodeModeService]) -> None:
 
 
 async def test_estimates_feed_risk_and_explanation(service_for: Callable[..., CodeModeService]) -> None:
-    async with service_for() as svc:
+    # "always": the explanation's figures are wanted even though no rule reads them.
+    async with service_for({"code_mode": {"plan_estimates": "always"}}) as svc:
         big = await svc.validate(CROSS)
         # No limit configured: allowed, but flagged (PostgreSQL estimates 2.5B rows, DuckDB 1.8M).
         assert big.is_valid and big.risk_level in ("medium", "high")

@@ -223,6 +223,7 @@ class SQLiteEngine:
         policy: Any,
         written_functions: Sequence[str],
         load_catalog: Callable[[], Awaitable[Any]],
+        estimates: bool = True,
     ) -> BoundAccess:
         msg = "SQLite cannot describe what a query reads without running it."
         return BoundAccess(refusal=Violation(code="ENGINE_REFUSED", message=msg))
