@@ -34,6 +34,8 @@ __all__ = ["BEFORE_READY", "pipe_capable", "run_stdio", "serve_while_opening", "
 # The longest line read from the client (one JSON-RPC message); validate_code's code is at most
 # 100,000 characters, so a real request is far below this.
 MAX_LINE_BYTES = 16 * 1024 * 1024
+# Characters of a message encoded and written at a time (the pipe's usual capacity).
+WRITE_CHUNK_CHARS = 64 * 1024
 
 
 def pipe_capable(fd: int) -> bool:
@@ -82,13 +84,24 @@ class _LineReader:
 
 
 class _LineWriter:
-    """``await write(text)`` then ``await flush()``: one write on the loop, waiting only on a full pipe."""
+    """``await write(text)`` then ``await flush()``: one write on the loop, waiting only on a full pipe.
+
+    A long message (a large result) is encoded and handed over a piece at a time, waiting while
+    the pipe is full: otherwise its UTF-8 copy, and a second copy in the transport's buffer when
+    the client reads slower than this writes, would be held whole beside the text. The SDK writes
+    one message at a time from one task, so pieces of two messages never interleave.
+    """
 
     def __init__(self, writer: asyncio.StreamWriter):
         self._writer = writer
 
     async def write(self, text: str) -> None:
-        self._writer.write(text.encode("utf-8"))
+        if len(text) <= WRITE_CHUNK_CHARS:
+            self._writer.write(text.encode("utf-8"))
+            return
+        for i in range(0, len(text), WRITE_CHUNK_CHARS):
+            self._writer.write(text[i : i + WRITE_CHUNK_CHARS].encode("utf-8"))
+            await self._writer.drain()
 
     async def flush(self) -> None:
         await self._writer.drain()

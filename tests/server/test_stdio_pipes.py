@@ -200,3 +200,41 @@ async def test_the_handshake_is_answered_while_the_service_opens_and_a_failed_op
     assert [m.get("id") for m in map(json.loads, rest.splitlines())] in ([], [2])
     assert all("result" not in m for m in map(json.loads, rest.splitlines())), rest
     assert "error:" in err and "Traceback" not in err, err
+
+
+async def test_a_long_message_is_written_in_pieces_whole_and_in_order(tmp_path: Path) -> None:
+    """Longer than a piece and than the pipe: multi-byte characters across piece boundaries, a slow reader."""
+    import os
+
+    from sqlmode.stdio import WRITE_CHUNK_CHARS, _LineWriter, _WriteProtocol
+
+    loop = asyncio.get_running_loop()
+    r, w = os.pipe()
+    transport, protocol = await loop.connect_write_pipe(_WriteProtocol, os.fdopen(w, "wb", buffering=0))
+    writer = _LineWriter(asyncio.StreamWriter(transport, protocol, None, loop))
+    unit = "aé😀\n" + "x" * (WRITE_CHUNK_CHARS - 5)  # a 4-byte character straddles every piece boundary
+    messages = [unit * 10 + "end\n", "short\n", "ü" * (3 * WRITE_CHUNK_CHARS + 1) + "\n"]
+
+    def slow_read() -> bytes:
+        got = bytearray()
+        with os.fdopen(r, "rb", buffering=0) as f:
+            while chunk := f.read(4096):
+                got += chunk
+        return bytes(got)
+
+    buffered: list[int] = []
+    write = transport.write
+
+    def recording_write(data: Any) -> None:
+        write(data)
+        buffered.append(transport.get_write_buffer_size())
+
+    transport.write = recording_write  # type: ignore[method-assign]
+    reading = loop.run_in_executor(None, slow_read)
+    for m in messages:
+        await writer.write(m)
+        await writer.flush()
+    transport.close()
+    assert (await reading).decode("utf-8") == "".join(messages)
+    # While the reader lags, the transport holds about a piece at most, never a message's remainder.
+    assert max(buffered) <= 4 * WRITE_CHUNK_CHARS and len(messages[0]) > 8 * WRITE_CHUNK_CHARS
