@@ -279,8 +279,8 @@ async def big_result(results: Results, d: str, settings: Any, rows: int) -> None
                 return r
 
             m_mcp = await peak_memory(mcp_call)
-        # What the tool's answer adds to rows already in hand: the text the model reads and the
-        # structured copy (both built from QueryResult.rows, all alive until the answer is sent).
+        # What the tool's answer adds to rows already in hand: the text the model reads (the
+        # structured content shares the rows; the SDK's own serialization copies are not in this).
         result = await service.executor.run(code, max_rows=rows)
         m_render = await peak_memory(run_sync(functools.partial(query_result, result)))
         answer = query_result(result)
@@ -292,7 +292,11 @@ async def big_result(results: Results, d: str, settings: Any, rows: int) -> None
         ("executor", m_exec, "executor.run"),
         ("service", m_svc, "service.execute"),
         ("mcp", m_mcp, "MCP validate_code + execute_code, in process (client included)"),
-        ("render", m_render, "of which the tool answer built from rows in hand (text + structured copy)"),
+        (
+            "render",
+            m_render,
+            "of which the tool answer built from rows in hand (its text; structured content shares the rows)",
+        ),
     ):
         fig = results.add(
             f"{p}.{key}",

@@ -247,8 +247,9 @@ def memory_notes(data: dict[str, Any]) -> str:
             f"- {d}: the driver alone peaks at {raw['value']:.1f} MiB for 100,000 rows; executor.run at "
             f"{ex['value']:.1f} MiB ({x_ex:.2f}x): {held}. Building the tool answer from rows in hand adds "
             f"{render['value']:.1f} MiB at its peak: the text the model reads ({text_mib:.1f} MiB of UTF-8, "
-            "built from one JSON string a row) and the structured copy of every row (model_dump). The "
-            f"whole MCP call peaks at {mcp['value']:.1f} MiB ({x_mcp:.2f}x the driver's rows)."
+            "joined a chunk of rows at a time; the structured content shares the rows). The whole MCP "
+            f"call peaks at {mcp['value']:.1f} MiB ({x_mcp:.2f}x the driver's rows): the SDK serializes "
+            "the answer twice (its model_dump, then its per-version result check), a copy of every row each."
         )
     return "\n".join(out)
 
