@@ -31,6 +31,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pglast import parser as pg
@@ -48,7 +49,11 @@ MAX_EXPRESSION_CHARS = 1_000_000
 # kept, at most TREE_CACHE_SIZE of at most TREE_CACHE_CHARS characters each (LRU, per process).
 TREE_CACHE_SIZE = 2048
 TREE_CACHE_CHARS = 2_000
-_trees: OrderedDict[str, Any] = OrderedDict()
+# A statement's tree and its column references and calls in walk order (_walk): both pure
+# functions of the text, both shared read-only.
+Refs = tuple[tuple[str, Any], ...]
+Parsed = tuple[Any, Refs]
+_trees: OrderedDict[str, Parsed] = OrderedDict()
 _trees_lock = threading.Lock()
 
 # How each expression field is wrapped into a statement PostgreSQL's grammar accepts.
@@ -183,15 +188,16 @@ def postgres_plan_facts(
         if renamed and alias not in renamed and suffix.isdigit() and stem in renamed:
             # The deparser made a repeated alias unique; which one renames columns is unknown.
             facts.problems.append("an alias of the plan may be a table whose columns the query renames")
-    trees = _parse(stmts, facts)
+    parsed = _parse(stmts, facts)
     single = _single_source(aliases)
-    for stmt, tree in zip(stmts, trees, strict=True):
-        if tree is None:
+    for stmt, entry in zip(stmts, parsed, strict=True):
+        if entry is None:
             continue
+        tree, refs = entry
         node, parent = nodes[stmt.node]
         if stmt.field == "Output" and _physical_tlist(node, parent, tree, aliases, single, lookup):
             continue
-        _references(tree, aliases, single, lookup, facts, renamed or {})
+        _references(refs, aliases, single, lookup, facts, renamed or {})
     return facts
 
 
@@ -260,7 +266,7 @@ def _statements(key: str, value: Any, node: int, facts: PlanFacts) -> list[_Stmt
     rewritten = []
     for text in texts:
         try:
-            rewritten.append(_rewrite(text))
+            rewritten.append(_rewrite_cached(text) if len(text) <= TREE_CACHE_CHARS else _rewrite(text))
         except pg.ParseError:
             facts.problems.append(f"PostgreSQL's lexer rejects an expression of the plan's {key}")
             return []
@@ -270,6 +276,11 @@ def _statements(key: str, value: Any, node: int, facts: PlanFacts) -> list[_Stmt
     else:
         out += [_Stmt(template.format(r), key, node, t) for r, t in zip(rewritten, texts, strict=True)]
     return out
+
+
+@lru_cache(maxsize=2048)  # TREE_CACHE_SIZE, written out for the documented-caches check
+def _rewrite_cached(text: str) -> str:
+    return _rewrite(text)
 
 
 def _rewrite(text: str) -> str:
@@ -318,27 +329,26 @@ def _rewrite(text: str) -> str:
     return "".join(parts)
 
 
-def _parse(stmts: list[_Stmt], facts: PlanFacts) -> list[Any]:
-    """Parse trees, one per statement (None where a statement does not parse: a problem)."""
+def _parse(stmts: list[_Stmt], facts: PlanFacts) -> list[Parsed | None]:
+    """(tree, references) per statement (None where a statement does not parse: a problem)."""
     if not stmts:
         return []
-    found: dict[str, Any] = {}
+    found: dict[str, Parsed] = {}
     with _trees_lock:
         for st in stmts:
-            tree = _trees.get(st.text)
-            if tree is not None:
+            entry = _trees.get(st.text)
+            if entry is not None:
                 _trees.move_to_end(st.text)
-                found[st.text] = tree
+                found[st.text] = entry
     missing = [st for st in stmts if st.text not in found]
     if missing:
-        fresh = _parse_fresh(missing, facts)
+        for st, tree in zip(missing, _parse_fresh(missing, facts), strict=True):
+            if tree is not None and st.text not in found:
+                found[st.text] = (tree, tuple(_walk(tree)))
         with _trees_lock:
-            for st, tree in zip(missing, fresh, strict=True):
-                if tree is None:
-                    continue
-                found[st.text] = tree
-                if len(st.text) <= TREE_CACHE_CHARS:
-                    _trees[st.text] = tree
+            for st in missing:
+                if st.text in found and len(st.text) <= TREE_CACHE_CHARS:
+                    _trees[st.text] = found[st.text]
             while len(_trees) > TREE_CACHE_SIZE:
                 _trees.popitem(last=False)
     return [found.get(st.text) for st in stmts]
@@ -410,14 +420,14 @@ def _fields(ref: dict[str, Any]) -> list[str | None] | None:
 
 
 def _references(
-    tree: Any,
+    refs: Refs,
     aliases: dict[str, Scan | None],
     single: tuple[bool, Scan | None],
     lookup: TableLookup,
     facts: PlanFacts,
     renamed: dict[str, list[str] | None],
 ) -> None:
-    for kind, value in _walk(tree):
+    for kind, value in refs:
         if kind == "FuncCall":
             parts = [p.get("String", {}).get("sval", "") for p in value.get("funcname", [])]
             if parts:
