@@ -104,27 +104,9 @@ class _Guarded(click.Group):
 
 
 def _unexpected(e: Exception) -> SqlmodeError:
-    from .dberrors import explain_db_error
+    from .dberrors import as_sqlmode_error
 
-    url = _current_url.get("url")
-    if url and _looks_like_db_error(e, url):
-        return explain_db_error(e, url)
-    return SqlmodeError(
-        f"{type(e).__name__}: {e}",
-        code="INTERNAL_ERROR",
-        hint="Run again with `sqlmode -v ...` for the details, and report it if it is not your setup.",
-    )
-
-
-def _looks_like_db_error(e: BaseException, url: str) -> bool:
-    from .engines import engine_for_url
-
-    try:
-        drivers = engine_for_url(url).traits.driver_modules
-    except SqlmodeError:
-        drivers = ()
-    mod = type(e).__module__
-    return isinstance(e, OSError | TimeoutError) or mod.startswith(("sqlalchemy", *drivers))
+    return as_sqlmode_error(e, _current_url.get("url"))
 
 
 @click.group(cls=_Guarded)

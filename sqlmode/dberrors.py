@@ -68,3 +68,25 @@ def explain_db_error(e: BaseException, url: str, *, doing: str = "connect to") -
     except SqlmodeError as unknown:
         return unknown
     return engine.connect_error(e, url, doing)
+
+
+def as_sqlmode_error(e: BaseException, url: str | None) -> SqlmodeError:
+    """Any failure as one clear error: itself, the database's explained (``url``), else an internal one."""
+    if isinstance(e, SqlmodeError):
+        return e
+    if url and _looks_like_db_error(e, url):
+        return explain_db_error(e, url)
+    return SqlmodeError(
+        f"{type(e).__name__}: {e}",
+        code="INTERNAL_ERROR",
+        hint="Run again with `sqlmode -v ...` for the details, and report it if it is not your setup.",
+    )
+
+
+def _looks_like_db_error(e: BaseException, url: str) -> bool:
+    try:
+        drivers = engine_for_url(url).traits.driver_modules
+    except SqlmodeError:
+        drivers = ()
+    mod = type(e).__module__
+    return isinstance(e, OSError | TimeoutError) or mod.startswith(("sqlalchemy", *drivers))

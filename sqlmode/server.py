@@ -51,7 +51,7 @@ from .auth import ConfigTokenVerifier, build_token_verifier, from_identity_provi
 from .config import Settings
 from .errors import ApprovalPending, ConfigError, ExecutionError, SqlmodeError, TokenMalformedError
 from .limits import HttpLimits, PrincipalLimits, principal_key
-from .models import MAX_CODE_CHARS, Analysis, ApprovalRequired, QueryResult, ValidationResult
+from .models import MAX_CODE_CHARS, Analysis, ApprovalRequired, Principal, QueryResult, ValidationResult
 from .output import terminal_safe
 from .stdio import pipe_capable, serve_while_opening
 from .token import MAX_TOKEN_LENGTH, code_hash
@@ -833,15 +833,49 @@ class _LateService:
         self.settings = settings
         self.engine = engine_for_url(settings.database.url)
         self._service: CodeModeService | None = None
+        self._failed: SqlmodeError | None = None
 
     def bind(self, service: "CodeModeService") -> None:
         self._service = service
 
-    def __getattr__(self, name: str) -> Any:
-        service = self.__dict__.get("_service")
-        if service is None:
+    def fail(self, error: Exception) -> bool:
+        """The service could not open: every use of it raises ``error``, explained, from now on.
+
+        The tools answer with it as with any error (a tool error naming the code, the message and
+        the hint), so the client's user learns why, not only that the server went away.
+        """
+        from .dberrors import as_sqlmode_error
+
+        err = as_sqlmode_error(error, self.settings.database.url)
+        self._failed = SqlmodeError(
+            f"sqlmode could not start: {err.message}",
+            code=err.code,
+            hint=(err.hint + " " if err.hint else "") + "Then restart the MCP server.",
+        )
+        log.error(
+            "the service could not open; tool calls answer with this error until the client hangs up",
+            extra={"event": "open_failed", "code": err.code, "error": err.message, "hint": err.hint},
+        )
+        return True
+
+    def principal(
+        self, user: str | None, session: str | None, groups: Any, external: bool = False
+    ) -> Principal:
+        if self._failed is None:
+            return self._delegate("principal")(user, session, groups, external)
+        # For the access log of a refused call: the policy layer may be what failed to load.
+        uid = user or self.settings.policy.default_user
+        return Principal(user=uid, groups=tuple(groups or ()), session=session or "local")
+
+    def _delegate(self, name: str) -> Any:
+        if self._failed is not None:
+            raise self._failed.with_traceback(None)
+        if self._service is None:
             raise AttributeError(f"the service is not open yet (CodeModeService.{name})")
-        return getattr(service, name)
+        return getattr(self._service, name)
+
+    def __getattr__(self, name: str) -> Any:
+        return self._delegate(name)
 
 
 # The requests of the handshake: the service starts opening once the client is past them.
@@ -942,7 +976,7 @@ async def serve(
         io = "pipes" if pipe_capable(0) and pipe_capable(1) else "threads"
         stdio_server = build_server(late)  # type: ignore[arg-type]  # a stand-in until the service is built
         over = _handshake_over(stdio_server)
-        await serve_while_opening(stdio_server, lambda: _stdio_service(late, io, over))
+        await serve_while_opening(stdio_server, lambda: _stdio_service(late, io, over), late.fail)
         return
     from .service import CodeModeService
 

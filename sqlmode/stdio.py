@@ -193,17 +193,24 @@ BEFORE_READY = frozenset(
 )
 
 
-async def serve_while_opening(server: Any, opening: Callable[[], AbstractAsyncContextManager[Any]]) -> None:
+async def serve_while_opening(
+    server: Any,
+    opening: Callable[[], AbstractAsyncContextManager[Any]],
+    on_failure: Callable[[Exception], bool] | None = None,
+) -> None:
     """Serve ``server`` over stdio at once while ``opening()`` opens what its requests need.
 
     The client's handshake does not wait for policies to compile, the schema to be reflected or the
     database to be opened; every request outside :data:`BEFORE_READY` waits until ``opening()`` has
-    entered. If it fails, serving stops and its error is raised, as a failure before the handshake
-    was; if the client hangs up first, the opening still finishes (or fails) before this returns,
-    so its error is never lost. ``opening()``'s context is entered and left in one task.
+    entered. If it fails, ``on_failure(error)`` returning True keeps serving (the waiting requests go
+    on, for the server to answer with the error) until the client hangs up; otherwise serving stops
+    at once. Either way the error is raised. If the client hangs up first, the opening still
+    finishes (or fails) before this returns, so its error is never lost. ``opening()``'s context is
+    entered and left in one task.
     """
     ready = asyncio.Event()
     stop = asyncio.Event()
+    kept = asyncio.Event()  # the opening failed and on_failure chose to keep serving
 
     async def gate(ctx: Any, call_next: Any) -> Any:
         if not ready.is_set() and ctx.method not in BEFORE_READY:
@@ -213,14 +220,23 @@ async def serve_while_opening(server: Any, opening: Callable[[], AbstractAsyncCo
     server.middleware.append(gate)
 
     async def hold() -> None:
-        async with opening():
-            ready.set()
-            await stop.wait()
+        try:
+            async with opening():
+                ready.set()
+                await stop.wait()
+        except Exception as e:
+            if on_failure is not None and on_failure(e):
+                kept.set()
+                ready.set()
+            raise
 
     holder = asyncio.create_task(hold())
     serving = asyncio.create_task(run_stdio(server))
     try:
         await asyncio.wait({holder, serving}, return_when=asyncio.FIRST_COMPLETED)
+        if holder.done() and kept.is_set():  # failed: serve its error until the client hangs up
+            await asyncio.gather(serving, return_exceptions=True)
+            holder.result()
         if holder.done():  # it ends before `stop` only by failing: end serving, raise its error
             serving.cancel()
             await asyncio.gather(serving, return_exceptions=True)

@@ -146,11 +146,12 @@ async def test_stdout_to_a_file_falls_back_to_the_sdk_transport(
     assert serving_io(err) == "threads"
 
 
-async def test_the_handshake_is_answered_while_the_service_opens_and_a_failed_open_ends_the_process(
+async def test_the_handshake_is_answered_while_the_service_opens_and_a_failed_open_answers_with_its_error(
     config_file: Callable[..., Path],
 ) -> None:
     # A "database" that accepts connections and never answers: the service cannot open until the
-    # test hangs up on it. The handshake and the tool list do not wait for it; a tool call does.
+    # test hangs up on it. The handshake and the tool list do not wait for it; a tool call does,
+    # and once the opening fails every call is answered with the error until the client hangs up.
     held: list[asyncio.StreamWriter] = []
 
     async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -189,17 +190,35 @@ async def test_the_handshake_is_answered_while_the_service_opens_and_a_failed_op
         silent.close()
         for writer in held:
             writer.close()
-        rest = await asyncio.wait_for(proc.stdout.read(), 120)
-        err = (await proc.stderr.read()).decode()
+        # The waiting call, and any later one, is answered with the reason as a tool error.
+        first = (await read_answers(proc.stdout, {2}))[2]
+        proc.stdin.write(call(3, "describe_schema", {}))
+        proc.stdin.write(call(4, "validate_code", {"code": "SELECT 2"}))
+        await proc.stdin.drain()
+        later = await read_answers(proc.stdout, {3, 4})
+        still_running = proc.returncode is None
+        proc.stdin.close()  # the client hangs up: the process ends with the error and exit code 2
         assert await asyncio.wait_for(proc.wait(), 60) == 2
+        err = (await proc.stderr.read()).decode()
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    # The call that needed the service ends with the connection, as an error, never a result.
-    assert [m.get("id") for m in map(json.loads, rest.splitlines())] in ([], [2])
-    assert all("result" not in m for m in map(json.loads, rest.splitlines())), rest
-    assert "error:" in err and "Traceback" not in err, err
+    assert still_running
+    for answer in (first, later[4]):
+        assert answer["result"]["isError"] is True, answer
+        text = answer["result"]["content"][0]["text"]
+        assert text.startswith("DATABASE_UNAVAILABLE: sqlmode could not start: "), text
+        assert f"127.0.0.1:{port}" in text and "restart the MCP server" in text, text
+        assert "structuredContent" not in answer["result"] or not answer["result"]["structuredContent"]
+    # describe_schema answers its errors as tool errors too (the SDK's ToolError).
+    assert later[3]["result"]["isError"] is True and "sqlmode could not start" in str(later[3]), later[3]
+    logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    failed = [r for r in logs if r.get("event") == "open_failed"]
+    assert len(failed) == 1 and failed[0]["code"] == "DATABASE_UNAVAILABLE", err
+    assert f"127.0.0.1:{port}" in failed[0]["error"], failed
+    # And the command's own last word, as for any start-up failure.
+    assert "\nerror: " in err and "Traceback" not in err, err
 
 
 async def test_a_long_message_is_written_in_pieces_whole_and_in_order(tmp_path: Path) -> None:
