@@ -120,12 +120,8 @@ def context_usage(policies: Any) -> dict[str, frozenset[str] | None] | None:
             need(node.attrs[0], set())
         elif node == _CONTEXT:
             return None
-        elif isinstance(node, Mapping):
-            stack.extend(node.values())
-        elif isinstance(node, tuple):
-            stack.extend(node)
-        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node))
+        else:
+            stack.extend(_children(node))
     return {k: None if v is None else frozenset(v) for k, v in usage.items()}
 
 
@@ -158,13 +154,20 @@ def reads_estimates(policies: Any) -> bool:
                 return True
         elif node == _CONTEXT:
             return True
-        elif isinstance(node, Mapping):
-            stack.extend(node.values())
-        elif isinstance(node, tuple):
-            stack.extend(node)
-        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node))
+        else:
+            stack.extend(_children(node))
     return False
+
+
+def _children(node: Any) -> list[Any]:
+    """The sub-nodes of a parsed policy node (cedarpy's AST: mappings, tuples, dataclasses)."""
+    if isinstance(node, Mapping):
+        return list(node.values())
+    if isinstance(node, tuple):
+        return list(node)
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return [getattr(node, f.name) for f in dataclasses.fields(node)]
+    return []
 
 
 def _reads(node: Any) -> bool:
