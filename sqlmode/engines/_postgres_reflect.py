@@ -1,80 +1,202 @@
-"""PostgreSQL reflection through SQLAlchemy's ``postgresql+asyncpg`` dialect on an async engine.
+"""PostgreSQL reflection from ``pg_catalog`` through asyncpg (no SQLAlchemy).
 
-asyncpg is already the executor's driver. Columns, keys and comments are read with the
-``get_multi_*`` inspector calls: one catalog query per schema instead of one per table.
+One connection, two catalog queries for all configured schemas: the relations with their
+columns, then the primary and foreign keys. It finds what SQLAlchemy's inspector found before:
+ordinary and partitioned tables (a partition is a table of its own), views and materialized
+views (kind ``view``); foreign tables are not reflected. Type names are PostgreSQL's own in
+SQLAlchemy's PostgreSQL spelling (``VARCHAR(200)``, ``NUMERIC(12, 2)``, ``TIMESTAMP WITH TIME
+ZONE``, ``INTEGER[]``, an enum's name): the SQLAlchemy reflection compiled types without the
+PostgreSQL dialect and lost the time zone, array element types and enum/domain names, which the
+model needs (a one-time change of Postgres schema hashes). See :func:`type_name`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine.reflection import ObjectKind
-
 from ..config import Settings
-from ..schema.snapshot import ForeignKey, TableInfo
-from ._reflect import reflected_columns
+from ..schema.snapshot import ColumnInfo, ForeignKey, TableInfo
 
-__all__ = ["reflect_postgres"]
+__all__ = ["reflect_postgres", "type_name"]
+
+# Relations and their columns, schemas in the configured order. A relation without columns
+# still has one row (the LEFT JOIN). A domain's NOT NULL makes its columns not nullable.
+_RELATIONS = """
+SELECT n.nspname, c.relname, c.relkind::text, c.reltuples::bigint,
+       obj_description(c.oid, 'pg_class'),
+       a.attname, format_type(a.atttypid, a.atttypmod),
+       NOT (a.attnotnull OR coalesce(t.typtype = 'd' AND t.typnotnull, false)),
+       col_description(c.oid, a.attnum),
+       CASE WHEN t.typtype IN ('e', 'd') THEN t.typtype::text
+            WHEN et.typtype IN ('e', 'd') THEN et.typtype::text END
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_catalog.pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'm')
+ORDER BY array_position($1::text[], n.nspname::text), c.relname, a.attnum
+"""
+
+# Primary and foreign keys, their columns in key order (a composite key keeps its pairing). The
+# arrays are text[]: asyncpg decodes those without introspecting types (which runs set_config,
+# revoked from the reader role by `db grants --apply`).
+_KEYS = """
+SELECT n.nspname, c.relname, k.contype::text, k.conname,
+       ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(num, i)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.num
+             ORDER BY u.i),
+       rn.nspname, rc.relname,
+       ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(num, i)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.num
+             ORDER BY u.i)
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_class rc ON rc.oid = k.confrelid
+LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE n.nspname = ANY($1::text[]) AND k.contype IN ('p', 'f') AND c.relkind IN ('r', 'p', 'v', 'm')
+ORDER BY n.nspname, c.relname, k.conname
+"""
+
+# format_type's base names (arguments and [] removed) as SQLAlchemy's PostgreSQL dialect spells them.
+_NAMES = {
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "smallint": "SMALLINT",
+    "character varying": "VARCHAR",
+    "character": "CHAR",
+    '"char"': "VARCHAR",
+    "name": "VARCHAR",
+    "text": "TEXT",
+    "numeric": "NUMERIC",
+    "real": "REAL",
+    "double precision": "DOUBLE PRECISION",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "bytea": "BYTEA",
+    "json": "JSON",
+    "jsonb": "JSONB",
+    "uuid": "UUID",
+    "inet": "INET",
+    "cidr": "CIDR",
+    "citext": "CITEXT",
+    "macaddr": "MACADDR",
+    "macaddr8": "MACADDR8",
+    "money": "MONEY",
+    "oid": "OID",
+    "regclass": "REGCLASS",
+    "regconfig": "REGCONFIG",
+    "tsvector": "TSVECTOR",
+    "tsquery": "TSQUERY",
+    "hstore": "HSTORE",
+    "int4range": "INT4RANGE",
+    "int8range": "INT8RANGE",
+    "numrange": "NUMRANGE",
+    "daterange": "DATERANGE",
+    "tsrange": "TSRANGE",
+    "tstzrange": "TSTZRANGE",
+    "int4multirange": "INT4MULTIRANGE",
+    "int8multirange": "INT8MULTIRANGE",
+    "nummultirange": "NUMMULTIRANGE",
+    "datemultirange": "DATEMULTIRANGE",
+    "tsmultirange": "TSMULTIRANGE",
+    "tstzmultirange": "TSTZMULTIRANGE",
+}
+_ARGS = re.compile(r"\((.*?)\)")
+_ARRAY = re.compile(r"((?:\[\])*)$")
+
+
+def type_name(format_type: str, enum_or_domain: bool = False) -> str:
+    """``format_type(atttypid, atttypmod)`` as SQLAlchemy's PostgreSQL dialect spells it.
+
+    An enum or a domain is its (qualified when not on the search path) name, uppercased; a type
+    SQLAlchemy does not know (``point``, ``xml``, an extension's ``geometry(Point,4326)``) is
+    ``format_type`` uppercased (SQLAlchemy reflected it as an untyped ``NULL``).
+    """
+    dims = _ARRAY.search(format_type)
+    suffix = dims.group(1) if dims else ""
+    base = format_type[: len(format_type) - len(suffix)] if suffix else format_type
+    if enum_or_domain:
+        return base.upper() + suffix
+    m = _ARGS.search(base)
+    args = [a.strip() for a in m.group(1).split(",")] if m else []
+    bare = _ARGS.sub("", base).strip()
+    if bare in (
+        "timestamp with time zone",
+        "timestamp without time zone",
+        "time with time zone",
+        "time without time zone",
+    ):
+        word, _, zone = bare.partition(" ")
+        return f"{word.upper()}{f'({args[0]})' if args else ''} {zone.upper()}" + suffix
+    if bare == "interval" or bare.startswith("interval "):
+        fields = bare[len("interval") :].strip()
+        return (
+            "INTERVAL" + (f" {fields.upper()}" if fields else "") + (f"({args[0]})" if args else "") + suffix
+        )
+    if bare == "numeric":
+        return ("NUMERIC" + (f"({args[0]}, {args[1]})" if len(args) == 2 else "")) + suffix
+    if bare in ("bit", "bit varying"):
+        return bare.upper() + (f"({args[0]})" if args else "") + suffix
+    name = _NAMES.get(bare)
+    if name is None:
+        return format_type.upper()
+    if bare in ("character varying", "character") and args:
+        return f"{name}({args[0]})" + suffix
+    return name + suffix
 
 
 async def reflect_postgres(settings: Settings) -> list[TableInfo]:
-    from sqlalchemy.ext.asyncio import create_async_engine
+    import asyncpg
 
-    url = sa.make_url(settings.database.url).set(drivername="postgresql+asyncpg")
-    engine = create_async_engine(url, poolclass=sa.pool.NullPool)
-    schemas = settings.database.schemas or ["public"]
+    from ._postgres_exec import asyncpg_dsn
 
-    def run(sync_conn: sa.Connection) -> list[TableInfo]:
-        insp = sa.inspect(sync_conn)
-        out: list[TableInfo] = []
-        for schema in schemas:
-            rows = sync_conn.exec_driver_sql(
-                "SELECT c.relname, c.reltuples::bigint FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
-                (schema,),
-            ).fetchall()
-            counts: dict[str, Any] = {r[0]: r[1] for r in rows}
-            names = [(n, "table") for n in insp.get_table_names(schema=schema)]
-            names += [(n, "view") for n in insp.get_view_names(schema=schema)]
-            names += [(n, "view") for n in insp.get_materialized_view_names(schema=schema)]
-            # The get_multi_* calls read the catalog once per schema instead of once per table.
-            kind = ObjectKind.ANY
-            columns = {k[1]: v for k, v in insp.get_multi_columns(schema=schema, kind=kind).items()}
-            pks: dict[str, Any] = {
-                k[1]: v for k, v in insp.get_multi_pk_constraint(schema=schema, kind=kind).items()
-            }
-            fks = {k[1]: v for k, v in insp.get_multi_foreign_keys(schema=schema, kind=kind).items()}
-            comments: dict[str, Any] = {
-                k[1]: v for k, v in insp.get_multi_table_comment(schema=schema, kind=kind).items()
-            }
-            for name, kind_name in names:
-                pk = set((pks.get(name) or {}).get("constrained_columns") or [])
-                rc = counts.get(name)
-                out.append(
-                    TableInfo(
-                        name=name,
-                        columns=reflected_columns(columns.get(name, []), pk),
-                        schema=schema,
-                        kind=kind_name,  # type: ignore[arg-type]
-                        foreign_keys=tuple(
-                            ForeignKey(
-                                tuple(fk["constrained_columns"]),
-                                fk["referred_table"],
-                                tuple(fk["referred_columns"]),
-                                # None means the connection's default schema, not the table's own.
-                                fk.get("referred_schema") or insp.default_schema_name,
-                            )
-                            for fk in fks.get(name, [])
-                        ),
-                        comment=(comments.get(name) or {}).get("text"),
-                        row_count=int(rc) if rc is not None and rc >= 0 else None,
-                    )
-                )
-        return out
-
+    schemas = list(settings.database.schemas or ["public"])
+    conn = await asyncpg.connect(
+        asyncpg_dsn(settings.database.url),
+        timeout=settings.database.connect_timeout_ms / 1000,
+        server_settings={"application_name": "sqlmode"},
+    )
     try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(run)
+        rows = await conn.fetch(_RELATIONS, schemas)
+        keys = await conn.fetch(_KEYS, schemas)
     finally:
-        await engine.dispose()
+        await conn.close()
+    pks: dict[tuple[str, str], set[str]] = {}
+    fks: dict[tuple[str, str], list[ForeignKey]] = {}
+    for schema, table, contype, _name, cols, ref_schema, ref_table, ref_cols in keys:
+        if contype == "p":
+            pks.setdefault((schema, table), set()).update(cols)
+        else:
+            fks.setdefault((schema, table), []).append(
+                ForeignKey(tuple(cols), ref_table, tuple(ref_cols), ref_schema)
+            )
+    relations: dict[tuple[str, str], tuple[str, Any, Any]] = {}
+    columns: dict[tuple[str, str], list[ColumnInfo]] = {}
+    for schema, table, kind, reltuples, comment, col, ftype, nullable, col_comment, special in rows:
+        key = (schema, table)
+        if key not in relations:
+            relations[key] = (kind, reltuples, comment)
+            columns[key] = []
+        if col is not None:
+            pk = col in pks.get(key, ())
+            columns[key].append(
+                ColumnInfo(col, type_name(ftype, special is not None), bool(nullable), pk, col_comment)
+            )
+    # Tables first, then views and materialized views, per schema: the order SQLAlchemy gave.
+    order = {"r": 0, "p": 0, "v": 1, "m": 2}
+    out = sorted(relations.items(), key=lambda kv: (schemas.index(kv[0][0]), order[kv[1][0]], kv[0][1]))
+    return [
+        TableInfo(
+            name=table,
+            columns=tuple(columns[(schema, table)]),
+            schema=schema,
+            kind="table" if kind in ("r", "p") else "view",
+            foreign_keys=tuple(fks.get((schema, table), ())),
+            comment=comment,
+            row_count=int(reltuples) if reltuples is not None and reltuples >= 0 else None,
+        )
+        for (schema, table), (kind, reltuples, comment) in out
+    ]

@@ -152,12 +152,12 @@ class PostgresEngine:
     # -- reflection -------------------------------------------------------------------------
 
     async def reflect_tables(self, settings: Settings) -> tuple[list[Any], str]:
-        import sqlalchemy as sa
+        from urllib.parse import unquote, urlsplit
 
         from ._postgres_reflect import reflect_postgres
 
         tables = await reflect_postgres(settings)
-        return tables, sa.make_url(settings.database.url).database or "postgres"
+        return tables, unquote(urlsplit(settings.database.url).path.lstrip("/")) or "postgres"
 
     def connect_error(self, error: BaseException, url: str, doing: str) -> SqlmodeError:
         from ._postgres_errors import explain_postgres_error
