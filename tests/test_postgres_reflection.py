@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 from sqlmode.config import settings_from_dict
+from sqlmode.engines._postgres_exec import search_path
 from sqlmode.engines._postgres_reflect import reflect_postgres, type_name
 from sqlmode.schema.snapshot import TableInfo
 from tests.plugins.postgres import create_database
@@ -171,11 +172,11 @@ KITCHEN = [
     ("texts", "TEXT[]", True, False),
     ("vcs", "VARCHAR(20)[]", True, False),
     ("nums", "NUMERIC(5, 1)[]", True, False),
-    ("feeling", "MOOD", True, False),
-    ("feelings", "MOOD[]", True, False),
-    ("lvl", "REF.LEVEL", True, False),
-    ("pos", "POSITIVE_INT", False, False),  # the domain's NOT NULL
-    ("mail", "EMAIL", True, False),
+    ("feeling", "mood", True, False),
+    ("feelings", "mood[]", True, False),
+    ("lvl", "level", True, False),  # ref is on the search path
+    ("pos", "positive_int", False, False),  # the domain's NOT NULL
+    ("mail", "email", True, False),
     ("span", "INT4RANGE", True, False),
     ("periods", "TSTZRANGE", True, False),
     ("doc", "TSVECTOR", True, False),
@@ -242,7 +243,7 @@ async def test_many_types_odd_names_partitions_views_and_keys(many_types_url: st
             [
                 ("id", "BIGINT", True, False, None),
                 ("vc", "VARCHAR(200)", True, False, None),
-                ("feeling", "MOOD", True, False, None),
+                ("feeling", "mood", True, False, None),
             ],
             [],
         ),
@@ -367,27 +368,136 @@ async def test_the_reader_role_reflects_what_the_superuser_does(
     assert any(c.primary_key for c in orders.columns) and orders.foreign_keys
 
 
+ODD_TYPES_DDL = """
+CREATE SCHEMA "Odd Schema";
+CREATE SCHEMA ext;
+CREATE EXTENSION citext SCHEMA ext;
+CREATE EXTENSION hstore;
+CREATE EXTENSION vector;
+CREATE TYPE "MoodType" AS ENUM ('sad', 'happy');
+CREATE TYPE "my enum" AS ENUM ('x', 'y');
+CREATE TYPE "Sad, Happy" AS ENUM ('z');
+CREATE TYPE "Odd Schema"."My Enum" AS ENUM ('a');
+CREATE TYPE "Odd Schema".plain AS ENUM ('b');
+CREATE TYPE pair AS (a int, b text);
+CREATE DOMAIN int_list AS integer[];
+CREATE DOMAIN "Tags" AS "my enum"[] NOT NULL;
+CREATE DOMAIN "Odd Schema"."Short Text" AS varchar(10);
+CREATE TABLE public.odd (
+    id int PRIMARY KEY,
+    m "MoodType", ms "MoodType"[], e "my enum", es "my enum"[][], sh "Sad, Happy",
+    oe "Odd Schema"."My Enum", oes "Odd Schema"."My Enum"[], op "Odd Schema".plain,
+    il int_list, tags "Tags", st "Odd Schema"."Short Text", sts "Odd Schema"."Short Text"[],
+    ci ext.citext, cis ext.citext[], h hstore, v vector(3), pr pair, pts point[]
+);
+CREATE TABLE "Odd Schema"."Mixed" ("My Col" "Odd Schema"."My Enum", s "Odd Schema"."Short Text");
+"""
+
+# (column, type) of public.odd; "Odd Schema"'s names are bare when it is on the search path.
+ODD = [
+    ("id", "INTEGER"),
+    ("m", '"MoodType"'),
+    ("ms", '"MoodType"[]'),
+    ("e", '"my enum"'),
+    ("es", '"my enum"[]'),
+    ("sh", '"Sad, Happy"'),
+    ("oe", '{odd}"My Enum"'),
+    ("oes", '{odd}"My Enum"[]'),
+    ("op", "{odd}plain"),
+    ("il", "int_list"),  # a domain over an array is the domain
+    ("tags", '"Tags"'),
+    ("st", '{odd}"Short Text"'),
+    ("sts", '{odd}"Short Text"[]'),
+    ("ci", "ext.citext"),  # ext is on no search path
+    ("cis", "ext.citext[]"),
+    ("h", "hstore"),
+    ("v", "vector(3)"),
+    ("pr", "pair"),
+    ("pts", "POINT[]"),
+]
+
+
+@pytest.fixture(scope="module")
+async def odd_types_urls(pg_admin_url: str) -> tuple[str, str]:
+    """(superuser URL, reader URL) of a database of user-defined and extension types."""
+    from sqlmode.engines._postgres_grants import apply_grants, grant_script
+    from sqlmode.schema.reflect import reflect_schema
+
+    url = await create_database(pg_admin_url, "sqlmode_reflect_odd")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(ODD_TYPES_DDL)
+    finally:
+        await conn.close()
+    settings = settings_for(url, ["public", "Odd Schema"])
+    script = grant_script(settings, await reflect_schema(settings), role="sqlmode_odd_reader")
+    return url, await apply_grants(url, script)
+
+
+@pytest.mark.parametrize("as_reader", [False, True], ids=["superuser", "reader"])
+@pytest.mark.parametrize("schemas", [["public"], ["public", "Odd Schema"]], ids=["public", "both"])
+async def test_user_types_are_named_as_postgres_prints_them(
+    odd_types_urls: tuple[str, str], as_reader: bool, schemas: list[str]
+) -> None:
+    from sqlmode.schema import reflect_schema, render_schema
+
+    url = odd_types_urls[as_reader]
+    odd_on_path = "Odd Schema" in schemas
+    odd = "" if odd_on_path else '"Odd Schema".'
+    tables = await reflect_postgres(settings_for(url, schemas))
+    got = {(t.schema, t.name): [(c.name, c.type, c.nullable) for c in t.columns] for t in tables}
+    expected = [(c, t.format(odd=odd), c not in ("id", "tags")) for c, t in ODD]
+    assert got[("public", "odd")] == expected
+    if odd_on_path:
+        assert got[("Odd Schema", "Mixed")] == [("My Col", '"My Enum"', True), ("s", '"Short Text"', True)]
+    else:
+        assert ("Odd Schema", "Mixed") not in got
+    # Each name is the column's type to PostgreSQL in a session with the same search path, so
+    # the model can write it in a cast as shown (as the superuser: the reader may not use ext).
+    admin = odd_types_urls[0]
+    conn = await asyncpg.connect(admin, server_settings=search_path(settings_for(admin, schemas)))
+    try:
+        for col, shown, _ in expected:
+            same = await conn.fetchval(
+                "SELECT $1::text::regtype = atttypid FROM pg_attribute "
+                "WHERE attrelid = 'public.odd'::regclass AND attname = $2",
+                shown,
+                col,
+            )
+            assert same, (col, shown)
+    finally:
+        await conn.close()
+    # The schema text shows them as they are (no comma squeezed out of a quoted name).
+    text = render_schema((await reflect_schema(settings_for(url, schemas))).bounded()).splitlines()
+    for col, shown, _ in expected:
+        assert any(line == f"  {col} {shown}" or line.startswith(f"  {col} {shown} ") for line in text), col
+
+
 @pytest.mark.parametrize(
-    ("format_type", "special", "expected"),
+    ("format_type", "builtin", "expected"),
     [
-        ("character varying(200)", False, "VARCHAR(200)"),
-        ("character varying", False, "VARCHAR"),
-        ("character(3)", False, "CHAR(3)"),
-        ("numeric(12,2)", False, "NUMERIC(12, 2)"),
-        ("numeric", False, "NUMERIC"),
-        ("timestamp(3) without time zone", False, "TIMESTAMP(3) WITHOUT TIME ZONE"),
-        ("time with time zone", False, "TIME WITH TIME ZONE"),
-        ("interval day to second(3)", False, "INTERVAL DAY TO SECOND(3)"),
-        ("double precision", False, "DOUBLE PRECISION"),
-        ("character varying(20)[]", False, "VARCHAR(20)[]"),
-        ("mood[]", True, "MOOD[]"),
-        ('"Odd Schema"."My Enum"', True, '"ODD SCHEMA"."MY ENUM"'),
-        ("point", False, "POINT"),
-        ("geometry(Point,4326)", False, "GEOMETRY(POINT,4326)"),
+        ("character varying(200)", True, "VARCHAR(200)"),
+        ("character varying", True, "VARCHAR"),
+        ("character(3)", True, "CHAR(3)"),
+        ("numeric(12,2)", True, "NUMERIC(12, 2)"),
+        ("numeric", True, "NUMERIC"),
+        ("timestamp(3) without time zone", True, "TIMESTAMP(3) WITHOUT TIME ZONE"),
+        ("time with time zone", True, "TIME WITH TIME ZONE"),
+        ("interval day to second(3)", True, "INTERVAL DAY TO SECOND(3)"),
+        ("double precision", True, "DOUBLE PRECISION"),
+        ("character varying(20)[]", True, "VARCHAR(20)[]"),
+        ("point", True, "POINT"),
+        ("xml[]", True, "XML[]"),
+        # Not built in: PostgreSQL's text as it is (its case and quotes name the type).
+        ("mood[]", False, "mood[]"),
+        ('"Odd Schema"."My Enum"', False, '"Odd Schema"."My Enum"'),
+        ('"MoodType"[]', False, '"MoodType"[]'),
+        ("geometry(Point,4326)", False, "geometry(Point,4326)"),
+        ("vector(3)", False, "vector(3)"),
     ],
 )
-def test_type_names(format_type: str, special: bool, expected: str) -> None:
-    assert type_name(format_type, special) == expected
+def test_type_names(format_type: str, builtin: bool, expected: str) -> None:
+    assert type_name(format_type, builtin) == expected
 
 
 def test_postgres_reflection_imports_no_sqlalchemy() -> None:

@@ -102,6 +102,19 @@ def asyncpg_dsn(url: str) -> str:
     return urlunsplit(parts._replace(scheme="postgresql" if scheme in ("postgres", "postgresql") else scheme))
 
 
+def search_path(settings: Settings) -> dict[str, str]:
+    """The ``search_path`` startup parameter of every session: the configured schemas, if any.
+
+    Unqualified names in queries resolve in the reflected schemas only, whatever the role's default
+    (the analyzer refuses a bare name that several of them have: AMBIGUOUS_TABLE); the reflection
+    uses it too, so that ``format_type`` qualifies a type exactly when a query has to.
+    """
+    schemas = settings.database.schemas
+    if not schemas:
+        return {}
+    return {"search_path": ", ".join('"' + s.replace('"', '""') + '"' for s in schemas)}
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -269,10 +282,7 @@ class PostgresExecutor:
             "idle_in_transaction_session_timeout": str(db.idle_in_transaction_timeout_ms),
             "client_connection_check_interval": str(CLIENT_CHECK_INTERVAL_MS),
         }
-        if db.schemas:
-            # Unqualified names resolve in the reflected schemas only, whatever the role's default
-            # (the analyzer refuses a bare name that several of them have: AMBIGUOUS_TABLE).
-            out["search_path"] = ", ".join('"' + s.replace('"', '""') + '"' for s in db.schemas)
+        out.update(search_path(self.settings))
         return out
 
     async def start(self, snapshot: SchemaSnapshot | None = None) -> None:

@@ -3,11 +3,18 @@
 One connection, two catalog queries for all configured schemas: the relations with their
 columns, then the primary and foreign keys. It finds what SQLAlchemy's inspector found before:
 ordinary and partitioned tables (a partition is a table of its own), views and materialized
-views (kind ``view``); foreign tables are not reflected. Type names are PostgreSQL's own in
-SQLAlchemy's PostgreSQL spelling (``VARCHAR(200)``, ``NUMERIC(12, 2)``, ``TIMESTAMP WITH TIME
-ZONE``, ``INTEGER[]``, an enum's name): the SQLAlchemy reflection compiled types without the
-PostgreSQL dialect and lost the time zone, array element types and enum/domain names, which the
-model needs (a one-time change of Postgres schema hashes). See :func:`type_name`.
+views (kind ``view``); foreign tables are not reflected.
+
+Type names: a built-in type (of ``pg_catalog``, or an array of one) in SQLAlchemy's PostgreSQL
+spelling (``VARCHAR(200)``, ``NUMERIC(12, 2)``, ``TIMESTAMP WITH TIME ZONE``, ``INTEGER[]``); any
+other type (an enum, a domain, an extension's ``citext`` or ``vector(3)``, arrays of them) exactly
+as ``format_type`` prints it, which is how a query writes it: quoted where PostgreSQL quotes it
+(``"MoodType"``), qualified where the schema is not on the search path (``ext.citext``). The
+reflection connection has the query sessions' search path (``_postgres_exec.search_path``), so a name is
+qualified exactly when a query must qualify it. See :func:`type_name`.
+
+Every role reads the same catalog rows (pg_catalog is readable by PUBLIC; privileges hide data,
+not definitions), so reflecting as the login role sees what the reader role sees.
 """
 
 from __future__ import annotations
@@ -21,20 +28,22 @@ from ..schema.snapshot import ColumnInfo, ForeignKey, TableInfo
 __all__ = ["reflect_postgres", "type_name"]
 
 # Relations and their columns, schemas in the configured order. A relation without columns
-# still has one row (the LEFT JOIN). A domain's NOT NULL makes its columns not nullable.
+# still has one row (the LEFT JOIN). A domain's NOT NULL makes its columns not nullable. The last
+# column says whether the type (an array's element type for a true array: a domain over an array
+# is the domain) is a built-in one, from pg_catalog.
 _RELATIONS = """
 SELECT n.nspname, c.relname, c.relkind::text, c.reltuples::bigint,
        obj_description(c.oid, 'pg_class'),
        a.attname, format_type(a.atttypid, a.atttypmod),
        NOT (a.attnotnull OR coalesce(t.typtype = 'd' AND t.typnotnull, false)),
        col_description(c.oid, a.attnum),
-       CASE WHEN t.typtype IN ('e', 'd') THEN t.typtype::text
-            WHEN et.typtype IN ('e', 'd') THEN et.typtype::text END
+       coalesce(et.typnamespace, t.typnamespace) = 'pg_catalog'::regnamespace
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_catalog.pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+LEFT JOIN pg_catalog.pg_type et
+       ON et.oid = t.typelem AND t.typsubscript = 'pg_catalog.array_subscript_handler'::regproc
 WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'm')
 ORDER BY array_position($1::text[], n.nspname::text), c.relname, a.attnum
 """
@@ -60,7 +69,8 @@ WHERE n.nspname = ANY($1::text[]) AND k.contype IN ('p', 'f') AND c.relkind IN (
 ORDER BY n.nspname, c.relname, k.conname
 """
 
-# format_type's base names (arguments and [] removed) as SQLAlchemy's PostgreSQL dialect spells them.
+# format_type's base names of built-in types (arguments and [] removed) as SQLAlchemy's PostgreSQL
+# dialect spells them.
 _NAMES = {
     "integer": "INTEGER",
     "bigint": "BIGINT",
@@ -81,7 +91,6 @@ _NAMES = {
     "uuid": "UUID",
     "inet": "INET",
     "cidr": "CIDR",
-    "citext": "CITEXT",
     "macaddr": "MACADDR",
     "macaddr8": "MACADDR8",
     "money": "MONEY",
@@ -90,7 +99,6 @@ _NAMES = {
     "regconfig": "REGCONFIG",
     "tsvector": "TSVECTOR",
     "tsquery": "TSQUERY",
-    "hstore": "HSTORE",
     "int4range": "INT4RANGE",
     "int8range": "INT8RANGE",
     "numrange": "NUMRANGE",
@@ -108,18 +116,18 @@ _ARGS = re.compile(r"\((.*?)\)")
 _ARRAY = re.compile(r"((?:\[\])*)$")
 
 
-def type_name(format_type: str, enum_or_domain: bool = False) -> str:
-    """``format_type(atttypid, atttypmod)`` as SQLAlchemy's PostgreSQL dialect spells it.
+def type_name(format_type: str, builtin: bool = True) -> str:
+    """``format_type(atttypid, atttypmod)`` as the schema shows it.
 
-    An enum or a domain is its (qualified when not on the search path) name, uppercased; a type
-    SQLAlchemy does not know (``point``, ``xml``, an extension's ``geometry(Point,4326)``) is
-    ``format_type`` uppercased (SQLAlchemy reflected it as an untyped ``NULL``).
+    A type that is not ``builtin`` is PostgreSQL's own text, unchanged (changing its case or quotes
+    would name another type, or none). A built-in type is spelled as SQLAlchemy's PostgreSQL dialect
+    spells it; one SQLAlchemy does not know (``point``, ``xml``) is ``format_type`` uppercased.
     """
+    if not builtin:
+        return format_type
     dims = _ARRAY.search(format_type)
     suffix = dims.group(1) if dims else ""
     base = format_type[: len(format_type) - len(suffix)] if suffix else format_type
-    if enum_or_domain:
-        return base.upper() + suffix
     m = _ARGS.search(base)
     args = [a.strip() for a in m.group(1).split(",")] if m else []
     bare = _ARGS.sub("", base).strip()
@@ -148,22 +156,26 @@ def type_name(format_type: str, enum_or_domain: bool = False) -> str:
     return name + suffix
 
 
-async def reflect_postgres(settings: Settings) -> list[TableInfo]:
-    import asyncpg
-
-    from ._postgres_exec import asyncpg_dsn
-
+async def reflect_postgres(settings: Settings, conn: Any = None) -> list[TableInfo]:
+    """Every relation of the configured schemas, read on ``conn`` (an asyncpg connection whose search
+    path is ``_postgres_exec.search_path``) or on a connection of its own, closed before returning."""
     schemas = list(settings.database.schemas or ["public"])
-    conn = await asyncpg.connect(
-        asyncpg_dsn(settings.database.url),
-        timeout=settings.database.connect_timeout_ms / 1000,
-        server_settings={"application_name": "sqlmode"},
-    )
-    try:
-        rows = await conn.fetch(_RELATIONS, schemas)
-        keys = await conn.fetch(_KEYS, schemas)
-    finally:
-        await conn.close()
+    if conn is None:
+        import asyncpg
+
+        from ._postgres_exec import asyncpg_dsn, search_path
+
+        own = await asyncpg.connect(
+            asyncpg_dsn(settings.database.url),
+            timeout=settings.database.connect_timeout_ms / 1000,
+            server_settings={"application_name": "sqlmode", **search_path(settings)},
+        )
+        try:
+            return await reflect_postgres(settings, own)
+        finally:
+            await own.close()
+    rows = await conn.fetch(_RELATIONS, schemas)
+    keys = await conn.fetch(_KEYS, schemas)
     pks: dict[tuple[str, str], set[str]] = {}
     fks: dict[tuple[str, str], list[ForeignKey]] = {}
     for schema, table, contype, _name, cols, ref_schema, ref_table, ref_cols in keys:
@@ -175,7 +187,7 @@ async def reflect_postgres(settings: Settings) -> list[TableInfo]:
             )
     relations: dict[tuple[str, str], tuple[str, Any, Any]] = {}
     columns: dict[tuple[str, str], list[ColumnInfo]] = {}
-    for schema, table, kind, reltuples, comment, col, ftype, nullable, col_comment, special in rows:
+    for schema, table, kind, reltuples, comment, col, ftype, nullable, col_comment, builtin in rows:
         key = (schema, table)
         if key not in relations:
             relations[key] = (kind, reltuples, comment)
@@ -183,7 +195,7 @@ async def reflect_postgres(settings: Settings) -> list[TableInfo]:
         if col is not None:
             pk = col in pks.get(key, ())
             columns[key].append(
-                ColumnInfo(col, type_name(ftype, special is not None), bool(nullable), pk, col_comment)
+                ColumnInfo(col, type_name(ftype, bool(builtin)), bool(nullable), pk, col_comment)
             )
     # Tables first, then views and materialized views, per schema: the order SQLAlchemy gave.
     order = {"r": 0, "p": 0, "v": 1, "m": 2}

@@ -32,8 +32,9 @@ _SHORT_TYPES = {
 
 def _type(t: str) -> str:
     t = _SHORT_TYPES.get(t, t)
-    # NUMERIC(12, 2) -> NUMERIC(12,2): one token less a column, same meaning.
-    return t.replace(", ", ",")
+    # NUMERIC(12, 2) -> NUMERIC(12,2): one token less a column, same meaning (not inside a quoted
+    # name, where the comma is part of it).
+    return t if '"' in t else t.replace(", ", ",")
 
 
 def approx_rows(n: int) -> str:
