@@ -801,11 +801,14 @@ def http_app(
         )
     from .web import WebFront
     from .web.approvals import approval_routes
+    from .web.hosts import HostCheck, page_hosts
 
     if not service.approvals.base_url:
         service.approvals.base_url = f"http://{host}:{port}"
     boundary = HttpBoundary(app, service.settings.server.allowed_origins)
-    return WebFront(approval_routes(service, verifier), boundary)
+    # The SDK's Host check guards /mcp only: the pages beside it need their own (DNS rebinding).
+    hosts = page_hosts(host, service.settings.server.allowed_hosts, lambda: service.approvals.base_url)
+    return WebFront(HostCheck(approval_routes(service, verifier), hosts), boundary)
 
 
 def _settle_heap() -> None:

@@ -14,8 +14,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
-from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -26,6 +24,7 @@ from ..errors import ConfigError
 from ..service import CodeModeService
 from . import page_needed
 from .approvals import approval_routes
+from .hosts import HostCheck, page_hosts
 
 __all__ = ["check_page_config", "page_needed", "stdio_page"]
 
@@ -93,45 +92,6 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class _HostCheck:
-    """ASGI: refuse a Host this page does not answer to (DNS rebinding), with the page's headers."""
-
-    def __init__(self, app: Any, allowed: set[str]):
-        self.app = app
-        self.allowed = {h.lower() for h in allowed}
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-            if host.lower() not in self.allowed:
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 421,
-                        "headers": [
-                            (b"content-type", b"text/plain; charset=utf-8"),
-                            (b"x-frame-options", b"DENY"),
-                            (b"cache-control", b"no-store"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": b"Misdirected request: unknown Host"})
-                return
-        await self.app(scope, receive, send)
-
-
-def _allowed_hosts(settings: Settings, host: str, port: int) -> set[str]:
-    names = {host}
-    if is_loopback(host):
-        names |= {"127.0.0.1", "localhost", "::1"}
-    allowed = {f"{_url_host(n)}:{port}" for n in names if n not in _WILDCARDS}
-    if settings.approval.base_url:
-        allowed.add(urlsplit(settings.approval.base_url).netloc)
-    # Names a remote page answers to behind a proxy; "host:*" entries mean this port.
-    allowed |= {h.replace(":*", f":{port}") for h in settings.server.allowed_hosts}
-    return allowed
-
-
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -153,7 +113,8 @@ async def stdio_page(service: CodeModeService) -> AsyncIterator[str]:
     sock = _bind(ap.page_host, ap.page_port)
     port = sock.getsockname()[1]
     url = f"http://{_url_host(ap.page_host)}:{port}"
-    app = _HostCheck(approval_routes(service, verifier), _allowed_hosts(settings, ap.page_host, port))
+    hosts = page_hosts(ap.page_host, settings.server.allowed_hosts, lambda: service.approvals.base_url)
+    app = HostCheck(approval_routes(service, verifier), hosts)
     server = _Server(
         uvicorn.Config(
             app,

@@ -49,11 +49,17 @@ def writable_db(sample_duckdb_path: Path, tmp_path: Path) -> Path:
 def approval_settings(make_settings: Callable[..., Settings], writable_db: Path) -> Callable[..., Settings]:
     """Reads and writes wait for ``required`` approvers; writes are allowed on a copy of the sample."""
 
-    def make(state: dict[str, Any] | None = None, db: Path | None = None, **approval: Any) -> Settings:
+    def make(
+        state: dict[str, Any] | None = None,
+        db: Path | None = None,
+        server: dict[str, Any] | None = None,
+        **approval: Any,
+    ) -> Settings:
         ops = ["read", "write"]
         return make_settings(
             {
                 "state": state or {},
+                "server": server or {},
                 "auth": AUTH,
                 "database": {
                     "url": f"duckdb:///{db or writable_db}",
