@@ -43,6 +43,7 @@ from .errors import (
     ApprovalPending,
     AuditError,
     SqlmodeError,
+    TokenCodeMismatchError,
     TokenReplayError,
     TokenScopeChangedError,
 )
@@ -63,7 +64,7 @@ from .policy import PolicyEvaluator, build_evaluator, principal_from_config
 from .schema import SchemaSnapshot, reflect_schema, render_schema, render_table
 from .schema.names import check_config_names
 from .state import StateStore, open_state_store
-from .token import TokenService, code_hash
+from .token import TokenClaims, TokenService, code_hash
 from .workers import AnalysisPool
 
 log = logging.getLogger("sqlmode.service")
@@ -264,8 +265,18 @@ class CodeModeService:
                 self.analyzer, code, snapshot, on_done, explanation=explanation
             )
             cache.put(code, *keys, analysis, explanation=explanation)
-        if not pivots or not self.engine.traits.pivot_without_values or not only_unlisted_pivots(analysis):
+        if not pivots or not self._unlisted_pivots(analysis):
             return analysis
+        return await self._list_pivots(code, analysis, snapshot, principal)
+
+    def _unlisted_pivots(self, analysis: Analysis) -> bool:
+        """The analyzer refused only PIVOTs without IN list, on an engine whose values can be listed."""
+        return self.engine.traits.pivot_without_values and only_unlisted_pivots(analysis)
+
+    async def _list_pivots(
+        self, code: str, analysis: Analysis, snapshot: SchemaSnapshot, principal: Principal | None
+    ) -> Analysis:
+        """``code`` with its PIVOTs' values listed (a distinct-values query runs), or why not."""
 
         async def check(sql: str) -> Analysis:
             a = await analyze(sql)
@@ -339,8 +350,14 @@ class CodeModeService:
             if on_analyzed is not None:  # no analysis was started
                 on_analyzed()
             raise
+        source: str | None = None
         try:
-            analysis = await self._analyze(code, snapshot, on_analyzed, pivots=True, principal=principal)
+            analysis = await self._analyze(code, snapshot, on_analyzed, principal=principal)
+            if self._unlisted_pivots(analysis):
+                # Executing this very code lists the values again: the token names it too, so
+                # execute checks the token before that query runs.
+                analysis = await self._list_pivots(code, analysis, snapshot, principal)
+                source = code_hash(code)
         except AnalysisTimeoutError as e:  # refused, with the hint, like any other violation
             analysis = Analysis(
                 dialect=self.engine.traits.name,
@@ -378,6 +395,7 @@ class CodeModeService:
                 policy_hash=self.evaluator.policy_hash,
                 action=analysis.action.value,
                 risk=analysis.risk_level.value,
+                source_hash=source,
             )
         result = ValidationResult(
             is_valid=valid,
@@ -439,34 +457,31 @@ class CodeModeService:
         chash = code_hash(code)  # until the analysis (which may be refused) gives the normalized code
         try:
             # No explanation: nobody reads one here (validate's cached analysis has it anyway).
-            analysis = await self._analyze(
-                code, snapshot, pivots=True, principal=principal, explanation=False
-            )
+            analysis = await self._analyze(code, snapshot, principal=principal, explanation=False)
+            listed = self._unlisted_pivots(analysis)
+            if listed:
+                # Listing the values runs a query: only for an unspent token minted for this very code.
+                spent = self._token(approval_token, chash, principal, snapshot, source=True)
+                if await self.state.nonce_used(spent.nonce):
+                    raise TokenReplayError("the approval token was already used")
+                analysis = await self._list_pivots(code, analysis, snapshot, principal)
+                if not analysis.ok:
+                    raise self._no_longer_valid(analysis)
             chash = code_hash(analysis.normalized_code or code)
             # Token first: a forged or foreign token says so before anything else is revealed.
-            claims = self.tokens.check(
-                approval_token,
-                code_hash=chash,
-                user=principal.user,
-                session=principal.session,
-                schema_hash=snapshot.schema_hash,
-                policy_hash=self.evaluator.policy_hash,
-            )
-            # The kill switch stops tokens issued before it was thrown, too.
-            if not self.settings.code_mode.enabled:
-                raise ApprovalError(
-                    "code mode is disabled in this server's config; nothing runs",
-                    code="CODE_MODE_DISABLED",
-                    hint="An administrator turned code mode off; do not retry.",
-                )
+            try:
+                claims = self._token(approval_token, chash, principal, snapshot)
+            except TokenCodeMismatchError:
+                if not listed:
+                    raise
+                raise TokenCodeMismatchError(
+                    "the PIVOT's values are no longer the ones listed at validation (the data changed), "
+                    "so its columns would differ from the approved query's"
+                ) from None
             # The same engine verdict as at validation (a cache hit unless the schema moved).
             await self._confirm(analysis, snapshot)
             if not analysis.ok:
-                raise ApprovalError(
-                    "the code no longer passes validation: "
-                    + "; ".join(f"{v.code}: {v.message}" for v in analysis.violations),
-                    violations=analysis.violations,
-                )
+                raise self._no_longer_valid(analysis)
             # What the user was shown and approved: the action, and a risk level no lower than now.
             if claims.action != analysis.action.value:
                 raise TokenScopeChangedError(
@@ -561,6 +576,36 @@ class CodeModeService:
         # no row leaves before it is on disk (AuditError otherwise).
         await self._anchored()
         return result
+
+    def _token(
+        self, token: str, chash: str, principal: Principal, snapshot: SchemaSnapshot, *, source: bool = False
+    ) -> TokenClaims:
+        """The token's claims for this code, principal, schema and policy; with code mode on."""
+        claims = self.tokens.check(
+            token,
+            code_hash=chash,
+            user=principal.user,
+            session=principal.session,
+            schema_hash=snapshot.schema_hash,
+            policy_hash=self.evaluator.policy_hash,
+            source=source,
+        )
+        # The kill switch stops tokens issued before it was thrown, too.
+        if not self.settings.code_mode.enabled:
+            raise ApprovalError(
+                "code mode is disabled in this server's config; nothing runs",
+                code="CODE_MODE_DISABLED",
+                hint="An administrator turned code mode off; do not retry.",
+            )
+        return claims
+
+    @staticmethod
+    def _no_longer_valid(analysis: Analysis) -> ApprovalError:
+        return ApprovalError(
+            "the code no longer passes validation: "
+            + "; ".join(f"{v.code}: {v.message}" for v in analysis.violations),
+            violations=analysis.violations,
+        )
 
     async def _human_approval(
         self,

@@ -13,15 +13,21 @@ compact JSON::
     s    session                     exp  expiry (epoch seconds)
     sh   schema binding              n    nonce (single use)
     ph   policy binding          b    boot id (only from a server without a durable state store)
+    sc   source binding (only when the server rewrote the code it signed, see below)
 
 Bindings are truncated SHA-256 digests of the values the caller passes (the code
-binding keeps all 256 bits; schema and policy keep 96, enough to notice a change,
+binding keeps all 256 bits, the source binding 128; schema and policy keep 96, enough to notice a change,
 which is all they are for), so tokens stay short enough for a model to copy.
 
 :meth:`TokenService.verify` checks in a fixed order, each failure a distinct
 :class:`~sqlmode.errors.TokenError`: malformed, unknown key, bad signature, expired
 or not yet valid, code mismatch, user mismatch, session mismatch, schema changed,
 policy changed, already used. The nonce is consumed only when everything else passed.
+
+The code binding is of the normalized code, which the server may have rewritten: a DuckDB PIVOT
+without IN list gets its values listed at validation, by a query. Executing the code as submitted
+lists them again, so before that query runs the token must be checked against the submitted code:
+such tokens also bind it (``sc``), checked with ``check(..., source=True)``.
 
 Single use needs a nonce store shared by every replica (:mod:`sqlmode.state`). A service
 without a durable store gives its TokenService a random per-process ``boot_id``: it is signed
@@ -76,6 +82,9 @@ MAX_TOKEN_LENGTH = 4096
 _KID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _B64 = re.compile(r"^[A-Za-z0-9_-]+$")
 _CODE_BYTES, _STATE_BYTES = 32, 12
+# The source binding only gates listing a PIVOT's values (the full code binding is checked after):
+# 128 bits keep it unforgeable and the token short enough to copy.
+_SOURCE_BYTES = 16
 # Key ids of per-process random secrets: a token carrying one that is not this process's key was
 # signed by another run of the server, which says more than "unknown key" or "bad signature".
 EPHEMERAL_KID_PREFIX = "ephemeral-"
@@ -265,8 +274,12 @@ class TokenService:
         action: str,
         risk: str,
         ttl_seconds: int | None = None,
+        source_hash: str | None = None,
     ) -> tuple[str, datetime]:
-        """A token approving ``code_hash`` for ``user``/``session``; returns it and its expiry (UTC)."""
+        """A token approving ``code_hash`` for ``user``/``session``; returns it and its expiry (UTC).
+
+        ``source_hash``: the code as submitted, when the server rewrote it into ``code_hash``'s code.
+        """
         iat = int(self._clock())
         exp = iat + int(ttl_seconds if ttl_seconds is not None else self.ttl_seconds)
         payload = {
@@ -284,6 +297,8 @@ class TokenService:
         }
         if self.boot_id is not None:
             payload["b"] = self.boot_id
+        if source_hash is not None:
+            payload["sc"] = _bind(source_hash, _SOURCE_BYTES)
         body = _b64e(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
         signed = f"{self._prefix}.{self._kid}.{body}"
         token = f"{signed}.{_b64e(self._sign(self._keys[self._kid], signed))}"
@@ -325,8 +340,13 @@ class TokenService:
         session: str,
         schema_hash: str,
         policy_hash: str,
+        source: bool = False,
     ) -> TokenClaims:
-        """Every check of :meth:`verify` except single use; the caller consumes ``claims.nonce``."""
+        """Every check of :meth:`verify` except single use; the caller consumes ``claims.nonce``.
+
+        With ``source``, ``code_hash`` is of the code as submitted, before the server rewrites it:
+        it must match the token's source binding (a token without one approves no rewriting).
+        """
         kid, payload = self._authentic(token)
         if payload.get("b") != self.boot_id:
             raise TokenInstanceError(
@@ -343,7 +363,8 @@ class TokenService:
                 code="TOKEN_NOT_YET_VALID",
                 hint="Check the server clock, then call validate_code again.",
             )
-        if not hmac.compare_digest(payload["c"], _bind(code_hash, _CODE_BYTES)):
+        bound, size = (payload.get("sc", ""), _SOURCE_BYTES) if source else (payload["c"], _CODE_BYTES)
+        if not hmac.compare_digest(bound, _bind(code_hash, size)):
             raise TokenCodeMismatchError("the approval token was issued for different code")
         if payload["u"] != user:
             raise TokenPrincipalMismatchError("the approval token was issued to a different user")
@@ -419,8 +440,9 @@ def _parse_payload(raw: bytes) -> dict[str, Any]:
         value = payload.get(name)
         if not isinstance(value, typ) or isinstance(value, bool):
             raise TokenMalformedError(f"the approval token's payload lacks a valid {name!r}")
-    if "b" in payload and not isinstance(payload["b"], str):
-        raise TokenMalformedError("the approval token's payload has an invalid 'b'")
+    for name in ("b", "sc"):
+        if name in payload and not isinstance(payload[name], str):
+            raise TokenMalformedError(f"the approval token's payload has an invalid {name!r}")
     if payload["v"] != VERSION:
         raise TokenMalformedError(f"unsupported approval token version {payload['v']}")
     if payload["exp"] < payload["iat"]:

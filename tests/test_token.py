@@ -481,3 +481,22 @@ def test_schema_change_invalidates_outstanding_tokens(svc: TokenService) -> None
     token = svc.mint(**bind, action="read", risk="low")[0]
     same: Binding = {**bind, "schema_hash": snapshot("id", "total").schema_hash}
     assert svc.verify(token, **same)
+
+
+def test_a_rewritten_code_s_token_binds_the_submitted_code_too(svc: TokenService) -> None:
+    """The server rewrote the submitted code (a PIVOT's values listed): ``sc`` binds what was sent."""
+    source = code_hash("PIVOT t ON c USING sum(x)")
+    token, _ = svc.mint(**BIND, action="read", risk="low", source_hash=source)
+    assert len(token) < 400
+    # The submitted code, checked before the rewrite; the rewritten code, checked as usual.
+    submitted: Binding = {**BIND, "code_hash": source}
+    assert svc.check(token, **submitted, source=True).nonce
+    assert svc.check(token, **BIND).code_hash == BIND["code_hash"]
+    # Each binding answers only its own question.
+    with pytest.raises(TokenCodeMismatchError):
+        svc.check(token, **BIND, source=True)
+    with pytest.raises(TokenCodeMismatchError):
+        svc.check(token, **submitted)
+    # A token minted for code the server did not rewrite approves no rewriting.
+    with pytest.raises(TokenCodeMismatchError):
+        svc.check(mint(svc), **BIND, source=True)

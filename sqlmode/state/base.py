@@ -4,7 +4,8 @@ Everything that must hold across processes (a spent approval token, later human 
 rate-limit counters) goes through one :class:`StateStore`. Every method is one atomic step in
 the backing engine, so several replicas may call them at once:
 
-- ``consume_nonce``: insert-if-absent; True for exactly one caller per nonce.
+- ``consume_nonce``: insert-if-absent; True for exactly one caller per nonce. ``nonce_used`` looks
+  without claiming (a spent token refused before any work is done for it).
 - ``create`` / ``get`` / ``update`` (compare-and-swap on ``version``) / ``take`` (get-and-delete):
   records in a namespace, for approval requests and the like.
 - ``incr``: a counter that restarts when it expires, for rate limits.
@@ -52,6 +53,10 @@ class StateStore(Protocol):
 
     async def consume_nonce(self, nonce: str, expires_at: float) -> bool:
         """Atomically mark ``nonce`` used; True for the one caller that did, False once it was used."""
+        ...
+
+    async def nonce_used(self, nonce: str) -> bool:
+        """Whether ``nonce`` is marked used (a look, not a claim: ``consume_nonce`` still decides)."""
         ...
 
     async def create(

@@ -117,6 +117,11 @@ class MemoryStateStore:
     async def consume_nonce(self, nonce: str, expires_at: float) -> bool:
         return self.consume(nonce, expires_at)
 
+    async def nonce_used(self, nonce: str) -> bool:
+        with self._lock:
+            seen = self._nonces.get(nonce)
+            return seen is not None and seen >= self._clock()
+
     async def create(
         self, namespace: str, key: str, value: dict[str, Any], *, expires_at: float | None = None
     ) -> bool:

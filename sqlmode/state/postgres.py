@@ -139,6 +139,9 @@ class PostgresStateStore:
     async def consume_nonce(self, nonce: str, expires_at: float) -> bool:
         return await self.create(NONCE_NAMESPACE, nonce, {}, expires_at=expires_at)
 
+    async def nonce_used(self, nonce: str) -> bool:
+        return await self.get(NONCE_NAMESPACE, nonce) is not None
+
     async def get(self, namespace: str, key: str) -> StateRecord | None:
         row = await self._run(
             lambda c: c.fetchrow(

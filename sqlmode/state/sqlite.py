@@ -91,6 +91,9 @@ class SqliteStateStore:
     async def consume_nonce(self, nonce: str, expires_at: float) -> bool:
         return await asyncio.to_thread(self.consume, nonce, expires_at)
 
+    async def nonce_used(self, nonce: str) -> bool:
+        return await self.get(NONCE_NAMESPACE, nonce) is not None
+
     async def create(
         self, namespace: str, key: str, value: dict[str, Any], *, expires_at: float | None = None
     ) -> bool:

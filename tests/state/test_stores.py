@@ -257,3 +257,13 @@ def test_a_full_memory_store_sweeps_again_only_once_an_entry_can_have_expired() 
     assert sweeps == 1  # nothing can expire before T0 + 10: one pass, then refusals alone
     clock.now = T0 + 10.5
     assert s.consume("c", T0 + 30) and sweeps == 2 and s.consume("b", T0 + 20) is False
+
+
+async def test_a_nonce_can_be_looked_at_without_claiming_it(store: tuple[Any, Clock]) -> None:
+    s, clock = store
+    assert await s.nonce_used("n1") is False
+    assert await s.nonce_used("n1") is False  # looking claims nothing
+    assert await s.consume_nonce("n1", T0 + 10) is True
+    assert await s.nonce_used("n1") is True and await s.nonce_used("n2") is False
+    clock.now = T0 + 11  # expired: forgotten, as consume_nonce forgets it
+    assert await s.nonce_used("n1") is False
