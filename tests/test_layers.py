@@ -54,6 +54,7 @@ PLACEMENT = {
     "workers": "service",
     "server": "server",
     "stdio": "server",
+    "gcidle": "server",
     "auth": "server",
     "access": "server",
     "web": "server",

@@ -51,7 +51,7 @@ async def test_tools_are_read_only_with_precise_schemas(client: Client) -> None:
     assert v.output_schema is not None and x.output_schema is not None
     assert set(ValidationResult.model_fields) <= set(v.output_schema["properties"])
     assert set(QueryResult.model_fields) <= set(x.output_schema["properties"])
-    risk = v.output_schema["$defs"]["RiskLevel"]
+    risk = v.output_schema["properties"]["risk_level"]
     assert risk["enum"] == ["low", "medium", "high", "critical"]
     assert "Step 1 of 2" in (v.description or "") and "Step 2 of 2" in (x.description or "")
     assert tools["describe_schema"].output_schema is None  # plain text, like the resource
