@@ -854,16 +854,20 @@ def http_app(
     return WebFront(HostCheck(approval_routes(service, verifier), hosts), boundary)
 
 
-def _settle_heap() -> None:
+def _settle_heap(idle_collection: bool = False) -> None:
     """Exempt what start-up built (modules, schema, policies, validators) from garbage collection.
 
     About 140,000 long-lived objects: every full collection walked them all, a 50-190 ms stall
     in the middle of a query on a 2-core machine. Without a collection first (45 ms at start-up
-    to free a few hundred objects), so the start-up's garbage stays too; it is small. From here on
-    young objects are collected between requests (gcidle.py).
+    to free a few hundred objects), so the start-up's garbage stays too; it is small.
+
+    ``idle_collection`` (stdio: one client, idle between its calls): from here on young objects are
+    collected between requests (gcidle.py). HTTP keeps the interpreter's schedule: with many
+    clients the server is rarely idle, and that was not measured.
     """
     gc.freeze()
-    COLLECTOR.start()
+    if idle_collection:
+        COLLECTOR.start()
 
 
 class _LateService:
@@ -973,7 +977,7 @@ async def _stdio_service(late: _LateService, io: str, handshake_over: asyncio.Ev
         # otherwise load (sqlglot's dialect, the engine's parser, the function catalog) loads now.
         with contextlib.suppress(SqlmodeError):
             await service.analyze("SELECT 1")
-        _settle_heap()
+        _settle_heap(idle_collection=True)
         extra = {"event": "serving", "transport": "stdio", "dialect": service.engine.traits.name, "io": io}
         if not page_needed(service):
             log.info("serving over stdio", extra=extra)
