@@ -191,10 +191,11 @@ async def stdio_round_trips(results: Results, params: dict[str, StdioServerParam
 
     with _devnull() as devnull:
         async with AsyncExitStack() as stack:
-            clients = {
-                k: await stack.enter_async_context(Client(stdio_client(p, errlog=devnull)))
-                for k, p in params.items()
-            }
+            clients, pids = {}, {}
+            for k, p in params.items():
+                before = set(_children())
+                clients[k] = await stack.enter_async_context(Client(stdio_client(p, errlog=devnull)))
+                pids[k] = next(iter(set(_children()) - before), None)
             layers: list[Any] = [("trivial", lambda: _trivial_round_trip(clients["trivial"]), None)]
             for d in list(params)[1:]:
                 c = clients[d]
@@ -202,13 +203,32 @@ async def stdio_round_trips(results: Results, params: dict[str, StdioServerParam
                 layers.append((f"{d}.novel", lambda sql, c=c: _round_trip(c, sql), novel_sql))
                 layers.append((f"{d}.repeated", lambda c=c: _round_trip(c, same), None))
             st = await ainterleaved(layers, results.budget.scaled(0.5))
+            cpu = await _cpu_a_round(clients, pids, 10 if results.tiny else 100)
     results.add(
         "stdio.trivial.two_calls",
         GROUP_RT,
         "floor: trivial MCPServer answering two calls over stdio",
         st["trivial"],
     )
+    if "trivial" in cpu:
+        results.add(
+            "stdio.trivial.server_cpu",
+            GROUP_RT,
+            "floor: trivial MCPServer's CPU a round of two calls (all its threads)",
+            value=cpu["trivial"][0],
+            client_cpu_ms=round(cpu["trivial"][1], 3),
+        )
     for d in list(params)[1:]:
+        if d in cpu:
+            results.add(
+                f"stdio.{d}.server_cpu",
+                GROUP_RT,
+                f"{d}: `sqlmode serve`'s CPU a novel validate + execute round (all its threads)",
+                value=cpu[d][0],
+                floor="stdio.trivial.server_cpu",
+                client_cpu_ms=round(cpu[d][1], 3),
+                note="/proc CPU time of the server over sequential rounds; client_cpu_ms: the client's",
+            )
         results.add(
             f"stdio.{d}.novel",
             GROUP_RT,
@@ -226,6 +246,51 @@ async def stdio_round_trips(results: Results, params: dict[str, StdioServerParam
             floor="stdio.trivial.two_calls",
             headline=True,
         )
+
+
+def _children() -> set[int]:
+    """This process's child processes (Linux /proc; empty elsewhere)."""
+    out = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                out.add(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _process_cpu_ms(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+async def _cpu_a_round(
+    clients: dict[str, Any], pids: dict[str, int | None], n: int
+) -> dict[str, tuple[float, float]]:
+    """Server and client CPU ms a round (novel for sqlmode), ``n`` rounds of each server in turn.
+
+    The round trip over stdio is CPU-bound on a small machine: the server's CPU (every thread)
+    plus the client's is most of its wall time, so this says where a figure's time goes.
+    """
+    out: dict[str, tuple[float, float]] = {}
+    for name, client in clients.items():
+        pid = pids.get(name)
+        if pid is None:
+            continue
+        try:
+            server0, client0 = _process_cpu_ms(pid), time.process_time()
+            for _ in range(n):
+                await (
+                    _trivial_round_trip(client)
+                    if name == "trivial"
+                    else _round_trip(client, fresh(NOVEL_TYPICAL))
+                )
+            server_ms = (_process_cpu_ms(pid) - server0) / n
+        except OSError:  # no /proc
+            continue
+        out[name] = (server_ms, (time.process_time() - client0) * 1000 / n)
+    return out
 
 
 async def run(env: BenchEnv, results: Results) -> None:

@@ -178,20 +178,31 @@ def why(f: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
         d = parts[1]
         v, e = _ms(by_id, f"novel.{d}.typical.validate"), _ms(by_id, f"novel.{d}.rows10.service")
         floor = _ms(by_id, "stdio.trivial.two_calls")
+        text = ""
         if v is not None and e is not None and floor is not None:
-            rest = f["value"] - v - e - floor
-            return (
+            text = (
                 f"In process, a novel validate takes {fmt_ms(v)} and an execute of 10 rows {fmt_ms(e)} "
-                f"(same run); the trivial server's two calls {fmt_ms(floor)}; {fmt_ms(rest)} remain. "
-                "Profiled "
-                "(cProfile and py-spy on `sqlmode serve`): with validate and execute stubbed, sqlmode's "
-                "server answers a round as fast as the trivial one (its tool handlers add about 0.6 ms), so "
-                "the rest is what the service's work costs once it runs in a server process: the SDK "
-                "client validating our published output schemas with jsonschema (0.3-0.7 ms a call; the "
-                "trivial server's schema is a bare dict), the worker-thread hops of the analyzer, the "
-                "engine and the audit contending for the interpreter lock with the SDK's own tasks, and "
-                "garbage-collector passes over parse-tree cycles (0.5-0.7 ms a round)."
+                f"(wall time, same run); the trivial server's two calls {fmt_ms(floor)}. "
             )
+        cpu, tcpu = by_id.get(f"stdio.{d}.server_cpu"), by_id.get("stdio.trivial.server_cpu")
+        if cpu is not None and tcpu is not None:
+            client, tclient = cpu["extra"]["client_cpu_ms"], tcpu["extra"]["client_cpu_ms"]
+            text += (
+                f"CPU a round, same run: `sqlmode serve` {fmt_ms(cpu['value'])} over all its threads (the "
+                f"trivial server {fmt_ms(tcpu['value'])}), the client {fmt_ms(client)} (with the trivial "
+                f"server {fmt_ms(tclient)}). "
+            )
+        return text + (
+            "A round over stdio is CPU-bound and serial on 2 cores: server CPU + client CPU is most of "
+            "its wall time. Profiled (benchmarks/stdio_ab.py: per-thread CPU, py-spy, the same rounds in "
+            "process): the server's CPU is the service's own CPU in process plus what the trivial "
+            "server spends too; the in-process wall figures hide part of the service's CPU because its "
+            "threads overlap there (the analysis thread, the engine's executor threads and DuckDB's "
+            "native ones, the audit's fsync thread). The MCP layer adds the client's check of the "
+            "output schemas (about 0.3 ms a round, jsonschema); five thread hops a round cost about "
+            "30 us each; garbage collection runs between requests (gcidle.py). The gap to the floor "
+            "is the service's CPU: analysis and the engine check first (see the validate figures)."
+        )
     if ".first_list_tools" in fid:
         imp, opened = by_id.get("startup.import_sqlmode"), by_id.get("startup.service_open")
         floor = _ms(by_id, f.get("floor", ""))

@@ -35,6 +35,9 @@ EXPECTED = (
     "stdio.duckdb.novel",
     "stdio.duckdb.repeated",
     "stdio.postgres.novel",
+    "stdio.trivial.server_cpu",
+    "stdio.duckdb.server_cpu",
+    "stdio.postgres.server_cpu",
     "startup.trivial.first_list_tools",
     "startup.postgres.first_validate",
     "mem.duckdb.round_trips.growth_last_half",
@@ -135,6 +138,9 @@ def test_floors_and_targets_are_side_by_side(tiny_run: dict[str, Any]) -> None:
             ex = by_id[f"novel.{d}.rows{rows}.executor"]
             assert ex["floor"] == f"novel.{d}.rows{rows}.raw" and ex["target"]["value"] == ratio
         assert by_id[f"stdio.{d}.novel"]["floor"] == "stdio.trivial.two_calls"
+        cpu = by_id[f"stdio.{d}.server_cpu"]
+        assert cpu["floor"] == "stdio.trivial.server_cpu" and cpu["value"] > 0
+        assert cpu["extra"]["client_cpu_ms"] > 0
     assert by_id["startup.first_list_tools"]["floor"] == "startup.trivial.first_list_tools"
     assert by_id["payload.list_tools"]["target"]["value"] == 2500
     # Every figure says how busy the machine was when it was taken.
