@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from sqlmode.config import settings_from_dict
-from sqlmode.engines._postgres_exec import search_path
+from sqlmode.engines._postgres_connect import search_path
 from sqlmode.engines._postgres_reflect import reflect_postgres, type_name
 from sqlmode.schema.snapshot import TableInfo
 from tests.plugins.postgres import create_database

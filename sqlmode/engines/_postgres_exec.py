@@ -42,7 +42,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import asyncpg.exceptions as pgerr
@@ -62,13 +62,15 @@ from ..execute.base import check_read_query, effective_limits
 from ..execute.convert import convert_consuming
 from ..models import ColumnMeta, QueryResult
 from ..schema.snapshot import SchemaSnapshot
+from ._postgres_connect import asyncpg_dsn, search_path
 from ._postgres_convert import PG_SCALAR_TYPES, PG_TEXT_TYPES, pg_interval, postgres_plan
+from ._postgres_errors import check_postgres_url, explain_postgres_error
 from ._postgres_errtext import pg_error_text
 from ._postgres_pool import ReaderPool
 from ._postgres_role import describe_problems, fix_for, prove_role
 from ._postgres_session import may_change_session
 
-__all__ = ["PostgresExecutor", "asyncpg_dsn", "map_pg_error"]
+__all__ = ["PostgresExecutor", "asyncpg_dsn", "map_pg_error", "search_path"]
 
 log = logging.getLogger("sqlmode.execute")
 
@@ -93,26 +95,6 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
-
-
-def asyncpg_dsn(url: str) -> str:
-    """The URL as asyncpg wants it: ``postgresql://`` without a ``+driver`` suffix."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.split("+", 1)[0]
-    return urlunsplit(parts._replace(scheme="postgresql" if scheme in ("postgres", "postgresql") else scheme))
-
-
-def search_path(settings: Settings) -> dict[str, str]:
-    """The ``search_path`` startup parameter of every session: the configured schemas, if any.
-
-    Unqualified names in queries resolve in the reflected schemas only, whatever the role's default
-    (the analyzer refuses a bare name that several of them have: AMBIGUOUS_TABLE); the reflection
-    uses it too, so that ``format_type`` qualifies a type exactly when a query has to.
-    """
-    schemas = settings.database.schemas
-    if not schemas:
-        return {}
-    return {"search_path": ", ".join('"' + s.replace('"', '""') + '"' for s in schemas)}
 
 
 def _ident(name: str) -> str:
@@ -249,6 +231,7 @@ class PostgresExecutor:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.warnings: list[str] = []
+        check_postgres_url(settings.database.url)  # a malformed URL is named before any use of it
         self._dsn = asyncpg_dsn(settings.database.url)
         self._target = describe_target(settings.database.url)
         self._pool: ReaderPool | None = None
@@ -265,6 +248,8 @@ class PostgresExecutor:
         self.login_role: str | None = None
         self.privileged = False
         self._begin_sql: str | None = None
+        # What start() proved the role against (given, or reflected on the probe connection).
+        self.snapshot: SchemaSnapshot | None = None
         # The leading-keyword text check; defence tests switch it off to show that the session
         # alone holds. Never switched off in production code.
         self._check_text = True
@@ -288,19 +273,25 @@ class PostgresExecutor:
     async def start(self, snapshot: SchemaSnapshot | None = None) -> None:
         """Check the server, choose and prove the role queries run as, then open the pool.
 
-        ``snapshot`` says what is blocked and exposed; reflected here when not given.
+        ``snapshot`` says what is blocked and exposed; when not given it is reflected on the probe
+        connection (none of its own). The snapshot proved is kept as :attr:`snapshot`.
         """
         db = self.settings.database
         timeout = db.connect_timeout_ms / 1000
         settings = self._server_settings()
         try:
+            # The query sessions' search path: format_type names types as queries resolve them.
             probe = await asyncpg.connect(
-                self._dsn, timeout=timeout, server_settings={"application_name": "sqlmode"}
+                self._dsn,
+                timeout=timeout,
+                server_settings={"application_name": "sqlmode", **search_path(self.settings)},
             )
         except BaseException as e:
             if isinstance(e, asyncio.CancelledError):
                 raise
-            raise map_pg_error(e, target=self._target) from e
+            # The first contact with the database: say why it failed and how to fix it.
+            doing = "read the schema of" if snapshot is None else "connect to"
+            raise explain_postgres_error(e, self.settings.database.url, doing) from e
         try:
             version = probe.get_server_version()
             if version < (14, 0):
@@ -312,7 +303,8 @@ class PostgresExecutor:
             if snapshot is None:
                 from ..schema import reflect_schema
 
-                snapshot = await reflect_schema(self.settings)
+                snapshot = await reflect_schema(self.settings, lambda: self._catalog(probe))
+            self.snapshot = snapshot
             await self._choose_role(probe, snapshot)
             assert self.role is not None
             self.warnings += await privilege_warnings(probe, self.role)
@@ -398,6 +390,37 @@ class PostgresExecutor:
             code="READER_ROLE_UNSAFE",
             hint=f"{fix}; database.allow_privileged_role = true skips this check (development only)",
         )
+
+    async def _catalog(self, conn: Any) -> tuple[list[Any], str]:
+        """The reflected tables and the database name, read on ``conn`` as the login role."""
+        from ._postgres_reflect import database_name, reflect_postgres
+
+        def fetch(sql: str, args: list[Any]) -> Any:
+            # Plain driver values: a pooled session's text codecs are bypassed.
+            return conn._execute(sql, args, 0, None, ignore_custom_codec=True)
+
+        return await reflect_postgres(self.settings, fetch), database_name(self.settings.database.url)
+
+    async def reflect(self) -> SchemaSnapshot:
+        """The schema reflected again on a pooled session (a refresh opens no connection).
+
+        As the login role, like at start-up, so the snapshot does not change with the role: every
+        role reads the same catalog rows, and the session's search path is the query sessions'.
+        The session is read-only and under statement_timeout; the statements are ours.
+        """
+        from ..schema import reflect_schema
+
+        async def catalog() -> tuple[list[Any], str]:
+            conn = await self._acquire()
+            discard = True
+            try:
+                out = await self._catalog(conn)
+                discard = conn.is_in_transaction()
+                return out
+            finally:
+                self._release(conn, discard=discard)
+
+        return await reflect_schema(self.settings, catalog)
 
     async def check_access(self, snapshot: SchemaSnapshot) -> None:
         """Prove again, after a schema refresh, that the query role reads nothing blocked (ConfigError)."""

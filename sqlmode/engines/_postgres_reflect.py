@@ -10,7 +10,7 @@ spelling (``VARCHAR(200)``, ``NUMERIC(12, 2)``, ``TIMESTAMP WITH TIME ZONE``, ``
 other type (an enum, a domain, an extension's ``citext`` or ``vector(3)``, arrays of them) exactly
 as ``format_type`` prints it, which is how a query writes it: quoted where PostgreSQL quotes it
 (``"MoodType"``), qualified where the schema is not on the search path (``ext.citext``). The
-reflection connection has the query sessions' search path (``_postgres_exec.search_path``), so a name is
+reflection connection has the query sessions' search path (``_postgres_connect.search_path``), so a name is
 qualified exactly when a query must qualify it. See :func:`type_name`.
 
 Every role reads the same catalog rows (pg_catalog is readable by PUBLIC; privileges hide data,
@@ -20,12 +20,14 @@ not definitions), so reflecting as the login role sees what the reader role sees
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ..config import Settings
 from ..schema.snapshot import ColumnInfo, ForeignKey, TableInfo
 
-__all__ = ["reflect_postgres", "type_name"]
+__all__ = ["Fetch", "database_name", "reflect_postgres", "type_name"]
 
 # Relations and their columns, schemas in the configured order. A relation without columns
 # still has one row (the LEFT JOIN). A domain's NOT NULL makes its columns not nullable. The last
@@ -156,14 +158,23 @@ def type_name(format_type: str, builtin: bool = True) -> str:
     return name + suffix
 
 
-async def reflect_postgres(settings: Settings, conn: Any = None) -> list[TableInfo]:
-    """Every relation of the configured schemas, read on ``conn`` (an asyncpg connection whose search
-    path is ``_postgres_exec.search_path``) or on a connection of its own, closed before returning."""
+# Runs one catalog query with its parameters: asyncpg's fetch, or a pooled session's (executor).
+Fetch = Callable[[str, list[Any]], Awaitable[Sequence[Any]]]
+
+
+def database_name(url: str) -> str:
+    """The database a URL names (the snapshot's name when server.name is not set)."""
+    return unquote(urlsplit(url).path.lstrip("/")) or "postgres"
+
+
+async def reflect_postgres(settings: Settings, fetch: Fetch | None = None) -> list[TableInfo]:
+    """Every relation of the configured schemas, read with ``fetch`` (on a session whose search
+    path is ``_postgres_connect.search_path``) or on a connection of its own, closed before returning."""
     schemas = list(settings.database.schemas or ["public"])
-    if conn is None:
+    if fetch is None:
         import asyncpg
 
-        from ._postgres_exec import asyncpg_dsn, search_path
+        from ._postgres_connect import asyncpg_dsn, search_path
 
         own = await asyncpg.connect(
             asyncpg_dsn(settings.database.url),
@@ -171,11 +182,11 @@ async def reflect_postgres(settings: Settings, conn: Any = None) -> list[TableIn
             server_settings={"application_name": "sqlmode", **search_path(settings)},
         )
         try:
-            return await reflect_postgres(settings, own)
+            return await reflect_postgres(settings, lambda sql, args: own.fetch(sql, *args))
         finally:
             await own.close()
-    rows = await conn.fetch(_RELATIONS, schemas)
-    keys = await conn.fetch(_KEYS, schemas)
+    rows = await fetch(_RELATIONS, [schemas])
+    keys = await fetch(_KEYS, [schemas])
     pks: dict[tuple[str, str], set[str]] = {}
     fks: dict[tuple[str, str], list[ForeignKey]] = {}
     for schema, table, contype, _name, cols, ref_schema, ref_table, ref_cols in keys:

@@ -152,12 +152,10 @@ class PostgresEngine:
     # -- reflection -------------------------------------------------------------------------
 
     async def reflect_tables(self, settings: Settings) -> tuple[list[Any], str]:
-        from urllib.parse import unquote, urlsplit
-
-        from ._postgres_reflect import reflect_postgres
+        from ._postgres_reflect import database_name, reflect_postgres
 
         tables = await reflect_postgres(settings)
-        return tables, unquote(urlsplit(settings.database.url).path.lstrip("/")) or "postgres"
+        return tables, database_name(settings.database.url)
 
     def connect_error(self, error: BaseException, url: str, doing: str) -> SqlmodeError:
         from ._postgres_errors import explain_postgres_error

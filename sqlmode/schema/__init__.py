@@ -1,15 +1,18 @@
 """Schema: reflection into a SchemaSnapshot, bounding to what may be seen, rendering."""
 
+from typing import Any
+
 from ..config import Settings
 from .render import render_schema, render_table
 from .snapshot import ColumnInfo, ForeignKey, SchemaSnapshot, TableInfo
 
 
-async def reflect_schema(settings: Settings) -> SchemaSnapshot:
-    """The database's schema (reflect.py); its drivers (SQLAlchemy) load on first use, not at import."""
+async def reflect_schema(settings: Settings, catalog: Any = None) -> SchemaSnapshot:
+    """The database's schema (reflect.py, where ``catalog`` is described); the engine's driver loads
+    on first use, not at import."""
     from .reflect import reflect_schema as reflect
 
-    return await reflect(settings)
+    return await reflect(settings, catalog)
 
 
 __all__ = [

@@ -6,20 +6,30 @@ sizes); this module applies the curated descriptions and the config's allow and 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from ..config import Settings
 from ..engines.base import engine_for_url
 from ..errors import SchemaError
 from .describe import apply_descriptions, load_descriptions
-from .snapshot import SchemaSnapshot
+from .snapshot import SchemaSnapshot, TableInfo
 
-__all__ = ["reflect_schema"]
+__all__ = ["Catalog", "reflect_schema"]
 
 
-async def reflect_schema(settings: Settings) -> SchemaSnapshot:
-    """Reflect the configured database and apply the config's allow and block lists."""
+# Reads the engine's catalog as Engine.reflect_tables does, on a connection the caller already holds.
+Catalog = Callable[[], Awaitable[tuple[list[TableInfo], str]]]
+
+
+async def reflect_schema(settings: Settings, catalog: Catalog | None = None) -> SchemaSnapshot:
+    """Reflect the configured database and apply the config's allow and block lists.
+
+    ``catalog`` reads the tables instead of ``Engine.reflect_tables`` (which opens a connection of
+    its own): an executor reflects on a session it has open (engines/_postgres_exec.py).
+    """
     engine = engine_for_url(settings.database.url)
     try:
-        tables, database = await engine.reflect_tables(settings)
+        tables, database = await (catalog() if catalog is not None else engine.reflect_tables(settings))
     except SchemaError:
         raise
     except Exception as e:
