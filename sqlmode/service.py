@@ -160,25 +160,23 @@ class CodeModeService:
         self.analysis_pool = AnalysisPool(s.server.analysis_workers, s.server.analysis_timeout_ms)
         stack.callback(self.analysis_pool.close)
         self.evaluator = self._given_evaluator or build_evaluator(s)
-        # The executor reads the schema on the connection it proves the query role with, when its
-        # engine can (PostgreSQL: no connection of its own); refreshes use its pool.
-        try:
-            self.executor = await stack.enter_async_context(open_executor(s, engine=self.engine))
-        except ConfigError as e:
-            # A name matching nothing is the first thing to fix (the role's proof reads the names),
-            # worth a reflection of its own on this failure path.
-            if e.code == "READER_ROLE_UNSAFE":
-                try:
-                    snapshot = await reflect_schema(s)
-                except SqlmodeError:
-                    raise e from None
-                check_config_names(s, snapshot)
-            raise
-        first = getattr(self.executor, "snapshot", None)
-        if isinstance(first, SchemaSnapshot):
-            self._snapshot, self._snapshot_at = first, time.monotonic()
+        if self.engine.traits.executor_reflects:
+            # The executor reads the schema on the connection it proves the query role with.
+            try:
+                self.executor = await stack.enter_async_context(open_executor(s, engine=self.engine))
+            except ConfigError as e:
+                # A name matching nothing is the first thing to fix (the role's proof reads the
+                # names), worth a reflection of its own on this failure path.
+                if e.code == "READER_ROLE_UNSAFE":
+                    try:
+                        snapshot = await reflect_schema(s)
+                    except SqlmodeError:
+                        raise e from None
+                    check_config_names(s, snapshot)
+                raise
+            self._snapshot, self._snapshot_at = getattr(self.executor, "snapshot", None), time.monotonic()
         # A blocked or allowed name that matches nothing would silently not apply: refuse to start.
-        check_config_names(s, first if isinstance(first, SchemaSnapshot) else await self.refresh_schema())
+        check_config_names(s, self._snapshot if self._snapshot is not None else await self.refresh_schema())
         if self._given_audit is not None:
             self.audit = self._given_audit
         else:
@@ -186,6 +184,10 @@ class CodeModeService:
             self.audit, opened = await open_audit_sink(s, allow_key_file=self._allow_ephemeral_secret)
             for sink in opened:
                 stack.push_async_callback(sink.aclose)
+        if self.executor is None:
+            # Engines with roles prove at start-up that the query role reads nothing the snapshot blocks.
+            reader = open_executor(s, self._snapshot, engine=self.engine)
+            self.executor = await stack.enter_async_context(reader)
         if s.code_mode.engine_confirmation:
             self.confirmer = EngineConfirmer(s, self.executor, engine=self.engine)
         # allow_deletes alone changes nothing: deletes need allow_writes too (policies/README.md).

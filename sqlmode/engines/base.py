@@ -99,6 +99,10 @@ class EngineTraits:
     #: config resolves such a path against the config's folder, and a bare path given where a
     #: URL is expected (``database.path``, ``sqlmode init FILE``) names a file of this engine.
     file_based: bool = False
+    #: Whether the read executor reads the schema on a connection it holds anyway: opened without
+    #: a snapshot it reflects one (its ``snapshot``), and ``reflect()`` reads it again; the service
+    #: then opens it first and opens no connection of its own to reflect.
+    executor_reflects: bool = False
 
 
 @dataclass(frozen=True, slots=True)

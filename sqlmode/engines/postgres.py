@@ -25,6 +25,7 @@ TRAITS = EngineTraits(
     system_schemas=frozenset({"information_schema", "pg_catalog", "pg_toast", "pg_temp"}),
     system_function_schemas=frozenset({"pg_catalog"}),
     quoted_identifiers_case_sensitive=True,
+    executor_reflects=True,
     values_column_names=("column{n}",),
     operator_samples=(
         "a -> 'x'",
