@@ -49,7 +49,7 @@ from .errors import (
     TokenScopeChangedError,
 )
 from .execute import open_executor
-from .execute.confirm import EngineConfirmer
+from .execute.confirm import EngineConfirmer, WorkerCheck
 from .models import (
     Action,
     Analysis,
@@ -266,6 +266,7 @@ class CodeModeService:
         pivots: bool = False,
         principal: Principal | None = None,
         explanation: bool = True,
+        then: Callable[[Analysis], None] | None = None,
     ) -> Analysis:
         """The analyzer's verdict, computed on a worker under server.analysis_timeout_ms (or cached).
 
@@ -281,7 +282,7 @@ class CodeModeService:
             analysis = hit
         else:
             analysis = await self.analysis_pool.analyze(
-                self.analyzer, code, snapshot, on_done, explanation=explanation
+                self.analyzer, code, snapshot, on_done, explanation=explanation, then=then
             )
             cache.put(code, *keys, analysis, explanation=explanation)
         if not pivots or not self._unlisted_pivots(analysis):
@@ -334,17 +335,35 @@ class CodeModeService:
         await self._confirm(analysis, snapshot)
         return analysis
 
-    async def _confirm(self, analysis: Analysis, snapshot: SchemaSnapshot) -> None:
+    async def _confirm(
+        self, analysis: Analysis, snapshot: SchemaSnapshot, early: WorkerCheck | None = None
+    ) -> None:
         """The database describes the normalized query (cached); its verdict joins the analysis.
 
         Adds violations, raises the risk level with the plan's estimates, appends them to the
-        explanation and sets estimated_rows / estimated_cost, which Cedar reads.
+        explanation and sets estimated_rows / estimated_cost, which Cedar reads. ``early``: the
+        analysis worker's hook (:meth:`_worker_check`), used here or discarded.
         """
-        if self.confirmer is not None and analysis.ok:
-            # An evaluator that does not say whether it reads the estimates is given them.
-            reads = getattr(self.evaluator, "reads_plan_estimates", True)
-            c = await self.confirmer.confirm(analysis, snapshot, policy_reads_estimates=reads)
-            c.apply(analysis)
+        try:
+            if self.confirmer is not None and analysis.ok:
+                c = await self.confirmer.confirm(
+                    analysis, snapshot, policy_reads_estimates=self._reads_estimates(), early=early
+                )
+                c.apply(analysis)
+        finally:
+            if early is not None:
+                early.close()
+
+    def _reads_estimates(self) -> bool:
+        # An evaluator that does not say whether it reads the estimates is given them.
+        return bool(getattr(self.evaluator, "reads_plan_estimates", True))
+
+    def _worker_check(self, snapshot: SchemaSnapshot) -> WorkerCheck | None:
+        """A hook for the analysis worker to run the engine's call once the analysis passed (thread
+        workers only: a worker process cannot reach the executor)."""
+        if self.confirmer is None or self.analysis_pool.processes:
+            return None
+        return self.confirmer.worker_check(snapshot, policy_reads_estimates=self._reads_estimates())
 
     async def validate(
         self,
@@ -370,8 +389,9 @@ class CodeModeService:
                 on_analyzed()
             raise
         source: str | None = None
+        early = self._worker_check(snapshot)
         try:
-            analysis = await self._analyze(code, snapshot, on_analyzed, principal=principal)
+            analysis = await self._analyze(code, snapshot, on_analyzed, principal=principal, then=early)
             if self._unlisted_pivots(analysis):
                 # Executing this very code lists the values again: the token names it too, so
                 # execute checks the token before that query runs.
@@ -384,7 +404,11 @@ class CodeModeService:
                 violations=[Violation(code=e.code, message=e.message, hint=e.hint)],
                 risk_level=RiskLevel.CRITICAL,
             )
-        await self._confirm(analysis, snapshot)  # before the policy decision and any token
+        except BaseException:
+            if early is not None:
+                early.close()
+            raise
+        await self._confirm(analysis, snapshot, early)  # before the policy decision and any token
         decision = self._decide(principal, analysis)
         violations = list(analysis.violations) + list(decision.violations)
         valid = not violations and decision.allowed and self.settings.code_mode.enabled

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["AnalysisPool"]
 
 T = TypeVar("T")
+_log = logging.getLogger("sqlmode.workers")
 
 # A job that waited this many deadlines for a worker without starting is refused.
 QUEUE_LIMIT_FACTOR = 10
@@ -135,10 +137,13 @@ class AnalysisPool:
         on_done: Callable[[], None] | None = None,
         *,
         explanation: bool = True,
+        then: Callable[[Any], None] | None = None,
     ) -> Any:
         """``analyzer.analyze(code, snapshot)`` on a worker (a process's own analyzer in process mode).
 
         ``on_done`` is called, on the event loop, once the worker is finished with the job.
+        ``then`` is called with the analysis on the worker thread, within the deadline, before the
+        event loop hears of it (thread workers only: a worker process cannot reach this one).
         """
         timeout_s = self.timeout_ms / 1000
         queue_s = timeout_s * QUEUE_LIMIT_FACTOR
@@ -171,7 +176,13 @@ class AnalysisPool:
             if time.monotonic() - submitted > queue_s:
                 raise _Expired
             started.append(time.monotonic())
-            return analyzer.analyze(code, snapshot, explanation=explanation)
+            analysis = analyzer.analyze(code, snapshot, explanation=explanation)
+            if then is not None:
+                try:
+                    then(analysis)
+                except Exception:  # it only saves time: the verdict stands without it
+                    _log.warning("the analysis' follow-up failed", exc_info=True)
+            return analysis
 
         fut = loop.run_in_executor(self._executor, job)
         if on_done is not None:

@@ -5,9 +5,10 @@ text is one SELECT (extract_statements), then what is read and called comes from
 before the optimizer (``json_serialize_plan``, _duckdb_plan.py), so nothing depends on statistics
 or data; the optimized plan (``EXPLAIN``) is asked for in the same call only when its estimates
 are needed (a cost limit, a rule that reads risk or the estimates, or ``plan_estimates =
-"always"``: execute/confirm.py). The binder's own ``error`` guard of a scalar subquery is not the
-query's call unless the query itself wrote ``error``. A table function in the plan must be on
-the analyzer's allowlist.
+"always"``: execute/confirm.py). The call may have started early, from the analysis worker, as
+soon as the normalized text was known (``DuckDBExecutor.start_bound_plan``). The binder's own
+``error`` guard of a scalar subquery is not the query's call unless the query itself wrote
+``error``. A table function in the plan must be on the analyzer's allowlist.
 """
 
 from __future__ import annotations
@@ -72,13 +73,16 @@ async def bound_access(
     written_functions: Sequence[str],
     load_catalog: Callable[[], Awaitable[Any]],
     estimates: bool = True,
+    early: Any = None,
 ) -> BoundAccess:
     # The DuckDB executor's own call (or a wrapper's that hands it on); anything else fails closed.
     bound_plan: Callable[..., Awaitable[BoundPlanReply]] | None = getattr(executor, "bound_plan", None)
     if bound_plan is None:
         raise TypeError(f"the DuckDB engine check needs the DuckDB executor, not {type(executor).__name__}")
+    # ``early``: the same call, started by the executor while the analysis finished (confirm.py).
+    kw = {"early": early} if early is not None else {}
     reply: BoundPlanReply | None
-    reply, refused = await planned_or_refusal(bound_plan(sql, estimates=estimates))
+    reply, refused = await planned_or_refusal(bound_plan(sql, estimates=estimates, **kw))
     if refused is not None:
         return refused
     assert reply is not None

@@ -20,6 +20,8 @@ then run inside ``BEGIN TRANSACTION READ ONLY`` ... ``ROLLBACK``, and a warning 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import json
 import logging
 import threading
@@ -52,6 +54,7 @@ from ._duckdb_plan import BOUND_PLAN_SQL, MAX_PLAN_CHARS
 __all__ = [
     "BoundPlanReply",
     "DuckDBExecutor",
+    "EarlyBoundPlan",
     "duckdb_config",
     "map_duckdb_error",
     "open_duckdb",
@@ -142,6 +145,59 @@ def _physical(rows: list[Any]) -> dict[str, Any]:
     if isinstance(nodes, list) and len(nodes) == 1:
         return {"Plan": nodes[0]}
     return {"Plan": {"name": "ROOTS", "children": nodes}}
+
+
+@dataclass(eq=False, slots=True)
+class EarlyBoundPlan:
+    """:meth:`DuckDBExecutor.bound_plan`'s work, run by another thread (:meth:`prepare_bound_plan`).
+
+    Nothing reads it but :meth:`DuckDBExecutor.bound_plan` given the very same text and estimates
+    flag; every other path calls :meth:`discard`.
+    """
+
+    owner: DuckDBExecutor
+    sql: str
+    estimates: bool
+    cursor: duckdb.DuckDBPyConnection
+    future: concurrent.futures.Future[BoundPlanReply]
+    prepared: float  # time.monotonic(): the deadline runs from here
+
+    def run(self) -> None:
+        """Do the work on the calling thread; the outcome (or the exception) goes to ``future``."""
+        if not self.future.set_running_or_notify_cancel():  # discarded before it started
+            with contextlib.suppress(duckdb.Error):
+                self.cursor.close()
+            return
+        try:
+            reply = self.owner._bound_plan_sync(self.cursor, self.sql, self.estimates)
+        except BaseException as e:
+            self.future.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
+        else:
+            self.future.set_result(reply)
+
+    def discard(self) -> None:
+        """Forget it: work not started never runs, running work is interrupted (idempotent)."""
+        if self.future.cancel():
+            return
+        if not self.future.done():
+            self.future.add_done_callback(_consume)
+            _interrupt_until_done(self.cursor, self.future)
+
+
+def _interrupt_until_done(cur: duckdb.DuckDBPyConnection, fut: concurrent.futures.Future[Any]) -> None:
+    """Interrupt ``cur`` now and, from the running event loop if any, again until ``fut`` is done:
+    the first interrupt may land before the query has started."""
+    if fut.done():
+        return
+    with contextlib.suppress(duckdb.Error):  # closed already: the worker is finishing
+        cur.interrupt()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.call_later(INTERRUPT_REPEAT_S, _interrupt_until_done, cur, fut)
 
 
 def scrubbed_error(e: BaseException, sql: str) -> SqlmodeError:
@@ -254,6 +310,14 @@ class DuckDBExecutor:
         loop = asyncio.get_running_loop()
         cur = self._db.cursor()
         fut = loop.run_in_executor(self._threads, fn, cur, *args)
+        return await self._outcome(fut, cur, ms, ms / 1000)
+
+    async def _outcome(
+        self, fut: asyncio.Future[Any], cur: duckdb.DuckDBPyConnection, ms: int, left: float
+    ) -> Any:
+        """``fut``'s result, its cursor interrupted ``left`` seconds from now (the deadline of ``ms``)."""
+        loop = asyncio.get_running_loop()
+        left = max(left, 0.0)
         timed_out = False
         handle: asyncio.TimerHandle | None = None
 
@@ -273,9 +337,9 @@ class DuckDBExecutor:
             timed_out = True
             interrupt()
 
-        handle = loop.call_later(ms / 1000, on_deadline)
+        handle = loop.call_later(left, on_deadline)
         try:
-            done, _ = await asyncio.wait({fut}, timeout=ms / 1000 + DEADLINE_GRACE_S)
+            done, _ = await asyncio.wait({fut}, timeout=left + DEADLINE_GRACE_S)
         except asyncio.CancelledError:
             interrupt()
             fut.add_done_callback(_consume)
@@ -351,7 +415,9 @@ class DuckDBExecutor:
         finally:
             cur.close()
 
-    async def bound_plan(self, sql: str, *, estimates: bool) -> BoundPlanReply:
+    async def bound_plan(
+        self, sql: str, *, estimates: bool, early: EarlyBoundPlan | None = None
+    ) -> BoundPlanReply:
         """The engine check's one call: DuckDB's parser, its bound plan and, if asked, its estimates.
 
         One worker hop under the query deadline: the text must be one SELECT to DuckDB's parser,
@@ -360,10 +426,40 @@ class DuckDBExecutor:
         risk, the explanation's figures). Nothing runs. A failure is a SqlmodeError whose DuckDB
         text is scrubbed (execute/errtext.py): the verdict never carries a name or value the query
         did not write (a binder's "Candidate bindings" may name a blocked column).
+
+        ``early``: the same work, prepared by :meth:`prepare_bound_plan` and run by another thread;
+        its outcome is taken when it is this executor's for this very text and estimates flag
+        (else it is discarded), under the same deadline.
         """
         ms = self.settings.code_mode.query_timeout_ms
-        reply: BoundPlanReply = await self._call(ms, self._bound_plan_sync, sql, estimates)
+        if early is not None:
+            if early.owner is self and early.sql == sql and early.estimates == estimates:
+                fut = asyncio.wrap_future(early.future)
+                reply: BoundPlanReply = await self._outcome(
+                    fut, early.cursor, ms, ms / 1000 - (time.monotonic() - early.prepared)
+                )
+                return reply
+            early.discard()
+        reply = await self._call(ms, self._bound_plan_sync, sql, estimates)
         return reply
+
+    def prepare_bound_plan(self, sql: str, *, estimates: bool) -> EarlyBoundPlan | None:
+        """:meth:`bound_plan`'s work for another thread to run (``EarlyBoundPlan.run``); None if closed.
+
+        For the analysis worker: once its analysis passed, it binds the normalized text itself,
+        sparing a second trip through the event loop to this executor's workers. There it runs
+        within the analysis deadline (``server.analysis_timeout_ms``: past it the analysis is
+        refused and the work interrupted) and, once taken, the query deadline counted from here.
+        The outcome is taken only through :meth:`bound_plan`; whoever does not take it discards it.
+        """
+        db = self._db
+        if db is None:
+            return None
+        try:
+            cur = db.cursor()
+        except duckdb.Error:  # closed meanwhile
+            return None
+        return EarlyBoundPlan(self, sql, estimates, cur, concurrent.futures.Future(), time.monotonic())
 
     def _catalog_sync(
         self, cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any]
@@ -380,7 +476,7 @@ class DuckDBExecutor:
         return await self._call(self.settings.code_mode.query_timeout_ms, self._catalog_sync, sql, params)
 
 
-def _consume(fut: asyncio.Future[Any]) -> None:
+def _consume(fut: asyncio.Future[Any] | concurrent.futures.Future[Any]) -> None:
     # An abandoned worker's outcome is read so asyncio does not log "exception never retrieved".
     if not fut.cancelled():
         fut.exception()

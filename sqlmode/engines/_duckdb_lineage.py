@@ -57,7 +57,8 @@ class _Walk:
     def _refs(self, expr: Any, child: Lineage, found: set[Col]) -> None:
         if isinstance(expr, list):
             for item in expr:
-                self._refs(item, child, found)
+                if isinstance(item, (dict, list)):  # a leaf holds no reference: no call for it
+                    self._refs(item, child, found)
             return
         if not isinstance(expr, dict):
             return
@@ -70,7 +71,8 @@ class _Walk:
         if expr.get("expression_class") == "BOUND_COLUMN_REF":
             raise Unknown("an unresolved column reference")
         for key, value in expr.items():
-            if key != "lambda_expr":  # the body's references are the lambda's parameters and captures
+            # The lambda body's references are the lambda's parameters and captures.
+            if key != "lambda_expr" and isinstance(value, (dict, list)):
                 self._refs(value, child, found)
 
     def use(self, expr: Any, child: Lineage) -> None:

@@ -172,7 +172,7 @@ def _operator(node: Any, out: BoundPlan, default_catalog: str) -> None:
     if kind == "LOGICAL_GET":
         _get(node, out, default_catalog)
     for key, value in node.items():
-        if key != "children":
+        if key != "children" and isinstance(value, _CONTAINERS):
             _expressions(value, out)
     for child in node.get("children") or ():
         _operator(child, out, default_catalog)
@@ -214,10 +214,16 @@ def _get(node: dict[str, Any], out: BoundPlan, default_catalog: str) -> None:
             out.problems.append("a table scan reads a virtual column")
 
 
+# What can hold an expression; the walks skip other values (strings, numbers) without a
+# call: most of a plan's values are leaves.
+_CONTAINERS = (dict, list)
+
+
 def _expressions(value: Any, out: BoundPlan) -> None:
     if isinstance(value, list):
         for item in value:
-            _expressions(item, out)
+            if isinstance(item, _CONTAINERS):
+                _expressions(item, out)
         return
     if not isinstance(value, dict):
         return
@@ -239,7 +245,7 @@ def _expressions(value: Any, out: BoundPlan) -> None:
             if path and not path[-1].startswith("__"):
                 out.functions.add(_call_name(path))
     for key, item in value.items():
-        if key != "qname":
+        if key != "qname" and isinstance(item, _CONTAINERS):
             _expressions(item, out)
 
 

@@ -180,6 +180,7 @@ class DuckDBEngine:
         written_functions: Sequence[str],
         load_catalog: Callable[[], Awaitable[Any]],
         estimates: bool = True,
+        early: Any = None,
     ) -> BoundAccess:
         from ._duckdb_check import bound_access
 
@@ -192,6 +193,7 @@ class DuckDBEngine:
             written_functions=written_functions,
             load_catalog=load_catalog,
             estimates=estimates,
+            early=early,
         )
 
     # -- grants: none -------------------------------------------------------------------------

@@ -33,6 +33,13 @@ issued, :class:`EngineConfirmer` asks the engine about ``analysis.normalized_cod
    timeout), the query is refused (ENGINE_REFUSED): fail closed. The engine's work runs under
    the executor's deadline, interrupt and memory limit, like execution.
 
+On the analysis worker: where the executor lets another thread run its call
+(``prepare_bound_plan``: DuckDB), the service gives the analysis worker a :class:`WorkerCheck`,
+which runs the engine's call there as soon as the analysis passed, instead of a second trip
+through the event loop to the executor's workers. Only a passing analysis of a read starts it; its
+outcome is read only by :meth:`EngineConfirmer.confirm` for that analysis' very normalized text
+(the cache, the rules and the refusals below are unchanged); anything else discards it unread.
+
 Results are cached by (normalized code, snapshot content hash, estimates asked for) for
 ``database.schema_ttl_seconds``: the content hash, not the bounded schema hash, because a blocked
 column added behind a view changes the verdict while an LLM sees the same schema (see
@@ -43,9 +50,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -63,6 +71,7 @@ from .plans import PlanFacts
 __all__ = [
     "Confirmation",
     "EngineConfirmer",
+    "WorkerCheck",
     "dotted",
     "explain_or_refusal",
     "human",
@@ -138,6 +147,45 @@ def human(n: float) -> str:
 # -- the confirmer -----------------------------------------------------------------------------
 
 
+class WorkerCheck:
+    """Runs the engine's call for a passing read on the analysis worker thread (at most once).
+
+    Thread-safe. :meth:`take` (the confirmer's) ends it: nothing starts after it, and what was
+    started is the taker's to use or discard. :meth:`close` takes and discards.
+    """
+
+    def __init__(self, prepare: Callable[[str], Any]):
+        self._prepare = prepare
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pending: Any = None
+
+    def __call__(self, analysis: Analysis) -> None:
+        """On the analysis worker, with its verdict: a read that passed gets the engine's call."""
+        if not analysis.ok or not analysis.normalized_code or analysis.action is not Action.READ:
+            return
+        with self._lock:
+            if self._closed or self._pending is not None:
+                return
+            pending = self._prepare(analysis.normalized_code)
+            if pending is None:
+                return
+            self._pending = pending
+        pending.run()  # outside the lock: a timed-out caller's close() must not wait for it
+
+    def take(self) -> Any:
+        """What was started (``.sql``, ``.run()``, ``.discard()``), or None; nothing starts after."""
+        with self._lock:
+            self._closed = True
+            pending, self._pending = self._pending, None
+        return pending
+
+    def close(self) -> None:
+        pending = self.take()
+        if pending is not None:
+            pending.discard()
+
+
 @dataclass(slots=True)
 class _Cached:
     at: float
@@ -183,14 +231,47 @@ class EngineConfirmer:
         """Forget cached confirmations."""
         self._cache.clear()
 
+    def worker_check(
+        self, snapshot: SchemaSnapshot, *, policy_reads_estimates: bool = True
+    ) -> WorkerCheck | None:
+        """The hook for the analysis worker (:class:`WorkerCheck`), or None if the executor has none."""
+        prepare = getattr(self.executor, "prepare_bound_plan", None)
+        if prepare is None:
+            return None
+        estimates = self.wants_estimates(policy_reads_estimates)
+        content_hash = snapshot.content_hash
+
+        def begin(sql: str) -> Any:
+            if (sql, content_hash, estimates) in self._cache:  # confirmed already
+                return None
+            return prepare(sql, estimates=estimates)
+
+        return WorkerCheck(begin)
+
     async def confirm(
-        self, analysis: Analysis, snapshot: SchemaSnapshot, *, policy_reads_estimates: bool = True
+        self,
+        analysis: Analysis,
+        snapshot: SchemaSnapshot,
+        *,
+        policy_reads_estimates: bool = True,
+        early: WorkerCheck | None = None,
     ) -> Confirmation:
         """The engine's verdict on ``analysis`` (never raises; a failure is ENGINE_REFUSED).
 
         ``policy_reads_estimates``: whether the current policies read the estimates or the risk
-        (the service knows; the default asks for them).
+        (the service knows; the default asks for them). ``early``: the analysis worker's hook; what
+        it ran is used for this analysis' normalized code only, and discarded in every other case.
         """
+        pending = early.take() if early is not None else None
+        try:
+            return await self._confirm_cached(analysis, snapshot, policy_reads_estimates, pending)
+        finally:
+            if pending is not None:
+                pending.discard()  # a no-op once used
+
+    async def _confirm_cached(
+        self, analysis: Analysis, snapshot: SchemaSnapshot, policy_reads_estimates: bool, pending: Any
+    ) -> Confirmation:
         if not analysis.ok or not analysis.normalized_code:
             return Confirmation(skipped="the analysis already refused the code")
         if analysis.action is not Action.READ:
@@ -202,9 +283,11 @@ class EngineConfirmer:
         if hit is not None and now - hit.at < self.ttl_seconds:
             self._cache.move_to_end(key)
             return _with(hit.result, cached=True)
+        if pending is not None and pending.sql != analysis.normalized_code:
+            pending = None  # another text (discarded by confirm): never read
         started = time.perf_counter()
         try:
-            result, cacheable = await self._confirm(analysis, snapshot, estimates)
+            result, cacheable = await self._confirm(analysis, snapshot, estimates, pending)
         except Exception as e:  # fail closed on anything unexpected
             result = Confirmation(
                 violations=(
@@ -224,9 +307,11 @@ class EngineConfirmer:
         return result
 
     async def _confirm(
-        self, analysis: Analysis, snapshot: SchemaSnapshot, estimates: bool
+        self, analysis: Analysis, snapshot: SchemaSnapshot, estimates: bool, early: Any = None
     ) -> tuple[Confirmation, bool]:
         sql = analysis.normalized_code
+        # Only engines whose executor prepares calls for other threads are handed one.
+        kw = {"early": early} if early is not None else {}
         access = await self.engine.bound_access(
             sql,
             self.executor,
@@ -235,6 +320,7 @@ class EngineConfirmer:
             written_functions=analysis.functions,
             load_catalog=lambda: self._functions(snapshot),
             estimates=estimates,
+            **kw,
         )
         if access.refusal is not None:
             risk = RiskLevel.HIGH if access.refusal.code == "ENGINE_REFUSED" else RiskLevel.LOW
