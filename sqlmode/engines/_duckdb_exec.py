@@ -434,6 +434,12 @@ class DuckDBExecutor:
         ms = self.settings.code_mode.query_timeout_ms
         if early is not None:
             if early.owner is self and early.sql == sql and early.estimates == estimates:
+                if early.future.done() and not early.future.cancelled():
+                    # Run by the analysis worker already (the usual case): no deadline left to keep.
+                    try:
+                        return early.future.result()
+                    except BaseException as e:
+                        raise map_duckdb_error(e, timeout_ms=ms) from e
                 fut = asyncio.wrap_future(early.future)
                 reply: BoundPlanReply = await self._outcome(
                     fut, early.cursor, ms, ms / 1000 - (time.monotonic() - early.prepared)

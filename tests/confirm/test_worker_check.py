@@ -195,3 +195,31 @@ async def test_process_workers_keep_the_ordinary_path(
             v = await svc.validate(READ)
         assert v.is_valid and sorted(v.tables) == ["customers", "orders"]
         assert spy.prepared == [] and spy.pool_jobs == ["_bound_plan_sync"]
+
+
+@pytest.mark.parametrize("when", ["before it ran", "while it runs", "after it ran"])
+async def test_the_executor_takes_the_same_work_whenever_it_is_asked(
+    make_duck: Callable[..., Path], duck_settings: Callable[..., Settings], when: str
+) -> None:
+    async with CodeModeService(duck_settings(make_duck())) as svc:
+        executor = svc.executor
+        assert isinstance(executor, DuckDBExecutor)
+        sql = "SELECT name, region FROM customers LIMIT 5"
+        pending = executor.prepare_bound_plan(sql, estimates=True)
+        assert pending is not None
+        loop = asyncio.get_running_loop()
+        runner = None
+        if when == "after it ran":
+            pending.run()
+        elif when == "while it runs":
+            runner = loop.run_in_executor(None, pending.run)
+        else:
+            loop.call_later(0.05, pending.run)  # on the loop's thread, while bound_plan waits
+        reply = await executor.bound_plan(sql, estimates=True, early=pending)
+        if runner is not None:
+            await runner
+        assert read_bound_plan(reply.bound).columns == {
+            ("main", "customers", "name"),
+            ("main", "customers", "region"),
+        }
+        assert reply.physical is not None  # the estimates were asked for, and came with it
