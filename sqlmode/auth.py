@@ -52,7 +52,7 @@ def _fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _groups(value: Any) -> list[str] | None:
+def claim_groups(value: Any) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -148,7 +148,7 @@ class ConfigTokenVerifier:
             log.info("refused a JWT: %s", e, extra={"event": "auth_refused", "reason": str(e)})
             return None
         user = claims["sub"]
-        if not _usable_subject(user):
+        if not usable_subject(user):
             # An empty subject would become policy.default_user (with its local groups).
             log.info("refused a JWT: unusable sub", extra={"event": "auth_refused", "reason": "bad sub"})
             return None
@@ -158,11 +158,15 @@ class ConfigTokenVerifier:
             subject=user,
             scopes=[],
             expires_at=int(claims["exp"]),
-            claims={"groups": _groups(claims.get(self._groups_claim)), "iss": claims["iss"], "method": "jwt"},
+            claims={
+                "groups": claim_groups(claims.get(self._groups_claim)),
+                "iss": claims["iss"],
+                "method": "jwt",
+            },
         )
 
 
-def _usable_subject(sub: Any) -> bool:
+def usable_subject(sub: Any) -> bool:
     """A non-empty string without surrounding spaces or control characters."""
     return (
         isinstance(sub, str)

@@ -308,6 +308,13 @@ class AuthConfig(_Section):
     jwt_audience: str | None = None
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "HS256"])
     groups_claim: str = "groups"
+    # Approvers log in to the approval page through this OpenID Connect provider (authorization
+    # code flow with PKCE; the page's callback is <approval base URL>/login/oidc/callback).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    oidc_user_claim: str = "sub"
 
 
 class StateConfig(_Section):

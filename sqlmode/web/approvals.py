@@ -38,6 +38,7 @@ from ..errors import HumanApprovalError, SqlmodeError
 from ..models import Principal
 from ..service import CodeModeService
 from .admin import admin_html
+from .oidc import oidc_client, oidc_routes
 
 __all__ = ["WEB_PREFIXES", "approval_routes"]
 
@@ -142,12 +143,14 @@ def _error(request: Request, status: int, code: str, message: str) -> Response:
 def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | None) -> Router:
     """The approval pages and API as a Starlette router over ``service`` and the MCP credentials."""
     state = service.state
+    oidc = oidc_client(service.settings.auth)
+    can_log_in = verifier is not None or oidc is not None
 
     async def who(request: Request) -> _Who | None:
-        if verifier is None:
-            return None
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
+            if verifier is None:
+                return None
             access = await verifier.verify_token(auth[7:].strip())
             if access is None:
                 return None
@@ -168,7 +171,7 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
     async def show(request: Request) -> Response:
         w = await who(request)
         if w is None:
-            if _wants_json(request) or verifier is None:
+            if _wants_json(request) or not can_log_in:
                 return _error(request, 401, "AUTH_FAILED", "log in or send a bearer token")
             return login_redirect(request)
         rec = await service.approvals.get(request.path_params["id"])
@@ -219,7 +222,7 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
     async def admin(request: Request) -> Response:
         w = await who(request)
         if w is None:
-            if verifier is None:
+            if not can_log_in:
                 return _error(request, 401, "AUTH_FAILED", "this server has no credentials configured")
             return login_redirect(request)
         group = service.settings.approval.approvers_group
@@ -239,7 +242,7 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
         token = request.cookies.get(LOGIN_COOKIE) or ""
         if not 20 <= len(token) <= 100:
             token = secrets.token_urlsafe(24)
-        resp = _page("sqlmode: log in", _login_html(nxt, "", token))
+        resp = _page("sqlmode: log in", _login_html(nxt, "", token, oidc is not None))
         resp.set_cookie(
             LOGIN_COOKIE,
             token,
@@ -263,9 +266,17 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
             return _error(request, 403, "CSRF_FAILED", _BAD_CSRF)
         access = await verifier.verify_token(str(form.get("token") or "").strip())
         if access is None:
-            return _page("sqlmode: log in", _login_html(nxt, "That token is not valid.", token or ""), 401)
+            link = oidc is not None
+            return _page(
+                "sqlmode: log in", _login_html(nxt, "That token is not valid.", token or "", link), 401
+            )
+        resp = await start_session(request, _principal_of(service, access), nxt)
+        resp.delete_cookie(LOGIN_COOKIE, path="/login")
+        return resp
+
+    async def start_session(request: Request, principal: Principal, nxt: str) -> Response:
+        """A logged-in browser: the session in the shared store, its HttpOnly SameSite=Strict cookie."""
         sid = secrets.token_urlsafe(32)
-        principal = _principal_of(service, access)
         await state.create(
             _SESSIONS,
             sid,
@@ -277,8 +288,19 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
             },
             expires_at=time.time() + _SESSION_SECONDS,
         )
-        resp = RedirectResponse(nxt, status_code=303)
-        resp.delete_cookie(LOGIN_COOKIE, path="/login")
+        resp: Response
+        if request.url.path == "/login":
+            resp = RedirectResponse(nxt, status_code=303)
+        else:
+            # Back from the identity provider, the browser is in a navigation that began on another
+            # site: it would not send a SameSite=Strict cookie along a redirect. A page of ours
+            # that moves on starts a same-site navigation, which does.
+            e = html.escape(nxt, quote=True)
+            resp = _page(
+                "sqlmode: logged in",
+                f"<meta http-equiv='refresh' content='0;url={e}'>"
+                f"<p>Logged in. <a href='{e}'>Continue</a></p>",
+            )
         resp.set_cookie(
             COOKIE,
             sid,
@@ -306,6 +328,7 @@ def approval_routes(service: CodeModeService, verifier: ConfigTokenVerifier | No
 
     return Router(
         routes=[
+            *(oidc_routes(service, oidc, _safe_next, start_session, _error) if oidc is not None else []),
             Route("/login", login_form, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
@@ -347,11 +370,18 @@ def _public(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: rec.get(k) for k in keep}
 
 
-def _login_html(nxt: str, message: str, token: str) -> str:
+def _login_html(nxt: str, message: str, token: str, oidc: bool = False) -> str:
     e = html.escape
+    provider = (
+        f"<p><a href='/login/oidc?next={e(quote(nxt, safe='/'), quote=True)}'>Log in with your identity "
+        "provider</a></p><p>or with an access token:</p>"
+        if oidc
+        else ""
+    )
     return (
         "<h1>sqlmode approvals: log in</h1>"
         + (f"<p role='alert'>{e(message)}</p>" if message else "")
+        + provider
         + "<form method='post' action='/login'>"
         f"<input type='hidden' name='next' value='{e(nxt, quote=True)}'>"
         f"<input type='hidden' name='login_csrf' value='{e(token, quote=True)}'>"

@@ -33,8 +33,9 @@ log = logging.getLogger("sqlmode.web")
 _WILDCARDS = ("0.0.0.0", "::", "")
 
 
-def check_page_config(settings: Settings) -> ConfigTokenVerifier:
-    """The credentials approvers log in with; ConfigError when the page cannot be served safely."""
+def check_page_config(settings: Settings) -> ConfigTokenVerifier | None:
+    """The credentials approvers log in with (None: only through the OIDC provider); ConfigError when
+    the page cannot be served safely."""
     ap = settings.approval
     host = ap.page_host
     if not is_loopback(host) and not ap.page_allow_remote:
@@ -52,13 +53,14 @@ def check_page_config(settings: Settings) -> ConfigTokenVerifier:
             hint='Set approval.base_url to the address approvers open, e.g. "https://sqlmode.internal:8443".',
         )
     verifier = build_token_verifier(settings)
-    if verifier is None:
+    if verifier is None and not settings.auth.oidc_issuer:
         raise ConfigError(
             "queries here wait for a human approver, and approvers log in to the approval page with [auth] "
             "credentials: none are configured",
             key="auth",
             hint='Add a token per approver, e.g. [auth.tokens."<a long random token>"] user = "ana", '
-            'groups = ["approvers"] (or a JWT key); the stdio client itself needs none.',
+            'groups = ["approvers"] (or a JWT key, or an OIDC provider: auth.oidc_issuer); the stdio '
+            "client itself needs none.",
         )
     return verifier
 

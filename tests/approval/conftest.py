@@ -53,6 +53,7 @@ def approval_settings(make_settings: Callable[..., Settings], writable_db: Path)
         state: dict[str, Any] | None = None,
         db: Path | None = None,
         server: dict[str, Any] | None = None,
+        auth: dict[str, Any] | None = None,
         **approval: Any,
     ) -> Settings:
         ops = ["read", "write"]
@@ -60,7 +61,7 @@ def approval_settings(make_settings: Callable[..., Settings], writable_db: Path)
             {
                 "state": state or {},
                 "server": server or {},
-                "auth": AUTH,
+                "auth": deep_merge(AUTH, auth or {}),
                 "database": {
                     "url": f"duckdb:///{db or writable_db}",
                     "tables": [{"name": t, "operations": ops} for t in TABLES],
