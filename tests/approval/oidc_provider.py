@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import html
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 CLIENT_ID = "sqlmode-approvals"
@@ -42,6 +43,9 @@ class Provider:
     redirect_uris: set[str] = field(default_factory=set)
     user: dict[str, Any] = field(default_factory=lambda: {"sub": "ana", "groups": ["approvers"]})
     bad: str | None = None
+    # A sign-in page the person clicks through (a navigation the provider's page starts), instead
+    # of an immediate redirect (which the page that started the login would count as its own).
+    interactive: bool = False
     key: rsa.RSAPrivateKey = field(default_factory=_key)
     other_key: rsa.RSAPrivateKey = field(default_factory=_key)
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -113,8 +117,11 @@ class Provider:
                 "nonce": q.get("nonce"),
                 "user": dict(self.user),
             }
-            back = {"code": code, "state": q.get("state") or ""}
-            return RedirectResponse(f"{q['redirect_uri']}?{urlencode(back)}", status_code=302)
+            back = f"{q['redirect_uri']}?{urlencode({'code': code, 'state': q.get('state') or ''})}"
+            if self.interactive:
+                link = html.escape(back, quote=True)
+                return HTMLResponse(f"<h1>Provider</h1><a id='signin' href='{link}'>Sign in</a>")
+            return RedirectResponse(back, status_code=302)
 
         async def token(request: Request) -> Response:
             form = await request.form()
@@ -147,7 +154,9 @@ class Provider:
 
 
 @asynccontextmanager
-async def running_provider() -> AsyncIterator[Provider]:
+async def running_provider(name: str = "127.0.0.1") -> AsyncIterator[Provider]:
+    """The provider on a loopback port; its issuer URL names ``name`` (``localhost``: another site
+    than a page on 127.0.0.1, for a browser)."""
     provider = Provider()
     server = uvicorn.Server(
         uvicorn.Config(provider.app(), host="127.0.0.1", port=0, log_config=None, lifespan="off")
@@ -158,7 +167,7 @@ async def running_provider() -> AsyncIterator[Provider]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        provider.issuer = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        provider.issuer = f"http://{name}:{server.servers[0].sockets[0].getsockname()[1]}"
         yield provider
     finally:
         server.should_exit = True

@@ -188,3 +188,46 @@ async def test_an_id_token_without_a_usable_user_opens_no_session(setup: Setup, 
         r = await h.get(await to_callback(h, s, "/admin"), headers={"accept": "application/json"})
         assert r.status_code == 401 and "sub" in r.json()["error"]["message"], r.text
         assert not logged_in_as_someone(h)
+
+
+async def test_in_a_real_browser_the_provider_on_another_site_logs_the_approver_in(
+    approval_settings: Callable[..., Settings],
+) -> None:
+    """Chromium keeps SameSite rules: the provider (localhost) is another site than the page
+    (127.0.0.1) and the person clicks "Sign in" on the provider's page, so the way back is a
+    navigation another site started: the state cookie must be Lax to come along, and the session's
+    Strict cookie reaches the approval page only through a navigation the page itself starts."""
+    from playwright.async_api import async_playwright
+
+    from tests.approval.test_browser import CHROMIUM, FLAGS
+
+    async with running_provider("localhost") as provider:
+        settings = approval_settings(auth=oidc_auth(provider.issuer))
+        async with CodeModeService(settings) as svc, running_http(svc) as url:
+            base = url.removesuffix("/mcp")
+            svc.approvals.base_url = base
+            provider.redirect_uris = {f"{base}/login/oidc/callback"}
+            provider.interactive = True
+            rid = await pending(svc)
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+                try:
+                    page = await browser.new_page()
+                    page.set_default_timeout(120_000)
+                    await page.goto(f"{base}/approvals/{rid}")
+                    assert "/login" in page.url  # not logged in yet
+                    await page.click("text=Log in with your identity provider")
+                    await page.click("#signin")  # on the provider's own page
+                    await page.wait_for_selector("#approve")
+                    assert page.url == f"{base}/approvals/{rid}"
+                    cookies = {c["name"]: c for c in await page.context.cookies()}
+                    assert cookies["sqlmode_session"]["sameSite"] == "Strict"
+                    assert "sqlmode_oidc" not in cookies  # the flow's cookie is gone
+                    await page.click("#approve")
+                    await page.wait_for_selector("text=approve by")
+                finally:
+                    await browser.close()
+            rec = await svc.approvals.get(rid)
+    assert rec is not None and rec["status"] == "approved"
+    assert [(d["who"], d["verdict"]) for d in rec["decisions"]] == [("ana", "approve")]
+    assert provider.exchanges == [("S256", True, True)]
