@@ -1,7 +1,7 @@
 """Garbage collection between requests rather than in the middle of one.
 
 Every analysis leaves cyclic garbage (sqlglot's parse trees point to their parents), which only
-the collector frees: with the interpreter's default thresholds a young-generation pass (0.2-0.4 ms
+the collector frees: with the interpreter's default thresholds a young-generation pass (0.3-0.6 ms
 on a 2-core machine) ran about once per validate + execute, inside whichever request happened to
 cross the threshold. Here the young generation is collected once no request has been in flight
 for :data:`IDLE_DELAY_S` (an MCP client spends seconds between calls while the model thinks), and
