@@ -128,7 +128,11 @@ def _same_tree(a: exp.Expr, b: exp.Expr) -> bool:
                         return False
             elif isinstance(yv, exp.Expr) or xv != yv:
                 return False
-        if present != sum(1 for v in ya.values() if v is not None and not (type(v) is list and not v)):
+        # A plain loop: a generator here was a third of the comparison's time.
+        for v in ya.values():
+            if v is not None and not (type(v) is list and not v):
+                present -= 1
+        if present:
             return False
     return True
 

@@ -16,7 +16,7 @@ import sqlglot
 
 import sqlmode.analyze
 from sqlmode.analyze import Analyzer
-from sqlmode.analyze.roundtrip import check_round_trip
+from sqlmode.analyze.roundtrip import _same_tree, check_round_trip
 from sqlmode.config import Settings
 from sqlmode.engines import engine_named
 from sqlmode.models import Action, Analysis
@@ -158,3 +158,23 @@ async def test_token_covers_the_normalized_code_and_only_it_runs(
             await svc.execute("SELECT id, total FROM orders", v2.approval_token or "")
         assert getattr(e.value, "code", "") == "TOKEN_CODE_MISMATCH"
         assert ran == [v.normalized_code]
+
+
+# The exact-equality fast path of the round trip: any arg one side has and the other lacks, or
+# holds differently, is a difference (a False falls back to sqlglot's own ==).
+SAME_TREE_PAIRS = [
+    ("SELECT a FROM t", "SELECT a FROM t WHERE b = 1"),  # the second has one arg more
+    ("SELECT a FROM t WHERE b = 1", "SELECT a FROM t"),  # ...or one fewer
+    ("SELECT a FROM t", "SELECT DISTINCT a FROM t"),
+    ("SELECT a FROM t", "SELECT a FROM u"),
+    ("SELECT a, b FROM t", "SELECT a FROM t"),
+    ("SELECT 'x' FROM t", "SELECT 'y' FROM t"),
+    ("SELECT a FROM t LIMIT 5", "SELECT a FROM t LIMIT 6"),
+]
+
+
+@pytest.mark.parametrize(("left", "right"), SAME_TREE_PAIRS)
+def test_the_exact_comparison_sees_every_difference(left: str, right: str) -> None:
+    a, b = sqlglot.parse_one(left, read="duckdb"), sqlglot.parse_one(right, read="duckdb")
+    assert not _same_tree(a, b) and not _same_tree(b, a)
+    assert _same_tree(a, sqlglot.parse_one(left, read="duckdb"))
