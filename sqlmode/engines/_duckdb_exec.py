@@ -47,6 +47,7 @@ from ..errors import (
 from ..execute.base import effective_limits
 from ..execute.convert import CHUNK_ROWS, convert_rows
 from ..models import ColumnMeta, QueryResult
+from ..schema.snapshot import SchemaSnapshot
 from ._duckdb_convert import duckdb_plan
 from ._duckdb_errtext import duckdb_error_text, duckdb_text
 from ._duckdb_plan import BOUND_PLAN_SQL, MAX_PLAN_CHARS
@@ -217,7 +218,8 @@ class DuckDBExecutor:
         self.settings = settings
         self.warnings: list[str] = []
         self._db: duckdb.DuckDBPyConnection | None = None
-        self._read_only = not settings.code_mode.allow_writes
+        # DuckDB opens no in-memory database read-only: that one is read in read-only transactions.
+        self._read_only = not settings.code_mode.allow_writes and settings.database.duckdb_path != ":memory:"
         # The one-SELECT statement check; defence tests switch it off to show that the locked-down
         # instance alone holds. Never switched off in production code.
         self._check_text = True
@@ -227,7 +229,7 @@ class DuckDBExecutor:
 
     async def start(self) -> None:
         self._db = await asyncio.to_thread(open_duckdb, self.settings, read_only=self._read_only)
-        if not self._read_only:
+        if self.settings.code_mode.allow_writes:
             self.warnings.append(
                 "code_mode.allow_writes is on: DuckDB is opened read-write (shared with the write "
                 "connection); reads run in read-only transactions"
@@ -480,6 +482,32 @@ class DuckDBExecutor:
     async def catalog_query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A trusted catalog query with parameters on a fresh cursor; raw rows."""
         return await self._call(self.settings.code_mode.query_timeout_ms, self._catalog_sync, sql, params)
+
+    def _reflect_sync(self, cur: duckdb.DuckDBPyConnection) -> list[Any]:
+        from ._duckdb_reflect import read_catalog
+
+        try:
+            if not self._read_only:
+                cur.execute("BEGIN TRANSACTION READ ONLY")
+            return read_catalog(cur)
+        finally:
+            cur.close()
+
+    async def reflect(self) -> SchemaSnapshot:
+        """The schema read again on a cursor of this instance (a refresh opens the file no second time).
+
+        A second connection with another configuration (``read_only`` when writes are on) is
+        refused by DuckDB while this instance is open; a read-only transaction, under the query
+        deadline, like :meth:`catalog_query`.
+        """
+        from ..schema import reflect_schema
+        from ._duckdb_reflect import database_name
+
+        async def catalog() -> tuple[list[Any], str]:
+            ms = self.settings.code_mode.query_timeout_ms
+            return await self._call(ms, self._reflect_sync), database_name(self.settings)
+
+        return await reflect_schema(self.settings, catalog)
 
 
 def _consume(fut: asyncio.Future[Any] | concurrent.futures.Future[Any]) -> None:

@@ -1,7 +1,11 @@
 """DuckDB reflection from DuckDB's own catalog functions (no SQLAlchemy).
 
-One read-only connection with the executor's exact configuration (DuckDB refuses to open a file twice
-with different settings), three catalog queries: tables and views (with comments and sizes), columns, keys.
+Three catalog queries (tables and views with comments and sizes, columns, keys) on a connection:
+the executor's own instance once it is open (``DuckDBExecutor.reflect``: a refresh opens the file
+no second time), else one of its own with the executor's exact configuration. DuckDB refuses, in
+one process, a second connection to a file with another configuration, ``read_only`` included: a
+file some part of this process holds read-write (writes on) is joined read-write and read inside
+a read-only transaction.
 Types are DuckDB's own names (``DECIMAL(12,2)``, ``TIMESTAMP WITH TIME ZONE``, ``INTEGER[]``), which
 the SQL the model writes uses too.
 """
@@ -9,12 +13,13 @@ the SQL the model writes uses too.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..config import Settings
 from ..errors import SchemaError
 from ..schema.snapshot import ColumnInfo, ForeignKey, TableInfo
 
-__all__ = ["reflect_duckdb"]
+__all__ = ["database_name", "read_catalog", "reflect_duckdb"]
 
 
 def missing_duckdb_hint(s: Settings) -> str:
@@ -53,7 +58,13 @@ _KEYS = (
 )
 
 
+def database_name(settings: Settings) -> str:
+    """The snapshot's database name: the file's stem."""
+    return Path(settings.database.duckdb_path).stem or "memory"
+
+
 def reflect_duckdb(settings: Settings) -> list[TableInfo]:
+    """The tables, on a connection of its own (before the executor opens, or without one)."""
     import duckdb
 
     db = settings.database
@@ -64,13 +75,30 @@ def reflect_duckdb(settings: Settings) -> list[TableInfo]:
             code="DATABASE_NOT_FOUND",
             hint=missing_duckdb_hint(settings),
         )
-    conn = duckdb.connect(path, read_only=path != ":memory:", config=dict(db.duckdb_config()))
+    config: dict[str, Any] = dict(db.duckdb_config())
     try:
-        relations = conn.execute(_RELATIONS).fetchall()
-        columns = conn.execute(_COLUMNS).fetchall()
-        keys = conn.execute(_KEYS).fetchall()
+        conn = duckdb.connect(path, read_only=path != ":memory:", config=config)
+        in_transaction = False
+    except duckdb.ConnectionException as e:
+        if "different configuration" not in str(e):
+            raise
+        # This process holds the file read-write (an executor with writes on): join that instance
+        # (same configuration, so nothing new is opened or locked) and only read.
+        conn = duckdb.connect(path, read_only=False, config=config)
+        in_transaction = True
+    try:
+        if in_transaction:
+            conn.execute("BEGIN TRANSACTION READ ONLY")
+        return read_catalog(conn)
     finally:
         conn.close()
+
+
+def read_catalog(conn: Any) -> list[TableInfo]:
+    """The user's tables and views in schema main, read on ``conn`` (a DuckDB connection or cursor)."""
+    relations = conn.execute(_RELATIONS).fetchall()
+    columns = conn.execute(_COLUMNS).fetchall()
+    keys = conn.execute(_KEYS).fetchall()
     pks: dict[str, set[str]] = {}
     fks: dict[str, list[ForeignKey]] = {}
     for table, kind, cols, ref_table, ref_cols in keys:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..config import Settings
@@ -125,10 +124,10 @@ class DuckDBEngine:
     # -- reflection -------------------------------------------------------------------------
 
     async def reflect_tables(self, settings: Settings) -> tuple[list[Any], str]:
-        from ._duckdb_reflect import reflect_duckdb
+        from ._duckdb_reflect import database_name, reflect_duckdb
 
         tables = await asyncio.to_thread(reflect_duckdb, settings)
-        return tables, Path(settings.database.duckdb_path).stem or "memory"
+        return tables, database_name(settings)
 
     def connect_error(self, error: BaseException, url: str, doing: str) -> SqlmodeError:
         from ._duckdb_errors import explain_duckdb_error
