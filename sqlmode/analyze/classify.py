@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from ..models import Action, Violation
 from .codes import violation
+from .parse import generate
 
 QUERY_ROOTS = (exp.Select, exp.SetOperation, exp.Values, exp.Subquery, exp.Pivot)
 WRITE_ROOTS = (exp.Insert, exp.Update, exp.Merge)
@@ -354,7 +355,7 @@ def _bad_interval_unit(node: exp.Expr) -> str | None:
     parts = [unit.this, unit.expression] if isinstance(unit, exp.IntervalSpan) else [unit]
     for part in parts:
         if not isinstance(part, exp.Var):
-            return None if part is None else part.sql()
+            return None if part is None else generate(part)
         name = part.name.lower()
         if name not in _UNITS and name.rstrip("s") not in _UNITS:
             return part.name
@@ -363,7 +364,7 @@ def _bad_interval_unit(node: exp.Expr) -> str | None:
 
 def _snippet(node: exp.Expr, limit: int = 60) -> str:
     try:
-        text = node.sql(comments=False)
+        text = generate(node, comments=False)
     except Exception:
         text = ""
     text = text or type(node).__name__.upper()

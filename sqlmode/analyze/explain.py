@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from .parse import sqlglot_dialect
+from .parse import generate
 from .rewrite import Limited
 
 _MAX_ITEMS = 6
@@ -33,12 +33,12 @@ _AGG_WORDS: dict[type, str] = {
 
 class _Words:
     def __init__(self, dialect: str, aliases: dict[str, str]):
-        self.dialect = sqlglot_dialect(dialect)
+        self.dialect = dialect
         self.aliases = aliases
 
     def sql(self, node: exp.Expr) -> str:
         try:
-            text = node.sql(self.dialect, comments=False)
+            text = generate(node, self.dialect, comments=False)
         except Exception:
             text = type(node).__name__
         return text if len(text) <= _MAX_SNIPPET else text[: _MAX_SNIPPET - 3] + "..."
@@ -145,7 +145,7 @@ def _source_name(node: exp.Expr, aliases: dict[str, str] | None = None) -> str:
             if alias and aliases is not None and alias not in aliases:
                 return f"{node.name} (as {node.alias})"
             return node.name
-        return f"the function {node.this.sql()[:40]}" if node.this is not None else "a table function"
+        return f"the function {generate(node.this)[:40]}" if node.this is not None else "a table function"
     if isinstance(node, exp.Subquery):
         tables = sorted({t.name for t in node.find_all(exp.Table) if isinstance(t.this, exp.Identifier)})
         return f"a subquery over {', '.join(tables)}" if tables else "a subquery"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-from .parse import sqlglot_dialect
+from .parse import generate
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +72,7 @@ def render(root: exp.Expr, dialect: str) -> str:
     # A copy: the generator's transforms rewrite the tree they are given (an ordered
     # aggregate such as string_agg(x, ', ' ORDER BY y) loses its argument), and the round
     # trip compares the rendering with the analyzed tree, which must stay as analyzed.
-    return sqlglot_dialect(dialect).generate(
-        copy_tree(root), copy=False, comments=False, unsupported_level=ErrorLevel.RAISE
-    )
+    return generate(copy_tree(root), dialect, copy=False, comments=False, unsupported_level=ErrorLevel.RAISE)
 
 
 def copy_tree(root: exp.Expr) -> exp.Expr:

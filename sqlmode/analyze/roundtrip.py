@@ -29,7 +29,7 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError
 
 from ..models import Violation
 from .codes import violation
-from .parse import sqlglot_dialect
+from .parse import generate, sqlglot_dialect
 
 __all__ = ["check_round_trip", "references_of"]
 
@@ -56,8 +56,8 @@ class _Reparsed:
         if self._canonical is None:
             assert self.tree is not None
             # copy=True: the cached tree is compared again later and must never change.
-            self._canonical = sqlglot_dialect(self.dialect).generate(
-                self.tree, copy=True, comments=False, unsupported_level=ErrorLevel.IGNORE
+            self._canonical = generate(
+                self.tree, self.dialect, copy=True, comments=False, unsupported_level=ErrorLevel.IGNORE
             )
         return self._canonical
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from .functions import _number, generated_rows
+from .parse import generate
 
 # Upper bound, in characters or list elements, of any one value a query builds.
 MAX_VALUE_SIZE = 10_000_000
@@ -175,7 +176,7 @@ class Sizes:
             return _SCALAR_UNKNOWN  # functions.py refuses generators without literal bounds
         # Each element as text: as wide as the widest bound (dates and timestamps: 30).
         bounds = [node.args.get(k) for k in ("start", "end")]
-        width = max((len(b.sql()) + 1 for b in bounds if b is not None), default=1)
+        width = max((len(generate(b)) + 1 for b in bounds if b is not None), default=1)
         width = width if all(_number(b) is not None for b in bounds if b is not None) else 30
         return Size(rows, max(rows * width, 1))
 
