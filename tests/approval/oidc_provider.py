@@ -9,7 +9,6 @@ so the page's own verification is what is tested.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import html
@@ -22,12 +21,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.plugins.serving import serving
 
 CLIENT_ID = "sqlmode-approvals"
 CLIENT_SECRET = "provider-client-secret-" + "x" * 16
@@ -158,17 +158,6 @@ async def running_provider(name: str = "127.0.0.1") -> AsyncIterator[Provider]:
     """The provider on a loopback port; its issuer URL names ``name`` (``localhost``: another site
     than a page on 127.0.0.1, for a browser)."""
     provider = Provider()
-    server = uvicorn.Server(
-        uvicorn.Config(provider.app(), host="127.0.0.1", port=0, log_config=None, lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:  # uvicorn exposes a flag, not an event
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        provider.issuer = f"http://{name}:{server.servers[0].sockets[0].getsockname()[1]}"
+    async with serving(provider.app(), lifespan="off") as port:
+        provider.issuer = f"http://{name}:{port}"
         yield provider
-    finally:
-        server.should_exit = True
-        await task

@@ -9,7 +9,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +18,7 @@ from sqlmode.config import Settings
 from sqlmode.errors import ApprovalPending
 from sqlmode.service import CodeModeService
 from tests.approval.conftest import READ_SQL
+from tests.plugins.serving import serving
 
 SECRET = "webhook-secret-" + "e5" * 12
 
@@ -34,19 +34,7 @@ async def test_a_new_request_is_posted_once_signed_without_the_sql(
         arrived.set()
         return Response(status_code=204)
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    async with serving(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as port:
         settings = approval_settings(webhook_url=f"http://127.0.0.1:{port}/hook", webhook_secret=SECRET)
         async with CodeModeService(settings) as svc:
             svc.approvals.base_url = "https://sqlmode.example"
@@ -59,9 +47,6 @@ async def test_a_new_request_is_posted_once_signed_without_the_sql(
                     ids.append(e.data["id"])
             await asyncio.wait_for(arrived.wait(), 10)
             await asyncio.sleep(0.3)
-    finally:
-        server.should_exit = True
-        await task
     assert len(got) == 1 and ids[0] == ids[1]
     body, headers = got[0]
     doc = json.loads(body)

@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -31,6 +30,7 @@ from sqlmode.config import Settings
 from sqlmode.server import build_server, http_app
 from sqlmode.service import CodeModeService
 from tests.plugins.sample import TEST_AUDIT_KEY, TEST_TOKEN_SECRET, deep_merge
+from tests.plugins.serving import serving
 
 TOKENS = {"ana": "tok-ana-" + "a1" * 12, "bob": "tok-bob-" + "b2" * 12}
 AUTH = {
@@ -130,24 +130,8 @@ async def client(service: CodeModeService) -> AsyncIterator[Client]:
 @asynccontextmanager
 async def running_http(service: CodeModeService, host: str = "127.0.0.1", **app: Any) -> AsyncIterator[str]:
     """Serve ``service`` over Streamable HTTP on an ephemeral loopback port; yield the /mcp URL."""
-    import asyncio
-
-    server = uvicorn.Server(
-        uvicorn.Config(
-            http_app(service, host=host, port=0, **app), host=host, port=0, log_config=None, lifespan="on"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:  # uvicorn exposes a flag, not an event
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    async with serving(http_app(service, host=host, port=0, **app), host, lifespan="on") as port:
         yield f"http://{host}:{port}/mcp"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @asynccontextmanager
