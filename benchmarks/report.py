@@ -52,6 +52,13 @@ def _rows(dialects: list[str]) -> list[Row]:
         if d == "duckdb":
             rows.append(
                 (
+                    f"{d}: RSS growth, last half, beyond the raw driver's own on the same queries",
+                    f"mem.{d}.round_trips.growth_beyond_driver",
+                    None,
+                )
+            )
+            rows.append(
+                (
                     f"{d}: RSS growth, last half, control with token TTL 5 s",
                     f"mem.{d}.round_trips_ttl5.growth_last_half",
                     None,
@@ -177,12 +184,15 @@ def why(f: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
     if fid.startswith("stdio.") and fid.endswith(".novel"):
         d = parts[1]
         v, e = _ms(by_id, f"novel.{d}.typical.validate"), _ms(by_id, f"novel.{d}.rows10.service")
-        floor = _ms(by_id, "stdio.trivial.two_calls")
+        trivial = _ms(by_id, "stdio.trivial.two_calls")
+        floor = _ms(by_id, f"stdio.{d}.floor")
         text = ""
-        if v is not None and e is not None and floor is not None:
+        if v is not None and e is not None and trivial is not None and floor is not None:
             text = (
                 f"In process, a novel validate takes {fmt_ms(v)} and an execute of 10 rows {fmt_ms(e)} "
-                f"(wall time, same run); the trivial server's two calls {fmt_ms(floor)}. "
+                f"(wall time, same run); the trivial server's two calls {fmt_ms(trivial)}, and with the "
+                f"raw driver running the same query {fmt_ms(floor)} (the floor); "
+                f"{f['value'] / trivial:.2f}x the trivial server's two calls alone. "
             )
         cpu, tcpu = by_id.get(f"stdio.{d}.server_cpu"), by_id.get("stdio.trivial.server_cpu")
         if cpu is not None and tcpu is not None:
@@ -217,6 +227,13 @@ def why(f: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
         if opened is not None:
             text += f" Opening the service in process takes {fmt_ms(opened['value'])}."
         return text.strip()
+    if "growth_beyond_driver" in fid:
+        ex = f.get("extra", {})
+        return (
+            f"The process grew {ex.get('growth_mib')} MiB over the last half, the raw driver alone "
+            f"{ex.get('driver_growth_mib')} MiB doing the same engine work (the bound plan and the run "
+            "of as many novel queries) in the same run; see the growth figure's slope and containers."
+        )
     if "growth_last_half" in fid:
         ex = f.get("extra", {})
         grown = [c for c in ex.get("caches", []) if c["size"] > c.get("size_before", 0)]

@@ -35,12 +35,16 @@ EXPECTED = (
     "stdio.duckdb.novel",
     "stdio.duckdb.repeated",
     "stdio.postgres.novel",
+    "stdio.duckdb.floor",
+    "stdio.postgres.floor",
     "stdio.trivial.server_cpu",
     "stdio.duckdb.server_cpu",
     "stdio.postgres.server_cpu",
     "startup.trivial.first_list_tools",
     "startup.postgres.first_validate",
     "mem.duckdb.round_trips.growth_last_half",
+    "mem.duckdb.round_trips.growth_beyond_driver",
+    "mem.duckdb.raw_driver.growth_last_half",
     "mem.postgres.round_trips.growth_last_half",
     "mem.duckdb.rows1000.mcp",
     "mem.postgres.rows1000.service",
@@ -137,11 +141,19 @@ def test_floors_and_targets_are_side_by_side(tiny_run: dict[str, Any]) -> None:
         for rows, ratio in ((10, 1.25), (1000, 1.5)):
             ex = by_id[f"novel.{d}.rows{rows}.executor"]
             assert ex["floor"] == f"novel.{d}.rows{rows}.raw" and ex["target"]["value"] == ratio
-        assert by_id[f"stdio.{d}.novel"]["floor"] == "stdio.trivial.two_calls"
+        # The stdio floor holds the database's own run of the same query, beside the empty server.
+        stdio = by_id[f"stdio.{d}.novel"]
+        assert stdio["floor"] == f"stdio.{d}.floor" and stdio["target"]["value"] == 3.0
+        assert stdio["extra"]["x_trivial_two_calls"] > 0
+        assert by_id[f"stdio.{d}.floor"]["value"] > 0
         cpu = by_id[f"stdio.{d}.server_cpu"]
         assert cpu["floor"] == "stdio.trivial.server_cpu" and cpu["value"] > 0
         assert cpu["extra"]["client_cpu_ms"] > 0
     assert by_id["startup.first_list_tools"]["floor"] == "startup.trivial.first_list_tools"
+    beyond = by_id["mem.duckdb.round_trips.growth_beyond_driver"]
+    grown, driver = beyond["extra"]["growth_mib"], beyond["extra"]["driver_growth_mib"]
+    assert beyond["target"]["value"] == 2.0 and math.isclose(beyond["value"], grown - driver, abs_tol=0.02)
+    assert grown == round(by_id["mem.duckdb.round_trips.growth_last_half"]["value"], 2)
     assert by_id["payload.list_tools"]["target"]["value"] == 2500
     # Every figure says how busy the machine was when it was taken.
     assert all(isinstance(f.get("load_1m"), float | int) for f in tiny_run["figures"])
