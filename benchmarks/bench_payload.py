@@ -1,7 +1,10 @@
 """What the model has to read: bytes and an LLM-token estimate of sqlmode's MCP answers.
 
 Measured through a real in-process MCP client on the sample warehouse (DuckDB):
-- the tool surface: ``list_tools`` as JSON (target <= 2,500 bytes);
+- the tool surface: what a client puts in the model's context for each tool (its name, description
+  and input schema: the MCP clients we know hand the model nothing else of a tool; target <= 2,500
+  bytes), and beside it the whole ``list_tools`` answer as JSON (output schemas and annotations
+  too: what the client itself reads once a session);
 - a 100-row x 5-column ``execute_code`` result: the text content the model reads (target <= 6,000
   bytes), the structured content, and the whole result as JSON; beside it, the same
   rows in encodings other servers use (JSON objects per row, a markdown table), computed from the
@@ -88,13 +91,27 @@ async def run(env: BenchEnv, results: Results) -> None:
         results.add(
             "payload.list_tools",
             GROUP,
-            f"tool surface: list_tools JSON ({len(tools_json)} tools)",
+            f"list_tools answer as JSON ({len(tools_json)} tools, output schemas included)",
             value=_json_bytes(tools_json),
             unit="bytes",
-            target=T_TOOLS,
             per_tool=per_tool,
             tokens_bytes_div_4=estimate["tokens_bytes_div_4"],
             tokens_lower_bound=estimate["tokens_lower_bound"],
+        )
+        # The output schemas are for the client (it checks structured results against them); a client
+        # builds the model's tool definitions from name, description and input schema.
+        model_view = [{k: t[k] for k in ("name", "description", "inputSchema") if k in t} for t in tools_json]
+        seen = tokens_estimate(json.dumps(model_view))
+        results.add(
+            "payload.tool_surface",
+            GROUP,
+            f"tool surface the model reads ({len(model_view)} tools: name, description, input schema)",
+            value=_json_bytes(model_view),
+            unit="bytes",
+            target=T_TOOLS,
+            per_tool={t["name"]: _json_bytes(t) for t in model_view},
+            tokens_bytes_div_4=seen["tokens_bytes_div_4"],
+            tokens_lower_bound=seen["tokens_lower_bound"],
         )
 
         v = await client.call_tool("validate_code", {"code": ROWS_SQL})

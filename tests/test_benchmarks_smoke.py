@@ -67,6 +67,7 @@ EXPECTED = (
     "mem.duckdb.executor",
     "mem.postgres.executor",
     "payload.list_tools",
+    "payload.tool_surface",
     "payload.result100.text",
     "payload.schema",
     "scale.duckdb.s1.validate_execute",
@@ -154,7 +155,8 @@ def test_floors_and_targets_are_side_by_side(tiny_run: dict[str, Any]) -> None:
     grown, driver = beyond["extra"]["growth_mib"], beyond["extra"]["driver_growth_mib"]
     assert beyond["target"]["value"] == 2.0 and math.isclose(beyond["value"], grown - driver, abs_tol=0.02)
     assert grown == round(by_id["mem.duckdb.round_trips.growth_last_half"]["value"], 2)
-    assert by_id["payload.list_tools"]["target"]["value"] == 2500
+    surface, answer = by_id["payload.tool_surface"], by_id["payload.list_tools"]
+    assert surface["target"]["value"] == 2500 and 0 < surface["value"] < answer["value"]
     # Every figure says how busy the machine was when it was taken.
     assert all(isinstance(f.get("load_1m"), float | int) for f in tiny_run["figures"])
 
