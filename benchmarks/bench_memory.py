@@ -131,9 +131,9 @@ async def round_trips(results: Results, d: str, settings: Any, total: int, varia
         allocated_blocks_end=int(blocks[-1][1]),
         caches=caches,
         note="slope over the last half in extra; allocated blocks = sys.getallocatedblocks()",
-        driver_alone=RAW_GROWTH if d == "duckdb" else None,
+        driver_alone=raw_growth_id(variant) if d == "duckdb" else None,
     )
-    raw = results.figures.get(RAW_GROWTH)
+    raw = results.figures.get(raw_growth_id(variant))
     if d == "duckdb" and raw is not None and raw.value is not None:
         # DuckDB's native memory keeps growing with distinct query texts for about 20,000 of them
         # (the raw driver alone shows it, same queries, same window): the plateau sqlmode answers
@@ -151,11 +151,15 @@ async def round_trips(results: Results, d: str, settings: Any, total: int, varia
         )
 
 
-RAW_GROWTH = "mem.duckdb.raw_driver.growth_last_half"
+def raw_growth_id(variant: str = "") -> str:
+    return f"mem.duckdb.raw_driver{'_' + variant if variant else ''}.growth_last_half"
 
 
-async def raw_driver_growth(results: Results, settings: Any, total: int) -> None:
+async def raw_driver_growth(results: Results, settings: Any, total: int, variant: str = "") -> None:
     """The floor of RSS growth: the DuckDB driver alone doing a round trip's engine work ``total`` times.
+
+    It runs just before the round trips it is the floor of (``variant``), in the same process:
+    what the process's allocator holds from earlier runs weighs on both alike.
 
     Each time, on a fresh literal of the round trips' query: its bound plan (``json_serialize_plan``,
     what validate asks DuckDB for) and its run (what execute asks for). DuckDB's own memory grows
@@ -178,11 +182,12 @@ async def raw_driver_growth(results: Results, settings: Any, total: int) -> None
                 rss.append((i, rss_bytes() / MIB))
     half = [p for p in rss if p[0] > total / 2]
     start = min(half, key=lambda p: p[0])[1] if half else rss[0][1]
+    what = f" (before the {VARIANTS[variant]} run)" if variant else ""
     results.add(
-        RAW_GROWTH,
+        raw_growth_id(variant),
         GROUP,
         f"duckdb: floor: RSS growth over the last half of {total:,} novel queries planned and run, "
-        "raw driver alone",
+        f"raw driver alone{what}",
         value=rss[-1][1] - start,
         unit="MiB",
         slope_mib_per_1000=round(slope_per_1000(half), 4),
@@ -364,6 +369,7 @@ async def run(env: BenchEnv, results: Results) -> None:
     # The control: single-use token records expire after 5 s instead of 300 s, so the in-memory state
     # store (bounded by time, not count) stops growing early; what still grows is something else.
     ttl = {"code_mode": {"token_ttl_seconds": 5}}
+    await raw_driver_growth(results, env.settings("duckdb"), total, variant="ttl5")
     await round_trips(results, "duckdb", env.settings("duckdb", overrides=ttl), total, variant="ttl5")
 
 

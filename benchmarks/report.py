@@ -64,6 +64,13 @@ def _rows(dialects: list[str]) -> list[Row]:
                     None,
                 )
             )
+            rows.append(
+                (
+                    f"{d}: the control's growth beyond the raw driver's own",
+                    f"mem.{d}.round_trips_ttl5.growth_beyond_driver",
+                    None,
+                )
+            )
         m = f"mem.{d}.rows100000"
         rows.append((f"{d}: peak heap, 100,000-row result, executor.run", f"{m}.executor", None))
         rows.append((f"{d}: peak heap, 100,000-row result, MCP validate + execute", f"{m}.mcp", None))
