@@ -371,6 +371,10 @@ async def run(env: BenchEnv, results: Results) -> None:
     ttl = {"code_mode": {"token_ttl_seconds": 5}}
     await raw_driver_growth(results, env.settings("duckdb"), total, variant="ttl5")
     await round_trips(results, "duckdb", env.settings("duckdb", overrides=ttl), total, variant="ttl5")
+    if pg is not None:
+        await round_trips(
+            results, "postgres", env.settings("postgres", url=pg, overrides=ttl), total, variant="ttl5"
+        )
 
 
 if __name__ == "__main__":

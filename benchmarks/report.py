@@ -71,6 +71,14 @@ def _rows(dialects: list[str]) -> list[Row]:
                     None,
                 )
             )
+        if d == "postgres":
+            rows.append(
+                (
+                    f"{d}: RSS growth, last half, control with token TTL 5 s",
+                    f"mem.{d}.round_trips_ttl5.growth_last_half",
+                    None,
+                )
+            )
         m = f"mem.{d}.rows100000"
         rows.append((f"{d}: peak heap, 100,000-row result, executor.run", f"{m}.executor", None))
         rows.append((f"{d}: peak heap, 100,000-row result, MCP validate + execute", f"{m}.mcp", None))
