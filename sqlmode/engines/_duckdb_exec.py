@@ -201,6 +201,16 @@ def _interrupt_until_done(cur: duckdb.DuckDBPyConnection, fut: concurrent.future
     loop.call_later(INTERRUPT_REPEAT_S, _interrupt_until_done, cur, fut)
 
 
+def _abandon(fut: concurrent.futures.Future[Any], cur: duckdb.DuckDBPyConnection) -> None:
+    """Stop waiting for ``fut``: not started yet, it never will; running, it is interrupted until done."""
+    if fut.cancel():
+        with contextlib.suppress(duckdb.Error):
+            cur.close()
+        return
+    fut.add_done_callback(_consume)
+    _interrupt_until_done(cur, fut)
+
+
 def scrubbed_error(e: BaseException, sql: str) -> SqlmodeError:
     """The mapped error, DuckDB's text cut down to what the query itself said (execute/errtext.py)."""
     err = map_duckdb_error(e)
@@ -223,6 +233,8 @@ class DuckDBExecutor:
         # The one-SELECT statement check; defence tests switch it off to show that the locked-down
         # instance alone holds. Never switched off in production code.
         self._check_text = True
+        # The column list of each result shape (name, type), built once: results share its items.
+        self._columns: dict[tuple[tuple[str, str], ...], list[ColumnMeta]] = {}
         self._threads = ThreadPoolExecutor(
             max_workers=settings.database.pool_max_size, thread_name_prefix="sqlmode-duckdb"
         )
@@ -309,53 +321,65 @@ class DuckDBExecutor:
         """Run ``fn(cursor, *args)`` on a worker with a fresh cursor, interrupting it at the deadline."""
         if self._db is None:
             raise DatabaseUnavailableError("The DuckDB executor is closed.")
-        loop = asyncio.get_running_loop()
         cur = self._db.cursor()
-        fut = loop.run_in_executor(self._threads, fn, cur, *args)
+        try:
+            fut = self._threads.submit(fn, cur, *args)
+        except RuntimeError as e:  # shut down meanwhile
+            cur.close()
+            raise DatabaseUnavailableError("The DuckDB executor is closed.") from e
         return await self._outcome(fut, cur, ms, ms / 1000)
 
     async def _outcome(
-        self, fut: asyncio.Future[Any], cur: duckdb.DuckDBPyConnection, ms: int, left: float
+        self, fut: concurrent.futures.Future[Any], cur: duckdb.DuckDBPyConnection, ms: int, left: float
     ) -> Any:
-        """``fut``'s result, its cursor interrupted ``left`` seconds from now (the deadline of ``ms``)."""
-        loop = asyncio.get_running_loop()
-        left = max(left, 0.0)
-        timed_out = False
-        handle: asyncio.TimerHandle | None = None
+        """``fut``'s result, its cursor interrupted ``left`` seconds from now (the deadline of ``ms``).
 
-        def interrupt() -> None:
-            nonlocal handle
+        One timer does the whole deadline: at the deadline it interrupts the cursor, then again every
+        ``INTERRUPT_REPEAT_S`` (the first interrupt may land before the worker has started the
+        query), and ``DEADLINE_GRACE_S`` after the deadline it stops waiting and abandons the
+        worker. The worker's completion wakes the caller directly: no ``asyncio.wait``, no second
+        future chained to the worker's (each costs a trip through the event loop per query).
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        deadline = loop.time() + max(left, 0.0)
+        timed_out = False
+        handle: asyncio.TimerHandle
+
+        def wake() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        def done(_: concurrent.futures.Future[Any]) -> None:  # on the worker (or here, if done already)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+                loop.call_soon_threadsafe(wake)
+
+        def tick() -> None:
+            nonlocal handle, timed_out
             if fut.done():
                 return
-            try:
-                cur.interrupt()
-            except duckdb.Error:  # already closed: the worker is finishing
-                return
-            # Repeat: the first interrupt may land before the worker has started the query.
-            handle = loop.call_later(INTERRUPT_REPEAT_S, interrupt)
-
-        def on_deadline() -> None:
-            nonlocal timed_out
             timed_out = True
-            interrupt()
+            if loop.time() >= deadline + DEADLINE_GRACE_S:
+                wake()  # abandoned: the caller answers "timed out" without it
+                return
+            with contextlib.suppress(duckdb.Error):  # already closed: the worker is finishing
+                cur.interrupt()
+            handle = loop.call_at(min(loop.time() + INTERRUPT_REPEAT_S, deadline + DEADLINE_GRACE_S), tick)
 
-        handle = loop.call_later(left, on_deadline)
+        handle = loop.call_at(deadline, tick)
+        fut.add_done_callback(done)
         try:
-            done, _ = await asyncio.wait({fut}, timeout=left + DEADLINE_GRACE_S)
+            await waiter
         except asyncio.CancelledError:
-            interrupt()
-            fut.add_done_callback(_consume)
+            handle.cancel()
+            _abandon(fut, cur)
             raise
-        finally:
-            if handle is not None and fut.done():
-                handle.cancel()
-        if not done:
-            fut.add_done_callback(_consume)
+        handle.cancel()
+        if not fut.done():
+            _abandon(fut, cur)
             raise QueryTimeoutError(
                 f"The query ran longer than its {ms} ms limit; it was interrupted and abandoned."
             )
-        if handle is not None:
-            handle.cancel()
         try:
             return fut.result()
         except BaseException as e:
@@ -366,9 +390,15 @@ class DuckDBExecutor:
         rows_cap, ms = effective_limits(self.settings, max_rows, timeout_ms)
         t0 = time.perf_counter()
         rows, truncated, desc = await self._call(ms, self._run_sync, sql, rows_cap + 1)
+        key = tuple((d[0], str(d[1])) for d in desc)
+        columns = self._columns.get(key)
+        if columns is None:
+            if len(self._columns) > 512:
+                self._columns.clear()
+            columns = self._columns[key] = [ColumnMeta.model_construct(name=n, type=t) for n, t in key]
         # Built without re-validating every cell: the rows were just made JSON-safe.
         return QueryResult.model_construct(
-            columns=[ColumnMeta.model_construct(name=d[0], type=str(d[1])) for d in desc],
+            columns=list(columns),
             rows=rows,
             row_count=len(rows),
             truncated=truncated,
@@ -442,9 +472,8 @@ class DuckDBExecutor:
                         return early.future.result()
                     except BaseException as e:
                         raise map_duckdb_error(e, timeout_ms=ms) from e
-                fut = asyncio.wrap_future(early.future)
                 reply: BoundPlanReply = await self._outcome(
-                    fut, early.cursor, ms, ms / 1000 - (time.monotonic() - early.prepared)
+                    early.future, early.cursor, ms, ms / 1000 - (time.monotonic() - early.prepared)
                 )
                 return reply
             early.discard()
