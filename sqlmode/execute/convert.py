@@ -32,8 +32,8 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from itertools import chain
-from operator import itemgetter
+from itertools import chain, repeat
+from operator import is_, itemgetter
 from typing import Any
 
 __all__ = [
@@ -235,7 +235,8 @@ def convert_rows(records: Sequence[Sequence[Any]], plan: ColumnPlan) -> list[lis
             if kinds <= {str, type(None)}:
                 text.append(i)  # an enum or a text domain: only the length cap applies
                 continue
-        if None in col:
+        # Not ``None in col``: that compares every value with None (~85 us for 1,000 Decimals).
+        if any(map(is_, col, repeat(None))):
             cols[i] = [None if v is None else conv(v) for v in col]
         else:
             cols[i] = list(map(conv, col))
