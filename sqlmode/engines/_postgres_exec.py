@@ -173,6 +173,21 @@ def _encode_interval(v: Any) -> tuple[int, int, int]:
     return (0, v.days, v.seconds * 1_000_000 + v.microseconds)
 
 
+async def _statement(conn: Any, sql: str) -> Any:
+    """``sql`` prepared on ``conn``: from asyncpg's statement cache, or cached while it has room.
+
+    A new statement is never cached at the price of another: asyncpg would close the one it evicts
+    with a round trip of its own before this query runs (three round trips per novel query instead
+    of two once the cache is full). When the cache is full, a text not in it is prepared as the
+    unnamed statement, which the next Parse replaces on the server at no cost. Every query is
+    still one Parse/Bind/Execute of one statement; only its server-side name differs.
+    """
+    cache = conn._stmt_cache
+    if len(cache) >= cache.get_max_size() and not cache.has((sql, conn._protocol.get_record_class(), False)):
+        return await conn._get_statement(sql, None, use_cache=False)
+    return await conn._get_statement(sql, None)
+
+
 # Arrays of built-in scalars decode fine with text element codecs; records, composite types and
 # ranges (and arrays of them) would hand binary data to a text decoder.
 _TEXT_SAFE_ARRAYS = frozenset(f"{n}[]" for n in PG_SCALAR_TYPES)
@@ -633,7 +648,7 @@ class PostgresExecutor:
     async def _prepare(self, conn: Any, sql: str) -> tuple[Any, bool]:
         """The cached prepared statement, with the pool's text codecs when its result allows them."""
         try:
-            stmt = await conn._get_statement(sql, None)
+            stmt = await _statement(conn, sql)
         except pgerr.UnsupportedClientFeatureError:  # a range over a text-decoded type
             return await self._plain_statement(conn, sql), False
         if all(_text_codec_safe(a.type) for a in stmt._get_attributes()):
@@ -648,7 +663,7 @@ class PostgresExecutor:
         self._plain.add(conn)
         for name in (*sorted(PG_TEXT_TYPES), "interval"):
             await conn.reset_type_codec(name, schema="pg_catalog")
-        return await conn._get_statement(sql, None)
+        return await _statement(conn, sql)
 
     async def explain(self, sql: str) -> dict[str, Any]:
         """``EXPLAIN (VERBOSE, FORMAT JSON)`` of a read query, in a read-only session: the plan dict."""

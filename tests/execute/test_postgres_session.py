@@ -370,3 +370,31 @@ async def test_a_cancelled_wait_for_a_connection_leaks_no_slot(
         for _ in range(3):
             assert (await ex.run("SELECT 7 AS x")).rows == [[7]]
         assert ex.pool.size <= 1
+
+
+@pytest.mark.parametrize("login", ["reader", "superuser"])
+async def test_a_full_statement_cache_costs_novel_queries_no_close_and_answers_each_right(
+    login: str, pg_reader_url: str, pg_sample_url: str, pg_settings: Callable[..., Settings]
+) -> None:
+    # Novel text once asyncpg's statement cache is full: prepared unnamed, so nothing cached is
+    # closed (a round trip before the query) to make room. The server's prepared statements
+    # show it: the first texts stay, the later ones were never named; every answer is its own.
+    url = pg_reader_url if login == "reader" else pg_sample_url
+    settings = pg_settings(url, {"database": {"pool_max_size": 1, "pool_min_size": 1}})
+    async with open_executor(settings) as ex:
+        assert isinstance(ex, PostgresExecutor) and ex.pool is not None
+        conn = await ex._acquire()
+        size = conn._stmt_cache.get_max_size()
+        ex._release(conn, discard=False)
+        n = size + 30
+        for i in range(n):
+            assert (await ex.run(f"SELECT {i} AS i, 'q{i}' AS tag")).rows == [[i, f"q{i}"]]
+        r = await ex.run(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'SELECT % AS tag'"
+        )
+        kept = sorted(int(row[0].split()[1]) for row in r.rows)
+        assert kept and len(kept) <= size
+        assert kept == list(range(len(kept)))  # the first ones, none closed for a newer one
+        assert (await ex.run("SELECT 0 AS i, 'q0' AS tag")).rows == [[0, "q0"]]  # still served
+        assert (await ex.run(f"SELECT {n - 1} AS i, 'q{n - 1}' AS tag")).rows == [[n - 1, f"q{n - 1}"]]
+        assert ex.pool.size == 1
