@@ -187,7 +187,7 @@ def json_safe(v: Any, max_bytes: int = 8192) -> Any:
 class ColumnPlan:
     """How to convert each column of one result: a converter per column (None: as is)."""
 
-    __slots__ = ("converters", "max_bytes", "text_columns")
+    __slots__ = ("converters", "max_bytes", "rowwise", "text_columns")
 
     def __init__(self, converters: Sequence[Converter | str | None], max_bytes: int):
         self.max_bytes = max_bytes
@@ -197,6 +197,47 @@ class ColumnPlan:
         # (column, converter, by value): a column of a type the engine does not name (enums,
         # domains, arrays, structs) is looked at as a whole first: often its values are plain.
         self.converters = [(i, c, c is deep) for i, c in enumerate(converters) if callable(c)]
+        # Columns to convert and none by value: one pass over the rows beats the column-wise
+        # passes (transpose, convert, check, transpose back) once the rows no longer sit in cache.
+        self.rowwise: Callable[[Sequence[Sequence[Any]]], list[list[Any]]] | None = None
+        if (
+            self.converters
+            and len(converters) <= ROWWISE_MAX_COLUMNS
+            and not any(d for *_, d in self.converters)
+        ):
+            self.rowwise = _rowwise(len(converters), self.text_columns, self.converters, max_bytes)
+
+
+# Wider results keep the column-wise conversion (the generated function grows with the width).
+ROWWISE_MAX_COLUMNS = 64
+
+
+def _rowwise(
+    width: int, text_columns: Sequence[int], converters: Sequence[tuple[int, Any, bool]], max_bytes: int
+) -> Callable[[Sequence[Sequence[Any]]], list[list[Any]]]:
+    """A function converting rows one at a time, each cell as :func:`convert_rows` would.
+
+    Generated from the plan alone: its text holds column numbers and fixed templates, never a
+    name, type or value from the database (those reach it only as the rows it is called with).
+    """
+    env: dict[str, Any] = {"cap_text": cap_text, "max_bytes": max_bytes, "limit": max_bytes // 4}
+    conv = {i: c for i, c, _ in converters}
+    texts = set(text_columns)
+    cells = []
+    for i in range(width):
+        v = f"v{i}"
+        if i in conv:
+            env[f"c{i}"] = conv[i]
+            cells.append(f"None if {v} is None else c{i}({v})")
+        elif i in texts:
+            cells.append(f"{v} if {v} is None or len({v}) <= limit else cap_text({v}, max_bytes)")
+        else:
+            cells.append(v)
+    names = "".join(f"v{i}, " for i in range(width))
+    src = f"def convert(records):\n    return [[{', '.join(cells)}] for ({names}) in records]\n"
+    exec(compile(src, "<sqlmode row converter>", "exec"), env)
+    fn: Callable[[Sequence[Sequence[Any]]], list[list[Any]]] = env["convert"]
+    return fn
 
 
 # Rows are converted (and, with convert_consuming, the driver's rows released) this many at a time,
@@ -213,6 +254,8 @@ def convert_rows(records: Sequence[Sequence[Any]], plan: ColumnPlan) -> list[lis
     """
     if not records:
         return []
+    if plan.rowwise is not None:
+        return plan.rowwise(records)
     max_bytes = plan.max_bytes
     limit = max_bytes // 4  # a string this short cannot exceed max_bytes in UTF-8
     if not plan.converters:

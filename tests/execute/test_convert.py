@@ -227,3 +227,52 @@ def test_value_columns_of_plain_values_pass_and_text_is_still_capped() -> None:
     many = [(i,) for i in range(CHUNK_ROWS * 2 + 1)]
     out = convert_consuming(many, ColumnPlan([deep], 64))
     assert many == [] and out == [[i] for i in range(CHUNK_ROWS * 2 + 1)]
+
+
+# A few values of each kind a plan names, NULL among them: long text (past a 64-byte cap), floats
+# that JSON cannot hold, decimals Python would print in exponent form, zoned and naive timestamps.
+_UTC2 = dt.timezone(dt.timedelta(hours=2))
+_KIND_VALUES: dict[str, list[Any]] = {
+    "int": [1, -(2**70), None, 0],
+    "bool": [True, None, False],
+    "text": ["a", "é" * 40, None, "", "x" * 17],
+    "float": [1.5, float("nan"), None, float("-inf"), -0.0],
+    "decimal": [decimal.Decimal("43.68"), decimal.Decimal("0.0000001"), None, decimal.Decimal("-1E+3")],
+    "datetime": [dt.datetime(2024, 11, 1, 0, 57, 48), None, dt.datetime(1, 1, 1, 0, 0, 0, 5, tzinfo=_UTC2)],
+    "date": [dt.date(2024, 5, 1), None],
+    "time": [dt.time(10, 30, 0, 250), None, dt.time(0, 0, tzinfo=dt.UTC)],
+    "timedelta": [dt.timedelta(days=-1, microseconds=3), None],
+    "str": [uuid.UUID(int=7), None],
+    "bytes": [b"\xde\xad" * 40, None, b""],
+    "json": ['{"k": [1, 2.5]}', None, "not json", '"' + "y" * 80 + '"'],
+}
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        ["int", "int", "text", "decimal", "datetime"],  # the benchmark's orders columns
+        ["decimal"],
+        ["text", "float"],
+        list(_KIND_VALUES),
+        list(_KIND_VALUES)[::-1] * 3,
+        ["int", "bool", "text"] * 30 + ["date"],  # wider than the generated converter goes
+    ],
+    ids=["orders", "one_column", "text_float", "every_kind", "every_kind_x3_reversed", "wide"],
+)
+def test_conversion_a_row_at_a_time_gives_the_same_bytes_as_column_wise(kinds: list[str]) -> None:
+    common = common_converters(64)
+    plan = ColumnPlan([common[k] for k in kinds], 64)
+    column_wise = ColumnPlan([common[k] for k in kinds], 64)
+    column_wise.rowwise = None
+    assert (plan.rowwise is None) == (len(kinds) > 64)
+    records = [
+        tuple(_KIND_VALUES[k][(r + i) % len(_KIND_VALUES[k])] for i, k in enumerate(kinds)) for r in range(40)
+    ]
+    got = convert_rows(records, plan)
+    assert json.dumps(got, allow_nan=False) == json.dumps(convert_rows(records, column_wise), allow_nan=False)
+    # Each cell is what json_safe makes of the value alone, within the cell cap (json text is parsed).
+    parse_json: Any = common["json"]
+    for record, row in zip(records, got, strict=True):
+        for k, v, cell in zip(kinds, record, row, strict=True):
+            assert cell == (json_safe(v, 64) if k != "json" or v is None else parse_json(v))
