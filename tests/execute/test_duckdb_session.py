@@ -164,3 +164,42 @@ async def test_missing_file_is_a_clear_error(make_settings: Callable[..., Settin
         async with open_executor(settings):
             pass
     assert "nope.duckdb" in ei.value.message
+
+
+@pytest.mark.parametrize("give_up", [True, False])
+async def test_a_query_still_queued_when_its_caller_gives_up_never_starts(
+    duck_settings: Callable[..., Settings], give_up: bool
+) -> None:
+    """One worker, busy: a call queued behind it and cancelled by its caller never reaches DuckDB;
+    the same call left alone runs once the worker is free."""
+    import threading
+
+    release, started = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def busy(cur: object) -> None:
+        started.set()
+        release.wait(10)
+
+    def queued(cur: object) -> None:
+        ran.append("queued")
+
+    async with open_executor(duck_settings({"database": {"pool_max_size": 1}})) as ex:
+        assert isinstance(ex, DuckDBExecutor)
+        first = asyncio.create_task(ex._call(5000, busy))
+        await asyncio.to_thread(started.wait, 5)
+        second = asyncio.create_task(ex._call(5000, queued))
+        await asyncio.sleep(0.05)  # the second call is submitted and waits for the worker
+        if give_up:
+            second.cancel()
+        release.set()
+        await first
+        if give_up:
+            with pytest.raises(asyncio.CancelledError):
+                await second
+        else:
+            await second
+        # The worker is free: anything still queued would have run by the time this call does.
+        r = await ex.run("SELECT 1")
+        assert r.rows == [[1]]
+    assert ran == ([] if give_up else ["queued"])
