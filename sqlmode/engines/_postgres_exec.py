@@ -182,8 +182,13 @@ async def _statement(conn: Any, sql: str) -> Any:
     unnamed statement, which the next Parse replaces on the server at no cost. Every query is
     still one Parse/Bind/Execute of one statement; only its server-side name differs.
     """
-    cache = conn._stmt_cache
-    if len(cache) >= cache.get_max_size() and not cache.has((sql, conn._protocol.get_record_class(), False)):
+    try:
+        cache = conn._stmt_cache
+        full = len(cache) >= cache.get_max_size()
+        bypass = full and not cache.has((sql, conn._protocol.get_record_class(), False))
+    except AttributeError:  # another asyncpg's cache internals: its own caching, as before
+        bypass = False
+    if bypass:
         return await conn._get_statement(sql, None, use_cache=False)
     return await conn._get_statement(sql, None)
 
