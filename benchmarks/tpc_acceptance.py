@@ -67,7 +67,7 @@ async def measure_duckdb() -> dict[str, Any]:
 async def measure_postgres() -> dict[str, Any]:
     import asyncpg
 
-    from tests.plugins.postgres import start_embedded_postgres, with_database
+    from tests.plugins.postgres import apply_sample_grants, start_embedded_postgres, with_database
 
     tally: dict[str, Any] = {"total": 0, "accepted": 0, "codes": collections.Counter()}
     server = start_embedded_postgres()
@@ -81,7 +81,11 @@ async def measure_postgres() -> dict[str, Any]:
                 await conn.execute(statement)
             await conn.execute("ANALYZE")
             await conn.close()
-            await _validate_all("postgres", bench, _settings(url, tempfile.mkdtemp()), tally)
+            # As in production: the least-privilege reader role `sqlmode db grants --apply`
+            # creates (sqlmode refuses to serve queries as the superuser).
+            folder = tempfile.mkdtemp()
+            reader = await apply_sample_grants(url, _settings(url, folder))
+            await _validate_all("postgres", bench, _settings(reader, folder), tally)
         await admin.close()
     finally:
         server.stop()
