@@ -13,9 +13,12 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError, SqlmodeError
 from ._duckdb_parse import parser_connection
+from ._duckdb_sqlglot import install as _install_sqlglot_fix
 from .base import BoundAccess, EngineTraits, Executor, NativeSyntaxError, NativeView
 
 __all__ = ["ENGINE", "DuckDBEngine", "parser_connection"]
+
+_install_sqlglot_fix()  # sqlglot unqualifies a PIVOT statement's source query (_duckdb_sqlglot.py)
 
 TRAITS = EngineTraits(
     name="duckdb",
