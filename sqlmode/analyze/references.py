@@ -145,6 +145,7 @@ class Resolver:
         self.refs = References()
         self._outputs: dict[int, list[tuple[str, tuple[Any, ...]]] | None] = {}
         self._seen_columns: set[int] = set()
+        self._pivot_clause_columns: set[int] = set()
         self._table_cols: dict[str, list[str]] = {}
         self._table_outs: dict[int, list[tuple[str, tuple[Any, ...]]] | None] = {}
         self._indexes: dict[int, dict[str, list[tuple[Any, ...]]] | None] = {}
@@ -187,6 +188,15 @@ class Resolver:
             if pivot is not root and isinstance(pivot.this, exp.Subquery):
                 nested += traverse_scope(pivot.this.unnest())
         scopes = nested + scopes
+        for scope in scopes:
+            for pivot in _add_pivot_sources(scope):
+                # Its clauses name its source's columns, never the outer query's: left to the
+                # sweep, which reads them from every table the query names.
+                for key, value in pivot.args.items():
+                    if key != "this":
+                        for item in value if isinstance(value, list) else [value]:
+                            if isinstance(item, exp.Expr):
+                                self._pivot_clause_columns.update(map(id, item.find_all(exp.Column)))
         self.refs.scopes = scopes
         cte_refs: set[int] = set()
         for scope in scopes:
@@ -296,6 +306,8 @@ class Resolver:
             if kind is None or (node is expr and kind != "column"):
                 continue
             if kind == "column":
+                if id(node) in self._pivot_clause_columns:
+                    continue
                 self._seen_columns.add(id(node))
                 assert isinstance(node, exp.Column)
                 if isinstance(node.this, exp.Star):
@@ -774,6 +786,31 @@ def resolve(
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+def _add_pivot_sources(scope: Scope) -> list[exp.Pivot]:
+    """Make a PIVOT statement in FROM (``FROM (PIVOT t ON c IN (...) ...) p``) a source of the scope.
+
+    sqlglot cannot build a scope for it and leaves ``p`` out of the sources, so ``p.region`` would
+    name nothing. It becomes an opaque source: names may come from it (its output columns depend
+    on the data's IN values), and unqualified names are still read from every other source that
+    has them. Its own reads are not lost: its source query was resolved as a scope of its own
+    (``run``), and its clauses' columns by the sweep. Returns the pivots added.
+    """
+    expr = scope.expression
+    if not isinstance(expr, exp.Select):
+        return []
+    added: list[exp.Pivot] = []
+    from_ = expr.args.get("from_")
+    nodes = [from_.this] if isinstance(from_, exp.From) else []
+    nodes += [j.this for j in expr.args.get("joins") or []]
+    for node in nodes:
+        if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Pivot):
+            # No alias: a key only a quoted name could spell (which DuckDB then binds to nothing).
+            sources: dict[str, Any] = scope.sources  # sqlglot types it Table | Scope; any node serves
+            sources.setdefault(node.alias or "(pivot)", node)
+            added.append(node.this)
+    return added
 
 
 def _chain(scope: Scope) -> Iterator[Scope]:
