@@ -155,6 +155,7 @@ class Resolver:
         self.case_sensitive_quotes = traits.quoted_identifiers_case_sensitive
         self.values_names = traits.values_column_names
         self._own: dict[int, set[int]] = {}
+        self._cte_uses: dict[int, int] = {}  # CTE scope -> how many references name it
         self._quiet = 0  # > 0: resolving a candidate binding; unplaced names are not errors
         self._comprehensions = any(isinstance(n, exp.Comprehension) for n in self.inventory.lambdas)
 
@@ -204,6 +205,7 @@ class Resolver:
                 src = scope.sources.get(table.alias_or_name)
                 if isinstance(src, Scope) and not table.args.get("db"):
                     cte_refs.add(id(table))
+                    self._cte_uses[id(src)] = self._cte_uses.get(id(src), 0) + 1
             self.refs.depth = max(self.refs.depth, _depth(scope))
         for table in self.inventory.tables:
             if id(table) in cte_refs or isinstance(table.parent, exp.Into):
@@ -338,6 +340,8 @@ class Resolver:
     def _stars_are_eager(self, scope: Scope) -> bool:
         """Whether a bare ``*`` in this scope reads every column at once."""
         expr = scope.expression
+        if scope.scope_type == ScopeType.CTE and self._materialized(scope):
+            return True
         if scope.scope_type in (ScopeType.DERIVED_TABLE, ScopeType.CTE) and isinstance(expr, exp.Select):
             distinct = expr.args.get("distinct")
             if distinct is not None and not distinct.args.get("on"):
@@ -348,6 +352,22 @@ class Resolver:
             return _orders_by_all(expr)
         # EXISTS (SELECT * ...) tests for rows, not values.
         return not (scope.scope_type == ScopeType.SUBQUERY and isinstance(expr.parent, exp.Exists))
+
+    def _materialized(self, scope: Scope) -> bool:
+        """Whether the engine may compute this CTE once, whole, instead of folding it into its
+        readers: then a ``*`` in it reads every column, whatever the readers name. PostgreSQL does
+        so for ``AS MATERIALIZED``, for a CTE named more than once and for recursive ones (and
+        its plan shows it); counting it for every engine only over-approximates."""
+        cte = scope.expression.parent
+        if not isinstance(cte, exp.CTE):
+            return False
+        materialized = cte.args.get("materialized")
+        if materialized is not None:
+            return bool(materialized)  # AS [NOT] MATERIALIZED
+        with_ = cte.parent
+        if isinstance(with_, exp.With) and with_.args.get("recursive"):
+            return True
+        return self._cte_uses.get(id(scope), 0) > 1
 
     # -- columns -------------------------------------------------------------------------
 

@@ -61,7 +61,7 @@ from ..analyze.codes import violation
 from ..analyze.functions import policy_for
 from ..config import Settings
 from ..engines.base import BoundAccess, Engine, Executor, engine_for_url
-from ..errors import NotAQueryError, SqlmodeError
+from ..errors import NotAQueryError, PermissionDeniedError, SqlmodeError
 from ..models import Action, Analysis, RiskLevel, Violation
 from ..schema.functions import FunctionCatalog
 from ..schema.snapshot import SchemaSnapshot
@@ -506,7 +506,16 @@ async def planned_or_refusal(call: Awaitable[T]) -> tuple[T | None, BoundAccess 
         return None, BoundAccess(refusal=violation("ROUND_TRIP_MISMATCH", msg))
     except SqlmodeError as e:
         msg = f"The database could not plan the query: {e.message}"
-        return None, BoundAccess(refusal=violation("ENGINE_REFUSED", msg), cacheable=False)
+        # The reader role may lack a blocked column, and the database checks every column a `*`
+        # expands to, also in a CTE or subquery whose reader names fewer.
+        hint = _PRIVILEGE_HINT if isinstance(e, PermissionDeniedError) else None
+        return None, BoundAccess(refusal=violation("ENGINE_REFUSED", msg, hint), cacheable=False)
+
+
+_PRIVILEGE_HINT = (
+    "The database role may read only the tables and columns you are shown, and it checks every "
+    "column a * expands to, also inside a CTE or subquery: name the columns you need instead of *."
+)
 
 
 async def explain_or_refusal(executor: Executor, sql: str) -> tuple[Any, BoundAccess | None]:

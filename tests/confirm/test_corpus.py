@@ -135,6 +135,8 @@ async def _validate_and_compare(
         # before it plans (not this module's reading: the database's own refusal).
         assert [x.code for x in v.violations] == ["ENGINE_REFUSED"], v.violations
         assert "permission denied" in v.violations[0].message
+        # The hint tells the model what to change: the * reaches a column the role may not read.
+        assert "name the columns you need instead of *" in v.violations[0].hint
         return
     assert v.is_valid, (case.name, [(x.code, x.message) for x in v.violations])
     result = await svc.execute(v.normalized_code, v.approval_token or "")
