@@ -19,7 +19,8 @@ exactly what it is.
   ``PARTIAL agg(...)`` lose their keyword.
 - A scan's Output that is exactly its table's whole row, under a parent that projects (a
   "physical target list", returned to spare a projection), is not a use: the parent's
-  expressions are.
+  expressions are. An index-only scan's Output under a parent is its index keys: kept apart
+  (``PlanFacts.access_path_columns``), checked against blocked columns only.
 - Fail closed: an expression that does not parse, a reference to an alias the plan does not
   define, a field sqlmode does not know: each is a problem the confirmer refuses.
 """
@@ -197,8 +198,29 @@ def postgres_plan_facts(
         node, parent = nodes[stmt.node]
         if stmt.field == "Output" and _physical_tlist(node, parent, tree, aliases, single, lookup):
             continue
+        if stmt.field == "Output" and _index_keys_to_parent(node, parent):
+            found = PlanFacts()
+            _references(refs, aliases, single, lookup, found, renamed or {})
+            facts.access_path_columns |= found.columns
+            facts.functions |= found.functions
+            facts.problems += found.problems
+            continue
         _references(refs, aliases, single, lookup, facts, renamed or {})
+    facts.access_path_columns -= facts.columns
     return facts
+
+
+def _index_keys_to_parent(node: dict[str, Any], parent: dict[str, Any] | None) -> bool:
+    """Whether ``node`` is an index-only scan handing its index keys to a parent plan node.
+
+    Its Output is what the index holds, not what the query asked for (``count(*)`` over a join
+    prints ``Output: orders.id``); a parent that uses a key names it in its own fields.
+    """
+    return (
+        parent is not None
+        and node.get("Node Type") == "Index Only Scan"
+        and node.get("Parent Relationship") not in ("SubPlan", "InitPlan")
+    )
 
 
 def _nodes(node: dict[str, Any], parent: dict[str, Any] | None) -> Iterator[tuple[dict[str, Any], Any]]:

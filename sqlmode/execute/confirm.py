@@ -428,7 +428,8 @@ class EngineConfirmer:
         reads_view = any((info := snapshot.table(t)) is not None and info.kind == "view" for t in seen_tables)
         blocked: set[str] = set()
         unseen: set[str] = set()
-        for schema, name_of_table, column in facts.columns:
+        access_path = facts.access_path_columns
+        for schema, name_of_table, column in [*facts.columns, *access_path]:
             table = snapshot.key_of(name_of_table, schema)
             info = snapshot.table(table)
             names = [c.name for c in info.columns] if (column == "*" and info is not None) else [column]
@@ -436,7 +437,13 @@ class EngineConfirmer:
                 full = f"{table}.{name}".lower()
                 if snapshot.is_column_blocked(table, name) and not snapshot.is_table_blocked(table):
                     blocked.add(full)
-                elif not reads_view and table in seen_tables and full not in seen_columns and name != "*":
+                elif (
+                    not reads_view
+                    and table in seen_tables
+                    and full not in seen_columns
+                    and name != "*"
+                    and (schema, name_of_table, column) not in access_path
+                ):
                     unseen.add(full)
         out = [
             violation(

@@ -48,6 +48,10 @@ class PlanFacts:
     scans: list[Scan] = field(default_factory=list)
     # (schema, table, column); column "*" is a whole-row reference.
     columns: set[tuple[str, str, str]] = field(default_factory=set)
+    # Columns the plan reads only as an access path (an index-only scan returning its index keys
+    # to a join or aggregate that uses none of them): a blocked one still counts, but the
+    # analyzer need not have seen the query name them.
+    access_path_columns: set[tuple[str, str, str]] = field(default_factory=set)
     # (schema or "", name) of every call the plan shows.
     functions: set[tuple[str, str]] = field(default_factory=set)
     rows: float = 0.0  # rows the root returns
