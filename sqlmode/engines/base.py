@@ -82,6 +82,9 @@ class EngineTraits:
     pivot_without_values: bool = False
     #: How the engine's catalog names a function that may change state, for messages.
     volatile_wording: str = "is VOLATILE"
+    #: What to write instead of a volatile built-in an analyst commonly reaches for (lower-case
+    #: name -> hint): ``random`` for a sample becomes the engine's own sampling clause.
+    volatile_alternatives: Mapping[str, str] = field(default_factory=dict)
     #: Names the engine's parser or plan gives to calls the analyzer knows by another name
     #: ("count_star" -> "count"; "pg_catalog.btrim" -> "trim"), bare or schema-qualified.
     call_aliases: Mapping[str, str] = field(default_factory=dict)

@@ -55,6 +55,10 @@ TRAITS = EngineTraits(
     ),
     pivot_without_values=True,
     volatile_wording="has side effects or is volatile",
+    volatile_alternatives={
+        "random": "For a random sample, sample the table instead: FROM orders USING SAMPLE 10 ROWS "
+        "(or USING SAMPLE 1%).",
+    },
     # Names DuckDB's parser and plan give to calls the analyzer knows by another name.
     call_aliases={
         "count_star": "count",

@@ -54,6 +54,12 @@ TRAITS = EngineTraits(
     ),
     pivot_without_values=False,
     volatile_wording="is VOLATILE",
+    volatile_alternatives={
+        "random": "For a random sample, sample the table instead: FROM orders TABLESAMPLE BERNOULLI (1) "
+        "(about 1% of its rows), with LIMIT for a fixed count.",
+        "clock_timestamp": "Use now() or current_timestamp (the time the query started).",
+        "timeofday": "Use now() or current_timestamp (the time the query started).",
+    },
     # The functions PostgreSQL's grammar turns SQL syntax into (always qualified pg_catalog.*).
     call_aliases={
         "pg_catalog.extract": "extract",

@@ -337,6 +337,7 @@ class EngineConfirmer:
             catalog,
             self.settings.code_mode.functions,
             from_plan=facts.functions - access.parsed_calls,
+            written=analysis.functions,
         )
         show_cost = self.engine.traits.plan_cost_is_meaningful
         if out:

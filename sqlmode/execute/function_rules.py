@@ -51,8 +51,12 @@ def check_calls(
     config: FunctionConfig,
     *,
     from_plan: Iterable[tuple[str, str]] = (),
+    written: Iterable[str] = (),
 ) -> list[Violation]:
     """Violations for calls (schema, name) by what the catalog says they resolve to.
+
+    ``written``: the function names the analyzer read in the query text (a hint that suggests
+    what to write instead of a call is only given for a call the query wrote).
 
     ``from_plan`` are the calls only the plan shows (not in the query text). Names the catalog
     does not know are syntax the plan prints (CASE, COALESCE, SubPlan) and are skipped: a
@@ -61,6 +65,7 @@ def check_calls(
     allow = {n.lower() for n in config.allow}
     allow_volatile = {n.lower() for n in config.allow_volatile}
     plan_only = set(from_plan)
+    wrote = {n.rsplit(".", 1)[-1].lower() for n in written}
     out: list[Violation] = []
     reported: set[tuple[str, str]] = set()  # (code, name): one violation per function name
     for schema, name in sorted(set(calls)):
@@ -92,13 +97,16 @@ def check_calls(
         volatile = [c for c in candidates if c.volatile]
         if volatile and name not in allow_volatile and ("FUNCTION_VOLATILE", name) not in reported:
             reported.add(("FUNCTION_VOLATILE", name))
-            kind = engine_named(catalog.dialect).traits.volatile_wording
+            traits = engine_named(catalog.dialect).traits
             origin = "built-in" if all(c.builtin for c in volatile) else "user-defined"
+            # Only for a call the query wrote (not one a macro or view body makes).
+            instead = traits.volatile_alternatives.get(name) if name in wrote else None
             out.append(
                 violation(
                     "FUNCTION_VOLATILE",
-                    f"The database's catalog says the {origin} function `{shown}` {kind}; "
+                    f"The database's catalog says the {origin} function `{shown}` {traits.volatile_wording}; "
                     "only immutable or stable functions run in Code Mode.",
+                    instead,
                 )
             )
     return out

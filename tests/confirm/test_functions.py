@@ -53,6 +53,11 @@ async def test_postgres_volatile_builtin_is_refused_unless_allowed(
     sql = "SELECT id FROM orders ORDER BY random() LIMIT 3"
     v = await refused_by_engine(pg, sql, "FUNCTION_VOLATILE")
     assert "built-in function `random`" in v.violations[0].message
+    # The hint names what to write instead, and that runs.
+    assert "TABLESAMPLE BERNOULLI" in v.violations[0].hint
+    sampled = await pg.validate("SELECT id FROM orders TABLESAMPLE BERNOULLI (50) LIMIT 3")
+    assert sampled.is_valid, sampled.violations
+    assert len((await pg.execute(sampled.normalized_code, sampled.approval_token or "")).rows) <= 3
     allowed = pg_world.settings(overrides={"code_mode": {"functions": {"allow_volatile": ["random"]}}})
     async with CodeModeService(allowed) as svc:
         assert (await svc.validate(sql)).is_valid
@@ -87,13 +92,20 @@ async def test_duckdb_allowed_macro_hiding_a_side_effect_is_refused(
     async with duck_with("CREATE MACRO jitter(x) AS x + random()") as svc:
         v = await refused_by_engine(svc, "SELECT jitter(total) AS x FROM orders", "FUNCTION_VOLATILE")
         assert "`random`" in v.violations[0].message
+        assert "SAMPLE" not in v.violations[0].hint  # the query wrote no random(): no sampling advice
 
 
 async def test_duckdb_side_effect_builtins_are_refused_unless_allowed(
     duck_with: Callable[..., CodeModeService],
 ) -> None:
     async with duck_with() as svc:
-        await refused_by_engine(svc, "SELECT id FROM orders ORDER BY random() LIMIT 3", "FUNCTION_VOLATILE")
+        v = await refused_by_engine(
+            svc, "SELECT id FROM orders ORDER BY random() LIMIT 3", "FUNCTION_VOLATILE"
+        )
+        assert "USING SAMPLE" in v.violations[0].hint
+        sampled = await svc.validate("SELECT id FROM orders USING SAMPLE 3 ROWS")
+        assert sampled.is_valid, sampled.violations
+        assert len((await svc.execute(sampled.normalized_code, sampled.approval_token or "")).rows) == 3
         assert (await svc.validate("SELECT lower(name) AS x, now() AS t FROM customers")).is_valid
     allow = {"code_mode": {"functions": {"allow_volatile": ["random"]}}}
     async with duck_with(overrides=allow) as svc:
