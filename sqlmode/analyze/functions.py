@@ -34,12 +34,16 @@ covar_pop covar_samp regr_slope regr_intercept regr_r2 regr_count regr_avgx regr
 regr_syy regr_sxy median mode percentile_cont percentile_disc quantile quantile_cont quantile_disc
 approx_count_distinct approx_quantile arg_max arg_min argmax argmin max_by min_by bit_and bit_or
 bit_xor histogram kurtosis skewness entropy product fsum favg geomean grouping
+mean mad sem kurtosis_pop reservoir_quantile histogram_exact arg_max_null
+arg_min_null kahan_sum sumkahan sum_no_overflow
 """
 _WINDOW = "row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value"
 _MATH = """
 abs ceil ceiling floor round trunc sign sqrt cbrt power pow exp ln log log10 log2 mod div greatest
 least pi degrees radians sin cos tan asin acos atan atan2 cot random width_bucket gcd lcm isnan
 isinf isfinite even round_even bit_count scale trim_scale factorial
+fmod signbit nextafter gamma lgamma sinh cosh tanh asinh acosh atanh xor bin unbin roundbankers
+greatest_common_divisor least_common_multiple equi_width_bins
 """
 _STRING = """
 lower upper length char_length character_length octet_length bit_length substring substr left
@@ -50,6 +54,11 @@ ends_with contains to_char to_number md5 sha256 ascii chr translate quote_litera
 levenshtein jaro_winkler_similarity jaro_similarity damerau_levenshtein hamming jaccard prefix
 suffix string_to_array array_to_string printf format repeat nullif coalesce ifnull nvl if iif
 unicode ord lcase ucase overlay split encode decode to_hex hex to_base64 from_base64 base64
+strlen sha1 hash md5_number regexp_extract_all regexp_escape regexp_instr like_escape ilike_escape
+not_like_escape not_ilike_escape left_grapheme right_grapheme length_grapheme substring_grapheme
+nfc_normalize normalize unistr url_encode url_decode unhex from_hex to_binary from_binary to_base
+format_bytes bar convert_to convert_from quote_ident quote_nullable string_to_table
+regexp_split_to_table
 """
 _DATETIME = """
 now current_date current_timestamp current_time localtime localtimestamp date_trunc date_part
@@ -60,6 +69,8 @@ isoyear yearweek last_day monthname dayname justify_days justify_hours justify_i
 time_bucket timezone to_days to_months to_years to_hours to_minutes to_seconds to_weeks
 transaction_timestamp statement_timestamp clock_timestamp century decade millennium era
 millisecond microsecond week_of_year weekofyear date time timestamp date_format
+today timezone_hour timezone_minute epoch_us epoch_ns nanosecond julian make_timestamp_ms to_quarters
+to_decades to_centuries to_millennia to_milliseconds to_microseconds datetrunc datesub date_subtract
 """
 _JSON = """
 json_extract json_extract_string json_extract_path json_extract_path_text jsonb_extract_path
@@ -70,6 +81,7 @@ jsonb_array_elements json_array_elements_text jsonb_array_elements_text jsonb_ob
 json_object_keys json_keys json_valid json_type json_value jsonb_path_query jsonb_path_query_first
 jsonb_path_exists json_structure jsonb_set jsonb_strip_nulls json_strip_nulls json_contains
 row_to_json array_to_json json jsonb_pretty json_exists json_query
+json_pretty json_quote jsonb_path_query_array
 """
 _ARRAY = """
 array_length cardinality array_position array_positions array_append array_prepend array_cat
@@ -81,8 +93,14 @@ list_reduce array_reduce list_concat array_concat len flatten list_reverse array
 struct_pack struct_extract row struct_insert map map_extract map_keys map_values element_at array
 generate_subscripts list_has_any list_has_all array_has_any array_has_all list_min list_max
 list_sum list_avg list_count list_position list_zip array_zip
+list_apply array_apply list_cat list_indexof array_indexof list_intersect array_intersect
+list_select array_select list_where array_where list_resize array_resize list_grade_up array_grade_up
+list_distance array_distance list_cosine_similarity array_cosine_similarity list_cosine_distance
+array_cosine_distance list_dot_product array_dot_product list_inner_product array_inner_product
+map_entries map_contains map_concat map_from_entries struct_keys struct_values struct_concat
+struct_contains array_fill array_ndims trim_array array_value array_unique
 """
-_CASTS = "cast try_cast typeof"
+_CASTS = "cast try_cast typeof num_nulls num_nonnulls"
 _TEXT_SEARCH = """
 to_tsvector to_tsquery plainto_tsquery phraseto_tsquery websearch_to_tsquery ts_rank ts_headline
 """
