@@ -17,7 +17,7 @@ from ..analyze.functions import FunctionPolicy
 from ..execute.confirm import dotted, explain_or_refusal, table_lookup
 from ..execute.function_rules import engine_call_allowed
 from ..schema.snapshot import SchemaSnapshot
-from ._postgres_plan import column_aliases, postgres_plan_facts
+from ._postgres_plan import column_aliases, postgres_plan_facts, range_names
 from .base import BoundAccess, EngineTraits, Executor
 
 __all__ = ["bound_access", "engine_calls"]
@@ -87,5 +87,21 @@ async def bound_access(
     if refused is not None:
         return refused
     catalog = await load_catalog()
-    facts = postgres_plan_facts(plan, table_lookup(snapshot), column_aliases(sql, tree))
+    facts = postgres_plan_facts(
+        plan,
+        table_lookup(snapshot),
+        column_aliases(sql, tree),
+        tables=range_names(sql, tree) if snapshot.ancestors else None,
+        ancestors=_ancestors_of(snapshot),
+    )
     return BoundAccess(facts=facts, catalog=catalog, parsed_calls=frozenset(parsed_calls), violations=found)
+
+
+def _ancestors_of(snapshot: SchemaSnapshot) -> Callable[[str, str], tuple[str, ...]]:
+    """(schema, table) -> the names of the tables it inherits from (a partition's parents)."""
+
+    def ancestors(schema: str, table: str) -> tuple[str, ...]:
+        key = snapshot.key_of(table, schema or None)
+        return tuple(snapshot.tables[k].name.lower() for k in snapshot.ancestors.get(key, ()))
+
+    return ancestors

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -39,7 +39,7 @@ from pglast import parser as pg
 
 from ..execute.plans import PlanFacts, Scan, TableLookup, number
 
-__all__ = ["column_aliases", "postgres_plan_facts"]
+__all__ = ["column_aliases", "postgres_plan_facts", "range_names"]
 
 # An expression longer than this is a folded constant too large to read, not a query's text.
 MAX_EXPRESSION_CHARS = 1_000_000
@@ -157,12 +157,41 @@ def column_aliases(sql: str, doc: Any = None) -> dict[str, list[str] | None]:
     return out
 
 
+def range_names(sql: str, doc: Any = None) -> dict[str, tuple[str, str] | None]:
+    """The query's tables by the name its columns go by: alias (or table name) -> (schema, table).
+
+    A name given twice maps to None (cannot be placed). ``doc`` as in :func:`column_aliases`.
+    """
+    out: dict[str, tuple[str, str] | None] = {}
+    if doc is None:
+        try:
+            doc = json.loads(pg.parse_sql_json(sql))
+        except pg.ParseError:
+            return out
+    for kind, value in _walk(doc, ("RangeVar",)):
+        if kind != "RangeVar" or not value.get("relname"):
+            continue
+        alias = (value.get("alias") or {}).get("aliasname")
+        key = str(alias or value["relname"])
+        out[key] = None if key in out else (str(value.get("schemaname") or ""), str(value["relname"]))
+    return out
+
+
 def postgres_plan_facts(
-    doc: dict[str, Any], lookup: TableLookup, renamed: dict[str, list[str] | None] | None = None
+    doc: dict[str, Any],
+    lookup: TableLookup,
+    renamed: dict[str, list[str] | None] | None = None,
+    *,
+    tables: dict[str, tuple[str, str] | None] | None = None,
+    ancestors: Callable[[str, str], Collection[str]] | None = None,
 ) -> PlanFacts:
     """Facts from one ``EXPLAIN (VERBOSE, FORMAT JSON)`` document (the object holding ``Plan``).
 
-    ``renamed``: :func:`column_aliases` of the query's text.
+    ``renamed``: :func:`column_aliases` of the query's text. ``tables``: :func:`range_names` of it,
+    and ``ancestors(schema, table)``: the names of the tables a table inherits from. With both, a
+    partitioned (or inheritance parent) table is placed: the plan scans its partitions under
+    ``events_1``, ``events_2``..., and the nodes above name the parent's columns as ``events.kind``,
+    an alias no scan defines.
     """
     root = doc["Plan"]
     facts = PlanFacts(rows=number(root.get("Plan Rows")), cost=number(root.get("Total Cost")))
@@ -184,6 +213,9 @@ def postgres_plan_facts(
                             stmts += _statements(f"Grouping Sets {sub}", item, i, facts)
             elif key not in _NOT_EXPRESSIONS and isinstance(value, (str, list, dict)):
                 facts.problems.append(f"the plan has a field sqlmode does not read ({key})")
+    via_parent: dict[str, Scan] = {}
+    if tables and ancestors is not None:
+        via_parent = _place_parents(aliases, tables, ancestors, lookup)
     for alias in aliases:
         stem, _, suffix = alias.rpartition("_")
         if renamed and alias not in renamed and suffix.isdigit() and stem in renamed:
@@ -205,7 +237,7 @@ def postgres_plan_facts(
             facts.functions |= found.functions
             facts.problems += found.problems
             continue
-        _references(refs, aliases, single, lookup, facts, renamed or {})
+        _references(refs, aliases, single, lookup, facts, renamed or {}, via_parent)
     facts.access_path_columns -= facts.columns
     return facts
 
@@ -221,6 +253,40 @@ def _index_keys_to_parent(node: dict[str, Any], parent: dict[str, Any] | None) -
         and node.get("Node Type") == "Index Only Scan"
         and node.get("Parent Relationship") not in ("SubPlan", "InitPlan")
     )
+
+
+def _place_parents(
+    aliases: dict[str, Scan | None],
+    tables: dict[str, tuple[str, str] | None],
+    ancestors: Callable[[str, str], Collection[str]],
+    lookup: TableLookup,
+) -> dict[str, Scan]:
+    """Define the alias of each parent table whose partitions the plan scans (``events`` for the
+    scans ``events_1``, ``events_2``... of its partitions): only for a name the query gave one
+    table, that table known to the schema, and at least one such scan of a partition of it.
+
+    Returns partition alias -> the parent's scan: what a partition scan reads, it reads for the
+    parent (its own column counts for blocked columns only, as an access path).
+    """
+    via: dict[str, Scan] = {}
+    for name, rel in tables.items():
+        if rel is None or name in aliases:
+            continue
+        schema, table = rel[0].lower(), rel[1].lower()
+        if lookup(schema, table) is None:
+            continue
+        children = [
+            scan
+            for alias, scan in aliases.items()
+            if scan is not None
+            and alias.startswith(name + "_")
+            and alias[len(name) + 1 :].isdigit()
+            and table in ancestors(scan.schema, scan.table)
+        ]
+        if children:
+            parent = aliases[name] = Scan(table, schema or children[0].schema, "", name, 0.0, "Append")
+            via.update((child.alias, parent) for child in children)
+    return via
 
 
 def _nodes(node: dict[str, Any], parent: dict[str, Any] | None) -> Iterator[tuple[dict[str, Any], Any]]:
@@ -448,6 +514,7 @@ def _references(
     lookup: TableLookup,
     facts: PlanFacts,
     renamed: dict[str, list[str] | None],
+    via_parent: dict[str, Scan] | None = None,
 ) -> None:
     for kind, value in refs:
         if kind == "FuncCall":
@@ -472,7 +539,11 @@ def _references(
             facts.problems.append("the plan references a column through an alias it does not define")
             continue
         scan = aliases[alias]
-        if scan is not None:
+        parent = via_parent.get(alias) if via_parent else None
+        if parent is not None and scan is not None:
+            _add(parent, name if name is not None else "*", lookup, facts, renamed)
+            facts.access_path_columns.add((scan.schema, scan.table, name if name is not None else "*"))
+        elif scan is not None:
             _add(scan, name if name is not None else "*", lookup, facts, renamed)
 
 

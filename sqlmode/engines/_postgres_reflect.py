@@ -1,9 +1,10 @@
 """PostgreSQL reflection from ``pg_catalog`` through asyncpg (no SQLAlchemy).
 
-One connection, two catalog queries for all configured schemas: the relations with their
-columns, then the primary and foreign keys. It finds what SQLAlchemy's inspector found before:
-ordinary and partitioned tables (a partition is a table of its own), views and materialized
-views (kind ``view``); foreign tables are not reflected.
+One connection, three catalog queries for all configured schemas: the relations with their
+columns, the primary and foreign keys, and what each relation inherits from (a partition's
+parent: blocks on a parent cover its partitions, schema/snapshot.py). It finds what
+SQLAlchemy's inspector found before: ordinary and partitioned tables (a partition is a table of
+its own), views and materialized views (kind ``view``); foreign tables are not reflected.
 
 Type names: a built-in type (of ``pg_catalog``, or an array of one) in SQLAlchemy's PostgreSQL
 spelling (``VARCHAR(200)``, ``NUMERIC(12, 2)``, ``TIMESTAMP WITH TIME ZONE``, ``INTEGER[]``); any
@@ -69,6 +70,19 @@ LEFT JOIN pg_catalog.pg_class rc ON rc.oid = k.confrelid
 LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE n.nspname = ANY($1::text[]) AND k.contype IN ('p', 'f') AND c.relkind IN ('r', 'p', 'v', 'm')
 ORDER BY n.nspname, c.relname, k.conname
+"""
+
+# What each relation inherits from: a partition's parent, an INHERITS child's parents (indexes,
+# which have partitions too, left out).
+_INHERITS = """
+SELECT cn.nspname, c.relname, pn.nspname, p.relname
+FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+WHERE cn.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'f')
+ORDER BY cn.nspname, c.relname, i.inhseqno
 """
 
 # format_type's base names of built-in types (arguments and [] removed) as SQLAlchemy's PostgreSQL
@@ -187,6 +201,9 @@ async def reflect_postgres(settings: Settings, fetch: Fetch | None = None) -> li
             await own.close()
     rows = await fetch(_RELATIONS, [schemas])
     keys = await fetch(_KEYS, [schemas])
+    parents: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for schema, table, parent_schema, parent in await fetch(_INHERITS, [schemas]):
+        parents.setdefault((schema, table), []).append((parent_schema, parent))
     pks: dict[tuple[str, str], set[str]] = {}
     fks: dict[tuple[str, str], list[ForeignKey]] = {}
     for schema, table, contype, _name, cols, ref_schema, ref_table, ref_cols in keys:
@@ -220,6 +237,7 @@ async def reflect_postgres(settings: Settings, fetch: Fetch | None = None) -> li
             foreign_keys=tuple(fks.get((schema, table), ())),
             comment=comment,
             row_count=int(reltuples) if reltuples is not None and reltuples >= 0 else None,
+            parents=tuple(parents.get((schema, table), ())),
         )
         for (schema, table), (kind, reltuples, comment) in out
     ]

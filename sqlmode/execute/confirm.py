@@ -410,7 +410,12 @@ class EngineConfirmer:
                         f"{checked} (a search_path or schema shadowing the exposed table).",
                     )
                 )
-            elif key not in seen and not (via_view and snapshot.is_table_exposed(key)):
+            elif (
+                key not in seen
+                and not (via_view and snapshot.is_table_exposed(key))
+                # A partition of a table the query reads: the planner scans it for the parent.
+                and not seen.intersection(snapshot.ancestors.get(key, ()))
+            ):
                 reported.add(where)
                 through = f" through {', '.join(via_view)}" if via_view else ""
                 out.append(

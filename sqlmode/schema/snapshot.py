@@ -59,6 +59,9 @@ class TableInfo:
     comment: str | None = None
     description: str | None = None
     row_count: int | None = None
+    # (schema, name) of the tables it inherits from: a PostgreSQL partition's parent, an INHERITS
+    # child's parents. Blocks on a parent cover it, and a plan's scan of it stands for the parent.
+    parents: tuple[tuple[str | None, str], ...] = ()
 
     def column(self, name: str) -> ColumnInfo | None:
         low = name.lower()
@@ -94,6 +97,8 @@ class SchemaSnapshot:
     # What the database says about callable functions (schema/functions.py), loaded on first use
     # by the engine confirmation; not part of the schema hash.
     functions: FunctionCatalog | None = field(default=None, repr=False, compare=False)
+    # key -> the keys of every table it inherits from, nearest first (TableInfo.parents).
+    ancestors: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -121,11 +126,44 @@ class SchemaSnapshot:
         for b in (blocked_name(f, field=True) for f in blocked_fields):
             cols.update((k, b.column) for k in snap.keys_for(b.table_entry))
         tables_named = (blocked_name(t, field=False).table_entry for t in blocked_tables)
-        snap.blocked_tables = frozenset(k for t in tables_named for k in snap.keys_for(t))
+        blocked = {k for t in tables_named for k in snap.keys_for(t)}
+        # A partition (or inheritance child) of a blocked table, or of one with blocked columns, is
+        # blocked alike: its rows are the parent's, and it can be queried by its own name.
+        snap.ancestors = snap._ancestry()
+        for key, up in snap.ancestors.items():
+            if blocked.intersection(up):
+                blocked.add(key)
+            cols.update((key, c) for t, c in list(cols) if t in up)
+        snap.blocked_tables = frozenset(blocked)
         snap.blocked_columns = frozenset(cols)
         if allowed_tables:
             snap.allowed_tables = frozenset(k for t in allowed_tables for k in snap.keys_for(t))
         return snap
+
+    def _ancestry(self) -> dict[str, tuple[str, ...]]:
+        """key -> keys of the reflected tables it inherits from, nearest first (cycles cut)."""
+        direct: dict[str, list[str]] = {}
+        for key, t in self.tables.items():
+            ups = []
+            for schema, name in t.parents:
+                n = _norm(name)
+                up = self._exact(n, _norm(schema)) if schema else (n if n in self.tables else None)
+                if up is not None and up != key:
+                    ups.append(up)
+            if ups:
+                direct[key] = ups
+        out: dict[str, tuple[str, ...]] = {}
+        for key in direct:
+            seen: list[str] = []
+            todo = list(direct[key])
+            while todo:
+                up = todo.pop(0)
+                if up in seen or up == key:
+                    continue
+                seen.append(up)
+                todo += direct.get(up, [])
+            out[key] = tuple(seen)
+        return out
 
     # -- names -------------------------------------------------------------------------
 
