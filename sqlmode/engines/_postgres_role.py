@@ -208,8 +208,10 @@ def fix_for(problems: list[Problem]) -> str:
         fixes.append("REVOKE EXECUTE on the named function from the role and from PUBLIC")
     if "definer_view" in kinds:
         fixes.append(
-            "make the named view security_invoker (ALTER VIEW ... SET (security_invoker = true)) "
-            "or REVOKE SELECT on it from the role and from PUBLIC"
+            "make the named view security_invoker (ALTER VIEW ... SET (security_invoker = true); a "
+            "materialized view cannot be: it holds a copy of what it read), or list it in "
+            "code_mode.blocked_tables (then `sqlmode db grants` no longer grants it), or REVOKE SELECT "
+            "on it from the role and from PUBLIC"
         )
     return "; ".join(fixes)
 
