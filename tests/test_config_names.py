@@ -80,7 +80,8 @@ def test_schema_with_zero_tables_says_why(tmp_path: Path, events_db: Path) -> No
     duckdb.connect(str(empty)).close()
     r = sqlmode("schema", "--config", str(_cfg(tmp_path, empty, "")))
     assert r.returncode == 0, r.stderr
-    assert "no tables or views in the DuckDB file's main schema" in r.stderr
+    assert "no tables or views in schema(s) main" in r.stderr
+    assert "Set database.schemas to the schemas holding your tables" in r.stderr
     r = sqlmode(
         "schema",
         "--config",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlglot import exp
 from sqlglot.errors import UnsupportedError
 
 from ..config import Settings
@@ -161,6 +162,8 @@ class Analyzer:
         # Each table's schema, so policies may name it `schema.table` as well as by its key.
         a.table_schemas = {k: t.schema.lower() for k in ctx.tables if (t := snapshot.table(k)) and t.schema}
 
+        if self.traits.qualifies_other_schemas and cls.is_query and not a.violations:
+            _qualify_other_schemas(ctx.refs.tables, snapshot, self.traits.default_schema)
         limited = inject_limit(root, rules.max_rows) if cls.is_query else None
         final_root = limited.root if limited is not None else root
         if explanation:
@@ -193,6 +196,22 @@ _STOP_CODES = frozenset(
         "NESTED_WRITE",
     }
 )
+
+
+def _qualify_other_schemas(tables: list[exp.Table], snapshot: SchemaSnapshot, default_schema: str) -> None:
+    """Name the schema of each bare table reference that resolves outside ``default_schema``.
+
+    The analyzer resolved ``orders`` to ``sales.orders`` (the one table of that name in the exposed
+    schemas); an engine that resolves a bare name in its default schema only must be told so. The
+    tree is changed before it is rendered, so the round trip compares like with like.
+    """
+    for table in tables:
+        if table.args.get("db") is not None or not isinstance(table.this, exp.Identifier):
+            continue
+        info = snapshot.table(table.name)
+        if info is None or not info.schema or info.schema.lower() == default_schema.lower():
+            continue
+        table.set("db", exp.to_identifier(info.schema, quoted=True))
 
 
 def _extend(a: Analysis, found: list[Violation]) -> None:

@@ -513,12 +513,12 @@ class DuckDBExecutor:
         return await self._call(self.settings.code_mode.query_timeout_ms, self._catalog_sync, sql, params)
 
     def _reflect_sync(self, cur: duckdb.DuckDBPyConnection) -> list[Any]:
-        from ._duckdb_reflect import read_catalog
+        from ._duckdb_reflect import read_catalog, schemas_of
 
         try:
             if not self._read_only:
                 cur.execute("BEGIN TRANSACTION READ ONLY")
-            return read_catalog(cur)
+            return read_catalog(cur, schemas_of(self.settings))
         finally:
             cur.close()
 

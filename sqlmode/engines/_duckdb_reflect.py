@@ -19,7 +19,7 @@ from ..config import Settings
 from ..errors import SchemaError
 from ..schema.snapshot import ColumnInfo, ForeignKey, TableInfo
 
-__all__ = ["database_name", "read_catalog", "reflect_duckdb"]
+__all__ = ["database_name", "read_catalog", "reflect_duckdb", "schemas_of"]
 
 
 def missing_duckdb_hint(s: Settings) -> str:
@@ -40,22 +40,30 @@ def missing_duckdb_hint(s: Settings) -> str:
     return " ".join(parts)
 
 
-# The user's objects of the file's own catalog in schema main, in a stable order.
-_OWN = "schema_name = 'main' AND database_name = current_database() AND NOT internal"
+# The user's objects of the file's own catalog in the configured schemas (``$1``: main unless
+# database.schemas names others), schemas in the configured order, then names.
+_OWN = "schema_name = ANY($1::VARCHAR[]) AND database_name = current_database() AND NOT internal"
+_ORDER = "list_position($1::VARCHAR[], schema_name)"
 _RELATIONS = (
-    f"SELECT table_name, 'table', comment, estimated_size FROM duckdb_tables() WHERE {_OWN} "
-    f"UNION ALL SELECT view_name, 'view', comment, NULL FROM duckdb_views() WHERE {_OWN} "
-    "ORDER BY 1"
+    f"SELECT schema_name, table_name, 'table', comment, estimated_size, {_ORDER} AS o FROM duckdb_tables() "
+    f"WHERE {_OWN} UNION ALL SELECT schema_name, view_name, 'view', comment, NULL, {_ORDER} AS o "
+    f"FROM duckdb_views() WHERE {_OWN} ORDER BY o, 2"
 )
 _COLUMNS = (
-    f"SELECT table_name, column_name, data_type, is_nullable, comment FROM duckdb_columns() WHERE {_OWN} "
-    "ORDER BY table_name, column_index"
+    "SELECT schema_name, table_name, column_name, data_type, is_nullable, comment FROM duckdb_columns() "
+    f"WHERE {_OWN} ORDER BY schema_name, table_name, column_index"
 )
 _KEYS = (
-    "SELECT table_name, constraint_type, constraint_column_names, referenced_table, referenced_column_names "
-    "FROM duckdb_constraints() WHERE schema_name = 'main' AND database_name = current_database() "
-    "AND constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY') ORDER BY table_name, constraint_index"
+    "SELECT schema_name, table_name, constraint_type, constraint_column_names, referenced_table, "
+    "referenced_column_names FROM duckdb_constraints() WHERE schema_name = ANY($1::VARCHAR[]) "
+    "AND database_name = current_database() AND constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY') "
+    "ORDER BY schema_name, table_name, constraint_index"
 )
+
+
+def schemas_of(settings: Settings) -> list[str]:
+    """The schemas to expose: database.schemas, else main."""
+    return list(settings.database.schemas or ["main"])
 
 
 def database_name(settings: Settings) -> str:
@@ -89,37 +97,42 @@ def reflect_duckdb(settings: Settings) -> list[TableInfo]:
     try:
         if in_transaction:
             conn.execute("BEGIN TRANSACTION READ ONLY")
-        return read_catalog(conn)
+        return read_catalog(conn, schemas_of(settings))
     finally:
         conn.close()
 
 
-def read_catalog(conn: Any) -> list[TableInfo]:
-    """The user's tables and views in schema main, read on ``conn`` (a DuckDB connection or cursor)."""
-    relations = conn.execute(_RELATIONS).fetchall()
-    columns = conn.execute(_COLUMNS).fetchall()
-    keys = conn.execute(_KEYS).fetchall()
-    pks: dict[str, set[str]] = {}
-    fks: dict[str, list[ForeignKey]] = {}
-    for table, kind, cols, ref_table, ref_cols in keys:
+def read_catalog(conn: Any, schemas: list[str] | None = None) -> list[TableInfo]:
+    """The user's tables and views in ``schemas`` (main by default), read on ``conn`` (a DuckDB
+    connection or cursor)."""
+    wanted = [schemas or ["main"]]
+    relations = conn.execute(_RELATIONS, wanted).fetchall()
+    columns = conn.execute(_COLUMNS, wanted).fetchall()
+    keys = conn.execute(_KEYS, wanted).fetchall()
+    pks: dict[tuple[str, str], set[str]] = {}
+    fks: dict[tuple[str, str], list[ForeignKey]] = {}
+    for schema, table, kind, cols, ref_table, ref_cols in keys:
         if kind == "PRIMARY KEY":
-            pks.setdefault(table, set()).update(cols)
+            pks.setdefault((schema, table), set()).update(cols)
         else:
-            fks.setdefault(table, []).append(ForeignKey(tuple(cols), ref_table, tuple(ref_cols)))
-    by_table: dict[str, list[ColumnInfo]] = {}
-    for table, name, type_, nullable, comment in columns:
-        by_table.setdefault(table, []).append(
-            ColumnInfo(name, str(type_), bool(nullable), name in pks.get(table, ()), comment)
+            # DuckDB's foreign keys reference a table of the same schema.
+            fks.setdefault((schema, table), []).append(
+                ForeignKey(tuple(cols), ref_table, tuple(ref_cols), schema)
+            )
+    by_table: dict[tuple[str, str], list[ColumnInfo]] = {}
+    for schema, table, name, type_, nullable, comment in columns:
+        by_table.setdefault((schema, table), []).append(
+            ColumnInfo(name, str(type_), bool(nullable), name in pks.get((schema, table), ()), comment)
         )
     return [
         TableInfo(
             name=name,
-            columns=tuple(by_table.get(name, ())),
-            schema="main",
+            columns=tuple(by_table.get((schema, name), ())),
+            schema=schema,
             kind=kind,
-            foreign_keys=tuple(fks.get(name, ())),
+            foreign_keys=tuple(fks.get((schema, name), ())),
             comment=comment,
             row_count=size,
         )
-        for name, kind, comment, size in relations
+        for schema, name, kind, comment, size, _order in relations
     ]

@@ -92,6 +92,9 @@ class EngineTraits:
     plan_cost_is_meaningful: bool = False
     #: Whether ``database.schemas`` selects schemas to expose (else the default schema only).
     exposes_schemas: bool = False
+    #: Whether the engine's query connections resolve only the default schema by a bare name (no
+    #: search path): the normalized code then names the schema of every table outside it.
+    qualifies_other_schemas: bool = False
     #: Modules whose exceptions are this engine's driver failures (explained, not "internal").
     driver_modules: tuple[str, ...] = ()
     #: Whether the URL names a file ``database.build_sample`` / ``sqlmode sample-db`` can build

@@ -70,7 +70,10 @@ TRAITS = EngineTraits(
     },
     # Its "cost" is rows moved by all steps, already in the row estimate.
     plan_cost_is_meaningful=False,
-    exposes_schemas=False,
+    # database.schemas exposes more than main; cursors have no search path, so the analyzer
+    # writes `sales.orders` for a bare `orders` of schema sales.
+    exposes_schemas=True,
+    qualifies_other_schemas=True,
     builds_sample_file=True,
     file_based=True,
     driver_modules=("duckdb", "_duckdb"),
