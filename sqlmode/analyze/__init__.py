@@ -48,6 +48,8 @@ class Analyzer:
         self.settings = settings
         self.engine = engine if engine is not None else settings_engine(settings)
         self.traits = self.engine.traits
+        if self.traits.sqlglot_setup is not None:
+            self.traits.sqlglot_setup()
         # The engine's name, reported as the analysis' dialect.
         self.dialect = self.traits.name
         self.rules = RuleSet.from_settings(settings, self.traits)

@@ -90,6 +90,9 @@ class EngineTraits:
     call_aliases: Mapping[str, str] = field(default_factory=dict)
     #: Whether the plan's cost estimate means something to a reader (shown in the explanation).
     plan_cost_is_meaningful: bool = False
+    #: Run once before the analyzer first parses or renders in this engine's sqlglot dialect
+    #: (a fix to sqlglot's generator, imported only then: sqlglot's dialects are slow to import).
+    sqlglot_setup: Callable[[], None] | None = None
     #: Whether ``database.schemas`` selects schemas to expose (else the default schema only).
     exposes_schemas: bool = False
     #: Whether the engine's query connections resolve only the default schema by a bare name (no

@@ -13,12 +13,17 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError, SqlmodeError
 from ._duckdb_parse import parser_connection
-from ._duckdb_sqlglot import install as _install_sqlglot_fix
 from .base import BoundAccess, EngineTraits, Executor, NativeSyntaxError, NativeView
 
 __all__ = ["ENGINE", "DuckDBEngine", "parser_connection"]
 
-_install_sqlglot_fix()  # sqlglot unqualifies a PIVOT statement's source query (_duckdb_sqlglot.py)
+
+def _fix_sqlglot() -> None:
+    """sqlglot unqualifies a PIVOT statement's source query (_duckdb_sqlglot.py)."""
+    from ._duckdb_sqlglot import install
+
+    install()
+
 
 TRAITS = EngineTraits(
     name="duckdb",
@@ -54,6 +59,7 @@ TRAITS = EngineTraits(
         "a IS DISTINCT FROM b",
     ),
     pivot_without_values=True,
+    sqlglot_setup=_fix_sqlglot,
     volatile_wording="has side effects or is volatile",
     volatile_alternatives={
         "random": "For a random sample, sample the table instead: FROM orders USING SAMPLE 10 ROWS "
