@@ -13,7 +13,6 @@ verdicts.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 from sqlmode.config import Settings
 from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
 from sqlmode.service import CodeModeService
-from tests.plugins.postgres import create_database
+from tests.plugins.postgres import create_database, reader_of_its_own, service_as
 
 SECRET = "s3cr3t-"
 
@@ -60,27 +59,20 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture(scope="module")
 async def world(pg_admin_url: str, pg_settings_factory: Callable[..., Settings]) -> dict[str, str]:
-    from sqlmode.engines._postgres_grants import apply_grants, grant_script
-    from sqlmode.schema.reflect import reflect_schema
-
     url = await create_database(pg_admin_url, "sqlmode_partitions")
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(DDL)
     finally:
         await conn.close()
-    settings = pg_settings_factory(url, OVERRIDES)
-    role = f"sqlmode_parts_{secrets.token_hex(3)}"
-    reader = await apply_grants(url, grant_script(settings, await reflect_schema(settings), role=role))
-    return {"superuser": url, "reader": reader, "role": role}
+    return await reader_of_its_own(url, pg_settings_factory(url, OVERRIDES), "sqlmode_parts")
 
 
 def _service(
     world: dict[str, str], login: str, factory: Callable[..., Settings], tmp: Path
 ) -> CodeModeService:
-    database = {**OVERRIDES["database"], "reader_role": world["role"]}
-    overrides = {**OVERRIDES, "database": database, "audit": {"path": str(tmp / "audit.jsonl")}}
-    return CodeModeService(factory(world[login], overrides))
+    service: CodeModeService = service_as(world, login, factory, OVERRIDES, tmp)
+    return service
 
 
 async def _direct(url: str, sql: str) -> list[list[Any]]:

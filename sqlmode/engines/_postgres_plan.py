@@ -143,12 +143,7 @@ def column_aliases(sql: str, doc: Any = None) -> dict[str, list[str] | None]:
     out: dict[str, list[str] | None] = {}
     if "(" not in sql:
         return out
-    if doc is None:
-        try:
-            doc = json.loads(pg.parse_sql_json(sql))
-        except pg.ParseError:
-            return out
-    for kind, value in _walk(doc, ("RangeVar",)):
+    for kind, value in _range_vars(sql, doc):
         alias = value.get("alias") or {}
         names = alias.get("colnames")
         if kind == "RangeVar" and alias.get("aliasname") and names:
@@ -157,18 +152,23 @@ def column_aliases(sql: str, doc: Any = None) -> dict[str, list[str] | None]:
     return out
 
 
+def _range_vars(sql: str, doc: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The query's RangeVar nodes (``doc``: pglast's decoded parse, parsed here when None)."""
+    if doc is None:
+        try:
+            doc = json.loads(pg.parse_sql_json(sql))
+        except pg.ParseError:
+            return iter(())
+    return _walk(doc, ("RangeVar",))
+
+
 def range_names(sql: str, doc: Any = None) -> dict[str, tuple[str, str] | None]:
     """The query's tables by the name its columns go by: alias (or table name) -> (schema, table).
 
     A name given twice maps to None (cannot be placed). ``doc`` as in :func:`column_aliases`.
     """
     out: dict[str, tuple[str, str] | None] = {}
-    if doc is None:
-        try:
-            doc = json.loads(pg.parse_sql_json(sql))
-        except pg.ParseError:
-            return out
-    for kind, value in _walk(doc, ("RangeVar",)):
+    for kind, value in _range_vars(sql, doc):
         if kind != "RangeVar" or not value.get("relname"):
             continue
         alias = (value.get("alias") or {}).get("aliasname")

@@ -14,7 +14,6 @@ connected as the superuser (switching to the reader role) and as the reader.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,7 @@ import pytest
 
 from sqlmode.config import Settings
 from sqlmode.engines._postgres_plan import postgres_plan_facts
-from sqlmode.service import CodeModeService
-from tests.plugins.postgres import create_database
+from tests.plugins.postgres import create_database, reader_of_its_own, service_as
 
 pytestmark = pytest.mark.postgres
 
@@ -40,9 +38,7 @@ OVERRIDES: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 async def forced(pg_admin_url: str, pg_settings_factory: Callable[..., Settings]) -> dict[str, str]:
-    from sqlmode.engines._postgres_grants import apply_grants, grant_script
     from sqlmode.sample import load_sample_postgres
-    from sqlmode.schema.reflect import reflect_schema
 
     url = await create_database(pg_admin_url, "sqlmode_ios")
     await load_sample_postgres(url)
@@ -58,16 +54,11 @@ async def forced(pg_admin_url: str, pg_settings_factory: Callable[..., Settings]
         await conn.execute(f'ALTER DATABASE "{name}" SET enable_seqscan = off')
     finally:
         await conn.close()
-    settings = pg_settings_factory(url, OVERRIDES)
-    role = f"sqlmode_ios_{secrets.token_hex(3)}"
-    reader = await apply_grants(url, grant_script(settings, await reflect_schema(settings), role=role))
-    return {"superuser": url, "reader": reader, "role": role}
+    return await reader_of_its_own(url, pg_settings_factory(url, OVERRIDES), "sqlmode_ios")
 
 
 async def _service(forced: dict[str, str], login: str, factory: Callable[..., Settings], tmp: Path) -> Any:
-    database = {**OVERRIDES["database"], "reader_role": forced["role"]}
-    overrides = {**OVERRIDES, "database": database, "audit": {"path": str(tmp / "audit.jsonl")}}
-    return CodeModeService(factory(forced[login], overrides))
+    return service_as(forced, login, factory, OVERRIDES, tmp)
 
 
 async def _plan(url: str, sql: str) -> dict[str, Any]:

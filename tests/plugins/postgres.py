@@ -146,6 +146,36 @@ async def apply_sample_grants(url: str, settings: Settings) -> str:
     return await apply_grants(url, grant_script(settings, snapshot))
 
 
+async def reader_of_its_own(url: str, settings: Settings, prefix: str) -> dict[str, str]:
+    """Grants for ``settings`` on ``url`` (an admin URL) to a reader role of this database's own.
+
+    Roles are cluster-wide: a test database with other blocks must not re-grant the session's
+    ``sqlmode_reader``. Returns the superuser URL, the reader's URL and the role's name.
+    """
+    from sqlmode.engines._postgres_grants import apply_grants, grant_script
+    from sqlmode.schema.reflect import reflect_schema
+
+    role = f"{prefix}_{secrets.token_hex(3)}"
+    reader = await apply_grants(url, grant_script(settings, await reflect_schema(settings), role=role))
+    return {"superuser": url, "reader": reader, "role": role}
+
+
+def service_as(
+    world: dict[str, str],
+    login: str,
+    factory: Callable[..., Settings],
+    overrides: dict[str, Any],
+    audit_dir: Path,
+) -> Any:
+    """A CodeModeService on ``world`` (:func:`reader_of_its_own`) logged in as ``login``
+    ("superuser", which switches to the world's reader role, or "reader"), with its own audit log."""
+    from sqlmode.service import CodeModeService
+
+    database = {**overrides.get("database", {}), "reader_role": world["role"]}
+    audit = {"path": str(audit_dir / "audit.jsonl")}
+    return CodeModeService(factory(world[login], {**overrides, "database": database, "audit": audit}))
+
+
 @pytest.fixture(scope="session")
 async def pg_sample_db(pg_admin_url: str, pg_settings_factory: Callable[..., Settings]) -> tuple[str, str]:
     """(admin URL, reader URL) of the sample database, grants applied."""
