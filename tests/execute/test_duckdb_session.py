@@ -191,13 +191,14 @@ async def test_a_query_still_queued_when_its_caller_gives_up_never_starts(
         second = asyncio.create_task(ex._call(5000, queued))
         await asyncio.sleep(0.05)  # the second call is submitted and waits for the worker
         if give_up:
+            # The caller has given up (its cancellation handled) while the worker is still busy.
             second.cancel()
-        release.set()
-        await first
-        if give_up:
             with pytest.raises(asyncio.CancelledError):
                 await second
-        else:
+            assert not release.is_set()
+        release.set()
+        await first
+        if not give_up:
             await second
         # The worker is free: anything still queued would have run by the time this call does.
         r = await ex.run("SELECT 1")
