@@ -169,7 +169,9 @@ class Analyzer:
         limited = inject_limit(root, rules.max_rows) if cls.is_query else None
         final_root = limited.root if limited is not None else root
         if explanation:
-            a.explanation = explain(final_root, limited, dialect)
+            # A wrapped query is explained as written: the outer SELECT * only caps its rows.
+            shown = root if limited is not None and limited.source == "wrapped" else final_root
+            a.explanation = explain(shown, limited, dialect)
         if a.violations:
             return
         normalized = render(final_root, dialect)

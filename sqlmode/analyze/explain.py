@@ -368,6 +368,11 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str) -> str:
                 f"Returns at most {limited.row_limit:,} rows "
                 "(the query's own limit was lowered to the maximum)."
             )
+        elif limited.source == "wrapped":
+            parts.append(
+                f"Returns at most {limited.row_limit:,} rows "
+                "(the query's own limit applies first, and the result is capped at the maximum)."
+            )
         else:
             parts.append(f"Returns at most {limited.row_limit:,} rows.")
     return " ".join(p for p in parts if p)

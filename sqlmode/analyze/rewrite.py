@@ -20,8 +20,10 @@ from .parse import generate
 class Limited:
     root: exp.Expr
     row_limit: int
-    # "injected": no LIMIT was written; "lowered": a larger one was cut to max_rows;
-    # "kept": the query's own LIMIT was at most max_rows.
+    # "injected": no LIMIT was written; "lowered": a larger one (or LIMIT ALL) was cut to
+    # max_rows; "kept": the query's own LIMIT was at most max_rows; "wrapped": the query's own
+    # limit is a percentage, WITH TIES or an expression, so it stays as written and the query
+    # is wrapped in an outer SELECT * ... LIMIT that caps it.
     source: str
 
 
@@ -45,9 +47,7 @@ def inject_limit(root: exp.Expr, max_rows: int) -> Limited:
     if isinstance(root, (exp.Values, exp.Pivot)) or (
         isinstance(root, exp.Subquery) and not isinstance(root.this, exp.Query)
     ):
-        alias = exp.TableAlias(this=exp.to_identifier("q"))
-        wrapped = exp.select("*").from_(exp.Subquery(this=root, alias=alias))
-        return Limited(wrapped.limit(cap, copy=False), max_rows, "injected")
+        return Limited(_wrapped(root, cap), max_rows, "injected")
     if not isinstance(root, exp.Query):
         return Limited(root, 0, "none")
     limit = root.args.get("limit")
@@ -56,15 +56,30 @@ def inject_limit(root: exp.Expr, max_rows: int) -> Limited:
         return Limited(root, max_rows, "injected")
     options = limit.args.get("limit_options")
     special = options is not None and (options.args.get("percent") or options.args.get("with_ties"))
-    count = _literal_int(limit.args.get("count") if isinstance(limit, exp.Fetch) else limit.expression)
+    written = limit.args.get("count") if isinstance(limit, exp.Fetch) else limit.expression
+    count = _literal_int(written)
     if count is not None and not special:
         if count <= max_rows:
             return Limited(root, count, "kept")
         root.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
         return Limited(root, max_rows, "lowered")
-    # LIMIT ALL, LIMIT <expression>, percentages and WITH TIES: a plain cap replaces them.
-    root.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
-    return Limited(root, max_rows, "lowered")
+    if not special and (written is None or isinstance(written, exp.Null) or _is_all(written)):
+        # LIMIT ALL / LIMIT NULL mean no limit: the cap replaces them without changing the answer.
+        root.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
+        return Limited(root, max_rows, "lowered")
+    # A percentage, WITH TIES or a computed count: replacing it would change which rows come
+    # back (LIMIT 5 PERCENT is not LIMIT 1001), so it stays and an outer query caps the rows.
+    return Limited(_wrapped(root, cap), max_rows, "wrapped")
+
+
+def _is_all(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Var) and node.name.upper() == "ALL"
+
+
+def _wrapped(root: exp.Expr, cap: int) -> exp.Select:
+    """SELECT * FROM (root) AS q LIMIT cap."""
+    alias = exp.TableAlias(this=exp.to_identifier("q"))
+    return exp.select("*").from_(exp.Subquery(this=root, alias=alias)).limit(cap, copy=False)
 
 
 def render(root: exp.Expr, dialect: str) -> str:

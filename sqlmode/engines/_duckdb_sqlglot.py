@@ -1,4 +1,6 @@
-"""A fix to sqlglot's DuckDB generator, applied once when the DuckDB engine loads.
+"""Fixes to sqlglot's DuckDB generator, applied once when the DuckDB analyzer is built.
+
+**PIVOT over a join.**
 
 DuckDB refuses qualified columns in a PIVOT's own clauses (``ON o.status``: "PIVOT expression
 cannot contain qualified columns"), so sqlglot 30's DuckDB generator unqualifies every column
@@ -15,9 +17,21 @@ the clauses, which are scopes of their own. sqlglot compiles its generators (sql
 subclass cannot be instantiated; the entry of the generator's TRANSFORMS table is replaced
 instead, for the process. The round-trip check still compares every rendering with the tree
 that was analyzed.
+
+**date_add with an interval expression.** DuckDB's ``date_add(ts, x)`` takes an interval (or a
+number of days) as ``x``. sqlglot renders it as ``ts + INTERVAL (x) DAY``, right for a number
+but not for an interval-valued expression: ``date_add(ts, -INTERVAL 30 DAY)`` became
+``ts + INTERVAL (-INTERVAL '30' DAY) DAY``, which DuckDB binds and then fails on when it runs
+(INTERVAL -> DOUBLE). The text form and the tree both read the same columns, so nothing else
+caught it; the query validated and could not run. When the call has no unit (DuckDB's own
+two-argument form) and its argument is not a plain number or an INTERVAL literal, it is
+rendered as the ``date_add`` call it was written as.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from sqlglot import exp, transforms
 from sqlglot.generators.duckdb import DuckDBGenerator
@@ -50,8 +64,25 @@ def _unqualify(root: exp.Expr) -> None:
 
 
 def install() -> None:
-    """Replace sqlglot's PIVOT transform for DuckDB (idempotent)."""
+    """Replace sqlglot's PIVOT and date_add transforms for DuckDB (idempotent)."""
     DuckDBGenerator.TRANSFORMS[exp.Pivot] = _PIVOT
+    if DuckDBGenerator.TRANSFORMS.get(exp.DateAdd) is not _date_add:
+        _SQLGLOT_DATE_ADD[0] = DuckDBGenerator.TRANSFORMS[exp.DateAdd]
+        DuckDBGenerator.TRANSFORMS[exp.DateAdd] = _date_add
+
+
+_SQLGLOT_DATE_ADD: list[Callable[[Any, exp.DateAdd], str]] = []
+_SQLGLOT_DATE_ADD.append(DuckDBGenerator.TRANSFORMS[exp.DateAdd])
+
+
+def _date_add(gen: Any, node: exp.DateAdd) -> str:
+    """``date_add(this, x)`` as written when x is interval-valued; sqlglot's rendering otherwise."""
+    value = node.expression
+    number = isinstance(value, exp.Literal) and value.is_number
+    plain = value is None or number or isinstance(value, exp.Interval)
+    if node.args.get("unit") is None and not plain:
+        return str(gen.func("DATE_ADD", node.this, value))
+    return _SQLGLOT_DATE_ADD[0](gen, node)
 
 
 _PIVOT = transforms.preprocess([unqualify_pivot_clauses])

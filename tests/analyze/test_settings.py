@@ -124,7 +124,9 @@ def test_introspection_switch() -> None:
         ("SELECT id FROM orders LIMIT 10 OFFSET 5", 10, "kept"),
         ("SELECT id FROM orders LIMIT ALL", 1000, "lowered"),
         ("SELECT id FROM orders ORDER BY id FETCH FIRST 20 ROWS ONLY", 20, "kept"),
-        ("SELECT id FROM orders ORDER BY id FETCH FIRST 20 ROWS WITH TIES", 1000, "lowered"),
+        ("SELECT id FROM orders ORDER BY id FETCH FIRST 20 ROWS WITH TIES", 1000, "wrapped"),
+        ("SELECT id FROM orders LIMIT (SELECT 3)", 1000, "wrapped"),
+        ("SELECT id FROM orders LIMIT NULL", 1000, "lowered"),
         ("SELECT id FROM orders UNION SELECT id FROM products LIMIT 3000", 1000, "lowered"),
         ("VALUES (1), (2)", 1000, "injected"),
     ],
@@ -136,11 +138,16 @@ def test_limit_injection(sql: str, limit: int, source: str) -> None:
     # an injected or lowered cap asks for one probe row past the limit (truncation detection)
     written = limit if source == "kept" else limit + 1
     assert re.search(rf"(LIMIT|FETCH FIRST) {written}\b", a.normalized_code)
+    if source == "wrapped":  # the query's own limit is still there, inside the cap
+        assert a.normalized_code.startswith("SELECT * FROM (") and ("WITH TIES" in sql) == (
+            "WITH TIES" in a.normalized_code
+        )
 
 
-def test_limit_percent_in_duckdb_is_replaced() -> None:
+def test_limit_percent_in_duckdb_is_kept_inside_the_cap() -> None:
     a = run("SELECT id FROM orders LIMIT 10%", "duckdb")
-    assert a.row_limit == 1000 and a.normalized_code.endswith("LIMIT 1001")
+    assert a.row_limit == 1000 and a.limit_source == "wrapped"
+    assert a.normalized_code == "SELECT * FROM (SELECT id FROM orders LIMIT 10 PERCENT) AS q LIMIT 1001"
 
 
 def test_max_rows_comes_from_config() -> None:
