@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -475,3 +476,40 @@ def test_a_log_used_from_one_event_loop_after_another_still_syncs(tmp_path: Path
         assert log.durable_seq == rec["seq"] == 3
     finally:
         log.close()
+
+
+def syncing(log: AuditLog) -> bool:
+    return log._sync_task is not None
+
+
+async def test_closing_while_a_group_sync_runs_waits_for_it_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A slow disk: close() must not pull the file from under a sync still running on its thread.
+
+    A group sync's tail arms the flush timer for records written while it ran; that timer could
+    start a second sync while aclose() synced the rest, and close() then closed the file (and the
+    anchor's descriptor, a number the OS may hand to another file) under it: "cannot sync audit
+    log: I/O operation on closed file", and the log refused everything after.
+    """
+    real = os.fdatasync
+
+    def slow_disk(fd: int) -> None:
+        time.sleep(0.005)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_disk)
+    for i in range(40):  # the race is a matter of timing: many tries
+        path = tmp_path / f"a{i}.jsonl"
+        log = AuditLog(path, keys=KEY, flush_window_ms=1)
+        await log.append_async(VALIDATE)
+        assert await until(partial(syncing, log))  # the timer's sync is running
+        for _ in range(3):  # written while it runs: the sync's tail arms the timer again
+            await log.append_async(VALIDATE)
+        await log.aclose()
+        await asyncio.sleep(0.02)  # a sync still running on its thread would fail by now
+        assert log._failed is None and log.durable_seq == 4
+        report = verify_audit_log(path, KEY)
+        assert report.ok and report.records == 4 and not report.notes, report.render()
+        assert anchors(path)[1]["seq"] == 4
+    assert not [r for r in caplog.records if "cannot sync" in r.getMessage()]

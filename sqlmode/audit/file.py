@@ -137,6 +137,9 @@ class AuditLog:
         self._fsync = fsync
         self._window = max(0.0, flush_window_ms) / 1000
         self._lock = threading.Lock()
+        # Held for a whole sync and while close() tears the file down: a sync on a worker thread
+        # must never meet a closed file, nor a descriptor number the OS has handed to another file.
+        self._sync_lock = threading.Lock()
         self._head_fd: int | None = None
         self._sync_task: asyncio.Future[None] | None = None
         # Resolved when the running sync has the log on disk (before the durable anchor is synced).
@@ -295,8 +298,12 @@ class AuditLog:
         ``on_log_synced`` is called (on this thread) once the log is on disk, before the anchor's
         own sync. Never raises: a failure is kept in ``_failed`` (and logged) for every caller to see.
         """
-        if self._failed is not None:
-            return
+        with self._sync_lock:
+            self._sync_locked(on_log_synced)
+
+    def _sync_locked(self, on_log_synced: Callable[[], None] | None) -> None:
+        if self._failed is not None or self._fh.closed:
+            return  # closed: close() synced everything written before it
         with self._lock:
             end, seq, mac = self._size, self._seq, self._prev
             self._dirty_since = None
@@ -393,23 +400,27 @@ class AuditLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._fsync and not self._fh.closed and self._synced < self._size:
-            self._sync()
-        with self._lock:
-            if self._head_fd is not None:
-                os.close(self._head_fd)
-                self._head_fd = None
-            if not self._fh.closed:
-                # Nothing is buffered; a failing device may still complain on close.
-                with contextlib.suppress(OSError):
-                    self._fh.close()
+        with self._sync_lock:
+            if self._fsync and not self._fh.closed and self._synced < self._size:
+                self._sync_locked(None)
+            with self._lock:
+                if self._head_fd is not None:
+                    os.close(self._head_fd)
+                    self._head_fd = None
+                if not self._fh.closed:
+                    # Nothing is buffered; a failing device may still complain on close.
+                    with contextlib.suppress(OSError):
+                        self._fh.close()
 
     async def aclose(self) -> None:
+        # A group sync's tail may arm the flush timer, which may start another sync: wait until
+        # none is running, then sync the rest off the event loop (close() finds nothing left).
+        self._on_this_loop()
+        while self._sync_task is not None:
+            await asyncio.gather(self._sync_task, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._sync_task is not None:
-            await asyncio.gather(self._sync_task, return_exceptions=True)
         if self._fsync and not self._fh.closed and self._synced < self._size:
             await asyncio.to_thread(self._sync)
         self.close()
