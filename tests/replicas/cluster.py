@@ -153,6 +153,7 @@ class LoadResult:
     replays_refused: int = 0
     double_runs: int = 0
     transport_errors: int = 0
+    transport_failures: list[str] = field(default_factory=list)  # what the first ones were
     other_errors: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -239,8 +240,9 @@ async def run_load(
                         out.replays_refused += 1
                     else:
                         out.other_errors.append(f"replay: {text_of(again)[:200]}")
-                except Exception:  # a replica went away under this call: go on with the living
+                except Exception as e:  # a replica went away under this call: go on with the living
                     out.transport_errors += 1
+                    out.transport_failures.append(f"{type(e).__name__}: {e!s:.200}")
                     await asyncio.sleep(0.2)
 
         started = time.monotonic()

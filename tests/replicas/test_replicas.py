@@ -136,6 +136,7 @@ async def test_load_no_double_runs_no_lost_records_and_the_chains_verify(
     assert result.transport_errors == 0 and result.other_errors == [], (
         result.summary(),
         result.other_errors[:5],
+        result.transport_failures[:5],
     )
     assert result.replays_refused == len(result.runs)
     rows = await audit_rows(store_url)
