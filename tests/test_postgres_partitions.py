@@ -166,3 +166,24 @@ def test_blocks_propagate_down_every_level_of_a_hierarchy() -> None:
     assert snap.is_table_blocked("vault_1")
     assert not snap.is_column_blocked("other", "secret") and not snap.is_column_blocked("stray", "secret")
     assert "stray" not in snap.ancestors
+
+
+async def test_the_schema_resource_folds_partitions_into_their_parent(
+    world: dict[str, str], pg_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A table partitioned by day would otherwise show its columns once a day: one header names them."""
+    async with _service(world, "reader", pg_settings, tmp_path) as svc:
+        text = await svc.schema_text()
+    blocks = {b.split("\n", 1)[0].split(" ", 1)[0]: b for b in text.split("\n\n")[1:]}
+    # every level of events folds into events; the blocked column is nowhere
+    assert "events_2024" not in blocks and "events_2024_a" not in blocks and "events_2025" not in blocks
+    head = blocks["events"].split("\n", 1)[0]
+    parts = "events_2024, events_2024_a, events_2024_b, events_2025"
+    assert f"reads its partitions, same columns: {parts}" in head
+    assert "secret" not in blocks["events"] and "secret" not in text
+    # an INHERITS child with a column of its own stays a table of its own
+    assert "dogs" in blocks and "bark" in blocks["dogs"] and "partitions" not in blocks["animals"]
+    # the blocked table and its partition stay hidden
+    assert "vault" not in text
+    header = "# analytics (postgres): the 3 tables (and 4 partitions, named in their table's header)"
+    assert text.startswith(header)
