@@ -101,3 +101,25 @@ async def decide(base: str, rid: str, verdict: str, who: str, comment: str = "")
             json={"comment": comment},
             headers={"authorization": f"Bearer {TOKENS[who]}", "accept": "application/json"},
         )
+
+
+# Debian's headless Chromium: `.ci/run` installs it (apt-get install chromium-headless-shell), and
+# playwright never downloads one (no internet here but the package registries).
+_CHROMIUM = Path("/usr/lib/chromium/chromium-headless-shell")
+REQUIRE_BROWSER = "SQLMODE_REQUIRE_BROWSER"
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The browser's path. Missing: a failure where the browser is required (``.ci/run`` sets
+    SQLMODE_REQUIRE_BROWSER=1), a skip that says how to install it elsewhere (a fresh machine with
+    only Python and pip runs the rest of the suite)."""
+    import os
+
+    found = str(_CHROMIUM) if _CHROMIUM.exists() else shutil.which("chromium-headless-shell")
+    if found:
+        return found
+    why = "chromium-headless-shell is not installed (apt-get install chromium-headless-shell)"
+    if os.environ.get(REQUIRE_BROWSER):
+        pytest.fail(f"{why}; {REQUIRE_BROWSER} is set, so the browser tests must run", pytrace=False)
+    pytest.skip(f"{why}; .ci/run installs it and runs this test")

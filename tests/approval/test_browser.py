@@ -7,9 +7,7 @@ waiting meanwhile returns the rows. Plus the page's cookie and CSRF rules over p
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx2
 from playwright.async_api import async_playwright
@@ -18,9 +16,6 @@ from sqlmode.config import Settings
 from tests.approval.conftest import READ_SQL, TOKENS
 from tests.approval.test_no_elicitation import execute, opened, validated
 
-# `.ci/run` installs it (apt-get install chromium-headless-shell); playwright never downloads one.
-_REAL = Path("/usr/lib/chromium/chromium-headless-shell")
-CHROMIUM = str(_REAL) if _REAL.exists() else (shutil.which("chromium-headless-shell") or str(_REAL))
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -33,14 +28,14 @@ FLAGS = [
 
 
 async def test_log_in_see_the_sql_and_its_hash_approve_and_the_waiting_call_returns_rows(
-    approval_settings: Callable[..., Settings],
+    approval_settings: Callable[..., Settings], chromium: str
 ) -> None:
     async with opened(approval_settings(wait_seconds=60)) as (_, client, _base):
         v = await validated(client, READ_SQL)
         req = (await execute(client, v)).structured_content["approval_required"]
         waiting = asyncio.create_task(execute(client, v))
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+            browser = await p.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
             try:
                 page = await browser.new_page()
                 # Generous waits: CI machines are shared; a slow step is not a failure here.

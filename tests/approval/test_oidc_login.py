@@ -191,7 +191,7 @@ async def test_an_id_token_without_a_usable_user_opens_no_session(setup: Setup, 
 
 
 async def test_in_a_real_browser_the_provider_on_another_site_logs_the_approver_in(
-    approval_settings: Callable[..., Settings],
+    approval_settings: Callable[..., Settings], chromium: str
 ) -> None:
     """Chromium keeps SameSite rules: the provider (localhost) is another site than the page
     (127.0.0.1) and the person clicks "Sign in" on the provider's page, so the way back is a
@@ -199,7 +199,7 @@ async def test_in_a_real_browser_the_provider_on_another_site_logs_the_approver_
     Strict cookie reaches the approval page only through a navigation the page itself starts."""
     from playwright.async_api import async_playwright
 
-    from tests.approval.test_browser import CHROMIUM, FLAGS
+    from tests.approval.test_browser import FLAGS
 
     async with running_provider("localhost") as provider:
         settings = approval_settings(auth=oidc_auth(provider.issuer))
@@ -210,7 +210,7 @@ async def test_in_a_real_browser_the_provider_on_another_site_logs_the_approver_
             provider.interactive = True
             rid = await pending(svc)
             async with async_playwright() as p:
-                browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+                browser = await p.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
                 try:
                     page = await browser.new_page()
                     page.set_default_timeout(120_000)
