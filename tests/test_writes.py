@@ -152,3 +152,36 @@ async def test_a_fake_count_column_neither_lifts_the_cap_nor_fools_the_audit(
     assert executed[0]["decision"] == "failed" and executed[0]["error"] == ei.value.code
     assert "rows" not in executed[0] and "affected_rows" not in executed[0]
     assert (executed[1]["decision"], executed[1]["affected_rows"]) == ("ok", 2)
+
+
+UPSERT = (
+    "INSERT INTO contacts (id, customer_id, contacted_at, channel, rep) "
+    "VALUES (1, 1, TIMESTAMP '2026-01-01', 'email', 'upserted') ON CONFLICT (id) DO UPDATE SET rep = {value}"
+)
+
+
+async def test_an_upsert_reads_the_proposed_row_through_excluded(
+    make_settings: Callable[..., Settings], writable_db: Path
+) -> None:
+    """`excluded` is the row proposed for insertion: its columns are the target table's (it was refused
+    as an unknown column, so no upsert could run)."""
+    settings = settings_for(make_settings, writable_db, writes=True)
+    before = fingerprint(writable_db)
+    async with CodeModeService(settings) as svc:
+        v = await svc.validate(UPSERT.format(value="excluded.rep"))
+        assert v.is_valid, v.violations
+        r = await svc.execute(v.normalized_code, v.approval_token or "")
+        assert getattr(r, "affected_rows", None) == 1
+        leak = (
+            "INSERT INTO customers (id, name, email, region, segment, created_at) VALUES "
+            "(1, 'a', 'b', 'c', 'd', TIMESTAMP '2026-01-01') "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.ssn"
+        )
+        # the proposed row's blocked column is refused like the table's own
+        refused = {leak: "COLUMN_BLOCKED", UPSERT.format(value="excluded.nope"): "UNKNOWN_COLUMN"}
+        for sql, code in refused.items():
+            bad = await svc.validate(sql)
+            assert not bad.is_valid and {x.code for x in bad.violations} == {code}, bad.violations
+    with duckdb.connect(str(writable_db), read_only=True) as con:
+        assert con.execute("SELECT rep FROM contacts WHERE id = 1").fetchone() == ("upserted",)
+    assert fingerprint(writable_db) == before  # orders and tickets: nothing else changed

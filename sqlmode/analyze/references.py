@@ -275,6 +275,11 @@ class Resolver:
         for node in extra:
             if isinstance(node, exp.Table):
                 sources[node.alias_or_name] = node
+        if isinstance(root, exp.Insert) and root.args.get("conflict") is not None:
+            # ON CONFLICT ... DO UPDATE SET c = excluded.c: `excluded` is the row proposed for
+            # insertion, a row of the target table. Its columns resolve as the target's, so a
+            # blocked one is refused like any other (and an unknown one is unknown).
+            sources.setdefault("excluded", target)
         # Subqueries of the statement hang off one shared parent scope: give it the sources
         # so that correlated references resolve, and resolve the statement itself through it.
         dml_scope = next(

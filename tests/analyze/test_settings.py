@@ -49,6 +49,25 @@ def test_allowed_insert_select_reads_and_writes() -> None:
     assert "contacts.rep" in a.columns and "customers.region" in a.columns
 
 
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+def test_an_upsert_reads_the_proposed_row_through_excluded(dialect: str) -> None:
+    """ON CONFLICT ... DO UPDATE SET c = excluded.c: the target's columns, blocked ones refused."""
+    upsert = (
+        "INSERT INTO contacts AS k (id, customer_id, rep) VALUES (1, 1, 'me') "
+        "ON CONFLICT (id) DO UPDATE SET rep = excluded.rep WHERE k.rep <> excluded.rep"
+    )
+    a = run(upsert, dialect, allow_writes=True)
+    assert a.violations == [] and a.action == Action.WRITE
+    assert "contacts.rep" in a.columns and "ON CONFLICT" in a.normalized_code
+    leak = (
+        "INSERT INTO customers (id, name) VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET name = excluded.ssn"
+    )
+    assert codes(run(leak, dialect, allow_writes=True)) == {"COLUMN_BLOCKED"}
+    assert codes(
+        run(upsert.replace("excluded.rep WHERE", "excluded.nope WHERE"), dialect, allow_writes=True)
+    ) == {"UNKNOWN_COLUMN"}
+
+
 def test_delete_needs_allow_deletes_and_is_critical() -> None:
     sql = "DELETE FROM contacts WHERE contacted_at < now() - interval '1 year'"
     assert codes(run(sql, allow_writes=True)) == {"DELETE_NOT_ALLOWED"}

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from sqlmode.analyze import Analyzer
 from sqlmode.config import Settings
 from sqlmode.engines._postgres_grants import apply_grants
 from sqlmode.engines._postgres_writer_role import writer_script
@@ -109,6 +110,29 @@ async def test_the_database_refuses_the_rest(
         with pytest.raises(PermissionDeniedError):
             await w.run_write(sql)
     assert await rows(admin_db) == before
+
+
+async def test_an_upsert_the_analyzer_passed_runs_as_the_writer(
+    pg_settings_factory: Callable[..., Settings], admin_db: str, writer_url: str
+) -> None:
+    """ON CONFLICT ... DO UPDATE SET c = excluded.c: analyzed (excluded is the proposed row of the
+    target), then run by the column-restricted writer; the blocked column is untouched."""
+    settings = pg_settings_factory(admin_db, config(admin_db, writer_url))
+    snapshot = await reflect_schema(settings)
+    sql = (
+        "INSERT INTO people AS p (id, name, note) VALUES (5, 'five', 'upserted') "
+        "ON CONFLICT (id) DO UPDATE SET note = excluded.note WHERE p.note IS DISTINCT FROM excluded.note"
+    )
+    a = Analyzer(settings).analyze(sql, snapshot)
+    assert a.violations == [], a.violations
+    leak = Analyzer(settings).analyze(
+        sql.replace("SET note = excluded.note", "SET note = excluded.ssn"), snapshot
+    )
+    assert {v.code for v in leak.violations} == {"COLUMN_BLOCKED"}
+    async with open_write_executor(settings) as w:
+        r = await w.run_write(a.normalized_code)
+    assert r.affected_rows == 1
+    assert (await rows(admin_db))[4] == (5, "p5", SSN, "upserted")
 
 
 async def test_deletes_are_refused_by_the_role_when_the_grants_say_so(
