@@ -185,3 +185,24 @@ async def test_an_upsert_reads_the_proposed_row_through_excluded(
     with duckdb.connect(str(writable_db), read_only=True) as con:
         assert con.execute("SELECT rep FROM contacts WHERE id = 1").fetchone() == ("upserted",)
     assert fingerprint(writable_db) == before  # orders and tickets: nothing else changed
+
+
+async def test_a_write_after_a_with_clause_runs(
+    make_settings: Callable[..., Settings], writable_db: Path
+) -> None:
+    settings = settings_for(make_settings, writable_db, writes=True)
+    sql = (
+        "WITH t AS (SELECT id FROM support_tickets WHERE priority = 'low' ORDER BY id LIMIT 2) "
+        "UPDATE support_tickets SET priority = 'medium' WHERE id IN (SELECT id FROM t)"
+    )
+    with duckdb.connect(str(writable_db), read_only=True) as con:
+        low = con.execute("SELECT id FROM support_tickets WHERE priority = 'low' ORDER BY id LIMIT 2")
+        ids = [r[0] for r in low.fetchall()]
+    async with CodeModeService(settings) as svc:
+        v = await svc.validate(sql)
+        assert v.is_valid, v.violations
+        r = await svc.execute(v.normalized_code, v.approval_token or "")
+        assert getattr(r, "affected_rows", None) == 2
+    with duckdb.connect(str(writable_db), read_only=True) as con:
+        got = con.execute(f"SELECT DISTINCT priority FROM support_tickets WHERE id IN ({ids[0]}, {ids[1]})")
+        assert got.fetchall() == [("medium",)]

@@ -130,6 +130,9 @@ class DuckDBEngine:
         first = sql[offset:].split(None, 1)[0].lower()
         if expected == "SELECT":
             return first.startswith("(") or first in _QUERY_KEYWORDS
+        if first == "with":
+            # WITH t AS (...) UPDATE ...: the statement's kind follows the CTEs; the parser says it.
+            return self.native_statements(sql).types == (expected,)
         return first == expected.lower()
 
     def native_calls(self, sql: str) -> tuple[str | None, set[tuple[str, str]]]:

@@ -68,6 +68,38 @@ def test_an_upsert_reads_the_proposed_row_through_excluded(dialect: str) -> None
     ) == {"UNKNOWN_COLUMN"}
 
 
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        (
+            "WITH t AS (SELECT id FROM support_tickets WHERE priority = 'low' LIMIT 2) "
+            "UPDATE support_tickets SET priority = 'medium' WHERE id IN (SELECT id FROM t)",
+            "UPDATE",
+        ),
+        (
+            "WITH t AS (SELECT id, customer_id FROM support_tickets LIMIT 2) "
+            "INSERT INTO contacts (id, customer_id, rep) SELECT id + 990000, customer_id, 'x' FROM t",
+            "INSERT",
+        ),
+        (
+            "WITH t AS (SELECT id FROM contacts WHERE rep = 'x') "
+            "DELETE FROM contacts WHERE id IN (SELECT id FROM t)",
+            "DELETE",
+        ),
+    ],
+)
+def test_a_write_after_a_with_clause_is_the_write(dialect: str, sql: str, kind: str) -> None:
+    """DuckDB's check of the rendering read its first word: WITH was no UPDATE (ANALYSIS_FAILED)."""
+    a = run(sql, dialect, allow_writes=True, allow_deletes=True)
+    assert a.violations == [] and a.statement_type == kind and a.normalized_code.startswith("WITH t AS")
+    leak = (
+        "WITH t AS (SELECT ssn FROM customers) "
+        "UPDATE contacts SET rep = (SELECT ssn FROM t LIMIT 1) WHERE id = 1"
+    )
+    assert codes(run(leak, dialect, allow_writes=True)) == {"COLUMN_BLOCKED"}
+
+
 def test_delete_needs_allow_deletes_and_is_critical() -> None:
     sql = "DELETE FROM contacts WHERE contacted_at < now() - interval '1 year'"
     assert codes(run(sql, allow_writes=True)) == {"DELETE_NOT_ALLOWED"}
