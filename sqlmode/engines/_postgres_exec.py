@@ -149,12 +149,17 @@ def map_pg_error(
     return ExecutionError(f"The query failed: {e.__class__.__name__}: {e}")
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    # asyncpg turns JIT off around its type introspection with set_config, which the query role
-    # may not execute (grants.py revokes it from PUBLIC): introspect with the server's setting.
+def introspect_without_set_config(conn: asyncpg.Connection) -> None:
+    """asyncpg turns JIT off around its type introspection with set_config, which the reader and
+    writer roles may not execute (grants.py revokes it from PUBLIC): introspect with the server's
+    setting instead. Every pool of a role made by `db grants` needs it (a pool's ``init``)."""
     caps = getattr(conn, "_server_caps", None)
     if caps is not None and getattr(caps, "jit", False):
         conn._server_caps = caps._replace(jit=False)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    introspect_without_set_config(conn)
     # asyncpg's default interval decoding folds months into days; the tuple form is exact.
     await conn.set_type_codec(
         "interval", schema="pg_catalog", encoder=_encode_interval, decoder=pg_interval, format="tuple"

@@ -62,6 +62,7 @@ class PostgresWriteExecutor:
                 max_size=min(2, db.pool_max_size),
                 timeout=db.connect_timeout_ms / 1000,
                 command_timeout=None,
+                init=_init_writer,
                 server_settings={
                     "application_name": "sqlmode-writer",
                     "statement_timeout": str(self.settings.code_mode.query_timeout_ms),
@@ -76,8 +77,14 @@ class PostgresWriteExecutor:
             raise map_pg_error(e, target=self._target) from e
         from ._postgres_writer_role import writer_problems
 
-        async with self._pool.acquire() as conn:
-            problems = await writer_problems(conn, self.settings)
+        try:
+            async with self._pool.acquire() as conn:
+                problems = await writer_problems(conn, self.settings)
+        except BaseException as e:
+            await self.close()
+            if isinstance(e, asyncio.CancelledError | SqlmodeError):
+                raise
+            raise map_pg_error(e, target=self._target) from e
         if problems and not db.allow_privileged_role:
             # Proven like the reader: a write role that can change or read more than the config says
             # leaves only sqlmode's own checks between a fooled analyzer and the data.
@@ -171,3 +178,11 @@ class PostgresWriteExecutor:
             raise
         await tr.commit()
         return records, attrs, verb, affected
+
+
+async def _init_writer(conn: Any) -> None:
+    # The writer role cannot execute set_config once the reader's grants ran (they revoke it from
+    # PUBLIC): the writer's first RETURNING of a type asyncpg must introspect failed without this.
+    from ._postgres_exec import introspect_without_set_config
+
+    introspect_without_set_config(conn)

@@ -14,7 +14,7 @@ import pytest
 
 from sqlmode.analyze import Analyzer
 from sqlmode.config import Settings
-from sqlmode.engines._postgres_grants import apply_grants
+from sqlmode.engines._postgres_grants import apply_grants, grant_script
 from sqlmode.engines._postgres_writer_role import writer_script
 from sqlmode.errors import ConfigError, ExecutionError, PermissionDeniedError
 from sqlmode.execute import open_write_executor
@@ -64,8 +64,12 @@ async def admin_db(pg_admin_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def writer_url(admin_db: str, pg_settings_factory: Callable[..., Settings]) -> str:
+    """Both scripts, as `sqlmode db grants --apply` runs them with writes on: the reader's revokes
+    EXECUTE on set_config from PUBLIC, which the writer must do without (asyncpg's type
+    introspection calls it unless told not to)."""
     settings = pg_settings_factory(admin_db, config(admin_db))
     snapshot = await reflect_schema(settings)
+    await apply_grants(admin_db, grant_script(settings, snapshot, role="sqlmode_writer_t_reader"))
     return await apply_grants(admin_db, writer_script(settings, snapshot, role="sqlmode_writer_t"))
 
 
