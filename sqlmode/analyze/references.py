@@ -533,6 +533,14 @@ class Resolver:
             return
         self.refs.column_sources.setdefault(id(col), set()).add(qualifier)
         if eager or not _is_projection(col, scope.expression) or self._outputs_of(scope) is None:
+            star = col.this
+            if any(star.args.get(k) for k in ("except_", "replace", "rename")):
+                # t.* EXCLUDE (c) / REPLACE (... AS c): what the modifiers leave is read, as for *.
+                outs = self._source_outputs(found[0])
+                if outs is not None:
+                    for _, origin in _apply_star_modifiers(star, outs, qualifier, True):
+                        self._demand(origin, col, "*")
+                    return
             self._demand_source(found[0], col, "*")
 
     def _join_columns(self, scope: Scope, join: exp.Join) -> None:
