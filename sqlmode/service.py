@@ -62,7 +62,7 @@ from .models import (
     Violation,
 )
 from .policy import PolicyEvaluator, build_evaluator, principal_from_config
-from .schema import SchemaSnapshot, reflect_schema, render_schema, render_table
+from .schema import SchemaSnapshot, reflect_schema, render_schema, render_table, shown_names
 from .schema.names import check_config_names
 from .state import StateStore, open_state_store
 from .token import TokenClaims, TokenService, code_hash
@@ -241,7 +241,8 @@ class CodeModeService:
                 code="UNKNOWN_TABLE",
                 hint="Tables: " + ", ".join(sorted(bounded.display_name(k) for k in bounded.tables)),
             )
-        return render_table(t, bounded.display_name(key), bounded.display_name)
+        display, quote = shown_names(bounded)
+        return render_table(t, display(key), display, quote=quote)
 
     # -- principals -----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from sqlmode.errors import ConfigError
 from sqlmode.schema import ColumnInfo, ForeignKey, SchemaSnapshot, TableInfo, reflect_schema, render_schema
 from sqlmode.schema.describe import apply_descriptions, load_descriptions, unknown_entries
 from sqlmode.schema.render import approx_rows
+from sqlmode.service import CodeModeService
 from tests.plugins.postgres import create_database
 
 GOLDEN = bundled_path("schema_resources") / "sample.schema.txt"
@@ -277,3 +278,76 @@ async def test_postgres_schema_hash_follows_ddl(
         assert (await reflect_schema(settings)).schema_hash != first.schema_hash
     finally:
         await conn.close()
+
+
+def _named(dialect: str) -> SchemaSnapshot:
+    people = TableInfo(
+        "People",
+        (ColumnInfo("ID", "INTEGER"), ColumnInfo("order", "INTEGER"), ColumnInfo("user", "TEXT")),
+        schema="Sales",
+    )
+    order = TableInfo(
+        "order",
+        (ColumnInfo("id", "INTEGER"), ColumnInfo("naïve col", "TEXT"), ColumnInfo("people_id", "INTEGER")),
+        foreign_keys=(ForeignKey(("people_id",), "People", ("ID",), ref_schema="Sales"),),
+    )
+    return SchemaSnapshot.build(dialect, "db", [people, order])
+
+
+@pytest.mark.parametrize(
+    ("dialect", "expected"),
+    [
+        # PostgreSQL folds unquoted names to lower case: capitals are quoted; `user` is reserved there
+        ("postgres", ['"People"', '  "ID" INTEGER', '  "order" INTEGER', '  "user" TEXT', '"order"']),
+        # DuckDB matches names in any case; `user` is no reserved word of DuckDB's
+        ("duckdb", ["People", "  ID INTEGER", '  "order" INTEGER', "  user TEXT", '"order"']),
+    ],
+)
+def test_a_name_a_query_must_quote_is_shown_quoted(dialect: str, expected: list[str]) -> None:
+    """The schema resource shows each name as a query writes it, so that a model can copy it."""
+    text = render_schema(_named(dialect).bounded())
+    lines = text.splitlines()
+    for line in expected:
+        assert any(x == line or x.startswith(line + " ") for x in lines), (line, text)
+    assert '  "naïve col" TEXT' in lines
+    assert 'A name in double quotes ("order") must be written with them.' in text
+    people = '"People"' if dialect == "postgres" else "People"
+    identifier = '"ID"' if dialect == "postgres" else "ID"
+    assert f"  people_id INTEGER -> {people}.{identifier}" in lines
+
+
+def test_plain_names_are_not_quoted_and_the_header_says_nothing_of_quotes(
+    sample_snapshot: SchemaSnapshot,
+) -> None:
+    text = render_schema(sample_snapshot.bounded())
+    assert "double quotes" not in text
+    assert not any(line.startswith(('"', '  "')) for line in text.splitlines())
+
+
+async def test_names_copied_from_the_schema_resource_run(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """Keyword and non-ASCII names, written as the resource shows them, validate and run on DuckDB."""
+    db = tmp_path / "words.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute(
+        'CREATE TABLE "order" (id INT, "select" TEXT, "group" TEXT, "naïve col" INT); '
+        """INSERT INTO "order" VALUES (1, 's', 'g', 7)"""
+    )
+    con.close()
+    settings = make_settings(
+        {
+            "database": {"url": f"duckdb:///{db}", "tables": [], "descriptions": None},
+            "code_mode": {"blocked_tables": [], "blocked_fields": []},
+        }
+    )
+    async with CodeModeService(settings) as svc:
+        lines = (await svc.schema_text()).splitlines()
+        table = next(x for x in lines if x.startswith('"order"')).split(" ")[0]
+        cols = [x.strip().rsplit(" ", 1)[0] for x in lines if x.startswith("  ")][1:]
+        assert cols == ['"select"', '"group"', '"naïve col"']
+        sql = f"SELECT {', '.join(cols)} FROM {table}"
+        v = await svc.validate(sql)
+        assert v.is_valid, v.violations
+        r = await svc.execute(v.normalized_code, v.approval_token or "")
+    assert r.rows == [["s", "g", 7]]

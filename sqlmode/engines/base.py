@@ -98,6 +98,12 @@ class EngineTraits:
     #: Whether the engine's query connections resolve only the default schema by a bare name (no
     #: search path): the normalized code then names the schema of every table outside it.
     qualifies_other_schemas: bool = False
+    #: Words that cannot name a table or column unquoted (the engine's reserved keywords):
+    #: the schema resource shows such a name in double quotes, as a query must write it.
+    reserved_words: frozenset[str] = frozenset()
+    #: Whether an unquoted name is folded to lower case (PostgreSQL): then a name with capitals
+    #: is shown in double quotes too. DuckDB matches names case-insensitively.
+    folds_unquoted_names: bool = False
     #: Modules whose exceptions are this engine's driver failures (explained, not "internal").
     driver_modules: tuple[str, ...] = ()
     #: Whether the URL names a file ``database.build_sample`` / ``sqlmode sample-db`` can build

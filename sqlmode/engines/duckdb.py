@@ -25,6 +25,17 @@ def _fix_sqlglot() -> None:
     install()
 
 
+# SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category IN ('reserved', 'type_function')
+_RESERVED_WORDS = """
+all analyse analyze and anti any array as asc asof asymmetric at authorization binary both by case
+cast check collate collation column columns concurrently constraint create cross default deferrable
+desc describe distinct do else end except false fetch for foreign freeze from full generated glob
+group having ilike in initially inner intersect into is isnull join lambda lateral leading left like
+limit map natural not notnull null offset on only or order outer overlaps pivot pivot_longer
+pivot_wider placing positional primary qualify references returning right select semi show similar
+some struct summarize symmetric table tablesample then to trailing true try_cast tuple union unique
+unpack unpivot using variadic verbose when where window with"""
+
 TRAITS = EngineTraits(
     name="duckdb",
     display_name="DuckDB",
@@ -61,6 +72,7 @@ TRAITS = EngineTraits(
     pivot_without_values=True,
     sqlglot_setup=_fix_sqlglot,
     volatile_wording="has side effects or is volatile",
+    reserved_words=frozenset(_RESERVED_WORDS.split()),
     volatile_alternatives={
         "random": "For a random sample, sample the table instead: FROM orders USING SAMPLE 10 ROWS "
         "(or USING SAMPLE 1%).",

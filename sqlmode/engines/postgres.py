@@ -16,6 +16,17 @@ from .base import BoundAccess, EngineTraits, Executor, NativeSyntaxError, Native
 
 __all__ = ["ENGINE", "PostgresEngine", "check_url"]
 
+# SELECT word FROM pg_get_keywords() WHERE catcode IN ('R', 'T')  (PostgreSQL 18)
+_RESERVED_WORDS = """
+all analyse analyze and any array as asc asymmetric authorization binary both case cast check
+collate collation column concurrently constraint create cross current_catalog current_date
+current_role current_schema current_time current_timestamp current_user default deferrable desc
+distinct do else end except false fetch for foreign freeze from full grant group having ilike in
+initially inner intersect into is isnull join lateral leading left like limit localtime
+localtimestamp natural not notnull null offset on only or order outer overlaps placing primary
+references returning right select session_user similar some symmetric system_user table tablesample
+then to trailing true union unique user using variadic verbose when where window with"""
+
 TRAITS = EngineTraits(
     name="postgres",
     display_name="PostgreSQL",
@@ -54,6 +65,8 @@ TRAITS = EngineTraits(
     ),
     pivot_without_values=False,
     volatile_wording="is VOLATILE",
+    reserved_words=frozenset(_RESERVED_WORDS.split()),
+    folds_unquoted_names=True,
     volatile_alternatives={
         "random": "For a random sample, sample the table instead: FROM orders TABLESAMPLE BERNOULLI (1) "
         "(about 1% of its rows), with LIMIT for a fixed count.",

@@ -3,7 +3,7 @@
 from typing import Any
 
 from ..config import Settings
-from .render import render_schema, render_table
+from .render import render_schema, render_table, shown_names
 from .snapshot import ColumnInfo, ForeignKey, SchemaSnapshot, TableInfo
 
 
@@ -23,4 +23,5 @@ __all__ = [
     "reflect_schema",
     "render_schema",
     "render_table",
+    "shown_names",
 ]
