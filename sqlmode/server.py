@@ -597,8 +597,11 @@ def build_server(
     async def table_resource(database: str, table: str) -> str:
         if database != dbname:
             raise ResourceNotFoundError(f"unknown database {database!r}; use {dbname!r}")
+        from urllib.parse import unquote
+
         try:
-            return await service.schema_text(table)
+            # A name shown quoted ("order") arrives percent-encoded in the URI (%22order%22).
+            return await service.schema_text(unquote(table))
         except SqlmodeError as e:
             raise ResourceNotFoundError(f"{e.message}. {e.hint}") from None
 

@@ -346,6 +346,7 @@ async def test_names_copied_from_the_schema_resource_run(
         table = next(x for x in lines if x.startswith('"order"')).split(" ")[0]
         cols = [x.strip().rsplit(" ", 1)[0] for x in lines if x.startswith("  ")][1:]
         assert cols == ['"select"', '"group"', '"naïve col"']
+        assert (await svc.schema_text(table)).startswith(f"{table} (~1 rows)")  # looked up as shown
         sql = f"SELECT {', '.join(cols)} FROM {table}"
         v = await svc.validate(sql)
         assert v.is_valid, v.violations

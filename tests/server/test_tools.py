@@ -134,6 +134,11 @@ async def test_resources_and_template(client: Client) -> None:
     res = await client.read_resource("schema://analytics/customers")
     text = block_text(res.contents[0])
     assert text.startswith("customers (~2.0k rows)") and "ssn" not in text
+    # a name written as a query writes it (quoted), percent-encoded in the URI: the same table
+    quoted = block_text((await client.read_resource("schema://analytics/%22customers%22")).contents[0])
+    assert quoted == text
+    described = await client.call_tool("describe_schema", {"table": '"customers"'})
+    assert not described.is_error and block_text(described.content[0]).startswith("customers (~2.0k rows)")
     with pytest.raises(Exception, match="no table 'credentials'"):
         await client.read_resource("schema://analytics/credentials")
     with pytest.raises(Exception, match="unknown database"):
