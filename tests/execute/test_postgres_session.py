@@ -36,19 +36,25 @@ def reader_name(url: str) -> str:
     return unquote(urlsplit(url).username or "")
 
 
-async def active_reader_queries(admin: asyncpg.Connection, user: str) -> list[str]:
+async def active_reader_queries(admin: asyncpg.Connection, user: str, since: Any = None) -> list[str]:
+    """The reader's running statements; with ``since`` (the server's now() when the test began),
+    only those started after it: another test's leftover on the shared server is not this test's."""
     rows = await admin.fetch(
         "SELECT query FROM pg_stat_activity "
-        "WHERE usename = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+        "WHERE usename = $1 AND state = 'active' AND pid <> pg_backend_pid() "
+        "AND ($2::timestamptz IS NULL OR query_start >= $2)",
         user,
+        since,
     )
     return [r["query"] for r in rows]
 
 
-async def wait_until_idle(admin: asyncpg.Connection, user: str, within_s: float = 3.0) -> list[str]:
+async def wait_until_idle(
+    admin: asyncpg.Connection, user: str, within_s: float = 3.0, since: Any = None
+) -> list[str]:
     deadline = time.monotonic() + within_s
     while True:
-        active = await active_reader_queries(admin, user)
+        active = await active_reader_queries(admin, user, since)
         if not active or time.monotonic() > deadline:
             return active
         await asyncio.sleep(0.05)
