@@ -92,6 +92,8 @@ TABLE_FUNCTION_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 _CLAUSES: tuple[tuple[type, str], ...] = (
+    (exp.OnConflict, "ON CONFLICT"),
+    (exp.Returning, "RETURNING"),
     (exp.Where, "WHERE"),
     (exp.Join, "JOIN"),
     (exp.Group, "GROUP BY"),
@@ -1024,17 +1026,19 @@ def clause_label(where: str | exp.Expr) -> str:
 
 
 def _clause_of(node: exp.Expr) -> str:
-    parent = node.parent
+    child, parent = node, node.parent
     while parent is not None:
         if isinstance(parent, exp.Order) and not isinstance(parent.parent, _ORDER_OWNERS):
             # An aggregate's own ORDER BY (string_agg(x, ', ' ORDER BY y), WITHIN GROUP):
             # the read happens wherever the aggregate is.
-            parent = parent.parent
+            child, parent = parent, parent.parent
             continue
         for cls, label in _CLAUSES:
             if isinstance(parent, cls):
                 return label
+        if isinstance(parent, exp.Update) and child.arg_key == "expressions":
+            return "SET"
         if isinstance(parent, (exp.Select, exp.SetOperation)):
             return "SELECT"
-        parent = parent.parent
+        child, parent = parent, parent.parent
     return "SELECT"

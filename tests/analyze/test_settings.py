@@ -243,3 +243,28 @@ def test_every_code_the_analyzer_emits_is_registered() -> None:
     emitted = set(re.findall(r'violation\(\s*"([A-Z_]+)"', source))
     emitted |= set(re.findall(r'code(?:, message)? = "([A-Z_]+)"', source))
     assert emitted and emitted <= set(VIOLATION_CODES)
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+@pytest.mark.parametrize(
+    ("sql", "said"),
+    [
+        ("UPDATE customers SET ssn = 'x' WHERE id = 1", "written or read in the UPDATE's SET"),
+        (
+            "INSERT INTO customers (id, name) VALUES (1, 'a') "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.ssn",
+            "written or read in ON CONFLICT",
+        ),
+        ("UPDATE customers SET name = name WHERE id = 1 RETURNING ssn", "read in RETURNING"),
+        # a subquery in SET reads in its own SELECT list
+        (
+            "UPDATE contacts SET rep = (SELECT ssn FROM customers LIMIT 1) WHERE id = 1",
+            "read in the SELECT list",
+        ),
+    ],
+)
+def test_a_blocked_column_in_a_write_names_the_clause(dialect: str, sql: str, said: str) -> None:
+    a = run(sql, dialect, allow_writes=True)
+    assert [v.message for v in a.violations] == [
+        f"Column `customers.ssn` is blocked by policy and is {said}."
+    ]

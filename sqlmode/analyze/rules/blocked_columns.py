@@ -34,6 +34,8 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
             "*": "read through *",
             "SELECT": "read in the SELECT list",
             "INSERT": "written by the INSERT",
+            "SET": "written or read in the UPDATE's SET",
+            "ON CONFLICT": "written or read in ON CONFLICT",
         }.get(where, f"read in {where}" if not where.startswith("a ") else f"read through {where}")
         table, _, column = name.rpartition(".")  # the table may be qualified: sales.orders.note
         if column in refs.named:
