@@ -57,10 +57,15 @@ async def two_schema_url(pg_admin_url: str) -> str:
     return url
 
 
+# A reader of this module's own: roles and their settings (search_path) are cluster-wide, so granting
+# the session's `sqlmode_reader` for two schemas changed it under every later test on this server.
+ROLE = f"sqlmode_ms_reader_{secrets.token_hex(3)}"
+
+
 def make_settings(url: str, tmp: Path, code_mode: dict[str, Any] | None = None) -> Settings:
     return settings_from_dict(
         {
-            "database": {"url": url, "schemas": ["public", "sales"]},
+            "database": {"url": url, "schemas": ["public", "sales"], "reader_role": ROLE},
             "code_mode": deep_merge({"token_secret": TEST_TOKEN_SECRET, **BLOCKS}, code_mode or {}),
             "audit": {"path": str(tmp / "audit.jsonl")},
             "server": {"name": "shop"},
@@ -71,7 +76,9 @@ def make_settings(url: str, tmp: Path, code_mode: dict[str, Any] | None = None) 
 @pytest.fixture(scope="module")
 async def reader_url(two_schema_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     settings = make_settings(two_schema_url, tmp_path_factory.mktemp("grants"))
-    return await apply_grants(two_schema_url, grant_script(settings, await reflect_schema(settings)))
+    return await apply_grants(
+        two_schema_url, grant_script(settings, await reflect_schema(settings), role=ROLE)
+    )
 
 
 @pytest.fixture(scope="module", params=["superuser", "reader"])
