@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -63,7 +62,7 @@ from .models import (
     Violation,
 )
 from .policy import PolicyEvaluator, build_evaluator, principal_from_config
-from .schema import SchemaSnapshot, reflect_schema, render_schema, render_table, shown_names
+from .schema import SchemaSnapshot, parse_shown_name, reflect_schema, render_schema, render_table, shown_names
 from .schema.names import check_config_names
 from .state import StateStore, open_state_store
 from .token import TokenClaims, TokenService, code_hash
@@ -231,7 +230,7 @@ class CodeModeService:
                     "does not stop queries at blocked data.\n" + render_schema(bounded)
                 )
             return render_schema(bounded)
-        schema, name = _table_reference(table)
+        schema, name = parse_shown_name(table)
         key = bounded.key_of(name, schema)
         t = bounded.tables.get(key)
         if t is None:
@@ -811,22 +810,3 @@ class CodeModeService:
             "session": principal.session,
             **fields,
         }
-
-
-_NAME_PART = re.compile(r'\s*(?:"((?:[^"]|"")*)"|([^."]+))\s*(?:\.|$)')
-
-
-def _table_reference(text: str) -> tuple[str | None, str]:
-    """``orders``, ``sales.orders``, ``"order"`` or ``"Sales"."Order Items"`` -> (schema, table), as the
-    schema resource shows names (quoted where a query must quote them); lower-case keys."""
-    parts: list[str] = []
-    pos, text = 0, text.strip()
-    while pos < len(text):
-        m = _NAME_PART.match(text, pos)
-        if m is None or m.end() == pos:
-            return None, text.lower()  # not a name we can split: looked up as given
-        parts.append(m.group(1).replace('""', '"') if m.group(1) is not None else m.group(2))
-        pos = m.end()
-    if not parts:
-        return None, text.lower()
-    return (parts[-2].lower() if len(parts) > 1 else None), parts[-1].lower()

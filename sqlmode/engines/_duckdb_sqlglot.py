@@ -66,13 +66,11 @@ def _unqualify(root: exp.Expr) -> None:
 def install() -> None:
     """Replace sqlglot's PIVOT and date_add transforms for DuckDB (idempotent)."""
     DuckDBGenerator.TRANSFORMS[exp.Pivot] = _PIVOT
-    if DuckDBGenerator.TRANSFORMS.get(exp.DateAdd) is not _date_add:
-        _SQLGLOT_DATE_ADD[0] = DuckDBGenerator.TRANSFORMS[exp.DateAdd]
-        DuckDBGenerator.TRANSFORMS[exp.DateAdd] = _date_add
+    DuckDBGenerator.TRANSFORMS[exp.DateAdd] = _date_add
 
 
-_SQLGLOT_DATE_ADD: list[Callable[[Any, exp.DateAdd], str]] = []
-_SQLGLOT_DATE_ADD.append(DuckDBGenerator.TRANSFORMS[exp.DateAdd])
+# sqlglot's own, taken when this module loads (before install() can replace it).
+_SQLGLOT_DATE_ADD: Callable[[Any, exp.DateAdd], str] = DuckDBGenerator.TRANSFORMS[exp.DateAdd]
 
 
 def _date_add(gen: Any, node: exp.DateAdd) -> str:
@@ -82,7 +80,7 @@ def _date_add(gen: Any, node: exp.DateAdd) -> str:
     plain = value is None or number or isinstance(value, exp.Interval)
     if node.args.get("unit") is None and not plain:
         return str(gen.func("DATE_ADD", node.this, value))
-    return _SQLGLOT_DATE_ADD[0](gen, node)
+    return _SQLGLOT_DATE_ADD(gen, node)
 
 
 _PIVOT = transforms.preprocess([unqualify_pivot_clauses])

@@ -3,7 +3,7 @@
 from typing import Any
 
 from ..config import Settings
-from .render import render_schema, render_table, shown_names
+from .render import parse_shown_name, render_schema, render_table, shown_names
 from .snapshot import ColumnInfo, ForeignKey, SchemaSnapshot, TableInfo
 
 
@@ -20,6 +20,7 @@ __all__ = [
     "ForeignKey",
     "SchemaSnapshot",
     "TableInfo",
+    "parse_shown_name",
     "reflect_schema",
     "render_schema",
     "render_table",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from .snapshot import SchemaSnapshot, TableInfo
 
-__all__ = ["approx_rows", "render_schema", "render_table", "shown_names"]
+__all__ = ["approx_rows", "parse_shown_name", "render_schema", "render_table", "shown_names"]
 
 _SHORT_TYPES = {
     "CHARACTER VARYING": "VARCHAR",
@@ -111,6 +111,25 @@ def shown_names(snapshot: SchemaSnapshot) -> tuple[Callable[[str], str], Callabl
         return f"{quote(t.schema)}.{quote(t.name)}" if qualified and t.schema else quote(t.name)
 
     return table, quote
+
+
+_SHOWN_PART = re.compile(r'\s*(?:"((?:[^"]|"")*)"|([^."]+))\s*(?:\.|$)')
+
+
+def parse_shown_name(text: str) -> tuple[str | None, str]:
+    """The inverse of :func:`shown_names` for a table: ``orders``, ``sales.orders``, ``"order"`` or
+    ``"Sales"."Order Items"`` -> (schema or None, table), lower-case as snapshot keys are."""
+    parts: list[str] = []
+    pos, text = 0, text.strip()
+    while pos < len(text):
+        m = _SHOWN_PART.match(text, pos)
+        if m is None or m.end() == pos:
+            return None, text.lower()  # not a name we can split: looked up as given
+        parts.append(m.group(1).replace('""', '"') if m.group(1) is not None else m.group(2))
+        pos = m.end()
+    if not parts:
+        return None, text.lower()
+    return (parts[-2].lower() if len(parts) > 1 else None), parts[-1].lower()
 
 
 def render_table(
