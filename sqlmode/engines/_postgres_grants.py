@@ -168,7 +168,7 @@ def grant_script(
         ),
         "-- Role defaults: read-only and time-limited even outside sqlmode.",
         f"ALTER ROLE {r} SET default_transaction_read_only = on;",
-        *role_defaults_from_nothing(role, settings, search_path),
+        *role_defaults_from_nothing(role, settings, search_path, read_only=True),
         *(f"GRANT USAGE ON SCHEMA {_ident(s)} TO {r};" for s in sorted(schemas)),
         "-- SELECT on the allowed columns of the allowed tables, nothing else.",
         *grants,
@@ -246,17 +246,41 @@ async def apply_grants(admin_url: str, script: str) -> str:
     return reader_url(admin_url, role, password)
 
 
-def role_defaults_from_nothing(role: str, settings: Settings, search_path: str) -> list[str]:
+def role_defaults_from_nothing(
+    role: str, settings: Settings, search_path: str, *, read_only: bool = False
+) -> list[str]:
     """Script lines shared by every role sqlmode creates: its time limits and search_path, then no
-    memberships and no privileges in any schema of this database (grants follow)."""
+    memberships and no privileges in any schema of this database (grants follow).
+
+    The settings are the role's in this database (``ALTER ROLE ... IN DATABASE``): a role's own
+    settings reach every database of the cluster, so two deployments sharing a role name on one
+    server would overwrite each other's search_path and limits. The time limits (and, for the
+    reader, read-only) are also set for the role everywhere, a fallback for a session in another
+    database; the per-database ones win where both exist. A search_path set for the role
+    everywhere by an earlier script is reset: the schemas are this database's.
+    """
     cm, db = settings.code_mode, settings.database
     r, lit = _ident(role), _literal(role)
+    limits = [
+        ("statement_timeout", _literal(f"{cm.query_timeout_ms}ms")),
+        ("lock_timeout", _literal(f"{db.lock_timeout_ms}ms")),
+        ("idle_in_transaction_session_timeout", _literal(f"{db.idle_in_transaction_timeout_ms}ms")),
+    ]
+    here = [*(("default_transaction_read_only", "on"),) * read_only, *limits, ("search_path", search_path)]
     return [
-        f"ALTER ROLE {r} SET statement_timeout = {_literal(f'{cm.query_timeout_ms}ms')};",
-        f"ALTER ROLE {r} SET lock_timeout = {_literal(f'{db.lock_timeout_ms}ms')};",
-        f"ALTER ROLE {r} SET idle_in_transaction_session_timeout = "
-        f"{_literal(f'{db.idle_in_transaction_timeout_ms}ms')};",
-        f"ALTER ROLE {r} SET search_path = {search_path};",
+        *(f"ALTER ROLE {r} SET {name} = {value};" for name, value in limits),
+        f"ALTER ROLE {r} RESET search_path;",
+        "-- The same in this database, where they win over the role's own: another database of",
+        "-- this server may hold another deployment's role of the same name.",
+        "DO $$",
+        "BEGIN",
+        *(
+            f"  EXECUTE format('ALTER ROLE %I IN DATABASE %I SET {name} = %s', {lit}, current_database(), "
+            f"{_literal(value)});"
+            for name, value in here
+        ),
+        "END",
+        "$$;",
         "-- Start from nothing: no memberships, no privileges in any schema of this database.",
         "DO $$",
         "DECLARE g text; s text;",

@@ -51,6 +51,11 @@ def test_script_grants_columns_never_tables(pg_settings: Callable[..., Settings]
     assert "Nothing granted on: credentials (blocked), scratch (not in [[database.tables]])" in script
     assert 'ALTER ROLE "sqlmode_reader" SET default_transaction_read_only = on;' in script
     assert "ALTER ROLE \"sqlmode_reader\" SET statement_timeout = '5000ms';" in script
+    # This database's settings for the role, and no search_path for the role everywhere.
+    here = "IN DATABASE %I SET search_path = %s', 'sqlmode_reader', current_database(), '\"public\"');"
+    assert here in script
+    assert 'ALTER ROLE "sqlmode_reader" RESET search_path;' in script
+    assert 'ALTER ROLE "sqlmode_reader" SET search_path' not in script
     assert "REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC" in script and "'^(lo_|dblink)'" in script
     assert "pg_read_file" in script and "pg_ls_dir" in script and "pg_stat_file" in script
     assert script.role == "sqlmode_reader" and script.password == "pw"
@@ -123,12 +128,65 @@ async def test_applied_role_reads_only_what_is_exposed(
                 await ex.run(sql)
         r = await ex.run(
             "SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, "
-            "(SELECT setconfig FROM pg_db_role_setting s WHERE s.setrole = r.oid AND s.setdatabase = 0) "
+            "(SELECT setconfig FROM pg_db_role_setting s WHERE s.setrole = r.oid AND s.setdatabase = 0), "
+            "(SELECT setconfig FROM pg_db_role_setting s, pg_database d WHERE s.setrole = r.oid "
+            "AND s.setdatabase = d.oid AND d.datname = current_database()) "
             "FROM pg_roles r WHERE rolname = current_user"
         )
-        su, cr, cd, br, config = r.rows[0]
+        su, cr, cd, br, everywhere, here = r.rows[0]
         assert (su, cr, cd, br) == (False, False, False, False)
-        assert "default_transaction_read_only=on" in config and "statement_timeout=5000ms" in config
+        assert "default_transaction_read_only=on" in everywhere and "statement_timeout=5000ms" in everywhere
+        assert not any(s.startswith("search_path=") for s in everywhere)
+        assert {"default_transaction_read_only=on", "statement_timeout=5000ms", "search_path=public"} <= set(
+            here
+        )
+        session = await ex.run(
+            "SELECT current_setting('search_path'), current_setting('statement_timeout'), "
+            "current_setting('default_transaction_read_only')"
+        )
+        assert session.rows == [["public", "5s", "on"]]
+
+
+async def test_two_databases_sharing_a_role_name_keep_their_own_settings(
+    pg_admin_url: str, pg_settings: Callable[..., Settings]
+) -> None:
+    """A role's settings reach every database of the server: each deployment's must be its own.
+
+    Two databases on one server, one reader role name, different schemas and query timeouts:
+    applying the second deployment's script leaves the first's search_path and timeout in place.
+    """
+    role = "grants_shared_reader"
+    urls = []
+    for schema, timeout in (("north", 4000), ("south", 7000)):
+        url = await create_database(pg_admin_url, f"sqlmode_grants_{schema}")
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.sites (id int, name text); "
+                f"INSERT INTO {schema}.sites VALUES (1, '{schema}')"
+            )
+        finally:
+            await conn.close()
+        overrides = {
+            "database": {"tables": [], "schemas": [schema]},
+            "code_mode": {"query_timeout_ms": timeout},
+        }
+        settings = pg_settings(url, overrides)
+        reader = await apply_grants(url, grant_script(settings, await reflect_schema(settings), role=role))
+        urls.append((reader, overrides, schema, timeout))
+    for reader, overrides, schema, timeout in urls:
+        conn = await asyncpg.connect(reader)
+        try:
+            row = await conn.fetchrow(
+                "SELECT current_setting('search_path') AS path, current_setting('statement_timeout') AS t"
+            )
+            assert (row["path"], row["t"]) == (schema, f"{timeout // 1000}s")
+            # A bare name resolves in this deployment's schema, not the other's.
+            assert await conn.fetchval("SELECT name FROM sites") == schema
+        finally:
+            await conn.close()
+        async with open_executor(pg_settings(reader, overrides)) as ex:
+            assert (await ex.run("SELECT name FROM sites")).rows == [[schema]]
 
 
 async def test_running_again_converges_to_the_new_blocks(
