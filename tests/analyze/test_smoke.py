@@ -35,6 +35,22 @@ def test_blocked_column_is_named(analyze):
     assert a.normalized_code == ""
 
 
+def test_star_over_a_blocked_column_hints_the_visible_columns(analyze):
+    """The LLM can fix a star in one try: the hint lists what it may name, never the blocked column."""
+    for sql in (
+        "SELECT * FROM customers",
+        "SELECT c.* FROM customers c JOIN orders o ON o.customer_id = c.id",
+    ):
+        a = analyze(sql)
+        assert codes(a) == {"COLUMN_BLOCKED"}
+        (v,) = a.violations
+        assert "ssn" not in v.message and "ssn" not in v.hint
+        listed = v.hint.split("the visible ones: ", 1)[1].rstrip(".").split(", ")
+        assert listed and "id" in listed and "name" in listed
+        fixed = analyze(f"SELECT {', '.join(listed)} FROM customers")
+        assert fixed.violations == [] and "customers.ssn" not in fixed.columns
+
+
 def test_commit_then_drop_is_refused(analyze):
     assert "MULTIPLE_STATEMENTS" in codes(analyze("SELECT 1; COMMIT; DROP TABLE orders"))
 

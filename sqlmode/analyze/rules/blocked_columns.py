@@ -46,7 +46,7 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
                 violation(
                     "COLUMN_BLOCKED",
                     f"`{table}` has a column that is blocked by policy, and it is {how}.",
-                    "Name the columns you need; the schema resource lists the visible ones.",
+                    _visible_hint(table, snapshot, rules),
                 )
             )
     reported: set[tuple[str, str]] = set()
@@ -69,6 +69,23 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
         out.append(violation("UNKNOWN_COLUMN", msg, hint))
     ctx.columns = columns
     return out
+
+
+# The hint of a star over a table with a blocked column lists at most this many visible columns.
+HINT_COLUMNS = 40
+
+
+def _visible_hint(table: str, snapshot: SchemaSnapshot, rules: RuleSet) -> str:
+    """Name the visible columns of ``table`` (the schema resource shows them too), never a blocked one."""
+    info = snapshot.table(table)
+    columns = info.columns if info is not None else ()
+    visible = [c.name for c in columns if not rules.column_blocked(snapshot, table, c.name)]
+    if not visible:
+        return "Name the columns you need; the schema resource lists the visible ones."
+    shown = ", ".join(visible[:HINT_COLUMNS])
+    extra = len(visible) - HINT_COLUMNS
+    more = f" and {extra} more (see the schema resource)" if extra > 0 else ""
+    return f"Name the columns you need instead of the star; the visible ones: {shown}{more}."
 
 
 def _suggestions(
