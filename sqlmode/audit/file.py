@@ -175,17 +175,8 @@ class AuditLog:
         self._anchored = self._size  # bytes the synced durable anchor covers
         self.durable_seq = self._seq
 
-    def _locked(self) -> Any:
-        fh = self._fh
-
-        class _Flock:
-            def __enter__(self) -> None:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-
-            def __exit__(self, *exc: object) -> None:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-        return _Flock()
+    def _locked(self) -> _Flock:
+        return _Flock(self._fh.fileno())
 
     def append(self, event: dict[str, Any]) -> dict[str, Any]:
         """Chain, write and sync one record; raise AuditError if it cannot be made durable."""
@@ -435,3 +426,18 @@ class _Defaults:
     key: str | None = None
     key_id = "a1"
     previous_keys: dict[str, str] = {}
+
+
+class _Flock:
+    """The file's exclusive lock (``flock``) for a ``with`` block: other processes appending wait."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
