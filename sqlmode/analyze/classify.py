@@ -135,20 +135,27 @@ def classify(root: exp.Expr, *, allow_writes: bool, allow_deletes: bool) -> Clas
     stype = statement_type(root)
     if isinstance(root, QUERY_ROOTS):
         result = Classification(stype, Action.READ, True)
+    elif isinstance(root, exp.Merge):
+        # MERGE can insert, update and delete at once: never judged as a plain write, writes on
+        # or off; nothing of it is resolved further (the analyzer stops on this refusal).
+        hint = "Write a separate INSERT or UPDATE statement." if allow_writes else None
+        return Classification(
+            stype,
+            Action.WRITE,
+            False,
+            [
+                violation(
+                    "WRITE_NOT_ALLOWED",
+                    "MERGE can insert, update and delete in one statement and is never allowed.",
+                    hint,
+                )
+            ],
+        )
     elif isinstance(root, WRITE_ROOTS):
         result = Classification(stype, Action.WRITE, False)
         if not allow_writes:
             result.violations.append(
                 violation("WRITE_NOT_ALLOWED", f"{stype} changes data, and writes are disabled.")
-            )
-        elif isinstance(root, exp.Merge):
-            # MERGE can insert, update and delete at once: never judged as a plain write.
-            result.violations.append(
-                violation(
-                    "WRITE_NOT_ALLOWED",
-                    "MERGE can insert, update and delete in one statement and is never allowed.",
-                    "Write a separate INSERT or UPDATE statement.",
-                )
             )
     elif isinstance(root, DELETE_ROOTS):
         result = Classification(stype, Action.DELETE, False)
@@ -270,6 +277,19 @@ def _categorize(cls: type) -> _Category:
     return cat
 
 
+def _merge_action(node: exp.Expr, root: exp.Expr) -> bool:
+    """A MERGE's own WHEN ... THEN UPDATE / INSERT / DELETE: the root statement's action, not a
+    nested write (the MERGE itself is judged as the root)."""
+    when = node.parent
+    return (
+        isinstance(root, exp.Merge)
+        and isinstance(when, exp.When)
+        and node.arg_key == "then"
+        and isinstance(when.parent, exp.Whens)
+        and when.parent.parent is root
+    )
+
+
 def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
     """One walk over the tree: refused nodes (one violation per kind) and the inventory."""
     seen: dict[str, Violation] = {}
@@ -309,7 +329,7 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
                 "UNSUPPORTED_SYNTAX",
                 violation("UNSUPPORTED_SYNTAX", "A SELECT without any columns.", "Select a column."),
             )
-        if refusal is None or node is root:
+        if refusal is None or node is root or _merge_action(node, root):
             continue
         code, message = refusal, ""
         if refusal == "NESTED_WRITE":

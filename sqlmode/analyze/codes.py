@@ -36,7 +36,8 @@ VIOLATION_CODES: dict[str, tuple[str, str]] = {
     ),
     # -- what kind of statement ---------------------------------------------------------
     "WRITE_NOT_ALLOWED": (
-        "The statement changes data (INSERT, UPDATE, MERGE), and writes are disabled.",
+        "The statement changes data (INSERT, UPDATE) and writes are disabled, "
+        "or it is a MERGE, which is never allowed.",
         "Only read-only SELECT queries are allowed; rewrite as a SELECT.",
     ),
     "DELETE_NOT_ALLOWED": (

@@ -126,6 +126,22 @@ def test_blocked_and_admin_still_refused_when_writes_allowed(sql: str, code: str
     assert code in codes(run(sql, allow_writes=True, allow_deletes=True))
 
 
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+@pytest.mark.parametrize("writes", [False, True])
+def test_merge_is_refused_as_itself_alone(dialect: str, writes: bool) -> None:
+    """MERGE is never allowed: one refusal that says why, not its WHEN actions as nested writes
+    nor its USING subquery's columns as unknown (nothing of it is resolved)."""
+    for sql in (
+        "MERGE INTO orders o USING (SELECT id, name FROM customers) c ON o.customer_id = c.id "
+        "WHEN MATCHED THEN UPDATE SET status = 'x' WHEN NOT MATCHED THEN INSERT (id) VALUES (c.id)",
+        "MERGE INTO orders o USING products p ON o.id = p.id WHEN MATCHED THEN DELETE",
+    ):
+        a = run(sql, dialect, allow_writes=writes, allow_deletes=writes)
+        assert [v.code for v in a.violations] == ["WRITE_NOT_ALLOWED"], a.violations
+        assert "MERGE" in a.violations[0].message and "never allowed" in a.violations[0].message
+        assert a.statement_type == "MERGE" and a.normalized_code == ""
+
+
 # -- functions ----------------------------------------------------------------------------
 
 
