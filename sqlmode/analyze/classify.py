@@ -277,19 +277,6 @@ def _categorize(cls: type) -> _Category:
     return cat
 
 
-def _merge_action(node: exp.Expr, root: exp.Expr) -> bool:
-    """A MERGE's own WHEN ... THEN UPDATE / INSERT / DELETE: the root statement's action, not a
-    nested write (the MERGE itself is judged as the root)."""
-    when = node.parent
-    return (
-        isinstance(root, exp.Merge)
-        and isinstance(when, exp.When)
-        and node.arg_key == "then"
-        and isinstance(when.parent, exp.Whens)
-        and when.parent.parent is root
-    )
-
-
 def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
     """One walk over the tree: refused nodes (one violation per kind) and the inventory."""
     seen: dict[str, Violation] = {}
@@ -329,7 +316,7 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
                 "UNSUPPORTED_SYNTAX",
                 violation("UNSUPPORTED_SYNTAX", "A SELECT without any columns.", "Select a column."),
             )
-        if refusal is None or node is root or _merge_action(node, root):
+        if refusal is None or node is root:
             continue
         code, message = refusal, ""
         if refusal == "NESTED_WRITE":
