@@ -156,6 +156,15 @@ async def test_two_databases_sharing_a_role_name_keep_their_own_settings(
     applying the second deployment's script leaves the first's search_path and timeout in place.
     """
     role = "grants_shared_reader"
+    # As an earlier `db grants` left it: a search_path set for the role in every database.
+    conn = await asyncpg.connect(pg_admin_url)
+    try:
+        await conn.execute(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+            f"CREATE ROLE {role} LOGIN; END IF; END $$; ALTER ROLE {role} SET search_path = elsewhere"
+        )
+    finally:
+        await conn.close()
     urls = []
     for schema, timeout in (("north", 4000), ("south", 7000)):
         url = await create_database(pg_admin_url, f"sqlmode_grants_{schema}")
@@ -187,6 +196,18 @@ async def test_two_databases_sharing_a_role_name_keep_their_own_settings(
             await conn.close()
         async with open_executor(pg_settings(reader, overrides)) as ex:
             assert (await ex.run("SELECT name FROM sites")).rows == [[schema]]
+    conn = await asyncpg.connect(pg_admin_url)
+    try:
+        everywhere = await conn.fetchval(
+            "SELECT setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole "
+            "WHERE r.rolname = $1 AND s.setdatabase = 0",
+            role,
+        )
+    finally:
+        await conn.close()
+    # The old role-wide search_path is gone; the role-wide limits stay as a fallback.
+    assert not any(x.startswith("search_path=") for x in everywhere)
+    assert "default_transaction_read_only=on" in everywhere
 
 
 async def test_running_again_converges_to_the_new_blocks(
