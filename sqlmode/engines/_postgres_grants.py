@@ -90,6 +90,16 @@ def _literal(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def _dollar_tag(body: str) -> str:
+    """A dollar-quote tag (``$$``, else ``$sqlmode_N$``) that ``body`` does not contain."""
+    if "$$" not in body:
+        return "$$"
+    n = 0
+    while f"$sqlmode_{n}$" in body:
+        n += 1
+    return f"$sqlmode_{n}$"
+
+
 def grant_script(
     settings: Settings,
     snapshot: SchemaSnapshot,
@@ -267,20 +277,23 @@ def role_defaults_from_nothing(
         ("idle_in_transaction_session_timeout", _literal(f"{db.idle_in_transaction_timeout_ms}ms")),
     ]
     here = [*(("default_transaction_read_only", "on"),) * read_only, *limits, ("search_path", search_path)]
+    body = [
+        f"  EXECUTE format('ALTER ROLE %I IN DATABASE %I SET {name} = %s', {lit}, current_database(), "
+        f"{_literal(value)});"
+        for name, value in here
+    ]
+    # The search_path holds schema names: the block's quote tag is one they do not contain.
+    tag = _dollar_tag("\n".join(body))
     return [
         *(f"ALTER ROLE {r} SET {name} = {value};" for name, value in limits),
         f"ALTER ROLE {r} RESET search_path;",
         "-- The same in this database, where they win over the role's own: another database of",
         "-- this server may hold another deployment's role of the same name.",
-        "DO $$",
+        f"DO {tag}",
         "BEGIN",
-        *(
-            f"  EXECUTE format('ALTER ROLE %I IN DATABASE %I SET {name} = %s', {lit}, current_database(), "
-            f"{_literal(value)});"
-            for name, value in here
-        ),
+        *body,
         "END",
-        "$$;",
+        f"{tag};",
         "-- Start from nothing: no memberships, no privileges in any schema of this database.",
         "DO $$",
         "DECLARE g text; s text;",

@@ -289,3 +289,37 @@ def test_cli_prints_the_script_and_applies_it(fresh_db: str, tmp_path) -> None:
             await conn.close()
 
     assert asyncio.run(check()) == ["Ada"]
+
+
+async def test_a_schema_name_with_dollar_quotes_stays_inside_the_script(
+    pg_admin_url: str, pg_settings: Callable[..., Settings]
+) -> None:
+    """The per-database settings run in a DO block; a schema named with ``$$`` (its search_path)
+    must neither end that block early nor run as the administrator's SQL."""
+    schema = "odd$$; DROP TABLE keep; DO $$"
+    url = await create_database(pg_admin_url, "sqlmode_grants_dollar")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            f'CREATE TABLE keep (id int); CREATE SCHEMA "{schema}"; '
+            f'CREATE TABLE "{schema}".sites (id int, name text); '
+            f"INSERT INTO \"{schema}\".sites VALUES (1, 'odd')"
+        )
+    finally:
+        await conn.close()
+    overrides = {"database": {"tables": [], "schemas": [schema]}}
+    settings = pg_settings(url, overrides)
+    script = grant_script(settings, await reflect_schema(settings), role="grants_dollar_reader")
+    assert "DO $sqlmode_0$" in script
+    reader = await apply_grants(url, script)
+    conn = await asyncpg.connect(reader)
+    try:
+        assert await conn.fetchval("SELECT current_setting('search_path')") == f'"{schema}"'
+        assert await conn.fetchval("SELECT name FROM sites") == "odd"
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('public.keep') IS NOT NULL")
+    finally:
+        await conn.close()
