@@ -28,7 +28,15 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError
 from ..schema.snapshot import SchemaSnapshot
-from ._postgres_grants import _HEADER, _ROLE_NAME, GrantScript, _ident, _literal, role_defaults_from_nothing
+from ._postgres_grants import (
+    _HEADER,
+    _ROLE_NAME,
+    GrantScript,
+    _dollar_tag,
+    _ident,
+    _literal,
+    role_defaults_from_nothing,
+)
 
 __all__ = ["writable_tables", "writer_problems", "writer_script"]
 
@@ -72,8 +80,7 @@ def writer_script(
         grants.append(f"GRANT SELECT ({collist}) ON {target} TO {r};")
         if table.name.lower() in write:
             grants.append(f"GRANT INSERT ({collist}), UPDATE ({collist}) ON {target} TO {r};")
-            grants += [
-                "DO $$",
+            body = [
                 "DECLARE q regclass;",
                 "BEGIN",
                 "  FOR q IN SELECT d.objid::regclass FROM pg_catalog.pg_depend d",
@@ -82,8 +89,10 @@ def writer_script(
                 f"    EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %I', q, {lit});",
                 "  END LOOP;",
                 "END",
-                "$$;",
             ]
+            # The table's name is in the block: its quote tag is one the name does not contain.
+            tag = _dollar_tag("\n".join(body))
+            grants += [f"DO {tag}", *body, f"{tag};"]
         if table.name.lower() in delete:
             grants.append(f"GRANT DELETE ON {target} TO {r};")
     search_path = ", ".join(_ident(s) for s in sorted(schemas or {default_schema}))

@@ -258,3 +258,38 @@ def test_db_grants_prints_the_writer_role_when_writes_are_on(
     assert "secrets" not in writer.split("-- SELECT on readable")[1] and "ssn" not in writer
     assert "GRANT DELETE" not in writer and 'GRANT SELECT ("id") ON "public"."log"' in writer
     assert 'INSERT ("id") ON "public"."log"' not in writer  # log is read-only
+
+
+async def test_a_table_name_with_dollar_quotes_stays_inside_the_writer_script(
+    pg_admin_url: str, pg_settings_factory: Callable[..., Settings]
+) -> None:
+    """The sequence grants run in a DO block naming the table: a name with ``$$`` must neither end
+    the block early nor run as the administrator's SQL, and its sequence is still granted."""
+    table = "odd$$; DROP TABLE keep; DO $$"
+    url = await create_database(pg_admin_url, "sqlmode_writer_dollar")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            f'CREATE TABLE keep (id int); CREATE TABLE "{table}" (id serial PRIMARY KEY, name text)'
+        )
+    finally:
+        await conn.close()
+    overrides = config(url)
+    overrides["database"]["tables"] = [{"name": table, "operations": ["read", "write"]}]
+    settings = pg_settings_factory(url, overrides)
+    snapshot = await reflect_schema(settings)
+    script = writer_script(settings, snapshot, role="sqlmode_writer_dollar")
+    assert "DO $sqlmode_0$" in script
+    writer = await apply_grants(url, script)
+    conn = await asyncpg.connect(writer)
+    try:
+        # The serial's sequence was granted: the insert draws an id as the writer.
+        await conn.execute(f"INSERT INTO \"{table}\" (name) VALUES ('x')")
+        assert await conn.fetchval(f'SELECT id FROM "{table}"') == 1
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('public.keep') IS NOT NULL")
+    finally:
+        await conn.close()
