@@ -48,13 +48,7 @@ BLOCKS = {"blocked_fields": ["sales.orders.note", "customers.email"]}
 
 @pytest.fixture(scope="module")
 async def two_schema_url(pg_admin_url: str) -> str:
-    url = await create_database(pg_admin_url, "sqlmode_schemas")
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(DDL)
-    finally:
-        await conn.close()
-    return url
+    return await create_database(pg_admin_url, "sqlmode_schemas", DDL)
 
 
 # A reader of this module's own: roles and their settings (search_path) are cluster-wide, so granting

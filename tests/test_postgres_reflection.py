@@ -114,13 +114,7 @@ def settings_for(url: str, schemas: list[str]) -> Any:
 
 @pytest.fixture(scope="module")
 async def many_types_url(pg_admin_url: str) -> str:
-    url = await create_database(pg_admin_url, "sqlmode_reflect")
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(MANY_TYPES_DDL)
-    finally:
-        await conn.close()
-    return url
+    return await create_database(pg_admin_url, "sqlmode_reflect", MANY_TYPES_DDL)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from sqlmode.errors import ConfigError, PermissionDeniedError
 from sqlmode.execute import open_executor
 from sqlmode.schema.reflect import reflect_schema
 from sqlmode.schema.snapshot import ColumnInfo, SchemaSnapshot, TableInfo
-from tests.plugins.postgres import create_database
+from tests.plugins.postgres import create_database, fetchval
 
 
 def snapshot(**blocks: list[str]) -> SchemaSnapshot:
@@ -297,29 +297,18 @@ async def test_a_schema_name_with_dollar_quotes_stays_inside_the_script(
     """The per-database settings run in a DO block; a schema named with ``$$`` (its search_path)
     must neither end that block early nor run as the administrator's SQL."""
     schema = "odd$$; DROP TABLE keep; DO $$"
-    url = await create_database(pg_admin_url, "sqlmode_grants_dollar")
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(
-            f'CREATE TABLE keep (id int); CREATE SCHEMA "{schema}"; '
-            f'CREATE TABLE "{schema}".sites (id int, name text); '
-            f"INSERT INTO \"{schema}\".sites VALUES (1, 'odd')"
-        )
-    finally:
-        await conn.close()
+    url = await create_database(
+        pg_admin_url,
+        "sqlmode_grants_dollar",
+        f'CREATE TABLE keep (id int); CREATE SCHEMA "{schema}"; '
+        f'CREATE TABLE "{schema}".sites (id int, name text); '
+        f"INSERT INTO \"{schema}\".sites VALUES (1, 'odd')",
+    )
     overrides = {"database": {"tables": [], "schemas": [schema]}}
     settings = pg_settings(url, overrides)
     script = grant_script(settings, await reflect_schema(settings), role="grants_dollar_reader")
     assert "DO $sqlmode_0$" in script
     reader = await apply_grants(url, script)
-    conn = await asyncpg.connect(reader)
-    try:
-        assert await conn.fetchval("SELECT current_setting('search_path')") == f'"{schema}"'
-        assert await conn.fetchval("SELECT name FROM sites") == "odd"
-    finally:
-        await conn.close()
-    conn = await asyncpg.connect(url)
-    try:
-        assert await conn.fetchval("SELECT to_regclass('public.keep') IS NOT NULL")
-    finally:
-        await conn.close()
+    assert await fetchval(reader, "SELECT current_setting('search_path')") == f'"{schema}"'
+    assert await fetchval(reader, "SELECT name FROM sites") == "odd"
+    assert await fetchval(url, "SELECT to_regclass('public.keep') IS NOT NULL")

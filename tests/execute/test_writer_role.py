@@ -19,7 +19,7 @@ from sqlmode.engines._postgres_writer_role import writer_script
 from sqlmode.errors import ConfigError, ExecutionError, PermissionDeniedError
 from sqlmode.execute import open_write_executor
 from sqlmode.schema.reflect import reflect_schema
-from tests.plugins.postgres import create_database
+from tests.plugins.postgres import create_database, fetchval
 
 SSN = "123-45-6789"
 
@@ -266,14 +266,11 @@ async def test_a_table_name_with_dollar_quotes_stays_inside_the_writer_script(
     """The sequence grants run in a DO block naming the table: a name with ``$$`` must neither end
     the block early nor run as the administrator's SQL, and its sequence is still granted."""
     table = "odd$$; DROP TABLE keep; DO $$"
-    url = await create_database(pg_admin_url, "sqlmode_writer_dollar")
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(
-            f'CREATE TABLE keep (id int); CREATE TABLE "{table}" (id serial PRIMARY KEY, name text)'
-        )
-    finally:
-        await conn.close()
+    url = await create_database(
+        pg_admin_url,
+        "sqlmode_writer_dollar",
+        f'CREATE TABLE keep (id int); CREATE TABLE "{table}" (id serial PRIMARY KEY, name text)',
+    )
     overrides = config(url)
     overrides["database"]["tables"] = [{"name": table, "operations": ["read", "write"]}]
     settings = pg_settings_factory(url, overrides)
@@ -288,8 +285,4 @@ async def test_a_table_name_with_dollar_quotes_stays_inside_the_writer_script(
         assert await conn.fetchval(f'SELECT id FROM "{table}"') == 1
     finally:
         await conn.close()
-    conn = await asyncpg.connect(url)
-    try:
-        assert await conn.fetchval("SELECT to_regclass('public.keep') IS NOT NULL")
-    finally:
-        await conn.close()
+    assert await fetchval(url, "SELECT to_regclass('public.keep') IS NOT NULL")

@@ -126,15 +126,31 @@ def pg_admin_url(pg_server: PgServer) -> str:
     return pg_server.admin_url
 
 
-async def create_database(admin_url: str, prefix: str = "sqlmode_test") -> str:
-    """Create a fresh, uniquely named database; return its administrator URL."""
+async def create_database(admin_url: str, prefix: str = "sqlmode_test", sql: str = "") -> str:
+    """Create a fresh, uniquely named database (then run ``sql`` in it); return its administrator URL."""
     name = f"{prefix}_{secrets.token_hex(4)}"
     conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return with_database(admin_url, name)
+    url = with_database(admin_url, name)
+    if sql:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+    return url
+
+
+async def fetchval(url: str, sql: str, *args: Any) -> Any:
+    """One value from a fresh connection to ``url`` (closed again)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
 
 
 async def apply_sample_grants(url: str, settings: Settings) -> str:
