@@ -90,14 +90,14 @@ def _literal(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _dollar_tag(body: str) -> str:
-    """A dollar-quote tag (``$$``, else ``$sqlmode_N$``) that ``body`` does not contain."""
-    if "$$" not in body:
-        return "$$"
-    n = 0
-    while f"$sqlmode_{n}$" in body:
-        n += 1
-    return f"$sqlmode_{n}$"
+def _do_block(body: list[str]) -> list[str]:
+    """``DO <tag> <body> <tag>;``, dollar-quoted with a tag the body does not contain (``$$``, else
+    ``$sqlmode_N$``): a schema or table name in the body cannot end the block early."""
+    text = "\n".join(body)
+    tag, n = "$$", 0
+    while tag in text:
+        tag, n = f"$sqlmode_{n}$", n + 1
+    return [f"DO {tag}", *body, f"{tag};"]
 
 
 def grant_script(
@@ -163,13 +163,15 @@ def grant_script(
         "-- Run as an administrator on the database sqlmode reads. Safe to run again: it converges.",
         f"{_HEADER}{role}",
         "BEGIN;",
-        "DO $$",
-        "BEGIN",
-        f"  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {_literal(role)}) THEN",
-        f"    CREATE ROLE {r} LOGIN{f' PASSWORD {_literal(password)}' if keep_password else ''};",
-        "  END IF;",
-        "END",
-        "$$;",
+        *_do_block(
+            [
+                "BEGIN",
+                f"  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {_literal(role)}) THEN",
+                f"    CREATE ROLE {r} LOGIN{f' PASSWORD {_literal(password)}' if keep_password else ''};",
+                "  END IF;",
+                "END",
+            ]
+        ),
         f"ALTER ROLE {r} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
         + (
             "; -- password: set only when the role is created"
@@ -184,32 +186,36 @@ def grant_script(
         *grants,
         *([f"-- Nothing granted on: {', '.join(skipped)}."] if skipped else []),
         "-- No PUBLIC execute on large-object, dblink and server-file functions.",
-        "DO $$",
-        "DECLARE f regprocedure;",
-        "BEGIN",
-        "  FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p",
-        f"           WHERE p.proname ~ '^(lo_|dblink)' OR p.proname IN ({funcs}) LOOP",
-        "    BEGIN",
-        "      EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);",
-        "    EXCEPTION WHEN insufficient_privilege THEN",
-        "      RAISE WARNING 'sqlmode: cannot revoke EXECUTE on % from PUBLIC (not its owner)', f;",
-        "    END;",
-        "  END LOOP;",
-        "END",
-        "$$;",
+        *_do_block(
+            [
+                "DECLARE f regprocedure;",
+                "BEGIN",
+                "  FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p",
+                f"           WHERE p.proname ~ '^(lo_|dblink)' OR p.proname IN ({funcs}) LOOP",
+                "    BEGIN",
+                "      EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);",
+                "    EXCEPTION WHEN insufficient_privilege THEN",
+                "      RAISE WARNING 'sqlmode: cannot revoke EXECUTE on % from PUBLIC (not its owner)', f;",
+                "    END;",
+                "  END LOOP;",
+                "END",
+            ]
+        ),
         "-- No PUBLIC execute on set_config: with it a query could undo the switch to the reader.",
         f"REVOKE EXECUTE ON FUNCTION {set_config} FROM PUBLIC;",
         *keep,
-        "DO $$",
-        "DECLARE o text;",
-        "BEGIN",
-        "  SELECT d.datdba::regrole::text INTO o FROM pg_catalog.pg_database d",
-        "   WHERE d.datname = current_database();",
-        f"  IF o <> {_literal(_ident(role))} AND o <> {_literal(role)} THEN",
-        f"    EXECUTE format('GRANT EXECUTE ON FUNCTION {set_config} TO %s', o);",
-        "  END IF;",
-        "END",
-        "$$;",
+        *_do_block(
+            [
+                "DECLARE o text;",
+                "BEGIN",
+                "  SELECT d.datdba::regrole::text INTO o FROM pg_catalog.pg_database d",
+                "   WHERE d.datname = current_database();",
+                f"  IF o <> {_literal(_ident(role))} AND o <> {_literal(role)} THEN",
+                f"    EXECUTE format('GRANT EXECUTE ON FUNCTION {set_config} TO %s', o);",
+                "  END IF;",
+                "END",
+            ]
+        ),
         "COMMIT;",
         "",
     ]
@@ -282,38 +288,34 @@ def role_defaults_from_nothing(
         f"{_literal(value)});"
         for name, value in here
     ]
-    # The search_path holds schema names: the block's quote tag is one they do not contain.
-    tag = _dollar_tag("\n".join(body))
     return [
         *(f"ALTER ROLE {r} SET {name} = {value};" for name, value in limits),
         f"ALTER ROLE {r} RESET search_path;",
         "-- The same in this database, where they win over the role's own: another database of",
         "-- this server may hold another deployment's role of the same name.",
-        f"DO {tag}",
-        "BEGIN",
-        *body,
-        "END",
-        f"{tag};",
+        *_do_block(["BEGIN", *body, "END"]),
         "-- Start from nothing: no memberships, no privileges in any schema of this database.",
-        "DO $$",
-        "DECLARE g text; s text;",
-        "BEGIN",
-        "  FOR g IN SELECT m.roleid::regrole::text FROM pg_catalog.pg_auth_members m",
-        f"           WHERE m.member = {lit}::regrole LOOP",
-        f"    EXECUTE format('REVOKE %s FROM %I', g, {lit});",
-        "  END LOOP;",
-        "  FOR s IN SELECT nspname FROM pg_catalog.pg_namespace",
-        "           WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP",
-        "    -- Revoking a table privilege also revokes the matching column privileges.",
-        f"    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', s, {lit});",
-        f"    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I', s, {lit});",
-        f"    EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM %I', s, {lit});",
-        f"    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', s, {lit});",
-        "  END LOOP;",
-        f"  EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), {lit});",
-        f"  EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {lit});",
-        "END",
-        "$$;",
+        *_do_block(
+            [
+                "DECLARE g text; s text;",
+                "BEGIN",
+                "  FOR g IN SELECT m.roleid::regrole::text FROM pg_catalog.pg_auth_members m",
+                f"           WHERE m.member = {lit}::regrole LOOP",
+                f"    EXECUTE format('REVOKE %s FROM %I', g, {lit});",
+                "  END LOOP;",
+                "  FOR s IN SELECT nspname FROM pg_catalog.pg_namespace",
+                "           WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP",
+                "    -- Revoking a table privilege also revokes the matching column privileges.",
+                f"    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', s, {lit});",
+                f"    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I', s, {lit});",
+                f"    EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM %I', s, {lit});",
+                f"    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', s, {lit});",
+                "  END LOOP;",
+                f"  EXECUTE format('REVOKE ALL ON DATABASE %I FROM %I', current_database(), {lit});",
+                f"  EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {lit});",
+                "END",
+            ]
+        ),
     ]
 
 

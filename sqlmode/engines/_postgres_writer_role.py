@@ -32,7 +32,7 @@ from ._postgres_grants import (
     _HEADER,
     _ROLE_NAME,
     GrantScript,
-    _dollar_tag,
+    _do_block,
     _ident,
     _literal,
     role_defaults_from_nothing,
@@ -90,9 +90,7 @@ def writer_script(
                 "  END LOOP;",
                 "END",
             ]
-            # The table's name is in the block: its quote tag is one the name does not contain.
-            tag = _dollar_tag("\n".join(body))
-            grants += [f"DO {tag}", *body, f"{tag};"]
+            grants += _do_block(body)
         if table.name.lower() in delete:
             grants.append(f"GRANT DELETE ON {target} TO {r};")
     search_path = ", ".join(_ident(s) for s in sorted(schemas or {default_schema}))
@@ -101,13 +99,15 @@ def writer_script(
         "-- Put its URL in database.write_url. Safe to run again: it converges.",
         f"{_HEADER}{role}",
         "BEGIN;",
-        "DO $$",
-        "BEGIN",
-        f"  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {lit}) THEN",
-        f"    CREATE ROLE {r} LOGIN;",
-        "  END IF;",
-        "END",
-        "$$;",
+        *_do_block(
+            [
+                "BEGIN",
+                f"  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {lit}) THEN",
+                f"    CREATE ROLE {r} LOGIN;",
+                "  END IF;",
+                "END",
+            ]
+        ),
         f"ALTER ROLE {r} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
         f"PASSWORD {_literal(password)};",
         *role_defaults_from_nothing(role, settings, search_path),
