@@ -148,8 +148,7 @@ class Analyzer:
         engine_codes = self.engine.native_refusals(view, root_is_write=not cls.is_query)
         _extend(a, [violation(c) for c in engine_codes if c not in present])
 
-        # A MERGE is refused whatever it does (classify.py): nothing of it is worth resolving.
-        runnable = cls.is_query or (a.action in (Action.WRITE, Action.DELETE) and a.statement_type != "MERGE")
+        runnable = cls.resolve and (cls.is_query or a.action in (Action.WRITE, Action.DELETE))
         if not runnable or any(v.code in _STOP_CODES for v in a.violations):
             return
 

@@ -115,6 +115,8 @@ class Classification:
     is_query: bool
     violations: list[Violation] = field(default_factory=list)
     inventory: Inventory | None = None
+    # False: refused as a whole (MERGE), so nothing of the statement is resolved further.
+    resolve: bool = True
 
 
 def statement_type(root: exp.Expr) -> str:
@@ -150,6 +152,7 @@ def classify(root: exp.Expr, *, allow_writes: bool, allow_deletes: bool) -> Clas
                     hint,
                 )
             ],
+            resolve=False,
         )
     elif isinstance(root, WRITE_ROOTS):
         result = Classification(stype, Action.WRITE, False)
