@@ -119,13 +119,7 @@ async def many_types_url(pg_admin_url: str) -> str:
 
 @pytest.fixture(scope="module")
 async def two_schema_url(pg_admin_url: str) -> str:
-    url = await create_database(pg_admin_url, "sqlmode_reflect2")
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(TWO_SCHEMA_DDL)
-    finally:
-        await conn.close()
-    return url
+    return await create_database(pg_admin_url, "sqlmode_reflect2", TWO_SCHEMA_DDL)
 
 
 KITCHEN = [
