@@ -67,9 +67,17 @@ class Analyzer:
         except RecursionError:
             _extend(analysis, [violation("QUERY_TOO_LARGE", "The query is nested too deeply to analyze.")])
         except UnsupportedError as e:
+            # sqlglot has no rendering of the construct in this dialect (often a function the
+            # engine does not have: to_char on DuckDB): the model needs the engine's own spelling.
+            notes = self.engine.dialect_notes
+            hint = f"Write that part with {self.dialect}'s own functions and syntax. {notes}"
             _extend(
                 analysis,
-                [violation("ANALYSIS_FAILED", f"The query cannot be rendered safely in {self.dialect}: {e}")],
+                [
+                    violation(
+                        "ANALYSIS_FAILED", f"The query cannot be rendered safely in {self.dialect}: {e}", hint
+                    )
+                ],
             )
         except Exception as e:  # fail closed on anything unexpected
             # The exception's text is sqlmode's internals, not something the model can act on:

@@ -96,3 +96,13 @@ def test_a_crash_tells_the_model_what_to_do_and_the_operator_what_happened(
     (record,) = [r for r in caplog.records if r.name == "sqlmode.analyze"]
     assert record.exc_info is not None and "NoneType" in str(record.exc_info[1])
     assert SQL in record.getMessage()
+
+
+def test_a_construct_without_a_rendering_in_the_dialect_points_to_the_engines_own_spelling() -> None:
+    # DuckDB has no to_char: sqlglot cannot render it there, and "simplify the query" would leave
+    # the model guessing. The hint carries the engine's notes, which name strftime.
+    sql = "SELECT to_char(created_at, 'YYYY-MM') AS ym, count(*) FROM orders GROUP BY 1"
+    analysis = Analyzer(make_settings("duckdb")).analyze(sql, sample_snapshot("duckdb"))
+    (v,) = analysis.violations
+    assert v.code == "ANALYSIS_FAILED" and analysis.normalized_code == ""
+    assert "ToChar" in v.message and "strftime" in (v.hint or "")
