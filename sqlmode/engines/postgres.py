@@ -27,6 +27,14 @@ localtimestamp natural not notnull null offset on only or order outer overlaps p
 references returning right select session_user similar some symmetric system_user table tablesample
 then to trailing true union unique user using variadic verbose when where window with"""
 
+
+def _fix_sqlglot() -> None:
+    """sqlglot renders date_part as EXTRACT, which returns another type (_postgres_sqlglot.py)."""
+    from ._postgres_sqlglot import install
+
+    install()
+
+
 TRAITS = EngineTraits(
     name="postgres",
     display_name="PostgreSQL",
@@ -64,6 +72,7 @@ TRAITS = EngineTraits(
         "ARRAY[1, 2]",
     ),
     pivot_without_values=False,
+    sqlglot_setup=_fix_sqlglot,
     volatile_wording="is VOLATILE",
     reserved_words=frozenset(_RESERVED_WORDS.split()),
     folds_unquoted_names=True,

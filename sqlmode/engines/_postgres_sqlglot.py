@@ -1,0 +1,64 @@
+"""A fix to sqlglot's PostgreSQL dialect, applied once when the PostgreSQL analyzer is built.
+
+**date_part is not EXTRACT.** sqlglot 30 reads ``date_part('year', ts)`` as the same node as
+``EXTRACT(YEAR FROM ts)`` and renders both as EXTRACT. Since PostgreSQL 14 they differ in type:
+``date_part`` returns double precision, ``EXTRACT`` numeric. What runs is the rendering, so a
+query written with ``date_part`` answered with numerics (text in the JSON answer: ``"2024"``
+where the database's own reading of the query gives the number 2024). The round-trip check
+cannot see it: both texts read back as the same tree.
+
+Here ``date_part`` with a literal field is read as that same EXTRACT node, marked in its meta,
+and the generator renders a marked node as the ``DATE_PART`` call it was written as; everything
+that analyzes EXTRACT (function lists, explanations, the engine check) is unchanged. A field
+that is not a string literal (``date_part(unit_column, ts)``), which sqlglot turned into a
+keyword (the column's name as the unit), stays the call it was: ``date_part(unit_column, ts)``.
+sqlglot compiles its parser and generator (sqlglotc), so their tables' entries are replaced, for
+the process, as for DuckDB (_duckdb_sqlglot.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.generators.postgres import PostgresGenerator
+from sqlglot.parsers.postgres import PostgresParser
+from sqlglot.tokens import TokenType
+
+__all__ = ["DATE_PART_META", "install"]
+
+#: The meta key marking an EXTRACT node written as ``date_part``.
+DATE_PART_META = "sqlmode_date_part"
+
+
+def _parse_date_part(parser: Any) -> exp.Expr:
+    """``date_part(field, source)``: the EXTRACT node, marked, when the field is a string literal."""
+    part = parser._parse_type()
+    parser._match(TokenType.COMMA)
+    value = parser._parse_bitwise()
+    if isinstance(part, exp.Literal) and part.is_string:
+        node = parser.expression(exp.Extract(this=exp.var(part.name.upper()), expression=value))
+        node.meta[DATE_PART_META] = True
+        return node
+    args = [a for a in (part, value) if a is not None]
+    return parser.expression(exp.Anonymous(this="date_part", expressions=args))
+
+
+# sqlglot's own, taken when this module loads (before install() can replace it).
+_SQLGLOT_EXTRACT: Callable[[Any, exp.Extract], str] | None = PostgresGenerator.TRANSFORMS.get(exp.Extract)
+
+
+def _extract(gen: Any, node: exp.Extract) -> str:
+    """A marked node as ``DATE_PART('field', source)``; any other EXTRACT as sqlglot renders it."""
+    if node.meta.get(DATE_PART_META) and isinstance(node.this, exp.Var):
+        return gen.func("DATE_PART", exp.Literal.string(node.this.name.lower()), node.expression)
+    if _SQLGLOT_EXTRACT is not None:
+        return _SQLGLOT_EXTRACT(gen, node)
+    return str(gen.extract_sql(node))
+
+
+def install() -> None:
+    """Read and render ``date_part`` as written (idempotent)."""
+    PostgresParser.FUNCTION_PARSERS["DATE_PART"] = _parse_date_part
+    PostgresGenerator.TRANSFORMS[exp.Extract] = _extract
