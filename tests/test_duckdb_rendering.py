@@ -39,6 +39,10 @@ def key(rows: Any) -> list[str]:
         "SELECT id, date_add(CAST(created_at AS DATE), to_days(3)) FROM orders ORDER BY id LIMIT 5",
         # an INTERVAL literal: sqlglot's + INTERVAL rendering, unchanged
         "SELECT id, date_add(created_at, INTERVAL 3 DAY) FROM orders ORDER BY id LIMIT 5",
+        # a number of days: a DATE stays a DATE (+ INTERVAL 7 DAY made it a TIMESTAMP, and the
+        # round trip refused the rendering)
+        "SELECT id, date_add(CAST(created_at AS DATE), 7) AS due FROM orders ORDER BY id LIMIT 5",
+        "SELECT id, date_add(created_at::DATE, -3) AS due FROM orders ORDER BY id LIMIT 5",
         # a column of days: a DATE stays a DATE (+ INTERVAL would make it a TIMESTAMP)
         "SELECT id, date_add(CAST(created_at AS DATE), quantity) FROM orders o "
         "JOIN order_items i ON i.order_id = o.id ORDER BY id, product_id LIMIT 5",

@@ -23,9 +23,11 @@ number of days) as ``x``. sqlglot renders it as ``ts + INTERVAL (x) DAY``, right
 but not for an interval-valued expression: ``date_add(ts, -INTERVAL 30 DAY)`` became
 ``ts + INTERVAL (-INTERVAL '30' DAY) DAY``, which DuckDB binds and then fails on when it runs
 (INTERVAL -> DOUBLE). The text form and the tree both read the same columns, so nothing else
-caught it; the query validated and could not run. When the call has no unit (DuckDB's own
-two-argument form) and its argument is not a plain number or an INTERVAL literal, it is
-rendered as the ``date_add`` call it was written as.
+caught it; the query validated and could not run. A number of days is no better served:
+``date_add(d, 7)`` on a DATE is a DATE to DuckDB, ``d + INTERVAL 7 DAY`` a TIMESTAMP (and that
+text read back as another tree, so the round trip refused the query). When the call has no unit
+(DuckDB's own two-argument form) and its argument is not an INTERVAL literal, it is rendered as
+the ``date_add`` call it was written as.
 """
 
 from __future__ import annotations
@@ -74,11 +76,9 @@ _SQLGLOT_DATE_ADD: Callable[[Any, exp.DateAdd], str] = DuckDBGenerator.TRANSFORM
 
 
 def _date_add(gen: Any, node: exp.DateAdd) -> str:
-    """``date_add(this, x)`` as written when x is interval-valued; sqlglot's rendering otherwise."""
+    """``date_add(this, x)`` as written unless x is an INTERVAL literal; sqlglot's rendering then."""
     value = node.expression
-    number = isinstance(value, exp.Literal) and value.is_number
-    plain = value is None or number or isinstance(value, exp.Interval)
-    if node.args.get("unit") is None and not plain:
+    if node.args.get("unit") is None and value is not None and not isinstance(value, exp.Interval):
         return str(gen.func("DATE_ADD", node.this, value))
     return _SQLGLOT_DATE_ADD(gen, node)
 
