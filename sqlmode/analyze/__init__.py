@@ -107,8 +107,12 @@ class Analyzer:
         rules = self.rules
         dialect = self.traits.sqlglot_dialect
         _parse.precheck(code)
+        try:
+            parsed = _parse.parse_one(code, dialect)
+        except Refusal as r:
+            raise self._unreadable(code, r) from None
         # DuckDB's `WITH c AS (...) PIVOT c ...`: the CTEs move into the source (pivot.py).
-        root = hoist_statement_ctes(_parse.parse_one(code, dialect))
+        root = hoist_statement_ctes(parsed)
         try:
             # Engines hash by identity; the Engine protocol type does not say so to mypy.
             view = _parse.engine_view(code, self.engine)  # type: ignore[arg-type]
@@ -196,6 +200,33 @@ class Analyzer:
         if limited is not None:
             a.row_limit = limited.row_limit
             a.limit_source = limited.source
+
+    def _unreadable(self, code: str, refusal: Refusal) -> Refusal:
+        """sqlglot's refusal to parse ``code``, saying so when the engine's own parser reads it.
+
+        The model then knows its SQL is valid for the database and that another spelling of the
+        same query will do, instead of hunting for a syntax error that is not there.
+        """
+        (first, *rest) = refusal.violations
+        if first.code != "PARSE_ERROR" or rest:
+            return refusal
+        try:
+            view = _parse.engine_view(code, self.engine)  # type: ignore[arg-type]
+        except Refusal:
+            return refusal  # the engine's parser refuses it too: a syntax error indeed
+        if len(view.types) != 1:
+            return refusal
+        name = self.traits.display_name
+        return Refusal(
+            violation(
+                "PARSE_ERROR",
+                f"{name} accepts this syntax, but sqlmode's analyzer cannot read it "
+                f"({first.message}); it approves only what it reads in full.",
+                "Write the same query another common way: put the unusual part in a subquery or "
+                "CTE and order or limit it from an outer SELECT; use standard spellings of "
+                f"functions and clauses. {self.engine.dialect_notes}",
+            )
+        )
 
 
 # After these, the tree is not a query worth resolving.

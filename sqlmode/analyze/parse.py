@@ -104,7 +104,7 @@ def parse_one(code: str, dialect: str) -> exp.Expr:
     try:
         statements = sqlglot_dialect(dialect).parse(code, error_level=ErrorLevel.RAISE)
     except (ParseError, TokenError) as e:
-        raise Refusal(violation("PARSE_ERROR", f"SQL syntax error: {_first_line(e)}")) from None
+        raise Refusal(violation("PARSE_ERROR", f"SQL syntax error{_near(e)}: {_first_line(e)}")) from None
     except RecursionError:
         raise Refusal(violation("QUERY_TOO_LARGE", "The query is nested too deeply to analyze.")) from None
     # After the one statement, LLMs often leave `; -- done` or `;;`: sqlglot reads a comment
@@ -150,6 +150,14 @@ def confirm_rendered(sql: str, engine: Engine, expected: str) -> bool:
         return engine.confirms_rendered(sql, expected)
     except NativeSyntaxError:
         return False
+
+
+def _near(e: BaseException) -> str:
+    """Where sqlglot stopped, as the words it stopped at (the line and column alone leave the model
+    counting characters)."""
+    errors = getattr(e, "errors", None) or [{}]
+    highlight = str(errors[0].get("highlight") or "").strip()
+    return f" at `{highlight[:60]}`" if highlight else ""
 
 
 def _first_line(e: BaseException) -> str:

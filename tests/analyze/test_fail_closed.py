@@ -106,3 +106,39 @@ def test_a_construct_without_a_rendering_in_the_dialect_points_to_the_engines_ow
     (v,) = analysis.violations
     assert v.code == "ANALYSIS_FAILED" and analysis.normalized_code == ""
     assert "ToChar" in v.message and "strftime" in (v.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("dialect", "sql", "near"),
+    [
+        # valid to the engine, beyond sqlglot's grammar
+        (
+            "duckdb",
+            "PIVOT orders ON status IN ('completed', 'cancelled') USING count(*) GROUP BY customer_id "
+            "ORDER BY customer_id LIMIT 3",
+            "ORDER BY",
+        ),
+        ("postgres", "SELECT id FROM orders ORDER BY id USING <", "USING"),
+    ],
+)
+def test_sql_the_engine_reads_but_the_analyzer_cannot_is_refused_saying_so(
+    dialect: str, sql: str, near: str
+) -> None:
+    P.engine_view.cache_clear()
+    analysis = Analyzer(make_settings(dialect)).analyze(sql, sample_snapshot(dialect))
+    (v,) = analysis.violations
+    assert v.code == "PARSE_ERROR" and analysis.normalized_code == ""
+    # the model learns its SQL is valid for the database, where the analyzer stopped, and a way on
+    assert "accepts this syntax" in v.message and f"at `{near}`" in v.message
+    assert "subquery" in (v.hint or "")
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
+def test_a_real_syntax_error_names_where_it_is_and_nothing_more(dialect: str) -> None:
+    P.engine_view.cache_clear()
+    analysis = Analyzer(make_settings(dialect)).analyze(
+        "SELECT id FROM orders WHERE", sample_snapshot(dialect)
+    )
+    (v,) = analysis.violations
+    assert v.code == "PARSE_ERROR" and "at `WHERE`" in v.message
+    assert "accepts this syntax" not in v.message
