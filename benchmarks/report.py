@@ -262,11 +262,13 @@ def why(f: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
                 f" (the DuckDB driver alone, running as many distinct queries: "
                 f"{raw.get('extra', {}).get('slope_mib_per_1000')} MiB per 1,000)"
             )
+        outside = (
+            "memory outside Python objects (the engine's native memory or the allocator's fragmentation)"
+        )
         if abs(blocks) < 2000:  # a few blocks a round trip: sawtooth of caches evicting, not a trend
-            text += (
-                ": the Python heap is flat, so the growth is memory outside Python objects (the "
-                "engine's native memory or the allocator's fragmentation)."
-            )
+            text += f": the Python heap is flat, so the growth is {outside}."
+        elif blocks < 0:  # caches evicting more than they take in: the heap shrinks meanwhile
+            text += f": the Python heap shrinks over the same round trips, so the growth is {outside}."
         else:
             text += ": Python objects are still accumulating."
         if grown:
