@@ -1,7 +1,12 @@
-"""Legit fixtures are real SQL: every normalized query runs on the sample DuckDB.
+"""Legit fixtures are real SQL: every normalized query runs on the sample warehouse, DuckDB and PostgreSQL.
 
 The analyzer here sees the schema exactly as the schema layer reflects it from the
 file, so this also proves the hand-built test snapshot mirrors the real warehouse.
+
+What runs is the normalized code, sqlglot's rendering of the analyzed tree. It must answer with
+the columns the text as written names, of the same types, as the database binds both: a rendering
+that keeps every table, column and call but changes a type (``date_part`` rendered as EXTRACT on
+PostgreSQL, ``date_add(d, 7)`` as ``d + INTERVAL 7 DAY`` on DuckDB) fails here.
 """
 
 from __future__ import annotations
@@ -63,6 +68,18 @@ def test_legit_query_runs_within_its_row_limit(case: Case, setup: DuckDBSetup) -
     rows = con.execute(analysis.normalized_code).fetchall()
     # an injected cap asks for one probe row past row_limit (the executor's truncation check)
     assert len(rows) <= analysis.row_limit + 1
+    written = _duckdb_columns(con, case.sql)
+    if written is not None:  # DuckDB binds the text as written (not its deprecated `x -> x` lambdas)
+        assert _duckdb_columns(con, analysis.normalized_code) == written
+
+
+def _duckdb_columns(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, str]] | None:
+    """The result's column names and types as DuckDB binds ``sql`` (nothing runs); None if it cannot."""
+    try:
+        rel = con.sql(sql)
+    except duckdb.Error:
+        return None
+    return list(zip(rel.columns, map(str, rel.types), strict=True))
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------
@@ -104,3 +121,15 @@ async def test_legit_query_runs_on_postgres(
     assert analysis.violations == [], case.name
     rows = await conn.fetch(analysis.normalized_code)  # extended protocol: one statement
     assert len(rows) <= analysis.row_limit + 1
+    written = await _postgres_columns(conn, case.sql)
+    assert written is not None, case.name
+    assert await _postgres_columns(conn, analysis.normalized_code) == written
+
+
+async def _postgres_columns(conn: asyncpg.Connection, sql: str) -> list[tuple[str, str]] | None:
+    """The result's column names and types as PostgreSQL prepares ``sql`` (nothing runs)."""
+    try:
+        stmt = await conn.prepare(sql)
+    except asyncpg.PostgresError:
+        return None
+    return [(a.name, a.type.name) for a in stmt.get_attributes()]
