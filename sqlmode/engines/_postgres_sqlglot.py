@@ -45,17 +45,18 @@ def _parse_date_part(parser: Any) -> exp.Expr:
     return parser.expression(exp.Anonymous(this="date_part", expressions=args))
 
 
-# sqlglot's own, taken when this module loads (before install() can replace it).
-_SQLGLOT_EXTRACT: Callable[[Any, exp.Extract], str] | None = PostgresGenerator.TRANSFORMS.get(exp.Extract)
+# sqlglot's own, taken when this module loads (before install() can replace it): its TRANSFORMS
+# entry if it has one, else the generator's method.
+_SQLGLOT_EXTRACT: Callable[[Any, exp.Extract], str] = (
+    PostgresGenerator.TRANSFORMS.get(exp.Extract) or PostgresGenerator.extract_sql
+)
 
 
 def _extract(gen: Any, node: exp.Extract) -> str:
     """A marked node as ``DATE_PART('field', source)``; any other EXTRACT as sqlglot renders it."""
     if node.meta.get(DATE_PART_META) and isinstance(node.this, exp.Var):
         return gen.func("DATE_PART", exp.Literal.string(node.this.name.lower()), node.expression)
-    if _SQLGLOT_EXTRACT is not None:
-        return _SQLGLOT_EXTRACT(gen, node)
-    return str(gen.extract_sql(node))
+    return str(_SQLGLOT_EXTRACT(gen, node))
 
 
 def install() -> None:
