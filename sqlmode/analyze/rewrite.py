@@ -84,50 +84,7 @@ def _wrapped(root: exp.Expr, cap: int) -> exp.Select:
 
 def render(root: exp.Expr, dialect: str) -> str:
     """SQL text for the tree; raises sqlglot.errors.UnsupportedError rather than dropping parts."""
-    # A copy: the generator's transforms rewrite the tree they are given (an ordered
+    # generate() copies: the generator's transforms rewrite the tree they are given (an ordered
     # aggregate such as string_agg(x, ', ' ORDER BY y) loses its argument), and the round
     # trip compares the rendering with the analyzed tree, which must stay as analyzed.
-    return generate(copy_tree(root), dialect, copy=False, comments=False, unsupported_level=ErrorLevel.RAISE)
-
-
-def copy_tree(root: exp.Expr) -> exp.Expr:
-    """A copy of ``root`` sharing nothing the generator may change, in half sqlglot's time.
-
-    sqlglot's deep copy also deep-copies every node's position dict through Python's copy
-    module (about 40% of a rendering). Its values are ints and strings that nothing changes,
-    so a new dict with the same values is as independent; everything else is copied as
-    sqlglot copies it (new nodes, new lists, the same immutable leaves).
-    """
-    Expr = exp.Expr
-    new = root.__class__()
-    stack = [(root, new)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node, cp = pop()
-        if node.comments is not None:
-            cp.comments = list(node.comments)
-        if node._type is not None:
-            cp._type = node._type.copy()
-        if node._meta is not None:
-            cp._meta = dict(node._meta)
-        args = cp.args
-        for key, value in node.args.items():
-            if isinstance(value, Expr):
-                child = value.__class__()
-                child.parent, child.arg_key = cp, key
-                args[key] = child
-                push((value, child))
-            elif type(value) is list:
-                items: list[object] = []
-                for v in value:
-                    if isinstance(v, Expr):
-                        child = v.__class__()
-                        child.parent, child.arg_key, child.index = cp, key, len(items)
-                        push((v, child))
-                        items.append(child)
-                    else:
-                        items.append(v)
-                args[key] = items
-            else:
-                args[key] = value
-    return new
+    return generate(root, dialect, comments=False, unsupported_level=ErrorLevel.RAISE)

@@ -41,7 +41,7 @@ from pathlib import Path  # noqa: E402
 from sqlglot import exp  # noqa: E402
 from sqlglot.errors import ErrorLevel  # noqa: E402
 
-from sqlmode.analyze.rewrite import copy_tree  # noqa: E402
+from sqlmode.analyze.parse import copy_tree  # noqa: E402
 from tests.fixtures.cases import FIXTURES, load_cases  # noqa: E402
 
 
