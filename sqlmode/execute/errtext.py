@@ -12,7 +12,9 @@ back to a caller:
   when the query text itself names them;
 - anything else (syntax, data conversion, hints) keeps its words, but every quoted token or number
   that does not occur in the query text is replaced by an ellipsis, so values and identifiers the
-  engine read from stored rows or the catalog cannot come through.
+  engine read from stored rows or the catalog cannot come through. A qualified name the engine
+  spells out (``"orders.created_at"`` for a query that wrote ``created_at`` from ``orders``) is kept
+  when each of its parts is an identifier the query names: it tells nothing the query did not.
 
 The rules over-approximate on purpose: a helpful value is sometimes hidden, a stored one never shown.
 """
@@ -25,6 +27,7 @@ __all__ = ["HIDDEN", "named_in", "scrub", "where_named"]
 
 HIDDEN = "…"
 _QUOTED = re.compile(r"\"((?:[^\"]|\"\")*)\"|'((?:[^']|'')*)'")
+_IDENTIFIER = re.compile(r"[A-Za-z_][\w$]*")
 _NUMBER = re.compile(r"(?<!LINE )(?<![\w$.])-?\d[\d_]*(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w$])")
 
 
@@ -41,7 +44,7 @@ def scrub(text: str, sql: str | None) -> str:
     def quoted(m: re.Match[str]) -> str:
         inner = m.group(1) if m.group(1) is not None else m.group(2)
         q = m.group(0)[0]
-        keep = inner == "" or named_in(inner, sql)
+        keep = inner == "" or named_in(inner, sql) or _qualified_and_named(inner, sql)
         return m.group(0) if keep else f"{q}{HIDDEN}{q}"
 
     def number(m: re.Match[str]) -> str:
@@ -55,6 +58,12 @@ def scrub(text: str, sql: str | None) -> str:
         last = m.end()
     parts.append(_NUMBER.sub(number, text[last:]))
     return "".join(parts)
+
+
+def _qualified_and_named(text: str, sql: str | None) -> bool:
+    """``schema.table.column``-like text whose every part is an identifier the query names."""
+    parts = text.split(".")
+    return len(parts) > 1 and all(_IDENTIFIER.fullmatch(p) and named_in(p, sql) for p in parts)
 
 
 def where_named(column: str | None, table: str | None, sql: str | None) -> str:
