@@ -166,7 +166,7 @@ class Analyzer:
 
         inv = cls.inventory or _classify.survey(root)[1]
         ctx = RuleContext.build(code, root, snapshot, rules, inv)
-        _extend(a, run_rules(ctx))
+        _extend(a, [self._with_notes(v) if v.code == "FUNCTION_NOT_ALLOWED" else v for v in run_rules(ctx)])
         a.tables = sorted(ctx.tables)
         a.columns = ctx.columns
         a.functions = ctx.functions
@@ -195,11 +195,24 @@ class Analyzer:
         # ...and sqlglot must read it back as the tree that was analyzed (roundtrip.py).
         round_trip = check_round_trip(normalized, final_root, dialect)
         if round_trip:
-            raise Refusal(*round_trip)
+            # Mostly a function or syntax of another SQL dialect that sqlglot translates (datediff or
+            # date_add with a unit on PostgreSQL): the model needs the engine's own spelling.
+            hint = (
+                f"What runs is sqlmode's rendering of the query for {self.traits.display_name}, and it "
+                "reads differently from what was written. A function or syntax from another SQL "
+                f"dialect is the usual cause: write it with {self.traits.display_name}'s own. "
+                f"{self.engine.dialect_notes} Unusual comments, quoting or escapes cause it too."
+            )
+            raise Refusal(*(v.model_copy(update={"hint": hint}) for v in round_trip))
         a.normalized_code = normalized
         if limited is not None:
             a.row_limit = limited.row_limit
             a.limit_source = limited.source
+
+    def _with_notes(self, v: Violation) -> Violation:
+        """``v`` with the engine's dialect notes after its hint: a function unknown to the allowlist
+        is mostly another SQL dialect's, and the model needs this engine's spelling."""
+        return v.model_copy(update={"hint": f"{v.hint} {self.engine.dialect_notes}"})
 
     def _unreadable(self, code: str, refusal: Refusal) -> Refusal:
         """sqlglot's refusal to parse ``code``, saying so when the engine's own parser reads it.

@@ -98,7 +98,8 @@ TRAITS = EngineTraits(
 )
 
 DIALECT_NOTES = (
-    "DuckDB SQL: date_trunc('month', ts), ts - INTERVAL 14 DAY, strftime, list/struct types, QUALIFY, "
+    "DuckDB SQL: date_trunc('month', ts), ts - INTERVAL 14 DAY, date_diff('day', a, b), "
+    "strftime(ts, '%Y-%m'), list/struct types, QUALIFY, "
     "GROUP BY ALL. No file reads (read_csv, 'file.parquet'), no PRAGMA, no extensions."
 )
 

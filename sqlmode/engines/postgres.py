@@ -105,7 +105,8 @@ TRAITS = EngineTraits(
 )
 
 DIALECT_NOTES = (
-    "PostgreSQL SQL: date_trunc('month', ts), now() - interval '14 days', FILTER (WHERE ...), "
+    "PostgreSQL SQL: date_trunc('month', ts), now() - interval '14 days', date2 - date1 (days), "
+    "to_char(ts, 'YYYY-MM'), FILTER (WHERE ...), "
     "DISTINCT ON, ->/->> for JSON. No catalogs (pg_catalog, information_schema), no set_config, "
     "no server file functions."
 )

@@ -57,7 +57,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..analyze.codes import violation
+from ..analyze.codes import VIOLATION_CODES, violation
 from ..analyze.functions import policy_for
 from ..config import Settings
 from ..engines.base import BoundAccess, Engine, Executor, engine_for_url
@@ -323,8 +323,12 @@ class EngineConfirmer:
             **kw,
         )
         if access.refusal is not None:
-            risk = RiskLevel.HIGH if access.refusal.code == "ENGINE_REFUSED" else RiskLevel.LOW
-            return Confirmation(violations=(access.refusal,), risk=risk), access.cacheable
+            refusal = access.refusal
+            if refusal.code == "ENGINE_REFUSED" and refusal.hint == VIOLATION_CODES["ENGINE_REFUSED"][1]:
+                # "function ... does not exist" is mostly another dialect's function: name the engine's.
+                refusal = refusal.model_copy(update={"hint": f"{refusal.hint} {self.engine.dialect_notes}"})
+            risk = RiskLevel.HIGH if refusal.code == "ENGINE_REFUSED" else RiskLevel.LOW
+            return Confirmation(violations=(refusal,), risk=risk), access.cacheable
         facts: PlanFacts = access.facts
         catalog: FunctionCatalog = access.catalog
         out: list[Violation] = list(access.violations)

@@ -1,0 +1,110 @@
+"""Refusals a model can act on: the column it got wrong, the engine's own spelling of a function.
+
+- The scrubbing of error text (sqlmode/execute/errtext.py) hides every quoted token the query did
+  not write. PostgreSQL qualifies the column of a GROUP BY mistake (``"orders.status"``) though the
+  query wrote ``status`` from ``orders``; hiding it left the model an error it could not act on. A
+  qualified name is kept when the query names each part; anything else stays hidden.
+- A function from another SQL dialect is refused by the allowlist (FUNCTION_NOT_ALLOWED), by the
+  database (ENGINE_REFUSED) or, when sqlglot translates it into something else, by the round trip
+  (ROUND_TRIP_MISMATCH). Each hint carries the engine's dialect notes, and the spelling they give
+  passes and runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from sqlmode.config import Settings
+from sqlmode.execute.errtext import HIDDEN, scrub
+from sqlmode.service import CodeModeService
+
+from .conftest import PgWorld
+
+GROUPING_MISTAKE = "SELECT upper(status) AS s, count(*) AS n FROM orders GROUP BY 1 ORDER BY lower(status)"
+
+
+@pytest.fixture(params=["duckdb", "superuser", "reader"])
+def settings(
+    request: pytest.FixtureRequest,
+    make_duck: Callable[..., Path],
+    duck_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> Settings:
+    if request.param == "duckdb":
+        return duck_settings(make_duck())
+    world: PgWorld = request.getfixturevalue("pg_world")  # resolved at setup, outside the test's loop
+    url = world.admin_url if request.param == "superuser" else world.reader_url
+    return world.settings(url, {"audit": {"path": str(tmp_path / "audit.jsonl")}})
+
+
+@pytest.fixture
+async def svc(settings: Settings) -> AsyncIterator[CodeModeService]:
+    async with CodeModeService(settings) as service:
+        yield service
+
+
+async def test_a_grouping_mistake_names_the_column(svc: CodeModeService) -> None:
+    v = await svc.validate(GROUPING_MISTAKE)
+    assert not v.is_valid and v.approval_token is None
+    text = " ".join(x.message for x in v.violations)
+    assert "GROUP BY" in text, text
+    assert '"orders.status"' in text or '"status"' in text, text  # PostgreSQL qualifies it
+
+
+# (another dialect's spelling, the code it gets, what the hint offers instead, that spelling, its answer)
+FOREIGN = {
+    "postgres": [
+        (
+            "SELECT datediff('day', DATE '2024-01-01', DATE '2024-03-01') AS days",
+            "ROUND_TRIP_MISMATCH",
+            "date2 - date1 (days)",
+            "SELECT DATE '2024-03-01' - DATE '2024-01-01' AS days",
+            60,
+        ),
+        (
+            "SELECT strftime('%Y-%m', DATE '2024-01-01') AS ym",
+            "ENGINE_REFUSED",
+            "to_char(ts, 'YYYY-MM')",
+            "SELECT to_char(DATE '2024-01-01', 'YYYY-MM') AS ym",
+            "2024-01",
+        ),
+    ],
+    "duckdb": [
+        (
+            "SELECT date_format(DATE '2024-01-01', '%Y-%m') AS ym",
+            "ENGINE_REFUSED",
+            "strftime(ts, '%Y-%m')",
+            "SELECT strftime(DATE '2024-01-01', '%Y-%m') AS ym",
+            "2024-01",
+        ),
+        (
+            "SELECT timestampdiff(DAY, DATE '2024-01-01', DATE '2024-03-01') AS days",
+            "FUNCTION_NOT_ALLOWED",
+            "date_diff('day', a, b)",
+            "SELECT date_diff('day', DATE '2024-01-01', DATE '2024-03-01') AS days",
+            60,
+        ),
+    ],
+}
+
+
+async def test_another_dialects_function_gets_the_engines_own_spelling(svc: CodeModeService) -> None:
+    for foreign, code, offered, spelling, answer in FOREIGN[svc.engine.traits.sqlglot_dialect]:
+        v = await svc.validate(foreign)
+        assert code in [x.code for x in v.violations] and v.approval_token is None, (foreign, v.violations)
+        hints = " ".join(x.hint for x in v.violations)
+        assert offered in hints, (foreign, hints)
+        ok = await svc.validate(spelling)
+        assert ok.is_valid, (spelling, ok.violations)
+        result = await svc.execute(ok.normalized_code, ok.approval_token or "")
+        assert result.rows == [[answer]], (spelling, result.rows)
+
+
+def test_a_qualified_name_shows_only_when_the_query_names_every_part() -> None:
+    sql = "SELECT created_at FROM orders"
+    assert scrub('column "orders.created_at" x', sql) == 'column "orders.created_at" x'
+    for hidden in ('"customers.ssn"', '"orders.ssn"', '"public.orders.secret"', '"12.50"', '"orders."'):
+        assert scrub(f"column {hidden} x", sql) == f'column "{HIDDEN}" x', hidden
