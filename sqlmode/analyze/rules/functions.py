@@ -54,8 +54,9 @@ def functions(ctx: RuleContext) -> list[Violation]:
             out.append(
                 violation(
                     code,
-                    f"Function `{name}` is not on the allowlist (side effects, files, network, "
-                    "secrets, or SQL inside strings are never allowed).",
+                    f"Function `{name}` is not on the allowlist: it is not a {rules.traits.display_name} "
+                    "analyst function sqlmode knows, or it has side effects, reaches files, network or "
+                    "secrets, or runs SQL inside strings.",
                 )
             )
         elif code == "FILE_ACCESS":
