@@ -3,7 +3,8 @@ of the same type (engines/_postgres_sqlglot.py).
 
 sqlglot read ``date_part('year', ts)`` as ``EXTRACT(YEAR FROM ts)`` and rendered that; PostgreSQL
 returns double precision for the first and numeric for the second, so the answer carried the
-number 2024 as the text "2024". Each query here runs straight on the database and through
+number 2024 as the text "2024". ``log10(x)`` became ``LOG(10, x)`` in the same way (numeric
+instead of double precision). Each query here runs straight on the database and through
 validate + execute; the values and their JSON types must match.
 """
 
@@ -37,6 +38,9 @@ def json_like(value: Any) -> Any:
         # a field that is not a literal is not a keyword: it stays the call it was
         "SELECT id, date_part(f, created_at) AS v FROM orders, (VALUES ('year'), ('hour')) AS u(f) "
         "ORDER BY id, f LIMIT 6",
+        "SELECT id, log10(total) AS l, LOG10(100) AS h FROM orders ORDER BY id LIMIT 5",
+        # log(b, x) is numeric as written, and stays log
+        "SELECT id, log(10, total) AS l, log(total) AS l1 FROM orders ORDER BY id LIMIT 5",
     ],
 )
 async def test_rendering_returns_the_values_and_types_of_the_query_as_written(
@@ -55,4 +59,5 @@ async def test_rendering_returns_the_values_and_types_of_the_query_as_written(
     assert r.rows == direct
     assert [[type(x) for x in row] for row in r.rows] == [[type(x) for x in row] for row in direct]
     # what runs names the call as written
-    assert ("DATE_PART" in v.normalized_code.upper()) == ("DATE_PART" in sql.upper())
+    for call in ("DATE_PART", "LOG10"):
+        assert (call in v.normalized_code.upper()) == (call in sql.upper())
