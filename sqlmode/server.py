@@ -466,7 +466,11 @@ def build_server(
     instructions = (
         f"SQL Code Mode over the '{dbname}' {dialect} warehouse. Read the schema (resource "
         f"schema://{dbname} or describe_schema), write ONE read-only SQL query, call validate_code, show the "
-        "user the explanation, then call execute_code with the approval_token. " + UNTRUSTED_NOTE
+        "user the explanation, then call execute_code with the approval_token. "
+        + UNTRUSTED_NOTE
+        # The dialect from the first query on: a model that guesses another dialect's functions
+        # spends a round trip on each refusal.
+        + f" Dialect notes: {service.engine.dialect_notes}"
     )
     mcp = _Server(
         name=f"sqlmode-{dbname}",

@@ -155,3 +155,13 @@ async def test_start_code_mode_prompt(client: Client, service: CodeModeService) 
     assert await service.schema_text() in text
     for hidden in ("ssn", "credentials", "audit_log"):
         assert hidden not in text
+
+
+async def test_instructions_carry_protocol_and_dialect(client: Client, service: CodeModeService) -> None:
+    # Clients put the server's instructions in the model's context: the model that never asks for
+    # the prompt still writes the engine's dialect from its first query.
+    text = client.instructions or ""
+    assert "validate_code" in text and "execute_code" in text and "approval_token" in text
+    assert service.engine.dialect_notes in text
+    for hidden in ("ssn", "credentials", "audit_log"):
+        assert hidden not in text
