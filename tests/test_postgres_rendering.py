@@ -61,3 +61,15 @@ async def test_rendering_returns_the_values_and_types_of_the_query_as_written(
     # what runs names the call as written
     for call in ("DATE_PART", "LOG10"):
         assert (call in v.normalized_code.upper()) == (call in sql.upper())
+
+
+@pytest.mark.parametrize("sql", ["SELECT log10() AS a", "SELECT log10(100, 2) AS a"])
+async def test_a_log10_call_postgres_has_not_is_refused_not_run_as_another(
+    sql: str, pg_reader_url: str, pg_settings: Callable[..., Settings]
+) -> None:
+    # sqlglot's builder kept log10's first argument only: `log10()` ran as LOG(10) and answered 1.
+    async with CodeModeService(pg_settings(pg_reader_url)) as svc:
+        v = await svc.validate(sql)
+    assert not v.is_valid and v.approval_token is None
+    assert [x.code for x in v.violations] == ["ENGINE_REFUSED"], v.violations
+    assert "log10" in v.violations[0].message

@@ -67,8 +67,11 @@ def _extract(gen: Any, node: exp.Extract) -> str:
 
 
 def _build_log10(args: list[Any]) -> exp.Expr:
-    """``log10(x)``: sqlglot's LOG(10, x) node, marked."""
-    node = exp.Log(this=exp.Literal.number(10), expression=args[0] if args else None)
+    """``log10(x)``: sqlglot's LOG(10, x) node, marked. Any other argument count stays the call
+    written (sqlglot's builder kept the first argument only: ``log10()`` ran as ``LOG(10)``)."""
+    if len(args) != 1:
+        return exp.Anonymous(this="log10", expressions=list(args))
+    node = exp.Log(this=exp.Literal.number(10), expression=args[0])
     node.meta[LOG10_META] = True
     return node
 
