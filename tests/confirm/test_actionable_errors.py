@@ -108,3 +108,10 @@ def test_a_qualified_name_shows_only_when_the_query_names_every_part() -> None:
     assert scrub('column "orders.created_at" x', sql) == 'column "orders.created_at" x'
     for hidden in ('"customers.ssn"', '"orders.ssn"', '"public.orders.secret"', '"12.50"', '"orders."'):
         assert scrub(f"column {hidden} x", sql) == f'column "{HIDDEN}" x', hidden
+
+
+async def test_a_refused_function_is_named_as_the_query_wrote_it(svc: CodeModeService) -> None:
+    # sqlglot reads gen_random_uuid() as its `uuid` node; the refusal named `uuid`, a call never written.
+    v = await svc.validate("SELECT GEN_RANDOM_UUID() AS u, id FROM orders")
+    assert [x.code for x in v.violations] == ["FUNCTION_NOT_ALLOWED"], v.violations
+    assert "`gen_random_uuid`" in v.violations[0].message and "`uuid`" not in v.violations[0].message

@@ -3,6 +3,8 @@ literal bounds on generators and padding, nested builders, casts to catalog type
 
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 
 from ...models import Violation
@@ -11,6 +13,19 @@ from ..functions import argument_problem, refusal_code
 from ..parse import sqlglot_dialect
 from ..sizes import size_problem
 from .base import RuleContext
+
+_NAME = re.compile(r"[A-Za-z_][\w$]*")
+
+
+def _as_written(node: exp.Expr, code: str) -> str | None:
+    """The call's name as the query wrote it: sqlglot names a node by its class (``gen_random_uuid()``
+    is a ``uuid`` node), and a refusal naming a function the query never called leaves the model
+    guessing."""
+    start, end = node.meta.get("start"), node.meta.get("end")
+    if not isinstance(start, int) or not isinstance(end, int):
+        return None
+    text = code[start : end + 1]
+    return text.lower() if _NAME.fullmatch(text) else None
 
 
 def functions(ctx: RuleContext) -> list[Violation]:
@@ -38,7 +53,7 @@ def functions(ctx: RuleContext) -> list[Violation]:
                 refused.setdefault(f"{prefix}.{name}", "FUNCTION_NOT_ALLOWED")
                 continue
         if not policy.allows(node):
-            refused.setdefault(name, refusal_code(name))
+            refused.setdefault(_as_written(node, ctx.code) or name, refusal_code(name))
             continue
         names.add(name)
         problem = argument_problem(node)
