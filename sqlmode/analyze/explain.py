@@ -177,7 +177,9 @@ def _output_name(w: _Words, proj: exp.Expr) -> str:
 
 def _join_condition(w: _Words, on: exp.Expr) -> str:
     """'matching orders.customer_id to customers.id' for key equalities, else 'where ...'."""
-    parts = on.flatten() if isinstance(on, exp.And) else [on]
+    # A list: flatten() is a generator, and the conditions are read twice (a self-join's
+    # `a.id < b.id` went unsaid once the key equalities had consumed it).
+    parts = list(on.flatten()) if isinstance(on, exp.And) else [on]
     keys = [
         p
         for p in parts
@@ -260,13 +262,15 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
     if order is not None:
         keys = []
         for o in order.expressions:
-            text = w(_positional(o.this, projections))
+            # DuckDB's ORDER BY ALL: every column of the select list, left to right
+            every = isinstance(o.this, exp.Var) and o.this.name.upper() == "ALL"
+            text = "every column" if every else w(_positional(o.this, projections))
             keys.append(f"{text} {'descending' if o.args.get('desc') else 'ascending'}")
         out.append(f"Sorts by {', '.join(keys[:_MAX_ITEMS])}.")
     cols = [_output_name(w, p) for p in select.expressions]
     if cols and not any(isinstance(p, exp.Star) for p in select.expressions):
         shown = ", ".join(cols[:8]) + (f" and {len(cols) - 8} more" if len(cols) > 8 else "")
-        out.append(f"Returns the columns {shown}.")
+        out.append(f"Returns {len(cols)} column{'s' if len(cols) > 1 else ''}: {shown}.")
     elif cols:
         out.append("Returns every column of the sources.")
     return out

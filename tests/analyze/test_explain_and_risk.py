@@ -68,10 +68,22 @@ def test_explanation_says_what_is_read_joined_filtered_grouped_ordered_limited()
         ),
         (
             "SELECT a.id FROM customers a JOIN customers b ON a.region = b.region AND a.id < b.id",
-            ["customers (as a)", "customers (as b)", "matching a.region to b.region"],
+            [
+                "customers (as a)",
+                "customers (as b)",
+                # the conditions beside the key equality are said too
+                "matching a.region to b.region, where a.id is less than b.id",
+            ],
         ),
         ("SELECT id FROM orders LIMIT 5000", ["Returns at most 1,000 rows", "lowered"]),
-        ("SELECT count(*) FROM orders", ["Computes the number of rows over all matching rows"]),
+        (
+            "SELECT count(*) FROM orders",
+            ["Computes the number of rows over all matching rows", "Returns 1 column: the number of rows."],
+        ),
+        (
+            "SELECT region, count(*) AS n FROM customers GROUP BY 1",
+            ["Returns 2 columns: region, n."],
+        ),
     ],
 )
 def test_explanation_phrases(sql: str, phrases: list[str]) -> None:
@@ -117,3 +129,9 @@ def test_a_heavy_read_is_high_risk() -> None:
     )
     a = run(sql)
     assert a.violations == [] and a.complexity.score >= 250 and a.risk_level == RiskLevel.HIGH
+
+
+def test_duckdb_order_by_all_is_every_column() -> None:
+    a = run("SELECT region, count(*) AS n FROM customers GROUP BY ALL ORDER BY ALL DESC", "duckdb")
+    assert a.violations == []
+    assert "Sorts by every column descending" in a.explanation, a.explanation
