@@ -59,6 +59,9 @@ class _Words:
             return f"{self.aliases.get(table.lower(), table)}.{node.name}" if table else node.name
         if isinstance(node, exp.Alias):
             return self(node.this)
+        if isinstance(node, exp.Filter) and isinstance(node.expression, exp.Where):
+            # count(*) FILTER (WHERE x > 1): the condition is half the meaning
+            return f"{self(node.this)} where {self(node.expression.this)}"
         if isinstance(node, exp.Tuple):
             return ", ".join(self(e) for e in node.expressions)
         word = _COMPARE.get(type(node))
@@ -145,7 +148,7 @@ def _source_name(node: exp.Expr, aliases: dict[str, str] | None = None) -> str:
             if alias and aliases is not None and alias not in aliases:
                 return f"{node.name} (as {node.alias})"
             return node.name
-        return f"the function {generate(node.this)[:40]}" if node.this is not None else "a table function"
+        return f"the table function {_call_name(node.this)}" if node.this is not None else "a table function"
     if isinstance(node, exp.Subquery):
         tables = sorted({t.name for t in node.find_all(exp.Table) if isinstance(t.this, exp.Identifier)})
         return f"a subquery over {', '.join(tables)}" if tables else "a subquery"
@@ -190,7 +193,7 @@ def _join_condition(w: _Words, on: exp.Expr) -> str:
     if keys:
         text = "matching " + " and ".join(f"{w(k.this)} to {w(k.expression)}" for k in keys)
     if rest:
-        text += (" where " if not text else ", where ") + " and ".join(w(r) for r in rest)
+        text += ("where " if not text else ", where ") + " and ".join(w(r) for r in rest)
     return text
 
 
@@ -229,7 +232,12 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
         out.append(f"Keeps only rows where {w(where.this)}.")
     group = select.args.get("group")
     projections = select.expressions
-    aggs = [a for p in select.expressions for a in p.find_all(exp.AggFunc) if not a.find_ancestor(exp.Window)]
+    aggs = [
+        a.parent if isinstance(a.parent, exp.Filter) else a
+        for p in select.expressions
+        for a in p.find_all(exp.AggFunc)
+        if not a.find_ancestor(exp.Window)
+    ]
     if group is not None:
         keys = [w(_positional(e, projections)) for e in group.expressions] or ["every selected column"]
         if group.args.get("all"):
@@ -329,7 +337,7 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str) -> str:
         for cte in with_.expressions[:_MAX_ITEMS]:
             inner = cte.this
             body = describe_select(inner, dialect) if isinstance(inner, exp.Select) else []
-            summary = " ".join(body[:3]) if body else "combines several queries"
+            summary = " ".join(body[:3]) if body else "combines several queries."
             steps.append(f"{cte.alias}: {summary[0].lower() + summary[1:] if summary else ''}")
         n = len(with_.expressions)
         kind = ("recursive " if with_.args.get("recursive") else "") + ("step" if n == 1 else "steps")

@@ -84,6 +84,20 @@ def test_explanation_says_what_is_read_joined_filtered_grouped_ordered_limited()
             "SELECT region, count(*) AS n FROM customers GROUP BY 1",
             ["Returns 2 columns: region, n."],
         ),
+        (
+            # FILTER is half an aggregate's meaning
+            "SELECT status, count(*) FILTER (WHERE total >= 500) AS big FROM orders GROUP BY status",
+            ["computes the number of rows where total is at least 500"],
+        ),
+        (
+            "WITH RECURSIVE m(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM m WHERE n < 5) SELECT n FROM m",
+            ["(1) m: combines several queries. Then reads m."],
+        ),
+        (
+            "SELECT d.day, count(o.id) AS n FROM (SELECT DATE '2024-01-01' AS day) d "
+            "LEFT JOIN orders o ON o.created_at::date = d.day GROUP BY d.day",
+            ["left-joined with orders where "],  # one space: the words were run together by two
+        ),
     ],
 )
 def test_explanation_phrases(sql: str, phrases: list[str]) -> None:
