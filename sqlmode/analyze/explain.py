@@ -73,15 +73,24 @@ class _Words:
             return "either " + " or ".join(self(p) for p in node.flatten())
         if isinstance(node, exp.Not):
             inner = node.this
-            if isinstance(inner, exp.Is):
+            if (
+                isinstance(inner, exp.Is)
+                and isinstance(inner.expression, exp.Null)
+                and not inner.args.get("negate")
+            ):
                 return f"{self(inner.this)} has a value"
             if isinstance(inner, exp.In):
                 return f"{self(inner.this)} is not one of {self._list(inner)}"
             if isinstance(inner, exp.Exists):
                 return f"no matching row exists in {self._tables_of(inner)}"
             return f"not ({self(inner)})"
+        # sqlglot marks `IS NOT NULL` (PostgreSQL) and `NOT LIKE` with a negate flag, not a NOT node:
+        # read without it, the sentence said the opposite of the query.
+        negated = bool(node.args.get("negate"))
         if isinstance(node, exp.Is):
-            return f"{self(node.this)} is empty" if isinstance(node.expression, exp.Null) else self.sql(node)
+            if isinstance(node.expression, exp.Null):
+                return f"{self(node.this)} {'has a value' if negated else 'is empty'}"
+            return self.sql(node)
         if isinstance(node, exp.In):
             if node.args.get("query") is not None:
                 return f"{self(node.this)} appears in a list computed from {self._tables_of(node)}"
@@ -90,7 +99,8 @@ class _Words:
             low, high = self(node.args.get("low")), self(node.args.get("high"))
             return f"{self(node.this)} is between {low} and {high}"
         if isinstance(node, (exp.Like, exp.ILike)):
-            return f"{self(node.this)} matches the pattern {self(node.expression)}"
+            verb = "does not match" if negated else "matches"
+            return f"{self(node.this)} {verb} the pattern {self(node.expression)}"
         if isinstance(node, exp.Exists):
             return f"a matching row exists in {self._tables_of(node)}"
         if isinstance(node, exp.Count):
@@ -197,6 +207,19 @@ def _join_condition(w: _Words, on: exp.Expr) -> str:
     return text
 
 
+def _whole_aggregate(agg: exp.Expr) -> exp.Expr:
+    """The aggregate with what qualifies it: ``percentile_cont(0.5) WITHIN GROUP (ORDER BY x)`` names
+    its column only in the WITHIN GROUP, and a FILTER is half the meaning."""
+    while isinstance(agg.parent, (exp.WithinGroup, exp.Filter)):
+        agg = agg.parent
+    return agg
+
+
+def _distinct_words(w: _Words, nodes: list[exp.Expr]) -> list[str]:
+    """Each description once, in order (two ``count(*)`` said "the number of rows" twice)."""
+    return list(dict.fromkeys(w(n) for n in nodes))
+
+
 def describe_select(select: exp.Select, dialect: str) -> list[str]:
     """Sentences for one SELECT: sources, filters, grouping, windows, order."""
     w = _Words(dialect, _aliases(select))
@@ -233,7 +256,7 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
     group = select.args.get("group")
     projections = select.expressions
     aggs = [
-        a.parent if isinstance(a.parent, exp.Filter) else a
+        _whole_aggregate(a)
         for p in select.expressions
         for a in p.find_all(exp.AggFunc)
         if not a.find_ancestor(exp.Window)
@@ -247,10 +270,10 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
                 keys.append(f"with {kind.replace('_', ' ')} subtotals")
         sentence = f"Groups rows by {', '.join(keys[:_MAX_ITEMS])}"
         if aggs:
-            sentence += f" and computes {', '.join(w(a) for a in aggs[:_MAX_ITEMS])}"
+            sentence += f" and computes {', '.join(_distinct_words(w, aggs)[:_MAX_ITEMS])}"
         out.append(sentence + ".")
     elif aggs:
-        out.append(f"Computes {', '.join(w(a) for a in aggs[:_MAX_ITEMS])} over all matching rows.")
+        out.append(f"Computes {', '.join(_distinct_words(w, aggs)[:_MAX_ITEMS])} over all matching rows.")
     having = select.args.get("having")
     if having is not None:
         out.append(f"Keeps only groups where {w(having.this)}.")

@@ -149,3 +149,33 @@ def test_duckdb_order_by_all_is_every_column() -> None:
     a = run("SELECT region, count(*) AS n FROM customers GROUP BY ALL ORDER BY ALL DESC", "duckdb")
     assert a.violations == []
     assert "Sorts by every column descending" in a.explanation, a.explanation
+
+
+# (predicate, its words): sqlglot marks PostgreSQL's `IS NOT NULL` and both engines' `NOT LIKE` with a
+# negate flag rather than a NOT node; read without it, the explanation said the opposite.
+PREDICATES = [
+    ("total IS NOT NULL", "total has a value"),
+    ("total IS NULL", "total is empty"),
+    ("NOT total IS NULL", "total has a value"),
+    ("status NOT LIKE 'c%'", "status does not match the pattern 'c%'"),
+    ("status LIKE 'c%'", "status matches the pattern 'c%'"),
+    ("status NOT ILIKE 'c%'", "status does not match the pattern 'c%'"),
+    ("NOT (total IS NOT NULL)", "not (total has a value)"),
+    ("status NOT IN ('a', 'b')", "status is not one of 'a', 'b'"),
+]
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+@pytest.mark.parametrize(("predicate", "words"), PREDICATES)
+def test_a_negated_predicate_is_said_negated(dialect: str, predicate: str, words: str) -> None:
+    a = run(f"SELECT id FROM orders WHERE {predicate}", dialect)
+    assert a.violations == []
+    assert f"Keeps only rows where {words}." in a.explanation, a.explanation
+
+
+def test_ordered_set_aggregates_name_their_column_and_repeats_are_said_once() -> None:
+    a = run(
+        "SELECT status, percentile_cont(0.5) WITHIN GROUP (ORDER BY total) AS m, count(*) AS n, "
+        "count(*) * 2 AS n2 FROM orders GROUP BY status"
+    )
+    assert "computes PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY total), the number of rows." in a.explanation
