@@ -80,6 +80,10 @@ class _Words:
             ):
                 return f"{self(inner.this)} has a value"
             if isinstance(inner, exp.In):
+                if inner.args.get("query") is not None:
+                    return (
+                        f"{self(inner.this)} does not appear in a list computed from {self._tables_of(inner)}"
+                    )
                 return f"{self(inner.this)} is not one of {self._list(inner)}"
             if isinstance(inner, exp.Exists):
                 return f"no matching row exists in {self._tables_of(inner)}"

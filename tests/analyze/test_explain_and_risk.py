@@ -162,6 +162,10 @@ PREDICATES = [
     ("status NOT ILIKE 'c%'", "status does not match the pattern 'c%'"),
     ("NOT (total IS NOT NULL)", "not (total has a value)"),
     ("status NOT IN ('a', 'b')", "status is not one of 'a', 'b'"),
+    (
+        "customer_id NOT IN (SELECT customer_id FROM contacts)",
+        "customer_id does not appear in a list computed from contacts",
+    ),
 ]
 
 
