@@ -354,6 +354,42 @@ def _describe_pivot(pivot: exp.Pivot, dialect: str) -> list[str]:
     return [f"Pivots {source}: {spread}{rows}, each holding {aggs or 'a value'}."]
 
 
+def _describe_set(node: exp.SetOperation, dialect: str, depth: int = 0) -> list[str]:
+    """A UNION / INTERSECT / EXCEPT and its queries. Only operations of the same kind (and the same
+    ALL or DISTINCT) are read as one list: ``a INTERSECT b EXCEPT c`` is (a and b in common) minus c,
+    not c and b taken from a."""
+    kind = _SET_WORDS.get(type(node), "Combines")
+    distinct = node.args.get("distinct")
+    dedup = "" if distinct is False else ", removing duplicates"
+    branches: list[exp.Expr] = []
+    stack: list[exp.Expr] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, exp.SetOperation) and (
+            item is node or (type(item) is type(node) and item.args.get("distinct") == distinct)
+        ):
+            stack.extend([item.expression, item.this])
+        else:
+            branches.append(item)
+    out = [f"{kind} the results of {len(branches)} queries{dedup}."]
+    for i, b in enumerate(branches[:_MAX_ITEMS], 1):
+        inner = b.unnest() if isinstance(b, exp.Subquery) else b
+        if isinstance(inner, exp.Select):
+            out.append(f"Query {i}: " + " ".join(describe_select(inner, dialect)[:2]))
+        elif isinstance(inner, exp.SetOperation) and depth < 2:
+            nested = _describe_set(inner, dialect, depth + 1)
+            out.append(f"Query {i}: " + nested[0][0].lower() + nested[0][1:])
+    return out
+
+
+def _offset(node: exp.Expr) -> str:
+    """' after skipping the first N rows' for an OFFSET (the row cap alone says less than the query)."""
+    offset = node.args.get("offset") if isinstance(node, exp.Query) else None
+    if isinstance(offset, exp.Offset) and offset.expression is not None:
+        return f", after skipping the first {generate(offset.expression)} rows"
+    return ""
+
+
 def explain(root: exp.Expr, limited: Limited | None, dialect: str) -> str:
     """A paragraph describing the whole statement."""
     parts: list[str] = []
@@ -382,36 +418,19 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str) -> str:
             body[0] = "Then " + body[0][0].lower() + body[0][1:]
         parts.extend(body)
     elif isinstance(node, exp.SetOperation):
-        kind = _SET_WORDS.get(type(node), "Combines")
-        dedup = "" if node.args.get("distinct") is False else ", removing duplicates"
-        branches: list[exp.Expr] = []
-        stack: list[exp.Expr] = [node]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, exp.SetOperation):
-                stack.extend([item.expression, item.this])
-            else:
-                branches.append(item)
-        parts.append(f"{kind} the results of {len(branches)} queries{dedup}.")
-        for i, b in enumerate(branches[:_MAX_ITEMS], 1):
-            inner = b.unnest() if isinstance(b, exp.Subquery) else b
-            if isinstance(inner, exp.Select):
-                parts.append(f"Query {i}: " + " ".join(describe_select(inner, dialect)[:2]))
+        parts.extend(_describe_set(node, dialect))
     elif isinstance(node, (exp.Insert, exp.Update, exp.Delete)):
         parts.extend(_describe_write(node, dialect))
     else:
         parts.append(f"Runs a {type(node).__name__.upper()} statement.")
     if limited is not None and limited.row_limit:
+        cap = f"Returns at most {limited.row_limit:,} rows{_offset(root)}"
         if limited.source == "lowered":
-            parts.append(
-                f"Returns at most {limited.row_limit:,} rows "
-                "(the query's own limit was lowered to the maximum)."
-            )
+            parts.append(f"{cap} (the query's own limit was lowered to the maximum).")
         elif limited.source == "wrapped":
             parts.append(
-                f"Returns at most {limited.row_limit:,} rows "
-                "(the query's own limit applies first, and the result is capped at the maximum)."
+                f"{cap} (the query's own limit applies first, and the result is capped at the maximum)."
             )
         else:
-            parts.append(f"Returns at most {limited.row_limit:,} rows.")
+            parts.append(f"{cap}.")
     return " ".join(p for p in parts if p)

@@ -183,3 +183,23 @@ def test_ordered_set_aggregates_name_their_column_and_repeats_are_said_once() ->
         "count(*) * 2 AS n2 FROM orders GROUP BY status"
     )
     assert "computes PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY total), the number of rows." in a.explanation
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+def test_mixed_set_operations_keep_their_grouping_and_an_offset_is_said(dialect: str) -> None:
+    # a INTERSECT b EXCEPT c is (a and b in common) minus c; it read as c and b taken from a
+    a = run(
+        "SELECT customer_id FROM orders INTERSECT SELECT customer_id FROM support_tickets "
+        "EXCEPT SELECT customer_id FROM contacts",
+        dialect,
+    )
+    assert a.explanation.startswith(
+        "Takes rows of the first query that are not in the others, from the results of 2 queries, "
+        "removing duplicates. Query 1: keeps rows common to the results of 2 queries"
+    ), a.explanation
+    a = run("SELECT id FROM orders ORDER BY id LIMIT 10 OFFSET 5", dialect)
+    assert "Returns at most 10 rows, after skipping the first 5 rows." in a.explanation, a.explanation
+    a = run("SELECT id FROM orders ORDER BY id LIMIT 5000 OFFSET 20", dialect)
+    assert (
+        "Returns at most 1,000 rows, after skipping the first 20 rows (the query's own limit" in a.explanation
+    )
