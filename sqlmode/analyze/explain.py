@@ -165,7 +165,8 @@ def _source_name(node: exp.Expr, aliases: dict[str, str] | None = None) -> str:
         return f"the table function {_call_name(node.this)}" if node.this is not None else "a table function"
     if isinstance(node, exp.Subquery):
         tables = sorted({t.name for t in node.find_all(exp.Table) if isinstance(t.this, exp.Identifier)})
-        return f"a subquery over {', '.join(tables)}" if tables else "a subquery"
+        what = f"a subquery over {', '.join(tables)}" if tables else "a subquery"
+        return f"{node.alias} ({what})" if node.alias else what
     if isinstance(node, exp.Lateral):
         return "a per-row (LATERAL) subquery"
     if isinstance(node, exp.Unnest):
@@ -224,13 +225,44 @@ def _distinct_words(w: _Words, nodes: list[exp.Expr]) -> list[str]:
     return list(dict.fromkeys(w(n) for n in nodes))
 
 
-def describe_select(select: exp.Select, dialect: str) -> list[str]:
-    """Sentences for one SELECT: sources, filters, grouping, windows, order."""
+def _derived_steps(select: exp.Select, dialect: str, depth: int) -> list[str]:
+    """What each subquery in FROM or a join does, like a CTE's step: a filter or a grouping in a
+    derived table is as much the query as one in the outer SELECT."""
+    if depth >= 2:
+        return []
+    from_ = select.args.get("from_")
+    sources = ([from_.this] if from_ is not None else []) + [j.this for j in select.args.get("joins") or []]
+    out = []
+    for src in sources:
+        inner = src.this if isinstance(src, (exp.Subquery, exp.Lateral)) else None
+        if isinstance(inner, exp.Subquery):  # LATERAL (SELECT ...)
+            inner = inner.this
+        if isinstance(inner, exp.Select):
+            body = describe_select(inner, dialect, depth + 1)
+            if body:
+                summary = " ".join(body)
+                name = f"The subquery {src.alias}" if src.alias else "A subquery"
+                out.append(f"{name}: {summary[0].lower()}{summary[1:]}")
+    return out
+
+
+def _computed_by_subquery(w: _Words, select: exp.Select) -> list[str]:
+    """'Computes cust_avg with a subquery over orders.' for each select-list value a scalar subquery makes."""
+    out = []
+    for p in select.expressions:
+        sub = p.find(exp.Subquery)
+        if sub is not None and sub.find_ancestor(exp.Select) is select:
+            out.append(f"Computes {_output_name(w, p)} with a subquery over {w._tables_of(sub)}.")
+    return out
+
+
+def describe_select(select: exp.Select, dialect: str, depth: int = 0) -> list[str]:
+    """Sentences for one SELECT: sources (and what a derived one does), filters, grouping, windows, order."""
     w = _Words(dialect, _aliases(select))
-    out: list[str] = []
+    out: list[str] = _derived_steps(select, dialect, depth)
     from_ = select.args.get("from_")
     if from_ is not None:
-        sentence = f"Reads {_source_name(from_.this, w.aliases)}"
+        sentence = f"{'Then reads' if out else 'Reads'} {_source_name(from_.this, w.aliases)}"
         for join in select.args.get("joins") or []:
             kind = " ".join(p for p in (join.side, join.kind) if p).lower()
             verb = {
@@ -259,11 +291,13 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
         out.append(f"Keeps only rows where {w(where.this)}.")
     group = select.args.get("group")
     projections = select.expressions
+    # This SELECT's own aggregates: not a window's, not a scalar subquery's (`(SELECT avg(total) ...)`
+    # in the select list read as if the whole query were aggregated).
     aggs = [
         _whole_aggregate(a)
         for p in select.expressions
         for a in p.find_all(exp.AggFunc)
-        if not a.find_ancestor(exp.Window)
+        if not a.find_ancestor(exp.Window) and a.find_ancestor(exp.Select) is select
     ]
     if group is not None:
         keys = [w(_positional(e, projections)) for e in group.expressions] or ["every selected column"]
@@ -281,7 +315,13 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
     having = select.args.get("having")
     if having is not None:
         out.append(f"Keeps only groups where {w(having.this)}.")
-    windows = [win for p in select.expressions for win in p.find_all(exp.Window)]
+    out.extend(_computed_by_subquery(w, select))
+    windows = [
+        win
+        for p in select.expressions
+        for win in p.find_all(exp.Window)
+        if win.find_ancestor(exp.Select) is select
+    ]
     if windows:
         names = sorted({_call_name(win.this) for win in windows})
         shown = ", ".join(names[:_MAX_ITEMS])
@@ -302,6 +342,10 @@ def describe_select(select: exp.Select, dialect: str) -> list[str]:
             text = "every column" if every else w(_positional(o.this, projections))
             keys.append(f"{text} {'descending' if o.args.get('desc') else 'ascending'}")
         out.append(f"Sorts by {', '.join(keys[:_MAX_ITEMS])}.")
+    limit = select.args.get("limit")
+    if depth > 0 and isinstance(limit, exp.Limit) and limit.expression is not None:
+        # a step's or subquery's own LIMIT (the statement's is said with the row cap)
+        out.append(f"Keeps the first {w(limit.expression)} rows.")
     cols = [_output_name(w, p) for p in select.expressions]
     if cols and not any(isinstance(p, exp.Star) for p in select.expressions):
         shown = ", ".join(cols[:8]) + (f" and {len(cols) - 8} more" if len(cols) > 8 else "")
@@ -375,7 +419,7 @@ def _describe_set(node: exp.SetOperation, dialect: str, depth: int = 0) -> list[
     for i, b in enumerate(branches[:_MAX_ITEMS], 1):
         inner = b.unnest() if isinstance(b, exp.Subquery) else b
         if isinstance(inner, exp.Select):
-            out.append(f"Query {i}: " + " ".join(describe_select(inner, dialect)[:2]))
+            out.append(f"Query {i}: " + " ".join(describe_select(inner, dialect, 1)[:2]))
         elif isinstance(inner, exp.SetOperation) and depth < 2:
             nested = _describe_set(inner, dialect, depth + 1)
             out.append(f"Query {i}: " + nested[0][0].lower() + nested[0][1:])
@@ -399,8 +443,8 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str) -> str:
         steps = []
         for cte in with_.expressions[:_MAX_ITEMS]:
             inner = cte.this
-            body = describe_select(inner, dialect) if isinstance(inner, exp.Select) else []
-            summary = " ".join(body[:3]) if body else "combines several queries."
+            body = describe_select(inner, dialect, 1) if isinstance(inner, exp.Select) else []
+            summary = " ".join(body) if body else "combines several queries."
             steps.append(f"{cte.alias}: {summary[0].lower() + summary[1:] if summary else ''}")
         n = len(with_.expressions)
         kind = ("recursive " if with_.args.get("recursive") else "") + ("step" if n == 1 else "steps")

@@ -203,3 +203,34 @@ def test_mixed_set_operations_keep_their_grouping_and_an_offset_is_said(dialect:
     assert (
         "Returns at most 1,000 rows, after skipping the first 20 rows (the query's own limit" in a.explanation
     )
+
+
+def test_subqueries_are_explained_and_their_aggregates_stay_theirs() -> None:
+    # a scalar subquery's avg() read as if the whole query were aggregated
+    a = run(
+        "SELECT o.id, (SELECT avg(total) FROM orders o2 WHERE o2.customer_id = o.customer_id) AS cust_avg "
+        "FROM orders o"
+    )
+    assert "over all matching rows" not in a.explanation and "Groups rows" not in a.explanation
+    assert "Computes cust_avg with a subquery over orders." in a.explanation, a.explanation
+    # a derived table's filter and grouping are the query's too; so is a LATERAL subquery's LIMIT
+    a = run(
+        "SELECT s.customer_id, s.n FROM (SELECT customer_id, count(*) AS n FROM support_tickets "
+        "WHERE priority = 'high' GROUP BY customer_id) s WHERE s.n > 2"
+    )
+    assert "The subquery s: reads support_tickets. Keeps only rows where priority is 'high'." in a.explanation
+    assert "Then reads s (a subquery over support_tickets). Keeps only rows where s.n is greater than 2." in (
+        a.explanation
+    ), a.explanation
+    a = run(
+        "SELECT c.id, t.total FROM customers c CROSS JOIN LATERAL "
+        "(SELECT total FROM orders o WHERE o.customer_id = c.id ORDER BY total DESC LIMIT 3) t"
+    )
+    assert "Keeps the first 3 rows." in a.explanation, a.explanation
+    # a step is said whole, not cut after three sentences
+    a = run(
+        "WITH m AS (SELECT customer_id, count(*) AS n FROM orders WHERE status = 'completed' "
+        "GROUP BY customer_id HAVING count(*) > 3 ORDER BY n DESC LIMIT 10) SELECT * FROM m"
+    )
+    assert "Keeps only groups where the number of rows is greater than 3" in a.explanation, a.explanation
+    assert "Keeps the first 10 rows." in a.explanation
