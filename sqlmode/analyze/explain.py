@@ -412,7 +412,10 @@ def _describe_set(node: exp.SetOperation, dialect: str, depth: int = 0) -> list[
         if isinstance(item, exp.SetOperation) and (
             item is node or (type(item) is type(node) and item.args.get("distinct") == distinct)
         ):
-            stack.extend([item.expression, item.this])
+            right = item.expression
+            if isinstance(item, exp.Except) and isinstance(right, exp.SetOperation):
+                right = exp.Subquery(this=right)  # a - (b - c) is not a - b - c: its own query
+            stack.extend([right, item.this])
         else:
             branches.append(item)
     out = [f"{kind} the results of {len(branches)} queries{dedup}."]

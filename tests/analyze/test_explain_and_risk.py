@@ -234,3 +234,21 @@ def test_subqueries_are_explained_and_their_aggregates_stay_theirs() -> None:
     )
     assert "Keeps only groups where the number of rows is greater than 3" in a.explanation, a.explanation
     assert "Keeps the first 10 rows." in a.explanation
+
+
+def test_an_except_nested_on_its_right_stays_its_own_query() -> None:
+    import sqlglot
+    from sqlglot import exp
+
+    from sqlmode.analyze.explain import explain
+
+    one, two, three = (sqlglot.parse_one(f"SELECT {n}", read="postgres") for n in (1, 2, 3))
+    # a - (b - c), built without the parentheses sqlglot's parser would keep as a subquery
+    tree = exp.Except(
+        this=one, expression=exp.Except(this=two, expression=three, distinct=True), distinct=True
+    )
+    text = explain(tree, None, "postgres")
+    assert text.startswith(
+        "Takes rows of the first query that are not in the others, from the results of 2 queries"
+    )
+    assert "Query 2: takes rows of the first query that are not in the others" in text, text
