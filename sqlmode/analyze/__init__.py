@@ -69,16 +69,12 @@ class Analyzer:
         except UnsupportedError as e:
             # sqlglot has no rendering of the construct in this dialect (often a function the
             # engine does not have: to_char on DuckDB): the model needs the engine's own spelling.
-            notes = self.engine.dialect_notes
-            hint = f"Write that part with {self.dialect}'s own functions and syntax. {notes}"
-            _extend(
-                analysis,
-                [
-                    violation(
-                        "ANALYSIS_FAILED", f"The query cannot be rendered safely in {self.dialect}: {e}", hint
-                    )
-                ],
+            refusal = violation(
+                "ANALYSIS_FAILED",
+                f"The query cannot be rendered safely in {self.dialect}: {e}",
+                f"Write that part with {self.dialect}'s own functions and syntax.",
             )
+            _extend(analysis, [self._with_notes(refusal)])
         except Exception as e:  # fail closed on anything unexpected
             # The exception's text is sqlmode's internals, not something the model can act on:
             # it goes to the operator's log; the model gets the refusal and a way forward.
@@ -210,8 +206,9 @@ class Analyzer:
             a.limit_source = limited.source
 
     def _with_notes(self, v: Violation) -> Violation:
-        """``v`` with the engine's dialect notes after its hint: a function unknown to the allowlist
-        is mostly another SQL dialect's, and the model needs this engine's spelling."""
+        """``v`` with the engine's dialect notes after its hint: a refusal that is mostly another SQL
+        dialect's spelling (an unknown function, a construct without a rendering, syntax the analyzer
+        cannot read) needs this engine's."""
         return v.model_copy(update={"hint": f"{v.hint} {self.engine.dialect_notes}"})
 
     def _unreadable(self, code: str, refusal: Refusal) -> Refusal:
@@ -231,13 +228,15 @@ class Analyzer:
             return refusal
         name = self.traits.display_name
         return Refusal(
-            violation(
-                "PARSE_ERROR",
-                f"{name} accepts this syntax, but sqlmode's analyzer cannot read it "
-                f"({first.message}); it approves only what it reads in full.",
-                "Write the same query another common way: put the unusual part in a subquery or "
-                "CTE and order or limit it from an outer SELECT; use standard spellings of "
-                f"functions and clauses. {self.engine.dialect_notes}",
+            self._with_notes(
+                violation(
+                    "PARSE_ERROR",
+                    f"{name} accepts this syntax, but sqlmode's analyzer cannot read it "
+                    f"({first.message}); it approves only what it reads in full.",
+                    "Write the same query another common way: put the unusual part in a subquery or "
+                    "CTE and order or limit it from an outer SELECT; use standard spellings of "
+                    "functions and clauses.",
+                )
             )
         )
 
