@@ -162,6 +162,7 @@ _SYNTAX_CLASSES: frozenset[type] = frozenset(
         exp.Window,
         exp.Filter,
         exp.WithinGroup,
+        exp.Collate,  # `x COLLATE "C"`: an operator naming a collation
     }
     & {c for c in vars(exp).values() if isinstance(c, type)}
 )
