@@ -30,6 +30,7 @@ from . import parse as _parse
 from .codes import VIOLATION_CODES, Refusal, violation
 from .complexity import risk_level
 from .explain import explain
+from .names import keep_output_names
 from .pivot import hoist_statement_ctes, unlisted_pivot, unlisted_pivots
 from .rewrite import inject_limit, render
 from .roundtrip import check_round_trip
@@ -183,6 +184,9 @@ class Analyzer:
         if a.violations:
             return
         normalized = render(final_root, dialect)
+        # The result's columns keep the names the database gives the text as written (names.py).
+        if keep_output_names(code, normalized, final_root, self.engine):
+            normalized = render(final_root, dialect)
         # What runs is the rendering: the engine must read it as one statement of the same kind.
         if not _parse.confirm_rendered(normalized, self.engine, expected):
             raise Refusal(
