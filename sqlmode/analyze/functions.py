@@ -33,7 +33,7 @@ json_group_array json_group_object stddev stddev_pop stddev_samp variance var_po
 covar_pop covar_samp regr_slope regr_intercept regr_r2 regr_count regr_avgx regr_avgy regr_sxx
 regr_syy regr_sxy median mode percentile_cont percentile_disc quantile quantile_cont quantile_disc
 approx_count_distinct approx_quantile arg_max arg_min argmax argmin max_by min_by bit_and bit_or
-bit_xor histogram kurtosis skewness entropy product fsum favg geomean grouping
+bit_xor histogram kurtosis skewness entropy product fsum favg geomean grouping grouping_id
 mean mad sem kurtosis_pop reservoir_quantile histogram_exact arg_max_null
 arg_min_null kahan_sum sumkahan sum_no_overflow
 """

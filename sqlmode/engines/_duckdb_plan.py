@@ -24,6 +24,13 @@ One binder artefact is not the query's: a scalar subquery is planned as ``first(
 That ``error`` has no source location (user-written expressions have one) and sits in exactly
 that shape; it is reported apart (:attr:`BoundPlan.binder_calls`) so the confirmer can let it pass
 when the analyzer saw no ``error`` call in the text.
+
+Built-in macros leave the same artefact: ``json_group_object(k, v)`` expands to a ``string_agg``
+whose key is ``CASE WHEN k IS NULL THEN error('json_group_object key cannot be NULL') ...``
+(``histogram_values`` and ``assert_true`` likewise). Any ``error`` call whose one argument is a
+constant is reported apart the same way: it ends the query with a message the query did not
+choose, it has no side effect, and it reads nothing (a condition around it reads what the plan
+shows it reads, checked like every other column). One the query wrote still counts.
 """
 
 from __future__ import annotations
@@ -242,11 +249,27 @@ def _expressions(value: Any, out: BoundPlan) -> None:
         qname = value.get("qname")
         if isinstance(qname, dict) and not value.get("is_operator"):
             path = [str(p).lower() for p in (qname.get("path") or [])]
-            if path and not path[-1].startswith("__"):
+            if _constant_error(value, path):
+                out.binder_calls.add(("main", "error"))  # a built-in macro's guard (see above)
+            elif path and not path[-1].startswith("__"):
                 out.functions.add(_call_name(path))
     for key, item in value.items():
         if key != "qname" and isinstance(item, _CONTAINERS):
             _expressions(item, out)
+
+
+def _constant_error(node: dict[str, Any], path: list[str]) -> bool:
+    """``error('<constant>')``, the built-in function: the guard built-in macros expand to."""
+    args = node.get("children")
+    return (
+        node.get("expression_class") == "BOUND_FUNCTION"
+        and path[-1:] == ["error"]
+        and path[:-1] in ([], ["main"], ["system", "main"])
+        and isinstance(args, list)
+        and len(args) == 1
+        and isinstance(args[0], dict)
+        and args[0].get("expression_class") == "BOUND_CONSTANT"
+    )
 
 
 def _call_name(path: list[str]) -> tuple[str, str]:

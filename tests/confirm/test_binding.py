@@ -251,6 +251,29 @@ async def test_duckdb_written_error_call_stays_refused(
         assert not v.is_valid and "FUNCTION_VOLATILE" in codes(v), v.violations
 
 
+async def test_duckdb_builtin_macro_guard_is_not_a_volatile_call(
+    duck: CodeModeService, make_duck: Callable[..., Path]
+) -> None:
+    """json_group_object is a built-in macro whose body guards NULL keys with error('<constant>'):
+    the query wrote json_group_object, not error, and it was FUNCTION_VOLATILE `error`."""
+    sql = (
+        "SELECT json_group_object(status, n) AS o "
+        "FROM (SELECT status, count(*) AS n FROM orders GROUP BY status)"
+    )
+    v = await duck.validate(sql)
+    assert v.is_valid, v.violations
+    result = await duck.execute(v.normalized_code, v.approval_token or "")
+    con = duckdb.connect(str(make_duck(name="direct")), read_only=True)
+    try:
+        expected = json.loads(con.execute(sql).fetchone()[0])
+    finally:
+        con.close()
+    assert result.rows == [[expected]] and expected
+    # A blocked column through the macro is still a blocked column.
+    v = await duck.validate("SELECT json_group_object(ssn, id) AS o FROM customers")
+    assert not v.is_valid and "COLUMN_BLOCKED" in codes(v)
+
+
 def test_bound_plan_documents_are_json() -> None:
     assert (
         read_bound_plan(json.dumps({"error": False, "plans": [{"type": "LOGICAL_DUMMY_SCAN"}]})).problems

@@ -174,6 +174,14 @@ def _guard(**change: object) -> dict:
 def test_the_binders_scalar_subquery_guard_is_not_a_user_call() -> None:
     bound = read_bound_plan(json.dumps(_guard()))
     assert bound.binder_calls == {("main", "error")} and bound.functions == set()
-    # The same shape with a source location is something the user wrote.
-    written = read_bound_plan(json.dumps(_guard(query_location=12)))
-    assert written.binder_calls == set() and ("main", "error") in written.functions
+    # The same shape elsewhere (a built-in macro's guard, json_group_object's NULL key) is reported
+    # apart too: error('<constant>') ends the query and does nothing else. Whether the query wrote
+    # it is the analyzer's reading of the text (_duckdb_check._binder_calls), not the plan's.
+    macro = read_bound_plan(json.dumps(_guard(query_location=12)))
+    assert macro.binder_calls == {("main", "error")} and ("main", "error") not in macro.functions
+    # error() of anything but a constant is a call like any other.
+    ref = {"expression_class": "BOUND_REF", "index": 0}
+    call = _call(["system", "main", "error"], ref)
+    root = {"type": "LOGICAL_PROJECTION", "expressions": [call], "children": []}
+    computed = read_bound_plan(json.dumps({"error": False, "plans": [root]}))
+    assert computed.binder_calls == set() and ("main", "error") in computed.functions
