@@ -269,3 +269,15 @@ def test_too_deep_names_the_deepest_block(dialect: str) -> None:
     a = run(sql, dialect, cedar_policies={"max_depth": 3})
     assert codes(a) == ["TOO_DEEP"]
     assert a.violations[0].hint.startswith("The most deeply nested part is the subquery `a`. Define")
+
+
+def test_star_of_a_column_says_it_is_a_column() -> None:
+    # DuckDB expands a struct column's fields with `s.*`; the analyzer reads `s` as a table that is
+    # not there. The hint said "Did you mean s?", the very name written.
+    a = run("SELECT s.* FROM (SELECT {'a': 1, 'b': 'x'} AS s)", "duckdb")
+    assert codes(a) == ["UNKNOWN_COLUMN"]
+    assert "`s` is a column here" in a.violations[0].hint and "s.field" in a.violations[0].hint
+    assert run("SELECT s.a, s.b FROM (SELECT {'a': 1, 'b': 'x'} AS s)", "duckdb").violations == []
+    # a star of a table that is not there still suggests the names in scope
+    other = run("SELECT x.* FROM customers c", "duckdb")
+    assert codes(other) == ["UNKNOWN_COLUMN"] and "is a column here" not in (other.violations[0].hint or "")

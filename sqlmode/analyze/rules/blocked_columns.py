@@ -62,6 +62,14 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
             if suggestions
             else "Check the column names in the schema resource."
         )
+        if unk.name == "*" and unk.qualifier and unk.qualifier in suggestions:
+            # `s.*` where `s` is a column (a struct or a row value), not a table: "Did you mean s?"
+            # would only repeat it.
+            q = unk.qualifier
+            hint = (
+                f"`{q}` is a column here, not a table or alias: select its fields by name "
+                f"(`{q}.field`) instead of `{q}.*`."
+            )
         if unk.name == "*" or (unk.qualifier and not unk.candidates and unk.name != "*"):
             msg = f"`{shown}`: no table or alias named `{unk.qualifier}` is in scope."
         else:
