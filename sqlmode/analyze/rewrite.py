@@ -27,6 +27,10 @@ class Limited:
     source: str
 
 
+# A bare VALUES' own ORDER BY, LIMIT and OFFSET.
+_MODIFIERS = ("order", "limit", "offset")
+
+
 def _literal_int(node: exp.Expr | None) -> int | None:
     if isinstance(node, exp.Literal) and not node.is_string:
         try:
@@ -44,6 +48,19 @@ def inject_limit(root: exp.Expr, max_rows: int) -> Limited:
     result of exactly max_rows rows is not mistaken for a cut one (datasette's max+1).
     """
     cap = max_rows + 1
+    if isinstance(root, exp.Values) and any(root.args.get(k) for k in _MODIFIERS):
+        # `VALUES ... ORDER BY 1 LIMIT 5`: rendered inside the wrapping subquery, sqlglot cannot
+        # read it back (`(VALUES (1) ORDER BY 1)`). The outer SELECT * takes the modifiers: its
+        # columns are the VALUES' own, by position and by name.
+        moved = {k: root.args.get(k) for k in _MODIFIERS}
+        for k in _MODIFIERS:
+            root.set(k, None)
+        alias = exp.TableAlias(this=exp.to_identifier("q"))
+        outer = exp.select("*").from_(exp.Subquery(this=root, alias=alias))
+        for k, v in moved.items():
+            if v is not None:
+                outer.set(k, v)
+        return inject_limit(outer, max_rows)
     if isinstance(root, (exp.Values, exp.Pivot)) or (
         isinstance(root, exp.Subquery) and not isinstance(root.this, exp.Query)
     ):
