@@ -426,7 +426,12 @@ def argument_problem(node: exp.Func) -> str | None:
         else:
             rows = generated_rows(node)
         if rows is None:
-            return "generate_series/range needs literal bounds (numbers, or dates and a literal interval)"
+            # Mostly a calendar spine between the data's first and last dates: two queries do it.
+            return (
+                "generate_series/range needs literal bounds (numbers, or dates and a literal interval); "
+                "for bounds taken from the data, query them first (min/max) and write them as literals "
+                "(DATE '2024-01-01')"
+            )
         if rows > MAX_GENERATED_ROWS:
             return f"generate_series/range would make about {rows:,} rows; at most {MAX_GENERATED_ROWS:,}"
         return None

@@ -281,3 +281,14 @@ def test_star_of_a_column_says_it_is_a_column() -> None:
     # a star of a table that is not there still suggests the names in scope
     other = run("SELECT x.* FROM customers c", "duckdb")
     assert codes(other) == ["UNKNOWN_COLUMN"] and "is a column here" not in (other.violations[0].hint or "")
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_generator_with_bounds_from_the_data_says_how_to_get_literal_ones(dialect: str) -> None:
+    sql = (
+        "SELECT d FROM generate_series((SELECT min(created_at) FROM orders), "
+        "(SELECT max(created_at) FROM orders), INTERVAL '1 month') AS g(d)"
+    )
+    a = run(sql, dialect)
+    assert codes(a) == ["FUNCTION_ARGUMENT_LIMIT"]
+    assert "query them first" in a.violations[0].message and "DATE '" in a.violations[0].message
