@@ -163,6 +163,9 @@ def _source_name(node: exp.Expr, aliases: dict[str, str] | None = None) -> str:
                 return f"{node.name} (as {node.alias})"
             return node.name
         return f"the table function {_call_name(node.this)}" if node.this is not None else "a table function"
+    if isinstance(node, (exp.Subquery, exp.Values)) and isinstance(node.unnest(), exp.Values):
+        rows = len(node.unnest().expressions)
+        return f"{rows} literal row{'s' if rows != 1 else ''} (VALUES)"
     if isinstance(node, exp.Subquery):
         tables = sorted({t.name for t in node.find_all(exp.Table) if isinstance(t.this, exp.Identifier)})
         what = f"a subquery over {', '.join(tables)}" if tables else "a subquery"
@@ -178,6 +181,9 @@ def _positional(node: exp.Expr, projections: list[exp.Expr]) -> exp.Expr:
     """GROUP BY 1 / ORDER BY 2 name the select list's first or second column."""
     if isinstance(node, exp.Literal) and not node.is_string and str(node.this).isdigit():
         i = int(str(node.this)) - 1
+        if any(p.is_star for p in projections[: i + 1]):
+            # A star before it (or it) stands for several columns: say the position.
+            return exp.Var(this=f"output column {i + 1}")
         if 0 <= i < len(projections):
             p = projections[i]
             return p.this if isinstance(p, exp.Alias) and not isinstance(p.this, exp.AggFunc) else p
@@ -189,6 +195,8 @@ def _output_name(w: _Words, proj: exp.Expr) -> str:
         return proj.alias
     if isinstance(proj, exp.Column):
         return w(proj)
+    if isinstance(proj, exp.Star):
+        return "every column of the sources"
     window = proj.find(exp.Window)
     return w(proj) if window is None else f"a computed column ({_call_name(window.this)})"
 
@@ -347,9 +355,13 @@ def describe_select(select: exp.Select, dialect: str, depth: int = 0) -> list[st
         # a step's or subquery's own LIMIT (the statement's is said with the row cap)
         out.append(f"Keeps the first {w(limit.expression)} rows.")
     cols = [_output_name(w, p) for p in select.expressions]
-    if cols and not any(isinstance(p, exp.Star) for p in select.expressions):
+    if cols and not any(p.is_star for p in select.expressions):
         shown = ", ".join(cols[:8]) + (f" and {len(cols) - 8} more" if len(cols) > 8 else "")
         out.append(f"Returns {len(cols)} column{'s' if len(cols) > 1 else ''}: {shown}.")
+    elif cols and not all(isinstance(p, exp.Star) for p in select.expressions):
+        # `o.*` or `id, *`: a count of select items is not a count of columns
+        shown = ", ".join(cols[:8]) + (f" and {len(cols) - 8} more" if len(cols) > 8 else "")
+        out.append(f"Returns {shown}.")
     elif cols:
         out.append("Returns every column of the sources.")
     return out

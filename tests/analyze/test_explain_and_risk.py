@@ -252,3 +252,18 @@ def test_an_except_nested_on_its_right_stays_its_own_query() -> None:
         "Takes rows of the first query that are not in the others, from the results of 2 queries"
     )
     assert "Query 2: takes rows of the first query that are not in the others" in text, text
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+def test_a_star_is_not_counted_as_one_column_nor_sorted_by(dialect: str) -> None:
+    a = run("SELECT * FROM orders ORDER BY 1 DESC", dialect)
+    assert "Sorts by output column 1 descending." in a.explanation and "Sorts by *" not in a.explanation
+    a = run("SELECT o.* FROM orders o ORDER BY 3", dialect)
+    assert "Returns every column of orders." in a.explanation and "1 column" not in a.explanation
+    a = run("SELECT id, * FROM orders ORDER BY 1, 2", dialect)
+    assert "Sorts by id ascending, output column 2 ascending." in a.explanation, a.explanation
+    assert "Returns id, every column of the sources." in a.explanation
+    # a VALUES list, with its own ORDER BY and LIMIT (moved onto the wrapping SELECT)
+    a = run("VALUES (3, 'x'), (1, 'y') ORDER BY 1 DESC LIMIT 2", dialect)
+    assert a.violations == []
+    assert a.explanation.startswith("Reads 2 literal rows (VALUES). Sorts by output column 1 descending.")
