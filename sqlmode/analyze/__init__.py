@@ -103,6 +103,7 @@ class Analyzer:
     def _analyze(self, code: str, snapshot: SchemaSnapshot, a: Analysis, explanation: bool = True) -> None:
         rules = self.rules
         dialect = self.traits.sqlglot_dialect
+        code = _parse.unwrap(code)  # a markdown fence or a byte-order mark around the SQL
         _parse.precheck(code)
         try:
             parsed = _parse.parse_one(code, dialect)

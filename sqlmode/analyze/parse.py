@@ -10,6 +10,7 @@ engine module says which parser that is and how it is kept away from the warehou
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from functools import lru_cache
 from typing import Any
@@ -116,6 +117,24 @@ def copy_tree(root: exp.Expr) -> exp.Expr:
             else:
                 args[key] = value
     return new
+
+
+# A whole text that is one markdown code block: ```sql ... ``` (models often send their SQL so).
+_FENCE = re.compile(r"\A\s*```[ \t]*[A-Za-z0-9_+-]*[ \t]*\r?\n(?P<body>.*?)\r?\n[ \t]*```\s*\Z", re.DOTALL)
+
+
+def unwrap(code: str) -> str:
+    """``code`` without what is not SQL around it: a leading byte-order mark, and a markdown code
+    fence around the whole text. Both parsers then read the same inner text; anything else is
+    left as it is (a fence inside the text stays, and is a syntax error)."""
+    if not isinstance(code, str):
+        return code
+    if code.startswith("\ufeff"):
+        code = code[1:]
+    m = _FENCE.match(code)
+    if m is not None and "```" not in m.group("body"):
+        return m.group("body")
+    return code
 
 
 def precheck(code: str) -> None:

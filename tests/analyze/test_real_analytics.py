@@ -292,3 +292,27 @@ def test_generator_with_bounds_from_the_data_says_how_to_get_literal_ones(dialec
     a = run(sql, dialect)
     assert codes(a) == ["FUNCTION_ARGUMENT_LIMIT"]
     assert "query them first" in a.violations[0].message and "DATE '" in a.violations[0].message
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_sql_sent_in_a_markdown_fence_or_after_a_bom_is_read(dialect: str) -> None:
+    plain = run("SELECT status, count(*) AS n FROM orders GROUP BY status", dialect)
+    for sent in (
+        "```sql\nSELECT status, count(*) AS n FROM orders GROUP BY status\n```",
+        "  ```\r\nSELECT status, count(*) AS n FROM orders GROUP BY status;\r\n```\n",
+        "\ufeffSELECT status, count(*) AS n FROM orders GROUP BY status",
+    ):
+        a = run(sent, dialect)
+        assert a.violations == [] and a.normalized_code == plain.normalized_code, sent
+        assert a.code == sent  # what was sent is what the analysis (and the audit) records
+    # only a fence around the whole text: two blocks, or a fence inside, stay syntax errors
+    assert codes(run("```sql\nSELECT 1\n```\n```sql\nSELECT 2\n```", dialect)) == ["PARSE_ERROR"]
+    assert run("SELECT '```' AS x", dialect).violations == []
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_typographic_quotes_get_a_hint_about_straight_ones(dialect: str) -> None:
+    a = run("SELECT id FROM orders WHERE status = \u2018completed\u2019", dialect)
+    assert "UNKNOWN_COLUMN" in codes(a)
+    hint = next(v.hint for v in a.violations if v.code == "UNKNOWN_COLUMN")
+    assert "curly" in hint and "('completed')" in hint, hint

@@ -62,7 +62,14 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
             if suggestions
             else "Check the column names in the schema resource."
         )
-        if unk.name == "*" and unk.qualifier and unk.qualifier in suggestions:
+        if any(q in shown for q in _TYPOGRAPHIC_QUOTES):
+            # A curly-quoted word is read as a name: the model meant a string in straight quotes.
+            text = unk.name.strip("".join(_TYPOGRAPHIC_QUOTES)).replace("'", "''")
+            hint = (
+                "This looks like text in typographic (curly) quotes: write string literals "
+                f"with straight single quotes ('{text}') and names plain or in straight double quotes."
+            )
+        elif unk.name == "*" and unk.qualifier and unk.qualifier in suggestions:
             # `s.*` where `s` is a column (a struct or a row value), not a table: "Did you mean s?"
             # would only repeat it.
             q = unk.qualifier
@@ -78,6 +85,8 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
     ctx.columns = columns
     return out
 
+
+_TYPOGRAPHIC_QUOTES = ("\u2018", "\u2019", "\u201c", "\u201d")
 
 # The hint of a star over a table with a blocked column lists at most this many visible columns.
 HINT_COLUMNS = 40
