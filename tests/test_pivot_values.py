@@ -168,3 +168,20 @@ async def test_a_pivot_statement_after_a_with_clause_runs_as_written(
         assert set(key(result.rows)) <= set(key(rows))
     else:
         assert key(result.rows) == key(rows)
+
+
+async def test_a_pivot_sent_in_a_markdown_fence_is_listed_and_runs(
+    sample_settings: Settings, sample_duckdb_path: Path
+) -> None:
+    sql = "PIVOT customers ON region USING count(*) GROUP BY segment"
+    columns, rows = direct(sample_duckdb_path, sql)
+    fenced = f"```sql\n{sql}\n```"
+    async with CodeModeService(sample_settings) as svc:
+        v = await svc.validate(fenced)
+        assert v.is_valid, v.violations
+        assert " IN (" in v.normalized_code and "```" not in v.normalized_code
+        for code in (fenced, v.normalized_code):
+            again = await svc.validate(fenced)
+            result = await svc.execute(code, again.approval_token or "")
+            assert [c.name for c in result.columns] == columns
+            assert key(result.rows) == key(rows)

@@ -23,7 +23,7 @@ from sqlglot import exp
 from ..engines.base import engine_named
 from ..models import Analysis, Violation
 from .codes import violation
-from .parse import parse_one
+from .parse import parse_one, unwrap
 
 # More distinct values than this is no longer a report one reads; the IN list must be written.
 MAX_PIVOT_VALUES = 100
@@ -150,7 +150,7 @@ async def expand_pivots(code: str, refused: Analysis, check: Analyze, analyze: A
     """
     # The engine that refused it: its dialect parses the code and writes the queries.
     dialect = engine_named(refused.dialect).traits.sqlglot_dialect
-    root = parse_one(code, dialect)
+    root = parse_one(unwrap(code), dialect)  # as the analyzer read it
     pivots = [p for p in unlisted_pivots(root) if p.this is not None]
     if not pivots or len(pivots) != len(unlisted_pivots(root)):
         return refused
