@@ -225,15 +225,22 @@ async def test_duckdb_scalar_subquery_is_not_a_volatile_call(
         "SELECT id, total FROM orders WHERE customer_id = "
         "(SELECT id FROM customers WHERE name = 'customer 7') ORDER BY id"
     )
+    result, expected = await _run_and_direct(duck, make_duck, sql)
+    assert [r[0] for r in result.rows] == [r[0] for r in expected] and len(expected) > 0
+
+
+async def _run_and_direct(
+    duck: CodeModeService, make_duck: Callable[..., Path], sql: str
+) -> tuple[Any, list[tuple[Any, ...]]]:
+    """``sql`` validated and executed through the service, and its rows straight from DuckDB."""
     v = await duck.validate(sql)
     assert v.is_valid, v.violations
     result = await duck.execute(v.normalized_code, v.approval_token or "")
     con = duckdb.connect(str(make_duck(name="direct")), read_only=True)
     try:
-        expected = con.execute(sql).fetchall()
+        return result, con.execute(sql).fetchall()
     finally:
         con.close()
-    assert [r[0] for r in result.rows] == [r[0] for r in expected] and len(expected) > 0
 
 
 async def test_duckdb_written_error_call_stays_refused(
@@ -260,14 +267,8 @@ async def test_duckdb_builtin_macro_guard_is_not_a_volatile_call(
         "SELECT json_group_object(status, n) AS o "
         "FROM (SELECT status, count(*) AS n FROM orders GROUP BY status)"
     )
-    v = await duck.validate(sql)
-    assert v.is_valid, v.violations
-    result = await duck.execute(v.normalized_code, v.approval_token or "")
-    con = duckdb.connect(str(make_duck(name="direct")), read_only=True)
-    try:
-        expected = json.loads(con.execute(sql).fetchone()[0])
-    finally:
-        con.close()
+    result, direct = await _run_and_direct(duck, make_duck, sql)
+    expected = json.loads(direct[0][0])
     assert result.rows == [[expected]] and expected
     # A blocked column through the macro is still a blocked column.
     v = await duck.validate("SELECT json_group_object(ssn, id) AS o FROM customers")
