@@ -93,6 +93,7 @@ async def bound_access(
         column_aliases(sql, tree),
         tables=range_names(sql, tree) if snapshot.ancestors else None,
         ancestors=_ancestors_of(snapshot),
+        sources=lambda: range_names(sql, tree),
     )
     return BoundAccess(facts=facts, catalog=catalog, parsed_calls=frozenset(parsed_calls), violations=found)
 

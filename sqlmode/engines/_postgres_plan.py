@@ -184,6 +184,7 @@ def postgres_plan_facts(
     *,
     tables: dict[str, tuple[str, str] | None] | None = None,
     ancestors: Callable[[str, str], Collection[str]] | None = None,
+    sources: Callable[[], dict[str, tuple[str, str] | None]] | None = None,
 ) -> PlanFacts:
     """Facts from one ``EXPLAIN (VERBOSE, FORMAT JSON)`` document (the object holding ``Plan``).
 
@@ -191,7 +192,8 @@ def postgres_plan_facts(
     and ``ancestors(schema, table)``: the names of the tables a table inherits from. With both, a
     partitioned (or inheritance parent) table is placed: the plan scans its partitions under
     ``events_1``, ``events_2``..., and the nodes above name the parent's columns as ``events.kind``,
-    an alias no scan defines.
+    an alias no scan defines. ``sources``: :func:`range_names` of the query's text, asked for only
+    when a node reads no rows (see :func:`_empty_nodes`).
     """
     root = doc["Plan"]
     facts = PlanFacts(rows=number(root.get("Plan Rows")), cost=number(root.get("Total Cost")))
@@ -223,11 +225,21 @@ def postgres_plan_facts(
             facts.problems.append("an alias of the plan may be a table whose columns the query renames")
     parsed = _parse(stmts, facts)
     single = _single_source(aliases)
+    empty = _empty_nodes(nodes)
+    named: dict[str, tuple[str, str] | None] | None = None
     for stmt, entry in zip(stmts, parsed, strict=True):
         if entry is None:
             continue
         tree, refs = entry
         node, parent = nodes[stmt.node]
+        if stmt.node in empty:
+            # A node over no rows at all (`WHERE false`): the planner dropped the scans its columns
+            # come from, so no scan defines their aliases; they are placed by the query's own
+            # names and the schema's tables instead (what cannot be placed is still refused).
+            if named is None:
+                named = sources() if sources is not None else {}
+            _unscanned(refs, aliases, named, lookup, facts, renamed or {})
+            continue
         if stmt.field == "Output" and _physical_tlist(node, parent, tree, aliases, single, lookup):
             continue
         if stmt.field == "Output" and _index_keys_to_parent(node, parent):
@@ -240,6 +252,73 @@ def postgres_plan_facts(
         _references(refs, aliases, single, lookup, facts, renamed or {}, via_parent)
     facts.access_path_columns -= facts.columns
     return facts
+
+
+_SIDE_PLANS = frozenset({"InitPlan", "SubPlan"})
+
+
+def _empty_nodes(nodes: list[tuple[dict[str, Any], Any]]) -> set[int]:
+    """Indices of the nodes that read no row: a ``Result`` whose one-time filter is the constant
+    ``false`` (the planner proved the query empty and removed the scans below it), and a node whose
+    every input is such a node. InitPlans and SubPlans are not inputs: their scans are read as
+    anywhere else. A node that scans a relation itself is never one.
+    """
+    index = {id(node): i for i, (node, _) in enumerate(nodes)}
+    empty: set[int] = set()
+    for i in range(len(nodes) - 1, -1, -1):  # children come after their parent in _nodes' order
+        node = nodes[i][0]
+        if node.get("Relation Name") or node.get("Function Name") or node.get("CTE Name"):
+            continue
+        inputs = [c for c in node.get("Plans") or () if c.get("Parent Relationship") not in _SIDE_PLANS]
+        proven = node.get("Node Type") == "Result" and node.get("One-Time Filter") == "false"
+        if (proven and not inputs) or (inputs and all(index.get(id(c)) in empty for c in inputs)):
+            empty.add(i)
+    return empty
+
+
+def _unscanned(
+    refs: Refs,
+    aliases: dict[str, Scan | None],
+    named: dict[str, tuple[str, str] | None],
+    lookup: TableLookup,
+    facts: PlanFacts,
+    renamed: dict[str, list[str] | None],
+) -> None:
+    """:func:`_references` for a node over no rows, whose columns' tables were never scanned.
+
+    An alias is placed by a scan if one defines it, else by the query's own names (``orders o``),
+    else as a table of the schema by that name (the deparser names a view's base table so); a bare
+    name by the query's one table. Placed columns count as read (blocked ones are refused like any
+    other); one that cannot be placed is a problem, as everywhere.
+    """
+    tables = [t for t in named.values() if t is not None]
+    for kind, value in refs:
+        if kind == "FuncCall":
+            _references(((kind, value),), aliases, (False, None), lookup, facts, renamed)
+            continue
+        fields = _fields(value)
+        if fields is None or not fields or len(fields) > 2:
+            facts.problems.append("the plan references a column in a form sqlmode cannot place")
+            continue
+        alias, name = (None, fields[0]) if len(fields) == 1 else (fields[0], fields[1])
+        scan: Scan | None = None
+        if alias is None:
+            if len(tables) == 1 and len(named) == 1 and name is not None:
+                schema, table = tables[0]
+                scan = Scan(table.lower(), schema.lower(), "", next(iter(named)), 0.0, "Result")
+        elif alias in aliases:
+            if aliases[alias] is not None:
+                _add(aliases[alias], name if name is not None else "*", lookup, facts, renamed)  # type: ignore[arg-type]
+            continue
+        elif named.get(alias) is not None:
+            schema, table = named[alias]  # type: ignore[misc]
+            scan = Scan(table.lower(), schema.lower(), "", alias, 0.0, "Result")
+        elif alias not in named and lookup("", alias) is not None:
+            scan = Scan(alias.lower(), "", "", alias, 0.0, "Result")
+        if scan is None or lookup(scan.schema, scan.table) is None:
+            facts.problems.append("the plan references a column of a relation it does not scan")
+            continue
+        _add(scan, name if name is not None else "*", lookup, facts, renamed)
 
 
 def _index_keys_to_parent(node: dict[str, Any], parent: dict[str, Any] | None) -> bool:
