@@ -100,7 +100,8 @@ VIOLATION_CODES: dict[str, tuple[str, str]] = {
     ),
     "INTROSPECTION_BLOCKED": (
         "The query reads system catalogs or database metadata.",
-        "Read the schema resource instead of information_schema, pg_catalog or duckdb_* functions.",
+        "Call describe_schema (or read the schema resource) for the tables and columns, instead of "
+        "information_schema, pg_catalog or duckdb_* functions.",
     ),
     "FUNCTION_NOT_ALLOWED": (
         "The query calls a function outside the analyst allowlist.",

@@ -132,7 +132,7 @@ def server_policies(settings: Settings) -> str:
                 when="context.catalog",
                 code="INTROSPECTION_BLOCKED",
                 reason="System catalogs (information_schema, pg_catalog, duckdb_*) are blocked.",
-                hint="Read the schema resource instead of querying the catalog.",
+                hint="Call describe_schema (or read the schema resource) instead of querying the catalog.",
             )
         )
 

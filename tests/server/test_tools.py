@@ -90,6 +90,19 @@ async def test_rejected_sql_is_a_tool_error_with_hints(client: Client) -> None:
     assert text.startswith("REJECTED") and "Hint:" in text and "approval_token" not in text
 
 
+async def test_a_catalog_query_is_pointed_to_a_tool_the_server_has(client: Client) -> None:
+    # Models look for columns in information_schema first; not every client shows resources, so
+    # the hint names the tool that returns the same schema.
+    sql = "SELECT column_name FROM information_schema.columns WHERE table_name = 'orders'"
+    v = await client.call_tool("validate_code", {"code": sql})
+    result = ValidationResult.model_validate(v.structured_content)
+    assert v.is_error and [x.code for x in result.violations] == ["INTROSPECTION_BLOCKED"]
+    tools = {t.name for t in (await client.list_tools()).tools}
+    assert "describe_schema" in (result.violations[0].hint or "") and "describe_schema" in tools
+    schema = await client.call_tool("describe_schema", {"table": "orders"})
+    assert not schema.is_error and "customer_id" in block_text(schema.content[0])
+
+
 async def test_a_bad_token_is_a_tool_error_with_a_hint(client: Client) -> None:
     r = await client.call_tool("execute_code", {"code": EASY_SQL, "approval_token": "not-a-token"})
     assert r.is_error
