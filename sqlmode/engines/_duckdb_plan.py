@@ -19,18 +19,15 @@ filter that zonemaps prove always true or false, so reading it made verdicts dep
 - Fail closed: exactly one plan, every operator and expression kind known, no serialization
   error; anything else is a problem the confirmer refuses.
 
-One binder artefact is not the query's: a scalar subquery is planned as ``first(x)`` and
-``count_star()`` under ``CASE WHEN count > 1 THEN error('More than one row ...') ELSE first END``.
-That ``error`` has no source location (user-written expressions have one) and sits in exactly
-that shape; it is reported apart (:attr:`BoundPlan.binder_calls`) so the confirmer can let it pass
-when the analyzer saw no ``error`` call in the text.
-
-Built-in macros leave the same artefact: ``json_group_object(k, v)`` expands to a ``string_agg``
-whose key is ``CASE WHEN k IS NULL THEN error('json_group_object key cannot be NULL') ...``
-(``histogram_values`` and ``assert_true`` likewise). Any ``error`` call whose one argument is a
-constant is reported apart the same way: it ends the query with a message the query did not
-choose, it has no side effect, and it reads nothing (a condition around it reads what the plan
-shows it reads, checked like every other column). One the query wrote still counts.
+One artefact is not the query's: ``error('<constant>')``. The binder plans a scalar subquery as
+``first(x)`` and ``count_star()`` under ``CASE WHEN count > 1 THEN error('More than one row ...')
+ELSE first END``, and built-in macros expand to the same guard (``json_group_object(k, v)``'s key
+is ``CASE WHEN k IS NULL THEN error('json_group_object key cannot be NULL') ...``;
+``histogram_values`` and ``assert_true`` likewise). Any ``error`` call whose one argument is a
+constant is reported apart (:attr:`BoundPlan.binder_calls`): it ends the query with a message the
+query did not choose, it has no side effect, and it reads nothing (the condition around it reads
+what the plan shows it reads, checked like every other column). The confirmer counts it as the
+query's call only when the analyzer saw an ``error`` call in the text.
 """
 
 from __future__ import annotations
@@ -112,7 +109,6 @@ _EXPRESSIONS = frozenset(
 # marker (count(*)). DuckDB's other virtual columns start at 2**63 (file names of readers).
 _ROW_ID = 2**64 - 1
 _EMPTY = 2**64 - 2
-_NO_LOCATION = 2**64 - 1
 
 
 @dataclass(slots=True)
@@ -239,18 +235,11 @@ def _expressions(value: Any, out: BoundPlan) -> None:
         if cls not in _EXPRESSIONS:
             out.problems.append(f"the bound plan has an expression sqlmode does not know ({cls})")
             return
-        if cls == "BOUND_CASE" and _subquery_guard(value):
-            # Only the ELSE branch and the condition's count are the query's; the THEN branch is
-            # the binder's error(constant).
-            out.binder_calls.add(("main", "error"))
-            _expressions(value["else_expr"], out)
-            _expressions(value["case_checks"][0]["when_expr"], out)
-            return
         qname = value.get("qname")
         if isinstance(qname, dict) and not value.get("is_operator"):
             path = [str(p).lower() for p in (qname.get("path") or [])]
             if _constant_error(value, path):
-                out.binder_calls.add(("main", "error"))  # a built-in macro's guard (see above)
+                out.binder_calls.add(("main", "error"))  # the binder's or a built-in macro's guard
             elif path and not path[-1].startswith("__"):
                 out.functions.add(_call_name(path))
     for key, item in value.items():
@@ -274,50 +263,6 @@ def _constant_error(node: dict[str, Any], path: list[str]) -> bool:
 
 def _call_name(path: list[str]) -> tuple[str, str]:
     return (path[-2] if len(path) > 1 else "", path[-1])
-
-
-def _subquery_guard(node: dict[str, Any]) -> bool:
-    """Whether a CASE is the binder's scalar-subquery guard, exactly as the binder builds it.
-
-    ``CASE WHEN #count > 1::BIGINT THEN error('<constant>') ELSE #first END``, where neither the
-    CASE nor the call carries a source location (every expression the user wrote does).
-    """
-    checks = node.get("case_checks")
-    if node.get("query_location") != _NO_LOCATION or not isinstance(checks, list) or len(checks) != 1:
-        return False
-    when, then, other = checks[0].get("when_expr"), checks[0].get("then_expr"), node.get("else_expr")
-    if not (isinstance(when, dict) and isinstance(then, dict) and isinstance(other, dict)):
-        return False
-    if other.get("expression_class") != "BOUND_REF":
-        return False
-    if when.get("type") != "COMPARE_GREATERTHAN" or when.get("query_location") != _NO_LOCATION:
-        return False
-    operands = when.get("children")
-    if not (isinstance(operands, list) and len(operands) == 2):
-        return False
-    left, right = operands
-    if not (
-        isinstance(left, dict) and left.get("expression_class") == "BOUND_REF" and isinstance(right, dict)
-    ):
-        return False
-    value = right.get("value") or {}
-    if not (
-        right.get("expression_class") == "BOUND_CONSTANT"
-        and ((value.get("type") or {}).get("id")) == "BIGINT"
-        and value.get("value") == 1
-    ):
-        return False
-    path = [str(p).lower() for p in ((then.get("qname") or {}).get("path") or [])]
-    args = then.get("children") or []
-    return (
-        then.get("expression_class") == "BOUND_FUNCTION"
-        and then.get("query_location") == _NO_LOCATION
-        and path[-1:] == ["error"]
-        and path[:-1] in ([], ["main"], ["system", "main"])
-        and len(args) == 1
-        and isinstance(args[0], dict)
-        and args[0].get("expression_class") == "BOUND_CONSTANT"
-    )
 
 
 # -- the physical plan: estimates only ------------------------------------------------------
