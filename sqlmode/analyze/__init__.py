@@ -186,7 +186,7 @@ class Analyzer:
             return
         normalized = render(final_root, dialect)
         # The result's columns keep the names the database gives the text as written (names.py).
-        if keep_output_names(code, normalized, final_root, self.engine):
+        if keep_output_names(code, normalized, final_root, self.engine, written=view):
             normalized = render(final_root, dialect)
         # What runs is the rendering: the engine must read it as one statement of the same kind.
         if not _parse.confirm_rendered(normalized, self.engine, expected):

@@ -39,11 +39,13 @@ def _named_by_spelling(projection: exp.Expr) -> bool:
     return not isinstance(projection, (exp.Alias, exp.Column, exp.Star))
 
 
-def keep_output_names(code: str, rendered: str, root: exp.Expr, engine: Any) -> bool:
+def keep_output_names(code: str, rendered: str, root: exp.Expr, engine: Any, *, written: Any = None) -> bool:
     """Alias each item of ``root``'s select list that ``rendered`` names otherwise than ``code``.
 
-    ``root`` is the tree ``rendered`` was rendered from. True when an alias was added (the tree
-    must be rendered again); False when every name already matches or cannot be known.
+    ``root`` is the tree ``rendered`` was rendered from; ``written``: the engine's view of
+    ``code`` (``Engine.native_statements``), whose parse the engine may reuse. True when an alias
+    was added (the tree must be rendered again); False when every name already matches or cannot
+    be known.
     """
     names_of = getattr(engine, "output_names", None)
     select = _leftmost_select(root)
@@ -52,11 +54,11 @@ def keep_output_names(code: str, rendered: str, root: exp.Expr, engine: Any) -> 
     items = list(select.expressions)
     if not any(_named_by_spelling(p) for p in items):
         return False
-    written, now = names_of(code), names_of(rendered)
-    if written is None or now is None or not len(written) == len(now) == len(items):
+    before, now = names_of(code, written), names_of(rendered)
+    if before is None or now is None or not len(before) == len(now) == len(items):
         return False
     changed = False
-    for item, name, current in zip(items, written, now, strict=True):
+    for item, name, current in zip(items, before, now, strict=True):
         if name is None or current is None or name == current or not _named_by_spelling(item):
             continue
         if len(name) > MAX_NAME_CHARS:

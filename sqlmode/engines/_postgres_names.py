@@ -156,15 +156,16 @@ def _select_names(stmt: Any) -> list[str | None] | None:
     return names
 
 
-def output_names(sql: str) -> list[str | None] | None:
+def output_names(sql: str, tree_json: str | None = None) -> list[str | None] | None:
     """The name of each item of the query's (leftmost) select list, as PostgreSQL names it.
 
     None for a star; None for the whole list when ``sql`` is not one SELECT pglast can read.
+    ``tree_json``: pglast's parse of ``sql`` when the caller has it.
     """
     from pglast import parser as pg
 
     try:
-        doc = json.loads(pg.parse_sql_json(sql))
+        doc = json.loads(tree_json or pg.parse_sql_json(sql))
     except Exception:  # pglast.parser.ParseError, or anything unexpected: no names
         return None
     stmts = doc.get("stmts") or []

@@ -174,12 +174,13 @@ class PostgresEngine:
         except NativeSyntaxError:
             return False
 
-    def output_names(self, sql: str) -> list[str | None] | None:
+    def output_names(self, sql: str, view: NativeView | None = None) -> list[str | None] | None:
         """The name of each result column of ``sql`` as this engine names it (None: a star, or
-        not known), read from its own parser; analyze/names.py keeps the written ones."""
+        not known), read from its own parser (``view``: its parse already made, reused);
+        analyze/names.py keeps the written ones."""
         from ._postgres_names import output_names
 
-        return output_names(sql)
+        return output_names(sql, view.tree_json if view is not None else None)
 
     def native_calls(self, sql: str) -> tuple[str | None, set[tuple[str, str]]]:
         from ._postgres_check import engine_calls
