@@ -90,6 +90,13 @@ def test_comma_join_with_a_provably_single_row_side_is_accepted(dialect: str) ->
     assert run(sql, dialect).violations == []
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_cross_product_with_an_unaliased_subquery_names_it(dialect: str) -> None:
+    found = run("SELECT o.id FROM orders o JOIN (SELECT id FROM customers) ON true", dialect).violations
+    assert [v.code for v in found] == ["CARTESIAN_PRODUCT"]
+    assert found[0].message.startswith("orders (o) and an unnamed subquery are combined")
+
+
 # -- joins per query block ---------------------------------------------------------------------
 
 

@@ -12,6 +12,10 @@ from .base import RuleContext
 
 SMALL_SOURCE_ROWS = 10_000
 
+# Calls that may return rows rather than a value in a select list: set-returning functions are
+# unknown names to sqlglot (Anonymous), or its explode family.
+_MAYBE_SETS = (exp.Anonymous, exp.Unnest, exp.Explode, exp.ExplodeOuter, exp.GenerateSeries, exp.UDTF)
+
 
 class _Groups:
     """Union-find over source keys."""
@@ -110,6 +114,8 @@ def cartesian(ctx: RuleContext) -> list[Violation]:
 
 
 def _shown(source: object, key: str) -> str:
+    if not key:
+        return "an unnamed subquery"
     if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
         return source.name if source.name.lower() == key else f"{source.name} ({key})"
     return key
@@ -126,8 +132,14 @@ def _is_small(source: object) -> bool:
                     return int(limit.expression.this) <= SMALL_SOURCE_ROWS
                 except ValueError:
                     return False
-            has_agg = any(p.find(exp.AggFunc) for p in expr.expressions)
-            return has_agg and not expr.args.get("group")
+            if expr.args.get("group"):
+                return False
+            if any(p.find(exp.AggFunc) for p in expr.expressions):
+                return True  # one aggregate row
+            # No FROM: one row, unless a call in it may return a set (unnest, generate_series).
+            return expr.args.get("from_") is None and not any(
+                isinstance(f, _MAYBE_SETS) for p in expr.expressions for f in p.find_all(exp.Func)
+            )
         if isinstance(expr, exp.Values):
             return len(expr.expressions) <= SMALL_SOURCE_ROWS
         return False
