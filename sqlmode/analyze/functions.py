@@ -81,7 +81,8 @@ jsonb_array_elements json_array_elements_text jsonb_array_elements_text jsonb_ob
 json_object_keys json_keys json_valid json_type json_value jsonb_path_query jsonb_path_query_first
 jsonb_path_exists json_structure jsonb_set jsonb_strip_nulls json_strip_nulls json_contains
 row_to_json array_to_json json jsonb_pretty json_exists json_query
-json_pretty json_quote jsonb_path_query_array json_to_record jsonb_to_record json_to_recordset jsonb_to_recordset
+json_pretty json_quote jsonb_path_query_array json_to_record jsonb_to_record json_to_recordset
+jsonb_to_recordset
 """
 _ARRAY = """
 array_length cardinality array_position array_positions array_append array_prepend array_cat
