@@ -148,6 +148,15 @@ class DuckDBEngine:
             return self.native_statements(sql).types == (expected,)
         return first == expected.lower()
 
+    def written_names(
+        self, code: str, rendered: str, view: NativeView | None = None
+    ) -> list[str | None] | None:
+        """For each item of ``rendered``'s (leftmost) select list, the name DuckDB gives the same
+        item of ``code`` where it names the rendering's otherwise, else None (_duckdb_names.py)."""
+        from ._duckdb_names import written_names
+
+        return written_names(code, rendered)
+
     def native_calls(self, sql: str) -> tuple[str | None, set[tuple[str, str]]]:
         from ._duckdb_check import engine_calls
 

@@ -174,13 +174,23 @@ class PostgresEngine:
         except NativeSyntaxError:
             return False
 
-    def output_names(self, sql: str, view: NativeView | None = None) -> list[str | None] | None:
-        """The name of each result column of ``sql`` as this engine names it (None: a star, or
-        not known), read from its own parser (``view``: its parse already made, reused);
-        analyze/names.py keeps the written ones."""
+    def written_names(
+        self, code: str, rendered: str, view: NativeView | None = None
+    ) -> list[str | None] | None:
+        """For each item of ``rendered``'s (leftmost) select list, the name PostgreSQL gives the
+        same item of ``code`` where it names the rendering's otherwise, else None; None when the
+        lists cannot be paired. Read from its own parser (``view``: ``code``'s parse, reused);
+        analyze/names.py aliases those items."""
         from ._postgres_names import output_names
 
-        return output_names(sql, view.tree_json if view is not None else None)
+        before = output_names(code, view.tree_json if view is not None else None)
+        now = output_names(rendered)
+        if before is None or now is None or len(before) != len(now):
+            return None
+        return [
+            b if b is not None and n is not None and b != n else None
+            for b, n in zip(before, now, strict=True)
+        ]
 
     def native_calls(self, sql: str) -> tuple[str | None, set[tuple[str, str]]]:
         from ._postgres_check import engine_calls
