@@ -45,6 +45,13 @@ def test_the_leftmost_select_list_is_split_at_its_own_depth() -> None:
         ("SELECT current_date FROM t", "SELECT CURRENT_DATE FROM t", [None]),
         # a star or COLUMNS(...) may stand for several columns: never aliased
         ("SELECT COLUMNS('a|b') FROM t", "SELECT COLUMNS('A|B') FROM t", [None]),
+        ("SELECT t.*, * EXCLUDE (a) FROM t", "SELECT T.*, * EXCLUDE (A) FROM t", [None, None]),
+        # ...but a multiplication is no star
+        (
+            "SELECT [x * 2 FOR x IN list(y)] FROM t",
+            "SELECT [x * 2 FOR x IN ARRAY_AGG(y)] FROM t",
+            ["list_apply(list(y), (lambda x: (x * 2)))"],
+        ),
     ],
 )
 def test_only_items_spelled_otherwise_get_the_written_name(

@@ -123,10 +123,14 @@ def _keys(item: list[Token]) -> list[tuple[str, str]]:
 
 def _expands(item: list[Token]) -> bool:
     """An item that may stand for several columns (a star, COLUMNS(...), unnest of a struct):
-    an alias could change what it is."""
+    an alias could change what it is. A ``*`` after an operand is a multiplication, and
+    ``count(*)`` one value."""
     for i, (kind, text, _) in enumerate(item):
-        if text == "*" and not (0 < i < len(item) - 1 and item[i - 1][1] == "(" and item[i + 1][1] == ")"):
-            return True
+        if text == "*":
+            before = item[i - 1][1] if i else ""
+            after = item[i + 1][1] if i + 1 < len(item) else ""
+            if before in ("", ",", ".") or (before == "(" and after != ")"):
+                return True
         if kind in ("identifier", "keyword") and text.lower() in ("columns", "unnest", "explode", "unpack"):
             return True
     return False
