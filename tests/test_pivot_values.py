@@ -57,6 +57,10 @@ SMALL = "(SELECT customer_id, status, total, year(created_at) AS y FROM orders W
         f"WITH s AS {SMALL} PIVOT s ON status USING count(*) GROUP BY customer_id",
         f"WITH s AS {SMALL}, t AS (SELECT * FROM s WHERE y > 2000) "
         "PIVOT t ON y USING sum(total) GROUP BY status",
+        # The statement's own ORDER BY / LIMIT / OFFSET, after a WITH clause or not.
+        f"PIVOT {SMALL} ON status USING sum(total) GROUP BY customer_id ORDER BY customer_id LIMIT 5",
+        f"WITH s AS {SMALL} PIVOT s ON status USING count(*) GROUP BY customer_id "
+        "ORDER BY customer_id DESC LIMIT 3 OFFSET 1",
     ],
 )
 async def test_pivot_without_in_list_returns_the_rows_of_the_original(

@@ -18,6 +18,7 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from ..engines.base import Engine, NativeSyntaxError, NativeView
 from ..models import MAX_CODE_CHARS
@@ -169,7 +170,10 @@ def parse_one(code: str, dialect: str) -> exp.Expr:
     try:
         statements = sqlglot_dialect(dialect).parse(code, error_level=ErrorLevel.RAISE)
     except (ParseError, TokenError) as e:
-        raise Refusal(violation("PARSE_ERROR", f"SQL syntax error{_near(e)}: {_first_line(e)}")) from None
+        ordered = _ordered_pivot_statement(code, dialect)
+        if ordered is None:
+            raise Refusal(violation("PARSE_ERROR", f"SQL syntax error{_near(e)}: {_first_line(e)}")) from None
+        statements = ordered
     except RecursionError:
         raise Refusal(violation("QUERY_TOO_LARGE", "The query is nested too deeply to analyze.")) from None
     # After the one statement, LLMs often leave `; -- done` or `;;`: sqlglot reads a comment
@@ -186,6 +190,54 @@ def parse_one(code: str, dialect: str) -> exp.Expr:
             )
         )
     return found[0]
+
+
+_MODIFIERS = frozenset({TokenType.ORDER_BY, TokenType.LIMIT, TokenType.OFFSET, TokenType.FETCH})
+_OPEN = frozenset({TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE})
+_CLOSE = frozenset({TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE})
+# What a WITH clause holds at its own depth: names, AS, commas, RECURSIVE and MATERIALIZED.
+_CTE_LIST = frozenset(
+    {
+        TokenType.WITH,
+        TokenType.VAR,
+        TokenType.IDENTIFIER,
+        TokenType.ALIAS,
+        TokenType.COMMA,
+        TokenType.RECURSIVE,
+        TokenType.NOT,
+    }
+)
+
+
+def _ordered_pivot_statement(code: str, dialect: str) -> list[exp.Expr | None] | None:
+    """DuckDB's PIVOT / UNPIVOT statement (after a WITH clause or not) may end in ORDER BY / LIMIT /
+    OFFSET, which sqlglot's statement parser stops before: read as ``SELECT * FROM (<the pivot>)
+    <those clauses>``, the same query (they order and cut the pivot's result). Its statements as
+    sqlglot parses them, counted by the caller; None when the text is not that shape."""
+    try:
+        tokens = sqlglot_dialect(dialect).tokenize(code)
+    except (TokenError, ParseError):
+        return None
+    if not tokens or tokens[0].token_type not in (TokenType.PIVOT, TokenType.UNPIVOT, TokenType.WITH):
+        return None
+    depth = 0
+    pivot = None
+    for token in tokens:
+        if token.token_type in _OPEN:
+            depth += 1
+        elif token.token_type in _CLOSE:
+            depth -= 1
+        elif depth == 0 and pivot is None and token.token_type in (TokenType.PIVOT, TokenType.UNPIVOT):
+            pivot = token.start
+        elif depth == 0 and pivot is None and token.token_type not in _CTE_LIST:
+            return None  # a WITH clause followed by anything but the pivot statement
+        elif depth == 0 and pivot is not None and token.token_type in _MODIFIERS:
+            text = f"{code[:pivot]}SELECT * FROM ({code[pivot : token.start]}) {code[token.start :]}"
+            try:
+                return sqlglot_dialect(dialect).parse(text, error_level=ErrorLevel.RAISE)
+            except (ParseError, TokenError):
+                return None
+    return None
 
 
 def _is_empty_statement(node: exp.Expr) -> bool:
