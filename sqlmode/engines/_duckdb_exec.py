@@ -50,6 +50,7 @@ from ..models import ColumnMeta, QueryResult
 from ..schema.snapshot import SchemaSnapshot
 from ._duckdb_convert import duckdb_plan
 from ._duckdb_errtext import duckdb_error_text, duckdb_text
+from ._duckdb_parse import QUERY_KEYWORDS, lexed_first_word
 from ._duckdb_plan import BOUND_PLAN_SQL, MAX_PLAN_CHARS
 
 __all__ = [
@@ -68,6 +69,9 @@ log = logging.getLogger("sqlmode.execute")
 INTERRUPT_REPEAT_S = 0.05
 # How long after the deadline the caller waits for the worker before answering "timed out".
 DEADLINE_GRACE_S = 2.0
+# A statement starting with one of these is a SELECT (WITH may lead to a write, PIVOT without IN list
+# to two statements: the parser decides those).
+_LEXED_QUERY_WORDS = QUERY_KEYWORDS - {"with", "pivot", "unpivot"}
 
 _open_lock = threading.Lock()
 
@@ -423,7 +427,11 @@ class DuckDBExecutor:
     def _bound_plan_sync(self, cur: duckdb.DuckDBPyConnection, sql: str, estimates: bool) -> BoundPlanReply:
         try:
             try:
-                self._statement(cur, sql)  # one SELECT to DuckDB's own parser, before anything else
+                # One SELECT to DuckDB, before anything else: its lexer where that is plain (one
+                # statement, a SELECT, FROM, VALUES, TABLE or parenthesis first), else its parser.
+                first = lexed_first_word(sql)
+                if first is None or not (first.startswith("(") or first in _LEXED_QUERY_WORDS):
+                    self._statement(cur, sql)
                 if not self._read_only:
                     cur.execute("BEGIN TRANSACTION READ ONLY")
                 row = cur.execute(BOUND_PLAN_SQL, [sql]).fetchone()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["parser_connection"]
+__all__ = ["QUERY_KEYWORDS", "lexed_first_word", "parser_connection"]
 
 _local = threading.local()
 
@@ -29,3 +29,25 @@ def parser_connection() -> Any:
         con.execute("SET lock_configuration = true")
         _local.con = con
     return con
+
+
+# The words a query statement may start with (a parenthesis too).
+QUERY_KEYWORDS = frozenset({"select", "with", "from", "values", "pivot", "unpivot", "table"})
+
+
+def lexed_first_word(sql: str) -> str | None:
+    """The lower-cased first word of ``sql`` when DuckDB's lexer sees one statement in it (no ``;``
+    operator token), else None. The lexer is the parser's own (about 4 us against about 100 us for
+    ``extract_statements``); the statement's kind after a WITH is the parser's to say."""
+    import duckdb
+
+    tokens = duckdb.tokenize(sql)
+    if not tokens:
+        return None
+    operator = duckdb.token_type.operator
+    for offset, kind in tokens:
+        if kind == operator and sql[offset] == ";":
+            return None
+    offset, _ = tokens[0]
+    words = sql[offset:].split(None, 1)
+    return words[0].lower() if words else None

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, SqlmodeError
-from ._duckdb_parse import parser_connection
+from ._duckdb_parse import QUERY_KEYWORDS, lexed_first_word, parser_connection
 from .base import BoundAccess, EngineTraits, Executor, NativeSyntaxError, NativeView
 
 __all__ = ["ENGINE", "DuckDBEngine", "parser_connection"]
@@ -103,8 +103,6 @@ DIALECT_NOTES = (
     "GROUP BY ALL. No file reads (read_csv, 'file.parquet'), no PRAGMA, no extensions."
 )
 
-_QUERY_KEYWORDS = frozenset({"select", "with", "from", "values", "pivot", "unpivot", "table"})
-
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
@@ -128,21 +126,12 @@ class DuckDBEngine:
         return []
 
     def confirms_rendered(self, sql: str, expected: str) -> bool:
-        # DuckDB's lexer (about 4 us against about 100 us for extract_statements): one statement
-        # means no `;` operator token, and a query starts with a query keyword or a parenthesis.
-        import duckdb
-
-        tokens = duckdb.tokenize(sql)
-        if not tokens:
+        # DuckDB's lexer: one statement, starting with a query keyword or a parenthesis.
+        first = lexed_first_word(sql)
+        if first is None:
             return False
-        operator = duckdb.token_type.operator
-        for offset, kind in tokens:
-            if kind == operator and sql[offset] == ";":
-                return False
-        offset, kind = tokens[0]
-        first = sql[offset:].split(None, 1)[0].lower()
         if expected == "SELECT":
-            return first.startswith("(") or first in _QUERY_KEYWORDS
+            return first.startswith("(") or first in QUERY_KEYWORDS
         if first == "with":
             # WITH t AS (...) UPDATE ...: the statement's kind follows the CTEs; the parser says it.
             return self.native_statements(sql).types == (expected,)
