@@ -276,6 +276,11 @@ def _empty_nodes(nodes: list[tuple[dict[str, Any], Any]]) -> set[int]:
     return empty
 
 
+def _set_arm(alias: str) -> bool:
+    """The name PostgreSQL gives an arm of a set operation (``"*SELECT* 1".id``)."""
+    return alias.startswith("*SELECT* ") and alias[len("*SELECT* ") :].isdigit()
+
+
 def _unscanned(
     refs: Refs,
     aliases: dict[str, Scan | None],
@@ -289,7 +294,10 @@ def _unscanned(
     An alias is placed by a scan if one defines it, else by the query's own names (``orders o``),
     else as a table of the schema by that name (the deparser names a view's base table so); a bare
     name by the query's one table. Placed columns count as read (blocked ones are refused like any
-    other); one that cannot be placed is a problem, as everywhere.
+    other); one that cannot be placed is a problem, as everywhere. A bare name (or one of a set
+    operation's arm, ``"*SELECT* 1".id``) over several tables is checked, in every one of them with
+    such a column, against the blocked columns only (which arm's table it is, the plan does not
+    say).
     """
     tables = [t for t in named.values() if t is not None]
     for kind, value in refs:
@@ -301,11 +309,32 @@ def _unscanned(
             facts.problems.append("the plan references a column in a form sqlmode cannot place")
             continue
         alias, name = (None, fields[0]) if len(fields) == 1 else (fields[0], fields[1])
+        if alias is not None and _set_arm(alias) and alias not in aliases and alias not in named:
+            alias = None  # `"*SELECT* 1".id`: an arm of a set operation, as a bare name
         scan: Scan | None = None
         if alias is None:
             if len(tables) == 1 and len(named) == 1 and name is not None:
                 schema, table = tables[0]
                 scan = Scan(table.lower(), schema.lower(), "", next(iter(named)), 0.0, "Result")
+            elif name is not None and len(tables) == len(named) > 1 and not set(named) & set(renamed):
+                # The arms of a set operation over no rows print their columns bare, and which arm's
+                # table a name is of is not said: every one of the query's tables with such a
+                # column is checked against the blocked ones (as an access path is), none counted
+                # as read.
+                found = PlanFacts()
+                for alias_, placed in named.items():
+                    cols = lookup(placed[0], placed[1]) if placed is not None else None
+                    if placed is not None and cols is not None and name in cols[0]:
+                        _add(
+                            Scan(placed[1].lower(), placed[0].lower(), "", alias_, 0.0, "Result"),
+                            name,
+                            lookup,
+                            found,
+                            renamed,
+                        )
+                if found.columns and not found.problems:
+                    facts.access_path_columns |= found.columns
+                    continue
         elif alias in aliases:
             if aliases[alias] is not None:
                 _add(aliases[alias], name if name is not None else "*", lookup, facts, renamed)  # type: ignore[arg-type]

@@ -5,7 +5,8 @@ the scans by a `Result` whose one-time filter is `false`, whose output still nam
 (`o.id`, or a bare `id`) of tables no node scans. The plan reader refused every such query
 ("a column through an alias it does not define"). Now those columns are placed by the query's own
 names and the schema's tables (engines/_postgres_plan.py `_empty_nodes`, `_unscanned`): the
-query runs (no rows), and a blocked column behind a view is still refused by the engine check.
+query runs (no rows), and a blocked column behind a view is still refused by the engine check,
+in a set operation's arms too (whose columns the plan prints bare).
 Checked as the superuser and as the reader: the data returned, and the verdict.
 """
 
@@ -27,6 +28,12 @@ EMPTY = {
     "grouped": (
         "SELECT c.region, count(*) AS n FROM orders o JOIN customers c ON c.id = o.customer_id "
         "WHERE 1 = 0 GROUP BY c.region",
+        [],
+    ),
+    # a set operation's arms print their columns bare, of which arm's table not said
+    "union": ("SELECT id FROM orders WHERE 1 = 0 UNION SELECT id FROM customers WHERE false", []),
+    "union_of_two_names": (
+        "SELECT id FROM orders WHERE false UNION ALL SELECT customer_id FROM support_tickets WHERE false",
         [],
     ),
     "two_aggregates": (
@@ -54,6 +61,7 @@ async def test_a_provably_empty_query_runs_and_a_blocked_view_column_stays_refus
         for sql in (
             "SELECT name, tax_id FROM customer_cards WHERE false",
             "SELECT v.tax_id FROM customer_cards v WHERE 1 = 0",
+            "SELECT name FROM customers WHERE false UNION SELECT tax_id FROM customer_cards WHERE false",
         ):
             v = await svc.validate(sql)
             assert not v.is_valid and v.approval_token is None, sql
