@@ -30,7 +30,7 @@ from . import parse as _parse
 from .codes import VIOLATION_CODES, Refusal, violation
 from .complexity import risk_level
 from .explain import explain
-from .names import keep_output_names
+from .names import alias_order_by_output_names, keep_output_names
 from .pivot import hoist_statement_ctes, unlisted_pivot, unlisted_pivots
 from .rewrite import inject_limit, render
 from .roundtrip import check_round_trip
@@ -131,6 +131,8 @@ class Analyzer:
         if not view.types:
             raise Refusal(violation("PARSER_DISAGREEMENT", "The database's parser sees no statement at all."))
 
+        # PostgreSQL's ORDER BY naming a result column by its unaliased name (names.py).
+        alias_order_by_output_names(root, code, self.engine, snapshot, written=view)
         cls = _classify.classify(root, allow_writes=rules.allow_writes, allow_deletes=rules.allow_deletes)
         a.statement_type = cls.statement_type
         a.action = cls.action

@@ -19,8 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlglot import exp
+from sqlglot.optimizer.scope import Scope, build_scope
 
-__all__ = ["keep_output_names"]
+__all__ = ["alias_order_by_output_names", "keep_output_names"]
 
 #: A longer written name (DuckDB names an expression by its whole print) stays the rendering's.
 MAX_NAME_CHARS = 200
@@ -63,5 +64,87 @@ def keep_output_names(code: str, rendered: str, root: exp.Expr, engine: Any, *, 
         alias = exp.Alias(alias=exp.to_identifier(name, quoted=True))
         item.replace(alias)
         alias.set("this", item)
+        changed = True
+    return changed
+
+
+def _input_names(root: exp.Select, snapshot: Any) -> set[str] | None:
+    """The lower-cased names of the columns ``root``'s FROM offers, or None when one of its sources
+    is not known (a table outside the snapshot, a source sqlglot cannot scope)."""
+    try:
+        scope = build_scope(root)
+        sources = scope.selected_sources if scope is not None else None
+    except Exception:  # sqlglot cannot scope it: the analysis says why, not this
+        return None
+    if sources is None:
+        return None
+    names: set[str] = set()
+    for _node, source in sources.values():
+        if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
+            table = snapshot.table(source.name, source.db or None)
+            if table is None:
+                return None
+            names |= {c.name.lower() for c in table.columns}
+        elif isinstance(source, Scope) and isinstance(source.expression, exp.Query):
+            body = source.expression
+            if any(p.find(exp.Star) for p in body.selects):
+                return None
+            names |= {n.lower() for n in body.named_selects}
+        else:
+            return None  # a table function, VALUES without column names...
+    return names
+
+
+def alias_order_by_output_names(
+    root: exp.Expr, code: str, engine: Any, snapshot: Any, *, written: Any = None
+) -> bool:
+    """PostgreSQL's ORDER BY may name a result column by the name the database gives it without
+    ``AS`` (``SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY count DESC``): give that
+    item the very name as its alias, so the analysis resolves the reference as PostgreSQL does.
+
+    Only a bare ORDER BY name that is no column of the FROM's sources and no alias, matching
+    exactly one item's name (``Engine.output_names``, optional: DuckDB has no such rule). The
+    result's names are unchanged. True when an alias was added.
+    """
+    names_of = getattr(engine, "output_names", None)
+    if names_of is None or not isinstance(root, exp.Select):
+        return False
+    order = root.args.get("order")
+    if not isinstance(order, exp.Order):
+        return False
+    items = list(root.expressions)
+    taken = {p.alias.lower() for p in items if isinstance(p, exp.Alias)}
+    wanted = [
+        o.this
+        for o in order.expressions
+        if isinstance(o, exp.Ordered)
+        and isinstance(o.this, exp.Column)
+        and not o.this.table
+        and isinstance(o.this.this, exp.Identifier)
+        and o.this.name.lower() not in taken
+    ]
+    if not wanted:
+        return False
+    inputs = _input_names(root, snapshot)
+    if inputs is None:
+        return False
+    wanted = [c for c in wanted if c.name.lower() not in inputs]
+    if not wanted:
+        return False
+    names = names_of(code, written)
+    if names is None or len(names) != len(items):
+        return False
+    changed = False
+    for column in wanted:
+        # Unquoted, PostgreSQL folds the name to lower case before matching.
+        target = column.name if column.this.quoted else column.name.lower()
+        hits = [i for i, n in enumerate(names) if n == target]
+        if len(hits) != 1 or not _named_by_spelling(items[hits[0]]):
+            continue
+        item = items[hits[0]]
+        alias = exp.Alias(alias=exp.to_identifier(target, quoted=column.this.quoted))
+        item.replace(alias)
+        alias.set("this", item)
+        items[hits[0]] = alias
         changed = True
     return changed

@@ -174,6 +174,13 @@ class PostgresEngine:
         except NativeSyntaxError:
             return False
 
+    def output_names(self, code: str, view: NativeView | None = None) -> list[str | None] | None:
+        """The name PostgreSQL gives each item of ``code``'s (leftmost) select list (None: a star);
+        None when it cannot tell. ``view``: ``code``'s parse, reused (analyze/names.py)."""
+        from ._postgres_names import output_names
+
+        return output_names(code, view.tree_json if view is not None else None)
+
     def written_names(
         self, code: str, rendered: str, view: NativeView | None = None
     ) -> list[str | None] | None:
@@ -183,7 +190,7 @@ class PostgresEngine:
         analyze/names.py aliases those items."""
         from ._postgres_names import output_names
 
-        before = output_names(code, view.tree_json if view is not None else None)
+        before = self.output_names(code, view)
         now = output_names(rendered)
         if before is None or now is None or len(before) != len(now):
             return None

@@ -323,3 +323,27 @@ def test_typographic_quotes_get_a_hint_about_straight_ones(dialect: str) -> None
     assert "UNKNOWN_COLUMN" in codes(a)
     hint = next(v.hint for v in a.violations if v.code == "UNKNOWN_COLUMN")
     assert "curly" in hint and "('completed')" in hint, hint
+
+
+# -- ORDER BY a result column's unaliased name (PostgreSQL) ------------------------------------
+
+
+def test_postgres_order_by_may_name_an_unaliased_result_column() -> None:
+    a = run("SELECT status, count(*), sum(total) FROM orders GROUP BY 1 ORDER BY count DESC, sum", "postgres")
+    assert a.violations == []
+    # the item gets the very name PostgreSQL gives it, so the result's columns are unchanged
+    assert "COUNT(*) AS count" in a.normalized_code and "SUM(total) AS sum" in a.normalized_code
+    # two items of that name: PostgreSQL calls it ambiguous; still refused here
+    twice = run("SELECT count(*), count(DISTINCT status) FROM orders ORDER BY count", "postgres")
+    assert codes(twice) == ["UNKNOWN_COLUMN"]
+    # a column of the FROM is the column, not the result's name (and a blocked one stays blocked)
+    assert codes(run("SELECT region, max(ssn) FROM customers GROUP BY 1 ORDER BY max", "postgres")) == [
+        "COLUMN_BLOCKED"
+    ]
+
+
+def test_duckdb_has_no_such_rule() -> None:
+    # DuckDB names count(*) "count_star()" and rejects ORDER BY count: the analyzer does too
+    assert codes(run("SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY count DESC", "duckdb")) == [
+        "UNKNOWN_COLUMN"
+    ]
