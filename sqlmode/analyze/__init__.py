@@ -35,6 +35,7 @@ from .pivot import hoist_statement_ctes, unlisted_pivot, unlisted_pivots
 from .rewrite import inject_limit, render
 from .roundtrip import check_round_trip
 from .rules import RuleContext, RuleSet, run_rules
+from .rules.blocked_columns import DATE_PART_HINT
 
 __all__ = ["VIOLATION_CODES", "Analyzer"]
 
@@ -166,7 +167,7 @@ class Analyzer:
 
         inv = cls.inventory or _classify.survey(root)[1]
         ctx = RuleContext.build(code, root, snapshot, rules, inv)
-        _extend(a, [self._with_notes(v) if v.code == "FUNCTION_NOT_ALLOWED" else v for v in run_rules(ctx)])
+        _extend(a, [self._with_notes(v) if _wants_notes(v) else v for v in run_rules(ctx)])
         a.tables = sorted(ctx.tables)
         a.columns = ctx.columns
         a.functions = ctx.functions
@@ -274,6 +275,13 @@ def _qualify_other_schemas(tables: list[exp.Table], snapshot: SchemaSnapshot, de
         if info is None or not info.schema or info.schema.lower() == default_schema.lower():
             continue
         table.set("db", exp.to_identifier(info.schema, quoted=True))
+
+
+def _wants_notes(v: Violation) -> bool:
+    """A refusal that is mostly another SQL dialect's spelling, whose hint ends with the engine's own."""
+    return v.code == "FUNCTION_NOT_ALLOWED" or (
+        v.code == "UNKNOWN_COLUMN" and v.hint.startswith(DATE_PART_HINT)
+    )
 
 
 def _extend(a: Analysis, found: list[Violation]) -> None:

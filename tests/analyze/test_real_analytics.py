@@ -347,3 +347,23 @@ def test_duckdb_has_no_such_rule() -> None:
     assert codes(run("SELECT status, count(*) FROM orders GROUP BY 1 ORDER BY count DESC", "duckdb")) == [
         "UNKNOWN_COLUMN"
     ]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    ("sql", "word"),
+    [
+        ("SELECT DATEADD(day, 7, created_at) FROM orders", "day"),
+        ("SELECT DATEPART(month, created_at) AS m FROM orders", "month"),
+    ],
+)
+def test_another_dialects_date_part_gets_this_databases_date_arithmetic(
+    dialect: str, sql: str, word: str
+) -> None:
+    found = [v for v in run(sql, dialect).violations if v.code == "UNKNOWN_COLUMN"]
+    assert len(found) == 1 and f"`{word}` is read as a column name" in found[0].hint
+    # ...followed by how this engine writes it, not by "did you mean created_at"
+    notes = "interval '14 days'" if dialect == "postgres" else "date_diff('day', a, b)"
+    assert notes in found[0].hint and "Did you mean" not in found[0].hint
+    # a plain typo keeps its suggestions
+    assert "Did you mean" in run("SELECT dayz FROM orders", dialect).violations[0].hint

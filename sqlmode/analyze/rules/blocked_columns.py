@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import difflib
 
+from sqlglot import exp
+
 from ...models import Violation
 from ...schema.snapshot import SchemaSnapshot
 from ..codes import violation
@@ -69,6 +71,12 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
                 "This looks like text in typographic (curly) quotes: write string literals "
                 f"with straight single quotes ('{text}') and names plain or in straight double quotes."
             )
+        elif not unk.qualifier and _date_part_argument(ctx.root, unk.name):
+            # DATEDIFF(day, a, b), DATEADD(day, 7, d): another dialect's date part, read as a column.
+            hint = (
+                f"{DATE_PART_HINT} `{unk.name}` is read as a column name here; write the date "
+                "arithmetic the way this database does."
+            )
         elif unk.name == "*" and unk.qualifier and unk.qualifier in suggestions:
             # `s.*` where `s` is a column (a struct or a row value), not a table: "Did you mean s?"
             # would only repeat it.
@@ -87,6 +95,68 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
 
 
 _TYPOGRAPHIC_QUOTES = ("\u2018", "\u2019", "\u201c", "\u201d")
+
+# The start of the hint for another dialect's date part read as a column; the analyzer appends the
+# engine's dialect notes to it.
+DATE_PART_HINT = "DATEDIFF(day, ...), DATEADD(day, ...) and DATEPART(day, ...) belong to other SQL dialects:"
+_DATE_PARTS = frozenset(
+    [
+        "year",
+        "years",
+        "yy",
+        "yyyy",
+        "quarter",
+        "qq",
+        "q",
+        "month",
+        "months",
+        "mm",
+        "m",
+        "week",
+        "weeks",
+        "wk",
+        "ww",
+        "isoweek",
+        "iso_week",
+        "day",
+        "days",
+        "dd",
+        "d",
+        "dayofyear",
+        "dy",
+        "y",
+        "weekday",
+        "dw",
+        "hour",
+        "hours",
+        "hh",
+        "minute",
+        "minutes",
+        "mi",
+        "n",
+        "second",
+        "seconds",
+        "ss",
+        "s",
+        "millisecond",
+        "ms",
+        "microsecond",
+        "mcs",
+        "nanosecond",
+        "ns",
+        "epoch",
+    ]
+)
+
+
+def _date_part_argument(root: exp.Expr, name: str) -> bool:
+    """Whether ``name`` is a date part's word and some call of the query takes it as an argument."""
+    if name.lower() not in _DATE_PARTS:
+        return False
+    return any(
+        c.name == name and not c.table and isinstance(c.parent, exp.Func) for c in root.find_all(exp.Column)
+    )
+
 
 # The hint of a star over a table with a blocked column lists at most this many visible columns.
 HINT_COLUMNS = 40
