@@ -367,3 +367,12 @@ def test_another_dialects_date_part_gets_this_databases_date_arithmetic(
     assert notes in found[0].hint and "Did you mean" not in found[0].hint
     # a plain typo keeps its suggestions
     assert "Did you mean" in run("SELECT dayz FROM orders", dialect).violations[0].hint
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_text_in_double_quotes_gets_a_hint_about_single_quotes(dialect: str) -> None:
+    found = run("SELECT id FROM orders WHERE status IN (\"Completed\", 'shipped')", dialect).violations
+    assert [v.code for v in found] == ["UNKNOWN_COLUMN"]
+    assert "write text in single quotes ('Completed')" in found[0].hint
+    # a double-quoted name in the select list is a name: a misspelt column keeps its suggestions
+    assert "Did you mean customer_id" in run('SELECT "custmer_id" FROM orders', dialect).violations[0].hint

@@ -71,6 +71,18 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
                 "This looks like text in typographic (curly) quotes: write string literals "
                 f"with straight single quotes ('{text}') and names plain or in straight double quotes."
             )
+        elif (
+            not unk.qualifier
+            and not suggestions_match(unk.name, suggestions)
+            and _quoted_value(ctx.root, unk.name)
+        ):
+            # status = "completed": a string in double quotes (MySQL, BigQuery) is a name here.
+            written = _as_written(ctx.code, unk.name)
+            text = written.replace("'", "''")
+            hint = (
+                f'"{written}" in double quotes is a name, and no column is called so: write text '
+                f"in single quotes ('{text}')."
+            )
         elif not unk.qualifier and _date_part_argument(ctx.root, unk.name):
             # DATEDIFF(day, a, b), DATEADD(day, 7, d): another dialect's date part, read as a column.
             hint = (
@@ -147,6 +159,31 @@ _DATE_PARTS = frozenset(
         "epoch",
     ]
 )
+
+
+def suggestions_match(name: str, suggestions: list[str]) -> bool:
+    """Whether a suggestion differs from ``name`` only in case (then it is a misspelt name)."""
+    return any(s.lower() == name.lower() for s in suggestions)
+
+
+def _quoted_value(root: exp.Expr, name: str) -> bool:
+    """Whether ``name`` is written in double quotes where a value is compared (``= "x"``, ``IN
+    ("x", ...)``, ``LIKE "x%"``): most likely text in another dialect's quotes."""
+    for c in root.find_all(exp.Column):
+        if c.name.lower() != name.lower() or c.table or not c.this.quoted:
+            continue
+        parent = c.parent
+        if isinstance(parent, exp.In) or (
+            isinstance(parent, (exp.Binary, exp.Like, exp.ILike)) and parent.expression is c
+        ):
+            return True
+    return False
+
+
+def _as_written(code: str, name: str) -> str:
+    """``name`` in the case the text writes it in double quotes (the tree may hold it folded)."""
+    at = code.lower().find(f'"{name.lower()}"')
+    return code[at + 1 : at + 1 + len(name)] if at >= 0 and len(code) == len(code.lower()) else name
 
 
 def _date_part_argument(root: exp.Expr, name: str) -> bool:
