@@ -31,7 +31,7 @@ from .codes import VIOLATION_CODES, Refusal, violation
 from .complexity import risk_level
 from .explain import explain
 from .names import alias_order_by_output_names, keep_output_names
-from .pivot import hoist_statement_ctes, unlisted_pivot, unlisted_pivots
+from .pivot import hoist_statement_ctes, unlisted_pivot, unlisted_pivots, without_pivot_listing
 from .rewrite import inject_limit, render
 from .roundtrip import check_round_trip
 from .rules import RuleContext, RuleSet, run_rules
@@ -168,6 +168,7 @@ class Analyzer:
         inv = cls.inventory or _classify.survey(root)[1]
         ctx = RuleContext.build(code, root, snapshot, rules, inv)
         _extend(a, [self._with_notes(v) if _wants_notes(v) else v for v in run_rules(ctx)])
+        a.violations[:] = without_pivot_listing(a.violations)
         a.tables = sorted(ctx.tables)
         a.columns = ctx.columns
         a.functions = ctx.functions

@@ -91,6 +91,16 @@ def only_unlisted_pivots(analysis: Analysis) -> bool:
     )
 
 
+def without_pivot_listing(violations: list[Violation]) -> list[Violation]:
+    """``violations`` without the unlisted-PIVOT refusal when a blocked read is among them: its hint
+    (ask for the ON column's values first) would send the model to that very read."""
+    if not any(v.code in ("COLUMN_BLOCKED", "TABLE_BLOCKED") for v in violations):
+        return violations
+    return [
+        v for v in violations if not (v.code == "UNSUPPORTED_SYNTAX" and v.message.startswith(_MESSAGE_START))
+    ]
+
+
 def _ctes_in_scope(pivot: exp.Pivot) -> exp.With | None:
     """The CTEs visible from the pivot: of each enclosing WITH, all of them from its body, only
     those defined before it from inside a CTE (inner names shadow outer ones)."""
