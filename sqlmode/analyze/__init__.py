@@ -119,7 +119,7 @@ class Analyzer:
             # Still classify, so that the answer also names what the statement would have done.
             cls = _classify.classify(root, allow_writes=rules.allow_writes, allow_deletes=rules.allow_deletes)
             a.statement_type, a.action = cls.statement_type, cls.action
-            _extend(a, r.violations + cls.violations)
+            _extend(a, self._other_dialect(code, r.violations) + cls.violations)
             return
         if len(view.types) > 1:
             raise Refusal(
@@ -220,6 +220,19 @@ class Analyzer:
         cannot read) needs this engine's."""
         return v.model_copy(update={"hint": f"{v.hint} {self.engine.dialect_notes}"})
 
+    def _other_dialect(self, code: str, violations: list[Violation]) -> list[Violation]:
+        """``violations`` with a syntax error's hint replaced by what to write instead, when the text
+        has another SQL dialect's syntax models often use (backticks, ``TOP n``, ``LIMIT a, b``)."""
+        if not any(v.code == "PARSE_ERROR" for v in violations):
+            return violations
+        hint = _parse.other_dialect_syntax(code, self.traits.sqlglot_dialect)
+        if hint is None:
+            return violations
+        return [
+            self._with_notes(v.model_copy(update={"hint": hint})) if v.code == "PARSE_ERROR" else v
+            for v in violations
+        ]
+
     def _unreadable(self, code: str, refusal: Refusal) -> Refusal:
         """sqlglot's refusal to parse ``code``, saying so when the engine's own parser reads it.
 
@@ -229,6 +242,9 @@ class Analyzer:
         (first, *rest) = refusal.violations
         if first.code != "PARSE_ERROR" or rest:
             return refusal
+        foreign = self._other_dialect(code, [first])
+        if foreign[0] is not first:
+            return Refusal(*foreign)
         try:
             view = _parse.engine_view(code, self.engine)  # type: ignore[arg-type]
         except Refusal:

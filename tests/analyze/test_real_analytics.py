@@ -388,3 +388,20 @@ def test_text_in_double_quotes_gets_a_hint_about_single_quotes(dialect: str) -> 
     assert "write text in single quotes ('Completed')" in found[0].hint
     # a double-quoted name in the select list is a name: a misspelt column keeps its suggestions
     assert "Did you mean customer_id" in run('SELECT "custmer_id" FROM orders', dialect).violations[0].hint
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    ("sql", "says"),
+    [
+        ("SELECT `status`, count(*) FROM orders GROUP BY 1", "not in backticks"),
+        ("SELECT TOP 10 id FROM orders", "LIMIT n instead"),
+        ("SELECT id FROM orders ORDER BY id LIMIT 10, 20", "LIMIT count OFFSET offset"),
+    ],
+)
+def test_another_dialects_syntax_gets_what_to_write_instead(dialect: str, sql: str, says: str) -> None:
+    (v,) = run(sql, dialect).violations
+    assert v.code == "PARSE_ERROR" and says in v.hint
+    # a plain syntax error keeps the plain hint
+    (plain,) = run("SELECT id FROM orders WHERE", dialect).violations
+    assert "backticks" not in plain.hint and "LIMIT" not in plain.hint
