@@ -240,14 +240,27 @@ def _ordered_pivot_statement(code: str, dialect: str) -> list[exp.Expr | None] |
     return None
 
 
+# Plain words in a row that no SQL statement has (`This query lists the orders`).
+_PROSE_WORDS = 4
+
+
 def other_dialect_syntax(code: str, dialect: str) -> str | None:
-    """A hint for syntax of another SQL dialect that models often write, by sqlglot's tokens:
-    backtick-quoted names, SQL Server's ``TOP n``, MySQL's ``LIMIT offset, count``. None if none."""
+    """A hint for what models often send that is not this dialect's SQL, by sqlglot's tokens:
+    prose beside the statement, backtick-quoted names, SQL Server's ``TOP n``, MySQL's ``LIMIT
+    offset, count``. None if none (the caller asks only for a text that failed to parse)."""
     try:
         tokens = sqlglot_dialect(dialect).tokenize(code)
     except (TokenError, ParseError):
         return None
     kinds = [t.token_type for t in tokens]
+    run = 0
+    for kind in kinds:
+        run = run + 1 if kind is TokenType.VAR else 0
+        if run >= _PROSE_WORDS:
+            return (
+                "The text holds prose beside the SQL (several plain words in a row): send only the "
+                "one SQL statement, without explanation or a preamble."
+            )
     if any(k is TokenType.UNKNOWN and t.text == "`" for k, t in zip(kinds, tokens, strict=True)):
         return 'Names go in double quotes ("order_date") or none, not in backticks (MySQL, BigQuery).'
     for i in range(len(tokens) - 1):
