@@ -99,7 +99,7 @@ list_select array_select list_where array_where list_resize array_resize list_gr
 list_distance array_distance list_cosine_similarity array_cosine_similarity list_cosine_distance
 array_cosine_distance list_dot_product array_dot_product list_inner_product array_inner_product
 map_entries map_contains map_concat map_from_entries struct_keys struct_values struct_concat
-struct_contains array_fill array_ndims trim_array array_value array_unique
+union_value union_tag union_extract struct_contains array_fill array_ndims trim_array array_value array_unique
 """
 _CASTS = "cast try_cast typeof num_nulls num_nonnulls"
 _TEXT_SEARCH = """

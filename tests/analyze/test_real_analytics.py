@@ -397,7 +397,7 @@ def test_text_in_double_quotes_gets_a_hint_about_single_quotes(dialect: str) -> 
         ("SELECT `status`, count(*) FROM orders GROUP BY 1", "not in backticks"),
         ("SELECT TOP 10 id FROM orders", "LIMIT n instead"),
         ("SELECT id FROM orders ORDER BY id LIMIT 10, 20", "LIMIT count OFFSET offset"),
-        ("SELECT id FROM orders;\n\nThis query lists the ids of all orders.", "send only the one SQL statement"),
+        ("SELECT id FROM orders;\n\nThis query lists the ids of all orders.", "only the one SQL statement"),
     ],
 )
 def test_another_dialects_syntax_gets_what_to_write_instead(dialect: str, sql: str, says: str) -> None:
