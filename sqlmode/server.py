@@ -64,7 +64,16 @@ from .web import elicit
 if TYPE_CHECKING:
     from .service import CodeModeService
 
-__all__ = ["RunApproval", "build_server", "configure_logging", "http_app", "http_security", "serve"]
+__all__ = [
+    "HTTP_KEEP_ALIVE_S",
+    "RunApproval",
+    "build_server",
+    "configure_logging",
+    "http_app",
+    "http_security",
+    "http_server_config",
+    "serve",
+]
 
 log = logging.getLogger("sqlmode.server")
 
@@ -1046,9 +1055,7 @@ async def serve(
             await service.use_analysis_processes()
         app = http_app(service, host=host, port=port, allow_unauthenticated=allow_unauthenticated)
         _settle_heap()
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
-        )
+        server = uvicorn.Server(http_server_config(app, host, port))
         task = asyncio.create_task(server.serve())
         # uvicorn offers a flag, not an event, for "listening".
         while not server.started and not task.done():  # noqa: ASYNC110
@@ -1063,6 +1070,30 @@ async def serve(
                 extra={"event": "listening", "transport": "http", "url": f"http://{host}:{bound}/mcp"},
             )
         await task
+
+
+#: How long the HTTP server keeps an idle connection open for the client's next request. Longer
+#: than the clients' own pool expiry (httpx, the Python SDK's: 5 s; undici, the TypeScript SDK's:
+#: 4 s), so that the client always drops an idle connection first: at uvicorn's default of 5 s the
+#: two close it in the same instant, and a request sent into the server's close fails (a ReadError
+#: that ends the SDK's whole session: 5 of 240 calls idling 5 s apart failed so). Not longer than
+#: needed: an idle connection holds a socket.
+HTTP_KEEP_ALIVE_S = 30
+
+
+def http_server_config(app: Any, host: str, port: int) -> Any:
+    """The uvicorn configuration ``serve`` runs the HTTP tier with."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=HTTP_KEEP_ALIVE_S,
+    )
 
 
 # -- logs -----------------------------------------------------------------------------------------
