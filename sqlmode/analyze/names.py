@@ -33,6 +33,14 @@ def _leftmost_select(root: exp.Expr) -> exp.Select | None:
     return node if isinstance(node, exp.Select) else None
 
 
+def _give_alias(item: exp.Expr, name: str, *, quoted: bool) -> exp.Alias:
+    """Wrap select item ``item`` in place as ``item AS name``; returns the Alias now in the tree."""
+    alias = exp.Alias(alias=exp.to_identifier(name, quoted=quoted))
+    item.replace(alias)
+    alias.set("this", item)
+    return alias
+
+
 def _named_by_spelling(projection: exp.Expr) -> bool:
     """An item the database names after how it is written: not aliased, not a column or a star."""
     return not isinstance(projection, (exp.Alias, exp.Column, exp.Star))
@@ -60,9 +68,7 @@ def keep_output_names(code: str, rendered: str, root: exp.Expr, engine: Any, *, 
     for item, name in zip(items, names, strict=True):
         if name is None or not _named_by_spelling(item) or len(name) > MAX_NAME_CHARS:
             continue
-        alias = exp.Alias(alias=exp.to_identifier(name, quoted=True))
-        item.replace(alias)
-        alias.set("this", item)
+        _give_alias(item, name, quoted=True)
         changed = True
     return changed
 
@@ -142,10 +148,6 @@ def alias_order_by_output_names(
         hits = [i for i, n in enumerate(names) if n == target]
         if len(hits) != 1 or not _named_by_spelling(items[hits[0]]):
             continue
-        item = items[hits[0]]
-        alias = exp.Alias(alias=exp.to_identifier(target, quoted=column.this.quoted))
-        item.replace(alias)
-        alias.set("this", item)
-        items[hits[0]] = alias
+        items[hits[0]] = _give_alias(items[hits[0]], target, quoted=column.this.quoted)
         changed = True
     return changed

@@ -73,7 +73,7 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
             )
         elif (
             not unk.qualifier
-            and not suggestions_match(unk.name, suggestions)
+            and not _suggestions_match(unk.name, suggestions)
             and _quoted_value(ctx.root, unk.name)
         ):
             # status = "completed": a string in double quotes (MySQL, BigQuery) is a name here.
@@ -161,7 +161,7 @@ _DATE_PARTS = frozenset(
 )
 
 
-def suggestions_match(name: str, suggestions: list[str]) -> bool:
+def _suggestions_match(name: str, suggestions: list[str]) -> bool:
     """Whether a suggestion differs from ``name`` only in case (then it is a misspelt name)."""
     return any(s.lower() == name.lower() for s in suggestions)
 
