@@ -12,6 +12,7 @@ names of the text as written (analyze/names.py).
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["output_names"]
@@ -160,8 +161,15 @@ def output_names(sql: str, tree_json: str | None = None) -> list[str | None] | N
     """The name of each item of the query's (leftmost) select list, as PostgreSQL names it.
 
     None for a star; None for the whole list when ``sql`` is not one SELECT pglast can read.
-    ``tree_json``: pglast's parse of ``sql`` when the caller has it.
+    ``tree_json``: pglast's parse of ``sql`` when the caller has it. One analysis may ask twice for
+    the same text (ORDER BY's result names, then the written names): the second is a cache hit.
     """
+    names = _output_names(sql, tree_json)
+    return None if names is None else list(names)
+
+
+@lru_cache(maxsize=256)
+def _output_names(sql: str, tree_json: str | None) -> tuple[str | None, ...] | None:
     from pglast import parser as pg
 
     try:
@@ -171,4 +179,5 @@ def output_names(sql: str, tree_json: str | None = None) -> list[str | None] | N
     stmts = doc.get("stmts") or []
     if len(stmts) != 1:
         return None
-    return _select_names(stmts[0].get("stmt"))
+    names = _select_names(stmts[0].get("stmt"))
+    return None if names is None else tuple(names)
