@@ -30,6 +30,7 @@ from . import parse as _parse
 from .codes import VIOLATION_CODES, Refusal, violation
 from .complexity import risk_level
 from .explain import explain
+from .foreign import syntax_hint
 from .names import alias_order_by_output_names, keep_output_names
 from .pivot import hoist_statement_ctes, unlisted_pivot, unlisted_pivots, without_pivot_listing
 from .rewrite import inject_limit, render
@@ -73,8 +74,8 @@ class Analyzer:
             # engine does not have: to_char on DuckDB): the model needs the engine's own spelling.
             refusal = violation(
                 "ANALYSIS_FAILED",
-                f"The query cannot be rendered safely in {self.dialect}: {e}",
-                f"Write that part with {self.dialect}'s own functions and syntax.",
+                f"The query cannot be rendered safely for {self.traits.display_name}: {e}",
+                f"Write that part with {self.traits.display_name}'s own functions and syntax.",
             )
             _extend(analysis, [self._with_notes(refusal)])
         except Exception as e:  # fail closed on anything unexpected
@@ -225,13 +226,22 @@ class Analyzer:
         has another SQL dialect's syntax models often use (backticks, ``TOP n``, ``LIMIT a, b``)."""
         if not any(v.code == "PARSE_ERROR" for v in violations):
             return violations
-        hint = _parse.other_dialect_syntax(code, self.traits.sqlglot_dialect)
+        messages = [v.message for v in violations if v.code == "PARSE_ERROR"]
+        hint = syntax_hint(code, self.traits.sqlglot_dialect, messages, self._engine_reads)
         if hint is None:
             return violations
         return [
             self._with_notes(v.model_copy(update={"hint": hint})) if v.code == "PARSE_ERROR" else v
             for v in violations
         ]
+
+    def _engine_reads(self, text: str) -> bool:
+        """Whether the engine's own parser reads ``text`` (cached by text, like every engine view)."""
+        try:
+            _parse.engine_view(text, self.engine)  # type: ignore[arg-type]
+        except Refusal:
+            return False
+        return True
 
     def _unreadable(self, code: str, refusal: Refusal) -> Refusal:
         """sqlglot's refusal to parse ``code``, saying so when the engine's own parser reads it.

@@ -240,50 +240,6 @@ def _ordered_pivot_statement(code: str, dialect: str) -> list[exp.Expr | None] |
     return None
 
 
-# Plain words in a row that no SQL statement has (`This query lists the orders`).
-_PROSE_WORDS = 4
-
-
-def other_dialect_syntax(code: str, dialect: str) -> str | None:
-    """A hint for what models often send that is not this dialect's SQL, by sqlglot's tokens:
-    prose beside the statement, backtick-quoted names, SQL Server's ``TOP n``, MySQL's ``LIMIT
-    offset, count``. None if none (the caller asks only for a text that failed to parse)."""
-    try:
-        tokens = sqlglot_dialect(dialect).tokenize(code)
-    except (TokenError, ParseError):
-        return None
-    kinds = [t.token_type for t in tokens]
-    run = 0
-    for kind in kinds:
-        run = run + 1 if kind is TokenType.VAR else 0
-        if run >= _PROSE_WORDS:
-            return (
-                "The text holds prose beside the SQL (several plain words in a row): send only the "
-                "one SQL statement, without explanation or a preamble."
-            )
-    if any(k is TokenType.UNKNOWN and t.text == "`" for k, t in zip(kinds, tokens, strict=True)):
-        return 'Names go in double quotes ("order_date") or none, not in backticks (MySQL, BigQuery).'
-    for i in range(len(tokens) - 1):
-        nxt = kinds[i + 1]
-        if kinds[i] is TokenType.SELECT:
-            j = i + 1 + (kinds[i + 1] is TokenType.DISTINCT)
-            if (
-                j + 1 < len(tokens)
-                and tokens[j].text.upper() == "TOP"
-                and kinds[j + 1] in (TokenType.NUMBER, TokenType.L_PAREN)
-            ):
-                return "TOP n is SQL Server's: end the query with LIMIT n instead."
-        if (
-            kinds[i] is TokenType.LIMIT
-            and nxt is TokenType.NUMBER
-            and i + 3 < len(tokens)
-            and kinds[i + 2] is TokenType.COMMA
-            and kinds[i + 3] is TokenType.NUMBER
-        ):
-            return "LIMIT offset, count is MySQL's: write LIMIT count OFFSET offset."
-    return None
-
-
 def _is_empty_statement(node: exp.Expr) -> bool:
     """A statement slot holding only comments: an argument-less Semicolon, nothing else."""
     return type(node) is exp.Semicolon and not any(v not in (None, []) for v in node.args.values())

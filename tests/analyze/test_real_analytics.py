@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sqlmode.analyze import Analyzer
+from sqlmode.analyze.foreign import FUNCTIONS as FOREIGN_FUNCTIONS
 from sqlmode.models import Analysis
 from tests.analyze.conftest import make_settings, sample_snapshot
 
@@ -406,3 +407,129 @@ def test_another_dialects_syntax_gets_what_to_write_instead(dialect: str, sql: s
     # a plain syntax error keeps the plain hint
     (plain,) = run("SELECT id FROM orders WHERE", dialect).violations
     assert "backticks" not in plain.hint and "LIMIT" not in plain.hint
+
+
+# -- other dialects' spellings (analyze/foreign.py) -------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    ("sql", "says"),
+    [
+        ("SELECT status, count(*) FROM orders GROUP BY status WITH ROLLUP", "GROUP BY ROLLUP (a, b)"),
+        ("SELECT GROUP_CONCAT(DISTINCT status SEPARATOR ', ') FROM orders", "string_agg(x, ', ')"),
+        ("SELECT CONVERT(varchar, created_at, 23) FROM orders", "CAST(value AS type)"),
+    ],
+)
+def test_more_of_another_dialects_syntax_gets_what_to_write_instead(
+    dialect: str, sql: str, says: str
+) -> None:
+    (v,) = run(sql, dialect).violations
+    assert v.code == "PARSE_ERROR" and says in v.hint
+    assert "accepts this syntax" not in v.message  # CONVERT(varchar, x) is no valid query here
+
+
+def test_postgres_syntax_errors_at_duckdb_spellings_say_what_to_write() -> None:
+    (v,) = run("SELECT id FROM orders QUALIFY row_number() OVER (ORDER BY id) = 1", "postgres").violations
+    assert v.code == "PARSE_ERROR" and "no QUALIFY" in v.hint
+    (v,) = run("SELECT now() - INTERVAL 7 DAY", "postgres").violations
+    assert v.code == "PARSE_ERROR" and "INTERVAL '7 days'" in v.hint
+    # On DuckDB both are its own SQL: a syntax error elsewhere in the text is not blamed on them.
+    assert run("SELECT id FROM orders QUALIFY row_number() OVER (ORDER BY id) = 1", "duckdb").ok
+    assert run("SELECT now() - INTERVAL 7 DAY", "duckdb").ok
+    (v,) = run("SELECT now() - INTERVAL 7 DAY FROM orders WHERE", "duckdb").violations
+    (w,) = run("SELECT id FROM orders WHERE QUALIFY row_number() OVER (ORDER BY id) = 1", "duckdb").violations
+    assert "INTERVAL '7 days'" not in v.hint and "QUALIFY" not in w.hint
+
+
+def test_an_ordered_aggregate_written_within_group_says_where_the_order_goes() -> None:
+    (v,) = run(
+        "SELECT string_agg(status, ',') WITHIN GROUP (ORDER BY status) FROM orders", "duckdb"
+    ).violations
+    assert v.code == "PARSE_ERROR" and "string_agg(x, ', ' ORDER BY x)" in v.hint
+    # PostgreSQL's rendering puts the ORDER BY inside: accepted there
+    assert run("SELECT string_agg(status, ',') WITHIN GROUP (ORDER BY status) FROM orders", "postgres").ok
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    ("sql", "whose", "says"),
+    [
+        ("SELECT GETDATE()", "`getdate` is SQL Server's", "now() or current_timestamp"),
+        ("SELECT ISNULL(closed_at, opened_at) FROM support_tickets", "`isnull` is SQL Server's", "coalesce"),
+        ("SELECT TOP (5) id FROM orders ORDER BY total DESC", "`TOP n` is SQL Server's", "LIMIT n"),
+        (
+            "SELECT TIMESTAMPDIFF(DAY, created_at, now()) FROM orders",
+            "`timestampdiff` is MySQL's",
+            "difference",
+        ),
+        ("SELECT SAFE_DIVIDE(total, 2) FROM orders", "`safe_divide` is BigQuery's", "NULLIF(b, 0)"),
+    ],
+)
+def test_another_dialects_function_says_whose_it_is_and_what_to_write(
+    dialect: str, sql: str, whose: str, says: str
+) -> None:
+    found = [v for v in run(sql, dialect).violations if v.code == "FUNCTION_NOT_ALLOWED"]
+    assert len(found) == 1 and whose in found[0].message and says in found[0].hint
+    notes = "interval '14 days'" if dialect == "postgres" else "date_diff('day', a, b)"
+    assert notes in found[0].hint  # ...then this engine's own spellings
+    assert "side effects" not in found[0].message
+    # a function nobody has keeps the allowlist's wording
+    (plain,) = run("SELECT frobnicate(total) FROM orders", dialect).violations
+    assert plain.code == "FUNCTION_NOT_ALLOWED" and "not on the allowlist" in plain.message
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_timestampdiffs_date_part_is_named_as_another_dialects(dialect: str) -> None:
+    found = [v for v in run("SELECT TIMESTAMPDIFF(DAY, created_at, now()) FROM orders", dialect).violations]
+    (unknown,) = [v for v in found if v.code == "UNKNOWN_COLUMN"]
+    assert "`day` is read as a column name" in unknown.hint and "Did you mean" not in unknown.hint
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_oracles_rownum_and_dual_say_what_to_write(dialect: str) -> None:
+    (v,) = run("SELECT id FROM orders WHERE ROWNUM <= 5", dialect).violations
+    assert v.code == "UNKNOWN_COLUMN" and "LIMIT n" in v.hint and "ROWNUM is Oracle's" in v.hint
+    (v,) = run("SELECT 1 FROM dual", dialect).violations
+    assert v.code == "UNKNOWN_TABLE" and "no FROM clause" in v.hint
+    # a table that is merely misspelt keeps its suggestions
+    (v,) = run("SELECT 1 FROM ordrs", dialect).violations
+    assert "Did you mean orders" in v.hint
+
+
+@pytest.mark.parametrize("name", sorted(FOREIGN_FUNCTIONS))
+def test_every_foreign_function_row_is_refused_with_its_hint_somewhere(name: str) -> None:
+    """No dead rows: each name reaches the allowlist's refusal on at least one engine (sqlglot
+    translates many other-dialect calls into this engine's own, which then pass)."""
+    shapes = ("(created_at)", "(created_at, 1)", "(1, created_at, created_at)")
+    said = [
+        v.message
+        for dialect in DIALECTS
+        for shape in shapes
+        for v in run(f"SELECT {name}{shape} FROM orders", dialect).violations
+        if v.code == "FUNCTION_NOT_ALLOWED"
+    ]
+    assert any("'s, not" in m for m in said), said
+
+
+def test_no_foreign_function_row_names_a_duckdb_function() -> None:
+    """The message says the function is another dialect's, not this engine's: true only while the
+    engine has no function of that name (a refused one of its own keeps the allowlist's wording)."""
+    import duckdb
+
+    con = duckdb.connect()
+    names = {r[0] for r in con.execute("SELECT DISTINCT function_name FROM duckdb_functions()").fetchall()}
+    assert not names & set(FOREIGN_FUNCTIONS)
+
+
+async def test_no_foreign_function_row_names_a_postgres_function(pg_admin_url: str) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(pg_admin_url)
+    try:
+        rows = await con.fetch(
+            "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY($1::text[])", list(FOREIGN_FUNCTIONS)
+        )
+    finally:
+        await con.close()
+    assert [r[0] for r in rows] == []

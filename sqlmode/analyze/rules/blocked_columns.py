@@ -10,6 +10,7 @@ from sqlglot import exp
 from ...models import Violation
 from ...schema.snapshot import SchemaSnapshot
 from ..codes import violation
+from ..foreign import name_hint
 from ..references import clause_label
 from .base import RuleContext, RuleSet
 
@@ -83,6 +84,8 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
                 f'"{written}" in double quotes is a name, and no column is called so: write text '
                 f"in single quotes ('{text}')."
             )
+        elif not unk.qualifier and not _suggestions_match(unk.name, suggestions) and name_hint(unk.name):
+            hint = name_hint(unk.name) or hint  # ROWNUM, SYSDATE: another dialect's pseudo-column
         elif not unk.qualifier and _date_part_argument(ctx.root, unk.name):
             # DATEDIFF(day, a, b), DATEADD(day, 7, d): another dialect's date part, read as a column.
             hint = (
@@ -191,7 +194,8 @@ def _date_part_argument(root: exp.Expr, name: str) -> bool:
     if name.lower() not in _DATE_PARTS:
         return False
     return any(
-        c.name == name and not c.table and isinstance(c.parent, exp.Func) for c in root.find_all(exp.Column)
+        c.name.lower() == name.lower() and not c.table and isinstance(c.parent, exp.Func)
+        for c in root.find_all(exp.Column)
     )
 
 

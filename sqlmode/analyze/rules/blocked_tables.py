@@ -8,6 +8,7 @@ import difflib
 from sqlglot import exp
 
 from ...models import Violation
+from ..foreign import name_hint
 from .base import ALWAYS_BLOCKED_CATALOG, CATALOG_TABLE_PREFIXES, RuleContext, add_once
 
 
@@ -61,6 +62,8 @@ def blocked_tables(ctx: RuleContext) -> list[Violation]:
             close = difflib.get_close_matches(name, exposed, n=3, cutoff=0.5)
             hint = f"Did you mean {', '.join(close)}? " if close else ""
             hint += f"Exposed tables: {', '.join(exposed[:30])}."
+            if not db and (foreign := name_hint(name)):
+                hint = foreign  # Oracle's DUAL
             add_once(out, seen, "UNKNOWN_TABLE", shown, f"Table `{shown}` does not exist.", hint)
             continue
         if not snapshot.is_table_exposed(key):

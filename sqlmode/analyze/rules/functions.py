@@ -9,6 +9,7 @@ from sqlglot import exp
 
 from ...models import Violation
 from ..codes import violation
+from ..foreign import function_refusal
 from ..functions import argument_problem, refusal_code
 from ..parse import sqlglot_dialect
 from ..sizes import size_problem
@@ -65,7 +66,10 @@ def functions(ctx: RuleContext) -> list[Violation]:
         if problem:
             out.append(violation("FUNCTION_ARGUMENT_LIMIT", f"{problem[0].upper()}{problem[1:]}."))
     for name, code in refused.items():
-        if code == "FUNCTION_NOT_ALLOWED":
+        foreign = function_refusal(name, rules.traits.display_name)
+        if foreign is not None and code == "FUNCTION_NOT_ALLOWED":
+            out.append(violation(code, *foreign))  # another dialect's: what to write instead
+        elif code == "FUNCTION_NOT_ALLOWED":
             out.append(
                 violation(
                     code,
