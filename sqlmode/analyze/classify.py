@@ -313,8 +313,9 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
                         "Write intervals as INTERVAL '3 days' or INTERVAL 3 DAY.",
                     ),
                 )
-        if cls is exp.Select and not node.expressions:
-            # PostgreSQL runs `SELECT` / `SELECT FROM t` (no columns); nothing needs it.
+        if cls is exp.Select and not node.expressions and not isinstance(node.parent, exp.Exists):
+            # PostgreSQL runs `SELECT` / `SELECT FROM t` (no columns); nothing needs it but the
+            # `EXISTS (SELECT FROM t WHERE ...)` idiom, which asks only whether a row exists.
             seen.setdefault(
                 "UNSUPPORTED_SYNTAX",
                 violation("UNSUPPORTED_SYNTAX", "A SELECT without any columns.", "Select a column."),

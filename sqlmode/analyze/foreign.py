@@ -142,6 +142,9 @@ def syntax_hint(
     if any(k is TokenType.UNKNOWN and t.text == "`" for k, t in zip(kinds, tokens, strict=True)):
         return 'Names go in double quotes ("order_date") or none, not in backticks (MySQL, BigQuery).'
     near = {(a or b).strip().lower() for m in messages for a, b in _NEAR.findall(m)}
+    if any("without selection list" in m for m in messages):
+        # PostgreSQL's `EXISTS (SELECT FROM t WHERE ...)`: this parser wants a select list.
+        return "Give the SELECT a column: EXISTS (SELECT 1 FROM t WHERE ...)."
     if any("ordered aggregate" in m for m in messages):
         # string_agg(x, ',') WITHIN GROUP (ORDER BY x): SQL Server's and Oracle's LISTAGG form.
         return "Put the ORDER BY inside the call: string_agg(x, ', ' ORDER BY x), without WITHIN GROUP."

@@ -533,3 +533,21 @@ async def test_no_foreign_function_row_names_a_postgres_function(pg_admin_url: s
     finally:
         await con.close()
     assert [r[0] for r in rows] == []
+
+
+def test_postgres_exists_over_a_select_without_columns_is_accepted() -> None:
+    """`EXISTS (SELECT FROM t WHERE ...)` is PostgreSQL's idiom; a SELECT without columns elsewhere
+    stays refused, and a blocked read inside the idiom is still a blocked read."""
+    sql = (
+        "SELECT p.name FROM products p WHERE NOT EXISTS (SELECT FROM order_items i WHERE i.product_id = p.id)"
+    )
+    a = run(sql, "postgres")
+    assert a.ok and "no matching row exists in order_items" in a.explanation
+    assert codes(run("SELECT FROM orders", "postgres")) == ["UNSUPPORTED_SYNTAX"]
+    assert codes(run("SELECT 1 WHERE EXISTS (SELECT FROM customers WHERE ssn LIKE '1%')", "postgres")) == [
+        "COLUMN_BLOCKED"
+    ]
+    assert codes(run("SELECT 1 WHERE EXISTS (SELECT FROM credentials)", "postgres")) == ["TABLE_BLOCKED"]
+    # DuckDB's parser wants a select list: the hint says how to write the same test
+    (v,) = run(sql, "duckdb").violations
+    assert v.code == "PARSE_ERROR" and "EXISTS (SELECT 1 FROM t WHERE ...)" in v.hint
