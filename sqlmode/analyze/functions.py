@@ -106,10 +106,28 @@ _TEXT_SEARCH = """
 to_tsvector to_tsquery plainto_tsquery phraseto_tsquery websearch_to_tsquery ts_rank ts_headline
 """
 _GENERATORS = "generate_series range"
+# PostgreSQL's range and multirange types: constructors, bounds, tests and their aggregates.
+_RANGES = """
+int4range int8range numrange tsrange tstzrange daterange int4multirange int8multirange
+nummultirange tsmultirange tstzmultirange datemultirange isempty lower_inc upper_inc lower_inf
+upper_inf range_merge multirange range_agg range_intersect_agg
+"""
 
 DEFAULT_ALLOWLIST: frozenset[str] = frozenset(
     " ".join(
-        [_AGGREGATES, _WINDOW, _MATH, _STRING, _DATETIME, _JSON, _ARRAY, _CASTS, _TEXT_SEARCH, _GENERATORS]
+        [
+            _AGGREGATES,
+            _WINDOW,
+            _MATH,
+            _STRING,
+            _DATETIME,
+            _JSON,
+            _ARRAY,
+            _CASTS,
+            _TEXT_SEARCH,
+            _GENERATORS,
+            _RANGES,
+        ]
     ).split()
 )
 
