@@ -112,6 +112,7 @@ _TYPES = frozenset(Parser.TYPE_TOKENS)
 # Texts the engine's parser reads when the construct is its own SQL.
 _QUALIFY_PROBE = "SELECT 1 AS x QUALIFY x = 1"
 _INTERVAL_PROBE = "SELECT INTERVAL 7 DAY"
+_LIST_PROBE = "SELECT [1, 2]"
 # Plain words in a row that no SQL statement has (`This query lists the orders`).
 _PROSE_WORDS = 4
 
@@ -199,6 +200,8 @@ def _pattern(
             "This database has no QUALIFY: compute the window function in a subquery and filter on "
             "its result in the outer query's WHERE."
         )
+    if kinds[i] is TokenType.L_BRACKET and "[" in near and foreign(_LIST_PROBE):
+        return "Write a list as an array: ARRAY['a', 'b'] (and x = ANY(ARRAY[...]) to test membership)."
     if (
         kinds[i] is TokenType.INTERVAL
         and kind(i + 1) is TokenType.NUMBER

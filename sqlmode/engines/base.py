@@ -85,6 +85,9 @@ class EngineTraits:
     #: What to write instead of a volatile built-in an analyst commonly reaches for (lower-case
     #: name -> hint): ``random`` for a sample becomes the engine's own sampling clause.
     volatile_alternatives: Mapping[str, str] = field(default_factory=dict)
+    #: Other SQL dialects' functions the engine lacks, by the name its "does not exist" error gives
+    #: (lower-case name -> what to write here instead): the ENGINE_REFUSED hint says so.
+    missing_functions: Mapping[str, str] = field(default_factory=dict)
     #: Names the engine's parser or plan gives to calls the analyzer knows by another name
     #: ("count_star" -> "count"; "pg_catalog.btrim" -> "trim"), bare or schema-qualified.
     call_aliases: Mapping[str, str] = field(default_factory=dict)

@@ -36,6 +36,8 @@ pivot_wider placing positional primary qualify references returning right select
 some struct summarize symmetric table tablesample then to trailing true try_cast tuple union unique
 unpack unpivot using variadic verbose when where window with"""
 
+_JSON_TEXT = "Read a JSON field as text with json_extract_string(j, '$.a.b') or j->>'a'."
+
 TRAITS = EngineTraits(
     name="duckdb",
     display_name="DuckDB",
@@ -76,6 +78,23 @@ TRAITS = EngineTraits(
     volatile_alternatives={
         "random": "For a random sample, sample the table instead: FROM orders USING SAMPLE 10 ROWS "
         "(or USING SAMPLE 1%).",
+    },
+    # PostgreSQL's (and MySQL's) functions DuckDB lacks, as its Catalog Error names them.
+    missing_functions={
+        "date_format": "Format dates with strftime(ts, '%Y-%m').",
+        "regexp_match": "Take a regular expression's group with regexp_extract(text, pattern, 1).",
+        "json_build_object": "Build JSON objects with json_object('key', value, ...).",
+        "jsonb_build_object": "Build JSON objects with json_object('key', value, ...).",
+        "to_jsonb": "Write to_json(value).",
+        "json_agg": "Aggregate to a JSON array with to_json(list(value)).",
+        "jsonb_agg": "Aggregate to a JSON array with to_json(list(value)).",
+        "jsonb_extract_path_text": _JSON_TEXT,
+        "width_bucket": "Bucket values with floor((x - lo) / width) + 1, or equi_width_bins().",
+        "btrim": "Write trim(text).",
+        "every": "Write bool_and(condition).",
+        "array_upper": "The length of a list is len(list).",
+        "array_remove": "Drop a value from a list with list_filter(l, lambda x: x <> value).",
+        "to_tsvector": "Match words with text ILIKE '%word%' or regexp_matches(text, 'pattern').",
     },
     # Names DuckDB's parser and plan give to calls the analyzer knows by another name.
     call_aliases={

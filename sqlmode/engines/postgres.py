@@ -82,6 +82,32 @@ TRAITS = EngineTraits(
         "clock_timestamp": "Use now() or current_timestamp (the time the query started).",
         "timeofday": "Use now() or current_timestamp (the time the query started).",
     },
+    # DuckDB's (and others') functions PostgreSQL lacks, as its "function ... does not exist" names
+    # them (sqlglot renders approx_count_distinct as approx_distinct, max_by as arg_max).
+    missing_functions={
+        "approx_distinct": "Count distinct values exactly with count(DISTINCT x).",
+        "arg_max": "Take x at the largest y with (array_agg(x ORDER BY y DESC))[1].",
+        "arg_min": "Take x at the smallest y with (array_agg(x ORDER BY y))[1].",
+        "list": "Aggregate to an array with array_agg(x).",
+        "first": "Take the first value with (array_agg(x ORDER BY y))[1], or any value with any_value(x).",
+        "last": "Take the last value with (array_agg(x ORDER BY y DESC))[1].",
+        "arbitrary": "Take any value with any_value(x).",
+        "strftime": "Format dates with to_char(ts, 'YYYY-MM').",
+        "strptime": "Parse text to a timestamp with to_timestamp(text, 'YYYY-MM-DD').",
+        "epoch": "Write extract(epoch FROM ts).",
+        "epoch_ms": "Write extract(epoch FROM ts) * 1000.",
+        "today": "Write current_date.",
+        "dayname": "Write to_char(ts, 'Day').",
+        "monthname": "Write to_char(ts, 'Month').",
+        "regexp_full_match": "Match a whole text with text ~ '^pattern$'.",
+        "regexp_extract": "Take a regular expression's group with (regexp_match(text, pattern))[1].",
+        "string_split": "Split text with string_to_array(text, ',').",
+        "contains": "Test for a substring with strpos(text, 'x') > 0.",
+        "histogram": "Count each value with count(*) and GROUP BY.",
+        "quantile_cont": "Write percentile_cont(0.5) WITHIN GROUP (ORDER BY x).",
+        "quantile_disc": "Write percentile_disc(0.5) WITHIN GROUP (ORDER BY x).",
+        "struct_pack": "Build a record with jsonb_build_object('key', value, ...).",
+    },
     # The functions PostgreSQL's grammar turns SQL syntax into (always qualified pg_catalog.*).
     call_aliases={
         "pg_catalog.extract": "extract",

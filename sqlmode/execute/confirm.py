@@ -50,10 +50,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -326,7 +327,9 @@ class EngineConfirmer:
             refusal = access.refusal
             if refusal.code == "ENGINE_REFUSED" and refusal.hint == VIOLATION_CODES["ENGINE_REFUSED"][1]:
                 # "function ... does not exist" is mostly another dialect's function: name the engine's.
-                refusal = refusal.model_copy(update={"hint": f"{refusal.hint} {self.engine.dialect_notes}"})
+                instead = missing_function_hint(refusal.message, self.engine.traits.missing_functions)
+                hint = f"{instead or refusal.hint} {self.engine.dialect_notes}"
+                refusal = refusal.model_copy(update={"hint": hint})
             risk = RiskLevel.HIGH if refusal.code == "ENGINE_REFUSED" else RiskLevel.LOW
             return Confirmation(violations=(refusal,), risk=risk), access.cacheable
         facts: PlanFacts = access.facts
@@ -527,6 +530,19 @@ async def planned_or_refusal(call: Awaitable[T]) -> tuple[T | None, BoundAccess 
         # expands to, also in a CTE or subquery whose reader names fewer.
         hint = _PRIVILEGE_HINT if isinstance(e, PermissionDeniedError) else None
         return None, BoundAccess(refusal=violation("ENGINE_REFUSED", msg, hint), cacheable=False)
+
+
+# The function a database's "does not exist" error names: PostgreSQL's `function f(integer) does not
+# exist`, DuckDB's `Scalar Function with name f does not exist!`.
+_MISSING_FUNCTION = re.compile(
+    r"function (?:with name )?([A-Za-z_][\w$]*)(?:\(| does not exist)", re.IGNORECASE
+)
+
+
+def missing_function_hint(message: str, missing: Mapping[str, str]) -> str | None:
+    """What to write instead of a function the database says does not exist, when the engine knows it."""
+    found = _MISSING_FUNCTION.search(message)
+    return missing.get(found.group(1).lower()) if found else None
 
 
 _PRIVILEGE_HINT = (

@@ -124,6 +124,40 @@ FOREIGN["duckdb"].append(
         "a,b",
     )
 )
+# Functions of the other engine (EngineTraits.missing_functions): the database refuses them.
+FOREIGN["postgres"] += [
+    (
+        "SELECT arg_max(v, w) AS x FROM (VALUES (1, 10), (2, 20)) t(v, w)",
+        "ENGINE_REFUSED",
+        "(array_agg(x ORDER BY y DESC))[1]",
+        "SELECT (array_agg(v ORDER BY w DESC))[1] AS x FROM (VALUES (1, 10), (2, 20)) t(v, w)",
+        2,
+    ),
+    (
+        "SELECT approx_count_distinct(v) AS n FROM (VALUES (1), (1), (2)) t(v)",
+        "ENGINE_REFUSED",
+        "count(DISTINCT x)",
+        "SELECT count(DISTINCT v) AS n FROM (VALUES (1), (1), (2)) t(v)",
+        2,
+    ),
+    (
+        "SELECT array_length([1, 2], 1) AS n",
+        "PARSE_ERROR",
+        "ARRAY['a', 'b']",
+        "SELECT array_length(ARRAY[1, 2], 1) AS n",
+        2,
+    ),
+]
+FOREIGN["duckdb"] += [
+    ("SELECT btrim('  x ') AS t", "ENGINE_REFUSED", "trim(text)", "SELECT trim('  x ') AS t", "x"),
+    (
+        "SELECT json_build_object('a', 1)::VARCHAR AS j",
+        "ENGINE_REFUSED",
+        "json_object('key', value, ...)",
+        "SELECT json_object('a', 1)::VARCHAR AS j",
+        '{"a":1}',
+    ),
+]
 FOREIGN["postgres"].append(
     (
         "SELECT DATE '2024-01-01' + INTERVAL 7 DAY = DATE '2024-01-08' AS ok",
