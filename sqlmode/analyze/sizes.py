@@ -129,6 +129,19 @@ class Sizes:
                 return _SCALAR_UNKNOWN
             fill = self.of(args[2]).total if len(args) > 2 else 1
             return Size(n, n * max(fill, 1) + self.of(args[0]).total)
+        if name in _WIDTH_ARGS:
+            # bar(x, lo, hi, width), to_base(n, radix, min_length): text as wide as an argument;
+            # equi_width_bins(lo, hi, count, nice): a list of that many bins.
+            at, default, each = _WIDTH_ARGS[name]
+            args = self._args(node)
+            n = _number(args[at]) if len(args) > at else default
+            if n is None:
+                self.unbounded = self.unbounded or f"{name}() needs a literal {('width', 'count')[each > 1]}"
+                return _SCALAR_UNKNOWN
+            n = max(n, 1)
+            if each > 1:
+                return Size(n, n * each)
+            return Size(1, max(n, _NUMBER_TEXT) * 3)  # bar's block characters: 3 bytes each
         if name == "array_fill":
             args = self._args(node)
             dims = args[1] if len(args) > 1 else None
@@ -234,8 +247,24 @@ _BUILDERS: tuple[type, ...] = (
     exp.ExplodingGenerateSeries,
     exp.Flatten,
 )
+# name -> (the argument that sets the size, its default when absent, size of each element: 1 for
+# text as wide as the argument, more for a list of that many values).
+_WIDTH_ARGS: dict[str, tuple[int, float | None, int]] = {
+    "bar": (3, 80, 1),
+    "to_base": (2, 0, 1),
+    "equi_width_bins": (2, None, _NUMBER_TEXT),
+}
 _BUILDER_NAMES = frozenset(
-    {"printf", "format", "list_resize", "array_resize", "array_fill", "generate_series", "range"}
+    {
+        "printf",
+        "format",
+        "list_resize",
+        "array_resize",
+        "array_fill",
+        "generate_series",
+        "range",
+        *_WIDTH_ARGS,
+    }
 )
 
 

@@ -43,6 +43,11 @@ HUGE = [
         "SELECT ARRAY[repeat('x', 9), 'y'] || repeat(repeat(repeat('y', 300), 300), 300) AS r",
     ),
     ("duckdb", "SELECT count(*) FROM orders WHERE status = repeat(repeat(repeat('x', 300), 300), 300)"),
+    # text as wide as an argument, a list of as many bins
+    ("duckdb", "SELECT bar(1, 0, 1, 100000000) AS r"),
+    ("duckdb", "SELECT to_base(1, 2, 100000000) AS r"),
+    ("duckdb", "SELECT equi_width_bins(0, 1, 100000000, false) AS r"),
+    ("duckdb", "SELECT bar(total, 0, 5000, id) AS r FROM orders"),
 ]
 
 FINE = [
@@ -53,6 +58,9 @@ FINE = [
     ("duckdb", "SELECT printf('%05d', id), format('{} - {}', name, id) AS r FROM customers"),
     ("duckdb", "SELECT repeat(repeat('ab', 10), 10) AS r"),
     ("duckdb", "SELECT list_transform(range(50000), x -> CAST(x AS VARCHAR) || '!') AS r"),
+    ("duckdb", "SELECT bar(total, 0, 5000, 20) AS a, bar(total, 0, 5000) AS b FROM orders"),
+    ("duckdb", "SELECT to_base(42, 2, 16) AS a, to_base(42, 16) AS b"),
+    ("duckdb", "SELECT equi_width_bins(0, 100, 10, true) AS r"),
     ("postgres", "SELECT format('%s-%s', name, id) AS r FROM customers"),
     ("postgres", "SELECT repeat(repeat('ab', 10), 10) AS r"),
     ("postgres", "SELECT replace(name, 'a', 'bb') AS r FROM customers"),
