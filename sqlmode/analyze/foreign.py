@@ -12,7 +12,9 @@ module decides whether a query passes.
 - :func:`name_hint`: an unknown bare column or table name.
 
 To teach it another spelling, add a row to ``FUNCTIONS`` or ``NAMES`` (or a token pattern to
-:func:`syntax_hint`), with a test beside the others in tests/analyze/test_real_analytics.py.
+:func:`syntax_hint`), with a test beside the others in tests/analyze/test_real_analytics.py;
+tests/confirm/test_missing_functions.py checks that neither engine has a function named in
+``FUNCTIONS``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""The ENGINE_REFUSED hint for another dialect's function the engine lacks (EngineTraits.missing_functions).
+"""Refusals that name a function as another dialect's must be true of the engine.
 
-The map is keyed by the name the database's "does not exist" error gives; its advice must be true of
-the engine: no key may be a function the engine has (the hint would send the model away from a
-query that only had another mistake). test_actionable_errors.py follows some of the advice to a
+Two tables say so: analyze/foreign.py's FUNCTIONS (calls off the allowlist that are SQL Server's,
+MySQL's, ...: "not DuckDB's" / "not PostgreSQL's") and each engine's
+EngineTraits.missing_functions (the ENGINE_REFUSED hint for a function the database says does not
+exist). No name in them may be a function the engine has: the hint would send the model away from
+a query that only had another mistake. test_actionable_errors.py follows some of the advice to a
 query that runs.
 """
 
@@ -12,6 +14,7 @@ import asyncpg
 import duckdb
 import pytest
 
+from sqlmode.analyze.foreign import FUNCTIONS as FOREIGN
 from sqlmode.engines import engine_named
 from sqlmode.execute.confirm import missing_function_hint
 
@@ -43,17 +46,18 @@ def test_the_missing_function_is_read_from_either_engines_words(message: str, fo
     assert missing_function_hint('column "x" does not exist', {"x": "no"}) is None
 
 
-def test_no_duckdb_missing_function_is_a_duckdb_function() -> None:
+def test_duckdb_has_none_of_the_functions_named_as_others() -> None:
     con = duckdb.connect()
     names = {r[0] for r in con.execute("SELECT DISTINCT function_name FROM duckdb_functions()").fetchall()}
-    assert DUCK and not names & set(DUCK)
+    assert DUCK and FOREIGN
+    assert not names & (set(DUCK) | set(FOREIGN))
 
 
-async def test_no_postgres_missing_function_is_a_postgres_function(pg_admin_url: str) -> None:
+async def test_postgres_has_none_of_the_functions_named_as_others(pg_admin_url: str) -> None:
     con = await asyncpg.connect(pg_admin_url)
     try:
         rows = await con.fetch(
-            "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY($1::text[])", list(PG)
+            "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY($1::text[])", [*PG, *FOREIGN]
         )
     finally:
         await con.close()
