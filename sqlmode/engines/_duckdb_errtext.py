@@ -43,8 +43,24 @@ def duckdb_text(msg: str, sql: str | None) -> str:
     """
     text = scrub(msg, sql)
     # "... when casting from source column ssn": the column is the engine's, not the query's words.
-    return re.sub(
+    text = re.sub(
         r"(source column )([\w$]+)",
         lambda m: m.group(0) if named_in(m.group(2), sql) else m.group(1) + HIDDEN,
         text,
     )
+    return _fewer_candidates(text)
+
+
+# A binder error lists every overload it tried (56 for `+`, about 3 KB): the first few say enough.
+MAX_CANDIDATES = 4
+
+
+def _fewer_candidates(text: str) -> str:
+    head, sep, rest = text.partition("Candidate functions:")
+    if not sep:
+        return text
+    lines = [line for line in rest.splitlines() if line.strip()]
+    if len(lines) <= MAX_CANDIDATES:
+        return text
+    shown = "".join(f"\n\t{line.strip()}" for line in lines[:MAX_CANDIDATES])
+    return f"{head}{sep}{shown}\n\t... and {len(lines) - MAX_CANDIDATES} more"

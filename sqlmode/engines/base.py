@@ -88,6 +88,9 @@ class EngineTraits:
     #: Other SQL dialects' functions the engine lacks, by the name its "does not exist" error gives
     #: (lower-case name -> what to write here instead): the ENGINE_REFUSED hint says so.
     missing_functions: Mapping[str, str] = field(default_factory=dict)
+    #: Patterns (regular expressions) of the engine's planning errors that mostly mean another
+    #: dialect's habit, with what to write instead: the ENGINE_REFUSED hint says so.
+    error_hints: tuple[tuple[str, str], ...] = ()
     #: Names the engine's parser or plan gives to calls the analyzer knows by another name
     #: ("count_star" -> "count"; "pg_catalog.btrim" -> "trim"), bare or schema-qualified.
     call_aliases: Mapping[str, str] = field(default_factory=dict)

@@ -96,6 +96,17 @@ TRAITS = EngineTraits(
         "array_remove": "Drop a value from a list with list_filter(l, lambda x: x <> value).",
         "to_tsvector": "Match words with text ILIKE '%word%' or regexp_matches(text, 'pattern').",
     },
+    error_hints=(
+        (
+            r'"\+"\(',
+            "+ adds numbers, dates and intervals: join text with || (a || ' ' || b) or concat(a, ' ', b).",
+        ),
+        (
+            r"date_(?:sub|add)\(part VARCHAR",
+            "date_sub(part, start, end) and date_add count or add date parts here; to add or subtract an "
+            "interval write ts - INTERVAL 7 DAY.",
+        ),
+    ),
     # Names DuckDB's parser and plan give to calls the analyzer knows by another name.
     call_aliases={
         "count_star": "count",

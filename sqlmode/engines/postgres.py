@@ -108,6 +108,13 @@ TRAITS = EngineTraits(
         "quantile_disc": "Write percentile_disc(0.5) WITHIN GROUP (ORDER BY x).",
         "struct_pack": "Build a record with jsonb_build_object('key', value, ...).",
     },
+    error_hints=(
+        (
+            r"operator does not exist: (?:character varying|text|unknown) \+|operator does not exist: \w+ \+ "
+            r"(?:character varying|text|unknown)",
+            "+ adds numbers, dates and intervals: join text with || (a || ' ' || b) or concat(a, ' ', b).",
+        ),
+    ),
     # The functions PostgreSQL's grammar turns SQL syntax into (always qualified pg_catalog.*).
     call_aliases={
         "pg_catalog.extract": "extract",

@@ -327,7 +327,11 @@ class EngineConfirmer:
             refusal = access.refusal
             if refusal.code == "ENGINE_REFUSED" and refusal.hint == VIOLATION_CODES["ENGINE_REFUSED"][1]:
                 # "function ... does not exist" is mostly another dialect's function: name the engine's.
-                instead = missing_function_hint(refusal.message, self.engine.traits.missing_functions)
+                traits = self.engine.traits
+                instead = missing_function_hint(refusal.message, traits.missing_functions) or next(
+                    (hint for pattern, hint in traits.error_hints if re.search(pattern, refusal.message)),
+                    None,
+                )
                 hint = f"{instead or refusal.hint} {self.engine.dialect_notes}"
                 refusal = refusal.model_copy(update={"hint": hint})
             risk = RiskLevel.HIGH if refusal.code == "ENGINE_REFUSED" else RiskLevel.LOW

@@ -124,6 +124,36 @@ FOREIGN["duckdb"].append(
         "a,b",
     )
 )
+# A planning error that is mostly another dialect's habit (EngineTraits.error_hints).
+FOREIGN_ANY.append(
+    (
+        "SELECT v + ' ' + w AS t FROM (VALUES ('a', 'b')) x(v, w)",
+        "ENGINE_REFUSED",
+        "join text with ||",
+        "SELECT v || ' ' || w AS t FROM (VALUES ('a', 'b')) x(v, w)",
+        "a b",
+    )
+)
+FOREIGN["duckdb"].append(
+    (
+        "SELECT DATE_SUB(DATE '2024-01-08', INTERVAL 7 DAY) AS d",
+        "ENGINE_REFUSED",
+        "ts - INTERVAL 7 DAY",
+        "SELECT CAST(DATE '2024-01-08' - INTERVAL 7 DAY AS DATE) = DATE '2024-01-01' AS ok",
+        True,
+    )
+)
+
+
+async def test_a_binder_error_lists_a_few_candidates_not_every_overload(svc: CodeModeService) -> None:
+    """DuckDB lists every overload it tried (56 for `+`, about 3 KB); the model reads the first few."""
+    v = await svc.validate("SELECT v + ' ' + w AS t FROM (VALUES ('a', 'b')) x(v, w)")
+    (refusal,) = v.violations
+    assert refusal.code == "ENGINE_REFUSED" and len(refusal.message) < 700, refusal.message
+    if "Candidate functions:" in refusal.message:  # DuckDB's wording; PostgreSQL names the operator
+        assert refusal.message.count("\n\t") <= 6 and "more" in refusal.message.splitlines()[-1]
+
+
 # Functions of the other engine (EngineTraits.missing_functions): the database refuses them.
 FOREIGN["postgres"] += [
     (
