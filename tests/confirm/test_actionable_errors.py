@@ -92,7 +92,7 @@ FOREIGN = {
 
 
 # Refusals that say whose spelling it was (analyze/foreign.py): the same on both engines.
-FOREIGN_ANY = [
+FOREIGN_ANY: list[tuple[str, str, str, str, object]] = [
     (
         "SELECT getdate() IS NOT NULL AS ok",
         "FUNCTION_NOT_ALLOWED",
