@@ -53,6 +53,9 @@ def _duckdb_plan(types: Sequence[Any], max_bytes: int) -> ColumnPlan:
         if str(t) == "JSON":
             convs.append(common["json"])
             continue
+        if str(t).startswith("JSON[") and str(t).endswith("]"):  # JSON[], JSON[][], JSON[3]
+            convs.append(common["json_array"])
+            continue
         kind = _DUCK_KINDS.get(type_id)
         convs.append(common[kind] if kind is not None else common["deep"])
     return ColumnPlan(convs, max_bytes)

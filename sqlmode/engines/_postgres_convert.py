@@ -56,6 +56,8 @@ def postgres_plan(types: tuple[Any, ...], max_bytes: int, text_codecs: bool = Tr
             convs.append(common["timedelta"])
         elif kind is not None:
             convs.append(common[kind])
+        elif t.kind == "array" and t.name in ("json[]", "jsonb[]"):
+            convs.append(common["json_array"])  # each element parsed like a json column
         else:
             # Arrays, records, ranges, enums, domains, geometry, extension types: by Python value.
             convs.append(common["deep"])

@@ -10,7 +10,8 @@ Rows leave the executor as lists of values that ``json.dumps`` accepts as they a
   PostgreSQL's own text form ``2024-05-01 10:30:00+00``, DuckDB's ``2024-05-01T10:30:00+00:00``);
   intervals become ISO 8601 durations (``P1Y2M3DT4H5M6S``);
 - UUIDs, network addresses, enums and bit strings become strings; bytes become ``\\x`` + hex;
-- json/jsonb is parsed; arrays, records and structs become lists or objects, converted deeply;
+- json/jsonb is parsed (each element of a json array too); arrays, records and structs become
+  lists or objects, converted deeply;
   ranges become ``{"lower": .., "upper": .., "bounds": "[)"}`` (or ``"empty"``).
 
 A cell whose text would exceed ``max_cell_bytes`` (UTF-8) is cut there and ends with
@@ -134,6 +135,15 @@ def _json_text(s: str, max_bytes: int) -> Any:
         return json.loads(s)
     except ValueError:  # not JSON after all (a text column typed json by a view): keep the text
         return s
+
+
+def _json_items(v: Any, max_bytes: int) -> Any:
+    """An array of json values: each element parsed like a json column (nested arrays too)."""
+    if isinstance(v, str):
+        return _json_text(v, max_bytes)
+    if isinstance(v, list | tuple):
+        return [_json_items(x, max_bytes) for x in v]
+    return _deep(v, max_bytes)
 
 
 def _deep(v: Any, max_bytes: int) -> Any:
@@ -328,6 +338,9 @@ def common_converters(max_bytes: int) -> dict[str, Converter | str | None]:
         "str": str,
         "bytes": lambda v: _bytes(v, max_bytes),
         "json": lambda v: _json_text(v, max_bytes) if isinstance(v, str) else json_safe(v, max_bytes),
+        "json_array": lambda v: (
+            _capped_structure(_json_items(v, max_bytes), max_bytes) if v is not None else None
+        ),
         "deep": deep,
     }
 

@@ -129,6 +129,29 @@ async def test_duckdb_types_become_json_safe(duck) -> None:
     json.dumps(r.model_dump(), allow_nan=False)
 
 
+async def test_postgres_json_arrays_are_parsed_like_json_columns(pg) -> None:
+    # asyncpg hands each element of a json[] / jsonb[] over as text: parsed like a json column's value
+    r = await pg.run(
+        "SELECT '{\"a\": 1}'::jsonb AS j, ARRAY['{\"a\": 1}'::jsonb, NULL] AS js, ARRAY['[1]'::json] AS jj, "
+        "ARRAY[ARRAY['1'::jsonb, '\"s\"'::jsonb]] AS nested, "
+        "(SELECT array_agg(to_jsonb(x) ORDER BY x) FROM (VALUES (1), (2)) t(x)) AS agg, NULL::jsonb[] AS none"
+    )
+    assert r.rows == [[{"a": 1}, [{"a": 1}, None], [[1]], [[1, "s"]], [1, 2], None]]
+    assert [c.type for c in r.columns][1:3] == ["jsonb[]", "json[]"]
+
+
+async def test_duckdb_json_lists_are_parsed_like_json_columns(duck) -> None:
+    r = await duck.run(
+        "SELECT '{\"a\": 1}'::JSON AS j, ['{\"a\": 1}'::JSON, NULL] AS js, "
+        "[['1'::JSON, '\"s\"'::JSON]] AS nested, NULL::JSON[] AS none, [to_json(repeat('x', 20000))] AS big"
+    )
+    j, js, nested, none, big = r.rows[0]
+    assert (j, js, nested, none) == ({"a": 1}, [{"a": 1}, None], [[1, "s"]], None)
+    # too big for one cell: its JSON text, capped with the marker, like any other list
+    assert isinstance(big, str) and big.startswith('["') and "…[truncated: " in big
+    assert len(big.encode()) < duck.settings.database.max_cell_bytes + 64
+
+
 async def test_large_cells_are_capped_with_a_marker(executor) -> None:
     cap = executor.settings.database.max_cell_bytes
     r = await executor.run("SELECT repeat('x', 100000) AS big, 'small' AS s")
