@@ -97,7 +97,8 @@ def code_hash(normalized_code: str) -> str:
     removed; nothing inside the statement changes, so different statements never collide.
     """
     canonical = normalized_code.replace("\r\n", "\n").strip().rstrip(";").rstrip()
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate (JSON may carry "\ud800") hashes instead of raising.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _TO_URL = bytes.maketrans(b"+/", b"-_")

@@ -47,6 +47,24 @@ def test_records_are_chained_and_verify_ok(tmp_path: Path) -> None:
     assert report.ok and report.records == 5 and report.exit_code == 0, report.render()
 
 
+def test_a_record_with_a_lone_surrogate_is_written_and_verifies(tmp_path: Path) -> None:
+    # Text from invalid UTF-8 (argv decodes it to surrogates) or a JSON "\ud800" escape has no UTF-8
+    # form: the record is written with non-ASCII escaped (it failed as "cannot write audit log").
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path, keys=KEY, replica="r1")
+    try:
+        log.append({"event": "validate", "code": "SELECT 'é'"})
+        odd = log.append({"event": "validate", "code": "SELECT \udcff 'é'"})
+        log.append({"event": "validate", "code": "SELECT 'é'"})
+    finally:
+        log.close()
+    raw = path.read_bytes().splitlines()
+    assert raw[1].isascii() and b"\\udcff" in raw[1] and json.loads(raw[1])["code"] == odd["code"]
+    assert "é".encode() in raw[0] and "é".encode() in raw[2]  # ordinary records keep their UTF-8 form
+    report = verify_audit_log(path, KEY)
+    assert report.ok and report.records == 3, report.render()
+
+
 def test_reopening_continues_the_chain(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     first = write_log(path, 2)

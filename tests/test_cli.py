@@ -82,6 +82,25 @@ def test_validate_good_query_exits_0_with_token_and_limit(config: Path) -> None:
     assert "LIMIT 1001" in out["normalized_code"].upper()  # max_rows + 1 probe row
 
 
+def test_validate_of_invalid_utf8_is_a_refusal_and_the_audit_log_still_verifies(config: Path) -> None:
+    # argv's invalid UTF-8 reaches Python as a lone surrogate: the audit write failed on it
+    # ("cannot write audit log ... surrogates not allowed", exit 2).
+    r = subprocess.run(
+        [sys.executable, "-m", "sqlmode", "validate", "--config", str(config), "--json", b"SELECT \xff"],
+        capture_output=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SQLMODE_")},
+        timeout=60,
+    )
+    assert r.returncode == 1, r.stderr
+    out = json.loads(r.stdout)
+    assert [v["code"] for v in out["violations"]] == ["PARSE_ERROR"] and "U+DCFF" in out["violations"][0][
+        "message"
+    ]
+    assert b"Traceback" not in r.stderr
+    v = sqlmode("audit", "verify", "--config", str(config))
+    assert v.returncode == 0 and "chain intact" in v.stdout, v.stdout + v.stderr
+
+
 def test_validate_reads_stdin(config: Path) -> None:
     r = sqlmode("validate", "--config", str(config), "--json", "-", stdin="SELECT count(*) FROM orders")
     assert r.returncode == 0, r.stderr

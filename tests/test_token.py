@@ -500,3 +500,8 @@ def test_a_rewritten_code_s_token_binds_the_submitted_code_too(svc: TokenService
     # A token minted for code the server did not rewrite approves no rewriting.
     with pytest.raises(TokenCodeMismatchError):
         svc.check(mint(svc), **BIND, source=True)
+
+
+def test_code_hash_of_text_with_a_lone_surrogate_is_a_hash() -> None:
+    # A JSON "\ud800" escape or invalid UTF-8 from argv: hashed, not an exception in the access log.
+    assert code_hash("SELECT \udcff") == code_hash("SELECT \udcff;") != code_hash("SELECT \udcfe")

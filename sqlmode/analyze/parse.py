@@ -37,6 +37,9 @@ class _ExpectedNoise(logging.Filter):
 
 logging.getLogger("sqlglot").addFilter(_ExpectedNoise())
 
+# A lone UTF-16 surrogate: JSON may carry "\ud800", but no database text holds one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 # Deeper parenthesis nesting than this is never analyst SQL and risks recursion limits.
 MAX_PAREN_DEPTH = 200
 
@@ -148,6 +151,14 @@ def precheck(code: str) -> None:
         )
     if "\x00" in code:
         raise Refusal(violation("PARSE_ERROR", "The code contains a NUL character."))
+    if (bad := _SURROGATE.search(code)) is not None:
+        raise Refusal(
+            violation(
+                "PARSE_ERROR",
+                f"The code contains U+{ord(bad.group()):04X}, half of a UTF-16 pair: not a character.",
+                "Send the SQL as plain UTF-8 text.",
+            )
+        )
     depth = peak = 0
     for ch in code:
         if ch == "(":

@@ -239,7 +239,16 @@ def test_depth_joins_fields_complexity_limits_follow_config() -> None:
 
 @pytest.mark.parametrize(
     "code",
-    [None, 42, "", "   ", "\x00SELECT 1", "SELECT " + "1 + " * 60_000 + "1", "SELECT " + "(" * 5000 + "1"],
+    [
+        None,
+        42,
+        "",
+        "   ",
+        "\x00SELECT 1",
+        "SELECT \udcff",
+        "SELECT " + "1 + " * 60_000 + "1",
+        "SELECT " + "(" * 5000 + "1",
+    ],
 )
 def test_analyze_never_raises(code: Any) -> None:  # Any: not only strings, on purpose
     a = run(code)

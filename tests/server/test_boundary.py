@@ -298,12 +298,15 @@ async def test_access_log_records_principal_outcome_and_refusals(
          "longer than 4096", "exactly as validate_code returned it"),
         ("validate_code", {}, "INVALID_ARGUMENTS", "code: Field required", 'code: string, language: "sql"'),
         ("validate_code", {"code": 5}, "INVALID_ARGUMENTS", "code: Input should be a valid string", "takes"),
+        # a lone surrogate ("\ud800" in the JSON): the access log's code hash raised on it
+        ("validate_code", {"code": "SELECT \ud800"}, "INVALID_ARGUMENTS", "code: Input should be a valid",
+         "takes"),
         ("execute_code", {"code": "SELECT 1"}, "INVALID_ARGUMENTS", "approval_token: Field required",
          "code: string, approval_token: string"),
         ("describe_schema", {"table": ["customers"]}, "INVALID_ARGUMENTS", "table", "table: "),
     ],
     ids=["1MB-code", "python", "language-int", "long-execute-code", "long-token", "no-code", "code-int",
-         "no-token", "table-list"],
+         "lone-surrogate", "no-token", "table-list"],
 )  # fmt: skip
 async def test_bad_arguments_are_documented_tool_errors_with_hints(
     shared_service: CodeModeService,
