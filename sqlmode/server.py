@@ -586,11 +586,11 @@ def build_server(
     )
     async def describe_schema(
         table: Annotated[str | None, Field(description="A table name; omit for all tables.")] = None,
-    ) -> str:
+    ) -> str | CallToolResult:
         try:
             return await service.schema_text(table)
         except SqlmodeError as e:
-            raise ToolError(f"{e.code}: {e.message}\nHint: {e.hint}") from None
+            return _error_result(e)  # like the other tools' errors: "CODE: message", then the hint
 
     @mcp.resource(
         f"schema://{dbname}",

@@ -235,8 +235,9 @@ class CodeModeService:
         t = bounded.tables.get(key)
         if t is None:
             same = bounded.ambiguous(table)
+            shown = repr(table if len(table) <= 80 else table[:80] + "...")  # never echo a long input
             raise SqlmodeError(
-                f"no table {table!r} in the schema you may query"
+                f"no table {shown} in the schema you may query"
                 + (f": several schemas have one, name it as {' or '.join(same)}" if same else ""),
                 code="UNKNOWN_TABLE",
                 hint="Tables: " + ", ".join(sorted(bounded.display_name(k) for k in bounded.tables)),

@@ -211,7 +211,7 @@ async def test_the_handshake_is_answered_while_the_service_opens_and_a_failed_op
         assert text.startswith("DATABASE_UNAVAILABLE: sqlmode could not start: "), text
         assert f"127.0.0.1:{port}" in text and "restart the MCP server" in text, text
         assert "structuredContent" not in answer["result"] or not answer["result"]["structuredContent"]
-    # describe_schema answers its errors as tool errors too (the SDK's ToolError).
+    # describe_schema answers its errors as tool errors too.
     assert later[3]["result"]["isError"] is True and "sqlmode could not start" in str(later[3]), later[3]
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     failed = [r for r in logs if r.get("event") == "open_failed"]

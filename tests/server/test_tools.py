@@ -135,8 +135,15 @@ async def test_describe_schema_of_a_hidden_or_unknown_table_is_an_error(client: 
     r = await client.call_tool("describe_schema", {"table": table})
     assert r.is_error
     text = block_text(r.content[0])
-    assert "UNKNOWN_TABLE" in text and "Hint: Tables: contacts, customers" in text
+    assert text.startswith("UNKNOWN_TABLE: ") and "Hint: Tables: contacts, customers" in text
     assert "audit_log" not in text
+
+
+async def test_describe_schema_never_echoes_a_long_table_name(client: Client) -> None:
+    r = await client.call_tool("describe_schema", {"table": "x" * 100_000})
+    text = block_text(r.content[0])
+    # the same shape as the other tools' errors (no "Error executing tool" prefix), the input cut
+    assert r.is_error and text.startswith("UNKNOWN_TABLE: no table 'xxx") and len(text) < 400, text[:500]
 
 
 async def test_resources_and_template(client: Client) -> None:
