@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from .config import CONFIG_ENV, Settings, load_config, one_shot_secret
-from .errors import ApprovalError, SqlmodeError
+from .errors import ApprovalError, ExecutionError, SqlmodeError
 from .models import ValidationResult
 from .output import format_csv, format_table, safe_json, terminal_safe
 
@@ -45,10 +45,18 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _fail(err: SqlmodeError, code: int = 2) -> None:
-    click.echo(terminal_safe(f"error: {err.message}"), err=True)
+    # sqlmode's own multi-line reports (a policy check's findings) keep their lines, indented under
+    # "error:"; the database's text (which can quote stored values) stays on one escaped line.
+    own = not isinstance(err, ExecutionError)
+    click.echo(_lines(f"error: {err.message}") if own else terminal_safe(f"error: {err.message}"), err=True)
     if err.hint:
         click.echo(terminal_safe(f"hint: {err.hint}"), err=True)
     sys.exit(code)
+
+
+def _lines(text: str) -> str:
+    """``text`` made terminal safe line by line, each line after the first indented two spaces."""
+    return "\n  ".join(terminal_safe(line) for line in text.splitlines())
 
 
 def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:

@@ -101,6 +101,30 @@ def test_validate_of_invalid_utf8_is_a_refusal_and_the_audit_log_still_verifies(
     assert v.returncode == 0 and "chain intact" in v.stdout, v.stdout + v.stderr
 
 
+def test_a_multi_line_error_of_sqlmode_keeps_its_lines_and_database_text_stays_on_one(
+    config: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.cedar"
+    bad.write_text(
+        'permit(principal, action == Action::"execute", resource);\n'
+        "forbid(principal, action, resource) when { resource.nope };\n"
+    )
+    with_policy = tmp_path / "with-policy.toml"
+    with_policy.write_text(config.read_text() + f'\n[policy]\npaths = ["{bad}"]\n')
+    r = sqlmode("validate", "--config", str(with_policy), "SELECT 1")
+    assert r.returncode == 2 and "\\x0a" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == "error: policies failed to load:"
+    assert sum(f"{bad}:1: error:" in line for line in lines) >= 1 and any(
+        f"{bad}:2: error:" in x for x in lines
+    )
+    assert all(line.startswith(("error:", "hint:", "  ")) for line in lines if line), r.stderr
+    # the database's words can quote stored values: their line breaks stay escaped on one line
+    r = sqlmode("query", "--config", str(config), "--yes", "SELECT CAST(status AS INTEGER) AS n FROM orders")
+    (error,) = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert "Conversion Error" in error and "\\x0a" in error, r.stderr
+
+
 def test_validate_reads_stdin(config: Path) -> None:
     r = sqlmode("validate", "--config", str(config), "--json", "-", stdin="SELECT count(*) FROM orders")
     assert r.returncode == 0, r.stderr
