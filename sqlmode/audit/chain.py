@@ -38,7 +38,7 @@ def canonical(record: dict[str, Any]) -> bytes:
     """The one byte form of a record; verification rejects any line that is not exactly this.
 
     A record holding a lone UTF-16 surrogate (text that arrived as invalid UTF-8 or as a JSON
-    ``"\ud800"`` escape) has no UTF-8 form: it is written with every non-ASCII character escaped,
+    ``"\\ud800"`` escape) has no UTF-8 form: it is written with every non-ASCII character escaped,
     which reads back to the same record, whose canonical form is then that same line.
     """
     text = json.dumps(
