@@ -51,6 +51,15 @@ def config(tmp_path: Path, sample_duckdb_path: Path) -> Path:
     return p
 
 
+def with_custom_policy(config: Path, tmp_path: Path, cedar: str) -> tuple[Path, Path]:
+    """``config`` plus one custom Cedar file holding ``cedar``: (the new config, the Cedar file)."""
+    policy = tmp_path / "custom.cedar"
+    policy.write_text(cedar)
+    out = tmp_path / "with-policy.toml"
+    out.write_text(config.read_text() + f'\n[policy]\npaths = ["{policy}"]\n')
+    return out, policy
+
+
 def sqlmode(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQLMODE_")}
     return subprocess.run(
@@ -104,13 +113,12 @@ def test_validate_of_invalid_utf8_is_a_refusal_and_the_audit_log_still_verifies(
 def test_a_multi_line_error_of_sqlmode_keeps_its_lines_and_database_text_stays_on_one(
     config: Path, tmp_path: Path
 ) -> None:
-    bad = tmp_path / "bad.cedar"
-    bad.write_text(
+    with_policy, bad = with_custom_policy(
+        config,
+        tmp_path,
         'permit(principal, action == Action::"execute", resource);\n'
-        "forbid(principal, action, resource) when { resource.nope };\n"
+        "forbid(principal, action, resource) when { resource.nope };\n",
     )
-    with_policy = tmp_path / "with-policy.toml"
-    with_policy.write_text(config.read_text() + f'\n[policy]\npaths = ["{bad}"]\n')
     r = sqlmode("validate", "--config", str(with_policy), "SELECT 1")
     assert r.returncode == 2 and "\\x0a" not in r.stderr, r.stderr
     lines = r.stderr.splitlines()
@@ -204,13 +212,11 @@ def test_policy_check_ok_prints_effective_set(config: Path) -> None:
 
 
 def test_policy_check_names_file_and_line_of_a_broken_policy(config: Path, tmp_path: Path) -> None:
-    bad = tmp_path / "custom.cedar"
-    bad.write_text(
+    broken = (
         '@id("ok")\npermit (principal, action, resource);\n\n'
-        '@id("broken")\nforbid (principal, action resource);\n'
+        + '@id("broken")\nforbid (principal, action resource);\n'
     )
-    cfg = tmp_path / "with-policy.toml"
-    cfg.write_text(config.read_text() + f'\n[policy]\npaths = ["{bad}"]\n')
+    cfg, _ = with_custom_policy(config, tmp_path, broken)
     r = sqlmode("policy", "check", "--config", str(cfg))
     assert r.returncode == 1, r.stdout + r.stderr
     # the broken policy starts on line 4 and its error is on line 5: either names the spot
