@@ -98,9 +98,8 @@ def function_refusal(name: str, engine: str) -> tuple[str, str] | None:
     if entry is None:
         return None
     whose, instead = entry
-    if name.lower() == "top":
-        return f"`TOP n` is {whose}'s, not {engine}'s.", f"{instead[0].upper()}{instead[1:]}."
-    return f"Function `{name}` is {whose}'s, not {engine}'s.", f"{instead[0].upper()}{instead[1:]}."
+    what = "`TOP n`" if name.lower() == "top" else f"Function `{name}`"  # TOP (5) parses as a call
+    return f"{what} is {whose}'s, not {engine}'s.", f"{instead[0].upper()}{instead[1:]}."
 
 
 def name_hint(name: str) -> str | None:

@@ -132,16 +132,16 @@ class Sizes:
         if name in _WIDTH_ARGS:
             # bar(x, lo, hi, width), to_base(n, radix, min_length): text as wide as an argument;
             # equi_width_bins(lo, hi, count, nice): a list of that many bins.
-            at, default, each = _WIDTH_ARGS[name]
+            at, default, what = _WIDTH_ARGS[name]
             args = self._args(node)
             n = _number(args[at]) if len(args) > at else default
             if n is None:
-                self.unbounded = self.unbounded or f"{name}() needs a literal {('width', 'count')[each > 1]}"
+                self.unbounded = self.unbounded or f"{name}() needs a literal {what}"
                 return _SCALAR_UNKNOWN
             n = max(n, 1)
-            if each > 1:
-                return Size(n, n * each)
-            return Size(1, max(n, _NUMBER_TEXT) * 3)  # bar's block characters: 3 bytes each
+            if what == "count":  # a list of n numbers
+                return Size(n, n * _NUMBER_TEXT)
+            return Size(1, max(n, _NUMBER_TEXT) * 3)  # text n wide (bar's block characters: 3 bytes)
         if name == "array_fill":
             args = self._args(node)
             dims = args[1] if len(args) > 1 else None
@@ -247,12 +247,12 @@ _BUILDERS: tuple[type, ...] = (
     exp.ExplodingGenerateSeries,
     exp.Flatten,
 )
-# name -> (the argument that sets the size, its default when absent, size of each element: 1 for
-# text as wide as the argument, more for a list of that many values).
-_WIDTH_ARGS: dict[str, tuple[int, float | None, int]] = {
-    "bar": (3, 80, 1),
-    "to_base": (2, 0, 1),
-    "equi_width_bins": (2, None, _NUMBER_TEXT),
+# name -> (the argument that sets the size, its default when absent, what it sets: "width" of a
+# text, or "count" of a list of numbers).
+_WIDTH_ARGS: dict[str, tuple[int, float | None, str]] = {
+    "bar": (3, 80, "width"),
+    "to_base": (2, 0, "width"),
+    "equi_width_bins": (2, None, "count"),
 }
 _BUILDER_NAMES = frozenset(
     {

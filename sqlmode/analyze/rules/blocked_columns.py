@@ -84,8 +84,12 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
                 f'"{written}" in double quotes is a name, and no column is called so: write text '
                 f"in single quotes ('{text}')."
             )
-        elif not unk.qualifier and not _suggestions_match(unk.name, suggestions) and name_hint(unk.name):
-            hint = name_hint(unk.name) or hint  # ROWNUM, SYSDATE: another dialect's pseudo-column
+        elif (
+            not unk.qualifier
+            and not _suggestions_match(unk.name, suggestions)
+            and (foreign := name_hint(unk.name)) is not None
+        ):
+            hint = foreign  # ROWNUM, SYSDATE: another dialect's pseudo-column
         elif not unk.qualifier and _date_part_argument(ctx.root, unk.name):
             # DATEDIFF(day, a, b), DATEADD(day, 7, d): another dialect's date part, read as a column.
             hint = (
