@@ -35,7 +35,7 @@ regr_syy regr_sxy median mode percentile_cont percentile_disc quantile quantile_
 approx_count_distinct approx_quantile arg_max arg_min argmax argmin max_by min_by bit_and bit_or
 bit_xor histogram kurtosis skewness entropy product fsum favg geomean grouping grouping_id
 mean mad sem kurtosis_pop reservoir_quantile histogram_exact arg_max_null
-arg_min_null kahan_sum sumkahan sum_no_overflow
+arg_min_null kahan_sum sumkahan sum_no_overflow approx_top_k
 """
 _WINDOW = "row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value"
 _MATH = """

@@ -420,7 +420,8 @@ class Resolver:
             return
         if self._unqualified(scope, col, qualifier, report=False):
             return
-        self._unknown(scope, name, qualifier)
+        if not self._quiet:  # a lambda parameter's field (`x -> x.a`) is no column
+            self._unknown(scope, name, qualifier)
 
     def _find_sources(self, scope: Scope, key: str, ident: Any) -> list[tuple[Any, Scope]]:
         """The source a qualifier names, plus, where quoted names are case-sensitive

@@ -28,6 +28,12 @@ caught it; the query validated and could not run. A number of days is no better 
 text read back as another tree, so the round trip refused the query). When the call has no unit
 (DuckDB's own two-argument form) and its argument is not an INTERVAL literal, it is rendered as
 the ``date_add`` call it was written as.
+
+**approx_top_k.** sqlglot 30 reads DuckDB's ``approx_top_k(x, k)`` into its ApproxTopK node
+(Snowflake's, which answers counts too) and its DuckDB generator warns that it "cannot be
+transpiled" before rendering the call as written. Read and written in DuckDB, nothing is
+transpiled: the call is rendered as written, without the warning, so the analyzer's strict
+rendering (which refuses anything sqlglot calls unsupported) keeps it.
 """
 
 from __future__ import annotations
@@ -66,9 +72,10 @@ def _unqualify(root: exp.Expr) -> None:
 
 
 def install() -> None:
-    """Replace sqlglot's PIVOT and date_add transforms for DuckDB (idempotent)."""
+    """Replace sqlglot's PIVOT, date_add and approx_top_k transforms for DuckDB (idempotent)."""
     DuckDBGenerator.TRANSFORMS[exp.Pivot] = _PIVOT
     DuckDBGenerator.TRANSFORMS[exp.DateAdd] = _date_add
+    DuckDBGenerator.TRANSFORMS[exp.ApproxTopK] = _as_written
 
 
 # sqlglot's own, taken when this module loads (before install() can replace it).
@@ -81,6 +88,11 @@ def _date_add(gen: Any, node: exp.DateAdd) -> str:
     if node.args.get("unit") is None and value is not None and not isinstance(value, exp.Interval):
         return str(gen.func("DATE_ADD", node.this, value))
     return _SQLGLOT_DATE_ADD(gen, node)
+
+
+def _as_written(gen: Any, node: exp.Func) -> str:
+    """The call under the name and arguments it was written with."""
+    return str(gen.function_fallback_sql(node))
 
 
 _PIVOT = transforms.preprocess([unqualify_pivot_clauses])
