@@ -620,7 +620,7 @@ class Resolver:
         self._outputs[key] = None  # recursion guard (recursive CTEs)
         outs = self._compute_outputs(scope)
         declared = scope.outer_columns or _cte_column_list(scope.expression)
-        if outs is not None and declared:
+        if outs is not None and declared and not _is_join(scope.expression):  # a join renames its own
             renamed = [c.lower() for c in declared]
             outs = [(renamed[i] if i < len(renamed) else n, origin) for i, (n, origin) in enumerate(outs)]
         self._outputs[key] = outs
@@ -649,6 +649,8 @@ class Resolver:
             if inner:
                 return self._outputs_of(inner[-1])
             return None
+        if _is_join(expr):
+            return self._join_outputs(scope, expr)
         if not isinstance(expr, exp.Select):
             return None
         outs: list[tuple[str, tuple[Any, ...]]] = []
@@ -670,6 +672,30 @@ class Resolver:
             else:
                 outs.append((proj.alias_or_name.lower(), _EXPLICIT))
         return outs
+
+    def _join_outputs(self, scope: Scope, expr: exp.Table) -> list[tuple[str, tuple[Any, ...]]] | None:
+        """``(a JOIN b ON ...) AS x``: x's columns are every column of the joined sources, in order.
+
+        With USING or NATURAL the engine merges the shared columns and puts them first, so a
+        column list on the alias (``AS x(p, q)``) renames positions this order does not know
+        (nor does it when the sources cannot be put in order): then every name the list gives
+        may be any column of the join."""
+        joins = expr.args.get("joins") or []
+        names = [expr.alias_or_name, *(j.this.alias_or_name for j in joins)]
+        in_order = [scope.sources.get(n) for n in names]
+        ordered = len(set(names)) == len(names) == len(scope.sources) and None not in in_order
+        outs: list[tuple[str, tuple[Any, ...]]] = []
+        for src in in_order if ordered else list(scope.sources.values()):
+            src_outs = self._source_outputs(src)
+            if src_outs is None:
+                return None
+            outs.extend(src_outs)
+        declared = [d.lower() for d in scope.outer_columns]
+        if not declared:
+            return outs
+        if not ordered or any(j.args.get("using") or j.args.get("method") for j in joins):
+            return [(d, origin) for d in declared for _, origin in outs]
+        return [(declared[i] if i < len(declared) else n, origin) for i, (n, origin) in enumerate(outs)]
 
     def _values_outputs(self, values: exp.Values) -> list[tuple[str, tuple[Any, ...]]]:
         """VALUES columns: the alias list, then the engine's default names (DuckDB has used
@@ -981,6 +1007,11 @@ def _is_projection(node: exp.Expr, scope_expr: exp.Expr) -> bool:
 
 def _is_table_star(proj: exp.Expr) -> bool:
     return isinstance(proj, exp.Column) and isinstance(proj.this, exp.Star)
+
+
+def _is_join(expr: exp.Expr) -> bool:
+    """A parenthesized join in FROM (``(a JOIN b ON ...) AS x``), which sqlglot scopes as a table."""
+    return isinstance(expr, exp.Table) and bool(expr.args.get("joins"))
 
 
 def _apply_star_modifiers(
