@@ -28,7 +28,12 @@ from .codes import Refusal, violation
 class _ExpectedNoise(logging.Filter):
     """Drop sqlglot warnings that are normal analyzer input (every refused command logs one)."""
 
-    NOISE = ("contains unsupported syntax", "Cannot traverse scope", "are not supported", "cannot be transpiled")
+    NOISE = (
+        "contains unsupported syntax",
+        "Cannot traverse scope",
+        "are not supported",
+        "cannot be transpiled",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, ScopeType, traverse_scope, walk_in_scope
@@ -1009,7 +1009,7 @@ def _is_table_star(proj: exp.Expr) -> bool:
     return isinstance(proj, exp.Column) and isinstance(proj.this, exp.Star)
 
 
-def _is_join(expr: exp.Expr) -> bool:
+def _is_join(expr: exp.Expr) -> TypeGuard[exp.Table]:
     """A parenthesized join in FROM (``(a JOIN b ON ...) AS x``), which sqlglot scopes as a table."""
     return isinstance(expr, exp.Table) and bool(expr.args.get("joins"))
 
