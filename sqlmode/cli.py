@@ -54,6 +54,17 @@ def _fail(err: SqlmodeError, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _approved() -> bool:
+    """Ask on the terminal whether to run; "not run" (with why) unless the answer is yes."""
+    try:
+        if click.confirm("Run this query?", default=False, err=True):
+            return True
+        click.echo("not run", err=True)
+    except click.Abort:  # end of input (or Ctrl-C) at the question
+        click.echo("\nnot run: no answer to the question (add --yes to run without asking)", err=True)
+    return False
+
+
 def _lines(text: str) -> str:
     """``text`` made terminal safe line by line, each line after the first indented two spaces."""
     return "\n  ".join(terminal_safe(line) for line in text.splitlines())
@@ -220,8 +231,7 @@ async def query(
         click.echo(describe_validation(v), err=fmt != "table")
         if not v.is_valid:
             sys.exit(1)
-        if not yes and not click.confirm("Run this query?", default=False, err=True):
-            click.echo("not run", err=True)
+        if not yes and not _approved():
             sys.exit(1)
         try:
             r = await service.execute(v.normalized_code, v.approval_token or "", user=user, session=session)

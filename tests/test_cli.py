@@ -199,6 +199,14 @@ def test_query_without_approval_does_not_run(config: Path) -> None:
     assert "not run" in r.stderr
 
 
+def test_query_with_no_answer_on_stdin_does_not_run_and_says_why(config: Path) -> None:
+    r = sqlmode("query", "--config", str(config), "SELECT id FROM orders", stdin="")
+    assert r.returncode == 1
+    assert "not run: no answer to the question (add --yes" in r.stderr
+    assert "Aborted" not in r.stderr and "Traceback" not in r.stderr
+    assert r.stdout.startswith("VALID:") and "(1 rows" not in r.stdout and "rows," not in r.stdout  # no rows
+
+
 def test_schema_prints_bounded_schema(config: Path) -> None:
     r = sqlmode("schema", "--config", str(config))
     assert r.returncode == 0, r.stderr
