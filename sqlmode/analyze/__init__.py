@@ -17,6 +17,8 @@ engine's own parser) comes from the :class:`~sqlmode.engines.base.Engine` given,
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 
 from sqlglot import exp
 from sqlglot.errors import UnsupportedError
@@ -75,7 +77,8 @@ class Analyzer:
             refusal = violation(
                 "ANALYSIS_FAILED",
                 f"The query cannot be rendered safely for {self.traits.display_name}: {e}",
-                f"Write that part with {self.traits.display_name}'s own functions and syntax.",
+                _unrendered_hint(str(e), self.traits.missing_functions)
+                or f"Write that part with {self.traits.display_name}'s own functions and syntax.",
             )
             _extend(analysis, [self._with_notes(refusal)])
         except Exception as e:  # fail closed on anything unexpected
@@ -277,6 +280,20 @@ class Analyzer:
 
 
 # After these, the tree is not a query worth resolving.
+# sqlglot's words for a construct it cannot render: "... for expression 'ToChar' when targeting ...".
+_UNRENDERED = re.compile(r"expression '(\w+)'")
+
+
+def _unrendered_hint(message: str, missing: Mapping[str, str]) -> str | None:
+    """The engine's own spelling for a function sqlglot could not render in its dialect (to_char on
+    DuckDB: strftime), from the engine's missing-function hints; else None."""
+    found = _UNRENDERED.search(message)
+    node = getattr(exp, found.group(1), None) if found else None
+    if not (isinstance(node, type) and issubclass(node, exp.Func)):
+        return None
+    return next((missing[n.lower()] for n in node.sql_names() if n.lower() in missing), None)
+
+
 _STOP_CODES = frozenset(
     {
         "OPAQUE_STATEMENT",

@@ -33,6 +33,7 @@ class _ExpectedNoise(logging.Filter):
         "Cannot traverse scope",
         "are not supported",
         "cannot be transpiled",
+        "is not supported for expression",
     )
 
     def filter(self, record: logging.LogRecord) -> bool:

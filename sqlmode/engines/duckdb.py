@@ -82,6 +82,7 @@ TRAITS = EngineTraits(
     # PostgreSQL's (and MySQL's) functions DuckDB lacks, as its Catalog Error names them.
     missing_functions={
         "date_format": "Format dates with strftime(ts, '%Y-%m').",
+        "to_char": "Format dates with strftime(ts, '%Y-%m'); numbers with printf('%.2f', x) or format().",
         "regexp_match": "Take a regular expression's group with regexp_extract(text, pattern, 1).",
         "json_build_object": "Build JSON objects with json_object('key', value, ...).",
         "jsonb_build_object": "Build JSON objects with json_object('key', value, ...).",

@@ -80,6 +80,13 @@ FOREIGN = {
             "SELECT strftime(DATE '2024-01-01', '%Y-%m') AS ym",
             "2024-01",
         ),
+        (  # sqlglot has no DuckDB rendering of to_char: the analyzer's refusal names strftime too
+            "SELECT to_char(DATE '2024-01-01', 'YYYY-MM') AS ym",
+            "ANALYSIS_FAILED",
+            "strftime(ts, '%Y-%m')",
+            "SELECT strftime(DATE '2024-01-01', '%Y-%m') AS ym",
+            "2024-01",
+        ),
         (
             "SELECT timestampdiff(DAY, DATE '2024-01-01', DATE '2024-03-01') AS days",
             "FUNCTION_NOT_ALLOWED",
