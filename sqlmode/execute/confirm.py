@@ -58,10 +58,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlglot import exp
+
 from ..analyze.codes import VIOLATION_CODES, violation
 from ..analyze.functions import policy_for
+from ..analyze.parse import sqlglot_dialect
 from ..config import Settings
-from ..engines.base import BoundAccess, Engine, Executor, engine_for_url
+from ..engines.base import BoundAccess, Engine, EngineTraits, Executor, engine_for_url
 from ..errors import NotAQueryError, PermissionDeniedError, SqlmodeError
 from ..models import Action, Analysis, RiskLevel, Violation
 from ..schema.functions import FunctionCatalog
@@ -328,9 +331,13 @@ class EngineConfirmer:
             if refusal.code == "ENGINE_REFUSED" and refusal.hint == VIOLATION_CODES["ENGINE_REFUSED"][1]:
                 # "function ... does not exist" is mostly another dialect's function: name the engine's.
                 traits = self.engine.traits
-                instead = missing_function_hint(refusal.message, traits.missing_functions) or next(
-                    (hint for pattern, hint in traits.error_hints if re.search(pattern, refusal.message)),
-                    None,
+                instead = (
+                    missing_function_hint(refusal.message, traits.missing_functions)
+                    or next(
+                        (hint for pattern, hint in traits.error_hints if re.search(pattern, refusal.message)),
+                        None,
+                    )
+                    or output_alias_hint(refusal.message, analysis.normalized_code, traits)
                 )
                 hint = f"{instead or refusal.hint} {self.engine.dialect_notes}"
                 refusal = refusal.model_copy(update={"hint": hint})
@@ -547,6 +554,36 @@ def missing_function_hint(message: str, missing: Mapping[str, str]) -> str | Non
     """What to write instead of a function the database says does not exist, when the engine knows it."""
     found = _MISSING_FUNCTION.search(message)
     return missing.get(found.group(1).lower()) if found else None
+
+
+# The column a database's binder could not find: PostgreSQL's `column "n" does not exist`, DuckDB's
+# `Referenced column "n" not found`.
+_MISSING_COLUMN = re.compile(r'column "([^"]+)" (?:does not exist|not found)')
+
+
+def output_alias_hint(message: str, code: str, traits: EngineTraits) -> str | None:
+    """When the column the database could not find is an output column's alias in ``code``
+    (``count(*) AS n ... HAVING n > 1``): the engine binds WHERE and HAVING to input columns only
+    (PostgreSQL), so the hint says to repeat the expression. Else None."""
+    found = _MISSING_COLUMN.search(message)
+    if found is None or not code:
+        return None
+    name = found.group(1)
+    try:
+        trees = sqlglot_dialect(traits.sqlglot_dialect).parse(code)
+    except Exception:  # only the wording of a refusal depends on it
+        return None
+    for alias in (a for tree in trees if tree is not None for a in tree.find_all(exp.Alias)):
+        ident = alias.args.get("alias")
+        written = ident.name if isinstance(ident, exp.Identifier) else alias.alias
+        quoted = isinstance(ident, exp.Identifier) and ident.quoted
+        if written == name or (not quoted and written.lower() == name.lower()):
+            return (
+                f"`{name}` is the alias of an output column ({alias.this.sql(traits.sqlglot_dialect)[:80]}), "
+                f"and {traits.display_name} does not let WHERE or HAVING use output aliases: repeat the "
+                "expression there, or compute it in a subquery or CTE and filter outside it."
+            )
+    return None
 
 
 _PRIVILEGE_HINT = (

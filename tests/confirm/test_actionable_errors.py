@@ -161,6 +161,35 @@ async def test_a_binder_error_lists_a_few_candidates_not_every_overload(svc: Cod
         assert refusal.message.count("\n\t") <= 6 and "more" in refusal.message.splitlines()[-1]
 
 
+# An output alias in WHERE or HAVING: DuckDB binds it, PostgreSQL refuses a column it cannot find.
+FOREIGN["postgres"] += [
+    (
+        "SELECT count(*) AS n FROM (VALUES (1), (2), (3)) t(v) GROUP BY v % 2 HAVING n > 1",
+        "ENGINE_REFUSED",
+        "`n` is the alias of an output column (COUNT(*)), and PostgreSQL does not let WHERE or HAVING",
+        "SELECT count(*) AS n FROM (VALUES (1), (2), (3)) t(v) GROUP BY v % 2 HAVING count(*) > 1",
+        2,
+    ),
+    (
+        "SELECT v * 10 AS big FROM (VALUES (1), (2)) t(v) WHERE big > 10",
+        "ENGINE_REFUSED",
+        "`big` is the alias of an output column (v * 10)",
+        "SELECT v * 10 AS big FROM (VALUES (1), (2)) t(v) WHERE v * 10 > 10",
+        20,
+    ),
+]
+
+
+def test_a_column_the_database_misses_that_no_alias_names_keeps_the_general_hint() -> None:
+    from sqlmode.engines.postgres import TRAITS
+    from sqlmode.execute.confirm import output_alias_hint
+
+    code = 'SELECT v * 10 AS "Big" FROM (VALUES (1)) t(v) WHERE big > 10'
+    assert output_alias_hint('column "big" does not exist', code, TRAITS) is None  # quoted: another name
+    assert output_alias_hint('column "zz" does not exist', code, TRAITS) is None
+    assert output_alias_hint("syntax error", code, TRAITS) is None
+
+
 # Functions of the other engine (EngineTraits.missing_functions): the database refuses them.
 FOREIGN["postgres"] += [
     (
