@@ -114,6 +114,16 @@ TRAITS = EngineTraits(
             r"(?:character varying|text|unknown)",
             "+ adds numbers, dates and intervals: join text with || (a || ' ' || b) or concat(a, ' ', b).",
         ),
+        (
+            r"for SELECT DISTINCT, ORDER BY expressions must appear in select list",
+            "With SELECT DISTINCT, ORDER BY only what is selected: add the expression to the SELECT "
+            "list, or GROUP BY the selected columns and ORDER BY an aggregate of it (min(x)).",
+        ),
+        (
+            r"must appear in the GROUP BY clause or be used in an aggregate function",
+            "Every selected column is grouped or aggregated: add it to GROUP BY, or aggregate it "
+            "(min(x), max(x), any_value(x)).",
+        ),
     ),
     # The functions PostgreSQL's grammar turns SQL syntax into (always qualified pg_catalog.*).
     call_aliases={

@@ -177,6 +177,20 @@ FOREIGN["postgres"] += [
         "SELECT v * 10 AS big FROM (VALUES (1), (2)) t(v) WHERE v * 10 > 10",
         20,
     ),
+    (  # PostgreSQL's own rules of DISTINCT and GROUP BY (EngineTraits.error_hints)
+        "SELECT DISTINCT w FROM (VALUES (1, 'a'), (2, 'a')) t(v, w) ORDER BY v",
+        "ENGINE_REFUSED",
+        "With SELECT DISTINCT, ORDER BY only what is selected",
+        "SELECT w FROM (VALUES (1, 'a'), (2, 'a')) t(v, w) GROUP BY w ORDER BY min(v)",
+        "a",
+    ),
+    (
+        "SELECT v FROM (VALUES (1, 'a'), (2, 'a')) t(v, w) GROUP BY w",
+        "ENGINE_REFUSED",
+        "add it to GROUP BY, or aggregate it (min(x)",
+        "SELECT min(v) FROM (VALUES (1, 'a'), (2, 'a')) t(v, w) GROUP BY w",
+        1,
+    ),
 ]
 
 
