@@ -166,6 +166,14 @@ def classify(root: exp.Expr, *, allow_writes: bool, allow_deletes: bool) -> Clas
             result.violations.append(
                 violation("DELETE_NOT_ALLOWED", f"{stype} deletes data, and deletes are disabled.")
             )
+    elif isinstance(root, exp.Summarize):
+        # Not metadata: a profile of every column (min, max, distinct counts), blocked ones too.
+        return Classification(
+            stype,
+            Action.ADMIN,
+            False,
+            [violation("INTROSPECTION_BLOCKED", _SUMMARIZE, _SUMMARIZE_HINT)],
+        )
     elif isinstance(root, INTROSPECTION_ROOTS):
         return Classification(
             stype,
@@ -337,6 +345,11 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
         elif refusal == "module":
             if cls is exp.NextValueFor:
                 code, message = "FUNCTION_NOT_ALLOWED", "NEXT VALUE FOR advances a sequence."
+            elif cls is exp.Summarize:
+                seen.setdefault(
+                    "INTROSPECTION_BLOCKED", violation("INTROSPECTION_BLOCKED", _SUMMARIZE, _SUMMARIZE_HINT)
+                )
+                continue
             else:
                 code = "STATEMENT_NOT_ALLOWED"
                 message = f"The query contains {cls.__name__.upper()} (`{_snippet(node)}`)."
@@ -347,6 +360,13 @@ def survey(root: exp.Expr) -> tuple[list[Violation], Inventory]:
             seen[code] = violation(code, message)
     return list(seen.values()), inv
 
+
+# DuckDB's SUMMARIZE is no metadata: it profiles every column it reads (min, max, distinct counts).
+_SUMMARIZE = "SUMMARIZE profiles every column of what it reads; it is not run in Code Mode."
+_SUMMARIZE_HINT = (
+    "Compute the figures you need over the columns you name: SELECT min(x), max(x), avg(x), "
+    "count(DISTINCT x), count(*) - count(x) AS nulls FROM t."
+)
 
 _UNIT_WORDS = """year month day hour minute second week quarter millisecond microsecond decade
 century millennium millennia centuries mon min sec ms us h d y m w hr yr ns nanosecond epoch dow

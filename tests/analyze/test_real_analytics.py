@@ -528,3 +528,18 @@ def test_postgres_exists_over_a_select_without_columns_is_accepted() -> None:
     # DuckDB's parser wants a select list: the hint says how to write the same test
     (v,) = run(sql, "duckdb").violations
     assert v.code == "PARSE_ERROR" and "EXISTS (SELECT 1 FROM t WHERE ...)" in v.hint
+
+
+# -- DuckDB's SUMMARIZE: a profile of data, not metadata ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sql", ["SUMMARIZE orders", "SELECT * FROM (SUMMARIZE SELECT total FROM orders)", "SUMMARIZE customers"]
+)
+def test_summarize_is_refused_with_the_aggregates_to_write_instead(sql: str) -> None:
+    a = run(sql, "duckdb")
+    assert codes(a) == ["INTROSPECTION_BLOCKED"] and not a.normalized_code
+    (v,) = a.violations
+    assert "profiles every column" in v.message and "metadata" not in v.message
+    assert "min(x), max(x), avg(x), count(DISTINCT x)" in (v.hint or "")
+    assert "describe_schema" not in (v.hint or "")
