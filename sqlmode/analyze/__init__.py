@@ -34,7 +34,13 @@ from .complexity import risk_level
 from .explain import explain
 from .foreign import syntax_hint
 from .names import alias_order_by_output_names, keep_output_names
-from .pivot import hoist_statement_ctes, unlisted_pivot, unlisted_pivots, without_pivot_listing
+from .pivot import (
+    hoist_statement_ctes,
+    unlisted_pivot,
+    unlisted_pivots,
+    without_pivot_listing,
+    wrap_cte_pivots,
+)
 from .rewrite import inject_limit, render
 from .roundtrip import check_round_trip
 from .rules import RuleContext, RuleSet, run_rules
@@ -115,7 +121,7 @@ class Analyzer:
         except Refusal as r:
             raise self._unreadable(code, r) from None
         # DuckDB's `WITH c AS (...) PIVOT c ...`: the CTEs move into the source (pivot.py).
-        root = hoist_statement_ctes(parsed)
+        root = wrap_cte_pivots(hoist_statement_ctes(parsed))  # and a PIVOT as a CTE's body
         try:
             # Engines hash by identity; the Engine protocol type does not say so to mypy.
             view = _parse.engine_view(code, self.engine)  # type: ignore[arg-type]

@@ -60,6 +60,21 @@ def hoist_statement_ctes(root: exp.Expr) -> exp.Expr:
     return root
 
 
+def wrap_cte_pivots(root: exp.Expr) -> exp.Expr:
+    """``WITH p AS (PIVOT t ON ...)`` as ``WITH p AS (SELECT * FROM (PIVOT t ON ...))``.
+
+    DuckDB takes a PIVOT or UNPIVOT statement as a CTE's body; sqlglot builds no scope for one
+    there, so ``p`` named nothing and the query was refused (UNKNOWN_TABLE). Wrapped, it is the
+    PIVOT statement in FROM that the analyzer already resolves (what the pivot reads, and ``p``
+    as a source whose columns come from the data), and the same query to DuckDB.
+    """
+    for cte in list(root.find_all(exp.CTE)):
+        body = cte.this
+        if isinstance(body, exp.Pivot):
+            cte.set("this", exp.Select(expressions=[exp.Star()]).from_(exp.Subquery(this=body.copy())))
+    return root
+
+
 def unlisted_pivots(root: exp.Expr) -> list[exp.Pivot]:
     """DuckDB PIVOTs whose ON column has no IN list (wherever they are in the query)."""
     return [

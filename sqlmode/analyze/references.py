@@ -710,9 +710,14 @@ class Resolver:
 
     def _ordered_sources(self, scope: Scope) -> list[tuple[str, Any]]:
         try:
-            return [(k, v[1]) for k, v in scope.selected_sources.items()]
+            ordered = [(k, v[1]) for k, v in scope.selected_sources.items()]
         except Exception:
             return list(scope.sources.items())
+        # A PIVOT statement in FROM is no source to sqlglot (_add_pivot_sources): its columns too.
+        ordered += [
+            (k, v) for k, v in scope.sources.items() if _is_pivot_statement(v) and k not in dict(ordered)
+        ]
+        return ordered
 
     # -- demand --------------------------------------------------------------------------
 
@@ -743,8 +748,15 @@ class Resolver:
             self._demand(origin, col, where)
 
     def _demand_scope_tables(self, scope: Scope, col: exp.Expr | None, where: str) -> None:
-        """Fallback for opaque scopes: every column of every base table below them."""
-        for table in scope.expression.find_all(exp.Table):
+        """Fallback for opaque scopes: every column of every base table below them.
+
+        Except below a PIVOT or UNPIVOT statement: what it returns comes only from what it reads,
+        and that is read already (``run``: its source query as a scope of its own, a table source
+        grouped by every other column, its clauses' columns by the sweep)."""
+        top = scope.expression
+        for table in top.find_all(exp.Table):
+            if _under_pivot_statement(table, top):
+                continue
             if isinstance(table.this, exp.Identifier):
                 tname = self._key(table)
                 for c in self._columns_of(tname):
@@ -867,7 +879,7 @@ def _add_pivot_sources(scope: Scope) -> list[exp.Pivot]:
     nodes = [from_.this] if isinstance(from_, exp.From) else []
     nodes += [j.this for j in expr.args.get("joins") or []]
     for node in nodes:
-        if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Pivot):
+        if _is_pivot_statement(node):
             # No alias: a key only a quoted name could spell (which DuckDB then binds to nothing).
             sources: dict[str, Any] = scope.sources  # sqlglot types it Table | Scope; any node serves
             sources.setdefault(node.alias or "(pivot)", node)
@@ -1007,6 +1019,21 @@ def _is_projection(node: exp.Expr, scope_expr: exp.Expr) -> bool:
 
 def _is_table_star(proj: exp.Expr) -> bool:
     return isinstance(proj, exp.Column) and isinstance(proj.this, exp.Star)
+
+
+def _is_pivot_statement(node: Any) -> bool:
+    """A PIVOT or UNPIVOT statement in FROM (``FROM (PIVOT t ON ...) p``)."""
+    return isinstance(node, exp.Subquery) and isinstance(node.this, exp.Pivot)
+
+
+def _under_pivot_statement(node: exp.Expr, top: exp.Expr) -> bool:
+    """Whether ``node`` lies in a PIVOT or UNPIVOT statement below ``top``."""
+    parent = node.parent
+    while parent is not None and parent is not top:
+        if isinstance(parent, exp.Pivot) and isinstance(parent.parent, exp.Subquery):
+            return True
+        parent = parent.parent
+    return False
 
 
 def _is_join(expr: exp.Expr) -> TypeGuard[exp.Table]:
