@@ -420,6 +420,10 @@ class Resolver:
             return
         if self._unqualified(scope, col, qualifier, report=False):
             return
+        # `s.a.b`: a struct column's nested field (the first part names the column).
+        first = col.parts[0].name.lower() if len(col.parts) > 2 else ""
+        if first and self._unqualified(scope, col, first, report=False):
+            return
         if not self._quiet:  # a lambda parameter's field (`x -> x.a`) is no column
             self._unknown(scope, name, qualifier)
 
