@@ -168,7 +168,12 @@ def _source_name(node: exp.Expr, aliases: dict[str, str] | None = None) -> str:
         return f"{rows} literal row{'s' if rows != 1 else ''} (VALUES)"
     if isinstance(node, exp.Subquery):
         tables = sorted({t.name for t in node.find_all(exp.Table) if isinstance(t.this, exp.Identifier)})
-        what = f"a subquery over {', '.join(tables)}" if tables else "a subquery"
+        if isinstance(node.this, exp.Table) and node.this.args.get("joins"):  # (a JOIN b ON ...) AS x
+            what = f"the join of {', '.join(tables)}"
+        elif isinstance(node.this, exp.Pivot):
+            what = f"a {'unpivot' if node.this.args.get('unpivot') else 'pivot'} of {', '.join(tables)}"
+        else:
+            what = f"a subquery over {', '.join(tables)}" if tables else "a subquery"
         return f"{node.alias} ({what})" if node.alias else what
     if isinstance(node, exp.Lateral):
         return "a per-row (LATERAL) subquery"
@@ -392,6 +397,20 @@ def _describe_write(node: exp.Expr, dialect: str) -> list[str]:
     return out
 
 
+def _wrapped_pivot(node: exp.Expr) -> exp.Pivot | None:
+    """The PIVOT statement of ``SELECT * FROM (PIVOT ...)`` without a WHERE (the analyzer's wrapping
+    of a PIVOT statement, for its LIMIT or as a CTE's body), else None."""
+    if not isinstance(node, exp.Select) or any(
+        node.args.get(k) for k in ("where", "joins", "group", "having")
+    ):
+        return None
+    if len(node.expressions) != 1 or not isinstance(node.expressions[0], exp.Star):
+        return None
+    from_ = node.args.get("from_")
+    inner = from_.this.this if isinstance(from_, exp.From) else None
+    return inner if isinstance(inner, exp.Pivot) else None
+
+
 def _describe_pivot(pivot: exp.Pivot, dialect: str) -> list[str]:
     w = _Words(dialect, {})
     source = _source_name(pivot.this)
@@ -458,7 +477,11 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str) -> str:
         steps = []
         for cte in with_.expressions[:_MAX_ITEMS]:
             inner = cte.this
-            body = describe_select(inner, dialect, 1) if isinstance(inner, exp.Select) else []
+            pivot = _wrapped_pivot(inner)
+            if pivot is not None:  # a PIVOT statement as the CTE's body (pivot.wrap_cte_pivots)
+                body = _describe_pivot(pivot, dialect)
+            else:
+                body = describe_select(inner, dialect, 1) if isinstance(inner, exp.Select) else []
             summary = " ".join(body) if body else "combines several queries."
             steps.append(f"{cte.alias}: {summary[0].lower() + summary[1:] if summary else ''}")
         n = len(with_.expressions)
@@ -468,9 +491,9 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str) -> str:
         )
         if len(with_.expressions) > _MAX_ITEMS:
             parts.append(f"(and {len(with_.expressions) - _MAX_ITEMS} more steps)")
-    inner = node.args["from_"].this.this if isinstance(node, exp.Select) and node.args.get("from_") else None
-    if isinstance(inner, exp.Pivot) and not node.args.get("where"):
-        parts.extend(_describe_pivot(inner, dialect))  # a PIVOT statement, wrapped for its LIMIT
+    pivot = _wrapped_pivot(node)
+    if pivot is not None:
+        parts.extend(_describe_pivot(pivot, dialect))  # a PIVOT statement, wrapped for its LIMIT
     elif isinstance(node, exp.Select):
         body = describe_select(node, dialect)
         if with_ is not None and body:

@@ -267,3 +267,30 @@ def test_a_star_is_not_counted_as_one_column_nor_sorted_by(dialect: str) -> None
     a = run("VALUES (3, 'x'), (1, 'y') ORDER BY 1 DESC LIMIT 2", dialect)
     assert a.violations == []
     assert a.explanation.startswith("Reads 2 literal rows (VALUES). Sorts by output column 1 descending.")
+
+
+def test_a_pivot_cte_and_an_aliased_join_are_said_as_what_they_are() -> None:
+    cte = run(
+        "WITH p AS (PIVOT orders ON status IN ('completed', 'pending') USING count(*) GROUP BY customer_id) "
+        "SELECT p.customer_id, p.completed FROM p ORDER BY 2 DESC LIMIT 3",
+        "duckdb",
+    )
+    assert cte.ok, cte.violations
+    assert (
+        "(1) p: pivots orders: one column per status value ('completed', 'pending'), one row per customer_id"
+        in (cte.explanation)
+    )
+    assert "Returns 2 columns: p.customer_id, p.completed" in cte.explanation
+    picked = run(
+        "SELECT q.region FROM (PIVOT customers ON segment IN ('SMB') USING count(*) GROUP BY region) q",
+        "duckdb",
+    )
+    assert picked.ok and "Reads q (a pivot of customers)" in picked.explanation
+    assert "Returns 1 column: q.region" in picked.explanation  # not the whole pivot's description
+    for dialect in ("duckdb", "postgres"):
+        joined = run(
+            "SELECT x.name, x.total FROM (customers c JOIN orders o ON o.customer_id = c.id) x", dialect
+        )
+        assert joined.ok and "Reads x (the join of customers, orders)" in joined.explanation, (
+            joined.explanation
+        )
