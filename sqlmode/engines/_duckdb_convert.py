@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..execute.convert import ColumnPlan, Converter, common_converters
+from ..execute.convert import ColumnPlan, Converter, common_converters, json_cell, json_safe, json_value
 
 __all__ = ["duckdb_plan"]
 
@@ -56,6 +56,46 @@ def _duckdb_plan(types: Sequence[Any], max_bytes: int) -> ColumnPlan:
         if str(t).startswith("JSON[") and str(t).endswith("]"):  # JSON[], JSON[][], JSON[3]
             convs.append(common["json_array"])
             continue
+        nested = _with_json(t)
+        if nested is not None:  # a STRUCT, LIST or MAP holding JSON somewhere inside
+            convs.append(_cell(nested, max_bytes))
+            continue
         kind = _DUCK_KINDS.get(type_id)
         convs.append(common[kind] if kind is not None else common["deep"])
     return ColumnPlan(convs, max_bytes)
+
+
+# Converts one nested value (the driver's dict or list), given the per-cell cap.
+_Nested = Callable[[Any, int], Any]
+
+
+def _with_json(t: Any) -> _Nested | None:
+    """For a STRUCT, LIST, ARRAY or MAP type with a JSON field, element or value somewhere inside:
+    how to convert its value with those parsed (the driver hands JSON over as text). None when
+    there is no JSON inside (the deep conversion serves), or for a UNION, whose value does not
+    say which member it is."""
+    if str(t) == "JSON":
+        return json_value
+    kind = getattr(t, "id", "")
+    if kind not in ("struct", "list", "array", "map"):
+        return None
+    children = [(name, _with_json(child)) for name, child in t.children]
+    if all(conv is None for _, conv in children):
+        return None
+    if kind == "struct":
+        fields = {name: conv for name, conv in children if conv is not None}
+        return lambda v, mb: (
+            None
+            if v is None
+            else {str(k): (fields[k](x, mb) if k in fields else json_safe(x, mb)) for k, x in v.items()}
+        )
+    if kind == "map":
+        value = dict(children).get("value") or json_safe
+        return lambda v, mb: None if v is None else {str(k): value(x, mb) for k, x in v.items()}
+    element = children[0][1]
+    assert element is not None
+    return lambda v, mb: None if v is None else [element(x, mb) for x in v]
+
+
+def _cell(nested: _Nested, max_bytes: int) -> Converter:
+    return lambda v: json_cell(nested(v, max_bytes), max_bytes)

@@ -10,8 +10,9 @@ Rows leave the executor as lists of values that ``json.dumps`` accepts as they a
   PostgreSQL's own text form ``2024-05-01 10:30:00+00``, DuckDB's ``2024-05-01T10:30:00+00:00``);
   intervals become ISO 8601 durations (``P1Y2M3DT4H5M6S``);
 - UUIDs, network addresses, enums and bit strings become strings; bytes become ``\\x`` + hex;
-- json/jsonb is parsed (each element of a json array too); arrays, records and structs become
-  lists or objects, converted deeply;
+- json/jsonb is parsed (each element of a json array too, and on DuckDB a json field or element
+  anywhere in a struct, list or map); arrays, records and structs become lists or objects,
+  converted deeply;
   ranges become ``{"lower": .., "upper": .., "bounds": "[)"}`` (or ``"empty"``).
 
 A cell whose text would exceed ``max_cell_bytes`` (UTF-8) is cut there and ends with
@@ -47,7 +48,9 @@ __all__ = [
     "convert_consuming",
     "convert_rows",
     "iso_duration",
+    "json_cell",
     "json_safe",
+    "json_value",
 ]
 
 CAP_MARKER = "…[truncated: {size} bytes]"
@@ -184,6 +187,17 @@ def _deep(v: Any, max_bytes: int) -> Any:
     if hasattr(v, "as_string"):  # asyncpg.BitString
         return v.as_string()
     return cap_text(str(v), max_bytes)
+
+
+def json_value(v: Any, max_bytes: int) -> Any:
+    """A json value met inside a struct, list or map: parsed from its text like a json column's
+    (its text, capped, when it is too big or not JSON); anything else made JSON-safe."""
+    return _json_text(v, max_bytes) if isinstance(v, str) else _deep(v, max_bytes)
+
+
+def json_cell(value: Any, max_bytes: int) -> Any:
+    """A converted list or dict as one cell: itself, or its JSON text capped when too big."""
+    return _capped_structure(value, max_bytes) if isinstance(value, list | dict) else value
 
 
 def json_safe(v: Any, max_bytes: int = 8192) -> Any:

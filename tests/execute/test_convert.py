@@ -152,6 +152,24 @@ async def test_duckdb_json_lists_are_parsed_like_json_columns(duck) -> None:
     assert len(big.encode()) < duck.settings.database.max_cell_bytes + 64
 
 
+async def test_duckdb_json_inside_structs_lists_and_maps_is_parsed(duck) -> None:
+    r = await duck.run(
+        "SELECT {'a': 1, 'j': '{\"x\": 1}'::JSON, 't': '{\"not\": \"parsed\"}'} AS s, "
+        "[{'j': '[1, 2]'::JSON}, NULL] AS l, map(['k'], ['{\"y\": 2}'::JSON]) AS m, "
+        "{'json': '[3]'} AS named, {'inner': {'j': 'null'::JSON}} AS deep, NULL::STRUCT(j JSON) AS none, "
+        "{'big': to_json(repeat('x', 20000))} AS big"
+    )
+    s, lst, m, named, deep, none, big = r.rows[0]
+    assert s == {"a": 1, "j": {"x": 1}, "t": '{"not": "parsed"}'}  # a VARCHAR field stays text
+    assert lst == [{"j": [1, 2]}, None]
+    assert m == {"k": {"y": 2}}
+    assert named == {"json": "[3]"}  # a field called json is not a JSON value
+    assert deep == {"inner": {"j": None}} and none is None
+    # too big for one cell: its JSON text, capped with the marker, like any other struct
+    assert isinstance(big, str) and big.startswith('{"big":') and "…[truncated: " in big
+    json.dumps(r.model_dump(), allow_nan=False)
+
+
 async def test_large_cells_are_capped_with_a_marker(executor) -> None:
     cap = executor.settings.database.max_cell_bytes
     r = await executor.run("SELECT repeat('x', 100000) AS big, 'small' AS s")
