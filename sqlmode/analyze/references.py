@@ -156,6 +156,7 @@ class Resolver:
         # Quoted names are case-sensitive (PostgreSQL): `"C".x` does not bind to a source `c`.
         self.case_sensitive_quotes = traits.quoted_identifiers_case_sensitive
         self.values_names = traits.values_column_names
+        self.struct_star = traits.struct_star
         self._own: dict[int, set[int]] = {}
         self._cte_uses: dict[int, int] = {}  # CTE scope -> how many references name it
         self._quiet = 0  # > 0: resolving a candidate binding; unplaced names are not errors
@@ -536,7 +537,9 @@ class Resolver:
         qualifier = col.table.lower()
         found = self._find_source(scope, qualifier)
         if found is None:
-            self._unknown(scope, "*", qualifier)
+            # DuckDB's `s.*` over a struct column s: its fields, all of s read.
+            if not (self.struct_star and self._unqualified(scope, col, qualifier, report=False)):
+                self._unknown(scope, "*", qualifier)
             return
         self.refs.column_sources.setdefault(id(col), set()).add(qualifier)
         if eager or not _is_projection(col, scope.expression) or self._outputs_of(scope) is None:

@@ -80,6 +80,9 @@ class EngineTraits:
     #: Whether ``PIVOT ... ON col`` without a value list is expanded by asking the data
     #: (the engine's own PIVOT, which otherwise decides its output columns at run time).
     pivot_without_values: bool = False
+    #: Whether ``s.*`` may expand a struct column ``s`` into its fields (DuckDB) when no source
+    #: is called ``s``; elsewhere ``s.*`` names a source only.
+    struct_star: bool = False
     #: How the engine's catalog names a function that may change state, for messages.
     volatile_wording: str = "is VOLATILE"
     #: What to write instead of a volatile built-in an analyst commonly reaches for (lower-case

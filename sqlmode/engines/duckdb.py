@@ -72,6 +72,7 @@ TRAITS = EngineTraits(
         "a IS DISTINCT FROM b",
     ),
     pivot_without_values=True,
+    struct_star=True,
     sqlglot_setup=_fix_sqlglot,
     volatile_wording="has side effects or is volatile",
     reserved_words=frozenset(_RESERVED_WORDS.split()),

@@ -291,16 +291,21 @@ def test_too_deep_names_the_deepest_block(dialect: str) -> None:
     assert a.violations[0].hint.startswith("The most deeply nested part is the subquery `a`. Define")
 
 
-def test_star_of_a_column_says_it_is_a_column() -> None:
-    # DuckDB expands a struct column's fields with `s.*`; the analyzer reads `s` as a table that is
-    # not there. The hint said "Did you mean s?", the very name written.
+def test_star_of_a_struct_column_expands_on_duckdb_and_says_it_is_a_column_elsewhere() -> None:
+    # DuckDB expands a struct column's fields with `s.*` (EngineTraits.struct_star): `s` is read whole.
     a = run("SELECT s.* FROM (SELECT {'a': 1, 'b': 'x'} AS s)", "duckdb")
-    assert codes(a) == ["UNKNOWN_COLUMN"]
-    assert "`s` is a column here" in a.violations[0].hint and "s.field" in a.violations[0].hint
-    assert run("SELECT s.a, s.b FROM (SELECT {'a': 1, 'b': 'x'} AS s)", "duckdb").violations == []
+    assert a.ok and a.violations == []
+    blocked = run("SELECT c.* FROM (SELECT struct_pack(s := ssn) AS c FROM customers)", "duckdb")
+    assert codes(blocked) == ["COLUMN_BLOCKED"]
+    # PostgreSQL reads `s.*` as a source only: the hint says `s` is a column here.
+    pg = run("SELECT s.* FROM (SELECT ROW(1, 'x') AS s) t", "postgres")
+    assert codes(pg) == ["UNKNOWN_COLUMN"]
+    assert "`s` is a column here" in pg.violations[0].hint and "s.field" in pg.violations[0].hint
     # a star of a table that is not there still suggests the names in scope
-    other = run("SELECT x.* FROM customers c", "duckdb")
-    assert codes(other) == ["UNKNOWN_COLUMN"] and "is a column here" not in (other.violations[0].hint or "")
+    for dialect in DIALECTS:
+        other = run("SELECT x.* FROM customers c", dialect)
+        assert codes(other) == ["UNKNOWN_COLUMN"]
+        assert "is a column here" not in (other.violations[0].hint or "")
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
