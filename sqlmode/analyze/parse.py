@@ -42,6 +42,7 @@ class _ExpectedNoise(logging.Filter):
 
 
 logging.getLogger("sqlglot").addFilter(_ExpectedNoise())
+_log = logging.getLogger("sqlmode.analyze")
 
 # A lone UTF-16 surrogate: JSON may carry "\ud800", but no database text holds one.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -193,6 +194,12 @@ def parse_one(code: str, dialect: str) -> exp.Expr:
         statements = ordered
     except RecursionError:
         raise Refusal(violation("QUERY_TOO_LARGE", "The query is nested too deeply to analyze.")) from None
+    except (TypeError, AttributeError, ValueError, IndexError, KeyError) as e:
+        # sqlglot's parser sometimes breaks on malformed text instead of raising its ParseError
+        # (`b.(->`: a TypeError in its JSON-arrow builder). A syntax error like any other: the
+        # analyzer then asks the engine's parser whether the text is its SQL after all.
+        _log.debug("sqlglot's parser raised %s on %r", type(e).__name__, code[:500], exc_info=True)
+        raise Refusal(violation("PARSE_ERROR", "SQL syntax error: the query could not be read.")) from None
     # After the one statement, LLMs often leave `; -- done` or `;;`: sqlglot reads a comment
     # after a semicolon as an argument-less Semicolon node and an empty one as None. Neither
     # is a statement (the engine's parser, asked separately, must also count exactly one).

@@ -548,3 +548,22 @@ def test_summarize_is_refused_with_the_aggregates_to_write_instead(sql: str) -> 
     assert "profiles every column" in v.message and "metadata" not in v.message
     assert "min(x), max(x), avg(x), count(DISTINCT x)" in (v.hint or "")
     assert "describe_schema" not in (v.hint or "")
+
+
+# -- sqlglot's parser breaking on malformed text ---------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT a -> FROM customers",  # a TypeError in sqlglot's JSON-arrow builder
+        "SELECT s.* FROM (SELECT unnest([{'k': 1, : 'a'}, {'k': JOIN, 'v': 'b'}]) AS s) ORDER BY 1",
+    ],
+)
+def test_malformed_text_that_breaks_sqlglot_is_a_syntax_error(dialect: str, sql: str) -> None:
+    # sqlglot raised TypeError / AttributeError instead of its ParseError: the refusal said the
+    # analyzer itself failed ("logged for the operator"), which no model can act on.
+    a = run(sql, dialect)
+    assert codes(a) == ["PARSE_ERROR"], a.violations
+    assert "analyzer failed" not in a.violations[0].message and "syntax error" in a.violations[0].message
