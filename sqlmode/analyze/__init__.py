@@ -266,8 +266,12 @@ class Analyzer:
             return Refusal(*foreign)
         try:
             view = _parse.engine_view(code, self.engine)  # type: ignore[arg-type]
-        except Refusal:
-            return refusal  # the engine's parser refuses it too: a syntax error indeed
+        except Refusal as engine:
+            # The engine's parser refuses it too: a syntax error indeed. Where sqlglot could not
+            # say where (its parser broke instead), the engine's words say it.
+            if first.message == _parse.UNPLACED_SYNTAX_ERROR and engine.violations:
+                return Refusal(violation("PARSE_ERROR", engine.violations[0].message, first.hint))
+            return refusal
         if len(view.types) != 1:
             return refusal
         name = self.traits.display_name

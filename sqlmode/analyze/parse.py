@@ -47,6 +47,9 @@ _log = logging.getLogger("sqlmode.analyze")
 # A lone UTF-16 surrogate: JSON may carry "\ud800", but no database text holds one.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+# A syntax error sqlglot's parser could not place (it broke instead of raising its ParseError).
+UNPLACED_SYNTAX_ERROR = "SQL syntax error: the query could not be read."
+
 # Deeper parenthesis nesting than this is never analyst SQL and risks recursion limits.
 MAX_PAREN_DEPTH = 200
 
@@ -199,7 +202,7 @@ def parse_one(code: str, dialect: str) -> exp.Expr:
         # (`b.(->`: a TypeError in its JSON-arrow builder). A syntax error like any other: the
         # analyzer then asks the engine's parser whether the text is its SQL after all.
         _log.debug("sqlglot's parser raised %s on %r", type(e).__name__, code[:500], exc_info=True)
-        raise Refusal(violation("PARSE_ERROR", "SQL syntax error: the query could not be read.")) from None
+        raise Refusal(violation("PARSE_ERROR", UNPLACED_SYNTAX_ERROR)) from None
     # After the one statement, LLMs often leave `; -- done` or `;;`: sqlglot reads a comment
     # after a semicolon as an argument-less Semicolon node and an empty one as None. Neither
     # is a statement (the engine's parser, asked separately, must also count exactly one).
