@@ -108,6 +108,10 @@ TRAITS = EngineTraits(
             "date_sub(part, start, end) and date_add count or add date parts here; to add or subtract an "
             "interval write ts - INTERVAL 7 DAY.",
         ),
+        (
+            r"Combining QUALIFY with GROUP BY ALL is not supported",
+            "With QUALIFY, list the grouped columns (GROUP BY region, segment) instead of GROUP BY ALL.",
+        ),
     ),
     # Names DuckDB's parser and plan give to calls the analyzer knows by another name.
     call_aliases={

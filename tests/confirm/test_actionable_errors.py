@@ -80,6 +80,15 @@ FOREIGN = {
             "SELECT strftime(DATE '2024-01-01', '%Y-%m') AS ym",
             "2024-01",
         ),
+        (  # DuckDB's own limit: QUALIFY with GROUP BY ALL (EngineTraits.error_hints)
+            "SELECT v FROM (VALUES (1), (1), (2)) t(v) GROUP BY ALL "
+            "QUALIFY rank() OVER (ORDER BY count(*) DESC) < 2",
+            "ENGINE_REFUSED",
+            "list the grouped columns",
+            "SELECT v FROM (VALUES (1), (1), (2)) t(v) GROUP BY v "
+            "QUALIFY rank() OVER (ORDER BY count(*) DESC) < 2",
+            1,
+        ),
         (  # sqlglot has no DuckDB rendering of to_char: the analyzer's refusal names strftime too
             "SELECT to_char(DATE '2024-01-01', 'YYYY-MM') AS ym",
             "ANALYSIS_FAILED",
