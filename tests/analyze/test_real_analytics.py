@@ -569,3 +569,11 @@ def test_malformed_text_that_breaks_sqlglot_is_a_syntax_error(dialect: str, sql:
     message = a.violations[0].message
     assert "analyzer failed" not in message and "syntax error" in message
     assert "at or near" in message or "at `" in message  # where: sqlglot's words, else the engine's
+
+
+def test_a_pivot_grouping_by_a_blocked_column_says_how_to_pivot_instead() -> None:
+    (v,) = run("PIVOT customers ON region IN ('EMEA') USING count(*)", "duckdb").violations
+    assert v.code == "COLUMN_BLOCKED" and "ssn" not in v.message + v.hint
+    assert v.hint.startswith("Pivot a subquery of the columns you need, or name the columns to group by")
+    fixed = run("PIVOT customers ON region IN ('EMEA') USING count(*) GROUP BY segment", "duckdb")
+    assert fixed.ok, fixed.violations

@@ -51,6 +51,18 @@ def test_star_over_a_blocked_column_hints_the_visible_columns(analyze):
         assert fixed.violations == [] and "customers.ssn" not in fixed.columns
 
 
+def test_an_unnamed_blocked_read_gets_a_hint_for_the_construct_that_reached_it(analyze):
+    """A star, a whole row, a name an alias list gives a column, a PIVOT: each is told what to write."""
+    for sql, lead in (
+        ("SELECT * FROM customers", "Name the columns you need instead of the star;"),
+        ("SELECT to_json(c) FROM customers c", "Name the columns you need instead of a whole-row value;"),
+        ("SELECT d FROM customers AS t(a, b, c, d)", "Name the columns you need by their own names;"),
+    ):
+        (v,) = analyze(sql).violations
+        assert v.code == "COLUMN_BLOCKED" and v.hint.startswith(lead), (sql, v.hint)
+        assert "ssn" not in v.message and "ssn" not in v.hint
+
+
 def test_commit_then_drop_is_refused(analyze):
     assert "MULTIPLE_STATEMENTS" in codes(analyze("SELECT 1; COMMIT; DROP TABLE orders"))
 

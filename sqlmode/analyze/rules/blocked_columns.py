@@ -49,7 +49,7 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
                 violation(
                     "COLUMN_BLOCKED",
                     f"`{table}` has a column that is blocked by policy, and it is {how}.",
-                    _visible_hint(table, snapshot, rules),
+                    _visible_hint(table, snapshot, rules, where),
                 )
             )
     reported: set[tuple[str, str]] = set()
@@ -207,17 +207,27 @@ def _date_part_argument(root: exp.Expr, name: str) -> bool:
 HINT_COLUMNS = 40
 
 
-def _visible_hint(table: str, snapshot: SchemaSnapshot, rules: RuleSet) -> str:
-    """Name the visible columns of ``table`` (the schema resource shows them too), never a blocked one."""
+def _visible_hint(table: str, snapshot: SchemaSnapshot, rules: RuleSet, where: str = "*") -> str:
+    """What to write instead of the construct that reached a blocked column without naming it
+    (``where``: a star, a whole row, a NATURAL join, a PIVOT, a name an alias list gives it), and
+    the visible columns of ``table`` (the schema resource shows them too), never a blocked one."""
+    if where == "*":
+        lead = "Name the columns you need instead of the star"
+    elif where == "PIVOT":
+        lead = "Pivot a subquery of the columns you need, or name the columns to group by (GROUP BY ...)"
+    elif where.startswith("a "):
+        lead = f"Name the columns you need instead of {where}"
+    else:  # a name a column list gives it by position, or a join's merged columns
+        lead = "Name the columns you need by their own names"
     info = snapshot.table(table)
     columns = info.columns if info is not None else ()
     visible = [c.name for c in columns if not rules.column_blocked(snapshot, table, c.name)]
     if not visible:
-        return "Name the columns you need; the schema resource lists the visible ones."
+        return f"{lead}; the schema resource lists the visible ones."
     shown = ", ".join(visible[:HINT_COLUMNS])
     extra = len(visible) - HINT_COLUMNS
     more = f" and {extra} more (see the schema resource)" if extra > 0 else ""
-    return f"Name the columns you need instead of the star; the visible ones: {shown}{more}."
+    return f"{lead}; the visible ones: {shown}{more}."
 
 
 def _suggestions(
