@@ -290,13 +290,18 @@ class Analyzer:
 
 
 # After these, the tree is not a query worth resolving.
-# sqlglot's words for a construct it cannot render: "... for expression 'ToChar' when targeting ...".
+# sqlglot's words for a construct it cannot render: "... for expression 'ToChar' when targeting ...",
+# or "Unsupported TRY function".
 _UNRENDERED = re.compile(r"expression '(\w+)'")
+_UNSUPPORTED_CALL = re.compile(r"Unsupported (\w+) function")
 
 
 def _unrendered_hint(message: str, missing: Mapping[str, str]) -> str | None:
     """The engine's own spelling for a function sqlglot could not render in its dialect (to_char on
     DuckDB: strftime), from the engine's missing-function hints; else None."""
+    call = _UNSUPPORTED_CALL.search(message)
+    if call is not None and call.group(1).lower() in missing:
+        return missing[call.group(1).lower()]
     found = _UNRENDERED.search(message)
     node = getattr(exp, found.group(1), None) if found else None
     if not (isinstance(node, type) and issubclass(node, exp.Func)):

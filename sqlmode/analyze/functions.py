@@ -101,7 +101,7 @@ array_cosine_distance list_dot_product array_dot_product list_inner_product arra
 map_entries map_contains map_concat map_from_entries struct_keys struct_values struct_concat
 union_value union_tag union_extract struct_contains array_fill array_ndims trim_array array_value array_unique
 """
-_CASTS = "cast try_cast typeof num_nulls num_nonnulls"
+_CASTS = "cast try_cast typeof num_nulls num_nonnulls try"
 _TEXT_SEARCH = """
 to_tsvector to_tsquery plainto_tsquery phraseto_tsquery websearch_to_tsquery ts_rank ts_headline
 """

@@ -105,6 +105,7 @@ TRAITS = EngineTraits(
         "contains": "Test for a substring with strpos(text, 'x') > 0.",
         "histogram": "Count each value with count(*) and GROUP BY.",
         "approx_top_k": "Take the k most common values with GROUP BY x ORDER BY count(*) DESC LIMIT k.",
+        "try": "PostgreSQL has no try(): test the value first (CASE WHEN x ~ '^[0-9]+$' THEN x::int END).",
         "quantile_cont": "Write percentile_cont(0.5) WITHIN GROUP (ORDER BY x).",
         "quantile_disc": "Write percentile_disc(0.5) WITHIN GROUP (ORDER BY x).",
         "struct_pack": "Build a record with jsonb_build_object('key', value, ...).",
