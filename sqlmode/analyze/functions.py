@@ -35,7 +35,7 @@ regr_syy regr_sxy median mode percentile_cont percentile_disc quantile quantile_
 approx_count_distinct approx_quantile arg_max arg_min argmax argmin max_by min_by bit_and bit_or
 bit_xor histogram kurtosis skewness entropy product fsum favg geomean grouping grouping_id
 mean mad sem kurtosis_pop reservoir_quantile histogram_exact arg_max_null
-arg_min_null kahan_sum sumkahan sum_no_overflow approx_top_k
+arg_min_null kahan_sum sumkahan sum_no_overflow approx_top_k weighted_avg wavg geometric_mean
 """
 _WINDOW = "row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value"
 _MATH = """
@@ -58,7 +58,7 @@ strlen sha1 hash md5_number regexp_extract_all regexp_escape regexp_instr like_e
 not_like_escape not_ilike_escape left_grapheme right_grapheme length_grapheme substring_grapheme
 nfc_normalize normalize unistr url_encode url_decode unhex from_hex to_binary from_binary to_base
 format_bytes bar convert_to convert_from quote_ident quote_nullable string_to_table
-regexp_split_to_table
+regexp_split_to_table string_split_regex str_split_regex editdist3 mismatches
 """
 _DATETIME = """
 now current_date current_timestamp current_time localtime localtimestamp date_trunc date_part
@@ -71,6 +71,7 @@ transaction_timestamp statement_timestamp clock_timestamp century decade millenn
 millisecond microsecond week_of_year weekofyear date time timestamp date_format
 today timezone_hour timezone_minute epoch_us epoch_ns nanosecond julian make_timestamp_ms to_quarters
 to_decades to_centuries to_millennia to_milliseconds to_microseconds datetrunc datesub date_subtract
+days_in_month
 """
 _JSON = """
 json_extract json_extract_string json_extract_path json_extract_path_text jsonb_extract_path
@@ -82,7 +83,7 @@ json_object_keys json_keys json_valid json_type json_value jsonb_path_query json
 jsonb_path_exists json_structure jsonb_set jsonb_strip_nulls json_strip_nulls json_contains
 row_to_json array_to_json json jsonb_pretty json_exists json_query
 json_pretty json_quote jsonb_path_query_array json_to_record jsonb_to_record json_to_recordset
-jsonb_to_recordset
+jsonb_to_recordset json_merge_patch json_transform json_transform_strict
 """
 _ARRAY = """
 array_length cardinality array_position array_positions array_append array_prepend array_cat
@@ -100,6 +101,12 @@ list_distance array_distance list_cosine_similarity array_cosine_similarity list
 array_cosine_distance list_dot_product array_dot_product list_inner_product array_inner_product
 map_entries map_contains map_concat map_from_entries struct_keys struct_values struct_concat
 union_value union_tag union_extract struct_contains array_fill array_ndims trim_array array_value array_unique
+list_append list_prepend array_push_back array_push_front array_pop_back array_pop_front list_pack
+list_median list_mode list_first list_last list_any_value list_product list_sem list_stddev_pop
+list_stddev_samp list_var_pop list_var_samp list_kurtosis list_skewness list_entropy list_bool_and
+list_bool_or list_string_agg list_histogram list_aggr list_approx_count_distinct list_mad
+array_reverse_sort map_contains_value map_contains_entry map_extract_value struct_has struct_position
+struct_indexof struct_extract_at
 """
 _CASTS = "cast try_cast typeof num_nulls num_nonnulls try"
 _TEXT_SEARCH = """
