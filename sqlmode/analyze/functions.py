@@ -44,6 +44,7 @@ least pi degrees radians sin cos tan asin acos atan atan2 cot random width_bucke
 isinf isfinite even round_even bit_count scale trim_scale factorial
 fmod signbit nextafter gamma lgamma sinh cosh tanh asinh acosh atanh xor bin unbin roundbankers
 greatest_common_divisor least_common_multiple equi_width_bins
+sind cosd tand cotd asind acosd atand atan2d erf erfc min_scale to_bin to_oct
 """
 _STRING = """
 lower upper length char_length character_length octet_length bit_length substring substr left
@@ -59,6 +60,7 @@ not_like_escape not_ilike_escape left_grapheme right_grapheme length_grapheme su
 nfc_normalize normalize unistr url_encode url_decode unhex from_hex to_binary from_binary to_base
 format_bytes bar convert_to convert_from quote_ident quote_nullable string_to_table
 regexp_split_to_table string_split_regex str_split_regex editdist3 mismatches
+sha224 sha384 sha512 crc32 crc32c casefold is_normalized
 """
 _DATETIME = """
 now current_date current_timestamp current_time localtime localtimestamp date_trunc date_part
