@@ -71,7 +71,7 @@ def wrap_cte_pivots(root: exp.Expr) -> exp.Expr:
     for cte in list(root.find_all(exp.CTE)):
         body = cte.this
         if isinstance(body, exp.Pivot):
-            cte.set("this", exp.Select(expressions=[exp.Star()]).from_(exp.Subquery(this=body.copy())))
+            cte.set("this", exp.Select(expressions=[exp.Star()]).from_(exp.Subquery(this=body)))
     return root
 
 

@@ -721,9 +721,8 @@ class Resolver:
         except Exception:
             return list(scope.sources.items())
         # A PIVOT statement in FROM is no source to sqlglot (_add_pivot_sources): its columns too.
-        ordered += [
-            (k, v) for k, v in scope.sources.items() if _is_pivot_statement(v) and k not in dict(ordered)
-        ]
+        selected = {k for k, _ in ordered}
+        ordered += [(k, v) for k, v in scope.sources.items() if _is_pivot_statement(v) and k not in selected]
         return ordered
 
     # -- demand --------------------------------------------------------------------------
