@@ -58,6 +58,11 @@ _KINDS: dict[type, str] = {
 _EXPLICIT = ("expr",)
 _OPAQUE = ("opaque",)
 _MAYBE = ("maybe",)
+# An output the engine names (`count(*)` without AS: "count" to PostgreSQL, "count_star()" to
+# DuckDB): its name starts with this mark, so no name binds to it exactly, and a source that has
+# one places any name (the engine binds it or refuses it) without stopping the search outward.
+# What it holds is computed from columns already checked where they are written.
+_ENGINE_NAMED = "\x00"
 
 # Columns of table functions called without a column alias list. An empty tuple: one
 # column, named after the function (DuckDB and Postgres name it after the table alias
@@ -153,6 +158,7 @@ class Resolver:
         self._indexes: dict[int, dict[str, list[tuple[Any, ...]]] | None] = {}
         self._aliases: dict[int, set[str]] = {}
         self._lc_sources: dict[int, dict[str, Any]] = {}
+        self._subs: dict[int, dict[str, Any]] = {}
         # Quoted names are case-sensitive (PostgreSQL): `"C".x` does not bind to a source `c`.
         self.case_sensitive_quotes = traits.quoted_identifiers_case_sensitive
         self.values_names = traits.values_column_names
@@ -441,7 +447,7 @@ class Resolver:
             level = first[1].parent
             while level is not None:
                 src = self._lower_sources(level).get(key)
-                if src is not None and id(src) not in own and _case_matters(ident, level, key):
+                if src is not None and _sid(src) not in own and _case_matters(ident, level, key):
                     found.append((src, level))
                 level = level.parent
         return found
@@ -453,8 +459,8 @@ class Resolver:
         own = self._own_of(scope)
         for level in _chain(scope):
             exact: list[tuple[str, Any]] = []
-            for key, src in level.sources.items():
-                if id(src) in own:
+            for key, src in self._sources_of(level).items():
+                if _sid(src) in own:
                     continue  # a derived table cannot read its own output: the name is outer
                 index = self._index_of(src)
                 if index is None:
@@ -462,6 +468,7 @@ class Resolver:
                     continue
                 origins = index.get(name)
                 if not origins:
+                    placed |= _ENGINE_NAMED in index  # maybe a column the engine names
                     continue
                 placed = True
                 # Ambiguous names are read from every match: the engine picks one or fails.
@@ -473,7 +480,7 @@ class Resolver:
             if level is scope and name in self._aliases_of(scope):
                 placed = True  # an output alias may be meant; input and outer columns count too
             whole = self._lower_sources(level).get(name)
-            if whole is not None and id(whole) not in own:
+            if whole is not None and _sid(whole) not in own:
                 self._demand_source(whole, col, "a whole-row value")
                 placed = True
         if not placed and report and not self._quiet:
@@ -491,8 +498,23 @@ class Resolver:
         key = id(scope)
         found = self._lc_sources.get(key)
         if found is None or len(found) != len(scope.sources):
-            found = {k.lower(): v for k, v in scope.sources.items()}
+            found = {k.lower(): v for k, v in self._sources_of(scope).items()}
             self._lc_sources[key] = found
+        return found
+
+    def _sources_of(self, scope: Scope) -> dict[str, Any]:
+        """``scope.sources``, where a CTE is named with a column list (``FROM c AS z(a, b)``)
+        as a :class:`_Renamed` of the CTE's scope: its columns go by the names the list gives."""
+        key = id(scope)
+        found = self._subs.get(key)
+        if found is None or len(found) != len(scope.sources):
+            found = dict(scope.sources)
+            for table in scope.tables:
+                name = table.alias_or_name
+                src = found.get(name)
+                if isinstance(src, Scope) and table.alias_column_names:
+                    found[name] = _Renamed(src, [c.lower() for c in table.alias_column_names])
+            self._subs[key] = found
         return found
 
     def _own_of(self, scope: Scope) -> set[int]:
@@ -506,7 +528,7 @@ class Resolver:
         own = self._own_of(scope)
         for level in _chain(scope):
             src = self._lower_sources(level).get(key)
-            if src is not None and id(src) not in own:
+            if src is not None and _sid(src) not in own:
                 return src, level
         return None
 
@@ -529,6 +551,8 @@ class Resolver:
             for origin in origins:
                 self._demand(origin, col)
             return True
+        if _ENGINE_NAMED in index:
+            return True  # maybe a column the engine names: nothing more is read
         if report and not self._quiet:
             self._unknown(scope, name, key, src)
         return False
@@ -557,7 +581,7 @@ class Resolver:
         using = join.args.get("using") or []
         for ident in using:
             name = ident.name.lower() if isinstance(ident, (exp.Identifier, exp.Column)) else ""
-            for src in scope.sources.values():
+            for src in self._sources_of(scope).values():
                 outs = self._source_outputs(src)
                 if outs is None:
                     continue
@@ -566,7 +590,7 @@ class Resolver:
                         self._demand(origin, None, "JOIN")
         if str(join.args.get("method") or "").upper() == "NATURAL":
             # Shared column names are compared: read them all, on every side.
-            for src in scope.sources.values():
+            for src in self._sources_of(scope).values():
                 self._demand_source(src, None, "a NATURAL join")
 
     # -- outputs of sources --------------------------------------------------------------
@@ -582,12 +606,20 @@ class Resolver:
             index = {}
             for name, origin in outs:
                 index.setdefault(name, []).append(origin)
+                if name.startswith(_ENGINE_NAMED):
+                    index[_ENGINE_NAMED] = [_MAYBE]
         self._indexes[key] = index
         return index
 
     def _source_outputs(self, src: Any) -> list[tuple[str, tuple[Any, ...]]] | None:
         if isinstance(src, Scope):
             return self._outputs_of(src)
+        if isinstance(src, _Renamed):
+            outs = self._outputs_of(src.scope)
+            if outs is None:
+                return None
+            names = src.names
+            return [(names[i] if i < len(names) else n, origin) for i, (n, origin) in enumerate(outs)]
         key = id(src)
         if key not in self._table_outs:
             self._table_outs[key] = self._table_outputs(src)
@@ -643,7 +675,7 @@ class Resolver:
             if isinstance(left, exp.Select):
                 if any(isinstance(p, exp.Star) or _is_table_star(p) for p in left.expressions):
                     return None  # branch stars are eager, so nothing is hidden behind this
-                return [(p.alias_or_name.lower(), _EXPLICIT) for p in left.expressions]
+                return [(_output_name(p), _EXPLICIT) for p in left.expressions]
             return None
         if isinstance(expr, exp.Values):
             return self._values_outputs(expr)
@@ -677,7 +709,7 @@ class Resolver:
                 star = proj.this if isinstance(proj.this, exp.Star) else proj
                 outs.extend(_apply_star_modifiers(star, src_outs, proj.table.lower(), eager))
             else:
-                outs.append((proj.alias_or_name.lower(), _EXPLICIT))
+                outs.append((_output_name(proj), _EXPLICIT))
         return outs
 
     def _join_outputs(self, scope: Scope, expr: exp.Table) -> list[tuple[str, tuple[Any, ...]]] | None:
@@ -689,10 +721,11 @@ class Resolver:
         may be any column of the join."""
         joins = expr.args.get("joins") or []
         names = [expr.alias_or_name, *(j.this.alias_or_name for j in joins)]
-        in_order = [scope.sources.get(n) for n in names]
-        ordered = len(set(names)) == len(names) == len(scope.sources) and None not in in_order
+        sources = self._sources_of(scope)
+        in_order = [sources.get(n) for n in names]
+        ordered = len(set(names)) == len(names) == len(sources) and None not in in_order
         outs: list[tuple[str, tuple[Any, ...]]] = []
-        for src in in_order if ordered else list(scope.sources.values()):
+        for src in in_order if ordered else list(sources.values()):
             src_outs = self._source_outputs(src)
             if src_outs is None:
                 return None
@@ -716,10 +749,11 @@ class Resolver:
         return outs
 
     def _ordered_sources(self, scope: Scope) -> list[tuple[str, Any]]:
+        sources = self._sources_of(scope)
         try:
-            ordered = [(k, v[1]) for k, v in scope.selected_sources.items()]
+            ordered = [(k, sources.get(k, v[1])) for k, v in scope.selected_sources.items()]
         except Exception:
-            return list(scope.sources.items())
+            return list(sources.items())
         # A PIVOT statement in FROM is no source to sqlglot (_add_pivot_sources): its columns too.
         selected = {k for k, _ in ordered}
         ordered += [(k, v) for k, v in scope.sources.items() if _is_pivot_statement(v) and k not in selected]
@@ -747,8 +781,8 @@ class Resolver:
                 tname = self._key(src)
                 for c in self._columns_of(tname):
                     self._record(tname, c, col, where)
-            elif isinstance(src, Scope):
-                self._demand_scope_tables(src, col, where)
+            elif isinstance(src, (Scope, _Renamed)):
+                self._demand_scope_tables(src.scope if isinstance(src, _Renamed) else src, col, where)
             return
         for _, origin in outs:
             self._demand(origin, col, where)
@@ -773,7 +807,7 @@ class Resolver:
         modified = isinstance(col, exp.Star) and any(
             col.args.get(k) for k in ("except_", "replace", "rename")
         )
-        for key, src in scope.sources.items():
+        for key, src in self._sources_of(scope).items():
             outs = self._source_outputs(src) if modified else None
             if outs is None or col is None:
                 self._demand_source(src, col, where)
@@ -791,9 +825,11 @@ class Resolver:
         # Candidates keep their base column: rules/blocked_columns.py drops blocked ones, also when a CTE
         # or subquery passes them on under a star.
         candidates: dict[str, tuple[str, str, str]] = {}
-        sources = [src] if src is not None else list(scope.sources.values())
+        sources = [src] if src is not None else list(self._sources_of(scope).values())
         for s in sources:
             for n, origin in self._source_outputs(s) or []:
+                if not n or n.startswith(_ENGINE_NAMED):
+                    continue  # an expression without AS: its name is the engine's
                 base = self._base_of(origin)
                 if n not in candidates or base[0]:
                     candidates[n] = (n, *base)
@@ -914,6 +950,23 @@ def _comprehension_variable(col: exp.Column, name: str) -> bool:
     return False
 
 
+class _Renamed:
+    """A CTE read under a column list (``FROM c AS z(a, b)``): c's scope, z's names for its
+    columns in order (the rest keep c's own names). Each reference has its own; c's scope is
+    shared, so the names cannot live on it."""
+
+    __slots__ = ("names", "scope")
+
+    def __init__(self, scope: Scope, names: list[str]) -> None:
+        self.scope = scope
+        self.names = names
+
+
+def _sid(src: Any) -> int:
+    """The identity a source is compared by against a scope chain (a renamed CTE: its scope's)."""
+    return id(src.scope) if isinstance(src, _Renamed) else id(src)
+
+
 def _own_scopes(scope: Scope) -> set[int]:
     """The scope and the scopes enclosing it: sources that a name inside cannot bind to
     (``(SELECT * FROM (SELECT ssn) t)``: ``ssn`` is not ``t``'s own output, it is outer)."""
@@ -954,6 +1007,13 @@ def _scope_of(node: exp.Expr, by_expr: dict[int, Scope]) -> Scope | None:
             return scope
         parent = parent.parent
     return None
+
+
+def _output_name(proj: exp.Expr) -> str:
+    """A projection's output name: its alias or column's name, else marked as the engine's."""
+    if isinstance(proj, (exp.Alias, exp.Column, exp.Dot)):
+        return proj.alias_or_name.lower()
+    return _ENGINE_NAMED + proj.alias_or_name.lower()
 
 
 def _function_outputs(fn: exp.Expr, src: exp.Expr) -> list[tuple[str, tuple[Any, ...]]] | None:
