@@ -15,12 +15,15 @@ differently is named, by DuckDB's parser alone (engines/_duckdb_names.py, about 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, build_scope
 
-__all__ = ["alias_order_by_output_names", "keep_output_names"]
+from .parse import generate
+
+__all__ = ["alias_order_by_output_names", "keep_output_names", "unnamed_item_hint"]
 
 #: A longer written name (DuckDB names an expression by its whole print) stays the rendering's.
 MAX_NAME_CHARS = 200
@@ -151,3 +154,47 @@ def alias_order_by_output_names(
         items[hits[0]] = _give_alias(items[hits[0]], target, quoted=column.this.quoted)
         changed = True
     return changed
+
+
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _called(item: exp.Expr) -> str:
+    """The function an item calls at its top (``count`` for ``COUNT(*)``), lower case; else ""."""
+    node = item.unnest() if isinstance(item, exp.Paren) else item
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower()
+    return node.key if isinstance(node, exp.Func) else ""
+
+
+def unnamed_item_hint(root: exp.Expr, name: str, dialect: str, *, by_call: bool) -> str | None:
+    """A hint for a name that is no column, when the query has select items without ``AS``.
+
+    Such an item is named by the database, not always after its function (DuckDB names
+    ``count(*)`` "count_star()"; PostgreSQL names ``strpos(...)`` "strpos" but sqlglot's rendering
+    of it "position"), so a query that names one is told to alias it. ``by_call``: only when an
+    item calls a function of that very name (the analyzer's own finding); else whenever one such
+    item exists (the database could not find the name). None when nothing fits.
+    """
+    items = [
+        p
+        for select in root.find_all(exp.Select)
+        for p in select.expressions
+        if _named_by_spelling(p) and not isinstance(p, exp.Dot)
+    ]
+    last = name.rsplit(".", 1)[-1].strip('"').lower()
+    match = next((p for p in items if _called(p) == last), None)
+    if match is None and (by_call or len(items) != 1 or not _PLAIN_NAME.fullmatch(last)):
+        if by_call or not items:
+            return None
+        return (
+            f"`{name}` may be meant as a select item without AS: the database names such items "
+            "itself. Give each one you use a name with AS and use that name."
+        )
+    item = match if match is not None else items[0]
+    shown = generate(item, dialect)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return (
+        f"`{name}` is no column here; {shown} has no AS, so the database names it itself, not "
+        f"always after its function: write {shown} AS {last} and use that name."
+    )

@@ -62,6 +62,7 @@ from sqlglot import exp
 
 from ..analyze.codes import VIOLATION_CODES, violation
 from ..analyze.functions import policy_for
+from ..analyze.names import unnamed_item_hint
 from ..analyze.parse import sqlglot_dialect
 from ..config import Settings
 from ..engines.base import BoundAccess, Engine, EngineTraits, Executor, engine_for_url
@@ -338,6 +339,7 @@ class EngineConfirmer:
                         None,
                     )
                     or output_alias_hint(refusal.message, analysis.normalized_code, traits)
+                    or engine_named_hint(refusal.message, analysis.normalized_code, traits)
                 )
                 hint = f"{instead or refusal.hint} {self.engine.dialect_notes}"
                 refusal = refusal.model_copy(update={"hint": hint})
@@ -583,6 +585,34 @@ def output_alias_hint(message: str, code: str, traits: EngineTraits) -> str | No
                 f"and {traits.display_name} does not let WHERE or HAVING use output aliases: repeat the "
                 "expression there, or compute it in a subquery or CTE and filter outside it."
             )
+    return None
+
+
+# The same, where the name is written bare or qualified (PostgreSQL: `column t.strpos does not exist`)
+# or as DuckDB's `does not have a column named "n"`.
+_MISSING_NAME = re.compile(
+    r'column (?:"([^"]+)"|([A-Za-z_][\w$]*(?:\.[A-Za-z_][\w$]*)*)) (?:does not exist|not found)'
+    r'|does not have a column named "([^"]+)"'
+)
+
+
+def engine_named_hint(message: str, code: str, traits: EngineTraits) -> str | None:
+    """When the column the database could not find may be meant as a select item without ``AS``
+    (``SELECT t.count FROM (SELECT count(*) FROM orders) t`` on DuckDB, which names that item
+    "count_star()"): say to name it. Else None."""
+    found = _MISSING_NAME.search(message)
+    if found is None or not code:
+        return None
+    name = next(g for g in found.groups() if g)
+    try:
+        trees = sqlglot_dialect(traits.sqlglot_dialect).parse(code)
+    except Exception:  # only the wording of a refusal depends on it
+        return None
+    for tree in trees:
+        if tree is not None:
+            hint = unnamed_item_hint(tree, name, traits.sqlglot_dialect, by_call=False)
+            if hint is not None:
+                return hint
     return None
 
 

@@ -254,6 +254,22 @@ FOREIGN["duckdb"] += [
         '{"a":1}',
     ),
 ]
+FOREIGN["duckdb"] += [
+    (  # DuckDB names count(*) "count_star()": the database misses `t.count`, the hint names the fix
+        "SELECT t.count FROM (SELECT count(*) FROM (VALUES (1), (2)) v(x)) t",
+        "ENGINE_REFUSED",
+        "write COUNT(*) AS count and use that name",
+        "SELECT t.count FROM (SELECT count(*) AS count FROM (VALUES (1), (2)) v(x)) t",
+        2,
+    ),
+    (  # ... and the analyzer misses `count` in ORDER BY (PostgreSQL's ORDER BY would find it)
+        "SELECT count(*) FROM (VALUES (1), (1), (2)) v(x) GROUP BY x ORDER BY count DESC LIMIT 1",
+        "UNKNOWN_COLUMN",
+        "write COUNT(*) AS count and use that name",
+        "SELECT count(*) AS count FROM (VALUES (1), (1), (2)) v(x) GROUP BY x ORDER BY count DESC LIMIT 1",
+        2,
+    ),
+]
 FOREIGN["postgres"].append(
     (
         "SELECT DATE '2024-01-01' + INTERVAL 7 DAY = DATE '2024-01-08' AS ok",
@@ -289,3 +305,47 @@ async def test_a_refused_function_is_named_as_the_query_wrote_it(svc: CodeModeSe
     v = await svc.validate("SELECT GEN_RANDOM_UUID() AS u, id FROM orders")
     assert [x.code for x in v.violations] == ["FUNCTION_NOT_ALLOWED"], v.violations
     assert "`gen_random_uuid`" in v.violations[0].message and "`uuid`" not in v.violations[0].message
+
+
+async def test_an_outer_query_may_name_what_the_database_names_an_item_without_as(
+    svc: CodeModeService,
+) -> None:
+    """PostgreSQL names `count(*)` "count" and `max(total)` "max": an outer query may use those
+    names. The analyzer leaves such a name to the database (what the item holds is checked where
+    it is written); DuckDB names them otherwise and refuses, and the hint says to add AS."""
+    code = (
+        "SELECT s.status, s.count, s.max FROM (SELECT status, count(*), max(total) FROM orders "
+        "GROUP BY status) s WHERE count > 0 ORDER BY s.count DESC, s.status"
+    )
+    aliased = (
+        "SELECT status, count(*) AS count, max(total) AS max FROM orders GROUP BY status "
+        "ORDER BY count DESC, status"
+    )
+    v = await svc.validate(code)
+    if svc.engine.traits.sqlglot_dialect == "duckdb":
+        assert [x.code for x in v.violations] == ["ENGINE_REFUSED"] and v.approval_token is None
+        assert "AS count and use that name" in (v.violations[0].hint or ""), v.violations
+        return
+    assert v.is_valid, v.violations
+    got = await svc.execute(v.normalized_code, v.approval_token or "")
+    ok = await svc.validate(aliased)
+    want = await svc.execute(ok.normalized_code, ok.approval_token or "")
+    assert [c.name for c in got.columns] == ["status", "count", "max"]
+    assert got.rows == want.rows and len(got.rows) > 1
+
+
+def test_the_hint_for_an_item_without_as_names_a_fix_only_where_one_fits() -> None:
+    from sqlglot import parse_one
+
+    from sqlmode.analyze.names import unnamed_item_hint
+
+    root = parse_one("SELECT t.n FROM (SELECT count(*), total + 1 FROM orders) t", read="duckdb")
+    hint = unnamed_item_hint(root, "count", "duckdb", by_call=True)
+    assert hint is not None and "COUNT(*) AS count" in hint
+    assert unnamed_item_hint(root, "n", "duckdb", by_call=True) is None  # no item calls n()
+    generic = unnamed_item_hint(root, "n", "duckdb", by_call=False)  # two candidates: no guess
+    assert generic is not None and " AS n" not in generic and "with AS" in generic
+    one = parse_one("SELECT t.x FROM (SELECT total + 1 FROM orders) t", read="duckdb")
+    assert "total + 1 AS x" in (unnamed_item_hint(one, "x", "duckdb", by_call=False) or "")
+    assert " AS ?column?" not in (unnamed_item_hint(one, "?column?", "duckdb", by_call=False) or "")
+    assert unnamed_item_hint(parse_one("SELECT a AS b FROM t"), "c", "duckdb", by_call=False) is None

@@ -11,6 +11,7 @@ from ...models import Violation
 from ...schema.snapshot import SchemaSnapshot
 from ..codes import violation
 from ..foreign import name_hint
+from ..names import unnamed_item_hint
 from ..references import clause_label
 from .base import RuleContext, RuleSet
 
@@ -90,6 +91,10 @@ def blocked_columns(ctx: RuleContext) -> list[Violation]:
             and (foreign := name_hint(unk.name)) is not None
         ):
             hint = foreign  # ROWNUM, SYSDATE: another dialect's pseudo-column
+        elif not _suggestions_match(unk.name, suggestions) and (
+            named := unnamed_item_hint(ctx.root, shown, ctx.rules.traits.sqlglot_dialect, by_call=True)
+        ):
+            hint = named  # ORDER BY count over count(*): DuckDB names it "count_star()"
         elif not unk.qualifier and _date_part_argument(ctx.root, unk.name):
             # DATEDIFF(day, a, b), DATEADD(day, 7, d): another dialect's date part, read as a column.
             hint = (
