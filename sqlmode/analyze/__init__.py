@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sqlglot import exp
 from sqlglot.errors import UnsupportedError
 
 from ..config import Settings
-from ..engines.base import Engine, settings_engine
+from ..engines.base import Engine, EngineTraits, settings_engine
 from ..models import Action, Analysis, Violation
 from ..schema.snapshot import SchemaSnapshot
 from . import classify as _classify
@@ -41,7 +41,7 @@ from .pivot import (
     without_pivot_listing,
     wrap_cte_pivots,
 )
-from .rewrite import inject_limit, render
+from .rewrite import inject_limit, render, spell_out_stars
 from .roundtrip import check_round_trip
 from .rules import RuleContext, RuleSet, run_rules
 from .rules.blocked_columns import DATE_PART_HINT
@@ -190,6 +190,8 @@ class Analyzer:
 
         if self.traits.qualifies_other_schemas and cls.is_query and not a.violations:
             _qualify_other_schemas(ctx.refs.tables, snapshot, self.traits.default_schema)
+        if self.traits.spells_out_stars and cls.is_query and not a.violations and ctx.refs.lazy_stars:
+            spell_out_stars(ctx.refs.lazy_stars, self._visible_columns(snapshot))
         limited = inject_limit(root, rules.max_rows) if cls.is_query else None
         final_root = limited.root if limited is not None else root
         if explanation:
@@ -223,6 +225,24 @@ class Analyzer:
         if limited is not None:
             a.row_limit = limited.row_limit
             a.limit_source = limited.source
+
+    def _visible_columns(
+        self, snapshot: SchemaSnapshot
+    ) -> Callable[[exp.Table], tuple[list[exp.Identifier], bool] | None]:
+        """A base table's columns a query may read, as names to write, and whether any are blocked."""
+        rules = self.rules
+        plain = _plain_name(self.traits)
+
+        def columns_of(table: exp.Table) -> tuple[list[exp.Identifier], bool] | None:
+            key = snapshot.key_of(table.name, table.text("db"))
+            info = snapshot.table(key)
+            if info is None:
+                return None
+            names = [c.name for c in info.columns]
+            shown = [n for n in names if not rules.column_blocked(snapshot, key, n.lower())]
+            return [exp.to_identifier(n, quoted=not plain(n)) for n in shown], len(shown) < len(names)
+
+        return columns_of
 
     def _with_notes(self, v: Violation) -> Violation:
         """``v`` with the engine's dialect notes after its hint: a refusal that is mostly another SQL
@@ -318,6 +338,15 @@ _STOP_CODES = frozenset(
         "NESTED_WRITE",
     }
 )
+
+
+def _plain_name(traits: EngineTraits) -> Callable[[str], bool]:
+    """Whether a name may be written unquoted in this engine's SQL."""
+    plain = re.compile(
+        r"[a-z_][a-z0-9_$]*\Z" if traits.folds_unquoted_names else r"[A-Za-z_][A-Za-z0-9_$]*\Z"
+    )
+    reserved = traits.reserved_words
+    return lambda name: bool(plain.match(name)) and name.lower() not in reserved
 
 
 def _qualify_other_schemas(tables: list[exp.Table], snapshot: SchemaSnapshot, default_schema: str) -> None:

@@ -138,6 +138,9 @@ class References:
     depth: int = 0
     # Lower-case column names the query itself spells: messages may name only these.
     named: frozenset[str] = frozenset()
+    # Stars in a subquery's or CTE's select list that read only what their readers name, each
+    # with the FROM items it stands for, in order: (FROM node, source) (rewrite.spell_out_stars).
+    lazy_stars: list[tuple[exp.Expr, list[tuple[exp.Expr, Any]]]] = field(default_factory=list)
 
 
 class Resolver:
@@ -340,6 +343,8 @@ class Resolver:
                     # A lazy star is only safe when the outer query can see through it.
                     if eager or self._outputs_of(scope) is None:
                         self._demand_all_sources(scope, node, "*")
+                    else:
+                        self._lazy_star(node, scope, None)
                     continue
                 # A star inside a function or selector reaches every column of every source.
                 self._demand_all_sources(scope, node, "*")
@@ -576,6 +581,22 @@ class Resolver:
                         self._demand(origin, col, "*")
                     return
             self._demand_source(found[0], col, "*")
+        elif found[1] is scope:
+            self._lazy_star(col, scope, found[0])
+
+    def _lazy_star(self, star: exp.Expr, scope: Scope, only: Any) -> None:
+        """Note a star that reads only what its readers name, with the FROM items it stands for
+        (``only``: the one source of a ``t.*``)."""
+        try:
+            selected = scope.selected_sources
+        except Exception:  # sqlglot cannot list them: the star stays as written
+            return
+        subs = self._sources_of(scope)
+        items: list[tuple[exp.Expr, Any]] = [(n, subs.get(k, src)) for k, (n, src) in selected.items()]
+        if only is not None:
+            items = [(node, src) for node, src in items if src is only or _sid(src) == _sid(only)]
+        if items:
+            self.refs.lazy_stars.append((star, items))
 
     def _join_columns(self, scope: Scope, join: exp.Join) -> None:
         using = join.args.get("using") or []

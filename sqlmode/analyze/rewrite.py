@@ -8,7 +8,9 @@ would otherwise omit, for example, FOR UPDATE in DuckDB or PIVOT in Postgres).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
@@ -105,3 +107,70 @@ def render(root: exp.Expr, dialect: str) -> str:
     # aggregate such as string_agg(x, ', ' ORDER BY y) loses its argument), and the round
     # trip compares the rendering with the analyzed tree, which must stay as analyzed.
     return generate(root, dialect, comments=False, unsupported_level=ErrorLevel.RAISE)
+
+
+def spell_out_stars(
+    lazy: list[tuple[exp.Expr, list[tuple[exp.Expr, Any]]]],
+    columns_of: Callable[[exp.Table], tuple[list[exp.Identifier], bool] | None],
+) -> int:
+    """Write out each lazy star that stands for a table with blocked columns as its visible ones.
+
+    ``lazy``: the stars of subqueries and CTEs that read only what their readers name, with the
+    FROM items each stands for (``References.lazy_stars``). ``columns_of``: a base table's
+    columns a query may read, and whether any were left out (None: not a table to write out).
+    An engine that checks a reader's privilege on every column a ``*`` expands to (PostgreSQL's
+    column grants) refuses ``EXISTS (SELECT * FROM customers ...)`` for the blocked column the
+    query never reads; written out, the query reads the same and the engine plans it. A star
+    stays as written where its columns cannot be spelled exactly: after USING or NATURAL (the
+    engine merges columns), with EXCLUDE / REPLACE / RENAME, over an alias column list, over a
+    FROM item without a name, or when nothing of a table would remain. Returns how many stars
+    were written out.
+    """
+    done = 0
+    for star, items in lazy:
+        select = star.parent
+        if not isinstance(select, exp.Select) or star.arg_key != "expressions":
+            continue
+        inner = star.this if isinstance(star, exp.Column) else star
+        if any(inner.args.get(k) for k in ("except_", "replace", "rename")):
+            continue
+        if any(j.args.get("using") or j.args.get("method") for j in select.args.get("joins") or []):
+            continue
+        parts: list[exp.Expr] | None = []
+        hides = False
+        for node, src in items:
+            qualifier = star.args.get("table") if isinstance(star, exp.Column) else _qualifier(node)
+            if not isinstance(qualifier, exp.Identifier) or parts is None:
+                parts = None
+                break
+            table = src if isinstance(src, exp.Table) and isinstance(src.this, exp.Identifier) else None
+            if table is not None and table.alias_column_names:
+                parts = None
+                break
+            cols = columns_of(table) if table is not None else None
+            if cols is None:
+                parts.append(exp.Column(this=exp.Star(), table=qualifier.copy()))
+                continue
+            names, left_out = cols
+            if not names:
+                parts = None
+                break
+            hides |= left_out
+            parts.extend(exp.Column(this=n.copy(), table=qualifier.copy()) for n in names)
+        if parts is None or not hides:
+            continue
+        exprs = list(select.expressions)
+        at = next(i for i, e in enumerate(exprs) if e is star)
+        select.set("expressions", [*exprs[:at], *parts, *exprs[at + 1 :]])
+        done += 1
+    return done
+
+
+def _qualifier(node: exp.Expr) -> exp.Identifier | None:
+    """The name a FROM item is qualified by: its alias, else a table's own name."""
+    alias = node.args.get("alias")
+    if isinstance(alias, exp.TableAlias) and isinstance(alias.this, exp.Identifier):
+        return alias.this
+    if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
+        return node.this
+    return None

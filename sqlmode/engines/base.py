@@ -107,6 +107,10 @@ class EngineTraits:
     #: Whether the engine's query connections resolve only the default schema by a bare name (no
     #: search path): the normalized code then names the schema of every table outside it.
     qualifies_other_schemas: bool = False
+    #: Whether a reader needs the privilege on every column a ``*`` expands to, also in a
+    #: subquery or CTE whose readers name fewer (PostgreSQL's column grants): the normalized code
+    #: then writes such a star over a table with blocked columns as its visible columns.
+    spells_out_stars: bool = False
     #: Words that cannot name a table or column unquoted (the engine's reserved keywords):
     #: the schema resource shows such a name in double quotes, as a query must write it.
     reserved_words: frozenset[str] = frozenset()

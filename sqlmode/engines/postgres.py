@@ -76,6 +76,7 @@ TRAITS = EngineTraits(
     volatile_wording="is VOLATILE",
     reserved_words=frozenset(_RESERVED_WORDS.split()),
     folds_unquoted_names=True,
+    spells_out_stars=True,
     volatile_alternatives={
         "random": "For a random sample, sample the table instead: FROM orders TABLESAMPLE BERNOULLI (1) "
         "(about 1% of its rows), with LIMIT for a fixed count.",

@@ -1,0 +1,106 @@
+"""A `*` in a subquery or CTE whose readers name only some of its columns.
+
+The analyzer counts only what the readers name (docs/analyzer-binding.md), but PostgreSQL checks
+a reader's privilege on every column a `*` expands to: `EXISTS (SELECT * FROM customers ...)` was
+refused for the blocked `ssn` the query never reads. Where the engine checks so
+(``EngineTraits.spells_out_stars``), the normalized code writes such a star over a table with
+blocked columns as its visible columns (analyze/rewrite.py: ``spell_out_stars``). Each query here
+runs as the superuser's and the reader role's connection and on DuckDB, and answers as the same
+question written with named columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from sqlmode.config import Settings
+from sqlmode.service import CodeModeService
+
+from .conftest import PgWorld
+
+# (written with a lazy star, the same question with the columns named)
+LAZY = [
+    (
+        "SELECT count(*) AS n FROM orders o "
+        "WHERE EXISTS (SELECT * FROM customers c WHERE c.id = o.customer_id)",
+        "SELECT count(*) AS n FROM orders o "
+        "WHERE EXISTS (SELECT 1 FROM customers c WHERE c.id = o.customer_id)",
+    ),
+    (
+        "WITH base AS (SELECT * FROM customers) "
+        "SELECT region, count(*) AS n FROM base GROUP BY region ORDER BY region",
+        "SELECT region, count(*) AS n FROM customers GROUP BY region ORDER BY region",
+    ),
+    (
+        "SELECT x.region, sum(x.total) AS rev FROM (SELECT c.*, o.total FROM customers c "
+        "JOIN orders o ON o.customer_id = c.id) x GROUP BY 1 ORDER BY 1",
+        "SELECT c.region, sum(o.total) AS rev FROM customers c JOIN orders o ON o.customer_id = c.id "
+        "GROUP BY 1 ORDER BY 1",
+    ),
+    (
+        "WITH r AS (SELECT *, row_number() OVER (PARTITION BY region ORDER BY id) AS rn FROM customers) "
+        "SELECT region, name FROM r WHERE rn = 1 ORDER BY region",
+        "SELECT region, name FROM customers c WHERE id = (SELECT min(id) FROM customers d "
+        "WHERE d.region = c.region) ORDER BY region",
+    ),
+    (
+        "WITH a AS (SELECT * FROM customers), b AS (SELECT * FROM a) "
+        "SELECT name FROM b ORDER BY name LIMIT 3",
+        "SELECT name FROM customers ORDER BY name LIMIT 3",
+    ),
+]
+
+
+@pytest.fixture(params=["duckdb", "superuser", "reader"])
+def settings(
+    request: pytest.FixtureRequest,
+    make_duck: Callable[..., Path],
+    duck_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> Settings:
+    if request.param == "duckdb":
+        return duck_settings(make_duck())
+    world: PgWorld = request.getfixturevalue("pg_world")
+    url = world.admin_url if request.param == "superuser" else world.reader_url
+    return world.settings(url, {"audit": {"path": str(tmp_path / "audit.jsonl")}})
+
+
+@pytest.fixture
+async def svc(settings: Settings) -> AsyncIterator[CodeModeService]:
+    async with CodeModeService(settings) as service:
+        yield service
+
+
+async def _rows(svc: CodeModeService, code: str) -> list[list[object]]:
+    v = await svc.validate(code)
+    assert v.is_valid, (code, v.violations)
+    return (await svc.execute(v.normalized_code, v.approval_token or "")).rows
+
+
+async def test_a_lazy_star_runs_and_answers_as_the_named_columns_do(svc: CodeModeService) -> None:
+    spells = svc.engine.traits.spells_out_stars
+    for lazy, named in LAZY:
+        v = await svc.validate(lazy)
+        assert v.is_valid, (lazy, v.violations)
+        assert "ssn" not in v.normalized_code.lower()
+        # Written out where the engine checks every column of a star, kept as written elsewhere.
+        starred = [s for s in ("SELECT * FROM customers", "SELECT *, ", "c.*") if s in v.normalized_code]
+        assert bool(starred) is not spells, (lazy, v.normalized_code)
+        got = (await svc.execute(v.normalized_code, v.approval_token or "")).rows
+        assert got and got == await _rows(svc, named), lazy
+
+
+async def test_a_star_is_written_out_only_where_its_columns_are_exact(svc: CodeModeService) -> None:
+    # A star over a table without blocked columns stays; so does one after USING (the engine
+    # merges the shared columns) and one a reader takes whole (refused: it reads ssn).
+    v = await svc.validate("SELECT t.status FROM (SELECT * FROM orders) t ORDER BY 1 LIMIT 1")
+    assert v.is_valid and "SELECT *" in v.normalized_code, v.normalized_code
+    v = await svc.validate(
+        "SELECT t.region FROM (SELECT * FROM customers c JOIN orders o USING (id)) t ORDER BY 1 LIMIT 1"
+    )
+    assert "c.name" not in v.normalized_code and "customers.name" not in v.normalized_code
+    v = await svc.validate("SELECT t.* FROM (SELECT * FROM customers) t LIMIT 1")
+    assert [x.code for x in v.violations] == ["COLUMN_BLOCKED"] and v.approval_token is None
