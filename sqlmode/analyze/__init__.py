@@ -191,7 +191,7 @@ class Analyzer:
         if self.traits.qualifies_other_schemas and cls.is_query and not a.violations:
             _qualify_other_schemas(ctx.refs.tables, snapshot, self.traits.default_schema)
         if self.traits.spells_out_stars and cls.is_query and not a.violations and ctx.refs.lazy_stars:
-            spell_out_stars(ctx.refs.lazy_stars, self._visible_columns(snapshot))
+            spell_out_stars(root, ctx.refs.lazy_stars, self._read_columns(snapshot, ctx.refs.reads))
         limited = inject_limit(root, rules.max_rows) if cls.is_query else None
         final_root = limited.root if limited is not None else root
         if explanation:
@@ -226,10 +226,10 @@ class Analyzer:
             a.row_limit = limited.row_limit
             a.limit_source = limited.source
 
-    def _visible_columns(
-        self, snapshot: SchemaSnapshot
+    def _read_columns(
+        self, snapshot: SchemaSnapshot, reads: Mapping[tuple[str, str], object]
     ) -> Callable[[exp.Table], tuple[list[exp.Identifier], bool] | None]:
-        """A base table's columns a query may read, as names to write, and whether any are blocked."""
+        """A base table's columns the query reads, as names to write, and whether any are blocked."""
         rules = self.rules
         plain = _plain_name(self.traits)
 
@@ -239,8 +239,9 @@ class Analyzer:
             if info is None:
                 return None
             names = [c.name for c in info.columns]
-            shown = [n for n in names if not rules.column_blocked(snapshot, key, n.lower())]
-            return [exp.to_identifier(n, quoted=not plain(n)) for n in shown], len(shown) < len(names)
+            read = [n for n in names if (key, n.lower()) in reads]
+            blocked = any(rules.column_blocked(snapshot, key, n.lower()) for n in names)
+            return [exp.to_identifier(n, quoted=not plain(n)) for n in read], blocked
 
         return columns_of
 

@@ -361,14 +361,19 @@ class Resolver:
         expr = scope.expression
         if scope.scope_type == ScopeType.CTE and self._materialized(scope):
             return True
-        if scope.scope_type in (ScopeType.DERIVED_TABLE, ScopeType.CTE) and isinstance(expr, exp.Select):
+        # `JOIN LATERAL (SELECT * ...) x`: sqlglot scopes the query as a subquery; x's readers
+        # name what it gives, as for a derived table.
+        lateral = isinstance(expr.parent, exp.Subquery) and isinstance(expr.parent.parent, exp.Lateral)
+        if (scope.scope_type in (ScopeType.DERIVED_TABLE, ScopeType.CTE) or lateral) and isinstance(
+            expr, exp.Select
+        ):
             distinct = expr.args.get("distinct")
             if distinct is not None and not distinct.args.get("on"):
                 return True
             group = expr.args.get("group")
             if group is not None and group.args.get("all"):
                 return True
-            return _orders_by_all(expr)
+            return _orders_by_all(expr) or has_ordinals(expr)
         # EXISTS (SELECT * ...) tests for rows, not values.
         return not (scope.scope_type == ScopeType.SUBQUERY and isinstance(expr.parent, exp.Exists))
 
@@ -1090,6 +1095,21 @@ def _select_aliases(scope: Scope) -> set[str]:
     if isinstance(expr, exp.SetOperation):
         return {n.lower() for n in expr.named_selects}
     return set()
+
+
+def has_ordinals(select: exp.Select) -> bool:
+    """Whether ORDER BY, GROUP BY or DISTINCT ON name a selected column by its position
+    (``ORDER BY 4``): behind a ``*`` that may be any column of its sources."""
+    order = select.args.get("order")
+    group = select.args.get("group")
+    distinct = select.args.get("distinct")
+    on = distinct.args.get("on") if isinstance(distinct, exp.Distinct) else None
+    named = [
+        *(o.this for o in (order.expressions if isinstance(order, exp.Order) else [])),
+        *(group.expressions if isinstance(group, exp.Group) else []),
+        *(on.expressions if isinstance(on, exp.Tuple) else [on] if on is not None else []),
+    ]
+    return any(isinstance(e, exp.Literal) and not e.is_string for e in named)
 
 
 def _orders_by_all(select: exp.Select) -> bool:

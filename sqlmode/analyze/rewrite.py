@@ -16,6 +16,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from .parse import generate
+from .references import has_ordinals
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,26 +111,31 @@ def render(root: exp.Expr, dialect: str) -> str:
 
 
 def spell_out_stars(
+    root: exp.Expr,
     lazy: list[tuple[exp.Expr, list[tuple[exp.Expr, Any]]]],
     columns_of: Callable[[exp.Table], tuple[list[exp.Identifier], bool] | None],
 ) -> int:
-    """Write out each lazy star that stands for a table with blocked columns as its visible ones.
+    """Write out each lazy star that stands for a table with blocked columns.
 
     ``lazy``: the stars of subqueries and CTEs that read only what their readers name, with the
-    FROM items each stands for (``References.lazy_stars``). ``columns_of``: a base table's
-    columns a query may read, and whether any were left out (None: not a table to write out).
-    An engine that checks a reader's privilege on every column a ``*`` expands to (PostgreSQL's
-    column grants) refuses ``EXISTS (SELECT * FROM customers ...)`` for the blocked column the
-    query never reads; written out, the query reads the same and the engine plans it. A star
-    stays as written where its columns cannot be spelled exactly: after USING or NATURAL (the
-    engine merges columns), with EXCLUDE / REPLACE / RENAME, over an alias column list, over a
-    FROM item without a name, or when nothing of a table would remain. Returns how many stars
-    were written out.
+    FROM items each stands for (``References.lazy_stars``). ``columns_of``: the columns of a base
+    table that the query reads anywhere, in the table's order, and whether the table has blocked
+    columns (None: not a table to write out). An engine that checks a reader's privilege on every
+    column a ``*`` expands to (PostgreSQL's column grants) refuses ``EXISTS (SELECT * FROM
+    customers ...)`` for the blocked column the query never reads. Written out as the columns the
+    query reads, the star still gives every name its readers use (each name they bind through it
+    is a column read), and the normalized code reads what the query as written reads, no more.
+
+    A star stays as written where what it gives depends on position or on columns not named: a
+    column list on its query or on a reference to its CTE, an ordinal in ORDER BY, GROUP BY or
+    DISTINCT ON, a set operation, USING or NATURAL (the engine merges columns), EXCLUDE /
+    REPLACE / RENAME, an alias column list on a table, a FROM item without a name. Returns how
+    many stars were written out.
     """
     done = 0
     for star, items in lazy:
         select = star.parent
-        if not isinstance(select, exp.Select) or star.arg_key != "expressions":
+        if not isinstance(select, exp.Select) or star.arg_key != "expressions" or _positional(select, root):
             continue
         inner = star.this if isinstance(star, exp.Column) else star
         if any(inner.args.get(k) for k in ("except_", "replace", "rename")):
@@ -151,19 +157,39 @@ def spell_out_stars(
             if cols is None:
                 parts.append(exp.Column(this=exp.Star(), table=qualifier.copy()))
                 continue
-            names, left_out = cols
-            if not names:
-                parts = None
-                break
-            hides |= left_out
+            names, blocked = cols
+            hides |= blocked
             parts.extend(exp.Column(this=n.copy(), table=qualifier.copy()) for n in names)
         if parts is None or not hides:
             continue
         exprs = list(select.expressions)
         at = next(i for i, e in enumerate(exprs) if e is star)
-        select.set("expressions", [*exprs[:at], *parts, *exprs[at + 1 :]])
+        rest = [*exprs[:at], *parts, *exprs[at + 1 :]]
+        # Nothing of the star is read (`SELECT count(*) FROM (SELECT * FROM t) x`): its rows are.
+        select.set("expressions", rest or [exp.Literal.number(1)])
         done += 1
     return done
+
+
+def _positional(select: exp.Select, root: exp.Expr) -> bool:
+    """Whether the columns ``select`` gives are named or used by position somewhere."""
+    if has_ordinals(select):
+        return True
+    holder = select.parent
+    if isinstance(holder, exp.SetOperation):
+        return True
+    if isinstance(holder, exp.Subquery):
+        lateral = holder.parent if isinstance(holder.parent, exp.Lateral) else None
+        return bool(holder.alias_column_names) or bool(lateral is not None and lateral.alias_column_names)
+    if isinstance(holder, exp.CTE):
+        name = holder.alias_or_name.lower()
+        if holder.alias_column_names:
+            return True
+        return any(
+            t.name.lower() == name and not t.args.get("db") and t.alias_column_names
+            for t in root.find_all(exp.Table)
+        )
+    return False
 
 
 def _qualifier(node: exp.Expr) -> exp.Identifier | None:

@@ -109,7 +109,7 @@ class EngineTraits:
     qualifies_other_schemas: bool = False
     #: Whether a reader needs the privilege on every column a ``*`` expands to, also in a
     #: subquery or CTE whose readers name fewer (PostgreSQL's column grants): the normalized code
-    #: then writes such a star over a table with blocked columns as its visible columns.
+    #: then writes such a star over a table with blocked columns as the columns the query reads.
     spells_out_stars: bool = False
     #: Words that cannot name a table or column unquoted (the engine's reserved keywords):
     #: the schema resource shows such a name in double quotes, as a query must write it.

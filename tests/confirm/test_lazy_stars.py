@@ -4,9 +4,9 @@ The analyzer counts only what the readers name (docs/analyzer-binding.md), but P
 a reader's privilege on every column a `*` expands to: `EXISTS (SELECT * FROM customers ...)` was
 refused for the blocked `ssn` the query never reads. Where the engine checks so
 (``EngineTraits.spells_out_stars``), the normalized code writes such a star over a table with
-blocked columns as its visible columns (analyze/rewrite.py: ``spell_out_stars``). Each query here
-runs as the superuser's and the reader role's connection and on DuckDB, and answers as the same
-question written with named columns.
+blocked columns as the columns the query reads (analyze/rewrite.py: ``spell_out_stars``). Each
+query here runs as the superuser's and the reader role's connection and on DuckDB, and answers as
+the same question written with named columns.
 """
 
 from __future__ import annotations
@@ -51,6 +51,11 @@ LAZY = [
         "SELECT name FROM b ORDER BY name LIMIT 3",
         "SELECT name FROM customers ORDER BY name LIMIT 3",
     ),
+    (
+        "SELECT o.id, x.name FROM orders o CROSS JOIN LATERAL "
+        "(SELECT * FROM customers c WHERE c.id = o.customer_id) x ORDER BY o.id LIMIT 3",
+        "SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id ORDER BY o.id LIMIT 3",
+    ),
 ]
 
 
@@ -91,6 +96,25 @@ async def test_a_lazy_star_runs_and_answers_as_the_named_columns_do(svc: CodeMod
         assert bool(starred) is not spells, (lazy, v.normalized_code)
         got = (await svc.execute(v.normalized_code, v.approval_token or "")).rows
         assert got and got == await _rows(svc, named), lazy
+        # The normalized code reads what the query as written reads, no more.
+        again = await svc.validate(v.normalized_code)
+        assert again.is_valid and again.columns == v.columns, (v.normalized_code, again.violations)
+
+
+async def test_a_star_given_by_position_stays_as_written(svc: CodeModeService) -> None:
+    # Written out, the star would lose ssn's position: `d` here is region, and stays so.
+    for code in (
+        "SELECT t.d FROM (SELECT * FROM customers) AS t(a, b, c, d) ORDER BY 1 LIMIT 2",
+        "WITH w(a, b, c, d) AS (SELECT * FROM customers) SELECT d FROM w ORDER BY 1 LIMIT 2",
+    ):
+        v = await svc.validate(code)
+        if not v.is_valid:  # the reader role: the engine checks every column of the star
+            assert [x.code for x in v.violations] == ["ENGINE_REFUSED"], (code, v.violations)
+            assert "name the columns you need instead of *" in (v.violations[0].hint or "")
+            continue
+        assert "SELECT * FROM customers" in v.normalized_code, v.normalized_code
+        rows = (await svc.execute(v.normalized_code, v.approval_token or "")).rows
+        assert rows == await _rows(svc, "SELECT region FROM customers ORDER BY 1 LIMIT 2"), code
 
 
 async def test_a_star_is_written_out_only_where_its_columns_are_exact(svc: CodeModeService) -> None:
@@ -103,4 +127,7 @@ async def test_a_star_is_written_out_only_where_its_columns_are_exact(svc: CodeM
     )
     assert "c.name" not in v.normalized_code and "customers.name" not in v.normalized_code
     v = await svc.validate("SELECT t.* FROM (SELECT * FROM customers) t LIMIT 1")
+    assert [x.code for x in v.violations] == ["COLUMN_BLOCKED"] and v.approval_token is None
+    # An ordinal behind a star may name any column of it (here ssn): the star is read whole.
+    v = await svc.validate("SELECT t.name FROM (SELECT * FROM customers ORDER BY 3 LIMIT 1) t")
     assert [x.code for x in v.violations] == ["COLUMN_BLOCKED"] and v.approval_token is None
