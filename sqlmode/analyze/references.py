@@ -1106,10 +1106,21 @@ def has_ordinals(select: exp.Select) -> bool:
     on = distinct.args.get("on") if isinstance(distinct, exp.Distinct) else None
     named = [
         *(o.this for o in (order.expressions if isinstance(order, exp.Order) else [])),
-        *(group.expressions if isinstance(group, exp.Group) else []),
         *(on.expressions if isinstance(on, exp.Tuple) else [on] if on is not None else []),
     ]
-    return any(isinstance(e, exp.Literal) and not e.is_string for e in named)
+    items = list(group.expressions) if isinstance(group, exp.Group) else []
+    while items:
+        # PostgreSQL reads positions inside ROLLUP, CUBE and GROUPING SETS too.
+        item = items.pop()
+        if isinstance(item, (exp.Rollup, exp.Cube, exp.GroupingSets, exp.Tuple)):
+            items.extend(item.expressions)
+        else:
+            named.append(item)
+    # `ORDER BY (4)` is position 4 too: the engines drop the parentheses.
+    return any(
+        isinstance(e := n.unnest() if isinstance(n, exp.Paren) else n, exp.Literal) and not e.is_string
+        for n in named
+    )
 
 
 def _orders_by_all(select: exp.Select) -> bool:
