@@ -200,10 +200,10 @@ class Analyzer:
             a.explanation = explain(shown, limited, dialect)
         if a.violations:
             return
-        normalized = render(final_root, dialect)
+        normalized = self._render(final_root, code)
         # The result's columns keep the names the database gives the text as written (names.py).
         if keep_output_names(code, normalized, final_root, self.engine, written=view):
-            normalized = render(final_root, dialect)
+            normalized = self._render(final_root, code)
         # What runs is the rendering: the engine must read it as one statement of the same kind.
         if not _parse.confirm_rendered(normalized, self.engine, expected):
             raise Refusal(
@@ -272,6 +272,31 @@ class Analyzer:
         except Refusal:
             return False
         return True
+
+    def _render(self, root: exp.Expr, code: str) -> str:
+        """The normalized code; a crash of sqlglot's generator is a refusal, not a failure.
+
+        sqlglot's generator breaks (TypeError, AttributeError...) on a few malformed trees its
+        parser let through, such as DuckDB's ``array_agg( ORDER BY id)`` with no argument. What
+        runs must be rendered, so the query is refused with a way forward; the text goes to the
+        debug log (a warning per mistyped query would flood an operator's log).
+        """
+        try:
+            return render(root, self.traits.sqlglot_dialect)
+        except UnsupportedError:
+            raise
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as e:
+            _log.debug("sqlglot cannot render %r", code[:2000], exc_info=True)
+            name = self.traits.display_name
+            raise Refusal(
+                violation(
+                    "ANALYSIS_FAILED",
+                    f"The query cannot be rendered safely for {name}: sqlglot's renderer breaks on "
+                    f"one of its constructs ({type(e).__name__}).",
+                    "Check each call for a missing argument (array_agg(x ORDER BY y), not "
+                    "array_agg(ORDER BY y)), or write the unusual part another common way.",
+                )
+            ) from None
 
     def _unreadable(self, code: str, refusal: Refusal) -> Refusal:
         """sqlglot's refusal to parse ``code``, saying so when the engine's own parser reads it.

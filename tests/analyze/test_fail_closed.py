@@ -108,6 +108,21 @@ def test_a_construct_without_a_rendering_in_the_dialect_points_to_the_engines_ow
     assert "ToChar" in v.message and "strftime" in (v.hint or "")
 
 
+def test_a_tree_sqlglot_cannot_render_is_a_refusal_with_a_way_forward(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # sqlglot parses DuckDB's `array_agg( ORDER BY id)` (no argument), then its generator raises
+    # TypeError: "sqlmode's analyzer failed ... logged for the operator" was the wrong answer.
+    sql = "SELECT status, array_agg( ORDER BY id) AS ids FROM orders GROUP BY status"
+    with caplog.at_level("WARNING", logger="sqlmode.analyze"):
+        analysis = Analyzer(make_settings("duckdb")).analyze(sql, sample_snapshot("duckdb"))
+    (v,) = analysis.violations
+    assert v.code == "ANALYSIS_FAILED" and analysis.normalized_code == ""
+    assert "cannot be rendered safely for DuckDB" in v.message and "failed" not in v.message
+    assert "missing argument" in (v.hint or "")
+    assert not caplog.records  # a mistyped query is no operator's warning
+
+
 @pytest.mark.parametrize(
     ("dialect", "sql", "near"),
     [
