@@ -158,3 +158,18 @@ async def pg_world(pg_admin_url: str, pg_settings_factory: Callable[..., Setting
     finally:
         await conn.close()
     return PgWorld(url, reader, shadow, pg_settings_factory)
+
+
+@pytest.fixture(params=["duckdb", "superuser", "reader"])
+def login_settings(
+    request: pytest.FixtureRequest,
+    make_duck: Callable[..., Path],
+    duck_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> Settings:
+    """The world on DuckDB, and on PostgreSQL logged in as the superuser and as the reader."""
+    if request.param == "duckdb":
+        return duck_settings(make_duck())
+    world: PgWorld = request.getfixturevalue("pg_world")  # resolved at setup, outside the test's loop
+    url = world.admin_url if request.param == "superuser" else world.reader_url
+    return world.settings(url, {"audit": {"path": str(tmp_path / "audit.jsonl")}})

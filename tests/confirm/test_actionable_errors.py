@@ -12,8 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -21,28 +20,12 @@ from sqlmode.config import Settings
 from sqlmode.execute.errtext import HIDDEN, scrub
 from sqlmode.service import CodeModeService
 
-from .conftest import PgWorld
-
 GROUPING_MISTAKE = "SELECT upper(status) AS s, count(*) AS n FROM orders GROUP BY 1 ORDER BY lower(status)"
 
 
-@pytest.fixture(params=["duckdb", "superuser", "reader"])
-def settings(
-    request: pytest.FixtureRequest,
-    make_duck: Callable[..., Path],
-    duck_settings: Callable[..., Settings],
-    tmp_path: Path,
-) -> Settings:
-    if request.param == "duckdb":
-        return duck_settings(make_duck())
-    world: PgWorld = request.getfixturevalue("pg_world")  # resolved at setup, outside the test's loop
-    url = world.admin_url if request.param == "superuser" else world.reader_url
-    return world.settings(url, {"audit": {"path": str(tmp_path / "audit.jsonl")}})
-
-
 @pytest.fixture
-async def svc(settings: Settings) -> AsyncIterator[CodeModeService]:
-    async with CodeModeService(settings) as service:
+async def svc(login_settings: Settings) -> AsyncIterator[CodeModeService]:
+    async with CodeModeService(login_settings) as service:
         yield service
 
 

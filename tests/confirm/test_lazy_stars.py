@@ -11,15 +11,12 @@ the same question written with named columns.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from sqlmode.config import Settings
 from sqlmode.service import CodeModeService
-
-from .conftest import PgWorld
 
 # (written with a lazy star, the same question with the columns named)
 LAZY = [
@@ -59,23 +56,9 @@ LAZY = [
 ]
 
 
-@pytest.fixture(params=["duckdb", "superuser", "reader"])
-def settings(
-    request: pytest.FixtureRequest,
-    make_duck: Callable[..., Path],
-    duck_settings: Callable[..., Settings],
-    tmp_path: Path,
-) -> Settings:
-    if request.param == "duckdb":
-        return duck_settings(make_duck())
-    world: PgWorld = request.getfixturevalue("pg_world")
-    url = world.admin_url if request.param == "superuser" else world.reader_url
-    return world.settings(url, {"audit": {"path": str(tmp_path / "audit.jsonl")}})
-
-
 @pytest.fixture
-async def svc(settings: Settings) -> AsyncIterator[CodeModeService]:
-    async with CodeModeService(settings) as service:
+async def svc(login_settings: Settings) -> AsyncIterator[CodeModeService]:
+    async with CodeModeService(login_settings) as service:
         yield service
 
 
