@@ -213,7 +213,7 @@ class Resolver:
         self.refs.scopes = scopes
         cte_refs: set[int] = set()
         for scope in scopes:
-            for table in scope.tables:
+            for table in _tables_of(scope):
                 src = scope.sources.get(table.alias_or_name)
                 if isinstance(src, Scope) and not table.args.get("db"):
                     cte_refs.add(id(table))
@@ -519,7 +519,7 @@ class Resolver:
         found = self._subs.get(key)
         if found is None or len(found) != len(scope.sources):
             found = dict(scope.sources)
-            for table in scope.tables:
+            for table in _tables_of(scope):
                 name = table.alias_or_name
                 src = found.get(name)
                 if isinstance(src, Scope) and table.alias_column_names:
@@ -1152,6 +1152,14 @@ def _under_pivot_statement(node: exp.Expr, top: exp.Expr) -> bool:
             return True
         parent = parent.parent
     return False
+
+
+def _tables_of(scope: Scope) -> list[exp.Table]:
+    """The scope's table references. sqlglot scopes ``(cv c JOIN orders o ON ...) x`` as the table
+    ``cv c`` carrying the joins, and leaves that first table out of ``scope.tables``: it is added
+    here, so a CTE read there is a CTE (it was an unknown table)."""
+    expr = scope.expression
+    return [expr, *scope.tables] if _is_join(expr) else list(scope.tables)
 
 
 def _is_join(expr: exp.Expr) -> TypeGuard[exp.Table]:
