@@ -749,7 +749,13 @@ class Resolver:
         names = [expr.alias_or_name, *(j.this.alias_or_name for j in joins)]
         sources = self._sources_of(scope)
         in_order = [sources.get(n) for n in names]
-        ordered = len(set(names)) == len(names) == len(sources) and None not in in_order
+        # In order when each source is one of the joined items: a CTE read here is also a source
+        # under its own name (`cv` beside `c` for `cv c`), the same scope.
+        ordered = (
+            len(set(names)) == len(names)
+            and None not in in_order
+            and {_sid(v) for v in sources.values()} <= {_sid(v) for v in in_order}
+        )
         outs: list[tuple[str, tuple[Any, ...]]] = []
         for src in in_order if ordered else list(sources.values()):
             src_outs = self._source_outputs(src)

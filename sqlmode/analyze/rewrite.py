@@ -132,6 +132,8 @@ def spell_out_stars(
     REPLACE / RENAME, an alias column list on a table, a FROM item without a name. Returns how
     many stars were written out.
     """
+    if _lists_join_columns(root):
+        return 0  # `(a JOIN (SELECT * ...) b ON ...) AS x(p, q, ...)` names the stars' columns by position
     done = 0
     for star, items in lazy:
         select = star.parent
@@ -189,6 +191,16 @@ def _positional(select: exp.Select, root: exp.Expr) -> bool:
             t.name.lower() == name and not t.args.get("db") and t.alias_column_names
             for t in root.find_all(exp.Table)
         )
+    return False
+
+
+def _lists_join_columns(root: exp.Expr) -> bool:
+    """Whether a parenthesized join carries a column list (``(...) AS x(a, b)``), which renames the
+    joined items' columns by position (a CTE's or a subquery's among them)."""
+    for node in root.find_all(exp.Subquery, exp.Table):
+        inner = node.this if isinstance(node, exp.Subquery) else node
+        if isinstance(inner, exp.Table) and inner.args.get("joins") and node.alias_column_names:
+            return True
     return False
 
 

@@ -89,6 +89,9 @@ async def test_a_star_given_by_position_stays_as_written(svc: CodeModeService) -
     for code in (
         "SELECT t.d FROM (SELECT * FROM customers) AS t(a, b, c, d) ORDER BY 1 LIMIT 2",
         "WITH w(a, b, c, d) AS (SELECT * FROM customers) SELECT d FROM w ORDER BY 1 LIMIT 2",
+        # a column list on a parenthesized join names its items' columns by position too
+        "WITH w AS (SELECT * FROM customers) SELECT x.d FROM (w JOIN customers k ON k.id = w.id) "
+        "AS x(a, b, c, d) ORDER BY 1 LIMIT 2",
     ):
         v = await svc.validate(code)
         if not v.is_valid:  # the reader role: the engine checks every column of the star
