@@ -749,12 +749,17 @@ class Resolver:
         names = [expr.alias_or_name, *(j.this.alias_or_name for j in joins)]
         sources = self._sources_of(scope)
         in_order = [sources.get(n) for n in names]
-        # In order when each source is one of the joined items: a CTE read here is also a source
-        # under its own name (`cv` beside `c` for `cv c`), the same scope.
+        # In order when each source is one of the joined items. A CTE is a source under its own
+        # name wherever it is visible (`cv` beside `c` for `cv c`, or not read here at all): a name,
+        # not a joined item.
+        joined = {_sid(v) for v in in_order}
         ordered = (
             len(set(names)) == len(names)
             and None not in in_order
-            and {_sid(v) for v in sources.values()} <= {_sid(v) for v in in_order}
+            and all(
+                _sid(v) in joined or (isinstance(v, Scope) and v.scope_type == ScopeType.CTE)
+                for v in sources.values()
+            )
         )
         outs: list[tuple[str, tuple[Any, ...]]] = []
         for src in in_order if ordered else list(sources.values()):
