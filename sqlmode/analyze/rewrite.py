@@ -16,7 +16,6 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from .parse import generate
-from .references import has_ordinals
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +126,9 @@ def spell_out_stars(
     is a column read), and the normalized code reads what the query as written reads, no more.
 
     A star stays as written where what it gives depends on position or on columns not named: a
-    column list on its query or on a reference to its CTE, an ordinal in ORDER BY, GROUP BY or
-    DISTINCT ON, a set operation, USING or NATURAL (the engine merges columns), EXCLUDE /
-    REPLACE / RENAME, an alias column list on a table, a FROM item without a name. Returns how
-    many stars were written out.
+    column list on its query, on a reference to its CTE or on a parenthesized join, a set
+    operation, USING or NATURAL (the engine merges columns), EXCLUDE / REPLACE / RENAME, an alias
+    column list on a table, a FROM item without a name. Returns how many stars were written out.
     """
     if _lists_join_columns(root):
         return 0  # `(a JOIN (SELECT * ...) b ON ...) AS x(p, q, ...)` names the stars' columns by position
@@ -174,9 +172,8 @@ def spell_out_stars(
 
 
 def _positional(select: exp.Select, root: exp.Expr) -> bool:
-    """Whether the columns ``select`` gives are named or used by position somewhere."""
-    if has_ordinals(select):
-        return True
+    """Whether the columns ``select`` gives are named or used by position somewhere (an ordinal
+    in ``select`` itself makes its star read whole, never lazy: ``Resolver._stars_are_eager``)."""
     holder = select.parent
     if isinstance(holder, exp.SetOperation):
         return True
