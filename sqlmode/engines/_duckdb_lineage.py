@@ -9,10 +9,12 @@ lineage reaches the result or any expression other than a bare pass-through refe
 
 Plans are positional: a ``BOUND_REF`` names a position of the child's output (of the left or right
 child in a join condition). Lambda bodies reference their own parameters and captures; captures
-are also passed as the function's trailing arguments, which are walked. Everything that is not
-understood exactly raises :class:`Unknown`, and the caller then counts every bound column (what the
-binder bound, the over-approximation): the walk can only remove columns that provably carry
-nothing.
+are also passed as the function's trailing arguments, which are walked. A call's bind data
+(``function_data``) holds expressions over the call's own arguments (``list_sort``'s sort key,
+``list_aggregate``'s aggregate), which are not references to the input and are not followed.
+Everything that is not understood exactly raises :class:`Unknown`, and the caller then counts
+every bound column (what the binder bound, the over-approximation): the walk can only remove
+columns that provably carry nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ Lineage = list[frozenset[Col]]
 _EMPTY: frozenset[Col] = frozenset()
 _ROW_ID = 2**64 - 1
 _NO_COLUMN = 2**64 - 2
+# Keys whose expressions are positional over something other than the operator's input.
+_INTERNAL = frozenset({"lambda_expr", "function_data"})
 
 
 class Unknown(Exception):
@@ -71,8 +75,11 @@ class _Walk:
         if expr.get("expression_class") == "BOUND_COLUMN_REF":
             raise Unknown("an unresolved column reference")
         for key, value in expr.items():
-            # The lambda body's references are the lambda's parameters and captures.
-            if key != "lambda_expr" and isinstance(value, (dict, list)):
+            # A lambda body's references are the lambda's parameters and captures; a function's
+            # bind data holds expressions over the function's own arguments (list_sort's sort
+            # key, list_aggregate's aggregate, a lambda body again), never over the operator's
+            # input: what a call reads from there is its arguments, walked as its children.
+            if key not in _INTERNAL and isinstance(value, (dict, list)):
                 self._refs(value, child, found)
 
     def use(self, expr: Any, child: Lineage) -> None:

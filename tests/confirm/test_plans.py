@@ -185,3 +185,37 @@ def test_the_binders_scalar_subquery_guard_is_not_a_user_call() -> None:
     root = {"type": "LOGICAL_PROJECTION", "expressions": [call], "children": []}
     computed = read_bound_plan(json.dumps({"error": False, "plans": [root]}))
     assert computed.binder_calls == set() and ("main", "error") in computed.functions
+
+
+@pytest.mark.parametrize(
+    ("sql", "read"),
+    [
+        # list_sort's bind data carries a sort key at position 1 of its own input: not a column.
+        ("SELECT list_sort(list(name)) FROM (SELECT * FROM customers)", {"name"}),
+        ("SELECT list_sort(list(ssn)) FROM (SELECT * FROM customers)", {"ssn"}),
+        ("SELECT list_aggregate(list(name), 'string_agg', ',') FROM (SELECT * FROM customers)", {"name"}),
+        ("WITH t AS (SELECT * FROM customers) SELECT list_sort(list(region), 'DESC') FROM t", {"region"}),
+        # A lambda's capture is read through the call's trailing argument.
+        (
+            "SELECT list_transform(list(id), lambda v: v || ssn) FROM (SELECT * FROM customers) GROUP BY ssn",
+            {"id", "ssn"},
+        ),
+    ],
+)
+def test_duckdb_bind_data_expressions_are_not_references_to_the_input(sql: str, read: set[str]) -> None:
+    """A call's bind data (``function_data``) holds expressions over the call's own arguments.
+
+    Read as references to the operator's input they pointed at positions the input does not have
+    (or at the wrong columns), and every column a ``SELECT *`` bound counted as read.
+    """
+    import duckdb
+
+    from sqlmode.engines._duckdb_plan import BOUND_PLAN_SQL
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE customers (id INTEGER, name VARCHAR, ssn VARCHAR, region VARCHAR)")
+    row = con.execute(BOUND_PLAN_SQL, [sql]).fetchone()
+    assert row is not None
+    bound = read_bound_plan(row[0], None, "memory")
+    assert bound.problems == []
+    assert bound.columns == {("main", "customers", c) for c in read}
