@@ -201,6 +201,7 @@ class Resolver:
             if pivot is not root and isinstance(pivot.this, exp.Subquery):
                 nested += traverse_scope(pivot.this.unnest())
         scopes = nested + scopes
+        pivoted_ctes: list[tuple[exp.Pivot, Scope]] = []
         for scope in scopes:
             for pivot in _add_pivot_sources(scope):
                 # Its clauses name its source's columns, never the outer query's: left to the
@@ -210,6 +211,9 @@ class Resolver:
                         for item in value if isinstance(value, list) else [value]:
                             if isinstance(item, exp.Expr):
                                 self._pivot_clause_columns.update(map(id, item.find_all(exp.Column)))
+                cte = _pivoted_cte(scope, pivot)
+                if cte is not None:
+                    pivoted_ctes.append((pivot, cte))
         self.refs.scopes = scopes
         cte_refs: set[int] = set()
         for scope in scopes:
@@ -219,6 +223,12 @@ class Resolver:
                     cte_refs.add(id(table))
                     self._cte_uses[id(src)] = self._cte_uses.get(id(src), 0) + 1
             self.refs.depth = max(self.refs.depth, _depth(scope))
+        for pivot, cte in pivoted_ctes:
+            # sqlglot lists a PIVOT statement's CTE source as a table of the query around it only
+            # when the statement has no alias: either way it is a use of the CTE, not a table.
+            if id(pivot.this) not in cte_refs:
+                cte_refs.add(id(pivot.this))
+                self._cte_uses[id(cte)] = self._cte_uses.get(id(cte), 0) + 1
         for table in self.inventory.tables:
             if id(table) in cte_refs or isinstance(table.parent, exp.Into):
                 continue
@@ -243,10 +253,14 @@ class Resolver:
             for table in self.refs.tables:
                 for c in self._columns_of(self._key(table)):
                     self._record(self._key(table), c, None, "PIVOT")
+        for pivot, cte in pivoted_ctes:
+            self._pivot_reads(pivot, cte)
         for pivot in root.find_all(exp.Pivot):
             # The same inside a query: `SELECT * FROM (PIVOT customers ON region IN (...)
             # USING count(*)) p` groups by, and returns, every other column of customers.
             source = pivot.this
+            if any(pivot is p for p, _ in pivoted_ctes):
+                continue
             if (
                 pivot is root
                 or not isinstance(source, exp.Table)
@@ -798,6 +812,27 @@ class Resolver:
 
     # -- demand --------------------------------------------------------------------------
 
+    def _pivot_reads(self, pivot: exp.Pivot, cte: Scope) -> None:
+        """What a PIVOT / UNPIVOT statement in FROM reads of the CTE it pivots.
+
+        Without GROUP BY (and always for UNPIVOT) every column of the CTE is grouped by or passed
+        on, whatever the outer query names; with one, the columns its clauses name (its ON, USING
+        and GROUP BY). A ``*`` in the CTE is then read for those columns, as for any reader."""
+        outs = self._outputs_of(cte)
+        if outs is None:
+            self._demand_scope_tables(cte, None, "PIVOT")
+            return
+        named: set[str] | None = None
+        if pivot.args.get("group") is not None and not pivot.args.get("unpivot"):
+            named = set()
+            for key, value in pivot.args.items():
+                for item in (value if isinstance(value, list) else [value]) if key != "this" else ():
+                    if isinstance(item, exp.Expr):
+                        named.update(c.name.lower() for c in item.find_all(exp.Column))
+        for name, origin in outs:
+            if named is None or name in named:
+                self._demand(origin, None, "PIVOT")
+
     def _demand(self, origin: tuple[Any, ...], col: exp.Expr | None, where: str | None = None) -> None:
         kind = origin[0]
         if kind == "base":
@@ -964,6 +999,24 @@ def _add_pivot_sources(scope: Scope) -> list[exp.Pivot]:
             sources.setdefault(node.alias or "(pivot)", node)
             added.append(node.this)
     return added
+
+
+def _pivoted_cte(scope: Scope, pivot: exp.Pivot) -> Scope | None:
+    """The CTE a PIVOT statement in ``scope``'s FROM names as its source (``(PIVOT c ON ...) p``).
+
+    DuckDB binds that name to a CTE or a table, never to an alias beside it: where an alias of
+    the same name hides the CTE from sqlglot's sources, none is found and the name stays an
+    unknown table (refused)."""
+    source = pivot.this
+    plain = isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier)
+    if not plain or source.args.get("db"):
+        return None
+    name = source.name.lower()
+    for level in _chain(scope):
+        for key, src in level.sources.items():
+            if key.lower() == name:
+                return src if isinstance(src, Scope) and src.scope_type == ScopeType.CTE else None
+    return None
 
 
 def _chain(scope: Scope) -> Iterator[Scope]:
