@@ -188,10 +188,9 @@ class Resolver:
                 scopes = traverse_scope(inner.unnest())
             else:
                 scopes = []
-                # With an explicit GROUP BY only the named columns are read (the sweep
-                # below finds them); without one, every other column is grouped by.
-                if root.args.get("group") is None or root.args.get("unpivot"):
-                    pivot_table = inner
+                # With an explicit GROUP BY only the named columns are read (recorded below);
+                # without one, every other column is grouped by.
+                pivot_table = inner
         else:
             scopes = traverse_scope(root)
         # sqlglot's scopes stop at a PIVOT statement nested in FROM (`SELECT * FROM (PIVOT (WITH c
@@ -244,33 +243,38 @@ class Resolver:
             self._resolve_scope(write_scope)
             self._insert_columns(root)
         for table in self.refs.tables:
-            if table.args.get("pivots"):
-                # FROM t PIVOT (...) groups by every column it does not pivot; UNPIVOT passes
-                # them on: every column of the table is read, whatever the outer query names.
-                for c in self._columns_of(self._key(table)):
-                    self._record(self._key(table), c, None, "PIVOT")
-        if pivot_table is not None or (not scopes and not isinstance(root, (exp.DML, exp.Pivot))):
+            # FROM t PIVOT (...) groups by every column it does not pivot; UNPIVOT passes them on:
+            # every column of the table is read, whatever the outer query names.
+            for pivot in table.args.get("pivots") or ():
+                self._pivot_table_reads(pivot, table)
+        for scope in scopes:
+            # The same for a CTE: FROM c PIVOT (...) reads every column of c, through a * in c too.
+            for table in _tables_of(scope):
+                src = scope.sources.get(table.alias_or_name)
+                if id(table) not in cte_refs or not isinstance(src, Scope) or not table.args.get("pivots"):
+                    continue
+                listed = [c.lower() for c in table.alias_column_names]
+                for pivot in table.args["pivots"]:
+                    self._pivot_reads(pivot, _Renamed(src, listed) if listed else src)
+        if not scopes and not isinstance(root, (exp.DML, exp.Pivot)):
             for table in self.refs.tables:
                 for c in self._columns_of(self._key(table)):
                     self._record(self._key(table), c, None, "PIVOT")
         for pivot, cte in pivoted_ctes:
             self._pivot_reads(pivot, cte)
         for pivot in root.find_all(exp.Pivot):
-            # The same inside a query: `SELECT * FROM (PIVOT customers ON region IN (...)
-            # USING count(*)) p` groups by, and returns, every other column of customers.
+            # The same for a PIVOT statement, also inside a query: `SELECT * FROM (PIVOT customers
+            # ON region IN (...) USING count(*)) p` groups by, and returns, every other column.
             source = pivot.this
-            if any(pivot is p for p, _ in pivoted_ctes):
+            if any(pivot is p for p, _ in pivoted_ctes) or (pivot is root and pivot_table is None):
                 continue
-            if (
-                pivot is root
-                or not isinstance(source, exp.Table)
-                or not isinstance(source.this, exp.Identifier)
-            ):
+            if not (isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier)):
                 continue
-            if pivot.args.get("group") is None or pivot.args.get("unpivot"):
-                name = self._key(source)
-                for c in self._columns_of(name):
-                    self._record(name, c, None, "PIVOT")
+            if self._pivot_table_reads(pivot, source) is None and pivot is root:
+                # The statement has no scopes: a query in its clauses is read whole too.
+                for table in self.refs.tables:
+                    for c in self._columns_of(self._key(table)):
+                        self._record(self._key(table), c, None, "PIVOT")
         if scopes and not isinstance(root, exp.DML):
             top = scopes[-1]
             outs = self._outputs_of(top)
@@ -536,7 +540,10 @@ class Resolver:
             for table in _tables_of(scope):
                 name = table.alias_or_name
                 src = found.get(name)
-                if isinstance(src, Scope) and table.alias_column_names:
+                if isinstance(src, Scope) and table.args.get("pivots"):
+                    # `FROM c PIVOT (...)` returns what the pivot reads of c (run: _pivot_reads).
+                    found[name] = table
+                elif isinstance(src, Scope) and table.alias_column_names:
                     found[name] = _Renamed(src, [c.lower() for c in table.alias_column_names])
             self._subs[key] = found
         return found
@@ -812,26 +819,29 @@ class Resolver:
 
     # -- demand --------------------------------------------------------------------------
 
-    def _pivot_reads(self, pivot: exp.Pivot, cte: Scope) -> None:
-        """What a PIVOT / UNPIVOT statement in FROM reads of the CTE it pivots.
-
-        Without GROUP BY (and always for UNPIVOT) every column of the CTE is grouped by or passed
-        on, whatever the outer query names; with one, the columns its clauses name (its ON, USING
-        and GROUP BY). A ``*`` in the CTE is then read for those columns, as for any reader."""
-        outs = self._outputs_of(cte)
+    def _pivot_reads(self, pivot: exp.Pivot, cte: Scope | _Renamed) -> None:
+        """What a PIVOT / UNPIVOT of a CTE reads of it (``FROM (PIVOT c ON ...) p``, ``FROM c PIVOT
+        (...)``): the columns :func:`_pivot_named` finds, or every column. A ``*`` in the CTE is
+        then read for those columns, as for any reader."""
+        outs = self._source_outputs(cte)
         if outs is None:
-            self._demand_scope_tables(cte, None, "PIVOT")
+            self._demand_source(cte, None, "PIVOT")
             return
-        named: set[str] | None = None
-        if pivot.args.get("group") is not None and not pivot.args.get("unpivot"):
-            named = set()
-            for key, value in pivot.args.items():
-                for item in (value if isinstance(value, list) else [value]) if key != "this" else ():
-                    if isinstance(item, exp.Expr):
-                        named.update(c.name.lower() for c in item.find_all(exp.Column))
+        named = _pivot_named(pivot, {n for n, _ in outs})
         for name, origin in outs:
             if named is None or name in named:
                 self._demand(origin, None, "PIVOT")
+
+    def _pivot_table_reads(self, pivot: exp.Pivot, table: exp.Table) -> set[str] | None:
+        """What a PIVOT / UNPIVOT of a stored table reads of it (see :meth:`_pivot_reads`): the
+        columns named, or None for all."""
+        key = self._key(table)
+        columns = self._columns_of(key)
+        named = _pivot_named(pivot, set(columns))
+        for c in columns:
+            if named is None or c in named:
+                self._record(key, c, None, "PIVOT")
+        return named
 
     def _demand(self, origin: tuple[Any, ...], col: exp.Expr | None, where: str | None = None) -> None:
         kind = origin[0]
@@ -849,6 +859,8 @@ class Resolver:
         """Every column of one source is read (whole row, t.* in the outer query...)."""
         outs = self._source_outputs(src)
         if outs is None:
+            if isinstance(src, exp.Table) and src.args.get("pivots"):
+                return  # it returns what its pivot reads, recorded in run (_pivot_table_reads, _pivot_reads)
             if isinstance(src, exp.Table) and isinstance(src.this, exp.Identifier):
                 tname = self._key(src)
                 for c in self._columns_of(tname):
@@ -999,6 +1011,41 @@ def _add_pivot_sources(scope: Scope) -> list[exp.Pivot]:
             sources.setdefault(node.alias or "(pivot)", node)
             added.append(node.this)
     return added
+
+
+# Arguments of a PIVOT that name no columns of its source.
+_PIVOT_NAMING = frozenset({"this", "alias", "columns"})
+
+
+def _pivot_named(pivot: exp.Pivot, columns: set[str]) -> set[str] | None:
+    """The columns of its source a PIVOT reads, or None for all of them.
+
+    Without GROUP BY a PIVOT groups by every column it does not pivot, and an UNPIVOT passes them
+    on: all are read. With GROUP BY it reads what its ON, USING and GROUP BY name, when they name
+    plain columns of the source; a star outside ``count(*)``, ``COLUMNS(...)``, a positional
+    column, a lambda, a field access or a name that is no column of the source (a whole-row
+    value) may reach any column, and then all count.
+    """
+    if pivot.args.get("group") is None or pivot.args.get("unpivot"):
+        return None
+    named: set[str] = set()
+    for key, value in pivot.args.items():
+        if key in _PIVOT_NAMING:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, exp.Expr):
+                continue
+            for node in item.walk():
+                if isinstance(node, (exp.Columns, exp.PositionalColumn, exp.Lambda, exp.Dot)):
+                    return None
+                if isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
+                    return None
+                if isinstance(node, exp.Column):
+                    name = node.name.lower()
+                    if isinstance(node.this, exp.Star) or name not in columns:
+                        return None
+                    named.add(name)
+    return named
 
 
 def _pivoted_cte(scope: Scope, pivot: exp.Pivot) -> Scope | None:
