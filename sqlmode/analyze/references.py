@@ -160,8 +160,9 @@ class Resolver:
         self._table_outs: dict[int, list[tuple[str, tuple[Any, ...]]] | None] = {}
         self._indexes: dict[int, dict[str, list[tuple[Any, ...]]] | None] = {}
         self._aliases: dict[int, set[str]] = {}
-        self._lc_sources: dict[int, dict[str, Any]] = {}
-        self._subs: dict[int, dict[str, Any]] = {}
+        self._lc_sources: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        # Per scope: how many sources sqlglot listed when built, and the sources (see _sources_of).
+        self._subs: dict[int, tuple[int, dict[str, Any]]] = {}
         # Quoted names are case-sensitive (PostgreSQL): `"C".x` does not bind to a source `c`.
         self.case_sensitive_quotes = traits.quoted_identifiers_case_sensitive
         self.values_names = traits.values_column_names
@@ -256,6 +257,13 @@ class Resolver:
                 listed = [c.lower() for c in table.alias_column_names]
                 for pivot in table.args["pivots"]:
                     self._pivot_reads(pivot, _Renamed(src, listed) if listed else src)
+        for scope in scopes:
+            # And for a query: FROM (SELECT ...) PIVOT (...) reads its columns, through a * too.
+            for derived in _pivoted_queries(scope):
+                query = scope.sources.get(derived.alias_or_name)
+                if isinstance(query, Scope):
+                    for pivot in derived.args["pivots"]:
+                        self._pivot_reads(pivot, query)
         if not scopes and not isinstance(root, (exp.DML, exp.Pivot)):
             for table in self.refs.tables:
                 for c in self._columns_of(self._key(table)):
@@ -524,28 +532,36 @@ class Resolver:
     def _lower_sources(self, scope: Scope) -> dict[str, Any]:
         """The scope's sources keyed by lower-case name (built once per scope)."""
         key = id(scope)
-        found = self._lc_sources.get(key)
-        if found is None or len(found) != len(scope.sources):
-            found = {k.lower(): v for k, v in self._sources_of(scope).items()}
-            self._lc_sources[key] = found
-        return found
+        sources = self._sources_of(scope)
+        built = self._lc_sources.get(key)
+        if built is None or built[0] is not sources:
+            built = self._lc_sources[key] = (sources, {k.lower(): v for k, v in sources.items()})
+        return built[1]
 
     def _sources_of(self, scope: Scope) -> dict[str, Any]:
         """``scope.sources``, where a CTE is named with a column list (``FROM c AS z(a, b)``)
-        as a :class:`_Renamed` of the CTE's scope: its columns go by the names the list gives."""
+        as a :class:`_Renamed` of the CTE's scope: its columns go by the names the list gives;
+        a pivoted CTE or query (``FROM c PIVOT (...) p``) as its node, an opaque source."""
         key = id(scope)
-        found = self._subs.get(key)
-        if found is None or len(found) != len(scope.sources):
-            found = dict(scope.sources)
-            for table in _tables_of(scope):
-                name = table.alias_or_name
-                src = found.get(name)
-                if isinstance(src, Scope) and table.args.get("pivots"):
-                    # `FROM c PIVOT (...)` returns what the pivot reads of c (run: _pivot_reads).
-                    found[name] = table
-                elif isinstance(src, Scope) and table.alias_column_names:
-                    found[name] = _Renamed(src, [c.lower() for c in table.alias_column_names])
-            self._subs[key] = found
+        built = self._subs.get(key)
+        if built is not None and built[0] == len(scope.sources):
+            return built[1]
+        found: dict[str, Any] = dict(scope.sources)
+        for table in _tables_of(scope):
+            name = table.alias_or_name
+            src = found.get(name)
+            if isinstance(src, Scope) and table.args.get("pivots"):
+                # `FROM c PIVOT (...)` returns what the pivot reads of c (run: _pivot_reads).
+                found[name] = table
+            elif isinstance(src, Scope) and table.alias_column_names:
+                found[name] = _Renamed(src, [c.lower() for c in table.alias_column_names])
+        for derived in _pivoted_queries(scope):
+            # `FROM (SELECT ...) s PIVOT (...) p` likewise: opaque, named s or p.
+            found[derived.alias_or_name] = derived
+            for pivot in derived.args["pivots"]:
+                if pivot.alias:
+                    found.setdefault(pivot.alias, derived)
+        self._subs[key] = (len(scope.sources), found)
         return found
 
     def _own_of(self, scope: Scope) -> set[int]:
@@ -859,7 +875,7 @@ class Resolver:
         """Every column of one source is read (whole row, t.* in the outer query...)."""
         outs = self._source_outputs(src)
         if outs is None:
-            if isinstance(src, exp.Table) and src.args.get("pivots"):
+            if isinstance(src, (exp.Table, exp.Subquery)) and src.args.get("pivots"):
                 return  # it returns what its pivot reads, recorded in run (_pivot_table_reads, _pivot_reads)
             if isinstance(src, exp.Table) and isinstance(src.this, exp.Identifier):
                 tname = self._key(src)
@@ -1015,6 +1031,11 @@ def _add_pivot_sources(scope: Scope) -> list[exp.Pivot]:
 
 # Arguments of a PIVOT that name no columns of its source.
 _PIVOT_NAMING = frozenset({"this", "alias", "columns"})
+
+
+def _pivoted_queries(scope: Scope) -> list[exp.Subquery]:
+    """The scope's queries in FROM that carry a PIVOT / UNPIVOT (``FROM (SELECT ...) s PIVOT (...)``)."""
+    return [d for d in scope.derived_tables if isinstance(d, exp.Subquery) and d.args.get("pivots")]
 
 
 def _pivot_named(pivot: exp.Pivot, columns: set[str]) -> set[str] | None:
