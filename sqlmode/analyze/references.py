@@ -169,6 +169,10 @@ class Resolver:
         self.struct_star = traits.struct_star
         self._own: dict[int, set[int]] = {}
         self._cte_uses: dict[int, int] = {}  # CTE scope -> how many references name it
+        # The query a PIVOT statement pivots (`PIVOT (SELECT ...) ON ...`), by the id of its node
+        # (sqlglot may scope it a second time, from the query around an unaliased pivot): the
+        # scope resolved for it and the pivot.
+        self._pivot_sources: dict[int, tuple[Scope, exp.Pivot]] = {}
         self._quiet = 0  # > 0: resolving a candidate binding; unplaced names are not errors
         self._comprehensions = any(isinstance(n, exp.Comprehension) for n in self.inventory.lambdas)
 
@@ -187,6 +191,7 @@ class Resolver:
             inner = root.this
             if isinstance(inner, exp.Subquery):
                 scopes = traverse_scope(inner.unnest())
+                self._pivot_source(root, scopes)
             else:
                 scopes = []
                 # With an explicit GROUP BY only the named columns are read (recorded below);
@@ -199,8 +204,14 @@ class Resolver:
         nested: list[Scope] = []
         for pivot in root.find_all(exp.Pivot):
             if pivot is not root and isinstance(pivot.this, exp.Subquery):
-                nested += traverse_scope(pivot.this.unnest())
-        scopes = nested + scopes
+                own = traverse_scope(pivot.this.unnest())
+                self._pivot_source(pivot, own)
+                nested += own
+        if nested:
+            # sqlglot also scopes the source of an unaliased one, from the query around it: once is
+            # enough (twice, a CTE in it counted as named twice, hence materialized and read whole).
+            covered = {id(s.expression) for s in nested}
+            scopes = nested + [s for s in scopes if id(s.expression) not in covered]
         pivoted_ctes: list[tuple[exp.Pivot, Scope]] = []
         for scope in scopes:
             for pivot in _add_pivot_sources(scope):
@@ -270,6 +281,8 @@ class Resolver:
                     self._record(self._key(table), c, None, "PIVOT")
         for pivot, cte in pivoted_ctes:
             self._pivot_reads(pivot, cte)
+        for query, pivot in self._pivot_sources.values():
+            self._pivot_reads(pivot, query)
         for pivot in root.find_all(exp.Pivot):
             # The same for a PIVOT statement, also inside a query: `SELECT * FROM (PIVOT customers
             # ON region IN (...) USING count(*)) p` groups by, and returns, every other column.
@@ -388,11 +401,13 @@ class Resolver:
         if scope.scope_type == ScopeType.CTE and self._materialized(scope):
             return True
         # `JOIN LATERAL (SELECT * ...) x`: sqlglot scopes the query as a subquery; x's readers
-        # name what it gives, as for a derived table.
+        # name what it gives, as for a derived table. So does the query a PIVOT statement pivots,
+        # whose one reader is the pivot (run: _pivot_reads), when it has a GROUP BY.
         lateral = isinstance(expr.parent, exp.Subquery) and isinstance(expr.parent.parent, exp.Lateral)
-        if (scope.scope_type in (ScopeType.DERIVED_TABLE, ScopeType.CTE) or lateral) and isinstance(
-            expr, exp.Select
-        ):
+        pivoted = id(expr) in self._pivot_sources
+        if (
+            scope.scope_type in (ScopeType.DERIVED_TABLE, ScopeType.CTE) or lateral or pivoted
+        ) and isinstance(expr, exp.Select):
             distinct = expr.args.get("distinct")
             if distinct is not None and not distinct.args.get("on"):
                 return True
@@ -547,6 +562,13 @@ class Resolver:
         if built is not None and built[0] == len(scope.sources):
             return built[1]
         found: dict[str, Any] = dict(scope.sources)
+        # A CTE that only a PIVOT statement in FROM names (`FROM (PIVOT c ON ...) p`) is the pivot's
+        # source, not the query's: sqlglot lists it among the query's sources all the same.
+        pivoted = {id(p.this): p.this for p in _pivot_statements(scope)}
+        named = {t.alias_or_name for t in _tables_of(scope) if id(t) not in pivoted}
+        for table in pivoted.values():
+            if isinstance(table, exp.Table) and table.alias_or_name not in named:
+                found.pop(table.alias_or_name, None)
         for table in _tables_of(scope):
             name = table.alias_or_name
             src = found.get(name)
@@ -835,6 +857,12 @@ class Resolver:
 
     # -- demand --------------------------------------------------------------------------
 
+    def _pivot_source(self, pivot: exp.Pivot, scopes: list[Scope]) -> None:
+        """Note the query a PIVOT statement pivots (the last of its scopes): with a GROUP BY, a star
+        in it reads what the pivot names (:meth:`_stars_are_eager`, :meth:`_pivot_reads`)."""
+        if scopes and pivot.args.get("group") is not None and not pivot.args.get("unpivot"):
+            self._pivot_sources[id(scopes[-1].expression)] = (scopes[-1], pivot)
+
     def _pivot_reads(self, pivot: exp.Pivot, cte: Scope | _Renamed) -> None:
         """What a PIVOT / UNPIVOT of a CTE reads of it (``FROM (PIVOT c ON ...) p``, ``FROM c PIVOT
         (...)``): the columns :func:`_pivot_named` finds, or every column. A ``*`` in the CTE is
@@ -1013,20 +1041,26 @@ def _add_pivot_sources(scope: Scope) -> list[exp.Pivot]:
     has them. Its own reads are not lost: its source query was resolved as a scope of its own
     (``run``), and its clauses' columns by the sweep. Returns the pivots added.
     """
+    added: list[exp.Pivot] = []
+    for pivot in _pivot_statements(scope):
+        node = pivot.parent
+        assert isinstance(node, exp.Subquery)  # _pivot_statements: each is a Subquery's body
+        # No alias: a key only a quoted name could spell (which DuckDB then binds to nothing).
+        sources: dict[str, Any] = scope.sources  # sqlglot types it Table | Scope; any node serves
+        sources.setdefault(node.alias or "(pivot)", node)
+        added.append(pivot)
+    return added
+
+
+def _pivot_statements(scope: Scope) -> list[exp.Pivot]:
+    """The PIVOT / UNPIVOT statements in the scope's FROM (``FROM (PIVOT t ON ...) p``)."""
     expr = scope.expression
     if not isinstance(expr, exp.Select):
         return []
-    added: list[exp.Pivot] = []
     from_ = expr.args.get("from_")
     nodes = [from_.this] if isinstance(from_, exp.From) else []
     nodes += [j.this for j in expr.args.get("joins") or []]
-    for node in nodes:
-        if _is_pivot_statement(node):
-            # No alias: a key only a quoted name could spell (which DuckDB then binds to nothing).
-            sources: dict[str, Any] = scope.sources  # sqlglot types it Table | Scope; any node serves
-            sources.setdefault(node.alias or "(pivot)", node)
-            added.append(node.this)
-    return added
+    return [node.this for node in nodes if _is_pivot_statement(node)]
 
 
 # Arguments of a PIVOT that name no columns of its source.
