@@ -863,13 +863,14 @@ class Resolver:
         if scopes and pivot.args.get("group") is not None and not pivot.args.get("unpivot"):
             self._pivot_sources[id(scopes[-1].expression)] = (scopes[-1], pivot)
 
-    def _pivot_reads(self, pivot: exp.Pivot, cte: Scope | _Renamed) -> None:
-        """What a PIVOT / UNPIVOT of a CTE reads of it (``FROM (PIVOT c ON ...) p``, ``FROM c PIVOT
-        (...)``): the columns :func:`_pivot_named` finds, or every column. A ``*`` in the CTE is
-        then read for those columns, as for any reader."""
-        outs = self._source_outputs(cte)
+    def _pivot_reads(self, pivot: exp.Pivot, source: Scope | _Renamed) -> None:
+        """What a PIVOT / UNPIVOT reads of the query or CTE it pivots (``FROM (PIVOT c ON ...) p``,
+        ``FROM c PIVOT (...)``, ``FROM (SELECT ...) PIVOT (...)``, ``PIVOT (SELECT ...) ON ...``):
+        the columns :func:`_pivot_named` finds, or every column. A ``*`` there is then read for
+        those columns, as for any reader."""
+        outs = self._source_outputs(source)
         if outs is None:
-            self._demand_source(cte, None, "PIVOT")
+            self._demand_source(source, None, "PIVOT")
             return
         named = _pivot_named(pivot, {n for n, _ in outs})
         for name, origin in outs:
