@@ -936,13 +936,29 @@ class Resolver:
         modified = isinstance(col, exp.Star) and any(
             col.args.get(k) for k in ("except_", "replace", "rename")
         )
-        for key, src in self._sources_of(scope).items():
+        for key, src in self._star_sources(scope):
             outs = self._source_outputs(src) if modified else None
             if outs is None or col is None:
                 self._demand_source(src, col, where)
                 continue
             for _, origin in _apply_star_modifiers(col, outs, key, True):
                 self._demand(origin, col, where)
+
+    def _star_sources(self, scope: Scope) -> list[tuple[str, Any]]:
+        """The sources a ``*``, a selector or a whole-scope read of ``scope`` reaches.
+
+        sqlglot lists every CTE of an enclosing WITH among a scope's sources, named in its FROM or
+        not (``WITH b AS (SELECT * FROM customers), agg AS (SELECT region FROM b) SELECT * FROM
+        agg`` lists ``b`` for the outer query): a CTE its FROM does not name gives it nothing.
+        Every other source stays, also one sqlglot does not count as selected (over-reading).
+        """
+        sources = self._sources_of(scope)
+        try:
+            named = set(scope.selected_sources)
+        except Exception:  # sqlglot cannot tell: every source counts
+            return list(sources.items())
+        named.update(t.alias_or_name for t in _tables_of(scope))
+        return [(k, v) for k, v in sources.items() if k in named or not _is_cte_source(v)]
 
     def _record(self, table: str, column: str, col: exp.Expr | None, where: str | None) -> None:
         key = (table, column)
@@ -1066,6 +1082,12 @@ def _pivot_statements(scope: Scope) -> list[exp.Pivot]:
 
 # Arguments of a PIVOT that name no columns of its source.
 _PIVOT_NAMING = frozenset({"this", "alias", "columns"})
+
+
+def _is_cte_source(src: Any) -> bool:
+    """A CTE as a source (its scope, or read under a column list)."""
+    scope = src.scope if isinstance(src, _Renamed) else src
+    return isinstance(scope, Scope) and scope.scope_type == ScopeType.CTE
 
 
 def _pivoted_queries(scope: Scope) -> list[exp.Subquery]:

@@ -53,6 +53,22 @@ LAZY = [
         "(SELECT * FROM customers c WHERE c.id = o.customer_id) x ORDER BY o.id LIMIT 3",
         "SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id ORDER BY o.id LIMIT 3",
     ),
+    # A star over a source beside a star CTE its FROM does not name (sqlglot lists every CTE among
+    # a query's sources): it reads only its own FROM.
+    (
+        "WITH base AS (SELECT * FROM customers WHERE name <> ''), agg AS "
+        "(SELECT region, count(*) AS n FROM base GROUP BY region) SELECT * FROM agg ORDER BY region",
+        "SELECT region, count(*) AS n FROM customers WHERE name <> '' GROUP BY region ORDER BY region",
+    ),
+    (
+        "WITH b AS (SELECT * FROM customers) SELECT * FROM orders o "
+        "WHERE o.customer_id IN (SELECT id FROM b) ORDER BY o.id LIMIT 3",
+        "SELECT * FROM orders o WHERE o.customer_id IN (SELECT id FROM customers) ORDER BY o.id LIMIT 3",
+    ),
+    (
+        "WITH b AS (SELECT * FROM customers) SELECT * FROM (SELECT name FROM b) t ORDER BY 1 LIMIT 3",
+        "SELECT name FROM customers ORDER BY 1 LIMIT 3",
+    ),
 ]
 
 
