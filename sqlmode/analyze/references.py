@@ -167,6 +167,7 @@ class Resolver:
         self.case_sensitive_quotes = traits.quoted_identifiers_case_sensitive
         self.values_names = traits.values_column_names
         self.struct_star = traits.struct_star
+        self.materialized_whole = traits.materialized_ctes_read_whole
         self._own: dict[int, set[int]] = {}
         self._cte_uses: dict[int, int] = {}  # CTE scope -> how many references name it
         # The query a PIVOT statement pivots (`PIVOT (SELECT ...) ON ...`), by the id of its node
@@ -422,7 +423,9 @@ class Resolver:
         """Whether the engine may compute this CTE once, whole, instead of folding it into its
         readers: then a ``*`` in it reads every column, whatever the readers name. PostgreSQL does
         so for ``AS MATERIALIZED``, for a CTE named more than once and for recursive ones (and
-        its plan shows it); counting it for every engine only over-approximates."""
+        its plan shows it). A CTE named more than once counts only where the engine's plan of it
+        reads every column (``EngineTraits.materialized_ctes_read_whole``): DuckDB's engine check
+        follows each column of it to its readers, as the analyzer does."""
         cte = scope.expression.parent
         if not isinstance(cte, exp.CTE):
             return False
@@ -432,7 +435,7 @@ class Resolver:
         with_ = cte.parent
         if isinstance(with_, exp.With) and with_.args.get("recursive"):
             return True
-        return self._cte_uses.get(id(scope), 0) > 1
+        return self.materialized_whole and self._cte_uses.get(id(scope), 0) > 1
 
     # -- columns -------------------------------------------------------------------------
 

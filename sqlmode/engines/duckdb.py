@@ -73,6 +73,7 @@ TRAITS = EngineTraits(
     ),
     pivot_without_values=True,
     struct_star=True,
+    materialized_ctes_read_whole=False,
     sqlglot_setup=_fix_sqlglot,
     volatile_wording="has side effects or is volatile",
     reserved_words=frozenset(_RESERVED_WORDS.split()),
