@@ -41,7 +41,7 @@ from .pivot import (
     without_pivot_listing,
     wrap_cte_pivots,
 )
-from .rewrite import inject_limit, render, spell_out_stars
+from .rewrite import inject_limit, match_cte_names, render, spell_out_stars
 from .roundtrip import check_round_trip
 from .rules import RuleContext, RuleSet, run_rules
 from .rules.blocked_columns import DATE_PART_HINT
@@ -122,6 +122,7 @@ class Analyzer:
             raise self._unreadable(code, r) from None
         # DuckDB's `WITH c AS (...) PIVOT c ...`: the CTEs move into the source (pivot.py).
         root = wrap_cte_pivots(hoist_statement_ctes(parsed))  # and a PIVOT as a CTE's body
+        match_cte_names(root)  # `WITH Monthly AS (...) ... FROM monthly` names the CTE (rewrite.py)
         try:
             # Engines hash by identity; the Engine protocol type does not say so to mypy.
             view = _parse.engine_view(code, self.engine)  # type: ignore[arg-type]

@@ -101,6 +101,36 @@ def _wrapped(root: exp.Expr, cap: int) -> exp.Select:
     return exp.select("*").from_(exp.Subquery(this=root, alias=alias)).limit(cap, copy=False)
 
 
+def match_cte_names(root: exp.Expr) -> exp.Expr:
+    """Spell each unquoted reference to a CTE as the CTE's own unquoted name is spelled.
+
+    Both engines fold unquoted names, so ``WITH Monthly AS (...) SELECT * FROM monthly`` reads the
+    CTE; sqlglot's scopes match CTE names as written and took ``monthly`` for an unknown table (or
+    for a stored table of that name, which the CTE hides). A WITH is visited before the WITHs
+    inside it, so an inner CTE of the same name respells what it hides. Quoted names are left as
+    they are (PostgreSQL keeps their case).
+    """
+    for with_ in root.find_all(exp.With):
+        names = {
+            cte.alias.lower(): cte.alias
+            for cte in with_.expressions
+            if isinstance(cte.args.get("alias"), exp.TableAlias)
+            and isinstance(cte.args["alias"].this, exp.Identifier)
+            and not cte.args["alias"].this.quoted
+        }
+        owner = with_.parent
+        if not names or owner is None:
+            continue
+        for table in owner.find_all(exp.Table):
+            ident = table.this
+            if table.args.get("db") or not isinstance(ident, exp.Identifier) or ident.quoted:
+                continue
+            spelled = names.get(ident.name.lower())
+            if spelled is not None and spelled != ident.name:
+                ident.set("this", spelled)
+    return root
+
+
 def render(root: exp.Expr, dialect: str) -> str:
     """SQL text for the tree; raises sqlglot.errors.UnsupportedError rather than dropping parts."""
     # generate() copies: the generator's transforms rewrite the tree they are given (an ordered
