@@ -421,21 +421,24 @@ class Resolver:
 
     def _materialized(self, scope: Scope) -> bool:
         """Whether the engine may compute this CTE once, whole, instead of folding it into its
-        readers: then a ``*`` in it reads every column, whatever the readers name. PostgreSQL does
-        so for ``AS MATERIALIZED``, for a CTE named more than once and for recursive ones (and
-        its plan shows it). A CTE named more than once counts only where the engine's plan of it
-        reads every column (``EngineTraits.materialized_ctes_read_whole``): DuckDB's engine check
-        follows each column of it to its readers, as the analyzer does."""
+        readers, and a ``*`` in it then reads every column, whatever the readers name. Engines do
+        so for ``AS MATERIALIZED``, for a CTE named more than once and for recursive ones. Only a
+        recursive CTE counts everywhere; the others only where the engine's plan of such a CTE
+        reads every column its star names (``EngineTraits.materialized_ctes_read_whole``:
+        PostgreSQL's CTE scan). DuckDB's engine check follows each column of it to its readers,
+        as the analyzer does."""
         cte = scope.expression.parent
         if not isinstance(cte, exp.CTE):
+            return False
+        with_ = cte.parent
+        if isinstance(with_, exp.With) and with_.args.get("recursive"):
+            return True
+        if not self.materialized_whole:
             return False
         materialized = cte.args.get("materialized")
         if materialized is not None:
             return bool(materialized)  # AS [NOT] MATERIALIZED
-        with_ = cte.parent
-        if isinstance(with_, exp.With) and with_.args.get("recursive"):
-            return True
-        return self.materialized_whole and self._cte_uses.get(id(scope), 0) > 1
+        return self._cte_uses.get(id(scope), 0) > 1
 
     # -- columns -------------------------------------------------------------------------
 

@@ -111,9 +111,10 @@ class EngineTraits:
     #: subquery or CTE whose readers name fewer (PostgreSQL's column grants): the normalized code
     #: then writes such a star over a table with blocked columns as the columns the query reads.
     spells_out_stars: bool = False
-    #: Whether the engine's plan of a CTE it computes once, whole (named more than once), reads
-    #: every column the CTE's ``*`` names (PostgreSQL's CTE scan): such a star is then read whole.
-    #: False where the engine check follows each column of it to its readers (DuckDB's lineage).
+    #: Whether the engine's plan of a CTE it computes once, whole (AS MATERIALIZED or named more
+    #: than once), reads every column the CTE's ``*`` names (PostgreSQL's CTE scan): such a star
+    #: is then read whole. False where the engine check follows each column of it to its readers
+    #: (DuckDB's lineage). A recursive CTE's star is read whole on every engine.
     materialized_ctes_read_whole: bool = True
     #: Words that cannot name a table or column unquoted (the engine's reserved keywords):
     #: the schema resource shows such a name in double quotes, as a query must write it.
