@@ -464,7 +464,8 @@ def _offset(node: exp.Expr) -> str:
     """' after skipping the first N rows' for an OFFSET (the row cap alone says less than the query)."""
     offset = node.args.get("offset") if isinstance(node, exp.Query) else None
     if isinstance(offset, exp.Offset) and offset.expression is not None:
-        return f", after skipping the first {generate(offset.expression)} rows"
+        skipped = generate(offset.expression)
+        return f", after skipping the first {'row' if skipped == '1' else f'{skipped} rows'}"
     return ""
 
 
@@ -506,7 +507,8 @@ def explain(root: exp.Expr, limited: Limited | None, dialect: str) -> str:
     else:
         parts.append(f"Runs a {type(node).__name__.upper()} statement.")
     if limited is not None and limited.row_limit:
-        cap = f"Returns at most {limited.row_limit:,} rows{_offset(root)}"
+        rows = "1 row" if limited.row_limit == 1 else f"{limited.row_limit:,} rows"
+        cap = f"Returns at most {rows}{_offset(root)}"
         if limited.source == "lowered":
             parts.append(f"{cap} (the query's own limit was lowered to the maximum).")
         elif limited.source == "wrapped":

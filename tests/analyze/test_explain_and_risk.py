@@ -203,6 +203,8 @@ def test_mixed_set_operations_keep_their_grouping_and_an_offset_is_said(dialect:
     assert (
         "Returns at most 1,000 rows, after skipping the first 20 rows (the query's own limit" in a.explanation
     )
+    a = run("SELECT id FROM orders ORDER BY id LIMIT 1 OFFSET 1", dialect)
+    assert "Returns at most 1 row, after skipping the first row." in a.explanation, a.explanation
 
 
 def test_subqueries_are_explained_and_their_aggregates_stay_theirs() -> None:
