@@ -753,6 +753,8 @@ class Resolver:
         if outs is not None and declared and not _is_join(scope.expression):  # a join renames its own
             renamed = [c.lower() for c in declared]
             outs = [(renamed[i] if i < len(renamed) else n, origin) for i, (n, origin) in enumerate(outs)]
+        if outs is not None and (added := _search_columns(scope.expression)):
+            outs = outs + [(name, _EXPLICIT) for name in added]
         self._outputs[key] = outs
         return outs
 
@@ -1384,6 +1386,35 @@ def _apply_star_modifiers(
     return result
 
 
+def _cte_of(expr: exp.Expr) -> exp.CTE | None:
+    """The CTE whose body (or first branch) ``expr`` is."""
+    node = expr
+    while isinstance(node.parent, (exp.SetOperation, exp.Subquery)) and node.arg_key == "this":
+        node = node.parent
+    return node.parent if isinstance(node.parent, exp.CTE) else None
+
+
+def _search_columns(expr: exp.Expr) -> list[str]:
+    """The columns a recursive CTE's SEARCH or CYCLE clause adds to it (PostgreSQL), lower-cased.
+
+    ``SEARCH DEPTH FIRST BY n SET ord`` adds ``ord``; ``CYCLE n SET is_cycle USING path`` adds
+    ``is_cycle`` and ``path``. Their values are made of the CTE's own columns, whose reads were
+    counted in its body. sqlglot keeps the clauses on the WITH, for its last CTE.
+    """
+    cte = _cte_of(expr)
+    with_ = cte.parent if cte is not None else None
+    if not isinstance(with_, exp.With) or with_.expressions[-1] is not cte:
+        return []
+    added: list[str] = []
+    for clause in (with_.args.get("search"), with_.args.get("cycle")):
+        if isinstance(clause, exp.RecursiveWithSearch):
+            for arg in ("expression", "using"):
+                name = clause.args.get(arg)
+                if isinstance(name, exp.Identifier):
+                    added.append(name.name.lower())
+    return added
+
+
 def _cte_column_list(expr: exp.Expr) -> list[str]:
     """The column list of the CTE whose first branch ``expr`` is, else nothing.
 
@@ -1391,13 +1422,8 @@ def _cte_column_list(expr: exp.Expr) -> list[str]:
     which carries no column list: in ``WITH RECURSIVE chain(id, depth) AS (SELECT id, 1 ...
     UNION ALL SELECT ... FROM chain ch)``, ``ch.depth`` names the anchor's second column.
     """
-    node = expr
-    while isinstance(node.parent, (exp.SetOperation, exp.Subquery)) and node.arg_key == "this":
-        node = node.parent
-    parent = node.parent
-    if isinstance(parent, exp.CTE):
-        return list(parent.alias_column_names)
-    return []
+    cte = _cte_of(expr)
+    return list(cte.alias_column_names) if cte is not None else []
 
 
 def clause_label(where: str | exp.Expr) -> str:

@@ -10,7 +10,8 @@ from .base import RuleContext
 
 
 def recursion(ctx: RuleContext) -> list[Violation]:
-    """Recursive CTEs must be bounded: a WHERE, a join to a table, or a LIMIT in the recursive part.
+    """Recursive CTEs must be bounded: a WHERE, a join to a table, or a LIMIT in the recursive part,
+    or PostgreSQL's CYCLE clause (the recursion stops where a row repeats).
 
     Without one, ``WITH RECURSIVE r AS (SELECT 1 UNION ALL SELECT n + 1 FROM r)`` runs until
     a limit kills it (DuckDB materializes the whole recursion before any outer LIMIT applies).
@@ -23,6 +24,8 @@ def recursion(ctx: RuleContext) -> list[Violation]:
         if not with_.args.get("recursive"):
             continue
         for cte in with_.expressions:
+            if cte is with_.expressions[-1] and _has_cycle_clause(with_):
+                continue  # sqlglot keeps CYCLE on the WITH, for its last CTE
             body = cte.this
             if not isinstance(body, exp.SetOperation) or body.args.get("limit") is not None:
                 continue
@@ -42,3 +45,12 @@ def recursion(ctx: RuleContext) -> list[Violation]:
                     )
                 )
     return out
+
+
+def _has_cycle_clause(with_: exp.With) -> bool:
+    """``CYCLE col SET mark USING path``: stored as the WITH's ``cycle``, or as its ``search``
+    when it is the only clause."""
+    search = with_.args.get("search")
+    return with_.args.get("cycle") is not None or (
+        isinstance(search, exp.RecursiveWithSearch) and str(search.args.get("kind") or "").upper() == "CYCLE"
+    )
