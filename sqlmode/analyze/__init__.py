@@ -16,6 +16,7 @@ engine's own parser) comes from the :class:`~sqlmode.engines.base.Engine` given,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -177,9 +178,21 @@ class Analyzer:
             return
 
         inv = cls.inventory or _classify.survey(root)[1]
-        ctx = RuleContext.build(code, root, snapshot, rules, inv)
-        _extend(a, [self._with_notes(v) if _wants_notes(v) else v for v in run_rules(ctx)])
-        a.violations[:] = without_pivot_listing(a.violations)
+        ctx = self._checked(a, code, root, snapshot, inv)
+        if self.traits.spells_out_stars and cls.is_query and not a.violations and ctx.refs.lazy_stars:
+            spelled = spell_out_stars(
+                root,
+                ctx.refs.lazy_stars,
+                self._read_columns(snapshot, ctx.refs.reads),
+                ctx.refs.spelled_stars,
+            )
+            if spelled is None:
+                # A materialized CTE's star cannot be written out: it is read whole, as the
+                # engine's CTE scan reads it (its other lazy stars are written out as usual).
+                whole = dataclasses.replace(self.traits, spells_out_stars=False)
+                ctx = self._checked(a, code, root, snapshot, inv, whole)
+                if not a.violations and ctx.refs.lazy_stars:
+                    spell_out_stars(root, ctx.refs.lazy_stars, self._read_columns(snapshot, ctx.refs.reads))
         a.tables = sorted(ctx.tables)
         a.columns = ctx.columns
         a.functions = ctx.functions
@@ -191,8 +204,6 @@ class Analyzer:
 
         if self.traits.qualifies_other_schemas and cls.is_query and not a.violations:
             _qualify_other_schemas(ctx.refs.tables, snapshot, self.traits.default_schema)
-        if self.traits.spells_out_stars and cls.is_query and not a.violations and ctx.refs.lazy_stars:
-            spell_out_stars(root, ctx.refs.lazy_stars, self._read_columns(snapshot, ctx.refs.reads))
         limited = inject_limit(root, rules.max_rows) if cls.is_query else None
         final_root = limited.root if limited is not None else root
         if explanation:
@@ -226,6 +237,22 @@ class Analyzer:
         if limited is not None:
             a.row_limit = limited.row_limit
             a.limit_source = limited.source
+
+    def _checked(
+        self,
+        a: Analysis,
+        code: str,
+        root: exp.Expr,
+        snapshot: SchemaSnapshot,
+        inventory: _classify.Inventory,
+        traits: EngineTraits | None = None,
+    ) -> RuleContext:
+        """Resolve ``root`` (with ``traits``' binding rules, else the engine's) and add the rules'
+        violations to ``a``."""
+        ctx = RuleContext.build(code, root, snapshot, self.rules, inventory, traits)
+        _extend(a, [self._with_notes(v) if _wants_notes(v) else v for v in run_rules(ctx)])
+        a.violations[:] = without_pivot_listing(a.violations)
+        return ctx
 
     def _read_columns(
         self, snapshot: SchemaSnapshot, reads: Mapping[tuple[str, str], object]

@@ -141,6 +141,10 @@ class References:
     # Stars in a subquery's or CTE's select list that read only what their readers name, each
     # with the FROM items it stands for, in order: (FROM node, source) (rewrite.spell_out_stars).
     lazy_stars: list[tuple[exp.Expr, list[tuple[exp.Expr, Any]]]] = field(default_factory=list)
+    # ids of the lazy stars the normalized code must write out whatever their tables: a star of a
+    # CTE the engine computes once, whole, on an engine whose stars are written out (PostgreSQL).
+    # Left as written, the CTE scan would read every column it names.
+    spelled_stars: set[int] = field(default_factory=set)
 
 
 class Resolver:
@@ -168,6 +172,9 @@ class Resolver:
         self.values_names = traits.values_column_names
         self.struct_star = traits.struct_star
         self.materialized_whole = traits.materialized_ctes_read_whole
+        # Such a CTE's star is read lazily and written out as what its readers name, where the
+        # engine's stars are written out anyway (spells_out_stars); else it is read whole.
+        self.spells_materialized = traits.materialized_ctes_read_whole and traits.spells_out_stars
         self._own: dict[int, set[int]] = {}
         self._cte_uses: dict[int, int] = {}  # CTE scope -> how many references name it
         # The query a PIVOT statement pivots (`PIVOT (SELECT ...) ON ...`), by the id of its node
@@ -399,7 +406,7 @@ class Resolver:
     def _stars_are_eager(self, scope: Scope) -> bool:
         """Whether a bare ``*`` in this scope reads every column at once."""
         expr = scope.expression
-        if scope.scope_type == ScopeType.CTE and self._materialized(scope):
+        if scope.scope_type == ScopeType.CTE and self._materialized(scope) and not self._spells_out(scope):
             return True
         # `JOIN LATERAL (SELECT * ...) x`: sqlglot scopes the query as a subquery; x's readers
         # name what it gives, as for a derived table. So does the query a PIVOT statement pivots,
@@ -419,9 +426,20 @@ class Resolver:
         # EXISTS (SELECT * ...) tests for rows, not values.
         return not (scope.scope_type == ScopeType.SUBQUERY and isinstance(expr.parent, exp.Exists))
 
+    def _spells_out(self, scope: Scope) -> bool:
+        """Whether the star of this materialized CTE is read as its readers name and written out
+        as those columns (:meth:`_lazy_star`, ``References.spelled_stars``): on an engine whose
+        stars are written out, for a CTE that is not recursive (whose star feeds itself)."""
+        if not self.spells_materialized:
+            return False
+        cte = scope.expression.parent
+        with_ = cte.parent if isinstance(cte, exp.CTE) else None
+        return not (isinstance(with_, exp.With) and with_.args.get("recursive"))
+
     def _materialized(self, scope: Scope) -> bool:
         """Whether the engine may compute this CTE once, whole, instead of folding it into its
-        readers, and a ``*`` in it then reads every column, whatever the readers name. Engines do
+        readers, and a ``*`` in it then reads every column, whatever the readers name, unless it is
+        written out as what they name (:meth:`_spells_out`). Engines do
         so for ``AS MATERIALIZED``, for a CTE named more than once and for recursive ones. Only a
         recursive CTE counts everywhere; the others only where the engine's plan of such a CTE
         reads every column its star names (``EngineTraits.materialized_ctes_read_whole``:
@@ -667,6 +685,8 @@ class Resolver:
             items = [(node, src) for node, src in items if src is only or _sid(src) == _sid(only)]
         if items:
             self.refs.lazy_stars.append((star, items))
+            if scope.scope_type == ScopeType.CTE and self._materialized(scope):
+                self.refs.spelled_stars.add(id(star))
 
     def _join_columns(self, scope: Scope, join: exp.Join) -> None:
         using = join.args.get("using") or []

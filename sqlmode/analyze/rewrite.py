@@ -143,7 +143,8 @@ def spell_out_stars(
     root: exp.Expr,
     lazy: list[tuple[exp.Expr, list[tuple[exp.Expr, Any]]]],
     columns_of: Callable[[exp.Table], tuple[list[exp.Identifier], bool] | None],
-) -> int:
+    forced: set[int] | frozenset[int] = frozenset(),
+) -> int | None:
     """Write out each lazy star that stands for a table with blocked columns.
 
     ``lazy``: the stars of subqueries and CTEs that read only what their readers name, with the
@@ -155,50 +156,72 @@ def spell_out_stars(
     query reads, the star still gives every name its readers use (each name they bind through it
     is a column read), and the normalized code reads what the query as written reads, no more.
 
+    ``forced``: ids of stars written out whatever their tables (``References.spelled_stars``: a
+    materialized CTE's, which the engine's CTE scan would otherwise read whole).
+
     A star stays as written where what it gives depends on position or on columns not named: a
     column list on its query, on a reference to its CTE or on a parenthesized join, a set
     operation, USING or NATURAL (the engine merges columns), EXCLUDE / REPLACE / RENAME, an alias
-    column list on a table, a FROM item without a name. Returns how many stars were written out.
+    column list on a table, a FROM item without a name. Returns how many stars were written out,
+    or None, with nothing written, when a ``forced`` star must stay as written: the query's reads
+    are then those of the star read whole.
     """
     if _lists_join_columns(root):
-        return 0  # `(a JOIN (SELECT * ...) b ON ...) AS x(p, q, ...)` names the stars' columns by position
-    done = 0
+        # `(a JOIN (SELECT * ...) b ON ...) AS x(p, q, ...)` names the stars' columns by position
+        return None if any(id(star) in forced for star, _ in lazy) else 0
+    planned: list[tuple[exp.Select, exp.Expr, list[exp.Expr]]] = []
     for star, items in lazy:
+        parts = _star_columns(root, star, items, columns_of, id(star) in forced)
+        if parts is None:
+            if id(star) in forced:
+                return None
+            continue
         select = star.parent
-        if not isinstance(select, exp.Select) or star.arg_key != "expressions" or _positional(select, root):
-            continue
-        inner = star.this if isinstance(star, exp.Column) else star
-        if any(inner.args.get(k) for k in ("except_", "replace", "rename")):
-            continue
-        if any(j.args.get("using") or j.args.get("method") for j in select.args.get("joins") or []):
-            continue
-        parts: list[exp.Expr] | None = []
-        hides = False
-        for node, src in items:
-            qualifier = star.args.get("table") if isinstance(star, exp.Column) else _qualifier(node)
-            if not isinstance(qualifier, exp.Identifier) or parts is None:
-                parts = None
-                break
-            table = src if isinstance(src, exp.Table) and isinstance(src.this, exp.Identifier) else None
-            if table is not None and table.alias_column_names:
-                parts = None
-                break
-            cols = columns_of(table) if table is not None else None
-            if cols is None:
-                parts.append(exp.Column(this=exp.Star(), table=qualifier.copy()))
-                continue
-            names, blocked = cols
-            hides |= blocked
-            parts.extend(exp.Column(this=n.copy(), table=qualifier.copy()) for n in names)
-        if parts is None or not hides:
-            continue
+        assert isinstance(select, exp.Select)
+        planned.append((select, star, parts))
+    for select, star, parts in planned:
         exprs = list(select.expressions)
         at = next(i for i, e in enumerate(exprs) if e is star)
         rest = [*exprs[:at], *parts, *exprs[at + 1 :]]
         # Nothing of the star is read (`SELECT count(*) FROM (SELECT * FROM t) x`): its rows are.
         select.set("expressions", rest or [exp.Literal.number(1)])
-        done += 1
-    return done
+    return len(planned)
+
+
+def _star_columns(
+    root: exp.Expr,
+    star: exp.Expr,
+    items: list[tuple[exp.Expr, Any]],
+    columns_of: Callable[[exp.Table], tuple[list[exp.Identifier], bool] | None],
+    always: bool,
+) -> list[exp.Expr] | None:
+    """What ``star`` is written out as (spell_out_stars), or None where it stays as written (it
+    also stays, unless ``always``, where none of its tables has a blocked column)."""
+    select = star.parent
+    if not isinstance(select, exp.Select) or star.arg_key != "expressions" or _positional(select, root):
+        return None
+    inner = star.this if isinstance(star, exp.Column) else star
+    if any(inner.args.get(k) for k in ("except_", "replace", "rename")):
+        return None
+    if any(j.args.get("using") or j.args.get("method") for j in select.args.get("joins") or []):
+        return None
+    parts: list[exp.Expr] = []
+    hides = False
+    for node, src in items:
+        qualifier = star.args.get("table") if isinstance(star, exp.Column) else _qualifier(node)
+        if not isinstance(qualifier, exp.Identifier):
+            return None
+        table = src if isinstance(src, exp.Table) and isinstance(src.this, exp.Identifier) else None
+        if table is not None and table.alias_column_names:
+            return None
+        cols = columns_of(table) if table is not None else None
+        if cols is None:
+            parts.append(exp.Column(this=exp.Star(), table=qualifier.copy()))
+            continue
+        names, blocked = cols
+        hides |= blocked
+        parts.extend(exp.Column(this=n.copy(), table=qualifier.copy()) for n in names)
+    return parts if hides or always else None
 
 
 def _positional(select: exp.Select, root: exp.Expr) -> bool:

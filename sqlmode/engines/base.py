@@ -113,8 +113,10 @@ class EngineTraits:
     spells_out_stars: bool = False
     #: Whether the engine's plan of a CTE it computes once, whole (AS MATERIALIZED or named more
     #: than once), reads every column the CTE's ``*`` names (PostgreSQL's CTE scan): such a star
-    #: is then read whole. False where the engine check follows each column of it to its readers
-    #: (DuckDB's lineage). A recursive CTE's star is read whole on every engine.
+    #: is then written out as the columns its readers name where ``spells_out_stars``, and read
+    #: whole where it cannot be (or the engine does not write stars out). False where the engine
+    #: check follows each column of it to its readers (DuckDB's lineage). A recursive CTE's star
+    #: is read whole on every engine.
     materialized_ctes_read_whole: bool = True
     #: Words that cannot name a table or column unquoted (the engine's reserved keywords):
     #: the schema resource shows such a name in double quotes, as a query must write it.

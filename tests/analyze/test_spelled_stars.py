@@ -62,3 +62,57 @@ def test_the_star_stays_where_the_engine_checks_only_what_is_read() -> None:
     analyzer, snapshot = _analyzer("duckdb")
     a = analyzer.analyze('SELECT p."Full Name" FROM (SELECT * FROM people) p', snapshot)
     assert a.violations == [] and "(SELECT * FROM people)" in a.normalized_code, a.normalized_code
+
+
+def _plain_snapshot(dialect: str) -> tuple[Analyzer, SchemaSnapshot]:
+    """``_analyzer``'s, with a second table that has no blocked column."""
+    analyzer, snapshot = _analyzer(dialect)
+    tables = [
+        *snapshot.tables.values(),
+        TableInfo(name="visits", columns=tuple(ColumnInfo(c, "VARCHAR") for c in ("id", "page", "at"))),
+    ]
+    return analyzer, SchemaSnapshot.build(as_dialect(dialect), "w", tables, blocked_fields=["people.ssn"])
+
+
+def test_a_materialized_ctes_star_is_written_out_whatever_its_table() -> None:
+    # PostgreSQL computes such a CTE once and its scan reads every column the * names: written out
+    # as what the readers name, the CTE reads those, also over a table without blocked columns.
+    analyzer, snapshot = _plain_snapshot("postgres")
+    cases = {
+        'WITH c AS MATERIALIZED (SELECT * FROM people) SELECT "Region", count(*) FROM c GROUP BY 1': (
+            'WITH c AS MATERIALIZED (SELECT people."Region" FROM people)'
+        ),
+        "WITH v AS (SELECT * FROM visits) SELECT a.page FROM v a JOIN v b ON b.id = a.id": (
+            "WITH v AS (SELECT visits.id, visits.page FROM visits)"
+        ),
+        "WITH v AS MATERIALIZED (SELECT * FROM visits) SELECT count(*) FROM v": (
+            "WITH v AS MATERIALIZED (SELECT 1 FROM visits)"
+        ),
+    }
+    for code, written in cases.items():
+        a = analyzer.analyze(code, snapshot)
+        assert a.violations == [] and a.normalized_code.startswith(written), (code, a.normalized_code)
+        again = analyzer.analyze(a.normalized_code, snapshot)
+        assert again.violations == [] and again.columns == a.columns
+
+
+def test_a_materialized_ctes_star_that_cannot_be_written_out_is_read_whole() -> None:
+    # USING merges columns by name: the star stays, and reads every column of its tables.
+    analyzer, snapshot = _plain_snapshot("postgres")
+    join = 'SELECT * FROM visits JOIN (SELECT id, "Region" FROM people) AS p USING (id)'
+    a = analyzer.analyze(f"WITH b AS MATERIALIZED ({join}) SELECT page FROM b", snapshot)
+    assert a.violations == [] and f"AS MATERIALIZED ({join})" in a.normalized_code, a.normalized_code
+    assert {"visits.id", "visits.page", "visits.at"} <= set(a.columns), a.columns
+    blocked = analyzer.analyze(
+        "WITH b AS MATERIALIZED (SELECT * FROM people JOIN visits USING (id)) SELECT page FROM b", snapshot
+    )
+    assert [v.code for v in blocked.violations] == ["COLUMN_BLOCKED"], blocked.violations
+    # Other stars of the same query are still written out.
+    mixed = analyzer.analyze(
+        f'WITH b AS MATERIALIZED ({join}) SELECT b.page, q."Region" FROM b JOIN (SELECT * FROM people) q '
+        "ON q.id = b.id",
+        snapshot,
+    )
+    assert mixed.violations == [] and '(SELECT people.id, people."Region" FROM people) AS q' in (
+        mixed.normalized_code
+    ), mixed.normalized_code

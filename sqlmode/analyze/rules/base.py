@@ -122,10 +122,17 @@ class RuleContext:
 
     @classmethod
     def build(
-        cls, code: str, root: exp.Expr, snapshot: SchemaSnapshot, rules: RuleSet, inventory: Inventory
+        cls,
+        code: str,
+        root: exp.Expr,
+        snapshot: SchemaSnapshot,
+        rules: RuleSet,
+        inventory: Inventory,
+        traits: EngineTraits | None = None,
     ) -> RuleContext:
-        """Resolve ``root`` and weigh it: everything the rules read."""
-        refs = resolve(root, snapshot, inventory, rules.traits)
+        """Resolve ``root`` and weigh it: everything the rules read. ``traits``: the binding rules
+        to resolve with, when not the rule set's engine's own."""
+        refs = resolve(root, snapshot, inventory, traits or rules.traits)
         blocks = query_blocks(inventory)
         return cls(code, root, snapshot, rules, inventory, refs, blocks, measure(inventory, refs, blocks))
 
