@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
+from sqlglot.optimizer.scope import Scope
 
 from .parse import generate
 
@@ -169,6 +170,11 @@ def spell_out_stars(
     if _lists_join_columns(root):
         # `(a JOIN (SELECT * ...) b ON ...) AS x(p, q, ...)` names the stars' columns by position
         return None if any(id(star) in forced for star, _ in lazy) else 0
+    if forced:
+        closed = _forced_closure(lazy, forced)
+        if closed is None:
+            return None
+        forced = closed
     planned: list[tuple[exp.Select, exp.Expr, list[exp.Expr]]] = []
     for star, items in lazy:
         parts = _star_columns(root, star, items, columns_of, id(star) in forced)
@@ -186,6 +192,35 @@ def spell_out_stars(
         # Nothing of the star is read (`SELECT count(*) FROM (SELECT * FROM t) x`): its rows are.
         select.set("expressions", rest or [exp.Literal.number(1)])
     return len(planned)
+
+
+def _forced_closure(
+    lazy: list[tuple[exp.Expr, list[tuple[exp.Expr, Any]]]], forced: set[int] | frozenset[int]
+) -> set[int] | None:
+    """``forced`` and the lazy stars of every query a forced star reads through its ``*``.
+
+    A forced star over a subquery or CTE stays ``q.*``, which gives every column ``q`` gives: a
+    lazy star of ``q`` must then be written out too, or the CTE scan reads every column of its
+    tables. None when a forced star reads a source whose columns cannot be followed (a CTE under
+    a column list)."""
+    by_query: dict[int, list[exp.Expr]] = {}
+    for star, _ in lazy:
+        by_query.setdefault(id(star.parent), []).append(star)
+    closed = set(forced)
+    pending = [(star, items) for star, items in lazy if id(star) in closed]
+    items_of = {id(star): items for star, items in lazy}
+    while pending:
+        _, items = pending.pop()
+        for _node, src in items:
+            if isinstance(src, exp.Table):
+                continue
+            if not isinstance(src, Scope):
+                return None  # a CTE read under a column list
+            for inner in by_query.get(id(src.expression), []):
+                if id(inner) not in closed:
+                    closed.add(id(inner))
+                    pending.append((inner, items_of[id(inner)]))
+    return closed
 
 
 def _star_columns(

@@ -116,3 +116,18 @@ def test_a_materialized_ctes_star_that_cannot_be_written_out_is_read_whole() -> 
     assert mixed.violations == [] and '(SELECT people.id, people."Region" FROM people) AS q' in (
         mixed.normalized_code
     ), mixed.normalized_code
+
+
+def test_a_materialized_ctes_star_over_a_query_writes_that_querys_star_out_too() -> None:
+    # `b`'s star over `a` stays `a.*`, every column `a` gives: `a`'s own star is written out as
+    # what the query reads, or the CTE scan of `b` reads every column of visits.
+    analyzer, snapshot = _plain_snapshot("postgres")
+    a = analyzer.analyze(
+        "WITH a AS (SELECT * FROM visits), b AS (SELECT * FROM a) "
+        "SELECT x.page FROM b x JOIN b y ON y.id = x.id",
+        snapshot,
+    )
+    assert a.violations == [] and a.normalized_code.startswith(
+        "WITH a AS (SELECT visits.id, visits.page FROM visits), b AS (SELECT a.* FROM a)"
+    ), a.normalized_code
+    assert sorted(a.columns) == ["visits.id", "visits.page"]
