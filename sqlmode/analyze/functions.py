@@ -60,7 +60,7 @@ not_like_escape not_ilike_escape left_grapheme right_grapheme length_grapheme su
 nfc_normalize normalize unistr url_encode url_decode unhex from_hex to_binary from_binary to_base
 format_bytes bar convert_to convert_from quote_ident quote_nullable string_to_table
 regexp_split_to_table string_split_regex str_split_regex editdist3 mismatches
-sha224 sha384 sha512 crc32 crc32c casefold is_normalized
+sha224 sha384 sha512 crc32 crc32c casefold is_normalized pg_size_pretty pg_size_bytes
 """
 _DATETIME = """
 now current_date current_timestamp current_time localtime localtimestamp date_trunc date_part
@@ -110,7 +110,7 @@ list_bool_or list_string_agg list_histogram list_aggr list_approx_count_distinct
 array_reverse_sort map_contains_value map_contains_entry map_extract_value struct_has struct_position
 struct_indexof struct_extract_at
 """
-_CASTS = "cast try_cast typeof num_nulls num_nonnulls try"
+_CASTS = "cast try_cast typeof pg_typeof num_nulls num_nonnulls try"
 _TEXT_SEARCH = """
 to_tsvector to_tsquery plainto_tsquery phraseto_tsquery websearch_to_tsquery ts_rank ts_headline
 """

@@ -25,6 +25,9 @@ _ACTIONS = {a.value: a.value for a in (Action.READ, Action.WRITE, Action.DELETE,
 # pg_catalog.pg_class, main.pg_user, duckdb_tables(), system.main.x. One regex over all
 # names at once, because this runs on every decision.
 _CATALOG = re.compile(r"(?m)(?:^|\.)(?:pg_|duckdb_|sqlite_|information_schema\b)|^system\.")
+# Functions named like catalog ones that read no catalog: a value's type, and byte counts
+# formatted or parsed. The analyzer's allowlist admits them (analyze/functions.py).
+_PURE_CATALOG_NAMED = frozenset({"pg_typeof", "pg_size_pretty", "pg_size_bytes"})
 
 
 def principal_from_config(
@@ -110,7 +113,8 @@ def build_context(analysis: Analysis) -> dict[str, Any]:
     targets = (_lower_set(analysis.targets) or tables) if action in ("write", "delete") else []
     functions = _lower_set(analysis.functions)
     risk = RiskLevel(analysis.risk_level)
-    catalog = analysis.catalog or bool(_CATALOG.search("\n".join(tables + functions)))
+    named = tables + [f for f in functions if f not in _PURE_CATALOG_NAMED]
+    catalog = analysis.catalog or bool(_CATALOG.search("\n".join(named)))
     context = {
         "action": action,
         "statement_type": str(analysis.statement_type).upper(),

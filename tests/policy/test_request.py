@@ -74,6 +74,10 @@ def test_write_targets() -> None:
         ([], ["duckdb_settings"], True),
         ([], ["pg_read_file"], True),
         (["orders", "pageviews"], ["percentile_cont"], False),
+        # a value's type and byte counts: named like catalog functions, reading none
+        (["orders"], ["pg_typeof", "pg_size_pretty", "pg_size_bytes"], False),
+        (["orders"], ["pg_typeof", "pg_relation_size"], True),
+        (["pg_typeof"], [], True),
     ],
 )
 def test_catalog_detection(tables: list[str], functions: list[str], catalog: bool) -> None:
