@@ -430,11 +430,7 @@ class Resolver:
         """Whether the star of this materialized CTE is read as its readers name and written out
         as those columns (:meth:`_lazy_star`, ``References.spelled_stars``): on an engine whose
         stars are written out, for a CTE that is not recursive (whose star feeds itself)."""
-        if not self.spells_materialized:
-            return False
-        cte = scope.expression.parent
-        with_ = cte.parent if isinstance(cte, exp.CTE) else None
-        return not (isinstance(with_, exp.With) and with_.args.get("recursive"))
+        return self.spells_materialized and not _recursive_cte(scope)
 
     def _materialized(self, scope: Scope) -> bool:
         """Whether the engine may compute this CTE once, whole, instead of folding it into its
@@ -448,8 +444,7 @@ class Resolver:
         cte = scope.expression.parent
         if not isinstance(cte, exp.CTE):
             return False
-        with_ = cte.parent
-        if isinstance(with_, exp.With) and with_.args.get("recursive"):
+        if _recursive_cte(scope):
             return True
         if not self.materialized_whole:
             return False
@@ -1404,6 +1399,13 @@ def _apply_star_modifiers(
             continue
         result.append((renamed.get(name, name), origin))
     return result
+
+
+def _recursive_cte(scope: Scope) -> bool:
+    """Whether the scope is the body of a CTE under WITH RECURSIVE."""
+    cte = scope.expression.parent
+    with_ = cte.parent if isinstance(cte, exp.CTE) else None
+    return isinstance(with_, exp.With) and bool(with_.args.get("recursive"))
 
 
 def _cte_of(expr: exp.Expr) -> exp.CTE | None:

@@ -203,23 +203,21 @@ def _forced_closure(
     lazy star of ``q`` must then be written out too, or the CTE scan reads every column of its
     tables. None when a forced star reads a source whose columns cannot be followed (a CTE under
     a column list)."""
-    by_query: dict[int, list[exp.Expr]] = {}
-    for star, _ in lazy:
-        by_query.setdefault(id(star.parent), []).append(star)
+    by_query: dict[int, list[tuple[exp.Expr, list[tuple[exp.Expr, Any]]]]] = {}
+    for star, items in lazy:
+        by_query.setdefault(id(star.parent), []).append((star, items))
     closed = set(forced)
-    pending = [(star, items) for star, items in lazy if id(star) in closed]
-    items_of = {id(star): items for star, items in lazy}
+    pending = [items for star, items in lazy if id(star) in closed]
     while pending:
-        _, items = pending.pop()
-        for _node, src in items:
+        for _node, src in pending.pop():
             if isinstance(src, exp.Table):
                 continue
             if not isinstance(src, Scope):
                 return None  # a CTE read under a column list
-            for inner in by_query.get(id(src.expression), []):
+            for inner, inner_items in by_query.get(id(src.expression), []):
                 if id(inner) not in closed:
                     closed.add(id(inner))
-                    pending.append((inner, items_of[id(inner)]))
+                    pending.append(inner_items)
     return closed
 
 
