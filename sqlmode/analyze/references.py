@@ -1382,13 +1382,22 @@ def _is_join(expr: exp.Expr) -> TypeGuard[exp.Table]:
 def _apply_star_modifiers(
     star: exp.Expr, outs: list[tuple[str, tuple[Any, ...]]], key: str, eager: bool
 ) -> list[tuple[str, tuple[Any, ...]]]:
-    """EXCLUDE / REPLACE / RENAME applied to one source's columns under a star."""
-    excluded = {c.name.lower() for c in star.args.get("except_") or []}
+    """EXCLUDE / REPLACE / RENAME applied to the columns of the source named ``key`` under a star.
+
+    A qualified name (``EXCLUDE (c.ssn)``, ``RENAME (c.ssn AS x)``) applies only to the source it
+    names: DuckDB still returns ``d.ssn`` under ``* EXCLUDE (c.ssn)`` over ``c`` and ``d``.
+    """
+    key = key.lower()
+
+    def mine(col: exp.Expr) -> bool:
+        return isinstance(col, exp.Column) and col.table.lower() in ("", key)
+
+    excluded = {c.name.lower() for c in star.args.get("except_") or [] if mine(c)}
     replaced = {r.alias.lower() for r in star.args.get("replace") or [] if isinstance(r, exp.Alias)}
     renamed = {
         a.this.name.lower(): a.alias.lower()
         for a in star.args.get("rename") or []
-        if isinstance(a, exp.Alias) and isinstance(a.this, exp.Column)
+        if isinstance(a, exp.Alias) and mine(a.this)
     }
     result = []
     for name, origin in outs:
