@@ -214,11 +214,19 @@ def _forced_closure(
                 continue
             if not isinstance(src, Scope):
                 return None  # a CTE read under a column list
-            for inner, inner_items in by_query.get(id(src.expression), []):
+            for inner, inner_items in by_query.get(id(_query_of(src.expression)), []):
                 if id(inner) not in closed:
                     closed.add(id(inner))
                     pending.append(inner_items)
     return closed
+
+
+def _query_of(node: exp.Expr) -> exp.Expr:
+    """The query a source scope stands for: sqlglot scopes ``LATERAL (SELECT ...) d`` as the
+    LATERAL node, whose star belongs to the SELECT inside it."""
+    while isinstance(node, (exp.Lateral, exp.Subquery)) and isinstance(node.this, exp.Expr):
+        node = node.this
+    return node
 
 
 def _star_columns(

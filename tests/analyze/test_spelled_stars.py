@@ -131,3 +131,22 @@ def test_a_materialized_ctes_star_over_a_query_writes_that_querys_star_out_too()
         "WITH a AS (SELECT visits.id, visits.page FROM visits), b AS (SELECT a.* FROM a)"
     ), a.normalized_code
     assert sorted(a.columns) == ["visits.id", "visits.page"]
+
+
+def test_a_materialized_ctes_star_over_a_lateral_query_writes_its_star_out_too() -> None:
+    # sqlglot scopes `LATERAL (SELECT ...) d` as the LATERAL node: `d.*` stays, and the star of the
+    # SELECT inside it is written out as what the query reads (the CTE scan read every column).
+    analyzer, snapshot = _plain_snapshot("postgres")
+    a = analyzer.analyze(
+        "WITH w AS MATERIALIZED (SELECT d.* FROM people p "
+        "LEFT JOIN LATERAL (SELECT * FROM visits v WHERE v.id = p.id LIMIT 1) d ON true) SELECT page FROM w",
+        snapshot,
+    )
+    assert (
+        a.violations == []
+        and ("LATERAL (SELECT v.id, v.page FROM visits AS v WHERE v.id = p.id LIMIT 1) AS d")
+        in a.normalized_code
+    ), a.normalized_code
+    assert sorted(a.columns) == ["people.id", "visits.id", "visits.page"]
+    again = analyzer.analyze(a.normalized_code, snapshot)
+    assert again.violations == [] and again.columns == a.columns
