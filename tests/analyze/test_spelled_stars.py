@@ -7,6 +7,7 @@ qualifier, and the normalized code's own analysis reading exactly the same colum
 
 from __future__ import annotations
 
+import pytest
 from sqlglot import exp, parse_one
 
 from sqlmode.analyze import Analyzer
@@ -118,35 +119,34 @@ def test_a_materialized_ctes_star_that_cannot_be_written_out_is_read_whole() -> 
     ), mixed.normalized_code
 
 
-def test_a_materialized_ctes_star_over_a_query_writes_that_querys_star_out_too() -> None:
-    # `b`'s star over `a` stays `a.*`, every column `a` gives: `a`'s own star is written out as
-    # what the query reads, or the CTE scan of `b` reads every column of visits.
+@pytest.mark.parametrize(
+    ("code", "written", "columns"),
+    [
+        # `b`'s star over `a` stays `a.*`, every column `a` gives: `a`'s own star is written out
+        # as what the query reads, or the CTE scan of `b` reads every column of visits.
+        (
+            "WITH a AS (SELECT * FROM visits), b AS (SELECT * FROM a) "
+            "SELECT x.page FROM b x JOIN b y ON y.id = x.id",
+            "WITH a AS (SELECT visits.id, visits.page FROM visits), b AS (SELECT a.* FROM a)",
+            ["visits.id", "visits.page"],
+        ),
+        # sqlglot scopes `LATERAL (SELECT ...) d` as the LATERAL node: `d.*` stays, and the star
+        # of the SELECT inside it is written out too.
+        (
+            "WITH w AS MATERIALIZED (SELECT d.* FROM people p LEFT JOIN LATERAL "
+            "(SELECT * FROM visits v WHERE v.id = p.id LIMIT 1) d ON true) SELECT page FROM w",
+            "LATERAL (SELECT v.id, v.page FROM visits AS v WHERE v.id = p.id LIMIT 1) AS d",
+            ["people.id", "visits.id", "visits.page"],
+        ),
+    ],
+    ids=["cte_over_a_cte", "over_a_lateral_query"],
+)
+def test_a_materialized_ctes_star_over_a_query_writes_that_querys_star_out_too(
+    code: str, written: str, columns: list[str]
+) -> None:
     analyzer, snapshot = _plain_snapshot("postgres")
-    a = analyzer.analyze(
-        "WITH a AS (SELECT * FROM visits), b AS (SELECT * FROM a) "
-        "SELECT x.page FROM b x JOIN b y ON y.id = x.id",
-        snapshot,
-    )
-    assert a.violations == [] and a.normalized_code.startswith(
-        "WITH a AS (SELECT visits.id, visits.page FROM visits), b AS (SELECT a.* FROM a)"
-    ), a.normalized_code
-    assert sorted(a.columns) == ["visits.id", "visits.page"]
-
-
-def test_a_materialized_ctes_star_over_a_lateral_query_writes_its_star_out_too() -> None:
-    # sqlglot scopes `LATERAL (SELECT ...) d` as the LATERAL node: `d.*` stays, and the star of the
-    # SELECT inside it is written out as what the query reads (the CTE scan read every column).
-    analyzer, snapshot = _plain_snapshot("postgres")
-    a = analyzer.analyze(
-        "WITH w AS MATERIALIZED (SELECT d.* FROM people p "
-        "LEFT JOIN LATERAL (SELECT * FROM visits v WHERE v.id = p.id LIMIT 1) d ON true) SELECT page FROM w",
-        snapshot,
-    )
-    assert (
-        a.violations == []
-        and ("LATERAL (SELECT v.id, v.page FROM visits AS v WHERE v.id = p.id LIMIT 1) AS d")
-        in a.normalized_code
-    ), a.normalized_code
-    assert sorted(a.columns) == ["people.id", "visits.id", "visits.page"]
+    a = analyzer.analyze(code, snapshot)
+    assert a.violations == [] and written in a.normalized_code, a.normalized_code
+    assert sorted(a.columns) == columns
     again = analyzer.analyze(a.normalized_code, snapshot)
     assert again.violations == [] and again.columns == a.columns
