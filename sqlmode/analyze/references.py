@@ -396,6 +396,10 @@ class Resolver:
                 # A star inside a function or selector reaches every column of every source.
                 self._demand_all_sources(scope, node, "*")
             elif kind == "selector":
+                if isinstance(node, exp.Columns) and _is_any_star(node.this):
+                    # COLUMNS(* EXCLUDE (c)): the star inside is read as any star in a call is,
+                    # less what its EXCLUDE / REPLACE / RENAME take away (its own kind, above).
+                    continue
                 self._demand_all_sources(scope, None, "a positional or COLUMNS(...) selector")
             elif kind == "dot":
                 if node.is_star:
@@ -1345,6 +1349,11 @@ def _orders_by_all(select: exp.Select) -> bool:
 
 def _is_projection(node: exp.Expr, scope_expr: exp.Expr) -> bool:
     return node.parent is scope_expr and node.arg_key == "expressions"
+
+
+def _is_any_star(node: object) -> bool:
+    """``*`` or ``t.*``, with or without EXCLUDE / REPLACE / RENAME."""
+    return isinstance(node, exp.Star) or (isinstance(node, exp.Column) and isinstance(node.this, exp.Star))
 
 
 def _is_table_star(proj: exp.Expr) -> bool:
