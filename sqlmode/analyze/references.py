@@ -785,7 +785,7 @@ class Resolver:
                 left = left.this
             left = left.unnest() if isinstance(left, exp.Subquery) else left
             if isinstance(left, exp.Select):
-                if any(isinstance(p, exp.Star) or _is_table_star(p) for p in left.expressions):
+                if any(_is_any_star(p) for p in left.expressions):
                     return None  # branch stars are eager, so nothing is hidden behind this
                 return [(_output_name(p), _EXPLICIT) for p in left.expressions]
             return None
@@ -1353,7 +1353,7 @@ def _is_projection(node: exp.Expr, scope_expr: exp.Expr) -> bool:
 
 def _is_any_star(node: object) -> bool:
     """``*`` or ``t.*``, with or without EXCLUDE / REPLACE / RENAME."""
-    return isinstance(node, exp.Star) or (isinstance(node, exp.Column) and isinstance(node.this, exp.Star))
+    return isinstance(node, exp.Star) or (isinstance(node, exp.Expr) and _is_table_star(node))
 
 
 def _is_table_star(proj: exp.Expr) -> bool:
