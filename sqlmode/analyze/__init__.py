@@ -42,7 +42,7 @@ from .pivot import (
     without_pivot_listing,
     wrap_cte_pivots,
 )
-from .rewrite import inject_limit, match_cte_names, render, spell_out_stars
+from .rewrite import TableColumn, TableColumns, inject_limit, match_cte_names, render, spell_out_stars
 from .roundtrip import check_round_trip
 from .rules import RuleContext, RuleSet, run_rules
 from .rules.blocked_columns import DATE_PART_HINT
@@ -184,15 +184,21 @@ class Analyzer:
                 root,
                 ctx.refs.lazy_stars,
                 self._read_columns(snapshot, ctx.refs.reads),
+                self.traits.sqlglot_dialect,
                 ctx.refs.spelled_stars,
             )
             if spelled is None:
-                # A materialized CTE's star cannot be written out: it is read whole, as the
-                # engine's CTE scan reads it (its other lazy stars are written out as usual).
+                # A materialized CTE's or a UNION ALL branch's star cannot be written out: it is
+                # read whole, as the engine reads it (the other lazy stars are written out as usual).
                 whole = dataclasses.replace(self.traits, spells_out_stars=False)
                 ctx = self._checked(a, code, root, snapshot, inv, whole)
                 if not a.violations and ctx.refs.lazy_stars:
-                    spell_out_stars(root, ctx.refs.lazy_stars, self._read_columns(snapshot, ctx.refs.reads))
+                    spell_out_stars(
+                        root,
+                        ctx.refs.lazy_stars,
+                        self._read_columns(snapshot, ctx.refs.reads),
+                        self.traits.sqlglot_dialect,
+                    )
         a.tables = sorted(ctx.tables)
         a.columns = ctx.columns
         a.functions = ctx.functions
@@ -256,20 +262,26 @@ class Analyzer:
 
     def _read_columns(
         self, snapshot: SchemaSnapshot, reads: Mapping[tuple[str, str], object]
-    ) -> Callable[[exp.Table], tuple[list[exp.Identifier], bool] | None]:
-        """A base table's columns the query reads, as names to write, and whether any are blocked."""
+    ) -> TableColumns:
+        """A base table's columns as names to write, each with whether the query reads it, and
+        whether any are blocked."""
         rules = self.rules
         plain = _plain_name(self.traits)
 
-        def columns_of(table: exp.Table) -> tuple[list[exp.Identifier], bool] | None:
+        def columns_of(table: exp.Table) -> tuple[list[TableColumn], bool] | None:
             key = snapshot.key_of(table.name, table.text("db"))
             info = snapshot.table(key)
             if info is None:
                 return None
-            names = [c.name for c in info.columns]
-            read = [n for n in names if (key, n.lower()) in reads]
-            blocked = any(rules.column_blocked(snapshot, key, n.lower()) for n in names)
-            return [exp.to_identifier(n, quoted=not plain(n)) for n in read], blocked
+            blocked = any(rules.column_blocked(snapshot, key, c.name.lower()) for c in info.columns)
+            return [
+                TableColumn(
+                    exp.to_identifier(c.name, quoted=not plain(c.name)),
+                    (key, c.name.lower()) in reads,
+                    c.type,
+                )
+                for c in info.columns
+            ], blocked
 
         return columns_of
 

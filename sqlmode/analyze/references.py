@@ -11,8 +11,9 @@ Rules that keep blocked columns out of reach:
 * ``*`` and ``t.*`` expand against the *full* reflected schema. In a CTE or derived table
   a plain star is lazy: only the columns the outer query actually uses count, so
   ``WITH c AS (SELECT * FROM customers) SELECT name FROM c`` reads ``customers.name``
-  only. Everywhere else (the outer query, set operations, DISTINCT, GROUP/ORDER BY ALL,
-  stars inside functions) every column counts;
+  only, and so does a star in a branch of a UNION ALL there, position by position. Everywhere
+  else (the outer query, other set operations, DISTINCT, GROUP/ORDER BY ALL, stars inside
+  functions) every column counts;
 * whole-row values (``row_to_json(c)``, ``SELECT c FROM customers c``), positional
   (``#1``) and regex (``COLUMNS(...)``) selectors and NATURAL joins read every column of
   the sources they can reach;
@@ -175,6 +176,9 @@ class Resolver:
         # Such a CTE's star is read lazily and written out as what its readers name, where the
         # engine's stars are written out anyway (spells_out_stars); else it is read whole.
         self.spells_materialized = traits.materialized_ctes_read_whole and traits.spells_out_stars
+        # A UNION ALL branch's star reads what its readers name by position (_lazy_branch).
+        self.lazy_branches = traits.spells_out_stars or not traits.materialized_ctes_read_whole
+        self.spells_branches = traits.spells_out_stars
         self._own: dict[int, set[int]] = {}
         self._cte_uses: dict[int, int] = {}  # CTE scope -> how many references name it
         # The query a PIVOT statement pivots (`PIVOT (SELECT ...) ON ...`), by the id of its node
@@ -367,6 +371,8 @@ class Resolver:
     def _resolve_scope(self, scope: Scope) -> None:
         expr = scope.expression
         eager = self._stars_are_eager(scope)
+        if isinstance(expr, exp.SetOperation) and self.lazy_branches and not self.spells_branches:
+            self._cast_columns(scope)
         for node in walk_in_scope(expr):
             kind = _KINDS.get(type(node))  # one lookup per node: most nodes are none of these
             if kind is None or (node is expr and kind != "column"):
@@ -418,7 +424,10 @@ class Resolver:
         lateral = isinstance(expr.parent, exp.Subquery) and isinstance(expr.parent.parent, exp.Lateral)
         pivoted = id(expr) in self._pivot_sources
         if (
-            scope.scope_type in (ScopeType.DERIVED_TABLE, ScopeType.CTE) or lateral or pivoted
+            scope.scope_type in (ScopeType.DERIVED_TABLE, ScopeType.CTE)
+            or lateral
+            or pivoted
+            or self._lazy_branch(scope)
         ) and isinstance(expr, exp.Select):
             distinct = expr.args.get("distinct")
             if distinct is not None and not distinct.args.get("on"):
@@ -429,6 +438,38 @@ class Resolver:
             return _orders_by_all(expr) or has_ordinals(expr)
         # EXISTS (SELECT * ...) tests for rows, not values.
         return not (scope.scope_type == ScopeType.SUBQUERY and isinstance(expr.parent, exp.Exists))
+
+    def _lazy_branch(self, scope: Scope) -> bool:
+        """Whether this query is a branch of a set operation whose readers' names reach it by
+        position: a chain of UNION ALL (no ORDER BY on it, no BY NAME) that a derived table, a
+        LATERAL query or a CTE the engine folds into its readers stands for. A ``*`` in such a
+        branch reads, at each position, only what the readers name there (``_compute_outputs``),
+        where the engine can follow that: its stars are written out, by position
+        (rewrite.spell_out_stars), or its check follows each column to its readers. UNION,
+        INTERSECT and EXCEPT compare whole rows: every column of theirs counts."""
+        if scope.scope_type != ScopeType.SET_OPERATION or not self.lazy_branches:
+            return False
+        top = scope.parent
+        while top is not None and top.scope_type == ScopeType.SET_OPERATION:
+            top = top.parent
+        if top is None or not isinstance(top.expression, exp.SetOperation):
+            return False
+        return self._lazy_set_operation(top)
+
+    def _lazy_set_operation(self, scope: Scope) -> bool:
+        """Whether the set operation ``scope`` stands for passes its readers' names to its branches
+        by position (:meth:`_lazy_branch`)."""
+        expr = scope.expression
+        parent = expr.parent
+        if scope.scope_type == ScopeType.CTE:
+            if self._materialized(scope):
+                return False
+        elif not (
+            isinstance(parent, exp.Subquery)
+            and (scope.scope_type == ScopeType.DERIVED_TABLE or isinstance(parent.parent, exp.Lateral))
+        ):
+            return False
+        return _union_all_chain(expr)
 
     def _spells_out(self, scope: Scope) -> bool:
         """Whether the star of this materialized CTE is read as its readers name and written out
@@ -684,7 +725,9 @@ class Resolver:
             items = [(node, src) for node, src in items if src is only or _sid(src) == _sid(only)]
         if items:
             self.refs.lazy_stars.append((star, items))
-            if scope.scope_type == ScopeType.CTE and self._materialized(scope):
+            if (scope.scope_type == ScopeType.CTE and self._materialized(scope)) or (
+                self.spells_branches and self._lazy_branch(scope)
+            ):
                 self.refs.spelled_stars.add(id(star))
 
     def _join_columns(self, scope: Scope, join: exp.Join) -> None:
@@ -779,6 +822,8 @@ class Resolver:
 
     def _compute_outputs(self, scope: Scope) -> list[tuple[str, tuple[Any, ...]]] | None:
         expr = scope.expression
+        if isinstance(expr, exp.SetOperation) and self._lazy_set_operation(scope) and self.lazy_branches:
+            return self._branch_outputs(scope)
         if isinstance(expr, exp.SetOperation):
             left = expr
             while isinstance(left, exp.SetOperation):
@@ -823,6 +868,48 @@ class Resolver:
             else:
                 outs.append((_output_name(proj), _EXPLICIT))
         return outs
+
+    def _branch_outputs(self, scope: Scope) -> list[tuple[str, tuple[Any, ...]]] | None:
+        """A UNION ALL chain's columns (:meth:`_lazy_branch`): the first branch's names, each
+        reading the column at its position in every branch."""
+        branches: list[list[tuple[str, tuple[Any, ...]]]] = []
+        pending = [scope]
+        while pending:
+            node = pending.pop()
+            if isinstance(node.expression, exp.SetOperation):
+                if len(node.set_operation_scopes) != 2:
+                    return None
+                pending.extend(reversed(node.set_operation_scopes))
+                continue
+            outs = self._outputs_of(node)
+            if outs is None or (branches and len(outs) != len(branches[0])):
+                return None
+            branches.append(outs)
+        if not branches:
+            return None
+        return [
+            (name, ("any", tuple(outs[i][1] for outs in branches))) for i, (name, _) in enumerate(branches[0])
+        ]
+
+    def _cast_columns(self, scope: Scope) -> None:
+        """The columns a lazy UNION ALL (:meth:`_lazy_branch`) casts, read whether its readers name
+        them or not: where its branches' columns at a position are not all table columns of one
+        type, the engine's plan casts each to the common type, and a cast reads its column
+        (DuckDB's check counts it). On an engine whose stars are written out, a column nobody
+        reads is a NULL of its type there (rewrite.spell_out_stars): nothing to cast."""
+        if not self._lazy_set_operation(scope):
+            return
+        for _, origin in self._outputs_of(scope) or []:
+            if origin[0] != "any":
+                continue
+            types = {self._type_of(*self._base_of(inner)) for inner in origin[1]}
+            if len(types) > 1 or None in types:
+                self._demand(origin, None, "a star in a UNION ALL branch")
+
+    def _type_of(self, table: str, column: str) -> str | None:
+        info = self.snapshot.table(table) if table else None
+        found = [c.type for c in info.columns if c.name.lower() == column] if info else []
+        return found[0] if found else None
 
     def _join_outputs(self, scope: Scope, expr: exp.Table) -> list[tuple[str, tuple[Any, ...]]] | None:
         """``(a JOIN b ON ...) AS x``: x's columns are every column of the joined sources, in order.
@@ -919,6 +1006,9 @@ class Resolver:
         kind = origin[0]
         if kind == "base":
             self._record(origin[1], origin[2], col, where)
+        elif kind == "any":  # a UNION ALL's column: the column at its position in every branch
+            for inner in origin[1]:
+                self._demand(inner, col, where)
         elif kind == "via":
             outs = self._outputs_of(origin[1])
             if outs is None:
@@ -1011,6 +1101,10 @@ class Resolver:
         """The base (table, column) an output origin reads, or empty strings."""
         if origin[0] == "base":
             return origin[1], origin[2]
+        if origin[0] == "any" and depth < 50:
+            for inner in origin[1]:
+                if (base := self._base_of(inner, depth + 1))[0]:
+                    return base
         if origin[0] == "via" and depth < 50:
             for n, inner in self._outputs_of(origin[1]) or []:
                 if n == origin[2]:
@@ -1417,6 +1511,25 @@ def _apply_star_modifiers(
             continue
         result.append((renamed.get(name, name), origin))
     return result
+
+
+def _union_all_chain(node: exp.Expr) -> bool:
+    """Whether ``node`` is a chain of UNION ALL, parenthesized or not, without ORDER BY, BY NAME
+    or CORRESPONDING on any of its set operations: its branches' columns meet only by position."""
+    pending = [node]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, exp.Subquery):
+            if any(v for k, v in node.args.items() if k != "this"):
+                return False
+            pending.append(node.this)
+        elif isinstance(node, exp.SetOperation):
+            if not isinstance(node, exp.Union) or node.args.get("distinct") is not False:
+                return False
+            if any(node.args.get(k) for k in ("by_name", "side", "kind", "on", "order")):
+                return False
+            pending.extend([node.this, node.expression])
+    return True
 
 
 def _recursive_cte(scope: Scope) -> bool:

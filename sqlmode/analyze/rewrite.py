@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
@@ -32,6 +33,19 @@ class Limited:
 
 # A bare VALUES' own ORDER BY, LIMIT and OFFSET.
 _MODIFIERS = ("order", "limit", "offset")
+
+
+class TableColumn(NamedTuple):
+    """A base table's column as a written-out star gives it."""
+
+    name: exp.Identifier
+    read: bool  # whether the query reads it anywhere
+    type: str  # as the schema shows it
+
+
+# A base table's columns in its order, and whether the table has blocked columns (None: not a
+# table to write out).
+TableColumns = Callable[[exp.Table], tuple[list[TableColumn], bool] | None]
 
 
 def _literal_int(node: exp.Expr | None) -> int | None:
@@ -143,17 +157,19 @@ def render(root: exp.Expr, dialect: str) -> str:
 def spell_out_stars(
     root: exp.Expr,
     lazy: list[tuple[exp.Expr, list[tuple[exp.Expr, Any]]]],
-    columns_of: Callable[[exp.Table], tuple[list[exp.Identifier], bool] | None],
+    columns_of: TableColumns,
+    dialect: str,
     forced: set[int] | frozenset[int] = frozenset(),
 ) -> int | None:
     """Write out each lazy star that stands for a table with blocked columns.
 
     ``lazy``: the stars of subqueries and CTEs that read only what their readers name, with the
     FROM items each stands for (``References.lazy_stars``). ``columns_of``: the columns of a base
-    table that the query reads anywhere, in the table's order, and whether the table has blocked
-    columns (None: not a table to write out). An engine that checks a reader's privilege on every
-    column a ``*`` expands to (PostgreSQL's column grants) refuses ``EXISTS (SELECT * FROM
-    customers ...)`` for the blocked column the query never reads. Written out as the columns the
+    table in its order, each with whether the query reads it anywhere, and whether the table has
+    blocked columns (None: not a table to write out). ``dialect``: sqlglot's, for a column's type.
+    An engine that checks a reader's privilege on every column a ``*`` expands to (PostgreSQL's
+    column grants) refuses ``EXISTS (SELECT * FROM customers ...)`` for the blocked column the
+    query never reads. Written out as the columns the
     query reads, the star still gives every name its readers use (each name they bind through it
     is a column read), and the normalized code reads what the query as written reads, no more.
 
@@ -161,9 +177,13 @@ def spell_out_stars(
     materialized CTE's, which the engine's CTE scan would otherwise read whole).
 
     A star stays as written where what it gives depends on position or on columns not named: a
-    column list on its query, on a reference to its CTE or on a parenthesized join, a set
-    operation, USING or NATURAL (the engine merges columns), EXCLUDE / REPLACE / RENAME, an alias
-    column list on a table, a FROM item without a name. Returns how many stars were written out,
+    column list on its query, on a reference to its CTE or on a parenthesized join, USING or
+    NATURAL (the engine merges columns), EXCLUDE / REPLACE / RENAME, an alias column list on a
+    table, a FROM item without a name. A star of a set operation's branch (a UNION ALL whose
+    readers name columns by position: ``References``) keeps every position: each column the query
+    reads nowhere is written as a NULL of the column's type (the other branches' columns are
+    matched to it as to the column), named as the column in the first branch, which names the
+    set operation's columns. Returns how many stars were written out,
     or None, with nothing written, when a ``forced`` star must stay as written: the query's reads
     are then those of the star read whole.
     """
@@ -177,7 +197,7 @@ def spell_out_stars(
         forced = closed
     planned: list[tuple[exp.Select, exp.Expr, list[exp.Expr]]] = []
     for star, items in lazy:
-        parts = _star_columns(root, star, items, columns_of, id(star) in forced)
+        parts = _star_columns(root, star, items, columns_of, id(star) in forced, dialect)
         if parts is None:
             if id(star) in forced:
                 return None
@@ -233,13 +253,17 @@ def _star_columns(
     root: exp.Expr,
     star: exp.Expr,
     items: list[tuple[exp.Expr, Any]],
-    columns_of: Callable[[exp.Table], tuple[list[exp.Identifier], bool] | None],
+    columns_of: TableColumns,
     always: bool,
+    dialect: str,
 ) -> list[exp.Expr] | None:
     """What ``star`` is written out as (spell_out_stars), or None where it stays as written (it
     also stays, unless ``always``, where none of its tables has a blocked column)."""
     select = star.parent
-    if not isinstance(select, exp.Select) or star.arg_key != "expressions" or _positional(select, root):
+    if not isinstance(select, exp.Select) or star.arg_key != "expressions":
+        return None
+    branch = _set_branch(select)
+    if (branch and not always) or (not branch and _positional(select, root)):
         return None
     inner = star.this if isinstance(star, exp.Column) else star
     if any(inner.args.get(k) for k in ("except_", "replace", "rename")):
@@ -257,12 +281,59 @@ def _star_columns(
             return None
         cols = columns_of(table) if table is not None else None
         if cols is None:
+            if branch:
+                return None  # what the star gives at each position is not known here
             parts.append(exp.Column(this=exp.Star(), table=qualifier.copy()))
             continue
-        names, blocked = cols
+        columns, blocked = cols
         hides |= blocked
-        parts.extend(exp.Column(this=n.copy(), table=qualifier.copy()) for n in names)
+        for col in columns:
+            if col.read:
+                parts.append(exp.Column(this=col.name.copy(), table=qualifier.copy()))
+            elif branch:
+                null = _null_of(col.type, dialect)
+                parts.append(exp.alias_(null, col.name.copy()) if branch == "first" else null)
     return parts if hides or always else None
+
+
+def _set_branch(select: exp.Select) -> str | None:
+    """Which branch of a set operation ``select`` is, parenthesized or not: "first" (it names the
+    columns), "later", or None (not a branch). A branch's columns meet the others' by position."""
+    node: exp.Expr = select
+    first = True
+    branch = False
+    while True:
+        parent = node.parent
+        if (
+            isinstance(parent, exp.Subquery)
+            and node.arg_key == "this"
+            and isinstance(parent.parent, exp.SetOperation)
+        ):
+            node = parent
+        elif isinstance(parent, exp.SetOperation) and node.arg_key in ("this", "expression"):
+            branch = True
+            first &= node.arg_key == "this"
+            node = parent
+        else:
+            break
+    return ("first" if first else "later") if branch else None
+
+
+def _null_of(type_name: str, dialect: str) -> exp.Expr:
+    """A NULL of a column's type: a branch gives it where the column stood, so the set operation's
+    column keeps the type the other branches are matched to. A type sqlglot does not know (one of
+    the database's own) is an untyped NULL, which takes the other branches' type."""
+    built = _data_type(type_name, dialect)
+    return exp.Null() if built is None else exp.Cast(this=exp.Null(), to=built.copy())
+
+
+@lru_cache(maxsize=256)
+def _data_type(type_name: str, dialect: str) -> exp.DataType | None:
+    try:
+        built = exp.DataType.build(type_name, dialect=dialect)
+    except Exception:  # sqlglot cannot read it: a type of the database's own
+        return None
+    return None if built.is_type(exp.DataType.Type.USERDEFINED) else built
 
 
 def _positional(select: exp.Select, root: exp.Expr) -> bool:

@@ -150,3 +150,40 @@ def test_a_materialized_ctes_star_over_a_query_writes_that_querys_star_out_too(
     assert sorted(a.columns) == columns
     again = analyzer.analyze(a.normalized_code, snapshot)
     assert again.violations == [] and again.columns == a.columns
+
+
+def test_a_union_all_branchs_star_keeps_every_position() -> None:
+    # The branches meet by position: a column the query reads nowhere is a NULL of its type (one
+    # sqlglot does not know, the database's own: an untyped NULL), named as the column in the first
+    # branch only, which names the columns. Each branch still gives as many columns, in the same
+    # places, and `a` under the column list is still `people.id` in both.
+    analyzer, _ = _analyzer("postgres")
+    types = {"id": "INTEGER", "Full Name": "TIMESTAMP WITHOUT TIME ZONE", "select": "public.mood"}
+    table = TableInfo(name="people", columns=tuple(ColumnInfo(c, types.get(c, "VARCHAR")) for c in COLUMNS))
+    snapshot = SchemaSnapshot.build(as_dialect("postgres"), "w", [table], blocked_fields=["people.ssn"])
+    code = (
+        'SELECT a, "Region" FROM ((SELECT * FROM people WHERE id < 5) UNION ALL SELECT * FROM people) AS t(a)'
+    )
+    a = analyzer.analyze(code, snapshot)
+    first = (
+        'SELECT people.id, CAST(NULL AS TIMESTAMP) AS "Full Name", NULL AS "select", people."Region", '
+        "CAST(NULL AS VARCHAR) AS ssn FROM people WHERE id < 5"
+    )
+    later = (
+        'SELECT people.id, CAST(NULL AS TIMESTAMP), NULL, people."Region", CAST(NULL AS VARCHAR) FROM people)'
+    )
+    assert a.violations == [] and first in a.normalized_code and later in a.normalized_code, a.normalized_code
+    assert sorted(a.columns) == ["people.id", "people.region"]
+    again = analyzer.analyze(a.normalized_code, snapshot)
+    assert again.violations == [] and again.columns == a.columns
+    # A branch whose star stands for another query cannot be written out by position: read whole.
+    nested = analyzer.analyze(
+        'SELECT "Region" FROM (SELECT * FROM (SELECT * FROM people) p UNION ALL SELECT * FROM people) t',
+        snapshot,
+    )
+    assert [v.code for v in nested.violations] == ["COLUMN_BLOCKED"], nested.violations
+    # UNION compares whole rows: every column of its stars counts.
+    distinct = analyzer.analyze(
+        'SELECT "Region" FROM (SELECT * FROM people UNION SELECT * FROM people) t', snapshot
+    )
+    assert [v.code for v in distinct.violations] == ["COLUMN_BLOCKED"], distinct.violations
