@@ -15,8 +15,9 @@ Rules that keep blocked columns out of reach:
   else (the outer query, other set operations, DISTINCT, GROUP/ORDER BY ALL, stars inside
   functions) every column counts;
 * whole-row values (``row_to_json(c)``, ``SELECT c FROM customers c``), positional
-  (``#1``) and regex (``COLUMNS(...)``) selectors and NATURAL joins read every column of
-  the sources they can reach;
+  (``#1``) and regex (``COLUMNS(...)``) selectors read every column of the sources they can
+  reach; a NATURAL join reads every name two of its scope's sources give, from each of them,
+  and every column where a source's columns are not exactly known;
 * anything the resolver cannot place is matched against every table in the query, so an
   unplaced ``ssn`` still counts as ``customers.ssn``.
 
@@ -742,9 +743,29 @@ class Resolver:
                     if out_name == name:
                         self._demand(origin, None, "JOIN")
         if str(join.args.get("method") or "").upper() == "NATURAL":
-            # Shared column names are compared: read them all, on every side.
-            for src in self._sources_of(scope).values():
-                self._demand_source(src, None, "a NATURAL join")
+            self._natural_columns(scope)
+
+    def _natural_columns(self, scope: Scope) -> None:
+        """A NATURAL join compares the columns of the same name on its sides: every name two of the
+        scope's sources give is read, from each source that gives it. Where a source's columns are
+        not exactly known (a table function, VALUES, a name the engine gives), every column of every
+        source is."""
+        given: list[tuple[Any, list[tuple[str, tuple[Any, ...]]]]] = []
+        for _, src in self._ordered_sources(scope):
+            outs = self._source_outputs(src)
+            if outs is None or any(o is _MAYBE or n.startswith(_ENGINE_NAMED) for n, o in outs):
+                for whole in self._sources_of(scope).values():
+                    self._demand_source(whole, None, "a NATURAL join")
+                return
+            given.append((src, outs))
+        sources_of: dict[str, int] = {}
+        for _, outs in given:
+            for name in {n for n, _ in outs}:
+                sources_of[name] = sources_of.get(name, 0) + 1
+        for _, outs in given:
+            for name, origin in outs:
+                if sources_of[name] > 1:
+                    self._demand(origin, None, "a NATURAL join")
 
     # -- outputs of sources --------------------------------------------------------------
 
