@@ -27,12 +27,12 @@ from sqlmode.engines._duckdb_exec import DuckDBExecutor
 from sqlmode.engines._postgres_exec import PostgresExecutor
 from sqlmode.errors import SqlmodeError
 from sqlmode.execute import open_executor
-from tests.fixtures.cases import FIXTURES, Case, load_cases
+from tests.fixtures.cases import Case, attack_cases
 
 from .test_postgres_session import each_pooled_session, reader_name, wait_until_idle
 
-PG_CASES = load_cases(FIXTURES / "attacks" / "postgres.sql")
-DUCK_CASES = load_cases(FIXTURES / "attacks" / "duckdb.sql")
+PG_CASES = attack_cases("postgres")
+DUCK_CASES = attack_cases("duckdb")
 # One huge scalar value (a billion-element list, a gigabyte string): DuckDB checks for interrupts
 # only after computing it, 4-35 s later. The caller still gets its timeout at the deadline (see
 # test_uninterruptible_duckdb_computation_still_answers_at_the_deadline); only the analyzer's
