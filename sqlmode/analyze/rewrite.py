@@ -176,14 +176,14 @@ def spell_out_stars(
     ``forced``: ids of stars written out whatever their tables (``References.spelled_stars``: a
     materialized CTE's, which the engine's CTE scan would otherwise read whole).
 
-    A star stays as written where what it gives depends on position or on columns not named: a
-    column list on its query, on a reference to its CTE or on a parenthesized join, USING or
-    NATURAL (the engine merges columns), EXCLUDE / REPLACE / RENAME, an alias column list on a
-    table, a FROM item without a name. A star of a set operation's branch (a UNION ALL whose
-    readers name columns by position: ``References``) keeps every position: each column the query
-    reads nowhere is written as a NULL of the column's type (the other branches' columns are
-    matched to it as to the column), named as the column in the first branch, which names the
-    set operation's columns. Returns how many stars were written out,
+    Where its readers take its columns by position (a set operation's branch, a column list on
+    its query or on a reference to its CTE), a star keeps every position: each column the query
+    reads nowhere is written as a NULL of the column's type (a set operation's other branches are
+    matched to it as to the column), named as the column, except in a set operation's later
+    branches (the first names the columns). It stays as written where what it gives depends on
+    columns not named: a column list on a parenthesized join, USING or NATURAL (the engine merges
+    columns), EXCLUDE / REPLACE / RENAME, an alias column list on a table, a FROM item without a
+    name, a positional star over another query. Returns how many stars were written out,
     or None, with nothing written, when a ``forced`` star must stay as written: the query's reads
     are then those of the star read whole.
     """
@@ -263,8 +263,9 @@ def _star_columns(
     if not isinstance(select, exp.Select) or star.arg_key != "expressions":
         return None
     branch = _set_branch(select)
-    if (branch and not always) or (not branch and _positional(select, root)):
+    if branch and not always:
         return None
+    positional = branch is not None or _positional(select, root)
     inner = star.this if isinstance(star, exp.Column) else star
     if any(inner.args.get(k) for k in ("except_", "replace", "rename")):
         return None
@@ -281,7 +282,7 @@ def _star_columns(
             return None
         cols = columns_of(table) if table is not None else None
         if cols is None:
-            if branch:
+            if positional:
                 return None  # what the star gives at each position is not known here
             parts.append(exp.Column(this=exp.Star(), table=qualifier.copy()))
             continue
@@ -290,9 +291,9 @@ def _star_columns(
         for col in columns:
             if col.read:
                 parts.append(exp.Column(this=col.name.copy(), table=qualifier.copy()))
-            elif branch:
+            elif positional:
                 null = _null_of(col.type, dialect)
-                parts.append(exp.alias_(null, col.name.copy()) if branch == "first" else null)
+                parts.append(null if branch == "later" else exp.alias_(null, col.name.copy()))
     return parts if hides or always else None
 
 

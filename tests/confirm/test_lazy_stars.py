@@ -100,23 +100,34 @@ async def test_a_lazy_star_runs_and_answers_as_the_named_columns_do(svc: CodeMod
         assert again.is_valid and again.columns == v.columns, (v.normalized_code, again.violations)
 
 
-async def test_a_star_given_by_position_stays_as_written(svc: CodeModeService) -> None:
-    # Written out, the star would lose ssn's position: `d` here is region, and stays so.
+async def test_a_star_given_by_position_keeps_every_position(svc: CodeModeService) -> None:
+    # `d` here is region. Where stars are written out, each column the query reads nowhere is a
+    # NULL of its type in its place, so `d` is still region, and the reader role runs it.
+    spells = svc.engine.traits.spells_out_stars
+    region = await _rows(svc, "SELECT region FROM customers ORDER BY 1 LIMIT 2")
     for code in (
         "SELECT t.d FROM (SELECT * FROM customers) AS t(a, b, c, d) ORDER BY 1 LIMIT 2",
         "WITH w(a, b, c, d) AS (SELECT * FROM customers) SELECT d FROM w ORDER BY 1 LIMIT 2",
-        # a column list on a parenthesized join names its items' columns by position too
-        "WITH w AS (SELECT * FROM customers) SELECT x.d FROM (w JOIN customers k ON k.id = w.id) "
-        "AS x(a, b, c, d) ORDER BY 1 LIMIT 2",
     ):
         v = await svc.validate(code)
-        if not v.is_valid:  # the reader role: the engine checks every column of the star
-            assert [x.code for x in v.violations] == ["ENGINE_REFUSED"], (code, v.violations)
-            assert "name the columns you need instead of *" in (v.violations[0].hint or "")
-            continue
-        assert "SELECT * FROM customers" in v.normalized_code, v.normalized_code
+        assert v.is_valid, (code, v.violations)
+        assert ("SELECT * FROM customers" in v.normalized_code) is not spells, v.normalized_code
+        assert ("CAST(NULL AS VARCHAR(20)) AS ssn" in v.normalized_code) is spells, v.normalized_code
         rows = (await svc.execute(v.normalized_code, v.approval_token or "")).rows
-        assert rows == await _rows(svc, "SELECT region FROM customers ORDER BY 1 LIMIT 2"), code
+        assert rows == region, code
+    # A column list on a parenthesized join names its items' columns by position, through the
+    # join: that star stays as written (the reader role: the engine refuses it, with the hint).
+    code = (
+        "WITH w AS (SELECT * FROM customers) SELECT x.d FROM (w JOIN customers k ON k.id = w.id) "
+        "AS x(a, b, c, d) ORDER BY 1 LIMIT 2"
+    )
+    v = await svc.validate(code)
+    if not v.is_valid:
+        assert [x.code for x in v.violations] == ["ENGINE_REFUSED"], (code, v.violations)
+        assert "name the columns you need instead of *" in (v.violations[0].hint or "")
+    else:
+        assert "SELECT * FROM customers" in v.normalized_code, v.normalized_code
+        assert (await svc.execute(v.normalized_code, v.approval_token or "")).rows == region, code
 
 
 async def test_a_star_is_written_out_only_where_its_columns_are_exact(svc: CodeModeService) -> None:
