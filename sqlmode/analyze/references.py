@@ -455,7 +455,9 @@ class Resolver:
             top = top.parent
         if top is None or not isinstance(top.expression, exp.SetOperation):
             return False
-        return self._lazy_set_operation(top)
+        # Its readers see through it only where its columns are known position by position (not
+        # while they are being worked out: a branch's own columns do not depend on this).
+        return self._lazy_set_operation(top) and self._outputs_of(top) is not None
 
     def _lazy_set_operation(self, scope: Scope) -> bool:
         """Whether the set operation ``scope`` stands for passes its readers' names to its branches
@@ -792,8 +794,7 @@ class Resolver:
             outs = self._outputs_of(src.scope)
             if outs is None:
                 return None
-            names = src.names
-            return [(names[i] if i < len(names) else n, origin) for i, (n, origin) in enumerate(outs)]
+            return _renamed(outs, src.names, _merges_star_columns(src.scope.expression))
         key = id(src)
         if key not in self._table_outs:
             self._table_outs[key] = self._table_outputs(src)
@@ -834,8 +835,7 @@ class Resolver:
         outs = self._compute_outputs(scope)
         declared = scope.outer_columns or _cte_column_list(scope.expression)
         if outs is not None and declared and not _is_join(scope.expression):  # a join renames its own
-            renamed = [c.lower() for c in declared]
-            outs = [(renamed[i] if i < len(renamed) else n, origin) for i, (n, origin) in enumerate(outs)]
+            outs = _renamed(outs, [c.lower() for c in declared], _merges_star_columns(scope.expression))
         if outs is not None and (added := _search_columns(scope.expression)):
             outs = outs + [(name, _EXPLICIT) for name in added]
         self._outputs[key] = outs
@@ -905,6 +905,8 @@ class Resolver:
             outs = self._outputs_of(node)
             if outs is None or (branches and len(outs) != len(branches[0])):
                 return None
+            if _merges_star_columns(node.expression):
+                return None  # its columns' positions are the engine's: every column may be read
             branches.append(outs)
         if not branches:
             return None
@@ -1305,6 +1307,26 @@ def _comprehension_variable(col: exp.Column, name: str) -> bool:
                 return True
         child, node = node, node.parent
     return False
+
+
+def _renamed(
+    outs: list[tuple[str, tuple[Any, ...]]], names: list[str], uncertain: bool
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """``outs`` under a column list: the names rename the columns in order, the rest keep theirs.
+    ``uncertain``: the order is the engine's (:func:`_merges_star_columns`), so each listed name
+    may be any of the columns, and each column may keep its own name."""
+    if uncertain:
+        return [(name, origin) for name in names for _, origin in outs] + outs
+    return [(names[i] if i < len(names) else n, origin) for i, (n, origin) in enumerate(outs)]
+
+
+def _merges_star_columns(expr: exp.Expr) -> bool:
+    """Whether a ``*`` of this query stands over a USING or NATURAL join: the engine merges the
+    shared columns into one (PostgreSQL puts them first, DuckDB keeps the left side's place), so
+    which column stands at which position is not the order of the sources' columns."""
+    if not isinstance(expr, exp.Select) or not any(_is_any_star(p) for p in expr.expressions):
+        return False
+    return any(j.args.get("using") or j.args.get("method") for j in expr.args.get("joins") or [])
 
 
 class _Renamed:
