@@ -177,7 +177,10 @@ class Resolver:
         # Such a CTE's star is read lazily and written out as what its readers name, where the
         # engine's stars are written out anyway (spells_out_stars); else it is read whole.
         self.spells_materialized = traits.materialized_ctes_read_whole and traits.spells_out_stars
-        # A UNION ALL branch's star reads what its readers name by position (_lazy_branch).
+        # A UNION ALL branch's star reads what its readers name by position (_lazy_branch) where
+        # the engine can follow that: its stars are written out by position (spells_out_stars), or
+        # its check follows each column to its readers, as it does a CTE's (DuckDB's lineage, the
+        # engines that do not read a materialized CTE whole).
         self.lazy_branches = traits.spells_out_stars or not traits.materialized_ctes_read_whole
         self.spells_branches = traits.spells_out_stars
         self._own: dict[int, set[int]] = {}
@@ -843,7 +846,7 @@ class Resolver:
 
     def _compute_outputs(self, scope: Scope) -> list[tuple[str, tuple[Any, ...]]] | None:
         expr = scope.expression
-        if isinstance(expr, exp.SetOperation) and self._lazy_set_operation(scope) and self.lazy_branches:
+        if isinstance(expr, exp.SetOperation) and self.lazy_branches and self._lazy_set_operation(scope):
             return self._branch_outputs(scope)
         if isinstance(expr, exp.SetOperation):
             left = expr
