@@ -225,3 +225,59 @@ def test_verdict_does_not_depend_on_probed_literals(data: st.DataObject, dialect
 def test_issue_oracle_gets_one_verdict_for_every_probe(probe: str) -> None:
     sql = f"SELECT len([ssn FOR ssn IN (SELECT list(id) FROM customers WHERE ssn < '{probe}')]) AS r"
     assert _verdict("duckdb", sql) == ["COLUMN_BLOCKED"]
+
+
+# Stars whose readers take their columns by position, with the columns each gives in the engine's
+# order (the same on both engines).
+_CUSTOMERS = ["id", "name", "email", "ssn", "region", "segment", "created_at"]
+_ORDERS = ["id", "customer_id", "status", "total", "created_at"]
+_C = [f"customers.{c}" for c in _CUSTOMERS]
+_O = [f"orders.{c}" for c in _ORDERS]
+POSITIONAL_STARS = [
+    ("SELECT * FROM customers", _C),
+    ("SELECT *, 1 AS one FROM customers", [*_C, ""]),
+    ("SELECT 0 AS z, c.* FROM customers c", ["", *_C]),
+    ("SELECT c.*, o.* FROM customers c JOIN orders o ON o.customer_id = c.id", _C + _O),
+    ("SELECT o.*, c.* FROM orders o JOIN customers c ON o.customer_id = c.id", _O + _C),
+    ("SELECT * FROM customers UNION ALL SELECT * FROM customers WHERE id > 9", _C),
+    ("(SELECT * FROM customers) UNION ALL (SELECT c.* FROM customers c)", _C),
+]
+POSITIONAL_READERS = [
+    "SELECT count(DISTINCT t.{k}) FROM ({inner}) AS t({names})",
+    "WITH w({names}) AS ({inner}) SELECT count(DISTINCT {k}) FROM w",
+    "WITH w AS ({inner}) SELECT count(DISTINCT x.{k}) FROM w AS x({names})",
+    "SELECT count(DISTINCT l.{k}) FROM (SELECT 1 AS one) s CROSS JOIN LATERAL ({inner}) AS l({names})",
+]
+
+
+def _positional_cases() -> Iterator[tuple[str, str, str]]:
+    for inner, columns in POSITIONAL_STARS:
+        for k, column in enumerate(columns):
+            names = ", ".join(f"k{i}" for i in range(k + 1))
+            for reader in POSITIONAL_READERS:
+                yield reader.format(k=f"k{k}", inner=inner, names=names), column, inner
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_name_given_by_position_reads_the_column_at_that_position(dialect: str) -> None:
+    # Every position of every star, renamed by a column list on a derived table, a CTE, a
+    # reference to a CTE or a LATERAL query: the name reads the column at its position and, on an
+    # engine whose stars are written out, the normalized code reads the same. A position that
+    # holds ssn is refused.
+    analyzer, snapshot = ANALYZERS[dialect], SNAPSHOTS[dialect]
+    seen = 0
+    for code, column, inner in _positional_cases():
+        a = analyzer.analyze(code, snapshot)
+        if column == "customers.ssn":
+            assert [v.code for v in a.violations] == ["COLUMN_BLOCKED"], (code, a.violations)
+            continue
+        assert a.violations == [], (code, a.violations)
+        assert not column or column in a.columns, (code, a.columns)
+        # Nothing else is read but what the star's own query names (its join keys and filters).
+        named = set(re.findall(r"\w+", inner))
+        extra = {c for c in a.columns if c != column and c.split(".")[1] not in named}
+        assert extra == set(), (code, a.columns)
+        again = analyzer.analyze(a.normalized_code, snapshot)
+        assert again.violations == [] and again.columns == a.columns, (a.normalized_code, again.violations)
+        seen += 1
+    assert seen == 4 * sum(len(c) - c.count("customers.ssn") for _, c in POSITIONAL_STARS)
