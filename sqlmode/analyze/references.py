@@ -890,7 +890,8 @@ class Resolver:
                 star = proj.this if isinstance(proj.this, exp.Star) else proj
                 outs.extend(_apply_star_modifiers(star, src_outs, proj.table.lower(), eager))
             else:
-                outs.append((_output_name(proj), _EXPLICIT))
+                # The expression itself: a UNION ALL's branches are matched by its type (_cast_columns).
+                outs.append((_output_name(proj), ("expr", proj)))
         return outs
 
     def _branch_outputs(self, scope: Scope) -> list[tuple[str, tuple[Any, ...]]] | None:
@@ -928,13 +929,23 @@ class Resolver:
         for _, origin in self._outputs_of(scope) or []:
             if origin[0] != "any":
                 continue
-            types = {self._type_of(*self._base_of(inner)) for inner in origin[1]}
-            if len(types) > 1 or None in types:
+            types = {self._branch_type(inner) for inner in origin[1]} - {"NULL"}
+            columns = types - {"STRING"}
+            if None in types or len(columns) > 1 or ("STRING" in types and columns - {"VARCHAR"}):
                 self._demand(origin, None, "a star in a UNION ALL branch")
 
-    def _type_of(self, table: str, column: str) -> str | None:
+    def _branch_type(self, origin: tuple[Any, ...]) -> str | None:
+        """A branch column's type, where the analyzer knows it: a table column's, "NULL" for NULL
+        and "STRING" for a string constant, which take the table column's type without a cast
+        (DuckDB's binder casts the constant to VARCHAR). None: any other expression."""
+        if origin[0] == "expr" and len(origin) > 1:
+            node = origin[1].unalias()
+            if isinstance(node, exp.Null):
+                return "NULL"
+            return "STRING" if isinstance(node, exp.Literal) and node.is_string else None
+        table, column = self._base_of(origin)
         info = self.snapshot.table(table) if table else None
-        found = [c.type for c in info.columns if c.name.lower() == column] if info else []
+        found = [c.type.upper() for c in info.columns if c.name.lower() == column] if info else []
         return found[0] if found else None
 
     def _join_outputs(self, scope: Scope, expr: exp.Table) -> list[tuple[str, tuple[Any, ...]]] | None:
