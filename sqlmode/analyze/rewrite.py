@@ -338,11 +338,10 @@ def _data_type(type_name: str, dialect: str) -> exp.DataType | None:
 
 
 def _positional(select: exp.Select, root: exp.Expr) -> bool:
-    """Whether the columns ``select`` gives are named or used by position somewhere (an ordinal
-    in ``select`` itself makes its star read whole, never lazy: ``Resolver._stars_are_eager``)."""
+    """Whether the columns ``select`` gives are named by position by a column list (a set
+    operation's branch is ``_set_branch``'s; an ordinal in ``select`` itself makes its star read
+    whole, never lazy: ``Resolver._stars_are_eager``)."""
     holder = select.parent
-    if isinstance(holder, exp.SetOperation):
-        return True
     if isinstance(holder, exp.Subquery):
         lateral = holder.parent if isinstance(holder.parent, exp.Lateral) else None
         return bool(holder.alias_column_names) or bool(lateral is not None and lateral.alias_column_names)
